@@ -1,0 +1,328 @@
+"""The command line: thin commands that open a workspace and call one function each.
+
+Every reporting command takes ``--json`` and then prints exactly one JSON object on stdout
+(progress bars and messages go to stderr). Errors a user can fix print one line and exit 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Callable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from adaptloop.errors import AdaptloopError
+
+# Offline by default: nothing may wait on a model hub (users with a hub can set it to 0).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+app = typer.Typer(
+    help="adaptloop: adapt small language models to a task, and keep them improving.\n\n"
+         "Start with `adaptloop init ws`, then `adaptloop new PROMPT --data FILE` inside it.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console(width=None if Console().is_terminal else 140)
+
+WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+    "--workspace", "-w", help="Workspace folder [default: $ADAPTLOOP_WORKSPACE, else the current "
+                              "directory].", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+
+
+@contextmanager
+def _progress() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]]]:
+    """A progress-bar factory on stderr (silent when stderr is not a terminal)."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    bars = Progress(TextColumn("{task.description:<26}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err,
+                    disable=not err.is_terminal)
+
+    def factory(description: str, total: Optional[int]) -> Callable[[int], None]:
+        task = bars.add_task(description, total=total)
+        return lambda n: bars.advance(task, n)
+
+    with bars:
+        yield factory
+
+
+def _open(workspace: Optional[Path]):  # noqa: ANN202
+    from adaptloop.workspace import Workspace
+
+    return Workspace.open(workspace)
+
+
+@app.command()
+def init(
+    path: Annotated[Optional[Path], typer.Argument(help="Folder to create [default: the workspace].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a workspace: adaptloop.toml (settings) and .adaptloop/ (store, artifacts)."""
+    from adaptloop.config import resolve_workspace
+    from adaptloop.workspace import init_workspace
+
+    root = init_workspace(path or resolve_workspace(workspace))
+    if as_json:
+        _emit({"workspace": str(root), "config": str(root / "adaptloop.toml")})
+    else:
+        err.print(f"workspace ready: {root}  (settings in adaptloop.toml)")
+
+
+def _show_spec(spec: dict[str, Any], curation: dict[str, Any] | None = None) -> None:
+    labels = spec["labels"]
+    shown = ", ".join(labels[:8]) + (f", … ({len(labels)} in all)" if len(labels) > 8 else "")
+    err.print(f"[bold]task[/] {spec['name']}  family={spec['family']}  "
+              f"primary metric={spec['primary_metric']} (+ {', '.join(spec['secondary_metrics'])})")
+    err.print(f"[bold]labels[/] {shown}")
+    if spec.get("out_of_scope_label"):
+        err.print(f"[bold]out-of-scope label[/] {spec['out_of_scope_label']}")
+
+
+def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
+    t = Table(title=title, show_lines=False)
+    for col in ("id", "node", "parent", "strategy", "recipe", "dev acc", "eval acc", "sec",
+                "status"):
+        t.add_column(col)
+    t.caption = "\n".join(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}"
+                          for n in nodes)
+    t.caption_justify = "left"
+    for n in nodes:
+        t.add_row(str(n["id"]), n["name"], str(n["parent_id"] or "-"), n["pipeline"]["strategy"],
+                  n["pipeline"]["recipe"], f"{n['dev'].get('accuracy', float('nan')):.4f}"
+                  if n["dev"] else "-",
+                  f"{n['eval']['accuracy']:.4f}" if n["eval"].get("accuracy") is not None else "-",
+                  f"{n['train_seconds']:.0f}", n["status"])
+    return t
+
+
+@app.command()
+def new(
+    prompt: Annotated[Optional[str], typer.Argument(help="The task in plain words.")] = None,
+    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="JSONL with text and label per line.")] = None,
+    budget: Annotated[Optional[str], typer.Option(help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cold start: spec → frozen eval set → curation → search → promote the winner.
+
+    Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
+    budget, selects on a dev split, scores the winner on the frozen eval set and promotes
+    it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
+    """
+    from adaptloop.agent.budget import parse_budget
+    from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
+    from adaptloop.data.sources import load_classification
+
+    ws = _open(workspace)
+    if resume:
+        run_id = resumable_run(ws)
+        with _progress() as progress:
+            result = ColdStart(ws, run_id, progress=progress).run()
+    else:
+        if not prompt or data is None:
+            raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
+                                 "`adaptloop new --help`")
+        seconds = parse_budget(budget or ws.settings.agent.budget)
+        loaded = load_classification(data)
+        if loaded.quarantined:
+            err.print(f"[yellow]{len(loaded.quarantined)} malformed lines quarantined[/] "
+                      f"(first: line {loaded.quarantined[0].line_no}: {loaded.quarantined[0].reason})")
+        from adaptloop.agent.spec import infer_spec
+
+        spec = infer_spec(prompt, loaded.examples, source=str(data))
+        _show_spec(spec.to_dict())
+        with _progress() as progress:
+            result = cold_start(ws, loaded, prompt, seconds, progress=progress)
+    r = result.to_dict()
+    if as_json:
+        _emit(r)
+        return
+    c = r["curation"]
+    if c:
+        err.print(f"[bold]data[/] {c['source']} examples → eval {c['eval']} (frozen "
+                  f"{r['eval_set_id']}), dev {c['dev']}, train {c['train']}; removed "
+                  f"{c['exact_or_conflicting_duplicates']} duplicates, {c['eval_overlap']} eval "
+                  f"overlaps, {c['near_duplicates']} near-duplicates; {c['label_issues']} label "
+                  "issues (curated recipe)")
+    out.print(_nodes_table(r["nodes"], f"run {r['run_id']}: experiment graph"))
+    out.print(f"stopped: {r['stop_reason']}  ({r['wall_seconds']:.0f}s)")
+    if r["winner"]:
+        w = r["winner"]
+        extra = ""
+        if "in_scope_accuracy" in w["eval"]:
+            extra = (f", in-scope accuracy {w['eval']['in_scope_accuracy']:.4f}, oos recall "
+                     f"{w['eval']['oos_recall']}")
+        out.print(f"[bold green]promoted v{r['version']}[/] ({w['node']}) as production: frozen "
+                  f"eval accuracy {w['eval']['accuracy']:.4f}, macro-F1 "
+                  f"{w['eval']['macro_f1']:.4f}{extra}")
+
+
+@app.command("eval")
+def eval_(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL the model never saw.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Version (v3) or alias [default: production].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model on labelled data: accuracy, macro-F1 and a per-class table."""
+    from adaptloop.evaluate.predict import evaluate_file
+
+    ws = _open(workspace)
+    r = evaluate_file(ws, data, model)
+    if as_json:
+        _emit(r)
+        return
+    t = Table(title=f"{r['model']} on {data} ({r['n']} examples)")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        t.add_column(col)
+    for lab, m in sorted(r["per_class"].items(), key=lambda kv: kv[1]["f1"]):
+        if m["support"]:
+            t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
+                      str(m["support"]))
+    out.print(t)
+    line = f"accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}"
+    if "in_scope_accuracy" in r:
+        line += f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  oos recall {r['oos_recall']}"
+    out.print(f"[bold]{line}[/]")
+
+
+@app.command()
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Version or alias [default: production].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify texts with the production model (or --model)."""
+    from adaptloop.evaluate.predict import predict_texts
+
+    r = predict_texts(_open(workspace), texts, model)
+    if as_json:
+        _emit(r)
+        return
+    for p in r["predictions"]:
+        alt = ", ".join(f"{a['label']} {a['score']:.2f}" for a in p["top"][1:])
+        out.print(f"[bold]{p['label']}[/] {p['score']:.3f}  ← {p['text']}   (next: {alt})")
+
+
+@app.command()
+def runs(
+    run: Annotated[Optional[int], typer.Argument(help="Show one run [default: all].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The experiment graph: every node, why it was tried, and its scores."""
+    from adaptloop.agent.coldstart import _node_dict
+    from adaptloop.errors import NotFoundError
+
+    ws = _open(workspace)
+    rows = [r for r in ws.store.runs() if run is None or r.id == run]
+    if run is not None and not rows:
+        raise NotFoundError(f"no run {run}; `adaptloop runs` lists them")
+    report = []
+    for r in rows:
+        report.append({
+            "id": r.id, "task_id": r.task_id, "kind": r.kind, "status": r.status,
+            "budget_s": r.budget_s, "spent_s": round(r.spent_s, 1), "eval_set_id": r.eval_set_id,
+            "started_at": r.started_at.isoformat(),
+            "nodes": [_node_dict(n) for n in ws.store.nodes(r.id)],
+            "decisions": [{"kind": d.kind, "reason": d.reason, "at": d.created_at.isoformat()}
+                          for d in ws.store.decisions(r.id)],
+        })
+    if as_json:
+        _emit({"runs": report})
+        return
+    if not report:
+        err.print("no runs yet; start one with `adaptloop new PROMPT --data FILE`")
+    for r in report:
+        out.print(_nodes_table(r["nodes"], f"run {r['id']} ({r['status']}, "
+                                            f"{r['spent_s']:.0f}s of {r['budget_s']:.0f}s)"))
+        for d in r["decisions"]:
+            out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {d['reason']}")
+
+
+@app.command()
+def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """The registry: model versions, their aliases and the events that set them."""
+    from adaptloop.store import registry
+
+    ws = _open(workspace)
+    vs, evs = registry.versions(ws.store), registry.events(ws.store)
+    aliases: dict[str, int] = {}
+    for e in evs:
+        if e.alias:
+            aliases[e.alias] = e.version_id
+    report = {
+        "aliases": {k: f"v{v}" for k, v in aliases.items()},
+        "versions": [{"version": f"v{v.id}", "task_id": v.task_id, "node_id": v.node_id,
+                      "artifact": v.artifact, "metrics": v.metrics, "lineage": v.lineage,
+                      "aliases": [a for a, vid in aliases.items() if vid == v.id],
+                      "created_at": v.created_at.isoformat()} for v in vs],
+        "events": [{"version": f"v{e.version_id}", "event": e.event, "alias": e.alias,
+                    "reason": e.reason, "at": e.created_at.isoformat()} for e in evs],
+    }
+    if as_json:
+        _emit(report)
+        return
+    t = Table(title="model versions")
+    for col in ("version", "aliases", "node", "eval acc", "dev acc", "created"):
+        t.add_column(col)
+    for v in report["versions"]:
+        t.add_row(v["version"], ",".join(v["aliases"]) or "-", str(v["node_id"]),
+                  f"{v['metrics'].get('eval', {}).get('accuracy', float('nan')):.4f}",
+                  f"{v['metrics'].get('dev', {}).get('accuracy', float('nan')):.4f}",
+                  v["created_at"][:19])
+    out.print(t)
+    for e in report["events"]:
+        out.print(f"  {e['at'][:19]} {e['version']} {e['event']}"
+                  f"{' → ' + e['alias'] if e['alias'] else ''}: {e['reason']}")
+
+
+def main() -> None:
+    """Entry point: user errors become one line on stderr and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except AdaptloopError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
+        sys.exit(130)
+    except Exception as exc:  # click usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(exc, click.exceptions.Exit):
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(2)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+
+
+if __name__ == "__main__":
+    main()

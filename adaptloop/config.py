@@ -1,0 +1,105 @@
+"""adaptloop.toml ⇄ typed settings, validated on load.
+
+A workspace is a folder with ``adaptloop.toml`` and ``.adaptloop/``. Settings are documented
+once, here, as field descriptions; ``adaptloop init`` writes them with their defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+
+import tomli_w
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from adaptloop.errors import WorkspaceError
+
+CONFIG_NAME = "adaptloop.toml"
+STATE_DIR = ".adaptloop"
+
+
+class StoreSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field(
+        "sqlite:///.adaptloop/store.db",
+        description="SQLAlchemy URL; relative sqlite paths are relative to the workspace.",
+    )
+
+
+class TrainSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    encoder: str = Field(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        description="Default encoder: HF id or local path (MiniLM resolves offline from PyPI).",
+    )
+    seed: int = Field(0, description="Seed for every split and training run.")
+    threads: int = Field(0, description="torch threads; 0 = all cores.")
+    device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")
+
+
+class AgentSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    budget: str = Field("20m", description="Default wall budget of a cold start (e.g. 90s, 20m, 1h).")
+    eval_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of data frozen as eval set.")
+    eval_max: int = Field(2000, gt=0, description="Cap on the eval set's size.")
+    dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of the pool held as dev split.")
+    plateau_rounds: int = Field(2, ge=1, description="Stop after this many nodes without dev gain.")
+
+
+class Settings(BaseModel):
+    """Everything adaptloop.toml can hold."""
+
+    model_config = ConfigDict(extra="forbid")
+    store: StoreSettings = StoreSettings()
+    train: TrainSettings = TrainSettings()
+    agent: AgentSettings = AgentSettings()
+
+
+def resolve_workspace(workspace: str | Path | None) -> Path:
+    """The workspace folder: the argument, else ``ADAPTLOOP_WORKSPACE``, else the cwd."""
+    raw = workspace or os.environ.get("ADAPTLOOP_WORKSPACE") or "."
+    return Path(raw).expanduser().resolve()
+
+
+def load_settings(root: Path) -> Settings:
+    """Read and validate ``root/adaptloop.toml``.
+
+    Raises:
+        WorkspaceError: the folder is not a workspace or the file is invalid.
+    """
+    path = root / CONFIG_NAME
+    if not root.is_dir():
+        raise WorkspaceError(f"workspace {root} does not exist; create it with `adaptloop init {root}`")
+    if not path.is_file():
+        raise WorkspaceError(
+            f"{root} is not an adaptloop workspace (no {CONFIG_NAME}); "
+            f"run `adaptloop init {root}` or pass --workspace"
+        )
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return Settings.model_validate(data)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise WorkspaceError(f"{path} is not valid TOML ({exc}); fix or delete it") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise WorkspaceError(f"{path}: setting '{where}': {first['msg']}; fix that line") from None
+
+
+def write_settings(root: Path, settings: Settings) -> Path:
+    """Write ``adaptloop.toml`` atomically."""
+    path = root / CONFIG_NAME
+    tmp = path.with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(settings.model_dump()), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
+
+
+def store_url(root: Path, settings: Settings) -> str:
+    """The store URL with relative sqlite paths anchored at the workspace."""
+    url = settings.store.url
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+        return prefix + str((root / url[len(prefix):]).resolve())
+    return url

@@ -1,0 +1,1 @@
+"""Loading, curation and splitting of examples; knows nothing about storage paths."""

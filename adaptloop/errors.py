@@ -1,0 +1,37 @@
+"""One exception tree for everything a user can get wrong.
+
+    AdaptloopError              a problem the user can fix; the CLI prints it on one line, exit 2
+    ├── WorkspaceError          no workspace, or a broken adaptloop.toml
+    ├── DataError               a data file that cannot be used (missing, empty, wrong fields, ...)
+    ├── LabelError              labels that do not fit the task (one class, unknown at eval time)
+    ├── BudgetError             a budget string that does not parse
+    └── NotFoundError           a task, run, model version or alias that does not exist
+
+Every message names the problem and the fix, in one sentence each.
+"""
+
+from __future__ import annotations
+
+
+class AdaptloopError(Exception):
+    """Base class: a problem with the user's input, reported without a traceback."""
+
+
+class WorkspaceError(AdaptloopError):
+    """The workspace is missing or its settings are invalid."""
+
+
+class DataError(AdaptloopError):
+    """A data file cannot be read or has the wrong shape."""
+
+
+class LabelError(AdaptloopError):
+    """The labels in a file do not fit the task."""
+
+
+class BudgetError(AdaptloopError):
+    """A budget string does not parse."""
+
+
+class NotFoundError(AdaptloopError):
+    """A named object is not in the store."""

@@ -1,0 +1,1 @@
+"""Metrics and per-example predictions; never trains."""

@@ -1,0 +1,60 @@
+"""Score a registered model on a labelled file, or predict on raw texts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+from adaptloop.agent.coldstart import metrics_of, score_rows
+from adaptloop.data.sources import load_classification
+from adaptloop.errors import LabelError
+from adaptloop.store import registry
+from adaptloop.store.db import ModelVersionRow, Task
+from adaptloop.train import TrainedModel, load_trained
+from adaptloop.types import TaskSpec
+from adaptloop.workspace import Workspace
+
+
+def load_version(ws: Workspace, ref: str | None) -> tuple[ModelVersionRow, TaskSpec, TrainedModel]:
+    mv = registry.resolve(ws.store, ref)
+    spec = TaskSpec.from_dict(ws.store.get(Task, mv.task_id).spec)
+    return mv, spec, load_trained(ws.artifacts.path(mv.artifact))
+
+
+def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None) -> dict[str, Any]:
+    """Metrics of a model version on a labelled JSONL file it never saw.
+
+    Raises:
+        LabelError: the file has labels the model does not know.
+        DataError: the file is unusable.
+    """
+    mv, spec, model = load_version(ws, ref)
+    loaded = load_classification(path)
+    unknown = sorted({e.label for e in loaded.examples} - set(spec.labels))
+    if unknown:
+        shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        raise LabelError(
+            f"{path} has {len(unknown)} label(s) the model was not trained on ({shown}); "
+            "remove those rows or retrain with them"
+        )
+    rows = score_rows(model, loaded.examples)
+    m = metrics_of(spec, rows)
+    errors = [r for r in rows if r["label"] != r["pred"]]
+    return {"model": f"v{mv.id}", "task": spec.name, "data": str(path),
+            "quarantined": len(loaded.quarantined), **m,
+            "examples_wrong": errors[:20]}
+
+
+def predict_texts(ws: Workspace, texts: Sequence[str], ref: str | None = None,
+                  top_k: int = 3) -> dict[str, Any]:
+    """Labels and scores for raw texts from a model version (default ``production``)."""
+    mv, _spec, model = load_version(ws, ref)
+    probs = model.predict_proba(list(texts))
+    out = []
+    for t, p in zip(texts, probs):
+        top = p.argsort()[::-1][:top_k]
+        out.append({"text": t, "label": model.labels[int(top[0])],
+                    "score": round(float(p[top[0]]), 5),
+                    "top": [{"label": model.labels[int(i)], "score": round(float(p[i]), 5)}
+                            for i in top]})
+    return {"model": f"v{mv.id}", "predictions": out}

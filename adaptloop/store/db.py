@@ -1,0 +1,234 @@
+"""SQLAlchemy tables and the one class that reads and writes them.
+
+SQLite in the workspace by default; any SQLAlchemy URL (PostgreSQL) works the same. Registry
+events are append-only: a rollback is a new event, never an update. Every timestamp is UTC
+with microseconds so that the order of things (eval set before first training node) can be
+checked afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    select,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+
+from adaptloop.errors import NotFoundError
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Task(Base):
+    __tablename__ = "tasks"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    prompt: Mapped[str] = mapped_column(Text)
+    family: Mapped[str] = mapped_column(String(40))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Dataset(Base):
+    """A set of examples, stored as a JSONL artifact; id is the content hash."""
+
+    __tablename__ = "datasets"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    role: Mapped[str] = mapped_column(String(40))  # source | pool | curated | train | dev
+    source: Mapped[str] = mapped_column(Text, default="")
+    artifact: Mapped[str] = mapped_column(String(100))
+    n: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class EvalSetRow(Base):
+    __tablename__ = "eval_sets"
+    id: Mapped[str] = mapped_column(String(80), primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    artifact: Mapped[str] = mapped_column(String(100))
+    n: Mapped[int] = mapped_column(Integer)
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    kind: Mapped[str] = mapped_column(String(40), default="coldstart")
+    status: Mapped[str] = mapped_column(String(40), default="running")
+    budget_s: Mapped[float] = mapped_column(Float)
+    spent_s: Mapped[float] = mapped_column(Float, default=0.0)
+    eval_set_id: Mapped[str | None] = mapped_column(ForeignKey("eval_sets.id"), nullable=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Node(Base):
+    """One trained pipeline in the experiment graph."""
+
+    __tablename__ = "nodes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
+    name: Mapped[str] = mapped_column(String(120))
+    intervention: Mapped[str] = mapped_column(String(120))
+    reason: Mapped[str] = mapped_column(Text)
+    pipeline: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(40), default="running")  # running|done|failed|interrupted
+    dev_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    eval_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    curve: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    model_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    predictions_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class Removal(Base):
+    """An example taken out of the training pool, with the reason."""
+
+    __tablename__ = "removals"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    example_id: Mapped[str] = mapped_column(String(40))
+    text: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(String(60))
+    detail: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Quarantine(Base):
+    """A malformed input record, kept with its reason."""
+
+    __tablename__ = "quarantine"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source: Mapped[str] = mapped_column(Text)
+    line_no: Mapped[int] = mapped_column(Integer)
+    raw: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Decision(Base):
+    """Anything the agent decided, with its reason (stop, select, promote, ...)."""
+
+    __tablename__ = "decisions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    kind: Mapped[str] = mapped_column(String(40))
+    reason: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    task_id: Mapped[int] = mapped_column(ForeignKey("tasks.id"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    artifact: Mapped[str] = mapped_column(String(100))
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class RegistryEvent(Base):
+    """Append-only: registered, promoted, refused, rolled_back."""
+
+    __tablename__ = "registry_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
+    event: Mapped[str] = mapped_column(String(40))
+    alias: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Store:
+    """The database. Methods are small verbs; each commits its own transaction.
+
+    Args:
+        url: SQLAlchemy URL.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.engine = create_engine(url, future=True)
+        if url.startswith("sqlite"):
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(conn, _record):  # noqa: ANN001 - DBAPI objects
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        Base.metadata.create_all(self.engine)
+        self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._session() as s, s.begin():
+            yield s
+
+    def add(self, obj: Base) -> Any:
+        with self.session() as s:
+            s.add(obj)
+        return obj
+
+    def update(self, cls: type[Base], pk: Any, **fields: Any) -> None:
+        with self.session() as s:
+            row = s.get(cls, pk)
+            if row is None:
+                raise NotFoundError(f"{cls.__tablename__} {pk} not found")
+            for k, v in fields.items():
+                setattr(row, k, v)
+
+    def get(self, cls: type[Base], pk: Any) -> Any:
+        with self._session() as s:
+            return s.get(cls, pk)
+
+    def all(self, stmt: Any) -> list[Any]:
+        with self._session() as s:
+            return list(s.scalars(stmt))
+
+    # -- convenience queries -------------------------------------------------------------
+    def latest_task(self) -> Task | None:
+        rows = self.all(select(Task).order_by(Task.id.desc()).limit(1))
+        return rows[0] if rows else None
+
+    def nodes(self, run_id: int) -> list[Node]:
+        return self.all(select(Node).where(Node.run_id == run_id).order_by(Node.id))
+
+    def runs(self, task_id: int | None = None) -> list[Run]:
+        stmt = select(Run).order_by(Run.id)
+        if task_id is not None:
+            stmt = stmt.where(Run.task_id == task_id)
+        return self.all(stmt)
+
+    def decide(self, run_id: int, kind: str, reason: str, **data: Any) -> None:
+        self.add(Decision(run_id=run_id, kind=kind, reason=reason, data=json.loads(json.dumps(data))))
+
+    def decisions(self, run_id: int) -> list[Decision]:
+        return self.all(select(Decision).where(Decision.run_id == run_id).order_by(Decision.id))

@@ -1,0 +1,64 @@
+"""Model versions and aliases, as append-only events over the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from adaptloop.errors import NotFoundError
+from adaptloop.store.db import ModelVersionRow, RegistryEvent, Store
+
+
+def register(store: Store, *, task_id: int, node_id: int, artifact: str,
+             metrics: dict[str, Any], lineage: dict[str, Any], reason: str) -> ModelVersionRow:
+    """Add a model version and its ``registered`` event."""
+    with store.session() as s:
+        mv = ModelVersionRow(task_id=task_id, node_id=node_id, artifact=artifact,
+                             metrics=metrics, lineage=lineage)
+        s.add(mv)
+        s.flush()
+        s.add(RegistryEvent(version_id=mv.id, event="registered", alias=None, reason=reason))
+    return mv
+
+
+def set_alias(store: Store, version_id: int, alias: str, *, event: str, reason: str) -> None:
+    """Point ``alias`` at a version by appending an event (``promoted``, ``rolled_back``)."""
+    if store.get(ModelVersionRow, version_id) is None:
+        raise NotFoundError(f"model version v{version_id} does not exist; see `adaptloop models`")
+    store.add(RegistryEvent(version_id=version_id, event=event, alias=alias, reason=reason))
+
+
+def alias_target(store: Store, alias: str) -> int | None:
+    """The version an alias points at now: the last event that set it."""
+    rows = store.all(select(RegistryEvent).where(RegistryEvent.alias == alias)
+                     .order_by(RegistryEvent.id.desc()).limit(1))
+    return rows[0].version_id if rows else None
+
+
+def resolve(store: Store, ref: str | None) -> ModelVersionRow:
+    """A version by ``v3``, ``3`` or an alias name (default ``production``).
+
+    Raises:
+        NotFoundError: nothing matches.
+    """
+    ref = ref or "production"
+    digits = ref[1:] if ref.startswith("v") else ref
+    if digits.isdigit():
+        mv = store.get(ModelVersionRow, int(digits))
+    else:
+        vid = alias_target(store, ref)
+        mv = store.get(ModelVersionRow, vid) if vid is not None else None
+    if mv is None:
+        raise NotFoundError(
+            f"no model '{ref}' in this workspace; train one with `adaptloop new` or see `adaptloop models`"
+        )
+    return mv
+
+
+def versions(store: Store) -> list[ModelVersionRow]:
+    return store.all(select(ModelVersionRow).order_by(ModelVersionRow.id))
+
+
+def events(store: Store) -> list[RegistryEvent]:
+    return store.all(select(RegistryEvent).order_by(RegistryEvent.id))

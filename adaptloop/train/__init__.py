@@ -1,0 +1,39 @@
+"""Training backends behind one Protocol. Heavy imports happen only when a backend is built."""
+
+from __future__ import annotations
+
+from adaptloop.train.base import FitContext, Trainer, TrainedModel
+
+STRATEGIES = ("frozen", "finetune", "lora")
+
+__all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
+
+
+def trainer_for(strategy: str) -> Trainer:
+    """The backend for a pipeline strategy."""
+    if strategy == "frozen":
+        from adaptloop.train.frozen import FrozenEncoderTrainer
+
+        return FrozenEncoderTrainer()
+    if strategy in ("finetune", "lora"):
+        from adaptloop.train.finetune import FineTuneTrainer
+
+        return FineTuneTrainer(lora=strategy == "lora")
+    raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
+
+
+def load_trained(folder) -> TrainedModel:  # noqa: ANN001 - Path-like
+    """Reload any saved model (real or the test fake) from its folder."""
+    import json
+    from pathlib import Path
+
+    meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
+    if meta.get("kind") == "fake":
+        import numpy as np
+
+        from adaptloop.train.fake import FakeModel
+
+        return FakeModel(meta["labels"], np.asarray(meta["centroids"], dtype=np.float32))
+    from adaptloop.train.classifier import load_model
+
+    return load_model(Path(folder))

