@@ -9,13 +9,16 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any, Callable, Iterator, Optional
+from typing import Annotated, Any
 
+import click
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperGroup
 
 from adaptloop.errors import AdaptloopError
 
@@ -25,15 +28,32 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
+err = Console(stderr=True)
+out = Console(width=None if Console().is_terminal else 140)
+
+
+class _Group(TyperGroup):
+    """Maps user errors to one line on stderr and exit code 2, Ctrl-C to 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AdaptloopError as exc:
+            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
+            ctx.exit(130)
+
+
 app = typer.Typer(
+    cls=_Group,
     help="adaptloop: adapt small language models to a task, and keep them improving.\n\n"
          "Start with `adaptloop init ws`, then `adaptloop new PROMPT --data FILE` inside it.",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
-err = Console(stderr=True)
-out = Console(width=None if Console().is_terminal else 140)
 
-WorkspaceOpt = Annotated[Optional[Path], typer.Option(
+WorkspaceOpt = Annotated[Path | None, typer.Option(
     "--workspace", "-w", help="Workspace folder [default: $ADAPTLOOP_WORKSPACE, else the current "
                               "directory].", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
@@ -44,7 +64,7 @@ def _emit(obj: dict[str, Any]) -> None:
 
 
 @contextmanager
-def _progress() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]]]:
+def _progress() -> Iterator[Callable[[str, int | None], Callable[[int], None]]]:
     """A progress-bar factory on stderr (silent when stderr is not a terminal)."""
     from rich.progress import (
         BarColumn,
@@ -59,7 +79,7 @@ def _progress() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]
                     TimeElapsedColumn(), TimeRemainingColumn(), console=err,
                     disable=not err.is_terminal)
 
-    def factory(description: str, total: Optional[int]) -> Callable[[int], None]:
+    def factory(description: str, total: int | None) -> Callable[[int], None]:
         task = bars.add_task(description, total=total)
         return lambda n: bars.advance(task, n)
 
@@ -67,7 +87,7 @@ def _progress() -> Iterator[Callable[[str, Optional[int]], Callable[[int], None]
         yield factory
 
 
-def _open(workspace: Optional[Path]):  # noqa: ANN202
+def _open(workspace: Path | None):
     from adaptloop.workspace import Workspace
 
     return Workspace.open(workspace)
@@ -75,7 +95,7 @@ def _open(workspace: Optional[Path]):  # noqa: ANN202
 
 @app.command()
 def init(
-    path: Annotated[Optional[Path], typer.Argument(help="Folder to create [default: the workspace].")] = None,
+    path: Annotated[Path | None, typer.Argument(help="Folder to create [default: the workspace].")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -119,9 +139,10 @@ def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
 
 @app.command()
 def new(
-    prompt: Annotated[Optional[str], typer.Argument(help="The task in plain words.")] = None,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="JSONL with text and label per line.")] = None,
-    budget: Annotated[Optional[str], typer.Option(help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
+    prompt: Annotated[str | None, typer.Argument(help="The task in plain words.")] = None,
+    data: Annotated[Path | None, typer.Option("--data", "-d", help="JSONL with text and label per line.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
@@ -183,7 +204,8 @@ def new(
 @app.command("eval")
 def eval_(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL the model never saw.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Version (v3) or alias [default: production].")] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Version (v3) or alias [default: production].")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -212,7 +234,7 @@ def eval_(
 @app.command()
 def predict(
     texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Version or alias [default: production].")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Version or alias [default: production].")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -230,7 +252,7 @@ def predict(
 
 @app.command()
 def runs(
-    run: Annotated[Optional[int], typer.Argument(help="Show one run [default: all].")] = None,
+    run: Annotated[int | None, typer.Argument(help="Show one run [default: all].")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -302,26 +324,8 @@ def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
 
 
 def main() -> None:
-    """Entry point: user errors become one line on stderr and exit code 2."""
-    try:
-        app(standalone_mode=False)
-    except AdaptloopError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
-        sys.exit(130)
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.Exit):
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
+    """Entry point (``adaptloop``)."""
+    app()
 
 
 if __name__ == "__main__":

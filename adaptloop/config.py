@@ -7,10 +7,10 @@ once, here, as field descriptions; ``adaptloop init`` writes them with their def
 from __future__ import annotations
 
 import os
-import tomllib
 from pathlib import Path
 
 import tomli_w
+import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adaptloop.errors import WorkspaceError

@@ -25,7 +25,7 @@ class _Dict:
         return dataclasses.asdict(self)  # type: ignore[call-overload]
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]):  # noqa: ANN206 - returns cls
+    def from_dict(cls, d: dict[str, Any]):
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         kwargs = {k: v for k, v in d.items() if k in names}
         for k in ("labels",):

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -44,6 +45,7 @@ from adaptloop.workspace import Workspace
 log = logging.getLogger(__name__)
 
 FINAL_RESERVE_S = 20.0  # budget kept back for scoring the winner on the eval set
+MIN_NODE_S = 10.0  # no new node starts with less than this left (the first one always runs)
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,7 @@ class ColdStart:
                 if isinstance(choice, str):
                     stop = choice
                     break
-                if clock.left < FINAL_RESERVE_S + 10:
+                if facts.done() and clock.left < FINAL_RESERVE_S + MIN_NODE_S:
                     stop = "budget spent"
                     break
                 current = self._start_node(choice)

@@ -8,8 +8,9 @@ Later issues add rules (and learned reordering); the table stays the one place t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 from adaptloop.types import Pipeline
 
@@ -31,7 +32,8 @@ class Facts:
         return [n for n in self.nodes if n["status"] == "done"]
 
     def tried(self, name: str) -> bool:
-        return any(n["name"] == name and n["status"] == "done" for n in self.nodes)
+        """Finished or failed (a failed pipeline is not retried; an interrupted one is)."""
+        return any(n["name"] == name and n["status"] in ("done", "failed") for n in self.nodes)
 
     def best(self, strategy: str | None = None) -> dict[str, Any] | None:
         pool = [n for n in self.done() if strategy is None or n["pipeline"]["strategy"] == strategy]

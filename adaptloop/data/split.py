@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import defaultdict
-from typing import Sequence
+from collections.abc import Sequence
 
 from adaptloop.types import Example
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 

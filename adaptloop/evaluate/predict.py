@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from adaptloop.agent.coldstart import metrics_of, score_rows
 from adaptloop.data.sources import load_classification

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from adaptloop.train.base import FitContext, Trainer, TrainedModel
+from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
 STRATEGIES = ("frozen", "finetune", "lora")
 
@@ -22,7 +22,7 @@ def trainer_for(strategy: str) -> Trainer:
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
-def load_trained(folder) -> TrainedModel:  # noqa: ANN001 - Path-like
+def load_trained(folder) -> TrainedModel:
     """Reload any saved model (real or the test fake) from its folder."""
     import json
     from pathlib import Path

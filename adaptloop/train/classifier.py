@@ -12,8 +12,8 @@ so serving and evaluation have a single code path. On disk (one folder):
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -47,7 +47,7 @@ class EncoderClassifier:
         self.encoder = encoder
         self.tokenizer = tokenizer
 
-    def _modules(self):  # noqa: ANN202
+    def _modules(self):
         if self.encoder is not None:
             return self.tokenizer, self.encoder
         return load_base(self.encoder_name)

@@ -14,8 +14,8 @@ import copy
 import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -69,7 +69,7 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) 
     return out
 
 
-def _dev_accuracy(tok, enc, head, texts, y, device) -> float:  # noqa: ANN001
+def _dev_accuracy(tok, enc, head, texts, y, device) -> float:
     if not texts:
         return 0.0
     enc.eval()
@@ -157,7 +157,7 @@ class FineTuneTrainer:
                 step += 1
                 loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
                 bar(1)
-                if step == 10:  # re-plan the schedule to fit the time that is left
+                if step == 10 and math.isfinite(ctx.deadline):  # re-plan to fit the time left
                     per_step = (time.monotonic() - t_train) / step
                     per_eval = per_step * len(dev_texts) / cfg.batch_size / 3
                     left = ctx.seconds_left() - 5 * per_eval

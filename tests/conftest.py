@@ -1,0 +1,52 @@
+"""Shared fixtures: real public data from ../shared/datasets, small subsets of it."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "datasets"))
+
+
+def read_rows(name: str, split: str) -> list[dict]:
+    path = DATASETS / name / f"{split}.jsonl"
+    if not path.is_file():
+        pytest.fail(f"{path} is missing: tests need ../shared/datasets (or ADAPTLOOP_DATASETS)")
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def subset(rows: list[dict], n_classes: int, per_class: int, offset: int = 0) -> list[dict]:
+    """The first ``per_class`` rows (after ``offset``) of the first ``n_classes`` labels."""
+    keep = sorted({r["label"] for r in rows})[:n_classes]
+    seen: Counter = Counter()
+    out = []
+    for r in rows:
+        if r["label"] in keep:
+            seen[r["label"]] += 1
+            if offset < seen[r["label"]] <= offset + per_class:
+                out.append(r)
+    return out
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def banking_train() -> list[dict]:
+    return read_rows("banking77", "train")
+
+
+@pytest.fixture(scope="session")
+def banking_test() -> list[dict]:
+    return read_rows("banking77", "test")

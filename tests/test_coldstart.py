@@ -1,0 +1,128 @@
+"""The cold-start loop on real banking77 data behind the fake trainer seam (fast)."""
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+
+from adaptloop.agent import coldstart
+from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
+from adaptloop.data.sources import load_classification
+from adaptloop.errors import LabelError, NotFoundError
+from adaptloop.store import registry
+from adaptloop.store.db import Decision, EvalSetRow, Node, Removal, Run, Task
+from adaptloop.train.fake import FakeTrainer, _features
+from adaptloop.workspace import Workspace, init_workspace
+
+from .conftest import subset, write_jsonl
+
+
+def fake_embed(texts):
+    return _features(texts)
+
+
+@pytest.fixture
+def ws(tmp_path):
+    return Workspace.open(init_workspace(tmp_path / "ws"))
+
+
+@pytest.fixture
+def data(tmp_path, banking_train):
+    rows = subset(banking_train, 6, 40)
+    rows += rows[:5]  # exact duplicates to be removed
+    rows.append({"text": rows[10]["text"], "label": rows[100]["label"]})  # conflicting copy
+    labels = sorted({r["label"] for r in rows})
+    for r in rows[:8]:  # planted label noise for cleanlab to find
+        r["label"] = labels[-1] if r["label"] != labels[-1] else labels[0]
+    p = write_jsonl(tmp_path / "train.jsonl", rows)
+    with p.open("a", encoding="utf-8") as f:
+        f.write("{broken json\n")
+    return load_classification(p)
+
+
+def test_cold_start_freezes_eval_first_and_promotes(ws, data):
+    fake = FakeTrainer()
+    r = cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: fake,
+                   embed_fn=fake_embed)
+    store = ws.store
+    ev = store.get(EvalSetRow, r.eval_set_id)
+    nodes = store.nodes(r.run_id)
+    assert ev.created_at < min(n.started_at for n in nodes)
+    assert len(nodes) >= 3
+    assert {(n.pipeline["recipe"], n.pipeline["strategy"]) for n in nodes} >= {
+        ("raw", "frozen"), ("curated", "frozen")}
+    assert len({n.pipeline["strategy"] for n in nodes}) >= 2
+    assert all(n.reason for n in nodes) and nodes[0].parent_id is None
+    assert all(n.parent_id is not None for n in nodes[1:])
+    # eval set never overlaps training data
+    eval_ids = {e["id"] for e in ws.artifacts.get_json(ev.artifact)["examples"]}
+    run = store.get(Run, r.run_id)
+    for key in ("raw", "curated", "dev"):
+        ids = {row["id"] for row in ws.artifacts.get_jsonl(run.state["datasets"][key])}
+        assert eval_ids.isdisjoint(ids), key
+    reasons = {x.reason for x in store.all(select(Removal))}
+    assert {"exact_duplicate", "conflicting_duplicate", "label_issue"} <= reasons
+    # winner scored on the frozen eval set and promoted
+    assert r.winner is not None and r.winner["eval"]["accuracy"] > 1 / 6
+    prod = registry.resolve(store, "production")
+    assert prod.id == r.version and prod.lineage["eval_set"] == r.eval_set_id
+    kinds = [d.kind for d in store.decisions(r.run_id)]
+    assert kinds.index("eval_set_frozen") < kinds.index("curation") < kinds.index("select")
+    assert "quarantine" in kinds and r.stop_reason
+
+
+def test_budget_stops_the_loop(ws, data, monkeypatch):
+    monkeypatch.setattr(coldstart, "FINAL_RESERVE_S", 0.0)
+    r = cold_start(ws, data, "route banking messages", 0.5,
+                   make_trainer=lambda s: FakeTrainer(delay=0.3), embed_fn=fake_embed)
+    assert r.stop_reason == "budget spent"
+    assert 1 <= len(r.nodes) <= 3
+
+
+class InterruptOnSecond(FakeTrainer):
+    def fit(self, *args, **kwargs):
+        if len(self.calls) == 1:
+            self.calls.append(args[1])
+            raise KeyboardInterrupt
+        return super().fit(*args, **kwargs)
+
+
+def test_ctrl_c_leaves_a_consistent_store_and_resume_finishes(ws, data):
+    trainer = InterruptOnSecond()
+    with pytest.raises(KeyboardInterrupt):
+        cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: trainer,
+                   embed_fn=fake_embed)
+    run = ws.store.all(select(Run))[0]
+    assert run.status == "interrupted"
+    assert [n.status for n in ws.store.nodes(run.id)] == ["done", "interrupted"]
+    assert registry.versions(ws.store) == []
+    run_id = resumable_run(ws)
+    assert run_id == run.id
+    r = ColdStart(ws, run_id, make_trainer=lambda s: FakeTrainer()).run()
+    statuses = [n.status for n in ws.store.nodes(run_id)]
+    assert statuses[:2] == ["done", "interrupted"] and statuses.count("done") >= 3
+    assert r.version is not None and ws.store.get(Run, run_id).status == "done"
+    with pytest.raises(NotFoundError):
+        resumable_run(ws)
+
+
+def test_one_class_writes_nothing(ws, tmp_path):
+    p = write_jsonl(tmp_path / "one.jsonl", [{"text": f"t {i}", "label": "a"} for i in range(5)])
+    with pytest.raises(LabelError, match="only one class"):
+        cold_start(ws, load_classification(p), "x", 60, make_trainer=lambda s: FakeTrainer(),
+                   embed_fn=None)
+    assert ws.store.all(select(Task)) == [] and ws.store.all(select(Decision)) == []
+
+
+def test_failed_pipeline_is_recorded_not_fatal(ws, data):
+    class Flaky(FakeTrainer):
+        def fit(self, spec, pipeline, *a, **k):
+            if pipeline.strategy == "finetune":
+                raise RuntimeError("out of memory")
+            return super().fit(spec, pipeline, *a, **k)
+
+    r = cold_start(ws, data, "route", 120, make_trainer=lambda s: Flaky(), embed_fn=fake_embed)
+    failed = [n for n in ws.store.all(select(Node)) if n.status == "failed"]
+    assert len(failed) == 1 and r.wall_seconds < 30  # not retried until the budget ends
+    assert "out of memory" in failed[0].eval_metrics["error"]
+    assert r.version is not None
+    assert np.isfinite(r.winner["eval"]["accuracy"])

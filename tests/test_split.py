@@ -1,0 +1,57 @@
+import random
+from collections import Counter
+
+import pytest
+
+from adaptloop.data.split import stratified_split
+from adaptloop.types import EvalSet, Example
+
+
+def _examples(rows):
+    return [Example(r["text"], r["label"]) for r in rows]
+
+
+def test_stratified_split_is_deterministic_and_order_free(banking_train):
+    ex = _examples(banking_train[:2000])
+    held1, rest1 = stratified_split(ex, fraction=0.1, seed=0)
+    shuffled = ex[:]
+    random.Random(3).shuffle(shuffled)
+    held2, rest2 = stratified_split(shuffled, fraction=0.1, seed=0)
+    assert [e.id for e in held1] == [e.id for e in held2]
+    assert {e.id for e in held1}.isdisjoint({e.id for e in rest1})
+    assert len(held1) + len(rest1) == len(ex)
+    held3, _ = stratified_split(ex, fraction=0.1, seed=1)
+    assert {e.id for e in held3} != {e.id for e in held1}
+
+
+def test_stratified_split_keeps_class_shares(banking_train):
+    ex = _examples(banking_train)
+    held, rest = stratified_split(ex, fraction=0.1, seed=0)
+    total, h = Counter(e.label for e in ex), Counter(e.label for e in held)
+    for label, n in total.items():
+        assert abs(h[label] - 0.1 * n) <= 1, label
+    assert set(Counter(e.label for e in rest)) == set(total)  # training sees every class
+
+
+def test_max_n_caps_and_tiny_classes_stay_in_training():
+    ex = [Example(f"text {i}", "a") for i in range(100)] + [Example("lonely", "b")]
+    held, rest = stratified_split(ex, fraction=0.4, seed=0, max_n=10)
+    assert len(held) == 10
+    assert any(e.label == "b" for e in rest) and all(e.label == "a" for e in held)
+
+
+def test_bad_fraction_is_rejected():
+    with pytest.raises(ValueError):
+        stratified_split([Example("a", "x")], fraction=1.5, seed=0)
+
+
+def test_eval_set_id_is_its_content_hash():
+    a = EvalSet((Example("one", "x"), Example("two", "y")))
+    b = EvalSet((Example("two", "y"), Example("one", "x")))
+    assert a.id == b.id
+    assert EvalSet.from_dict(a.to_dict()).id == a.id
+    tampered = a.to_dict()
+    tampered["examples"][0]["text"] = "changed"
+    tampered["examples"][0]["id"] = ""
+    with pytest.raises(ValueError):
+        EvalSet.from_dict(tampered)

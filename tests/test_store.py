@@ -1,0 +1,75 @@
+import json
+
+import pytest
+from sqlalchemy import select
+
+from adaptloop.config import Settings, load_settings
+from adaptloop.errors import NotFoundError, WorkspaceError
+from adaptloop.store import registry
+from adaptloop.store.artifacts import ArtifactStore, tree_sha
+from adaptloop.store.db import Node, RegistryEvent, Run, Store, Task
+from adaptloop.workspace import Workspace, init_workspace
+
+
+def test_init_writes_a_config_that_loads(tmp_path):
+    root = init_workspace(tmp_path / "ws")
+    assert load_settings(root) == Settings()
+    assert (root / ".adaptloop" / "artifacts").is_dir()
+    init_workspace(root)  # idempotent
+
+
+def test_invalid_config_is_one_line(tmp_path):
+    root = init_workspace(tmp_path / "ws")
+    (root / "adaptloop.toml").write_text("[agent]\neval_fraction = 3\n")
+    with pytest.raises(WorkspaceError, match="eval_fraction"):
+        load_settings(root)
+    with pytest.raises(WorkspaceError, match="does not exist"):
+        load_settings(tmp_path / "nope")
+
+
+def test_artifacts_are_content_addressed_and_atomic(tmp_path):
+    a = ArtifactStore(tmp_path / "art")
+    addr = a.put_json({"x": 1})
+    assert a.put_json({"x": 1}) == addr and a.get_json(addr) == {"x": 1}
+    d = a.staging_dir()
+    (d / "w.bin").write_bytes(b"weights")
+    (d / "sub").mkdir()
+    (d / "sub" / "c.json").write_text("{}")
+    expected = tree_sha(d)
+    addr_dir = a.put_dir(d)
+    assert addr_dir == expected and (a.path(addr_dir) / "sub" / "c.json").exists()
+    assert not d.exists()
+    leftovers = [p for p in (tmp_path / "art").rglob(".*") if p.name.startswith((".tmp", ".staging"))]
+    assert leftovers == []
+
+
+def test_registry_is_append_only_and_resolves_aliases(tmp_path):
+    store = Store(f"sqlite:///{tmp_path/'s.db'}")
+    task = store.add(Task(name="t", prompt="p", family="classification", spec={}))
+    run = store.add(Run(task_id=task.id, budget_s=1))
+    node = store.add(Node(run_id=run.id, name="n", intervention="i", reason="r", pipeline={}))
+    v1 = registry.register(store, task_id=task.id, node_id=node.id, artifact="a", metrics={},
+                           lineage={}, reason="first")
+    v2 = registry.register(store, task_id=task.id, node_id=node.id, artifact="b", metrics={},
+                           lineage={}, reason="second")
+    registry.set_alias(store, v1.id, "production", event="promoted", reason="r1")
+    registry.set_alias(store, v2.id, "production", event="promoted", reason="r2")
+    assert registry.resolve(store, None).id == v2.id
+    registry.set_alias(store, v1.id, "production", event="rolled_back", reason="r3")
+    assert registry.resolve(store, "production").id == v1.id
+    assert registry.resolve(store, "v2").id == v2.id
+    events = store.all(select(RegistryEvent).order_by(RegistryEvent.id))
+    assert [e.event for e in events] == ["registered", "registered", "promoted", "promoted",
+                                         "rolled_back"]
+    with pytest.raises(NotFoundError):
+        registry.resolve(store, "v9")
+    with pytest.raises(NotFoundError):
+        registry.resolve(store, "staging")
+
+
+def test_workspace_open_uses_relative_sqlite_url(tmp_path, monkeypatch):
+    root = init_workspace(tmp_path / "ws")
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.open(root)
+    assert str(root) in str(ws.store.engine.url)
+    assert json.loads(json.dumps(ws.settings.model_dump()))["store"]["url"].startswith("sqlite")
