@@ -40,6 +40,7 @@ def data(tmp_path, banking_train):
 
 
 def test_cold_start_freezes_eval_first_and_promotes(ws, data):
+    ws.settings.agent.plateau_rounds = 4  # the fake scores every frozen recipe alike
     fake = FakeTrainer()
     r = cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: fake,
                    embed_fn=fake_embed)

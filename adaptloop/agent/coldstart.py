@@ -22,6 +22,7 @@ from adaptloop.agent.budget import Clock
 from adaptloop.agent.doctrine import DoctrinePolicy, Facts, Proposal
 from adaptloop.agent.spec import infer_spec
 from adaptloop.data import curate
+from adaptloop.data.augment import augment
 from adaptloop.data.sources import Loaded
 from adaptloop.data.split import stratified_split
 from adaptloop.errors import NotFoundError
@@ -168,6 +169,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         "datasets": {
             "raw": _store_dataset(ws, task.id, "train", train),
             "curated": _store_dataset(ws, task.id, "curated", curated),
+            "augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed)),
             "dev": _store_dataset(ws, task.id, "dev", dev),
         },
         "eval_artifact": eval_address,

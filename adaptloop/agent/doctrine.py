@@ -76,6 +76,8 @@ def _fits(f: Facts, epochs: float) -> bool:
     return f.seconds_left > epochs * f.epoch_seconds() + 30
 
 
+SMALL_DATA_PER_CLASS = 50  # below this many examples per class, augmentation is worth a node
+
 RULES: tuple[Rule, ...] = (
     Rule(
         name="baseline",
@@ -95,6 +97,16 @@ RULES: tuple[Rule, ...] = (
         intervention="drop label issues",
         reason=lambda f: f"doctrine: fix the data before the knobs — cleanlab flags "
                          f"{f.n_label_issues} likely mislabelled training examples",
+    ),
+    Rule(
+        name="augment",
+        when=lambda f: f.n_train < SMALL_DATA_PER_CLASS * f.n_classes,
+        build=lambda f: Pipeline(recipe="augmented", strategy="frozen", encoder=f.encoder,
+                                 seed=f.seed),
+        parent=lambda f: "baseline",
+        intervention="augment (typos, casing, truncation)",
+        reason=lambda f: f"small data ({f.n_train / f.n_classes:.0f} examples per class): add a "
+                         "typo, casing or truncation variant of every training example",
     ),
     Rule(
         name="finetune",

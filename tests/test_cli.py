@@ -1,0 +1,127 @@
+"""The CLI through typer's runner: a real (tiny) cold start, then every reporting command,
+then every bad input from the issue: one line, exit code 2, no traceback, nothing written."""
+
+import json
+
+import pytest
+from sqlalchemy import select
+from typer.testing import CliRunner
+
+from adaptloop.cli import app
+from adaptloop.store.db import Node, Run, Task
+from adaptloop.workspace import Workspace
+
+from .conftest import subset, write_jsonl
+
+pytestmark = pytest.mark.integration
+
+
+def run(*args, env=None):
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def one_json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, banking_train, banking_test):
+    root = tmp_path_factory.mktemp("cli")
+    ws = root / "ws"
+    assert run("init", ws).exit_code == 0
+    train = write_jsonl(root / "train.jsonl", subset(banking_train, 5, 24))
+    test = write_jsonl(root / "test.jsonl", subset(banking_test, 5, 12))
+    r = one_json(run("new", "route banking customer messages", "--data", train, "--budget", "75s",
+                     "--json", "-w", ws))
+    return {"ws": ws, "root": root, "train": train, "test": test, "new": r}
+
+
+def test_new_trains_three_pipelines_and_promotes(trained):
+    r = trained["new"]
+    done = [n for n in r["nodes"] if n["status"] == "done"]
+    assert len(done) >= 3
+    assert len({(n["pipeline"]["strategy"], n["pipeline"]["recipe"]) for n in done}) >= 3
+    assert r["winner"]["eval"]["accuracy"] > 0.5 and r["version"] == 1
+    assert r["spec"]["labels"] and r["spec"]["primary_metric"] == "accuracy"
+
+
+def test_eval_predict_runs_models(trained):
+    ws = trained["ws"]
+    ev = one_json(run("eval", "--data", trained["test"], "--json", "-w", ws))
+    assert ev["n"] == 60 and ev["accuracy"] > 0.5 and set(ev["per_class"]) and ev["model"] == "v1"
+    p = one_json(run("predict", "my card still hasn't arrived", "I lost my card", "--json",
+                     "-w", ws))
+    assert len(p["predictions"]) == 2 and all(0 < x["score"] <= 1 for x in p["predictions"])
+    rs = one_json(run("runs", "--json", "-w", ws))
+    assert rs["runs"][0]["nodes"][0]["reason"]
+    assert any(d["kind"] == "eval_set_frozen" for d in rs["runs"][0]["decisions"])
+    ms = one_json(run("models", "--json", "-w", ws))
+    assert ms["aliases"] == {"production": "v1"}
+    assert [e["event"] for e in ms["events"]] == ["registered", "promoted"]
+    human = run("runs", "-w", ws)
+    assert human.exit_code == 0 and "baseline" in human.stdout
+
+
+def test_workspace_from_environment(trained):
+    r = run("models", "--json", env={"ADAPTLOOP_WORKSPACE": str(trained["ws"])})
+    assert one_json(r)["aliases"]["production"] == "v1"
+
+
+def _bad(tmp_path, name, content):
+    p = tmp_path / name
+    p.write_bytes(content)
+    return p
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "fields", "one_class", "utf8", "budget"])
+def test_bad_input_to_new(trained, tmp_path, case):
+    ws = trained["ws"]
+    files = {
+        "missing": tmp_path / "nope.jsonl",
+        "empty": _bad(tmp_path, "empty.jsonl", b""),
+        "fields": _bad(tmp_path, "f.jsonl", b'{"question": "q", "answer": "a"}\n'),
+        "one_class": _bad(tmp_path, "o.jsonl",
+                          b"".join(b'{"text": "t%d", "label": "a"}\n' % i for i in range(5))),
+        "utf8": _bad(tmp_path, "u.jsonl", b'{"text": "caf\xe9", "label": "a"}\n'),
+        "budget": trained["train"],
+    }
+    needle = {"missing": "does not exist", "empty": "empty", "fields": "fields seen",
+              "one_class": "only one class", "utf8": "not UTF-8", "budget": "budget 'abc'"}
+    before = len(Workspace.open(ws).store.all(select(Task)))
+    budget = "abc" if case == "budget" else "1m"
+    r = run("new", "x", "--data", files[case], "--budget", budget, "-w", ws)
+    assert r.exit_code == 2, r.output
+    assert needle[case] in r.stderr
+    assert "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+    s = Workspace.open(ws).store
+    assert len(s.all(select(Task))) == before and len(s.all(select(Run))) == 1
+
+
+def test_unknown_labels_at_eval(trained, tmp_path):
+    p = write_jsonl(tmp_path / "u.jsonl", [{"text": "hello", "label": "never_seen"}])
+    r = run("eval", "--data", p, "-w", trained["ws"])
+    assert r.exit_code == 2 and "never_seen" in r.stderr and "Traceback" not in r.output
+
+
+def test_missing_workspace_and_model(tmp_path):
+    r = run("models", "-w", tmp_path / "nope")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    assert run("init", tmp_path / "empty").exit_code == 0
+    r = run("predict", "hi", "-w", tmp_path / "empty")
+    assert r.exit_code == 2 and "no model 'production'" in r.stderr
+    r = run("new", "--resume", "-w", tmp_path / "empty")
+    assert r.exit_code == 2 and "nothing" in r.stderr or "no interrupted run" in r.stderr
+
+
+def test_help_explains_commands():
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("init", "new", "eval", "predict", "runs", "models"):
+        assert cmd in r.stdout
+    assert "frozen eval set" in run("new", "--help").stdout
+
+
+def test_nodes_never_saw_the_eval_set(trained):
+    s = Workspace.open(trained["ws"]).store
+    assert all(n.status in ("done", "failed") for n in s.all(select(Node)))
