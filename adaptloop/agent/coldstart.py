@@ -268,8 +268,9 @@ class ColdStart:
         nodes = []
         for n in self.ws.store.nodes(self.run_id):
             score = primary(n.dev_metrics, spec.primary_metric) if n.dev_metrics else 0.0
+            path = str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None
             nodes.append({"name": n.name, "pipeline": n.pipeline, "status": n.status,
-                          "score": score})
+                          "score": score, "model_path": path})
         return Facts(nodes=tuple(nodes), n_train=len(ds["raw"]),
                      n_label_issues=len(ds["raw"]) - len(ds["curated"]),
                      n_classes=len(spec.labels), seconds_left=clock.left - FINAL_RESERVE_S,

@@ -19,7 +19,7 @@ from adaptloop.types import Pipeline
 class Facts:
     """What the policy may look at: finished nodes and data facts."""
 
-    nodes: tuple[dict[str, Any], ...]  # name, pipeline (dict), dev score, status
+    nodes: tuple[dict[str, Any], ...]  # name, pipeline (dict), score (dev), status, model_path
     n_train: int
     n_label_issues: int
     n_classes: int
@@ -72,6 +72,12 @@ def _score(f: Facts, strategy: str | None = None) -> str:
     return f"{b['score']:.3f}" if b else "n/a"
 
 
+def _members(f: Facts, k: int = 3) -> list[dict[str, Any]]:
+    """The ``k`` best finished non-ensemble nodes that have a saved model."""
+    pool = [n for n in f.done() if n["pipeline"]["strategy"] != "ensemble" and n.get("model_path")]
+    return sorted(pool, key=lambda n: -n["score"])[:k]
+
+
 def _fits(f: Facts, epochs: float) -> bool:
     return f.seconds_left > epochs * f.epoch_seconds() + 30
 
@@ -112,7 +118,7 @@ RULES: tuple[Rule, ...] = (
         name="finetune",
         when=lambda f: _fits(f, 0.5),
         build=lambda f: Pipeline(recipe=_best_recipe(f), strategy="finetune", encoder=f.encoder,
-                                 hparams={"epochs": 3.0, "lr": 1e-4, "head_lr": 2e-3},
+                                 hparams={"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3},
                                  seed=f.seed),
         parent=lambda f: (f.best("frozen") or {}).get("name"),
         intervention="fine-tune encoder (LP-FT)",
@@ -132,11 +138,24 @@ RULES: tuple[Rule, ...] = (
                          "changes fewer weights and may generalise differently",
     ),
     Rule(
+        name="ensemble",
+        when=lambda f: len(_members(f)) >= 2 and f.seconds_left > 60,
+        build=lambda f: Pipeline(recipe="raw", strategy="ensemble", encoder=f.encoder,
+                                 hparams={"members": [n["model_path"] for n in _members(f)],
+                                          "member_names": [n["name"] for n in _members(f)]},
+                                 seed=f.seed),
+        parent=lambda f: _members(f)[0]["name"],
+        intervention="ensemble of the best nodes",
+        reason=lambda f: "models trained differently err differently: average the "
+                         f"probabilities of {', '.join(n['name'] for n in _members(f))} "
+                         "with weights picked on dev",
+    ),
+    Rule(
         name="finetune-other-recipe",
         when=lambda f: f.tried("finetune") and f.n_label_issues > 0 and _fits(f, 0.5),
         build=lambda f: Pipeline(recipe="raw" if _best_recipe(f) == "curated" else "curated",
                                  strategy="finetune", encoder=f.encoder,
-                                 hparams={"epochs": 3.0, "lr": 1e-4, "head_lr": 2e-3},
+                                 hparams={"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3},
                                  seed=f.seed),
         parent=lambda f: "finetune",
         intervention="swap data recipe",

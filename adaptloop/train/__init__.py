@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
-STRATEGIES = ("frozen", "finetune", "lora")
+STRATEGIES = ("frozen", "finetune", "lora", "ensemble")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -19,6 +19,10 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.finetune import FineTuneTrainer
 
         return FineTuneTrainer(lora=strategy == "lora")
+    if strategy == "ensemble":
+        from adaptloop.train.ensemble import EnsembleTrainer
+
+        return EnsembleTrainer()
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -34,6 +38,10 @@ def load_trained(folder) -> TrainedModel:
         from adaptloop.train.fake import FakeModel
 
         return FakeModel(meta["labels"], np.asarray(meta["centroids"], dtype=np.float32))
+    if meta.get("kind") == "ensemble":
+        from adaptloop.train.ensemble import load_ensemble
+
+        return load_ensemble(Path(folder), load_trained)
     from adaptloop.train.classifier import load_model
 
     return load_model(Path(folder))

@@ -40,7 +40,7 @@ class FineTuneConfig:
     warmup: float = 0.06  # share of steps with a rising learning rate
     weight_decay: float = 0.01
     evals_per_epoch: int = 2  # dev checks per epoch; each keeps the best state
-    patience: int = 2  # dev checks without gain before stopping
+    patience: int = 3  # dev checks without gain before stopping (dev is noisy: be patient)
     lora_r: int = 8
     lora_alpha: int = 16
     class_weight: str | None = None  # "balanced" re-weights the loss by inverse frequency

@@ -1,0 +1,99 @@
+"""Ensemble of trained nodes: a weighted average of their class probabilities.
+
+Members are earlier nodes' saved models (their folders are given in the pipeline's
+``hparams["members"]``); weights are picked on dev from a coarse simplex grid, so the
+ensemble never does worse on dev than its best member.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from adaptloop.train.base import FitContext, TrainedModel, label_ids
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+GRID_STEP = 0.1  # weight resolution; finer grids overfit a dev split of a few hundred rows
+
+
+class EnsembleModel:
+    """Weighted mean of member probabilities (members share one label order)."""
+
+    def __init__(self, members: Sequence[TrainedModel], weights: Sequence[float]) -> None:
+        if len(members) != len(weights) or not members:
+            raise ValueError("an ensemble needs one weight per member and at least one member")
+        self.members = list(members)
+        self.weights = np.asarray(weights, dtype=np.float64)
+        self.labels = tuple(members[0].labels)
+        if any(tuple(m.labels) != self.labels for m in members):
+            raise ValueError("ensemble members disagree on the label set")
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        probs = [m.predict_proba(texts) for m in self.members]
+        return _mix(probs, self.weights)
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, m in enumerate(self.members):
+            m.save(folder / f"member-{i}")
+        (folder / "adaptloop_model.json").write_text(json.dumps(
+            {"kind": "ensemble", "labels": list(self.labels), "weights": self.weights.tolist(),
+             "members": [f"member-{i}" for i in range(len(self.members))]}, indent=1))
+
+
+def _mix(probs: Sequence[np.ndarray], weights: np.ndarray) -> np.ndarray:
+    out = sum(w * p for w, p in zip(weights, probs))
+    return out / weights.sum()
+
+
+def simplex_grid(n: int, step: float = GRID_STEP) -> list[tuple[float, ...]]:
+    """All weight vectors of ``n`` non-negative multiples of ``step`` summing to 1."""
+    k = round(1 / step)
+    return [tuple(c / k for c in combo) for combo in itertools.product(range(k + 1), repeat=n)
+            if sum(combo) == k]
+
+
+class EnsembleTrainer:
+    """Fits only the weights; members come trained."""
+
+    def __init__(self, load: object | None = None) -> None:
+        from adaptloop.train import load_trained
+
+        self.load = load or load_trained
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
+            dev: Sequence[Example], ctx: FitContext) -> tuple[EnsembleModel, NodeResult]:
+        t0 = time.monotonic()
+        members = [self.load(Path(p)) for p in pipeline.hparams["members"]]
+        texts, y = [e.text for e in dev], label_ids(dev, spec.labels)
+        bar = ctx.progress("ensemble: score members", len(members))
+        probs = []
+        for m in members:
+            probs.append(m.predict_proba(texts))
+            bar(1)
+        best_w, best_acc = None, -1.0
+        for w in simplex_grid(len(members)):
+            acc = float((_mix(probs, np.asarray(w)).argmax(1) == y).mean()) if len(y) else 0.0
+            if acc > best_acc + 1e-12:
+                best_w, best_acc = w, acc
+        assert best_w is not None
+        kept = [(m, w) for m, w in zip(members, best_w) if w > 0]
+        model = EnsembleModel([m for m, _ in kept], [w for _, w in kept])
+        return model, NodeResult(dev_metrics={"accuracy": best_acc},
+                                 train_seconds=time.monotonic() - t0,
+                                 notes=f"weights {best_w}")
+
+
+def load_ensemble(folder: Path, load_member: object) -> EnsembleModel:
+    meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
+    members = [load_member(Path(folder) / name) for name in meta["members"]]  # type: ignore[operator]
+    return EnsembleModel(members, meta["weights"])
+
+
+__all__ = ["EnsembleModel", "EnsembleTrainer", "load_ensemble", "simplex_grid"]
