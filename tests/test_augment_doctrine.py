@@ -48,8 +48,12 @@ def test_doctrine_walks_its_table_in_order():
 def test_doctrine_stops_on_plateau_and_budget():
     pol = DoctrinePolicy(plateau_rounds=2)
     nodes = [_done("baseline", "raw", "frozen", 0.9), _done("clean-data", "curated", "frozen", 0.9),
-             _done("finetune", "raw", "finetune", 0.85)]
-    assert pol.propose(_facts(nodes, issues=3)).startswith("plateau")
+             _done("augment", "augmented", "frozen", 0.85)]
+    # no gain for two nodes, but fine-tuning is a lever not yet pulled
+    assert pol.propose(_facts(nodes, n_train=200, issues=3)).name == "finetune"
+    nodes += [_done("finetune", "raw", "finetune", 0.85), _done("lora", "raw", "lora", 0.8),
+              _done("ensemble", "raw", "ensemble", 0.9)]
+    assert pol.propose(_facts(nodes, n_train=200, issues=3)).startswith("plateau")
     out = pol.propose(_facts([_done("baseline", "raw", "frozen", 0.9)], left=5))
     assert out == "budget spent"
 

@@ -175,20 +175,30 @@ class DoctrinePolicy:
     skipped: list[str] = field(default_factory=list)
 
     def propose(self, facts: Facts) -> Proposal | str:
-        """The next pipeline to try, or a string saying why to stop."""
+        """The next pipeline to try, or a string saying why to stop.
+
+        A plateau (``plateau_rounds`` nodes without dev gain) stops the search only when the
+        next rule would repeat a strategy already tried: a new lever always gets its node.
+        """
         done = facts.done()
+        plateau = ""
         if len(done) > self.plateau_rounds:
             best_before = max(n["score"] for n in done[: -self.plateau_rounds])
             recent = max(n["score"] for n in done[-self.plateau_rounds:])
             if recent < best_before + self.min_gain:
-                return (f"plateau: {self.plateau_rounds} nodes without dev gain over "
-                        f"{best_before:.3f}")
+                plateau = (f"plateau: {self.plateau_rounds} nodes without dev gain over "
+                           f"{best_before:.3f}")
+        tried_strategies = {n["pipeline"]["strategy"] for n in done}
         for rule in self.rules:
             if facts.tried(rule.name) or not rule.when(facts):
                 continue
             pipe = rule.build(facts)
+            if plateau and pipe.strategy in tried_strategies:
+                return plateau
             return Proposal(rule.name, replace(pipe), rule.parent(facts), rule.intervention,
                             rule.reason(facts))
+        if plateau:
+            return plateau
         if facts.seconds_left <= 30:
             return "budget spent"
         return "no doctrine rule applies: every pipeline worth trying is trained"
