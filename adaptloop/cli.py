@@ -213,7 +213,8 @@ def eval_(
     from adaptloop.evaluate.predict import evaluate_file
 
     ws = _open(workspace)
-    r = evaluate_file(ws, data, model)
+    with _progress() as progress:
+        r = evaluate_file(ws, data, model, progress=progress)
     if as_json:
         _emit(r)
         return

@@ -10,7 +10,11 @@ import os
 from pathlib import Path
 
 import tomli_w
-import tomllib
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from adaptloop.errors import WorkspaceError
@@ -32,6 +36,10 @@ class TrainSettings(BaseModel):
     encoder: str = Field(
         "sentence-transformers/all-MiniLM-L6-v2",
         description="Default encoder: HF id or local path (MiniLM resolves offline from PyPI).",
+    )
+    ladder: list[str] = Field(
+        ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"],
+        description="Encoders from small to large; the agent climbs it when a rung is installed.",
     )
     seed: int = Field(0, description="Seed for every split and training run.")
     threads: int = Field(0, description="torch threads; 0 = all cores.")

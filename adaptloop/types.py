@@ -139,9 +139,14 @@ class Pipeline(_Dict):
 
 @dataclass(frozen=True)
 class NodeResult(_Dict):
-    """What training one pipeline produced: metrics on dev, cost, learning curve."""
+    """What training one pipeline produced: metrics on dev, cost, learning curve.
+
+    ``chosen`` holds the hyperparameters the fit settled on (C, epochs actually used,
+    ensemble weights), so the same pipeline can be refitted without a dev split.
+    """
 
     dev_metrics: dict[str, float]
     train_seconds: float
     curve: list[dict[str, float]] = field(default_factory=list)
     notes: str = ""
+    chosen: dict[str, Any] = field(default_factory=dict)

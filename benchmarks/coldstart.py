@@ -46,18 +46,19 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict:
 
 def run_adaptloop(dataset: str, budget: str) -> dict:
     exe = str(Path(sys.executable).parent / "adaptloop")
-    with tempfile.TemporaryDirectory() as tmp:
-        ws = Path(tmp) / "ws"
-        subprocess.run([exe, "init", str(ws)], check=True)
-        t0 = time.monotonic()
-        new = subprocess.run([exe, "new", f"classify {dataset} messages by intent", "--data",
-                              str(DATASETS / dataset / "train.jsonl"), "--budget", budget,
-                              "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
-        wall_new = time.monotonic() - t0
-        ev = subprocess.run([exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"),
-                             "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
+    # the workspace is kept (its path is in the results) so `adaptloop runs -w` can show it
+    ws = Path(tempfile.mkdtemp(prefix=f"adaptloop-bench-{dataset}-")) / "ws"
+    subprocess.run([exe, "init", str(ws)], check=True)
+    t0 = time.monotonic()
+    new = subprocess.run([exe, "new", f"classify {dataset} messages by intent", "--data",
+                          str(DATASETS / dataset / "train.jsonl"), "--budget", budget,
+                          "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
+    wall_new = time.monotonic() - t0
+    ev = subprocess.run([exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"),
+                         "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
     r, e = json.loads(new.stdout), json.loads(ev.stdout)
     return {"method": "adaptloop", "budget": budget, "wall_seconds": round(wall_new, 1),
+            "workspace": str(ws),
             "nodes": [{k: n[k] for k in ("name", "status", "train_seconds")} |
                       {"dev_accuracy": n["dev"].get("accuracy"), "strategy": n["pipeline"]["strategy"],
                        "recipe": n["pipeline"]["recipe"]} for n in r["nodes"]],

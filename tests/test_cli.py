@@ -3,7 +3,13 @@ then every bad input from the issue: one line, exit code 2, no traceback, nothin
 
 import json
 
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
 import pytest
+import tomli_w
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -30,6 +36,12 @@ def trained(tmp_path_factory, banking_train, banking_test):
     root = tmp_path_factory.mktemp("cli")
     ws = root / "ws"
     assert run("init", ws).exit_code == 0
+    # tiny models only: keep the encoder ladder to MiniLM even where mpnet is installed
+    cfg = ws / "adaptloop.toml"
+    settings = tomllib.loads(cfg.read_text())
+    settings["train"]["ladder"] = settings["train"]["ladder"][:1]
+    cfg.write_text(tomli_w.dumps(settings))
+    assert "mpnet" not in cfg.read_text()
     train = write_jsonl(root / "train.jsonl", subset(banking_train, 5, 24))
     test = write_jsonl(root / "test.jsonl", subset(banking_test, 5, 12))
     r = one_json(run("new", "route banking customer messages", "--data", train, "--budget", "75s",

@@ -62,6 +62,12 @@ def test_cold_start_freezes_eval_first_and_promotes(ws, data):
         assert eval_ids.isdisjoint(ids), key
     reasons = {x.reason for x in store.all(select(Removal))}
     assert {"exact_duplicate", "conflicting_duplicate", "label_issue"} <= reasons
+    # the dev-selected pipeline is refitted on train+dev, and that refit is promoted
+    refit = [n for n in nodes if n.pipeline["strategy"] == "refit"]
+    assert len(refit) == 1 and refit[0].dev_metrics == {}
+    assert refit[0].pipeline["hparams"]["of"] == r.winner["selected_on_dev"]
+    assert r.winner["node"] == "refit" and "eval_before_refit" in r.winner
+    assert len(fake.calls[-1].to_dict()) and fake.calls[-1].recipe in ("raw", "curated", "augmented")
     # winner scored on the frozen eval set and promoted
     assert r.winner is not None and r.winner["eval"]["accuracy"] > 1 / 6
     prod = registry.resolve(store, "production")

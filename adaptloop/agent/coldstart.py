@@ -40,7 +40,7 @@ from adaptloop.store.db import (
 )
 from adaptloop.train import FitContext, Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, TrainedModel, no_progress
-from adaptloop.types import EvalSet, Example, Pipeline, TaskSpec
+from adaptloop.types import EvalSet, Example, NodeResult, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -193,9 +193,21 @@ def _node_dict(n: Node) -> dict[str, Any]:
             "train_seconds": round(n.train_seconds, 1)}
 
 
-def score_rows(model: TrainedModel, examples: Sequence[Example]) -> list[dict[str, Any]]:
+def predict_chunked(model: TrainedModel, texts: Sequence[str], *, progress: Progress = no_progress,
+                    what: str = "predict", chunk: int = 512) -> np.ndarray:
+    """``model.predict_proba`` in chunks, with a progress bar."""
+    bar = progress(what, len(texts))
+    parts = []
+    for s in range(0, len(texts), chunk):
+        parts.append(model.predict_proba(list(texts[s:s + chunk])))
+        bar(len(parts[-1]))
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
+
+
+def score_rows(model: TrainedModel, examples: Sequence[Example], *,
+               progress: Progress = no_progress, what: str = "score") -> list[dict[str, Any]]:
     """Per-example predictions: id, text, gold, predicted label, confidence."""
-    probs = model.predict_proba([e.text for e in examples])
+    probs = predict_chunked(model, [e.text for e in examples], progress=progress, what=what)
     rows = []
     for e, p in zip(examples, probs):
         k = int(p.argmax())
@@ -271,10 +283,78 @@ class ColdStart:
             path = str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None
             nodes.append({"name": n.name, "pipeline": n.pipeline, "status": n.status,
                           "score": score, "model_path": path})
-        return Facts(nodes=tuple(nodes), n_train=len(ds["raw"]),
+        return Facts(nodes=tuple(nodes), n_train=len(ds["raw"]), refit_seconds=self._refit_cost(ds),
                      n_label_issues=len(ds["raw"]) - len(ds["curated"]),
                      n_classes=len(spec.labels), seconds_left=clock.left - FINAL_RESERVE_S,
-                     encoder=self.ws.settings.train.encoder, seed=self.ws.settings.train.seed)
+                     encoder=self.ws.settings.train.encoder, seed=self.ws.settings.train.seed,
+                     larger_encoder=self._larger_encoder())
+
+    def _refit_plan(self) -> tuple[Node, list[tuple[Node, float]]] | None:
+        """The best node on dev and its (member, weight) list, unless it was refitted already."""
+        spec = TaskSpec.from_dict(self.ws.store.get(Run, self.run_id).state["spec"])
+        done = [n for n in self.ws.store.nodes(self.run_id) if n.status in ("done", "failed")]
+        scored = [n for n in done if n.status == "done" and n.pipeline["strategy"] != "refit"]
+        if not scored:
+            return None
+        best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+        if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
+               for n in done):
+            return None
+        if best.pipeline["strategy"] != "ensemble":
+            return best, [(best, 1.0)]
+        by_name = {n.name: n for n in scored}
+        pairs = zip(best.pipeline["hparams"]["member_names"], best.chosen.get("weights", []))
+        return best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name]
+
+    def _refit_cost(self, ds: dict[str, list[Example]]) -> float | None:
+        plan = self._refit_plan()
+        if plan is None:
+            return None
+        grow = (len(ds["raw"]) + len(ds["dev"])) / max(1, len(ds["raw"]))
+        return sum(m.train_seconds * grow * 1.1 if m.pipeline["strategy"] in ("finetune", "lora")
+                   else 20.0 for m, _ in plan[1])
+
+    def _refit(self, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
+               ) -> tuple[TrainedModel, NodeResult]:
+        """Retrain the best pipeline (every member, for an ensemble) on train + dev.
+
+        Hyperparameters are the ones the original fit settled on; there is no dev split to
+        stop on, so a fine-tune runs its chosen number of epochs. A refit the budget would
+        cut short fails instead, and the original node is promoted.
+        """
+        from adaptloop.train.ensemble import EnsembleModel
+
+        plan = self._refit_plan()
+        if plan is None:
+            raise RuntimeError("nothing to refit")
+        t0 = time.monotonic()
+        models = []
+        for member, _w in plan[1]:
+            pipe = Pipeline.from_dict(member.pipeline)
+            keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
+            hp = {**pipe.hparams, **{k: v for k, v in member.chosen.items() if k in keep}}
+            model, result = self.make_trainer(pipe.strategy).fit(
+                spec, Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed),
+                ds[pipe.recipe] + ds["dev"], [], ctx)
+            ch = result.chosen
+            if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or \
+                    "deadline" in result.notes:
+                raise RuntimeError(f"refit of {member.name} cut short by the budget")
+            models.append(model)
+        weights = [w for _, w in plan[1]]
+        model = models[0] if len(models) == 1 else EnsembleModel(models, weights)
+        return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
+                                 notes=f"refit of {plan[0].name} on {len(ds['dev'])} more examples",
+                                 chosen={"weights": weights} if len(models) > 1 else {})
+
+    def _larger_encoder(self) -> str | None:
+        """The next installed rung above the default encoder on the ladder, if any."""
+        from adaptloop.train.packaged import is_available
+
+        ladder = self.ws.settings.train.ladder
+        enc = self.ws.settings.train.encoder
+        above = ladder[ladder.index(enc) + 1:] if enc in ladder else []
+        return next((name for name in above if is_available(name)), None)
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None
@@ -294,8 +374,11 @@ class ColdStart:
                          device=_device(ws), embeddings=cache)
         t0 = time.monotonic()
         try:
-            model, result = self.make_trainer(pipe.strategy).fit(spec, pipe, ds[pipe.recipe],
-                                                                 ds["dev"], ctx)
+            if pipe.strategy == "refit":
+                model, result = self._refit(spec, ds, ctx)
+            else:
+                model, result = self.make_trainer(pipe.strategy).fit(spec, pipe, ds[pipe.recipe],
+                                                                     ds["dev"], ctx)
         except (RuntimeError, ValueError) as exc:  # a failed pipeline is a result, not a crash
             log.warning("node %s failed: %s", p.name, exc)
             ws.store.update(Node, node.id, status="failed", finished_at=utcnow(),
@@ -308,35 +391,47 @@ class ColdStart:
             address = ws.artifacts.put_dir(staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        dev_rows = score_rows(model, ds["dev"])
-        dev_metrics = metrics_of(spec, dev_rows)
-        dev_metrics.pop("per_class")
+        dev_metrics: dict[str, Any] = {}
+        predictions = None
+        if pipe.strategy != "refit":  # a refit trained on dev: its dev score would be a lie
+            dev_rows = score_rows(model, ds["dev"], progress=self.progress,
+                                  what=f"score {p.name} on dev")
+            dev_metrics = metrics_of(spec, dev_rows)
+            dev_metrics.pop("per_class")
+            predictions = ws.artifacts.put_jsonl(dev_rows)
         ws.store.update(Node, node.id, status="done", dev_metrics=dev_metrics,
-                        curve=result.curve, model_artifact=address,
-                        predictions_artifact=ws.artifacts.put_jsonl(dev_rows),
+                        curve=result.curve, chosen=result.chosen, model_artifact=address,
+                        predictions_artifact=predictions,
                         train_seconds=time.monotonic() - t0, finished_at=utcnow())
 
     def _finish(self, spec: TaskSpec, clock: Clock, stop: str, wall: float) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
         run: Run = store.get(Run, self.run_id)
-        done = [n for n in store.nodes(self.run_id) if n.status == "done"]
+        finished = [n for n in store.nodes(self.run_id) if n.status == "done"]
+        done = [n for n in finished if n.pipeline["strategy"] != "refit"]
         winner = version = None
         if done:
-            best = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+            selected = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+            refits = [n for n in finished if n.pipeline["strategy"] == "refit"
+                      and n.pipeline["hparams"].get("of") == selected.name]
+            best = refits[-1] if refits else selected
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(run.state["eval_artifact"]))
             model = load_trained(ws.artifacts.path(best.model_artifact))
-            rows = score_rows(model, eval_set.examples)
+            rows = score_rows(model, eval_set.examples, progress=self.progress,
+                              what="score winner on eval set")
             m = metrics_of(spec, rows)
             store.update(Node, best.id, eval_metrics=m,
                          predictions_artifact=ws.artifacts.put_jsonl(rows))
             store.decide(self.run_id, "select",
-                         f"'{best.name}' has the best dev {spec.primary_metric} "
-                         f"({primary(best.dev_metrics, spec.primary_metric):.4f}) of {len(done)} nodes",
+                         f"'{selected.name}' has the best dev {spec.primary_metric} "
+                         f"({primary(selected.dev_metrics, spec.primary_metric):.4f}) of {len(done)} "
+                         "nodes" + (f"; promoting its refit on train+dev (node {best.id}), decided "
+                                    "before either was scored on the eval set" if refits else ""),
                          node_id=best.id)
             mv = registry.register(
                 store, task_id=run.task_id, node_id=best.id, artifact=best.model_artifact,
                 metrics={"eval": {k: v for k, v in m.items() if k != "per_class"},
-                         "dev": best.dev_metrics},
+                         "dev": selected.dev_metrics},
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": run.state["datasets"], "pipeline": best.pipeline},
                 reason=f"winner of cold-start run {self.run_id}")
@@ -345,8 +440,15 @@ class ColdStart:
                                       f"{m[spec.primary_metric]:.4f} on frozen eval set "
                                       f"{run.eval_set_id}")
             version = mv.id
-            winner = {"node": best.name, "node_id": best.id, "dev": best.dev_metrics,
+            winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
+                      "dev": selected.dev_metrics,
                       "eval": {k: v for k, v in m.items() if k != "per_class"}}
+            if refits:  # for the record: the dev-selected original on the same eval set
+                orig = load_trained(ws.artifacts.path(selected.model_artifact))
+                om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,
+                                                 what="score original on eval set"))
+                store.update(Node, selected.id, eval_metrics=om)
+                winner["eval_before_refit"] = {k: v for k, v in om.items() if k != "per_class"}
         else:
             stop = stop + "; no node finished, nothing promoted"
         store.update(Run, self.run_id, status="done", spent_s=clock.spent, finished_at=utcnow())
@@ -403,6 +505,7 @@ def resumable_run(ws: Workspace) -> int:
                             "`adaptloop new PROMPT --data FILE`")
     run = rows[0]
     if not run.state:
+        ws.store.update(Run, run.id, status="abandoned", finished_at=utcnow())
         raise NotFoundError(f"run {run.id} was stopped before its data was prepared; start "
                             "again with `adaptloop new PROMPT --data FILE`")
     for n in ws.store.nodes(run.id):

@@ -26,7 +26,10 @@ class Facts:
     seconds_left: float
     encoder: str
     seed: int = 0
+    larger_encoder: str | None = None  # next installed rung of the encoder ladder
     sec_per_step: float = 0.5  # measured prior for MiniLM, batch 32, 2 CPU threads
+    larger_embed_rate: float = 60.0  # texts/s for a base-size encoder on 2 CPU threads
+    refit_seconds: float | None = None  # estimated cost of refitting the best node (None: n/a)
 
     def done(self) -> list[dict[str, Any]]:
         return [n for n in self.nodes if n["status"] == "done"]
@@ -36,7 +39,9 @@ class Facts:
         return any(n["name"] == name and n["status"] in ("done", "failed") for n in self.nodes)
 
     def best(self, strategy: str | None = None) -> dict[str, Any] | None:
-        pool = [n for n in self.done() if strategy is None or n["pipeline"]["strategy"] == strategy]
+        """The best finished node on dev (refits have no dev score and are never 'best')."""
+        pool = [n for n in self.done() if n["pipeline"]["strategy"] != "refit"
+                and (strategy is None or n["pipeline"]["strategy"] == strategy)]
         return max(pool, key=lambda n: n["score"], default=None)
 
     def epoch_seconds(self) -> float:
@@ -74,7 +79,8 @@ def _score(f: Facts, strategy: str | None = None) -> str:
 
 def _members(f: Facts, k: int = 3) -> list[dict[str, Any]]:
     """The ``k`` best finished non-ensemble nodes that have a saved model."""
-    pool = [n for n in f.done() if n["pipeline"]["strategy"] != "ensemble" and n.get("model_path")]
+    pool = [n for n in f.done() if n["pipeline"]["strategy"] not in ("ensemble", "refit")
+            and n.get("model_path")]
     return sorted(pool, key=lambda n: -n["score"])[:k]
 
 
@@ -125,6 +131,29 @@ RULES: tuple[Rule, ...] = (
         reason=lambda f: f"frozen head reaches {_score(f, 'frozen')} on dev; the encoder itself "
                          f"must move — full fine-tune from the linear-probe head on the "
                          f"'{_best_recipe(f)}' recipe",
+    ),
+    Rule(
+        name="larger-encoder",
+        when=lambda f: f.larger_encoder is not None
+        and f.seconds_left > 1.3 * f.n_train / f.larger_embed_rate + 60,
+        build=lambda f: Pipeline(recipe=_best_recipe(f), strategy="frozen",
+                                 encoder=f.larger_encoder or f.encoder, seed=f.seed),
+        parent=lambda f: (f.best("frozen") or {}).get("name"),
+        intervention="larger encoder (frozen)",
+        reason=lambda f: f"climb the encoder ladder: {f.larger_encoder} embeddings + logistic "
+                         f"regression (best so far {_score(f)}); a larger encoder separates "
+                         "close classes that the small one blurs",
+    ),
+    Rule(
+        name="refit",
+        when=lambda f: f.refit_seconds is not None and f.seconds_left > f.refit_seconds + 30,
+        build=lambda f: Pipeline(recipe="train+dev", strategy="refit", encoder=f.encoder,
+                                 hparams={"of": (f.best() or {}).get("name")}, seed=f.seed),
+        parent=lambda f: (f.best() or {}).get("name"),
+        intervention="refit on train+dev",
+        reason=lambda f: f"'{(f.best() or {}).get('name')}' is best on dev ({_score(f)}): retrain "
+                         "the same pipeline with the dev split added (same hyperparameters and "
+                         "steps) — more data, no new choices; judged on the frozen eval set",
     ),
     Rule(
         name="lora",
@@ -180,7 +209,7 @@ class DoctrinePolicy:
         A plateau (``plateau_rounds`` nodes without dev gain) stops the search only when the
         next rule would repeat a strategy already tried: a new lever always gets its node.
         """
-        done = facts.done()
+        done = [n for n in facts.done() if n["pipeline"]["strategy"] != "refit"]
         plateau = ""
         if len(done) > self.plateau_rounds:
             best_before = max(n["score"] for n in done[: -self.plateau_rounds])

@@ -53,9 +53,12 @@ def augment(examples: Sequence[Example], *, seed: int, per_example: int = 1) -> 
         rng = _rng(e, seed, "augment")
         for k in range(per_example):
             kind = kinds[(rng.randrange(3) + k) % 3]
-            text = {"typo": lambda: typo(e.text, rng),
-                    "lower": lambda: e.text.lower().rstrip("?.!"),
-                    "truncate": lambda: truncate(e.text)}[kind]()
+            if kind == "typo":
+                text = typo(e.text, rng)
+            elif kind == "lower":
+                text = e.text.lower().rstrip("?.!")
+            else:
+                text = truncate(e.text)
             if text and text != e.text:
                 out.append(Example(text=text, label=e.label, source=f"augment:{kind}:{e.id}",
                                    weight=e.weight))

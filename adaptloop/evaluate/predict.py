@@ -12,6 +12,7 @@ from adaptloop.errors import LabelError
 from adaptloop.store import registry
 from adaptloop.store.db import ModelVersionRow, Task
 from adaptloop.train import TrainedModel, load_trained
+from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import TaskSpec
 from adaptloop.workspace import Workspace
 
@@ -22,7 +23,8 @@ def load_version(ws: Workspace, ref: str | None) -> tuple[ModelVersionRow, TaskS
     return mv, spec, load_trained(ws.artifacts.path(mv.artifact))
 
 
-def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None) -> dict[str, Any]:
+def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None, *,
+                  progress: Progress = no_progress) -> dict[str, Any]:
     """Metrics of a model version on a labelled JSONL file it never saw.
 
     Raises:
@@ -38,7 +40,7 @@ def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None) -> di
             f"{path} has {len(unknown)} label(s) the model was not trained on ({shown}); "
             "remove those rows or retrain with them"
         )
-    rows = score_rows(model, loaded.examples)
+    rows = score_rows(model, loaded.examples, progress=progress, what=f"score {Path(path).name}")
     m = metrics_of(spec, rows)
     errors = [r for r in rows if r["label"] != r["pred"]]
     return {"model": f"v{mv.id}", "task": spec.name, "data": str(path),

@@ -101,6 +101,7 @@ class Node(Base):
     dev_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     eval_metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     curve: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    chosen: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # hparams the fit settled on
     model_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     predictions_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)

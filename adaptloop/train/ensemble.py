@@ -87,7 +87,7 @@ class EnsembleTrainer:
         model = EnsembleModel([m for m, _ in kept], [w for _, w in kept])
         return model, NodeResult(dev_metrics={"accuracy": best_acc},
                                  train_seconds=time.monotonic() - t0,
-                                 notes=f"weights {best_w}")
+                                 notes=f"weights {best_w}", chosen={"weights": list(best_w)})
 
 
 def load_ensemble(folder: Path, load_member: object) -> EnsembleModel:

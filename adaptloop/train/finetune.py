@@ -134,7 +134,8 @@ class FineTuneTrainer:
         warm = lambda: max(1, int(cfg.warmup * plan["total"]))  # noqa: E731
         sched = torch.optim.lr_scheduler.LambdaLR(
             opt, lambda s: min(1.0, (s + 1) / warm()) * max(0.0, (plan["total"] - s) / plan["total"]))
-        eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch)
+        # without a dev split (a refit on train+dev) the schedule runs to its end, unchecked
+        eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch) if dev_texts else 10**9
         lengths = [len(t) for t in texts]
 
         best = {"acc": _dev_accuracy(tok, enc, head, dev_texts, y_dev, device), "step": 0,
@@ -165,7 +166,7 @@ class FineTuneTrainer:
                     if affordable < plan["total"]:
                         log.info("deadline: %d of %d steps fit", affordable, plan["total"])
                         plan["total"] = max(step + 1, affordable)
-                if step % eval_every == 0 or step >= plan["total"]:
+                if dev_texts and (step % eval_every == 0 or step >= plan["total"]):
                     acc = _dev_accuracy(tok, enc, head, dev_texts, y_dev, device)
                     curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
                                   "train_loss": loss_sum / max(1, loss_n), "dev_accuracy": acc,
@@ -195,6 +196,9 @@ class FineTuneTrainer:
         model = EncoderClassifier(spec.labels, pipeline.encoder,
                                   head.weight.detach().cpu().numpy(),
                                   head.bias.detach().cpu().numpy(), enc.cpu(), tok)
+        used = best["step"] if best["state"] is not None else step
         return model, NodeResult(dev_metrics={"accuracy": best["acc"]},
                                  train_seconds=time.monotonic() - t0, curve=curve,
-                                 notes=f"{stop}; best at step {best['step']} of {step}")
+                                 notes=f"{stop}; best at step {best['step']} of {step}",
+                                 chosen={"epochs": round(max(used, 1) / steps_per_epoch, 4),
+                                         "planned_steps": plan["total"], "steps_run": step})

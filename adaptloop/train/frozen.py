@@ -74,7 +74,7 @@ class FrozenEncoderTrainer:
         model = EncoderClassifier(spec.labels, pipeline.encoder, weight, bias)
         return model, NodeResult(dev_metrics={"accuracy": best[0]},
                                  train_seconds=time.monotonic() - t0, curve=curve,
-                                 notes=f"C={best[1]}")
+                                 notes=f"C={best[1]}", chosen={"C": best[1]})
 
 
 def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5,

