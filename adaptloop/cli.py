@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import click
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -39,11 +40,21 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except AdaptloopError as exc:
-            err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
             ctx.exit(130)
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            first = str(exc).splitlines()[0]
+            err.print("[red]error:[/] " + escape(f"the store failed ({first}); check [store] url in "
+                      "adaptloop.toml and that the database is reachable"), highlight=False,
+                      soft_wrap=True)
+            ctx.exit(2)
 
 
 app = typer.Typer(

@@ -73,3 +73,15 @@ def test_workspace_open_uses_relative_sqlite_url(tmp_path, monkeypatch):
     ws = Workspace.open(root)
     assert str(root) in str(ws.store.engine.url)
     assert json.loads(json.dumps(ws.settings.model_dump()))["store"]["url"].startswith("sqlite")
+
+
+def test_older_store_gets_new_columns(tmp_path):
+    from sqlalchemy import inspect, text
+
+    url = f"sqlite:///{tmp_path/'old.db'}"
+    store = Store(url)
+    with store.engine.begin() as conn:
+        conn.execute(text("ALTER TABLE nodes DROP COLUMN chosen"))
+    store.engine.dispose()
+    again = Store(url)
+    assert "chosen" in {c["name"] for c in inspect(again.engine).get_columns("nodes")}

@@ -303,7 +303,7 @@ class ColdStart:
         if best.pipeline["strategy"] != "ensemble":
             return best, [(best, 1.0)]
         by_name = {n.name: n for n in scored}
-        pairs = zip(best.pipeline["hparams"]["member_names"], best.chosen.get("weights", []))
+        pairs = zip(best.pipeline["hparams"]["member_names"], (best.chosen or {}).get("weights", []))
         return best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name]
 
     def _refit_cost(self, ds: dict[str, list[Example]]) -> float | None:
@@ -332,7 +332,7 @@ class ColdStart:
         for member, _w in plan[1]:
             pipe = Pipeline.from_dict(member.pipeline)
             keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
-            hp = {**pipe.hparams, **{k: v for k, v in member.chosen.items() if k in keep}}
+            hp = {**pipe.hparams, **{k: v for k, v in (member.chosen or {}).items() if k in keep}}
             model, result = self.make_trainer(pipe.strategy).fit(
                 spec, Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed),
                 ds[pipe.recipe] + ds["dev"], [], ctx)

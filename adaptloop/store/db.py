@@ -24,7 +24,9 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     select,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
@@ -178,7 +180,19 @@ class Store:
     """
 
     def __init__(self, url: str) -> None:
-        self.engine = create_engine(url, future=True)
+        from sqlalchemy.exc import ArgumentError
+
+        from adaptloop.errors import WorkspaceError
+
+        try:
+            self.engine = create_engine(url, future=True)
+        except ModuleNotFoundError as exc:
+            raise WorkspaceError(
+                f"the store URL needs the Python driver '{exc.name}'; install it (PostgreSQL: "
+                "pip install 'adaptloop[postgres]')") from None
+        except ArgumentError:
+            raise WorkspaceError(f"store url '{url}' is not a SQLAlchemy URL; fix [store] url "
+                                 "in adaptloop.toml") from None
         if url.startswith("sqlite"):
             @event.listens_for(self.engine, "connect")
             def _pragmas(conn, _record):
@@ -187,7 +201,23 @@ class Store:
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
         Base.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self._session = sessionmaker(self.engine, expire_on_commit=False)
+
+    def _add_missing_columns(self) -> None:
+        """Bring a store written by an older adaptloop up to date.
+
+        Only additive changes happen between versions (new nullable or defaulted columns),
+        so adding what is missing is the whole migration.
+        """
+        insp = inspect(self.engine)
+        with self.engine.begin() as conn:
+            for table in Base.metadata.sorted_tables:
+                have = {c["name"] for c in insp.get_columns(table.name)}
+                for col in table.columns:
+                    if col.name not in have:
+                        ddl = col.type.compile(dialect=self.engine.dialect)
+                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
 
     @contextmanager
     def session(self) -> Iterator[Session]:
