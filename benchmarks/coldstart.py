@@ -52,7 +52,9 @@ def run_adaptloop(dataset: str, budget: str) -> dict:
     t0 = time.monotonic()
     new = subprocess.run([exe, "new", f"classify {dataset} messages by intent", "--data",
                           str(DATASETS / dataset / "train.jsonl"), "--budget", budget,
-                          "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
+                          "--json", "-w", str(ws)], capture_output=True, text=True)
+    if new.returncode != 0:
+        sys.exit(f"adaptloop new failed ({new.returncode}):\n{new.stderr[-3000:]}")
     wall_new = time.monotonic() - t0
     ev = subprocess.run([exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"),
                          "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
