@@ -45,18 +45,20 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict:
 
 
 def run_adaptloop(dataset: str, budget: str) -> dict:
-    exe = str(Path(sys.executable).parent / "adaptloop")
+    # `python -m adaptloop.cli` runs the adaptloop that this interpreter imports (PYTHONPATH
+    # can point at a snapshot of the code, so that editing the tree cannot touch a long run)
+    exe = [sys.executable, "-m", "adaptloop.cli"]
     # the workspace is kept (its path is in the results) so `adaptloop runs -w` can show it
     ws = Path(tempfile.mkdtemp(prefix=f"adaptloop-bench-{dataset}-")) / "ws"
-    subprocess.run([exe, "init", str(ws)], check=True)
+    subprocess.run([*exe, "init", str(ws)], check=True)
     t0 = time.monotonic()
-    new = subprocess.run([exe, "new", f"classify {dataset} messages by intent", "--data",
+    new = subprocess.run([*exe, "new", f"classify {dataset} messages by intent", "--data",
                           str(DATASETS / dataset / "train.jsonl"), "--budget", budget,
                           "--json", "-w", str(ws)], capture_output=True, text=True)
     if new.returncode != 0:
         sys.exit(f"adaptloop new failed ({new.returncode}):\n{new.stderr[-3000:]}")
     wall_new = time.monotonic() - t0
-    ev = subprocess.run([exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"),
+    ev = subprocess.run([*exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"),
                          "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
     r, e = json.loads(new.stdout), json.loads(ev.stdout)
     return {"method": "adaptloop", "budget": budget, "wall_seconds": round(wall_new, 1),

@@ -70,3 +70,19 @@ def test_failed_nodes_are_not_retried_but_interrupted_ones_are():
 def test_rule_names_are_unique():
     names = [r.name for r in RULES]
     assert len(names) == len(set(names))
+
+
+def test_ensemble_comes_before_refit_and_lora():
+    pol = DoctrinePolicy(plateau_rounds=9)
+    nodes = [{**_done("baseline", "raw", "frozen", 0.90), "model_path": "a"},
+             {**_done("finetune", "raw", "finetune", 0.92), "model_path": "b"},
+             {**_done("larger-encoder", "raw", "frozen", 0.93), "model_path": "c"}]
+    facts = Facts(nodes=tuple(nodes), n_train=1000, n_label_issues=0, n_classes=10,
+                  seconds_left=3000.0, encoder="enc", refit_seconds=100.0)
+    nxt = pol.propose(facts)
+    assert nxt.name == "ensemble"
+    assert nxt.pipeline.hparams["member_names"] == ["larger-encoder", "finetune", "baseline"]
+    nodes.append({**_done("ensemble", "raw", "ensemble", 0.94), "model_path": "d"})
+    facts = Facts(nodes=tuple(nodes), n_train=1000, n_label_issues=0, n_classes=10,
+                  seconds_left=3000.0, encoder="enc", refit_seconds=100.0)
+    assert pol.propose(facts).name == "refit"

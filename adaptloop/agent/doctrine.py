@@ -145,6 +145,19 @@ RULES: tuple[Rule, ...] = (
                          "close classes that the small one blurs",
     ),
     Rule(
+        name="ensemble",
+        when=lambda f: len(_members(f)) >= 2 and f.seconds_left > 60,
+        build=lambda f: Pipeline(recipe="raw", strategy="ensemble", encoder=f.encoder,
+                                 hparams={"members": [n["model_path"] for n in _members(f)],
+                                          "member_names": [n["name"] for n in _members(f)]},
+                                 seed=f.seed),
+        parent=lambda f: _members(f)[0]["name"],
+        intervention="ensemble of the best nodes",
+        reason=lambda f: "models trained differently err differently: average the "
+                         f"probabilities of {', '.join(n['name'] for n in _members(f))} "
+                         "with weights picked on dev",
+    ),
+    Rule(
         name="refit",
         when=lambda f: f.refit_seconds is not None and f.seconds_left > f.refit_seconds + 30,
         build=lambda f: Pipeline(recipe="train+dev", strategy="refit", encoder=f.encoder,
@@ -165,19 +178,6 @@ RULES: tuple[Rule, ...] = (
         intervention="LoRA adapters (r=8)",
         reason=lambda f: f"budget left after fine-tuning ({_score(f)} best so far): LoRA "
                          "changes fewer weights and may generalise differently",
-    ),
-    Rule(
-        name="ensemble",
-        when=lambda f: len(_members(f)) >= 2 and f.seconds_left > 60,
-        build=lambda f: Pipeline(recipe="raw", strategy="ensemble", encoder=f.encoder,
-                                 hparams={"members": [n["model_path"] for n in _members(f)],
-                                          "member_names": [n["name"] for n in _members(f)]},
-                                 seed=f.seed),
-        parent=lambda f: _members(f)[0]["name"],
-        intervention="ensemble of the best nodes",
-        reason=lambda f: "models trained differently err differently: average the "
-                         f"probabilities of {', '.join(n['name'] for n in _members(f))} "
-                         "with weights picked on dev",
     ),
     Rule(
         name="finetune-other-recipe",
