@@ -20,6 +20,7 @@ from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
 from adaptloop.agent.doctrine import DoctrinePolicy, Facts, Proposal
+from adaptloop.agent.refit import RefitPlan, refit, refit_cost, refit_plan
 from adaptloop.agent.spec import infer_spec
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
@@ -289,63 +290,20 @@ class ColdStart:
                      encoder=self.ws.settings.train.encoder, seed=self.ws.settings.train.seed,
                      larger_encoder=self._larger_encoder())
 
-    def _refit_plan(self) -> tuple[Node, list[tuple[Node, float]]] | None:
-        """The best node on dev and its (member, weight) list, unless it was refitted already."""
+    def _refit_plan(self) -> RefitPlan | None:
         spec = TaskSpec.from_dict(self.ws.store.get(Run, self.run_id).state["spec"])
-        done = [n for n in self.ws.store.nodes(self.run_id) if n.status in ("done", "failed")]
-        scored = [n for n in done if n.status == "done" and n.pipeline["strategy"] != "refit"]
-        if not scored:
-            return None
-        best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
-        if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
-               for n in done):
-            return None
-        if best.pipeline["strategy"] != "ensemble":
-            return best, [(best, 1.0)]
-        by_name = {n.name: n for n in scored}
-        pairs = zip(best.pipeline["hparams"]["member_names"], (best.chosen or {}).get("weights", []))
-        return best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name]
+        return refit_plan(self.ws.store.nodes(self.run_id), spec)
 
     def _refit_cost(self, ds: dict[str, list[Example]]) -> float | None:
         plan = self._refit_plan()
-        if plan is None:
-            return None
-        grow = (len(ds["raw"]) + len(ds["dev"])) / max(1, len(ds["raw"]))
-        return sum(m.train_seconds * grow * 1.1 if m.pipeline["strategy"] in ("finetune", "lora")
-                   else 20.0 for m, _ in plan[1])
+        return refit_cost(plan, len(ds["raw"]), len(ds["dev"])) if plan else None
 
     def _refit(self, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
                ) -> tuple[TrainedModel, NodeResult]:
-        """Retrain the best pipeline (every member, for an ensemble) on train + dev.
-
-        Hyperparameters are the ones the original fit settled on; there is no dev split to
-        stop on, so a fine-tune runs its chosen number of epochs. A refit the budget would
-        cut short fails instead, and the original node is promoted.
-        """
-        from adaptloop.train.ensemble import EnsembleModel
-
         plan = self._refit_plan()
         if plan is None:
             raise RuntimeError("nothing to refit")
-        t0 = time.monotonic()
-        models = []
-        for member, _w in plan[1]:
-            pipe = Pipeline.from_dict(member.pipeline)
-            keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
-            hp = {**pipe.hparams, **{k: v for k, v in (member.chosen or {}).items() if k in keep}}
-            model, result = self.make_trainer(pipe.strategy).fit(
-                spec, Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed),
-                ds[pipe.recipe] + ds["dev"], [], ctx)
-            ch = result.chosen
-            if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or \
-                    "deadline" in result.notes:
-                raise RuntimeError(f"refit of {member.name} cut short by the budget")
-            models.append(model)
-        weights = [w for _, w in plan[1]]
-        model = models[0] if len(models) == 1 else EnsembleModel(models, weights)
-        return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
-                                 notes=f"refit of {plan[0].name} on {len(ds['dev'])} more examples",
-                                 chosen={"weights": weights} if len(models) > 1 else {})
+        return refit(plan, spec, ds, ctx, self.make_trainer)
 
     def _larger_encoder(self) -> str | None:
         """The next installed rung above the default encoder on the ladder, if any."""

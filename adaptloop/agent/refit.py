@@ -1,0 +1,82 @@
+"""Refit: the pipeline selected on dev, trained again on train + dev.
+
+Selection needs a held-out dev split; the final model does not. Once the search has chosen
+a pipeline (for an ensemble: every member and its weight), the same pipeline is retrained
+with the dev examples added, using the hyperparameters the original fit settled on (C,
+epochs). There is no dev split left to stop on, so a fine-tune runs its chosen number of
+epochs; a refit that the budget would cut short fails, and the original is promoted.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from adaptloop.evaluate.metrics import primary
+from adaptloop.store.db import Node
+from adaptloop.train import FitContext, TrainedModel, Trainer
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
+FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds
+
+
+@dataclass(frozen=True)
+class RefitPlan:
+    selected: Node
+    members: list[tuple[Node, float]]  # (node, ensemble weight); one member with 1.0 otherwise
+
+
+def refit_plan(nodes: Sequence[Node], spec: TaskSpec) -> RefitPlan | None:
+    """What to refit: the best finished node on dev, unless it was refitted (or tried) already."""
+    tried = [n for n in nodes if n.status in ("done", "failed")]
+    scored = [n for n in tried if n.status == "done" and n.pipeline["strategy"] != "refit"]
+    if not scored:
+        return None
+    best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+    if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
+           for n in tried):
+        return None
+    if best.pipeline["strategy"] != "ensemble":
+        return RefitPlan(best, [(best, 1.0)])
+    by_name = {n.name: n for n in scored}
+    pairs = zip(best.pipeline["hparams"]["member_names"], (best.chosen or {}).get("weights", []))
+    return RefitPlan(best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name])
+
+
+def refit_cost(plan: RefitPlan, n_train: int, n_dev: int) -> float:
+    """Estimated seconds: trained members scale with the data, frozen ones are near free."""
+    grow = (n_train + n_dev) / max(1, n_train)
+    return sum(m.train_seconds * grow * GROWTH_MARGIN
+               if m.pipeline["strategy"] in ("finetune", "lora") else FROZEN_REFIT_S
+               for m, _ in plan.members)
+
+
+def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
+          make_trainer: Callable[[str], Trainer]) -> tuple[TrainedModel, NodeResult]:
+    """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``.
+
+    Raises:
+        RuntimeError: a member's fit was cut short by the deadline.
+    """
+    from adaptloop.train.ensemble import EnsembleModel
+
+    t0 = time.monotonic()
+    models = []
+    for member, _w in plan.members:
+        pipe = Pipeline.from_dict(member.pipeline)
+        keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
+        hp = {**pipe.hparams, **{k: v for k, v in (member.chosen or {}).items() if k in keep}}
+        model, result = make_trainer(pipe.strategy).fit(
+            spec, Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed),
+            ds[pipe.recipe] + ds["dev"], [], ctx)
+        ch = result.chosen
+        if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or "deadline" in result.notes:
+            raise RuntimeError(f"refit of {member.name} cut short by the budget")
+        models.append(model)
+    weights = [w for _, w in plan.members]
+    model = models[0] if len(models) == 1 else EnsembleModel(models, weights)
+    return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
+                             notes=f"refit of {plan.selected.name} on {len(ds['dev'])} more examples",
+                             chosen={"weights": weights} if len(models) > 1 else {})
