@@ -271,6 +271,7 @@ def runs(
     """The experiment graph: every node, why it was tried, and its scores."""
     from adaptloop.agent.coldstart import _node_dict
     from adaptloop.errors import NotFoundError
+    from adaptloop.store.db import EvalSetRow
 
     ws = _open(workspace)
     rows = [r for r in ws.store.runs() if run is None or r.id == run]
@@ -281,6 +282,8 @@ def runs(
         report.append({
             "id": r.id, "task_id": r.task_id, "kind": r.kind, "status": r.status,
             "budget_s": r.budget_s, "spent_s": round(r.spent_s, 1), "eval_set_id": r.eval_set_id,
+            "eval_set_created_at": (ws.store.get(EvalSetRow, r.eval_set_id).created_at.isoformat()
+                                    if r.eval_set_id else None),
             "started_at": r.started_at.isoformat(),
             "nodes": [_node_dict(n) for n in ws.store.nodes(r.id)],
             "decisions": [{"kind": d.kind, "reason": d.reason, "at": d.created_at.isoformat()}

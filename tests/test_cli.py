@@ -67,6 +67,7 @@ def test_eval_predict_runs_models(trained):
     assert len(p["predictions"]) == 2 and all(0 < x["score"] <= 1 for x in p["predictions"])
     rs = one_json(run("runs", "--json", "-w", ws))
     assert rs["runs"][0]["nodes"][0]["reason"]
+    assert rs["runs"][0]["eval_set_created_at"] < rs["runs"][0]["nodes"][0]["started_at"]
     assert any(d["kind"] == "eval_set_frozen" for d in rs["runs"][0]["decisions"])
     ms = one_json(run("models", "--json", "-w", ws))
     assert ms["aliases"] == {"production": "v1"}

@@ -230,4 +230,8 @@ class DoctrinePolicy:
             return plateau
         if facts.seconds_left <= 30:
             return "budget spent"
-        return "no doctrine rule applies: every pipeline worth trying is trained"
+        untried = [r.name for r in self.rules if not facts.tried(r.name)]
+        if untried:
+            return (f"no doctrine rule applies with {facts.seconds_left:.0f}s left "
+                    f"(not tried: {', '.join(untried)})")
+        return "no doctrine rule applies: every rule has been tried"
