@@ -28,9 +28,6 @@ class _Dict:
     def from_dict(cls, d: dict[str, Any]):
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         kwargs = {k: v for k, v in d.items() if k in names}
-        for k in ("labels",):
-            if k in kwargs and isinstance(kwargs[k], list):
-                kwargs[k] = tuple(kwargs[k])
         return cls(**kwargs)
 
 

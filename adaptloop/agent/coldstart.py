@@ -27,7 +27,8 @@ from adaptloop.data.augment import augment
 from adaptloop.data.sources import Loaded
 from adaptloop.data.split import stratified_split
 from adaptloop.errors import NotFoundError
-from adaptloop.evaluate.metrics import classification_metrics, primary
+from adaptloop.evaluate.metrics import primary
+from adaptloop.evaluate.rows import metrics_of, score_rows
 from adaptloop.store import registry
 from adaptloop.store.db import (
     Dataset,
@@ -194,34 +195,6 @@ def _node_dict(n: Node) -> dict[str, Any]:
             "train_seconds": round(n.train_seconds, 1),
             "started_at": n.started_at.isoformat(),
             "finished_at": n.finished_at.isoformat() if n.finished_at else None}
-
-
-def predict_chunked(model: TrainedModel, texts: Sequence[str], *, progress: Progress = no_progress,
-                    what: str = "predict", chunk: int = 512) -> np.ndarray:
-    """``model.predict_proba`` in chunks, with a progress bar."""
-    bar = progress(what, len(texts))
-    parts = []
-    for s in range(0, len(texts), chunk):
-        parts.append(model.predict_proba(list(texts[s:s + chunk])))
-        bar(len(parts[-1]))
-    return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
-
-
-def score_rows(model: TrainedModel, examples: Sequence[Example], *,
-               progress: Progress = no_progress, what: str = "score") -> list[dict[str, Any]]:
-    """Per-example predictions: id, text, gold, predicted label, confidence."""
-    probs = predict_chunked(model, [e.text for e in examples], progress=progress, what=what)
-    rows = []
-    for e, p in zip(examples, probs):
-        k = int(p.argmax())
-        rows.append({"id": e.id, "text": e.text, "label": e.label,
-                     "pred": model.labels[k], "confidence": round(float(p[k]), 5)})
-    return rows
-
-
-def metrics_of(spec: TaskSpec, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    return classification_metrics([r["label"] for r in rows], [r["pred"] for r in rows],
-                                  labels=spec.labels, out_of_scope_label=spec.out_of_scope_label)
 
 
 class ColdStart:

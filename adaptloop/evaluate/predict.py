@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adaptloop.agent.coldstart import metrics_of, score_rows
 from adaptloop.data.sources import load_classification
 from adaptloop.errors import LabelError
+from adaptloop.evaluate.rows import metrics_of, score_rows
 from adaptloop.store import registry
 from adaptloop.store.db import ModelVersionRow, Task
 from adaptloop.train import TrainedModel, load_trained

@@ -1,0 +1,40 @@
+"""Per-example predictions (every scored row, not only the mean) and their metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from adaptloop.evaluate.metrics import classification_metrics
+from adaptloop.train.base import Progress, TrainedModel, no_progress
+from adaptloop.types import Example, TaskSpec
+
+
+def predict_chunked(model: TrainedModel, texts: Sequence[str], *, progress: Progress = no_progress,
+                    what: str = "predict", chunk: int = 512) -> np.ndarray:
+    """``model.predict_proba`` in chunks, with a progress bar."""
+    bar = progress(what, len(texts))
+    parts = []
+    for s in range(0, len(texts), chunk):
+        parts.append(model.predict_proba(list(texts[s:s + chunk])))
+        bar(len(parts[-1]))
+    return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
+
+
+def score_rows(model: TrainedModel, examples: Sequence[Example], *,
+               progress: Progress = no_progress, what: str = "score") -> list[dict[str, Any]]:
+    """Per-example predictions: id, text, gold, predicted label, confidence."""
+    probs = predict_chunked(model, [e.text for e in examples], progress=progress, what=what)
+    rows = []
+    for e, p in zip(examples, probs):
+        k = int(p.argmax())
+        rows.append({"id": e.id, "text": e.text, "label": e.label,
+                     "pred": model.labels[k], "confidence": round(float(p[k]), 5)})
+    return rows
+
+
+def metrics_of(spec: TaskSpec, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return classification_metrics([r["label"] for r in rows], [r["pred"] for r in rows],
+                                  labels=spec.labels, out_of_scope_label=spec.out_of_scope_label)
