@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 import tomli_w
 
@@ -52,7 +53,17 @@ class AgentSettings(BaseModel):
     eval_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of data frozen as eval set.")
     eval_max: int = Field(2000, gt=0, description="Cap on the eval set's size.")
     dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of the pool held as dev split.")
-    plateau_rounds: int = Field(2, ge=1, description="Stop after this many nodes without dev gain.")
+    plateau_rounds: int = Field(2, ge=1, description="A recovery move after this many nodes without dev "
+                                "gain; stop when it does not gain either.")
+
+
+class SearchSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    executor: Literal["local", "ray"] = Field(
+        "local", description="Where trials run: 'local' worker processes, or 'ray' (pip install ray).")
+    workers: int = Field(2, ge=1, description="Trials run in parallel (each gets cores/workers threads).")
+    exploration: float = Field(0.5, ge=0, description="UCT exploration at the start; decays to 0 with the budget.")
+    target: float = Field(0.0, ge=0, le=1, description="Stop once the best dev score reaches this (0 = none).")
 
 
 class Settings(BaseModel):
@@ -62,6 +73,7 @@ class Settings(BaseModel):
     store: StoreSettings = StoreSettings()
     train: TrainSettings = TrainSettings()
     agent: AgentSettings = AgentSettings()
+    search: SearchSettings = SearchSettings()
 
 
 def resolve_workspace(workspace: str | Path | None) -> Path:

@@ -22,7 +22,9 @@ def fake_embed(texts):
 
 @pytest.fixture
 def ws(tmp_path):
-    return Workspace.open(init_workspace(tmp_path / "ws"))
+    w = Workspace.open(init_workspace(tmp_path / "ws"))
+    w.settings.search.workers = 1  # the fake trainers below are lambdas: they run inline
+    return w
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_cold_start_freezes_eval_first_and_promotes(ws, data):
     assert ev.created_at < min(n.started_at for n in nodes)
     assert len(nodes) >= 3
     assert {(n.pipeline["recipe"], n.pipeline["strategy"]) for n in nodes} >= {
-        ("raw", "frozen"), ("curated", "frozen")}
+        ("raw", "frozen"), ("clean", "frozen")}
     assert len({n.pipeline["strategy"] for n in nodes}) >= 2
     assert all(n.reason for n in nodes) and nodes[0].parent_id is None
     assert all(n.parent_id is not None for n in nodes[1:])
@@ -67,7 +69,7 @@ def test_cold_start_freezes_eval_first_and_promotes(ws, data):
     assert len(refit) == 1 and refit[0].dev_metrics == {}
     assert refit[0].pipeline["hparams"]["of"] == r.winner["selected_on_dev"]
     assert r.winner["node"] == "refit" and "eval_before_refit" in r.winner
-    assert len(fake.calls[-1].to_dict()) and fake.calls[-1].recipe in ("raw", "curated", "augmented")
+    assert len(fake.calls[-1].to_dict()) and fake.calls[-1].recipe in ("raw", "clean", "augment", "augment+clean")
     # winner scored on the frozen eval set and promoted
     assert r.winner is not None and r.winner["eval"]["accuracy"] > 1 / 6
     prod = registry.resolve(store, "production")
@@ -123,11 +125,13 @@ def test_one_class_writes_nothing(ws, tmp_path):
 def test_failed_pipeline_is_recorded_not_fatal(ws, data):
     class Flaky(FakeTrainer):
         def fit(self, spec, pipeline, *a, **k):
-            if pipeline.strategy == "finetune":
+            if len(self.calls) == 1:  # the first pipeline after the baseline
+                self.calls.append(pipeline)
                 raise RuntimeError("out of memory")
             return super().fit(spec, pipeline, *a, **k)
 
-    r = cold_start(ws, data, "route", 120, make_trainer=lambda s: Flaky(), embed_fn=fake_embed)
+    flaky = Flaky()
+    r = cold_start(ws, data, "route", 120, make_trainer=lambda s: flaky, embed_fn=fake_embed)
     failed = [n for n in ws.store.all(select(Node)) if n.status == "failed"]
     assert len(failed) == 1 and r.wall_seconds < 30  # not retried until the budget ends
     assert "out of memory" in failed[0].eval_metrics["error"]

@@ -9,9 +9,11 @@ Ctrl-C leaves the store consistent (the running node is marked ``interrupted``);
 from __future__ import annotations
 
 import logging
-import shutil
+import os
+import re
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,36 +21,45 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
-from adaptloop.agent.doctrine import DoctrinePolicy, Facts, Proposal
-from adaptloop.agent.refit import RefitPlan, refit, refit_cost, refit_plan
+from adaptloop.agent.doctrine import WAIT, DoctrinePolicy, Proposal, SearchState, Stop
+from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.agent.spec import infer_spec
-from adaptloop.data import curate
+from adaptloop.data import curate, recipes
 from adaptloop.data.augment import augment
+from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
 from adaptloop.data.split import stratified_split
+from adaptloop.diagnose.findings import diagnose
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of, score_rows
+from adaptloop.search import graph
+from adaptloop.search.executor import Executor, Trial, TrialOutcome, embedding_cache, make_executor
+from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
 from adaptloop.store.db import (
     Dataset,
     EvalSetRow,
+    FindingRow,
     Node,
+    Outcome,
     Quarantine,
     Removal,
     Run,
     Task,
     utcnow,
 )
-from adaptloop.train import FitContext, Trainer, load_trained, trainer_for
-from adaptloop.train.base import Progress, TrainedModel, no_progress
-from adaptloop.types import EvalSet, Example, NodeResult, Pipeline, TaskSpec
+from adaptloop.train import Trainer, load_trained, trainer_for
+from adaptloop.train.base import Progress, no_progress
+from adaptloop.types import EvalSet, Example, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
 FINAL_RESERVE_S = 20.0  # budget kept back for scoring the winner on the eval set
 MIN_NODE_S = 10.0  # no new node starts with less than this left (the first one always runs)
+PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
+_WORD = re.compile(r"[a-z']+")
 
 
 @dataclass(frozen=True)
@@ -153,7 +164,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
-    n_issues, curated = 0, list(train)
+    n_issues, curated, issue_rows = 0, list(train), []
     if embed_fn is not None and len(train) >= 20:
         from adaptloop.train.frozen import out_of_fold_proba
 
@@ -162,6 +173,8 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         probs = out_of_fold_proba(x, y, len(spec.labels), seed=seed,
                                   progress=progress("cleanlab (out-of-fold)", 5))
         issues = curate.find_label_issues(y, probs)
+        issue_rows = [{"id": train[d.index].id, "label": train[d.index].label,
+                       "suggested": spec.labels[int(probs[d.index].argmax())]} for d in issues]
         _record_drops(ws, task.id, train, issues)
         curated = curate.apply_drops(train, issues)
         n_issues = len(issues)
@@ -175,6 +188,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
             "dev": _store_dataset(ws, task.id, "dev", dev),
         },
         "eval_artifact": eval_address,
+        "label_issues": issue_rows,
         "curation": {
             "source": len(source), "exact_or_conflicting_duplicates": len(source) - len(deduped),
             "eval": len(held), "eval_overlap": len(drops), "near_duplicates": len(near),
@@ -200,23 +214,33 @@ def _node_dict(n: Node) -> dict[str, Any]:
 class ColdStart:
     """Runs the search for one prepared run.
 
+    Each round: build the graph state → the doctrine proposes (or waits, or stops) → the
+    node is recorded with its hypothesis → the executor trains it → its dev predictions are
+    diagnosed (findings stored with evidence) → its gain over the parent is stored as an
+    outcome the doctrine learns from; a drop is recorded as a rollback.
+
     Args:
         ws: the workspace.
         run_id: a prepared (or interrupted) run.
         progress: progress-bar factory.
-        make_trainer: strategy -> Trainer (the seam tests fill with a fake).
+        make_trainer: strategy -> Trainer (the seam tests fill with a fake; must pickle by
+            reference for worker processes, i.e. a module-level function).
         policy: the doctrine policy.
+        executor: where trials run (default: from settings; one worker runs inline).
     """
 
     def __init__(self, ws: Workspace, run_id: int, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for,
-                 policy: DoctrinePolicy | None = None, cache: object | None = None) -> None:
+                 policy: DoctrinePolicy | None = None, executor: Executor | None = None) -> None:
         self.ws = ws
-        self.cache = cache
         self.run_id = run_id
         self.progress = progress
         self.make_trainer = make_trainer
-        self.policy = policy or DoctrinePolicy(plateau_rounds=ws.settings.agent.plateau_rounds)
+        cfg = ws.settings
+        self.policy = policy or DoctrinePolicy(plateau_rounds=cfg.agent.plateau_rounds,
+                                               c0=cfg.search.exploration)
+        self.executor = executor
+        self._vocabulary: set[str] | None = None
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -224,70 +248,95 @@ class ColdStart:
         spec = TaskSpec.from_dict(run.state["spec"])
         clock = Clock(run.budget_s, spent=run.spent_s)
         started = time.monotonic()
-        ds = {k: _examples(ws, v) for k, v in run.state["datasets"].items()}
-        cache = self.cache
-        current: Node | None = None
+        book = recipe_book(ws, run)
+        executor = self.executor
+        if executor is None:
+            parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S else 1
+            executor = make_executor(ws.settings.search.executor, parallel)
+        running: dict[Future, tuple[Node, Callable[[int], None]]] = {}
+        starting: Node | None = None
         stop = ""
         try:
             while True:
-                facts = self._facts(spec, ds, clock)
-                choice = self.policy.propose(facts)
-                if isinstance(choice, str):
-                    stop = choice
+                state = self._state(spec, book, clock, executor.workers)
+                choice = self.policy.propose(state)
+                full = len(running) >= executor.workers
+                if choice is WAIT or (isinstance(choice, Proposal) and full):
+                    if not running:
+                        stop = "nothing left to run"
+                        break
+                    finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                    for f in finished:
+                        self._collect(f, *running.pop(f), spec=spec, book=book)
+                    store.update(Run, self.run_id, spent_s=clock.spent)
+                    continue
+                if isinstance(choice, Stop):
+                    stop = choice.reason
                     break
-                if facts.done() and clock.left < FINAL_RESERVE_S + MIN_NODE_S:
+                assert isinstance(choice, Proposal)
+                if graph.scored(state.nodes) and clock.left < FINAL_RESERVE_S + MIN_NODE_S:
+                    if running:
+                        continue  # let the running trials finish
                     stop = "budget spent"
                     break
-                current = self._start_node(choice)
-                self._train_node(current, spec, choice, ds, clock, cache)
-                current = None
-                store.update(Run, self.run_id, spent_s=clock.spent)
+                node = self._start_node(choice)
+                bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
+                trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
+                              pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
+                              deadline=time.time() + clock.left - FINAL_RESERVE_S, device=_device(ws),
+                              threads=_threads(ws, executor.workers))
+                starting = node  # an inline executor trains inside submit: Ctrl-C lands here
+                running[executor.submit(trial)] = (node, bar)
+                starting = None
             store.decide(self.run_id, "stop", stop)
             return self._finish(spec, clock, stop, time.monotonic() - started)
         except KeyboardInterrupt:
-            if current is not None:
-                store.update(Node, current.id, status="interrupted", finished_at=utcnow())
+            for node in [n for n, _ in running.values()] + ([starting] if starting else []):
+                store.update(Node, node.id, status="interrupted", finished_at=utcnow())
             store.update(Run, self.run_id, status="interrupted", spent_s=clock.spent)
             store.decide(self.run_id, "interrupted", "stopped by the user; `--resume` continues")
             raise
+        finally:
+            if self.executor is None:
+                executor.shutdown()
 
     # -- steps ----------------------------------------------------------------------------
-    def _facts(self, spec: TaskSpec, ds: dict[str, list[Example]], clock: Clock) -> Facts:
-        nodes = []
-        for n in self.ws.store.nodes(self.run_id):
-            score = primary(n.dev_metrics, spec.primary_metric) if n.dev_metrics else 0.0
-            path = str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None
-            nodes.append({"name": n.name, "pipeline": n.pipeline, "status": n.status,
-                          "score": score, "model_path": path})
-        return Facts(nodes=tuple(nodes), n_train=len(ds["raw"]), refit_seconds=self._refit_cost(ds),
-                     n_label_issues=len(ds["raw"]) - len(ds["curated"]),
-                     n_classes=len(spec.labels), seconds_left=clock.left - FINAL_RESERVE_S,
-                     encoder=self.ws.settings.train.encoder, seed=self.ws.settings.train.seed,
-                     larger_encoder=self._larger_encoder())
+    def _state(self, spec: TaskSpec, book: RecipeBook, clock: Clock, workers: int) -> SearchState:
+        store = self.ws.store
+        by_node: dict[int, list[dict[str, Any]]] = {}
+        for f in store.findings(self.run_id):
+            by_node.setdefault(f.node_id, []).append(
+                {"kind": f.kind, "summary": f.summary, "severity": f.severity, "target": f.target,
+                 "suggests": f.suggests})
+        rows = store.nodes(self.run_id)
+        names = {n.id: n.name for n in rows}
+        finish_order = {n.id: i for i, n in enumerate(
+            sorted((n for n in rows if n.finished_at), key=lambda n: (n.finished_at, n.id)))}
+        nodes = tuple(GraphNode(
+            name=n.name, parent=names.get(n.parent_id) if n.parent_id else None, pipeline=n.pipeline,
+            status=n.status, score=primary(n.dev_metrics, spec.primary_metric) if n.dev_metrics else 0.0,
+            intervention=n.intervention, move=n.move or "", seconds=n.train_seconds,
+            model_path=str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None,
+            findings=tuple(by_node.get(n.id, ())), order=finish_order.get(n.id, 10**6 + n.id))
+            for n in rows)
+        plan = refit_plan(rows, spec) if not any(n.status == "running" for n in rows) else None
+        settings = self.ws.settings
+        return SearchState(
+            nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
+            encoder=settings.train.encoder, n_train=len(book.raw), n_classes=len(spec.labels),
+            n_label_issues=len(book.issue_ids), ladder=self._ladder(), oos_label=spec.out_of_scope_label,
+            seed=settings.train.seed, learned=store.learned(spec.family), workers=workers,
+            refit_seconds=refit_cost(plan, len(book.raw), len(book.dev)) if plan else None,
+            target=settings.search.target or None)
 
-    def _refit_plan(self) -> RefitPlan | None:
-        spec = TaskSpec.from_dict(self.ws.store.get(Run, self.run_id).state["spec"])
-        return refit_plan(self.ws.store.nodes(self.run_id), spec)
-
-    def _refit_cost(self, ds: dict[str, list[Example]]) -> float | None:
-        plan = self._refit_plan()
-        return refit_cost(plan, len(ds["raw"]), len(ds["dev"])) if plan else None
-
-    def _refit(self, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
-               ) -> tuple[TrainedModel, NodeResult]:
-        plan = self._refit_plan()
-        if plan is None:
-            raise RuntimeError("nothing to refit")
-        return refit(plan, spec, ds, ctx, self.make_trainer)
-
-    def _larger_encoder(self) -> str | None:
-        """The next installed rung above the default encoder on the ladder, if any."""
+    def _ladder(self) -> tuple[str, ...]:
+        """The installed rungs of the encoder ladder (the default encoder first if it is on it)."""
         from adaptloop.train.packaged import is_available
 
         ladder = self.ws.settings.train.ladder
         enc = self.ws.settings.train.encoder
-        above = ladder[ladder.index(enc) + 1:] if enc in ladder else []
-        return next((name for name in above if is_available(name)), None)
+        rungs = ladder[ladder.index(enc):] if enc in ladder else [enc]
+        return tuple(r for r in rungs if r == enc or is_available(r))
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None
@@ -295,47 +344,67 @@ class ColdStart:
             for n in self.ws.store.nodes(self.run_id):
                 if n.name == p.parent and n.status == "done":
                     parent_id = n.id
-        return self.ws.store.add(Node(run_id=self.run_id, parent_id=parent_id, name=p.name,
-                                      intervention=p.intervention, reason=p.reason,
-                                      pipeline=p.pipeline.to_dict(), status="running"))
+        node = self.ws.store.add(Node(run_id=self.run_id, parent_id=parent_id, name=p.name,
+                                      intervention=p.intervention, reason=p.reason, move=p.move,
+                                      finding=p.finding, pipeline=p.pipeline.to_dict(), status="running"))
+        self.ws.store.decide(self.run_id, p.kind, p.reason, node_id=node.id, node=p.name,
+                             intervention=p.intervention, priority=round(p.priority, 3), **p.detail)
+        return node
 
-    def _train_node(self, node: Node, spec: TaskSpec, p: Proposal,
-                    ds: dict[str, list[Example]], clock: Clock, cache: object) -> None:
-        ws = self.ws
-        pipe: Pipeline = p.pipeline
-        ctx = FitContext(deadline=clock.deadline(FINAL_RESERVE_S), progress=self.progress,
-                         device=_device(ws), embeddings=cache)
-        t0 = time.monotonic()
+    def _collect(self, future: Future, node: Node, bar: Callable[[int], None], *, spec: TaskSpec,
+                 book: RecipeBook) -> None:
+        """Record a finished trial, diagnose it, store its outcome; record a drop as a rollback."""
+        store = self.ws.store
+        bar(1)
         try:
-            if pipe.strategy == "refit":
-                model, result = self._refit(spec, ds, ctx)
-            else:
-                model, result = self.make_trainer(pipe.strategy).fit(spec, pipe, ds[pipe.recipe],
-                                                                     ds["dev"], ctx)
-        except (RuntimeError, ValueError) as exc:  # a failed pipeline is a result, not a crash
-            log.warning("node %s failed: %s", p.name, exc)
-            ws.store.update(Node, node.id, status="failed", finished_at=utcnow(),
-                            train_seconds=time.monotonic() - t0,
-                            eval_metrics={"error": str(exc)[:500]})
+            out: TrialOutcome = future.result()
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # a worker that died is a failed node, not a crashed search
+            log.warning("node %s crashed: %s", node.name, exc)
+            out = TrialOutcome(node.id, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+        if out.status != "done":
+            store.update(Node, node.id, status="failed", finished_at=utcnow(), train_seconds=out.train_seconds,
+                         eval_metrics={"error": out.error})
             return
-        staging = ws.artifacts.staging_dir()
-        try:
-            model.save(staging)
-            address = ws.artifacts.put_dir(staging)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        dev_metrics: dict[str, Any] = {}
-        predictions = None
-        if pipe.strategy != "refit":  # a refit trained on dev: its dev score would be a lie
-            dev_rows = score_rows(model, ds["dev"], progress=self.progress,
-                                  what=f"score {p.name} on dev")
-            dev_metrics = metrics_of(spec, dev_rows)
-            dev_metrics.pop("per_class")
-            predictions = ws.artifacts.put_jsonl(dev_rows)
-        ws.store.update(Node, node.id, status="done", dev_metrics=dev_metrics,
-                        curve=result.curve, chosen=result.chosen, model_artifact=address,
-                        predictions_artifact=predictions,
-                        train_seconds=time.monotonic() - t0, finished_at=utcnow())
+        dev = {k: v for k, v in out.dev_metrics.items() if k != "per_class"}
+        store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,
+                     model_artifact=out.model_artifact, predictions_artifact=out.predictions_artifact,
+                     train_seconds=out.train_seconds, finished_at=utcnow())
+        if not dev:
+            return  # a refit: nothing honest to diagnose on dev
+        run: Run = store.get(Run, self.run_id)
+        rows = self.ws.artifacts.get_jsonl(out.predictions_artifact)
+        pipe = Pipeline.from_dict(node.pipeline)
+        noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
+        diag = diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
+                        train_accuracy=_train_accuracy(out.curve),
+                        label_issues=run.state.get("label_issues", []) if noisy else None,
+                        n_train=len(book.raw), vocabulary=self._vocab(book))
+        with store.session() as s:
+            for f in diag.findings:
+                s.add(FindingRow(run_id=self.run_id, node_id=node.id, kind=f.kind, summary=f.summary,
+                                 severity=f.severity, target=f.target, evidence=f.evidence,
+                                 suggests=list(f.suggests)))
+        score = primary(dev, spec.primary_metric)
+        parent = store.get(Node, node.parent_id) if node.parent_id else None
+        if parent is not None and parent.dev_metrics:
+            gain = score - primary(parent.dev_metrics, spec.primary_metric)
+            store.add(Outcome(run_id=self.run_id, node_id=node.id, family=spec.family, finding=node.finding,
+                              intervention=node.move or node.name, gain=gain, cost_s=out.train_seconds))
+            if gain < 0:
+                store.decide(self.run_id, "rollback",
+                             f"'{node.name}' ({score:.4f}) fell {-gain:.4f} below its parent '{parent.name}': "
+                             "it is not expanded; the next expansion starts from the best node",
+                             node_id=node.id, gain=gain)
+        top = diag.findings[0].summary if diag.findings else "no finding"
+        store.decide(self.run_id, "diagnosis", f"'{node.name}' dev {spec.primary_metric} {score:.4f}; "
+                     f"{len(diag.findings)} findings; top: {top}", node_id=node.id)
+
+    def _vocab(self, book: RecipeBook) -> set[str]:
+        if self._vocabulary is None:
+            self._vocabulary = {w for e in book.raw for w in _WORD.findall(e.text.lower())}
+        return self._vocabulary
 
     def _finish(self, spec: TaskSpec, clock: Clock, stop: str, wall: float) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -396,17 +465,16 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
                progress: Progress = no_progress,
                make_trainer: Callable[[str], Trainer] = trainer_for,
                embed_fn: Callable[[list[str]], np.ndarray] | None | str = "encoder",
-               ) -> ColdStartResult:
+               executor: Executor | None = None) -> ColdStartResult:
     """Prepare a new run and search it. ``embed_fn`` feeds cleanlab (None skips it)."""
     t0 = time.monotonic()
-    cache = None
     if embed_fn == "encoder":
         import torch
 
-        from adaptloop.train.encoder import EmbeddingCache, set_threads
+        from adaptloop.train.encoder import set_threads
 
         set_threads(ws.settings.train.threads)
-        cache = EmbeddingCache()
+        cache = embedding_cache(ws.root)
         encoder, device = ws.settings.train.encoder, torch.device(_device(ws))
 
         def embed_fn(texts: list[str]) -> np.ndarray:
@@ -417,7 +485,33 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
                         embed_fn=embed_fn if callable(embed_fn) else None)
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
-                     cache=cache).run()
+                     executor=executor).run()
+
+
+def recipe_book(ws: Workspace, run: Run) -> RecipeBook:
+    """The run's training data, with every recipe materialised on demand."""
+    ds = run.state["datasets"]
+    raw, dev = _examples(ws, ds["raw"]), _examples(ws, ds["dev"])
+    if "label_issues" in run.state:
+        issue_ids = {r["id"] for r in run.state["label_issues"]}
+    else:  # a run prepared before label issues were kept with their suggested label
+        kept = {e.id for e in _examples(ws, ds["curated"])}
+        issue_ids = {e.id for e in raw if e.id not in kept}
+    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed)
+
+
+def _train_accuracy(curve: Sequence[dict[str, Any]]) -> float | None:
+    """Training accuracy at the best dev point of a curve (None when not recorded)."""
+    points = [c for c in curve if "train_accuracy" in c and "dev_accuracy" in c]
+    if not points:
+        return None
+    return float(max(points, key=lambda c: c["dev_accuracy"])["train_accuracy"])
+
+
+def _threads(ws: Workspace, workers: int) -> int:
+    """torch threads per trial: the cores shared out between parallel workers."""
+    total = ws.settings.train.threads or os.cpu_count() or 1
+    return max(1, total // max(1, workers))
 
 
 def _device(ws: Workspace) -> str:

@@ -1,61 +1,95 @@
-"""The rule-based doctrine policy: the starting rules as one readable table.
+"""The rule-based doctrine policy: what to try next, as data.
 
-Each rule says when it applies (a named condition over the run's facts), what pipeline it
-proposes relative to the best node so far, and why. ``DoctrinePolicy.propose`` walks the
-table top to bottom and returns the first rule that applies and has not been tried.
-Later issues add rules (and learned reordering); the table stays the one place to read.
+Two tables are the whole doctrine:
+
+- ``REGIMES``: the starting rules. A drop rolls back (the next expansion starts from the
+  best node); below 0.70 fix the data first; below 0.90 tune with the data fixed; near
+  the ceiling make surgical changes per failure pattern. Each regime orders the
+  intervention families.
+- ``search.interventions.CATALOGUE``: every intervention, its family and hypothesis.
+
+``DoctrinePolicy.propose`` turns the graph and the latest diagnosis into one proposal:
+UCT picks the node to expand, the node's findings suggest interventions, the regime ranks
+their families, and what earlier runs learned (mean dev gain of each intervention on this
+task family, from the ``outcomes`` table) reorders them. Graph-level moves (ensemble of
+the best branches, merge of their data recipes, a recovery move after k rounds without
+gain, refit at the end) compete in the same ranking. Nothing else decides.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+import json
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
+from adaptloop.data import recipes
+from adaptloop.search import graph
+from adaptloop.search import interventions as iv
+from adaptloop.search.graph import GraphNode
 from adaptloop.types import Pipeline
 
 
 @dataclass(frozen=True)
-class Facts:
-    """What the policy may look at: finished nodes and data facts."""
+class Regime:
+    name: str
+    when: str  # for people
+    below: float  # applies to a node scoring below this (checked top to bottom)
+    prefer: tuple[str, ...]  # intervention families, most preferred first
+    says: str
 
-    nodes: tuple[dict[str, Any], ...]  # name, pipeline (dict), score (dev), status, model_path
-    n_train: int
-    n_label_issues: int
-    n_classes: int
-    seconds_left: float
-    encoder: str
-    seed: int = 0
-    larger_encoder: str | None = None  # next installed rung of the encoder ladder
-    sec_per_step: float = 0.5  # measured prior for MiniLM, batch 32, 2 CPU threads
-    larger_embed_rate: float = 35.0  # texts/s, all-mpnet-base-v2 on 2 CPU threads (measured)
-    refit_seconds: float | None = None  # estimated cost of refitting the best node (None: n/a)
 
-    def done(self) -> list[dict[str, Any]]:
-        return [n for n in self.nodes if n["status"] == "done"]
+REGIMES: tuple[Regime, ...] = (
+    Regime("drop", "the latest node scored below its parent", math.inf, (),
+           "roll back: never expand the dropped node; expand the best node next"),
+    Regime("low", "score < 0.70", 0.70, ("data", "model", "hparams", "surgical"),
+           "low score: fix the data first"),
+    Regime("mid", "0.70 ≤ score < 0.90", 0.90, ("model", "hparams", "data", "surgical"),
+           "mid score: tune the model with the data fixed"),
+    Regime("near-ceiling", "score ≥ 0.90", math.inf, ("surgical", "model", "hparams", "data"),
+           "near the ceiling: surgical changes per failure pattern"),
+)
 
-    def tried(self, name: str) -> bool:
-        """Finished or failed (a failed pipeline is not retried; an interrupted one is)."""
-        return any(n["name"] == name and n["status"] in ("done", "failed") for n in self.nodes)
+STANDING = ("finetune", "larger-encoder", "lora", "clean", "augment", "threshold")
+"""Interventions considered for every node even without a finding that suggests them."""
+STANDING_PENALTY = {"lora": -0.5}  # measured: LoRA trailed full fine-tuning on banking77
+SEVERITY_WEIGHT = 2.0
+LEARNED_SCALE = 100.0  # a mean gain of +0.01 over past runs is worth one family rank
+SMALL_DATA_PER_CLASS = 50
+C0 = 0.5  # UCT exploration at the start of the budget
 
-    def best(self, strategy: str | None = None) -> dict[str, Any] | None:
-        """The best finished node on dev (refits have no dev score and are never 'best')."""
-        pool = [n for n in self.done() if n["pipeline"]["strategy"] != "refit"
-                and (strategy is None or n["pipeline"]["strategy"] == strategy)]
-        return max(pool, key=lambda n: n["score"], default=None)
 
-    def epoch_seconds(self) -> float:
-        return self.n_train / 32 * self.sec_per_step
+def regime_of(score: float) -> Regime:
+    return next(r for r in REGIMES[1:] if score < r.below)
 
 
 @dataclass(frozen=True)
-class Rule:
-    name: str
-    when: Callable[[Facts], bool]
-    build: Callable[[Facts], Pipeline]
-    parent: Callable[[Facts], str | None]
-    intervention: str
-    reason: Callable[[Facts], str]
+class SearchState:
+    """What the policy may look at."""
+
+    nodes: tuple[GraphNode, ...]  # finished, failed and running
+    seconds_left: float
+    budget: float
+    encoder: str
+    n_train: int
+    n_classes: int
+    n_label_issues: int = 0
+    ladder: tuple[str, ...] = ()
+    oos_label: str | None = None
+    seed: int = 0
+    learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
+    refit_seconds: float | None = None
+    workers: int = 1
+    target: float | None = None
+    sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
+    embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
+
+    @property
+    def slowdown(self) -> float:
+        return 1.7 if self.workers > 1 else 1.0  # two trials share two cores
+
+    def running(self) -> list[GraphNode]:
+        return [n for n in self.nodes if n.status == "running"]
 
 
 @dataclass(frozen=True)
@@ -63,175 +97,216 @@ class Proposal:
     name: str
     pipeline: Pipeline
     parent: str | None
-    intervention: str
+    intervention: str  # for people: what changes
+    reason: str  # the hypothesis, with the finding and the regime
+    move: str = ""  # catalogue name or graph move (baseline, ensemble, merge, refit)
+    kind: str = "expand"  # baseline | expand | recovery | merge | ensemble | refit
+    finding: str | None = None  # kind of the finding that suggested it
+    priority: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Stop:
     reason: str
 
 
-def _best_recipe(f: Facts) -> str:
-    b = f.best("frozen")
-    return b["pipeline"]["recipe"] if b else "raw"
+WAIT = None  # nothing to start until a running trial finishes
 
 
-def _score(f: Facts, strategy: str | None = None) -> str:
-    b = f.best(strategy)
-    return f"{b['score']:.3f}" if b else "n/a"
+def cost(p: Pipeline, s: SearchState) -> float:
+    """Seconds a pipeline needs before it can return anything useful (a lower bound)."""
+    n = s.n_train * (2 if "augment" in recipes.parse(p.recipe) else 1) if p.strategy != "ensemble" else 0
+    if p.strategy == "frozen":
+        if p.encoder == s.encoder:
+            return 15.0 + (n / 250 * s.slowdown if "augment" in recipes.parse(p.recipe) else 0)
+        return 1.15 * n / s.embed_rate_large * s.slowdown + 30
+    if p.strategy in iv.TRAINED:
+        return 0.5 * n / 32 * s.sec_per_step * s.slowdown + 60  # at least half an epoch
+    if p.strategy == "refit":
+        return s.refit_seconds or math.inf
+    return 30.0  # threshold, ensemble: scoring dev with trained models
 
 
-def _members(f: Facts, k: int = 3) -> list[dict[str, Any]]:
-    """The ``k`` best finished non-ensemble nodes that have a saved model."""
-    pool = [n for n in f.done() if n["pipeline"]["strategy"] not in ("ensemble", "refit")
-            and n.get("model_path")]
-    return sorted(pool, key=lambda n: -n["score"])[:k]
+def _key(p: Pipeline) -> str:
+    return json.dumps(p.to_dict(), sort_keys=True, default=str)
 
 
-def _fits(f: Facts, epochs: float) -> bool:
-    return f.seconds_left > epochs * f.epoch_seconds() + 30
+def _unique(name: str, nodes: tuple[GraphNode, ...]) -> str:
+    taken = {n.name for n in nodes}
+    if name not in taken:
+        return name
+    return next(f"{name}-{i}" for i in range(2, 10**6) if f"{name}-{i}" not in taken)
 
 
-SMALL_DATA_PER_CLASS = 50  # below this many examples per class, augmentation is worth a node
-
-RULES: tuple[Rule, ...] = (
-    Rule(
-        name="baseline",
-        when=lambda f: not f.done(),
-        build=lambda f: Pipeline(recipe="raw", strategy="frozen", encoder=f.encoder, seed=f.seed),
-        parent=lambda f: None,
-        intervention="start",
-        reason=lambda f: "cheapest strong baseline: frozen encoder embeddings + logistic "
-                         "regression on deduplicated data",
-    ),
-    Rule(
-        name="clean-data",
-        when=lambda f: f.n_label_issues > 0,
-        build=lambda f: Pipeline(recipe="curated", strategy="frozen", encoder=f.encoder,
-                                 seed=f.seed),
-        parent=lambda f: "baseline",
-        intervention="drop label issues",
-        reason=lambda f: f"doctrine: fix the data before the knobs — cleanlab flags "
-                         f"{f.n_label_issues} likely mislabelled training examples",
-    ),
-    Rule(
-        name="augment",
-        when=lambda f: f.n_train < SMALL_DATA_PER_CLASS * f.n_classes,
-        build=lambda f: Pipeline(recipe="augmented", strategy="frozen", encoder=f.encoder,
-                                 seed=f.seed),
-        parent=lambda f: "baseline",
-        intervention="augment (typos, casing, truncation)",
-        reason=lambda f: f"small data ({f.n_train / f.n_classes:.0f} examples per class): add a "
-                         "typo, casing or truncation variant of every training example",
-    ),
-    Rule(
-        name="finetune",
-        when=lambda f: _fits(f, 0.5),
-        build=lambda f: Pipeline(recipe=_best_recipe(f), strategy="finetune", encoder=f.encoder,
-                                 hparams={"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3},
-                                 seed=f.seed),
-        parent=lambda f: (f.best("frozen") or {}).get("name"),
-        intervention="fine-tune encoder (LP-FT)",
-        reason=lambda f: f"frozen head reaches {_score(f, 'frozen')} on dev; the encoder itself "
-                         f"must move — full fine-tune from the linear-probe head on the "
-                         f"'{_best_recipe(f)}' recipe",
-    ),
-    Rule(
-        name="larger-encoder",
-        when=lambda f: f.larger_encoder is not None
-        and f.seconds_left > 1.3 * f.n_train / f.larger_embed_rate + 60,
-        build=lambda f: Pipeline(recipe=_best_recipe(f), strategy="frozen",
-                                 encoder=f.larger_encoder or f.encoder, seed=f.seed),
-        parent=lambda f: (f.best("frozen") or {}).get("name"),
-        intervention="larger encoder (frozen)",
-        reason=lambda f: f"climb the encoder ladder: {f.larger_encoder} embeddings + logistic "
-                         f"regression (best so far {_score(f)}); a larger encoder separates "
-                         "close classes that the small one blurs",
-    ),
-    Rule(
-        name="ensemble",
-        when=lambda f: len(_members(f)) >= 2 and f.seconds_left > 60,
-        build=lambda f: Pipeline(recipe="raw", strategy="ensemble", encoder=f.encoder,
-                                 hparams={"members": [n["model_path"] for n in _members(f)],
-                                          "member_names": [n["name"] for n in _members(f)]},
-                                 seed=f.seed),
-        parent=lambda f: _members(f)[0]["name"],
-        intervention="ensemble of the best nodes",
-        reason=lambda f: "models trained differently err differently: average the "
-                         f"probabilities of {', '.join(n['name'] for n in _members(f))} "
-                         "with weights picked on dev",
-    ),
-    Rule(
-        name="refit",
-        when=lambda f: f.refit_seconds is not None and f.seconds_left > f.refit_seconds + 30,
-        build=lambda f: Pipeline(recipe="train+dev", strategy="refit", encoder=f.encoder,
-                                 hparams={"of": (f.best() or {}).get("name")}, seed=f.seed),
-        parent=lambda f: (f.best() or {}).get("name"),
-        intervention="refit on train+dev",
-        reason=lambda f: f"'{(f.best() or {}).get('name')}' is best on dev ({_score(f)}): retrain "
-                         "the same pipeline with the dev split added (same hyperparameters and "
-                         "steps) — more data, no new choices; judged on the frozen eval set",
-    ),
-    Rule(
-        name="lora",
-        when=lambda f: _fits(f, 0.5),
-        build=lambda f: Pipeline(recipe=_best_recipe(f), strategy="lora", encoder=f.encoder,
-                                 hparams={"epochs": 2.0, "lr": 1e-3, "head_lr": 2e-3},
-                                 seed=f.seed),
-        parent=lambda f: (f.best("frozen") or {}).get("name"),
-        intervention="LoRA adapters (r=8)",
-        reason=lambda f: f"budget left after fine-tuning ({_score(f)} best so far): LoRA "
-                         "changes fewer weights and may generalise differently",
-    ),
-    Rule(
-        name="finetune-other-recipe",
-        when=lambda f: f.tried("finetune") and f.n_label_issues > 0 and _fits(f, 0.5),
-        build=lambda f: Pipeline(recipe="raw" if _best_recipe(f) == "curated" else "curated",
-                                 strategy="finetune", encoder=f.encoder,
-                                 hparams={"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3},
-                                 seed=f.seed),
-        parent=lambda f: "finetune",
-        intervention="swap data recipe",
-        reason=lambda f: "fine-tuning may tolerate the examples that curation removed; "
-                         "check the other recipe at the same settings",
-    ),
-)
-
-
-@dataclass
 class DoctrinePolicy:
-    """Walks ``RULES`` in order; stops on plateau or when no rule applies."""
+    """Ranks candidate interventions by regime, finding severity and learned gain."""
 
-    rules: tuple[Rule, ...] = RULES
-    plateau_rounds: int = 2
-    min_gain: float = 0.001
-    skipped: list[str] = field(default_factory=list)
+    def __init__(self, plateau_rounds: int = 2, min_gain: float = 0.001, c0: float = C0) -> None:
+        self.plateau_rounds = plateau_rounds
+        self.min_gain = min_gain
+        self.c0 = c0
 
-    def propose(self, facts: Facts) -> Proposal | str:
-        """The next pipeline to try, or a string saying why to stop.
+    # -- ranking --------------------------------------------------------------------------
+    def learned_bonus(self, move: str, s: SearchState) -> float:
+        n, gain, _ = s.learned.get(move, (0, 0.0, 0.0))
+        return max(-1.0, min(1.0, gain * n / (n + 1) * LEARNED_SCALE))
 
-        A plateau (``plateau_rounds`` nodes without dev gain) stops the search only when the
-        next rule would repeat a strategy already tried: a new lever always gets its node.
-        """
-        done = [n for n in facts.done() if n["pipeline"]["strategy"] != "refit"]
-        plateau = ""
-        if len(done) > self.plateau_rounds:
-            best_before = max(n["score"] for n in done[: -self.plateau_rounds])
-            recent = max(n["score"] for n in done[-self.plateau_rounds:])
-            if recent < best_before + self.min_gain:
-                plateau = (f"plateau: {self.plateau_rounds} nodes without dev gain over "
-                           f"{best_before:.3f}")
-        tried_strategies = {n["pipeline"]["strategy"] for n in done}
-        for rule in self.rules:
-            if facts.tried(rule.name) or not rule.when(facts):
+    def priority(self, move: str, family: str, regime: Regime, severity: float, s: SearchState) -> float:
+        rank = regime.prefer.index(family) if family in regime.prefer else len(regime.prefer)
+        return (len(regime.prefer) - rank + SEVERITY_WEIGHT * severity + self.learned_bonus(move, s)
+                + STANDING_PENALTY.get(move, 0.0))
+
+    def candidates(self, node: GraphNode, s: SearchState, kind: str = "expand") -> list[Proposal]:
+        """Every applicable, affordable, untried intervention on ``node``."""
+        regime = regime_of(node.score)
+        ctx = iv.Context(ladder=s.ladder, oos_label=s.oos_label, parent_model=node.model_path,
+                         parent_name=node.name, findings=node.findings)
+        pairs: list[tuple[str, dict[str, Any] | None]] = []
+        for f in sorted(node.findings, key=lambda f: -f.get("severity", 0.0)):
+            pairs += [(m, f) for m in f.get("suggests", ()) if m in iv.BY_NAME]
+        standing = [m for m in STANDING
+                    if (m != "clean" or s.n_label_issues > 0)
+                    and (m != "augment" or s.n_train < SMALL_DATA_PER_CLASS * s.n_classes)]
+        pairs += [(m, None) for m in standing]
+        tried = {_key(Pipeline.from_dict(n.pipeline)) for n in s.nodes}
+        out: dict[str, Proposal] = {}
+        for move, f in pairs:
+            child = iv.apply(move, Pipeline.from_dict(node.pipeline), f, ctx)
+            if child is None or _key(child) in tried or cost(child, s) > s.seconds_left:
                 continue
-            pipe = rule.build(facts)
-            if plateau and pipe.strategy in tried_strategies:
-                return plateau
-            return Proposal(rule.name, replace(pipe), rule.parent(facts), rule.intervention,
-                            rule.reason(facts))
-        if plateau:
-            return plateau
-        if facts.seconds_left <= 30:
-            return "budget spent"
-        untried = [r.name for r in self.rules if not facts.tried(r.name)]
-        if untried:
-            return (f"no doctrine rule applies with {facts.seconds_left:.0f}s left "
-                    f"(not tried: {', '.join(untried)})")
-        return "no doctrine rule applies: every rule has been tried"
+            fam = iv.BY_NAME[move].family
+            pr = self.priority(move, fam, regime, f.get("severity", 0.0) if f else 0.0, s)
+            key = _key(child)
+            if key in out and out[key].priority >= pr:
+                continue
+            why = iv.hypothesis(move, f)
+            out[key] = Proposal(
+                name=move, pipeline=child, parent=node.name, move=move, kind=kind,
+                intervention=f"{move}{iv.describe_target(f)}", finding=f["kind"] if f else None,
+                reason=f"[{regime.name}: {regime.says}; family '{fam}'] {why}", priority=pr,
+                detail={"regime": regime.name, "family": fam})
+        return sorted(out.values(), key=lambda p: -p.priority)
+
+    def graph_moves(self, s: SearchState) -> list[Proposal]:
+        """Moves over the whole graph: ensemble of the best branches, merge of their recipes."""
+        out = []
+        b = graph.best(s.nodes)
+        if b is None:
+            return out
+        regime = regime_of(b.score)
+        tried = {_key(Pipeline.from_dict(n.pipeline)) for n in s.nodes}
+        pool = [n for n in graph.scored(s.nodes) if n.strategy not in graph.UNEXPANDABLE and n.model_path]
+        members = sorted(pool, key=lambda n: -n.score)[:3]
+        kinds = {(m.strategy, m.pipeline.get("encoder")) for m in members}
+        if len(members) >= 2 and len(kinds) >= 2:
+            p = Pipeline(recipe="raw", strategy="ensemble", encoder=s.encoder, seed=s.seed,
+                         hparams={"members": [m.model_path for m in members],
+                                  "member_names": [m.name for m in members]})
+            if _key(p) not in tried and cost(p, s) < s.seconds_left:
+                out.append(Proposal(
+                    name="ensemble", pipeline=p, parent=members[0].name, move="ensemble", kind="ensemble",
+                    intervention="ensemble of the best branches",
+                    reason="models trained differently err differently: average the probabilities of "
+                           f"{', '.join(m.name for m in members)} with weights picked on dev",
+                    priority=self.priority("ensemble", "model", regime, 0.25, s),
+                    detail={"family": "model"}))
+        pair = graph.merge_candidates(s.nodes)
+        if pair:
+            a, c = pair
+            child = Pipeline.from_dict({**a.pipeline, "recipe": recipes.merge(a.pipeline["recipe"],
+                                                                              c.pipeline["recipe"])})
+            if _key(child) not in tried and cost(child, s) < s.seconds_left:
+                out.append(Proposal(
+                    name="merge", pipeline=child, parent=a.name, move="merge", kind="merge",
+                    intervention=f"merge recipes {a.pipeline['recipe']} + {c.pipeline['recipe']}",
+                    reason=f"both '{a.name}' ({a.score:.3f}) and '{c.name}' ({c.score:.3f}) gained with "
+                           "different data recipes: combine them on the better branch's pipeline",
+                    priority=self.priority("merge", "data", regime, 0.25, s), detail={"family": "data"}))
+        return out
+
+    # -- the decision ---------------------------------------------------------------------
+    def propose(self, s: SearchState) -> Proposal | Stop | None:
+        """The next trial, a ``Stop`` with its reason, or ``WAIT`` (None) for a running trial."""
+        finished = graph.scored(s.nodes)
+        running = s.running()
+        if not finished:
+            if running:
+                return WAIT
+            if any(n.status == "failed" for n in s.nodes):
+                return Stop("the baseline pipeline failed; see the node's error")
+            return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
+                            pipeline=Pipeline(recipe="raw", strategy="frozen", encoder=s.encoder, seed=s.seed),
+                            intervention="start",
+                            reason="cheapest strong baseline: frozen encoder embeddings + logistic regression "
+                                   "on deduplicated data; its errors are the first diagnosis")
+        b = graph.best(s.nodes)
+        assert b is not None
+        if s.target is not None and b.score >= s.target:
+            return Stop(f"target reached: '{b.name}' scores {b.score:.4f} ≥ {s.target}")
+        if s.seconds_left <= 0:
+            return Stop("budget spent")
+        stale = graph.rounds_without_gain(s.nodes, self.min_gain)
+        pick = self._recovery(s, b, stale) if stale >= self.plateau_rounds else self._expand(s)
+        refit = self._refit(s, b)
+        if isinstance(pick, Stop):
+            return WAIT if running else (refit or pick)
+        if refit is not None and not running and (pick is None or s.seconds_left < s.refit_seconds + cost(
+                pick.pipeline, s)):
+            return refit  # the last move: a refit fits, the best remaining candidate would not
+        if pick is None:
+            return WAIT if running else Stop(
+                f"no affordable intervention left with {s.seconds_left:.0f}s "
+                f"(best '{b.name}' {b.score:.4f})")
+        return Proposal(**{**pick.__dict__, "name": _unique(pick.name, s.nodes)})
+
+    def _expand(self, s: SearchState) -> Proposal | None:
+        c = graph.exploration(self.c0, s.seconds_left, s.budget)
+        options = {n.name: self.candidates(n, s) for n in graph.scored(s.nodes)
+                   if n.strategy not in graph.UNEXPANDABLE}
+        allowed = {k for k, v in options.items() if v}
+        latest = graph.scored(s.nodes)[-1]
+        b = graph.best(s.nodes)
+        rollback = graph.is_drop(latest, s.nodes)
+        if rollback and b is not None and b.name in allowed:
+            target, why = b.name, (f"rollback: '{latest.name}' ({latest.score:.4f}) fell below its parent; "
+                                   f"expanding the best node '{b.name}'")
+        else:
+            target = graph.select(s.nodes, c, allowed)
+            why = f"UCT (c={c:.2f}) selects '{target}'"
+        cands = (options.get(target, []) if target else []) + self.graph_moves(s)
+        if not cands:
+            return None
+        top = max(cands, key=lambda p: p.priority)
+        uct = {k: round(v, 4) for k, v in graph.uct_scores(s.nodes, c).items()}
+        return Proposal(**{**top.__dict__, "reason": f"{why}; {top.reason}",
+                           "detail": {**top.detail, "uct": uct, "c": round(c, 3), "rollback": rollback,
+                                      "alternatives": [(p.move, round(p.priority, 3)) for p in cands[:6]]}})
+
+    def _recovery(self, s: SearchState, b: GraphNode, stale: int) -> Proposal | Stop | None:
+        recent = graph.scored(s.nodes)[-stale:]
+        if any(n.intervention.startswith("recovery") for n in recent):
+            return Stop(f"plateau: {stale} nodes without dev gain over {b.score:.4f}, "
+                        "recovery move tried")
+        families = {iv.BY_NAME[n.move].family for n in recent if n.move in iv.BY_NAME}
+        roots = [n for n in graph.scored(s.nodes) if n.parent is None]
+        starts = {n.name: n for n in [b, *roots] if n.strategy not in graph.UNEXPANDABLE}
+        cands = [p for n in starts.values() for p in self.candidates(n, s, kind="recovery")]
+        fresh = [p for p in cands if p.detail.get("family") not in families] or cands
+        if not fresh:
+            return None
+        top = max(fresh, key=lambda p: p.priority)
+        return Proposal(**{**top.__dict__, "intervention": f"recovery: {top.intervention}",
+                           "reason": f"recovery after {stale} rounds without gain: switch to a family not "
+                                     f"tried lately ({', '.join(sorted(families)) or 'none'}); {top.reason}"})
+
+    def _refit(self, s: SearchState, b: GraphNode) -> Proposal | None:
+        if s.refit_seconds is None or s.seconds_left < s.refit_seconds + 30:
+            return None
+        return Proposal(name="refit", parent=b.name, move="refit", kind="refit",
+                        pipeline=Pipeline(recipe="train+dev", strategy="refit", encoder=s.encoder,
+                                          hparams={"of": b.name}, seed=s.seed),
+                        intervention="refit on train+dev",
+                        reason=f"'{b.name}' is best on dev ({b.score:.4f}) and the budget left fits only a "
+                               "refit: retrain the same pipeline with dev added (same hyperparameters and "
+                               "steps); judged on the frozen eval set")

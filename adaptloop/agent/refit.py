@@ -35,6 +35,8 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec) -> RefitPlan | None:
     if not scored:
         return None
     best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+    if best.pipeline["strategy"] == "threshold":
+        return None  # tuned on dev: there is nothing left to tune it on
     if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
            for n in tried):
         return None

@@ -24,6 +24,7 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    func,
     inspect,
     select,
     text,
@@ -107,8 +108,41 @@ class Node(Base):
     model_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     predictions_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    move: Mapped[str | None] = mapped_column(String(60), nullable=True)  # catalogue name of the intervention
+    finding: Mapped[str | None] = mapped_column(String(60), nullable=True)  # kind of finding that suggested it
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class FindingRow(Base):
+    """One diagnosis finding about a node's dev predictions, with its evidence."""
+
+    __tablename__ = "findings"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    kind: Mapped[str] = mapped_column(String(60))
+    summary: Mapped[str] = mapped_column(Text)
+    severity: Mapped[float] = mapped_column(Float)
+    target: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    suggests: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class Outcome(Base):
+    """What an intervention did, kept across runs: the doctrine learns from these."""
+
+    __tablename__ = "outcomes"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    node_id: Mapped[int] = mapped_column(ForeignKey("nodes.id"))
+    family: Mapped[str] = mapped_column(String(60))  # task family
+    finding: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    intervention: Mapped[str] = mapped_column(String(60))
+    gain: Mapped[float] = mapped_column(Float)  # dev score minus the parent's
+    cost_s: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class Removal(Base):
@@ -261,6 +295,18 @@ class Store:
 
     def decide(self, run_id: int, kind: str, reason: str, **data: Any) -> None:
         self.add(Decision(run_id=run_id, kind=kind, reason=reason, data=json.loads(json.dumps(data))))
+
+    def findings(self, run_id: int) -> list[FindingRow]:
+        return self.all(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id))
+
+    def learned(self, family: str | None = None) -> dict[str, tuple[int, float, float]]:
+        """Per intervention: (times tried, mean dev gain, mean seconds), over every run."""
+        stmt = select(Outcome.intervention, func.count(), func.avg(Outcome.gain), func.avg(Outcome.cost_s))
+        if family is not None:
+            stmt = stmt.where(Outcome.family == family)
+        with self._session() as s:
+            rows = s.execute(stmt.group_by(Outcome.intervention)).all()
+        return {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in rows}
 
     def decisions(self, run_id: int) -> list[Decision]:
         return self.all(select(Decision).where(Decision.run_id == run_id).order_by(Decision.id))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
-STRATEGIES = ("frozen", "finetune", "lora", "ensemble")
+STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -23,6 +23,10 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.ensemble import EnsembleTrainer
 
         return EnsembleTrainer()
+    if strategy == "threshold":
+        from adaptloop.train.threshold import ThresholdTrainer
+
+        return ThresholdTrainer()
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -42,6 +46,10 @@ def load_trained(folder) -> TrainedModel:
         from adaptloop.train.ensemble import load_ensemble
 
         return load_ensemble(Path(folder), load_trained)
+    if meta.get("kind") == "threshold":
+        from adaptloop.train.threshold import load_threshold
+
+        return load_threshold(Path(folder), load_trained)
     from adaptloop.train.classifier import load_model
 
     return load_model(Path(folder))

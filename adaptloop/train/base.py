@@ -68,6 +68,19 @@ def label_ids(examples: Sequence[Example], labels: Sequence[str]) -> np.ndarray:
     return np.array([index[e.label] for e in examples], dtype=np.int64)
 
 
+def class_weights(value: object, labels: Sequence[str]) -> dict[int, float] | str | None:
+    """A pipeline's ``class_weight`` for sklearn/torch: None, "balanced", or {class id: weight}.
+
+    Pipelines name classes by label (``{"card_arrival": 2.0}``); unnamed classes weigh 1.
+    """
+    if value is None or value == "balanced":
+        return value  # type: ignore[return-value]
+    if not isinstance(value, dict):
+        raise ValueError(f"class_weight must be 'balanced' or a mapping label -> weight, not {value!r}")
+    index = {lab: i for i, lab in enumerate(labels)}
+    return {i: float(value.get(lab, 1.0)) for lab, i in index.items()}
+
+
 def predict_labels(model: TrainedModel, texts: Sequence[str]) -> list[str]:
     probs = model.predict_proba(texts)
     return [model.labels[i] for i in probs.argmax(1)]

@@ -7,6 +7,7 @@ other HF id or local path is handed to transformers as is.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -105,24 +106,66 @@ def embed(tok: PreTrainedTokenizerBase, model: PreTrainedModel, texts: Sequence[
 
 
 class EmbeddingCache:
-    """Embeddings of the base encoder, by text, shared by every frozen-encoder node of a run."""
+    """Embeddings of base encoders, by text; shared by every node of a run.
 
-    def __init__(self) -> None:
+    With ``folder``, vectors are also kept on disk (one ``.npz`` shard per batch of new
+    texts, written atomically), so worker processes and resumed runs embed each text once.
+    """
+
+    def __init__(self, folder: Path | None = None) -> None:
+        self.folder = Path(folder) if folder else None
         self._rows: dict[tuple[str, str], np.ndarray] = {}
+        self._loaded: set[Path] = set()
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+    def _dir(self, encoder: str) -> Path | None:
+        if self.folder is None:
+            return None
+        return self.folder / hashlib.sha1(encoder.encode("utf-8")).hexdigest()[:16]
+
+    def _read_disk(self, encoder: str) -> None:
+        d = self._dir(encoder)
+        if d is None or not d.is_dir():
+            return
+        for shard in sorted(d.glob("*.npz")):
+            if shard in self._loaded:
+                continue
+            with np.load(shard) as z:
+                for k, v in zip(z["keys"], z["vecs"]):
+                    self._rows[(encoder, str(k))] = v
+            self._loaded.add(shard)
+
+    def _write_disk(self, encoder: str, keys: list[str], vecs: np.ndarray) -> None:
+        d = self._dir(encoder)
+        if d is None or not keys:
+            return
+        d.mkdir(parents=True, exist_ok=True)
+        name = d / f"{hashlib.sha1(''.join(keys).encode()).hexdigest()[:20]}.npz"
+        tmp = d / f".{name.stem}.{os.getpid()}.tmp.npz"
+        np.savez(tmp, keys=np.array(keys), vecs=vecs)
+        os.replace(tmp, name)
+        self._loaded.add(name)
 
     def get(self, encoder: str, texts: Sequence[str], *,
             progress: Callable[[int], None] | None = None, device: torch.device | None = None,
             ) -> np.ndarray:
-        missing = list(dict.fromkeys(t for t in texts if (encoder, t) not in self._rows))
-        if missing:
+        keys = [self._key(t) for t in texts]
+        if any((encoder, k) not in self._rows for k in keys):
+            self._read_disk(encoder)
+        todo = {k: t for k, t in zip(keys, texts) if (encoder, k) not in self._rows}
+        if todo:
             tok, model = load_base(encoder)
             if device is not None:
                 model.to(device)
-            vecs = embed(tok, model, missing, progress=progress, device=device)
-            for t, v in zip(missing, vecs):
-                self._rows[(encoder, t)] = v
+            vecs = embed(tok, model, list(todo.values()), progress=progress, device=device)
+            for k, v in zip(todo, vecs):
+                self._rows[(encoder, k)] = v
+            self._write_disk(encoder, list(todo), vecs)
         elif progress:
             progress(len(texts))
         if not texts:
             return np.zeros((0, 1), dtype=np.float32)
-        return np.stack([self._rows[(encoder, t)] for t in texts])
+        return np.stack([self._rows[(encoder, k)] for k in keys])

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from adaptloop.train.base import FitContext, label_ids
+from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import encode_batch, load_base
 from adaptloop.train.frozen import _embeddings, fit_logreg, full_head
@@ -43,18 +43,26 @@ class FineTuneConfig:
     patience: int = 3  # dev checks without gain before stopping (dev is noisy: be patient)
     lora_r: int = 8
     lora_alpha: int = 16
-    class_weight: str | None = None  # "balanced" re-weights the loss by inverse frequency
+    class_weight: str | dict | None = None  # "balanced" or {label: weight}: re-weights the loss
+    pairs: tuple = ()  # confusable label pairs: hard negatives put into every batch
+    contrastive: float = 0.0  # weight of the supervised contrastive loss on the pooled embeddings
+    temperature: float = 0.1  # of the contrastive loss
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0:
             raise ValueError("epochs, lr and head_lr must be positive")
         if self.batch_size < 1 or self.evals_per_epoch < 1 or self.patience < 1:
             raise ValueError("batch_size, evals_per_epoch and patience must be >= 1")
+        if self.contrastive < 0 or self.temperature <= 0:
+            raise ValueError("contrastive must be >= 0 and temperature > 0")
 
     @classmethod
     def from_hparams(cls, hp: dict) -> FineTuneConfig:
         names = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in hp.items() if k in names})
+        kw = {k: v for k, v in hp.items() if k in names}
+        if "pairs" in kw:
+            kw["pairs"] = tuple(tuple(p) for p in kw["pairs"])
+        return cls(**kw)
 
 
 def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
@@ -67,6 +75,41 @@ def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) 
         out += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
     rng.shuffle(out)
     return out
+
+
+def _with_hard_negatives(batches: list[list[int]], pools: list[tuple[np.ndarray, np.ndarray]], share: float,
+                         rng: np.random.Generator) -> list[list[int]]:
+    """Replace ``share`` of every batch with examples of one confusable pair (both sides).
+
+    A batch that holds both classes of a pair makes each the other's hard negative in the
+    contrastive loss, and the cross-entropy sees the boundary every step.
+    """
+    if not pools:
+        return batches
+    out = []
+    for b in batches:
+        n = max(2, int(len(b) * share)) // 2
+        pa, pb = pools[int(rng.integers(len(pools)))]
+        extra = np.concatenate([rng.choice(pa, min(n, len(pa)), replace=False),
+                                rng.choice(pb, min(n, len(pb)), replace=False)]).tolist()
+        taken = set(extra)
+        keep = [i for i in b if i not in taken][: max(0, len(b) - len(extra))]
+        out.append(keep + extra)
+    return out
+
+
+def supervised_contrastive(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
+    """SupCon loss (Khosla et al. 2020) over L2-normalised embeddings ``z`` (b, d)."""
+    sim = z @ z.T / temperature
+    self_mask = torch.eye(len(y), dtype=torch.bool, device=z.device)
+    sim = sim.masked_fill(self_mask, -1e9)
+    pos = (y[:, None] == y[None, :]) & ~self_mask
+    log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    has_pos = pos.any(1)
+    if not bool(has_pos.any()):
+        return z.sum() * 0.0
+    mean_pos = (log_prob * pos).sum(1)[has_pos] / pos.sum(1)[has_pos]
+    return -mean_pos.mean()
 
 
 def _dev_accuracy(tok, enc, head, texts, y, device) -> float:
@@ -104,8 +147,8 @@ class FineTuneTrainer:
 
         # LP: the head starts as logistic regression on frozen embeddings
         x = _embeddings(ctx, pipeline.encoder, texts, "train")
-        w, b = full_head(fit_logreg(x, y, c=10.0, seed=pipeline.seed,
-                                    class_weight=cfg.class_weight), k)
+        cw = class_weights(cfg.class_weight, spec.labels)
+        w, b = full_head(fit_logreg(x, y, c=10.0, seed=pipeline.seed, class_weight=cw), k)
         tok, base = load_base(pipeline.encoder)
         enc = copy.deepcopy(base).to(device)
         if self.lora:
@@ -121,10 +164,16 @@ class FineTuneTrainer:
         enc.train()
 
         weights = None
-        if cfg.class_weight == "balanced":
+        if cw == "balanced":
             counts = np.bincount(y, minlength=k).astype(np.float32)
             weights = torch.tensor(np.where(counts > 0, len(y) / (k * np.maximum(counts, 1)), 0.0),
                                    dtype=torch.float32, device=device)
+        elif isinstance(cw, dict):
+            weights = torch.tensor([cw[i] for i in range(k)], dtype=torch.float32, device=device)
+        index = {lab: i for i, lab in enumerate(spec.labels)}
+        pools = [(np.flatnonzero(y == index[a]), np.flatnonzero(y == index[b_]))
+                 for a, b_ in cfg.pairs if a in index and b_ in index]
+        pools = [p for p in pools if len(p[0]) and len(p[1])]
         params = [p for p in enc.parameters() if p.requires_grad]
         opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr},
                                  {"params": head.parameters(), "lr": cfg.head_lr}],
@@ -144,12 +193,19 @@ class FineTuneTrainer:
                   "seconds": time.monotonic() - t0}]
         bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan["total"])
         step, stale, loss_sum, loss_n, stop = 0, 0, 0.0, 0, ""
+        hits = seen = 0
         t_train = time.monotonic()
         while not stop:
-            for batch in _batches(lengths, cfg.batch_size, rng):
-                logits = head(encode_batch(tok, enc, [texts[i] for i in batch], device))
-                loss = torch.nn.functional.cross_entropy(
-                    logits, torch.from_numpy(y[batch]).to(device), weight=weights)
+            for batch in _with_hard_negatives(_batches(lengths, cfg.batch_size, rng), pools,
+                                              0.25, rng):
+                z = encode_batch(tok, enc, [texts[i] for i in batch], device)
+                logits = head(z)
+                yb = torch.from_numpy(y[batch]).to(device)
+                loss = torch.nn.functional.cross_entropy(logits, yb, weight=weights)
+                if cfg.contrastive > 0:
+                    loss = loss + cfg.contrastive * supervised_contrastive(z, yb, cfg.temperature)
+                hits += int((logits.detach().argmax(-1) == yb).sum())
+                seen += len(batch)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
                 opt.step()
@@ -170,8 +226,9 @@ class FineTuneTrainer:
                     acc = _dev_accuracy(tok, enc, head, dev_texts, y_dev, device)
                     curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
                                   "train_loss": loss_sum / max(1, loss_n), "dev_accuracy": acc,
+                                  "train_accuracy": hits / max(1, seen),
                                   "seconds": time.monotonic() - t0})
-                    loss_sum, loss_n = 0.0, 0
+                    loss_sum, loss_n, hits, seen = 0.0, 0, 0, 0
                     if acc > best["acc"]:
                         best = {"acc": acc, "step": step,
                                 "state": (copy.deepcopy(enc.state_dict()),

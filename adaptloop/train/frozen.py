@@ -15,7 +15,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 
-from adaptloop.train.base import FitContext, label_ids
+from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import EmbeddingCache
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
@@ -32,7 +32,7 @@ def _embeddings(ctx: FitContext, encoder: str, texts: Sequence[str], what: str) 
 
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, *, c: float, seed: int,
-               class_weight: str | None = None) -> LogisticRegression:
+               class_weight: str | dict[int, float] | None = None) -> LogisticRegression:
     """Multinomial logistic regression; y must hold class ids 0..k-1."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -60,13 +60,14 @@ class FrozenEncoderTrainer:
         x_dev = _embeddings(ctx, pipeline.encoder, [e.text for e in dev], "dev")
         y_tr, y_dev = label_ids(train, spec.labels), label_ids(dev, spec.labels)
         grid = [pipeline.hparams["C"]] if "C" in pipeline.hparams else list(C_GRID)
-        cw = pipeline.hparams.get("class_weight")
+        cw = class_weights(pipeline.hparams.get("class_weight"), spec.labels)
         best: tuple[float, float, LogisticRegression] | None = None
         curve = []
         for c in grid:
             clf = fit_logreg(x_tr, y_tr, c=c, seed=pipeline.seed, class_weight=cw)
             acc = float((clf.predict(x_dev) == y_dev).mean()) if len(dev) else 0.0
-            curve.append({"C": c, "dev_accuracy": acc})
+            curve.append({"C": c, "dev_accuracy": acc,
+                          "train_accuracy": float((clf.predict(x_tr) == y_tr).mean())})
             if best is None or acc > best[0]:
                 best = (acc, c, clf)
         assert best is not None

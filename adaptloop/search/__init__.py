@@ -1,0 +1,1 @@
+"""The experiment graph and its selection rules (UCT, merge, recovery, rollback)."""

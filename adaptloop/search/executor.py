@@ -1,0 +1,189 @@
+"""Where trials run: the executor seam.
+
+A ``Trial`` is everything one node needs, as plain picklable data; ``run_trial`` trains it
+from the base model, saves the model and its dev predictions as artifacts and returns a
+``TrialOutcome``. Only the search loop writes the database, so worker processes never
+contend for it. ``InlineExecutor`` runs trials in this process (tests, one worker),
+``LocalExecutor`` in worker processes, ``RayExecutor`` on a Ray cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any, Protocol
+
+from adaptloop.errors import WorkspaceError
+
+log = logging.getLogger(__name__)
+
+_CACHES: dict[str, Any] = {}  # per-process embedding caches, by workspace
+
+
+@dataclass(frozen=True)
+class Trial:
+    root: str  # workspace folder
+    run_id: int
+    node_id: int
+    name: str
+    pipeline: dict[str, Any]
+    deadline: float  # wall clock (time.time()) by which fitting must end
+    make_trainer: Callable[[str], Any]
+    device: str = "cpu"
+    threads: int = 0  # torch threads in a worker process (0: leave as is)
+
+
+@dataclass
+class TrialOutcome:
+    node_id: int
+    status: str  # done | failed
+    error: str = ""
+    model_artifact: str | None = None
+    predictions_artifact: str | None = None
+    dev_metrics: dict[str, Any] = field(default_factory=dict)
+    curve: list[dict[str, Any]] = field(default_factory=list)
+    chosen: dict[str, Any] = field(default_factory=dict)
+    notes: str = ""
+    train_seconds: float = 0.0
+
+
+def embedding_cache(root: str | Path) -> Any:
+    """This process's embedding cache for a workspace (backed by its disk cache)."""
+    from adaptloop.train.encoder import EmbeddingCache
+
+    key = str(root)
+    if key not in _CACHES:
+        _CACHES[key] = EmbeddingCache(Path(root) / ".adaptloop" / "cache" / "embeddings")
+    return _CACHES[key]
+
+
+def run_trial(trial: Trial) -> TrialOutcome:
+    """Train, save and score one node. Failures of the pipeline are outcomes, not exceptions."""
+    from adaptloop.agent.coldstart import recipe_book
+    from adaptloop.agent.refit import refit, refit_plan
+    from adaptloop.evaluate.rows import metrics_of, score_rows
+    from adaptloop.store.db import Run
+    from adaptloop.train import FitContext
+    from adaptloop.types import Pipeline, TaskSpec
+    from adaptloop.workspace import Workspace
+
+    t0 = time.monotonic()
+    ws = Workspace.open(Path(trial.root))
+    run = ws.store.get(Run, trial.run_id)
+    spec = TaskSpec.from_dict(run.state["spec"])
+    book = recipe_book(ws, run)
+    pipe = Pipeline.from_dict(trial.pipeline)
+    if trial.threads:
+        from adaptloop.train.encoder import set_threads
+
+        set_threads(trial.threads)
+    ctx = FitContext(deadline=time.monotonic() + (trial.deadline - time.time()), device=trial.device,
+                     embeddings=embedding_cache(trial.root))
+    try:
+        if pipe.strategy == "refit":
+            plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)
+            if plan is None:
+                raise RuntimeError("nothing to refit")
+            model, result = refit(plan, spec, book, ctx, trial.make_trainer)
+        else:
+            model, result = trial.make_trainer(pipe.strategy).fit(spec, pipe, book[pipe.recipe],
+                                                                 book["dev"], ctx)
+    except (RuntimeError, ValueError) as exc:  # a failed pipeline is a result, not a crash
+        log.warning("node %s failed: %s", trial.name, exc)
+        return TrialOutcome(trial.node_id, "failed", error=str(exc)[:500],
+                            train_seconds=time.monotonic() - t0)
+    staging = ws.artifacts.staging_dir()
+    try:
+        model.save(staging)
+        address = ws.artifacts.put_dir(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    out = TrialOutcome(trial.node_id, "done", model_artifact=address, curve=result.curve,
+                       chosen=result.chosen, notes=result.notes)
+    if pipe.strategy != "refit":  # a refit trained on dev: its dev score would be a lie
+        rows = score_rows(model, book["dev"])
+        out.dev_metrics = metrics_of(spec, rows)
+        out.predictions_artifact = ws.artifacts.put_jsonl(rows)
+    out.train_seconds = time.monotonic() - t0
+    return out
+
+
+class Executor(Protocol):
+    workers: int
+
+    def submit(self, trial: Trial) -> Future: ...
+
+    def shutdown(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs each trial to completion inside ``submit`` (one at a time, this process)."""
+
+    workers = 1
+
+    def submit(self, trial: Trial) -> Future:
+        f: Future = Future()
+        try:
+            f.set_result(run_trial(trial))
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # surfaced by the loop as a failed node
+            f.set_exception(exc)
+        return f
+
+    def shutdown(self) -> None:
+        pass
+
+
+class LocalExecutor:
+    """Trials in ``workers`` local worker processes (spawned: safe with torch threads)."""
+
+    def __init__(self, workers: int = 2) -> None:
+        self.workers = workers
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+
+    def submit(self, trial: Trial) -> Future:
+        return self._pool.submit(run_trial, trial)
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class RayExecutor:
+    """Trials as Ray tasks (``ray.init()`` joins ``RAY_ADDRESS`` or starts a local cluster).
+
+    The workspace folder and the store must be reachable from every Ray worker (a shared
+    file system and a PostgreSQL store URL).
+    """
+
+    def __init__(self, workers: int = 2) -> None:
+        try:
+            import ray
+        except ModuleNotFoundError:
+            raise WorkspaceError("search.executor = 'ray' needs Ray: pip install 'ray[default]', "
+                                 "or set search.executor = 'local'") from None
+        if not ray.is_initialized():
+            ray.init()
+        self.workers = workers
+        self._remote = ray.remote(run_trial)
+
+    def submit(self, trial: Trial) -> Future:
+        return self._remote.remote(trial).future()
+
+    def shutdown(self) -> None:
+        pass
+
+
+def make_executor(kind: str, workers: int) -> Executor:
+    """The executor named in settings; one worker runs inline (no process to spawn)."""
+    if kind == "ray":
+        return RayExecutor(workers)
+    if workers <= 1:
+        return InlineExecutor()
+    return LocalExecutor(workers)

@@ -1,0 +1,185 @@
+"""Interventions: small pure transforms from a parent pipeline to a child pipeline.
+
+Every transform returns a whole new ``Pipeline`` (or None when it does not apply to that
+parent); trainers always start again from the base model, so a child never inherits a
+parent's trained weights, only its choices. Each intervention belongs to a family the
+doctrine ranks by regime: ``data`` (what to train on), ``model`` (what to train),
+``hparams`` (how long and how fast), ``surgical`` (targeted at one failure pattern).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from adaptloop.data import recipes
+from adaptloop.types import Pipeline
+
+FINETUNE_DEFAULTS = {"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3}
+LORA_DEFAULTS = {"epochs": 2.0, "lr": 1e-3, "head_lr": 2e-3}
+TRAINED = ("finetune", "lora")
+MAX_PAIRS = 5  # confusable pairs given hard negatives in one contrastive fine-tune
+UPWEIGHT = 2.0  # class weight for under-predicted classes
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a transform may read besides the parent pipeline and the finding."""
+
+    ladder: tuple[str, ...] = ()  # installed encoders, smallest first
+    oos_label: str | None = None
+    parent_model: str | None = None  # saved model folder of the parent
+    parent_name: str = ""
+    findings: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # the parent's findings
+
+    def labels_of(self, kind: str) -> list[list[str]]:
+        return [f["target"]["labels"] for f in self.findings
+                if f["kind"] == kind and "labels" in f.get("target", {})]
+
+    def label_of(self, kind: str) -> list[str]:
+        return [f["target"]["label"] for f in self.findings
+                if f["kind"] == kind and "label" in f.get("target", {})]
+
+
+Transform = Callable[[Pipeline, dict[str, Any] | None, Context], Pipeline | None]
+
+
+def _hp(p: Pipeline, **changes: Any) -> Pipeline:
+    return replace(p, hparams={**p.hparams, **changes})
+
+
+def _recipe(op: str, add: bool) -> Transform:
+    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+        ops = recipes.parse(p.recipe)
+        if (op in ops) == add:
+            return None
+        return replace(p, recipe=recipes.name(ops | {op} if add else ops - {op}))
+    return apply
+
+
+def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
+    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+        if p.strategy in TRAINED:
+            return None
+        keep = {k: v for k, v in p.hparams.items() if k == "class_weight"}
+        return replace(p, strategy=strategy, hparams={**defaults, **keep})
+    return apply
+
+
+def larger_encoder(p: Pipeline, _f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+    """The next installed rung of the ladder, frozen (a larger encoder fine-tuned does not fit CPU budgets)."""
+    if p.encoder not in c.ladder or c.ladder.index(p.encoder) + 1 >= len(c.ladder):
+        return None
+    return Pipeline(recipe=p.recipe, strategy="frozen", encoder=c.ladder[c.ladder.index(p.encoder) + 1],
+                    hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
+
+
+def contrastive(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+    """Fine-tune with hard negatives of the confusable pairs in every batch + a SupCon loss."""
+    pairs = [f["target"]["labels"]] if f and "labels" in f.get("target", {}) else []
+    pairs += [pr for pr in c.labels_of("confusable_pair") if pr not in pairs]
+    if not pairs:
+        return None
+    base = p if p.strategy in TRAINED else replace(p, strategy="finetune",
+                                                    hparams={**FINETUNE_DEFAULTS, **p.hparams})
+    base = replace(base, hparams={k: v for k, v in base.hparams.items() if k != "C"})
+    return _hp(base, pairs=[list(pr) for pr in pairs[:MAX_PAIRS]], contrastive=0.5)
+
+
+def reweight(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+    labels = [f["target"]["label"]] if f and "label" in f.get("target", {}) else []
+    labels += [lab for lab in c.label_of("under_prediction") if lab not in labels]
+    current = p.hparams.get("class_weight") or {}
+    if not labels or not isinstance(current, dict) or all(current.get(lab) for lab in labels):
+        return None
+    return _hp(p, class_weight={**current, **{lab: UPWEIGHT for lab in labels}})
+
+
+def threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+    """Per-class bias for over-predicted classes and abstention to the out-of-scope label."""
+    if p.strategy in ("threshold", "refit") or not c.parent_model:
+        return None
+    labels = [f["target"]["label"]] if f and "label" in f.get("target", {}) else []
+    labels += [lab for lab in c.label_of("over_prediction") if lab not in labels]
+    if not labels and c.oos_label is None:
+        return None
+    return Pipeline(recipe=p.recipe, strategy="threshold", encoder=p.encoder,
+                    hparams={"of": c.parent_model, "of_name": c.parent_name, "labels": labels,
+                             "abstain": c.oos_label}, seed=p.seed)
+
+
+def _scale(key: str, factor: float, floor: float) -> Transform:
+    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+        if p.strategy not in TRAINED:
+            return None
+        value = float(p.hparams.get(key, FINETUNE_DEFAULTS[key]))
+        return _hp(p, **{key: max(floor, round(value * factor, 6))})
+    return apply
+
+
+@dataclass(frozen=True)
+class Intervention:
+    name: str
+    family: str  # data | model | hparams | surgical
+    apply: Transform
+    hypothesis: str  # why it might help; {target} is filled from the finding
+
+
+CATALOGUE: tuple[Intervention, ...] = (
+    Intervention("clean", "data", _recipe("clean", True),
+                 "suspected label noise{target}: dropping what cleanlab flags gives a smaller, cleaner set"),
+    Intervention("select-raw", "data", _recipe("clean", False),
+                 "the cleaned set may have dropped hard but correct examples: try the large raw set"),
+    Intervention("augment", "data", _recipe("augment", True),
+                 "errors in a slice or a thin class{target}: typo, casing and truncation variants widen the data"),
+    Intervention("finetune", "model", _to_trained("finetune", FINETUNE_DEFAULTS),
+                 "the frozen encoder limits the head: fine-tune it (LP-FT)"),
+    Intervention("lora", "model", _to_trained("lora", LORA_DEFAULTS),
+                 "LoRA adapters change fewer weights and may generalise differently"),
+    Intervention("larger-encoder", "model", larger_encoder,
+                 "a larger encoder separates classes the small one blurs{target}"),
+    Intervention("contrastive", "surgical", contrastive,
+                 "confusable classes{target}: hard negatives in every batch and a contrastive loss "
+                 "pull the pair apart in embedding space"),
+    Intervention("reweight", "surgical", reweight,
+                 "a class is under-predicted{target}: weigh its examples up"),
+    Intervention("threshold", "surgical", threshold,
+                 "over-prediction or out-of-scope traffic{target}: tune class bias and abstention on dev"),
+    Intervention("fewer-epochs", "hparams", _scale("epochs", 0.5, 0.5),
+                 "dev peaked early and fell (overfit): train for half as long"),
+    Intervention("lower-lr", "hparams", _scale("lr", 0.5, 1e-6),
+                 "overfit or unstable: halve the encoder learning rate"),
+    Intervention("more-epochs", "hparams", _scale("epochs", 1.5, 0.5),
+                 "dev was still rising at the end (underfit): train longer"),
+)
+BY_NAME = {i.name: i for i in CATALOGUE}
+
+
+def describe_target(finding: dict[str, Any] | None) -> str:
+    if not finding:
+        return ""
+    t = finding.get("target", {})
+    if "labels" in t:
+        return f" ({' ↔ '.join(t['labels'])})"
+    if "label" in t:
+        return f" ({t['label']})"
+    if "slice" in t:
+        return f" (slice '{t['slice']}')"
+    return ""
+
+
+def apply(name: str, parent: Pipeline, finding: dict[str, Any] | None, ctx: Context) -> Pipeline | None:
+    """The child pipeline of ``parent`` under intervention ``name`` (None: not applicable)."""
+    return BY_NAME[name].apply(parent, finding, ctx)
+
+
+def hypothesis(name: str, finding: dict[str, Any] | None) -> str:
+    text = BY_NAME[name].hypothesis.format(target=describe_target(finding))
+    if finding:
+        text += f" — finding: {finding.get('summary', finding.get('kind'))}"
+    return text
+
+
+def names() -> Sequence[str]:
+    return [i.name for i in CATALOGUE]
