@@ -265,6 +265,8 @@ def predict(
 @app.command()
 def runs(
     run: Annotated[int | None, typer.Argument(help="Show one run [default: all].")] = None,
+    show_graph: Annotated[bool, typer.Option(
+        "--graph", help="Draw each run's experiment graph as a tree (gains green, drops red, ★ winner).")] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -294,11 +296,90 @@ def runs(
         return
     if not report:
         err.print("no runs yet; start one with `adaptloop new PROMPT --data FILE`")
+    if show_graph:
+        from adaptloop.report.tree import render_tree
+        from adaptloop.report.view import build_view
+
+        for r in report:
+            out.print(render_tree(build_view(ws, r["id"])))
+        return
     for r in report:
         out.print(_nodes_table(r["nodes"], f"run {r['id']} ({r['status']}, "
                                             f"{r['spent_s']:.0f}s of {r['budget_s']:.0f}s)"))
         for d in r["decisions"]:
             out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {d['reason']}")
+
+
+@app.command()
+def report(
+    run: Annotated[int | None, typer.Argument(help="The run [default: the latest].")] = None,
+    out_path: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="HTML file to write [default: WORKSPACE/reports/run-N.html].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML page for a run: graph, curves, confusions, findings, decisions."""
+    from adaptloop.report.html import write_report
+    from adaptloop.report.view import build_view, latest_run
+
+    ws = _open(workspace)
+    run_id = run if run is not None else latest_run(ws)
+    view = build_view(ws, run_id)
+    path = write_report(view, out_path or ws.root / "reports" / f"run-{run_id}.html")
+    if as_json:
+        _emit({"run": run_id, "report": str(path), "nodes": len(view["nodes"]),
+               "findings": len(view["findings"])})
+    else:
+        err.print(f"report for run {run_id}: {path}  (open it in a browser; it needs no network)")
+
+
+@app.command()
+def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """What the agent does by default (regimes, interventions) and what it has learned across runs."""
+    from sqlalchemy import select
+
+    from adaptloop.agent.doctrine import REGIMES, STANDING
+    from adaptloop.search.interventions import CATALOGUE
+    from adaptloop.store.db import Outcome
+
+    ws = _open(workspace)
+    families = sorted({o.family for o in ws.store.all(select(Outcome))})
+    learned = {fam: ws.store.learned(fam) for fam in families}
+    report = {
+        "regimes": [{"name": r.name, "when": r.when, "prefer": list(r.prefer), "says": r.says} for r in REGIMES],
+        "interventions": [{"name": i.name, "family": i.family, "standing": i.name in STANDING,
+                           "hypothesis": i.hypothesis.format(target="")} for i in CATALOGUE],
+        "learned": {fam: {k: {"n": n, "mean_gain": round(g, 5), "mean_seconds": round(c, 1)}
+                          for k, (n, g, c) in sorted(d.items(), key=lambda kv: -kv[1][1])}
+                    for fam, d in learned.items()},
+    }
+    if as_json:
+        _emit(report)
+        return
+    t = Table(title="doctrine: regimes (checked top to bottom)")
+    for col in ("regime", "when", "families, preferred first", "rule"):
+        t.add_column(col)
+    for r in report["regimes"]:
+        t.add_row(r["name"], r["when"], " > ".join(r["prefer"]) or "-", r["says"])
+    out.print(t)
+    t = Table(title="interventions")
+    for col in ("name", "family", "hypothesis"):
+        t.add_column(col)
+    for i in report["interventions"]:
+        t.add_row(i["name"] + (" *" if i["standing"] else ""), i["family"], i["hypothesis"])
+    t.caption = "* considered for every node, even without a finding that suggests it"
+    out.print(t)
+    if not learned:
+        out.print("nothing learned yet: outcomes are recorded as runs try interventions")
+    for fam, d in report["learned"].items():
+        t = Table(title=f"learned on '{fam}' tasks (dev gain over the parent node)")
+        for col in ("intervention", "tried", "mean gain", "mean seconds"):
+            t.add_column(col)
+        for k, v in d.items():
+            colour = "green" if v["mean_gain"] > 0 else "red" if v["mean_gain"] < 0 else ""
+            t.add_row(k, str(v["n"]), f"[{colour}]{v['mean_gain']:+.4f}[/]" if colour else "0",
+                      f"{v['mean_seconds']:.0f}")
+        out.print(t)
 
 
 @app.command()

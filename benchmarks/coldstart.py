@@ -63,7 +63,8 @@ def run_adaptloop(dataset: str, budget: str) -> dict:
     r, e = json.loads(new.stdout), json.loads(ev.stdout)
     return {"method": "adaptloop", "budget": budget, "wall_seconds": round(wall_new, 1),
             "workspace": str(ws),
-            "nodes": [{k: n[k] for k in ("name", "status", "train_seconds")} |
+            "nodes": [{k: n.get(k) for k in ("id", "parent_id", "name", "status", "train_seconds", "move",
+                                             "intervention")} |
                       {"dev_accuracy": n["dev"].get("accuracy"), "strategy": n["pipeline"]["strategy"],
                        "recipe": n["pipeline"]["recipe"]} for n in r["nodes"]],
             "winner": r["winner"]["node"], "frozen_eval": r["winner"]["eval"],

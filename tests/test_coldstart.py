@@ -10,7 +10,7 @@ from adaptloop.data.sources import load_classification
 from adaptloop.errors import LabelError, NotFoundError
 from adaptloop.store import registry
 from adaptloop.store.db import Decision, EvalSetRow, Node, Removal, Run, Task
-from adaptloop.train.fake import FakeTrainer, _features
+from adaptloop.train.fake import FakeTrainer, _features, fake_trainer
 from adaptloop.workspace import Workspace, init_workspace
 
 from .conftest import subset, write_jsonl
@@ -137,3 +137,24 @@ def test_failed_pipeline_is_recorded_not_fatal(ws, data):
     assert "out of memory" in failed[0].eval_metrics["error"]
     assert r.version is not None
     assert np.isfinite(r.winner["eval"]["accuracy"])
+
+
+def test_trials_run_in_parallel_worker_processes(ws, data):
+    import functools
+
+    from adaptloop.search.executor import LocalExecutor
+
+    ex = LocalExecutor(workers=2)
+    try:
+        r = cold_start(ws, data, "route banking messages", 120, embed_fn=fake_embed, executor=ex,
+                       make_trainer=functools.partial(fake_trainer, delay=1.5))
+    finally:
+        ex.shutdown()
+    nodes = [n for n in ws.store.nodes(r.run_id) if n.status == "done"]
+    assert len(nodes) >= 3 and r.version is not None
+    overlaps = [(a.name, b.name) for a in nodes for b in nodes
+                if a.id < b.id and b.started_at < a.finished_at and a.started_at < b.finished_at]
+    assert overlaps, "no two trials ran at the same time"
+    kinds = {d.kind for d in ws.store.decisions(r.run_id)}
+    assert {"baseline", "diagnosis", "stop", "select"} <= kinds
+    assert ws.store.findings(r.run_id)  # every finished node was diagnosed

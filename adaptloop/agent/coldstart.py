@@ -205,7 +205,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 def _node_dict(n: Node) -> dict[str, Any]:
     return {"id": n.id, "name": n.name, "parent_id": n.parent_id, "status": n.status,
             "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
-            "dev": n.dev_metrics, "eval": n.eval_metrics,
+            "move": n.move, "finding": n.finding, "dev": n.dev_metrics, "eval": n.eval_metrics,
             "train_seconds": round(n.train_seconds, 1),
             "started_at": n.started_at.isoformat(),
             "finished_at": n.finished_at.isoformat() if n.finished_at else None}

@@ -184,7 +184,7 @@ class DoctrinePolicy:
             out[key] = Proposal(
                 name=move, pipeline=child, parent=node.name, move=move, kind=kind,
                 intervention=f"{move}{iv.describe_target(f)}", finding=f["kind"] if f else None,
-                reason=f"[{regime.name}: {regime.says}; family '{fam}'] {why}", priority=pr,
+                reason=f"{regime.name} regime ({regime.says}), {fam} move: {why}", priority=pr,
                 detail={"regime": regime.name, "family": fam})
         return sorted(out.values(), key=lambda p: -p.priority)
 
@@ -211,6 +211,19 @@ class DoctrinePolicy:
                            f"{', '.join(m.name for m in members)} with weights picked on dev",
                     priority=self.priority("ensemble", "model", regime, 0.25, s),
                     detail={"family": "model"}))
+        done_of = {n.pipeline.get("hparams", {}).get("of_name") for n in s.nodes if n.strategy == "threshold"}
+        if s.oos_label and b.strategy not in ("threshold", "refit") and b.model_path and b.name not in done_of:
+            child = iv.apply("threshold", Pipeline.from_dict(b.pipeline), None,
+                             iv.Context(oos_label=s.oos_label, parent_model=b.model_path, parent_name=b.name,
+                                        findings=b.findings))
+            if child is not None and _key(child) not in tried:
+                out.append(Proposal(
+                    name="threshold", pipeline=child, parent=b.name, move="threshold", kind="expand",
+                    intervention=f"abstention to '{s.oos_label}' on the best node",
+                    reason=f"out-of-scope traffic: tune on dev when the best node '{b.name}' ({b.score:.3f}) "
+                           f"should answer '{s.oos_label}' instead of its top class",
+                    priority=self.priority("threshold", "surgical", regime, 0.25, s),
+                    detail={"family": "surgical"}))
         pair = graph.merge_candidates(s.nodes)
         if pair:
             a, c = pair
@@ -251,9 +264,8 @@ class DoctrinePolicy:
         refit = self._refit(s, b)
         if isinstance(pick, Stop):
             return WAIT if running else (refit or pick)
-        if refit is not None and not running and (pick is None or s.seconds_left < s.refit_seconds + cost(
-                pick.pipeline, s)):
-            return refit  # the last move: a refit fits, the best remaining candidate would not
+        if refit is not None and not running and pick is None:
+            return refit  # the last move: nothing else is affordable, a refit is
         if pick is None:
             return WAIT if running else Stop(
                 f"no affordable intervention left with {s.seconds_left:.0f}s "
@@ -301,7 +313,7 @@ class DoctrinePolicy:
                                      f"tried lately ({', '.join(sorted(families)) or 'none'}); {top.reason}"})
 
     def _refit(self, s: SearchState, b: GraphNode) -> Proposal | None:
-        if s.refit_seconds is None or s.seconds_left < s.refit_seconds + 30:
+        if s.refit_seconds is None or s.seconds_left < s.refit_seconds:
             return None
         return Proposal(name="refit", parent=b.name, move="refit", kind="refit",
                         pipeline=Pipeline(recipe="train+dev", strategy="refit", encoder=s.encoder,

@@ -40,11 +40,9 @@ INTERVENTIONS = (
 )
 MAX_EXAMPLES = 10  # example ids kept as evidence; most confident mistakes first
 
-# class_errors: a class must be predicted at least SKEW_RATIO times as often as it occurs (or
-# the reverse) AND its precision (recall) must be low, so a well-separated big class is not flagged.
+# class_errors: predicted >= 1.5x as often as it occurs (or the reverse). This alone bounds
+# precision (recall) by 1/1.5 = 0.67, so no separate precision or recall threshold is needed.
 SKEW_RATIO = 1.5
-LOW_PRECISION = 0.7
-LOW_RECALL = 0.7
 
 # fit_gap
 OVERFIT_GAP = 0.15  # train minus dev accuracy; healthy MiniLM heads on intents sit near 0.05-0.10
@@ -228,14 +226,13 @@ def confusable_pairs(rows: Sequence[Row], *, top: int = 5, min_errors: int = 2) 
 
 
 def class_errors(rows: Sequence[Row], labels: Sequence[str], *, min_support: int = 3, min_errors: int = 3,
-                 ratio: float = SKEW_RATIO, max_precision: float = LOW_PRECISION,
-                 max_recall: float = LOW_RECALL) -> list[Finding]:
+                 ratio: float = SKEW_RATIO) -> list[Finding]:
     """Classes the model predicts clearly too often or too rarely.
 
-    ``over_prediction``: predicted >= ``ratio`` x its support, at least ``min_errors`` more
-    predictions than occurrences, at least ``min_support`` predictions, precision <= ``max_precision``.
-    ``under_prediction``: the mirror image (support >= ``ratio`` x predicted, at least
-    ``min_errors`` fewer predictions, support >= ``min_support``, recall <= ``max_recall``).
+    ``over_prediction``: predicted >= ``ratio`` x its support and at least ``min_errors`` more
+    often than it occurs, at least ``min_support`` predictions; its precision is then at most
+    1 / ``ratio``. ``under_prediction``: the mirror image (support >= ``ratio`` x predicted, at
+    least ``min_errors`` fewer predictions, support >= ``min_support``; recall <= 1 / ``ratio``).
     The absolute excess keeps one or two stray predictions from counting as a skew.
 
     Returns:
@@ -249,8 +246,7 @@ def class_errors(rows: Sequence[Row], labels: Sequence[str], *, min_support: int
         n_pred, n_true = int(s["predicted"]), int(s["support"])
         counts = {"predicted": n_pred, "support": n_true, "precision": round(s["precision"], 4),
                   "recall": round(s["recall"], 4), "errors": len(wrong)}
-        if (n_pred >= min_support and n_pred - n_true >= min_errors and n_pred >= ratio * n_true
-                and s["precision"] <= max_precision):
+        if n_pred >= min_support and n_pred - n_true >= min_errors and n_pred >= ratio * n_true:
             fp = [r for r in wrong if r["pred"] == label]
             share = len(fp) / len(wrong)
             findings.append(Finding(
@@ -264,8 +260,7 @@ def class_errors(rows: Sequence[Row], labels: Sequence[str], *, min_support: int
                           "example_ids": _example_ids(fp)},
                 suggests=("threshold", "contrastive"),
             ))
-        if (n_true >= min_support and n_true - n_pred >= min_errors and n_true >= ratio * n_pred
-                and s["recall"] <= max_recall):
+        if n_true >= min_support and n_true - n_pred >= min_errors and n_true >= ratio * n_pred:
             fn = [r for r in wrong if r["label"] == label]
             share = len(fn) / len(wrong)
             findings.append(Finding(
@@ -339,6 +334,8 @@ def fit_gap(curve: Sequence[Mapping[str, Any]], *, dev_accuracy: float | None,
     under: list[tuple[float, str]] = []
     evidence: dict[str, Any] = {"dev_accuracy": dev_accuracy, "train_accuracy": train_accuracy,
                                 "points": len(points), "example_ids": []}
+    if train_accuracy is not None and dev_accuracy is not None:
+        evidence["gap"] = round(train_accuracy - dev_accuracy, 4)
     if train_accuracy is not None and dev_accuracy is not None and train_accuracy - dev_accuracy >= gap:
         over.append((train_accuracy - dev_accuracy, f"train accuracy {train_accuracy:.3f} vs dev "
                      f"{dev_accuracy:.3f} (gap {train_accuracy - dev_accuracy:.2f})"))

@@ -68,3 +68,8 @@ class FakeTrainer:
             pred = model.predict_proba([e.text for e in dev]).argmax(1)
             acc = float((pred == label_ids(dev, spec.labels)).mean())
         return model, NodeResult(dev_metrics={"accuracy": acc}, train_seconds=self.delay)
+
+
+def fake_trainer(strategy: str, delay: float = 0.0) -> FakeTrainer:
+    """A module-level factory (``make_trainer`` seam) that pickles, so worker processes can use it."""
+    return FakeTrainer(delay=delay)

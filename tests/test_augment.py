@@ -1,0 +1,20 @@
+from adaptloop.data.augment import augment, truncate, typo
+from adaptloop.types import Example
+
+
+def test_augment_is_deterministic_and_label_preserving():
+    ex = [Example("I am still waiting on my card to arrive", "card_arrival"),
+          Example("How do I top up with a cheque?", "top_up")]
+    a, b = augment(ex, seed=0), augment(ex, seed=0)
+    assert [e.text for e in a] == [e.text for e in b]
+    assert a[:2] == ex and len(a) == 4
+    assert all(v.label == o.label and v.source.startswith("augment:") for v, o in zip(a[2:], ex))
+    assert truncate("one two three four five six seven eight nine ten") == \
+        "one two three four five six seven"
+
+
+def test_typo_changes_one_spot():
+    import random
+
+    t = typo("waiting for delivery", random.Random(1))
+    assert t != "waiting for delivery" and abs(len(t) - len("waiting for delivery")) <= 1

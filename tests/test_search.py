@@ -1,0 +1,191 @@
+"""The experiment graph (UCT, rollback, merge, recovery), the interventions and the doctrine."""
+
+import pytest
+
+from adaptloop.agent.doctrine import REGIMES, WAIT, DoctrinePolicy, Proposal, SearchState, Stop, regime_of
+from adaptloop.data.recipes import RecipeBook, merge, parse
+from adaptloop.search import graph
+from adaptloop.search import interventions as iv
+from adaptloop.search.graph import GraphNode
+from adaptloop.types import Example, Pipeline
+
+ENC, BIG = "small-enc", "big-enc"
+
+
+def node(name, score, parent=None, recipe="raw", strategy="frozen", order=0, findings=(), status="done",
+         encoder=ENC, move="", hparams=None):
+    return GraphNode(name=name, parent=parent, score=score, status=status, order=order, move=move,
+                     pipeline={"recipe": recipe, "strategy": strategy, "encoder": encoder,
+                               "hparams": hparams or {}, "seed": 0},
+                     model_path=f"/models/{name}", findings=tuple(findings))
+
+
+def state(nodes, left=3000.0, budget=3600.0, **kw):
+    base = dict(nodes=tuple(nodes), seconds_left=left, budget=budget, encoder=ENC, n_train=2000,
+                n_classes=20, ladder=(ENC, BIG))
+    return SearchState(**{**base, **kw})
+
+
+PAIR = {"kind": "confusable_pair", "summary": "a ↔ b", "severity": 0.4, "target": {"labels": ["a", "b"]},
+        "suggests": ["contrastive", "larger-encoder"]}
+
+
+# -- graph --------------------------------------------------------------------------------
+def test_exploration_decays_with_the_budget():
+    assert graph.exploration(0.5, 3600, 3600) == 0.5
+    assert graph.exploration(0.5, 1800, 3600) == 0.25
+    assert graph.exploration(0.5, -5, 3600) == 0.0
+
+
+def test_uct_prefers_unvisited_nodes_early_and_the_best_late():
+    nodes = [node("root", 0.80, order=0), node("good", 0.90, "root", order=1),
+             node("fresh", 0.85, "root", order=2)]
+    nodes += [node(f"g{i}", 0.89 - i / 100, "good", order=3 + i) for i in range(3)]  # 'good' visited 3x
+    nodes += [node("g0c", 0.80, "g0", order=9)]
+    # early: exploration makes the unvisited 'fresh' win over the visited best
+    assert graph.select(nodes, c=2.0) == "fresh"
+    # late (c -> 0): pure exploitation, the best expandable node
+    assert graph.select(nodes, c=0.0) == "good"
+
+
+def test_dropped_and_terminal_nodes_are_never_expanded():
+    nodes = [node("root", 0.80, order=0), node("worse", 0.70, "root", order=1),
+             node("ens", 0.95, "root", strategy="ensemble", order=2)]
+    assert graph.is_drop(nodes[1], nodes) and not graph.is_drop(nodes[2], nodes)
+    assert set(graph.uct_scores(nodes, c=1.0)) == {"root"}
+
+
+def test_rounds_without_gain_counts_since_the_last_improvement():
+    nodes = [node("a", 0.8, order=0), node("b", 0.85, "a", order=1), node("c", 0.84, "b", order=2),
+             node("d", 0.85, "b", order=3)]
+    assert graph.rounds_without_gain(nodes) == 2
+    assert graph.rounds_without_gain(nodes[:2]) == 0
+
+
+def test_merge_combines_the_recipes_of_two_improving_branches():
+    nodes = [node("root", 0.80, order=0), node("cl", 0.84, "root", recipe="clean", order=1),
+             node("au", 0.83, "root", recipe="augment", order=2), node("x", 0.79, "root", recipe="raw", order=3)]
+    a, b = graph.merge_candidates(nodes)
+    assert (a.name, b.name) == ("cl", "au")
+    assert merge("clean", "augment") == "augment+clean" and parse("curated") == {"clean"}
+    assert graph.merge_candidates(nodes[:2]) is None
+
+
+def test_recipe_book_materialises_compositions():
+    raw = [Example(f"Where is my Card number {i} and the delivery status please", "a" if i % 2 else "b")
+           for i in range(10)]
+    book = RecipeBook(raw, raw[:2], {raw[0].id, raw[1].id}, seed=0)
+    assert len(book["raw"]) == 10 and len(book["clean"]) == 8 and len(book["curated"]) == 8
+    assert len(book["augment+clean"]) > 8 and {e.id for e in book["clean"]} <= {e.id for e in raw}
+    assert len(book["train+dev"]) == 12
+    with pytest.raises(ValueError, match="unknown data recipe"):
+        book["shuffle"]
+
+
+# -- interventions: each transforms the pipeline as documented -------------------------------
+def test_interventions_transform_pipelines():
+    frozen = Pipeline("raw", "frozen", ENC, {"C": 10.0})
+    ctx = iv.Context(ladder=(ENC, BIG), oos_label="oos", parent_model="/m/p", parent_name="p",
+                     findings=(PAIR, {"kind": "under_prediction", "target": {"label": "c"}},
+                               {"kind": "over_prediction", "target": {"label": "d"}}))
+    c = iv.apply("contrastive", frozen, PAIR, ctx)
+    assert c.strategy == "finetune" and c.hparams["pairs"] == [["a", "b"]] and c.hparams["contrastive"] > 0
+    assert "C" not in c.hparams and c.encoder == ENC
+    assert iv.apply("larger-encoder", frozen, None, ctx).encoder == BIG
+    assert iv.apply("larger-encoder", Pipeline("raw", "frozen", BIG), None, ctx) is None
+    assert iv.apply("clean", frozen, None, ctx).recipe == "clean"
+    assert iv.apply("clean", Pipeline("clean", "frozen", ENC), None, ctx) is None
+    assert iv.apply("select-raw", Pipeline("augment+clean", "frozen", ENC), None, ctx).recipe == "augment"
+    assert iv.apply("augment", frozen, None, ctx).recipe == "augment"
+    assert iv.apply("reweight", frozen, None, ctx).hparams["class_weight"] == {"c": iv.UPWEIGHT}
+    t = iv.apply("threshold", frozen, None, ctx)
+    assert t.strategy == "threshold" and t.hparams == {"of": "/m/p", "of_name": "p", "labels": ["d"],
+                                                       "abstain": "oos"}
+    ft = iv.apply("finetune", frozen, None, ctx)
+    assert ft.strategy == "finetune" and ft.hparams == iv.FINETUNE_DEFAULTS
+    assert iv.apply("fewer-epochs", ft, None, ctx).hparams["epochs"] == 1.0
+    assert iv.apply("more-epochs", ft, None, ctx).hparams["epochs"] == 3.0
+    assert iv.apply("lower-lr", ft, None, ctx).hparams["lr"] == 5e-5
+    assert iv.apply("fewer-epochs", frozen, None, ctx) is None  # nothing to shorten
+    assert frozen == Pipeline("raw", "frozen", ENC, {"C": 10.0})  # parents are never mutated
+    assert {i.family for i in iv.CATALOGUE} == {"data", "model", "hparams", "surgical"}
+
+
+# -- the doctrine ------------------------------------------------------------------------------
+def test_regimes_are_one_table_in_order():
+    assert [r.name for r in REGIMES] == ["drop", "low", "mid", "near-ceiling"]
+    assert regime_of(0.5).name == "low" and regime_of(0.8).name == "mid" and regime_of(0.95).name == "near-ceiling"
+    assert regime_of(0.5).prefer[0] == "data" and regime_of(0.8).prefer[0] == "model"
+    assert regime_of(0.95).prefer[0] == "surgical"
+
+
+def test_first_move_is_the_baseline_and_the_search_waits_for_it():
+    pol = DoctrinePolicy()
+    p = pol.propose(state([]))
+    assert isinstance(p, Proposal) and p.kind == "baseline" and p.pipeline.strategy == "frozen"
+    assert pol.propose(state([node("baseline", 0, status="running")])) is WAIT
+
+
+def test_near_ceiling_diagnosis_targets_the_confusable_pair_first():
+    pol = DoctrinePolicy()
+    p = pol.propose(state([node("baseline", 0.92, findings=[PAIR])]))
+    assert p.move == "contrastive" and p.pipeline.hparams["pairs"] == [["a", "b"]]
+    assert "a ↔ b" in p.intervention and "near-ceiling" in p.reason and p.finding == "confusable_pair"
+
+
+def test_low_score_fixes_the_data_first():
+    noise = {"kind": "label_noise", "severity": 0.1, "target": {"labels": ["a", "b"]}, "suggests": ["clean"]}
+    p = DoctrinePolicy().propose(state([node("baseline", 0.55, findings=[noise, PAIR])], n_label_issues=40))
+    assert p.move == "clean" and p.pipeline.recipe == "clean"
+
+
+def test_learned_outcomes_reorder_choices():
+    pol = DoctrinePolicy()
+    nodes = [node("baseline", 0.80)]  # mid: model family first; finetune and larger-encoder tie on rank
+    plain = pol.propose(state(nodes))
+    learned = {plain.move: (5, -0.02, 100.0)}  # it lost 2 points on average in past runs
+    other = pol.propose(state(nodes, learned=learned))
+    assert other.move != plain.move and other.detail["family"] == "model"
+
+
+def test_rollback_after_a_drop_expands_the_best_node():
+    nodes = [node("baseline", 0.80, order=0), node("finetune", 0.88, "baseline", strategy="finetune",
+                                                  order=1, hparams=dict(iv.FINETUNE_DEFAULTS)),
+             node("lr", 0.85, "finetune", strategy="finetune", order=2,
+                  hparams={**iv.FINETUNE_DEFAULTS, "lr": 5e-5})]
+    p = DoctrinePolicy(plateau_rounds=5).propose(state(nodes))
+    assert p.parent == "finetune" and p.detail["rollback"] and p.reason.startswith("rollback")
+
+
+def test_recovery_then_plateau_stop():
+    pol = DoctrinePolicy(plateau_rounds=2)
+    nodes = [node("baseline", 0.80, order=0, findings=[PAIR]),
+             node("finetune", 0.79, "baseline", strategy="finetune", order=1, move="finetune",
+                  hparams=dict(iv.FINETUNE_DEFAULTS)),
+             node("lora", 0.78, "baseline", strategy="lora", order=2, move="lora",
+                  hparams=dict(iv.LORA_DEFAULTS))]
+    p = pol.propose(state(nodes))
+    assert p.kind == "recovery" and p.intervention.startswith("recovery")
+    assert p.detail["family"] != "model"  # the recent nodes were all model moves
+    nodes.append(GraphNode(**{**node("rec", 0.70, "baseline", recipe="augment", order=3).__dict__,
+                              "intervention": p.intervention}))
+    out = pol.propose(state(nodes))
+    assert isinstance(out, Stop) and out.reason.startswith("plateau")
+
+
+def test_target_reached_and_budget_and_unaffordable():
+    pol = DoctrinePolicy()
+    assert pol.propose(state([node("b", 0.99)], target=0.98)).reason.startswith("target reached")
+    out = pol.propose(state([node("b", 0.8)], left=5.0))
+    assert isinstance(out, Stop) and "no affordable" in out.reason
+
+
+def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
+    pol = DoctrinePolicy(plateau_rounds=9)
+    nodes = [node("baseline", 0.80, order=0), node("big", 0.84, "baseline", encoder=BIG, order=1)]
+    moves = {p.move for p in pol.graph_moves(state(nodes))}
+    assert "ensemble" in moves
+    same = [node("baseline", 0.80, order=0), node("c2", 0.81, "baseline", recipe="clean", order=1)]
+    assert "ensemble" not in {p.move for p in pol.graph_moves(state(same))}
+    p = pol.propose(state(nodes, left=25.0, refit_seconds=20.0))  # nothing else fits
+    assert p.kind == "refit" and p.pipeline.hparams["of"] == "big"
