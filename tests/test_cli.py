@@ -138,3 +138,18 @@ def test_help_explains_commands():
 def test_nodes_never_saw_the_eval_set(trained):
     s = Workspace.open(trained["ws"]).store
     assert all(n.status in ("done", "failed") for n in s.all(select(Node)))
+
+
+def test_graph_report_and_doctrine(trained):
+    ws = trained["ws"]
+    tree = run("runs", "--graph", "-w", ws)
+    assert tree.exit_code == 0 and "baseline" in tree.stdout and "★" in tree.stdout
+    rep = one_json(run("report", "--json", "-w", ws))
+    page = (ws / "reports" / f"run-{rep['run']}.html").read_text(encoding="utf-8")
+    assert rep["report"].endswith(".html") and page.count('<g class="node') == rep["nodes"] >= 3
+    assert "http://" not in page and "https://" not in page and 'class="finding' in page
+    doc = one_json(run("doctrine", "--json", "-w", ws))
+    assert [r["name"] for r in doc["regimes"]] == ["drop", "low", "mid", "near-ceiling"]
+    assert {i["name"] for i in doc["interventions"]} >= {"contrastive", "threshold", "larger-encoder"}
+    assert doc["learned"]["classification"]  # the run's interventions were recorded as outcomes
+    assert run("report", "99", "-w", ws).exit_code == 2

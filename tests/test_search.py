@@ -167,6 +167,9 @@ def test_recovery_then_plateau_stop():
     p = pol.propose(state(nodes))
     assert p.kind == "recovery" and p.intervention.startswith("recovery")
     assert p.detail["family"] != "model"  # the recent nodes were all model moves
+    busy = GraphNode(**{**node("rec", 0.0, "baseline", recipe="augment", status="running").__dict__,
+                        "intervention": p.intervention})
+    assert pol.propose(state([*nodes, busy])) is WAIT  # one recovery at a time, even in parallel
     nodes.append(GraphNode(**{**node("rec", 0.70, "baseline", recipe="augment", order=3).__dict__,
                               "intervention": p.intervention}))
     out = pol.propose(state(nodes))

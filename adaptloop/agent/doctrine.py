@@ -297,7 +297,7 @@ class DoctrinePolicy:
 
     def _recovery(self, s: SearchState, b: GraphNode, stale: int) -> Proposal | Stop | None:
         recent = graph.scored(s.nodes)[-stale:]
-        if any(n.intervention.startswith("recovery") for n in recent):
+        if any(n.intervention.startswith("recovery") for n in [*recent, *s.running()]):
             return Stop(f"plateau: {stale} nodes without dev gain over {b.score:.4f}, "
                         "recovery move tried")
         families = {iv.BY_NAME[n.move].family for n in recent if n.move in iv.BY_NAME}

@@ -63,8 +63,10 @@ def tune(probs: np.ndarray, y: np.ndarray, targets: Sequence[int], abstain: int 
          ) -> tuple[np.ndarray, float]:
     """Offsets for ``targets`` and an abstention threshold maximising accuracy on (probs, y)."""
     offsets = np.zeros(probs.shape[1])
-    grid_t = [0.0] + (np.unique(np.quantile(probs.max(1), np.linspace(0.02, 0.5, 25))).tolist()
-                      if abstain is not None else [])
+    grid_t = [0.0]
+    if abstain is not None:  # quantiles of the top probability and the midpoints between them
+        q = np.unique(np.quantile(probs.max(1), np.linspace(0.01, 0.6, 30)))
+        grid_t += sorted(set(q.tolist()) | set(((q[:-1] + q[1:]) / 2).tolist()))
 
     def acc(o: np.ndarray, t: float) -> float:
         return float((adjust(probs, o, abstain, t).argmax(1) == y).mean())
