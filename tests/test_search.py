@@ -113,7 +113,7 @@ def test_interventions_transform_pipelines():
 
 # -- the doctrine ------------------------------------------------------------------------------
 def test_regimes_are_one_table_in_order():
-    assert [r.name for r in REGIMES] == ["drop", "low", "mid", "near-ceiling"]
+    assert [r.name for r in REGIMES] == ["drop", "noisy-labels", "low", "mid", "near-ceiling"]
     assert regime_of(0.5).name == "low" and regime_of(0.8).name == "mid" and regime_of(0.95).name == "near-ceiling"
     assert regime_of(0.5).prefer[0] == "data" and regime_of(0.8).prefer[0] == "model"
     assert regime_of(0.95).prefer[0] == "surgical"
@@ -131,6 +131,14 @@ def test_near_ceiling_diagnosis_targets_the_confusable_pair_first():
     p = pol.propose(state([node("baseline", 0.92, findings=[PAIR])]))
     assert p.move == "contrastive" and p.pipeline.hparams["pairs"] == [["a", "b"]]
     assert "a ↔ b" in p.intervention and "near-ceiling" in p.reason and p.finding == "confusable_pair"
+
+
+def test_a_confusable_pair_with_noisy_labels_is_cleaned_first():
+    noise = {"kind": "label_noise", "severity": 0.2, "target": {"labels": ["a", "b"]}, "suggests": ["clean"],
+             "summary": "a/b flagged"}
+    assert regime_of(0.95, [PAIR, noise]).name == "noisy-labels" and regime_of(0.95, [PAIR]).name == "near-ceiling"
+    p = DoctrinePolicy().propose(state([node("baseline", 0.93, findings=[PAIR, noise])], n_label_issues=30))
+    assert p.move == "clean" and "a ↔ b" in p.intervention and "noisy-labels" in p.reason
 
 
 def test_low_score_fixes_the_data_first():

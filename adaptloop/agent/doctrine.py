@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +31,14 @@ from adaptloop.search.graph import GraphNode
 from adaptloop.types import Pipeline
 
 
+def _noisy_pair(findings: Sequence[dict[str, Any]]) -> bool:
+    """A confusable pair that is also a label-noise pair: the confusion is (partly) in the labels."""
+    noisy = {tuple(f["target"]["labels"]) for f in findings
+             if f["kind"] == "label_noise" and "labels" in f.get("target", {})}
+    return any(f["kind"] == "confusable_pair" and tuple(f["target"].get("labels", ())) in noisy
+               for f in findings)
+
+
 @dataclass(frozen=True)
 class Regime:
     name: str
@@ -37,11 +46,15 @@ class Regime:
     below: float  # applies to a node scoring below this (checked top to bottom)
     prefer: tuple[str, ...]  # intervention families, most preferred first
     says: str
+    match: Callable[[Sequence[dict[str, Any]]], bool] | None = None  # on the node's findings, before the score
 
 
 REGIMES: tuple[Regime, ...] = (
     Regime("drop", "the latest node scored below its parent", math.inf, (),
            "roll back: never expand the dropped node; expand the best node next"),
+    Regime("noisy-labels", "a confusable pair is also a label-noise pair", math.inf,
+           ("data", "surgical", "model", "hparams"),
+           "the confusion is in the labels: fix the data before the model", match=_noisy_pair),
     Regime("low", "score < 0.70", 0.70, ("data", "model", "hparams", "surgical"),
            "low score: fix the data first"),
     Regime("mid", "0.70 ≤ score < 0.90", 0.90, ("model", "hparams", "data", "surgical"),
@@ -59,8 +72,12 @@ SMALL_DATA_PER_CLASS = 50
 C0 = 0.5  # UCT exploration at the start of the budget
 
 
-def regime_of(score: float) -> Regime:
-    return next(r for r in REGIMES[1:] if score < r.below)
+def regime_of(score: float, findings: Sequence[dict[str, Any]] = ()) -> Regime:
+    """The first regime (after 'drop', which the search applies itself) that matches a node."""
+    for r in REGIMES[1:]:
+        if (r.match(findings) if r.match else score < r.below):
+            return r
+    raise AssertionError("the last regime matches every score")
 
 
 @dataclass(frozen=True)
@@ -132,6 +149,11 @@ def _key(p: Pipeline) -> str:
     return json.dumps(p.to_dict(), sort_keys=True, default=str)
 
 
+def _tried(s: SearchState) -> set[str]:
+    """Pipelines not to propose again: finished, failed or running (an interrupted one may rerun)."""
+    return {_key(Pipeline.from_dict(n.pipeline)) for n in s.nodes if n.status != "interrupted"}
+
+
 def _unique(name: str, nodes: tuple[GraphNode, ...]) -> str:
     taken = {n.name for n in nodes}
     if name not in taken:
@@ -159,7 +181,7 @@ class DoctrinePolicy:
 
     def candidates(self, node: GraphNode, s: SearchState, kind: str = "expand") -> list[Proposal]:
         """Every applicable, affordable, untried intervention on ``node``."""
-        regime = regime_of(node.score)
+        regime = regime_of(node.score, node.findings)
         ctx = iv.Context(ladder=s.ladder, oos_label=s.oos_label, parent_model=node.model_path,
                          parent_name=node.name, findings=node.findings)
         pairs: list[tuple[str, dict[str, Any] | None]] = []
@@ -169,7 +191,7 @@ class DoctrinePolicy:
                     if (m != "clean" or s.n_label_issues > 0)
                     and (m != "augment" or s.n_train < SMALL_DATA_PER_CLASS * s.n_classes)]
         pairs += [(m, None) for m in standing]
-        tried = {_key(Pipeline.from_dict(n.pipeline)) for n in s.nodes}
+        tried = _tried(s)
         out: dict[str, Proposal] = {}
         for move, f in pairs:
             child = iv.apply(move, Pipeline.from_dict(node.pipeline), f, ctx)
@@ -194,8 +216,8 @@ class DoctrinePolicy:
         b = graph.best(s.nodes)
         if b is None:
             return out
-        regime = regime_of(b.score)
-        tried = {_key(Pipeline.from_dict(n.pipeline)) for n in s.nodes}
+        regime = regime_of(b.score, b.findings)
+        tried = _tried(s)
         pool = [n for n in graph.scored(s.nodes) if n.strategy not in graph.UNEXPANDABLE and n.model_path]
         members = sorted(pool, key=lambda n: -n.score)[:3]
         kinds = {(m.strategy, m.pipeline.get("encoder")) for m in members}
