@@ -200,3 +200,11 @@ def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
     assert "ensemble" not in {p.move for p in pol.graph_moves(state(same))}
     p = pol.propose(state(nodes, left=25.0, refit_seconds=20.0))  # nothing else fits
     assert p.kind == "refit" and p.pipeline.hparams["of"] == "big"
+
+
+def test_contrastive_is_one_pipeline_whichever_pair_proposed_it():
+    other = {**PAIR, "target": {"labels": ["c", "d"]}, "severity": 0.2}
+    ctx = iv.Context(findings=(PAIR, other))
+    frozen = Pipeline("raw", "frozen", ENC)
+    assert iv.apply("contrastive", frozen, PAIR, ctx) == iv.apply("contrastive", frozen, other, ctx)
+    assert iv.apply("contrastive", frozen, other, ctx).hparams["pairs"] == [["a", "b"], ["c", "d"]]

@@ -79,10 +79,13 @@ def run_trial(trial: Trial) -> TrialOutcome:
     spec = TaskSpec.from_dict(run.state["spec"])
     book = recipe_book(ws, run)
     pipe = Pipeline.from_dict(trial.pipeline)
-    if trial.threads:
+    if trial.threads:  # torch and BLAS (scikit-learn) share the cores out between workers
+        from threadpoolctl import threadpool_limits
+
         from adaptloop.train.encoder import set_threads
 
         set_threads(trial.threads)
+        threadpool_limits(trial.threads)
     ctx = FitContext(deadline=time.monotonic() + (trial.deadline - time.time()), device=trial.device,
                      embeddings=embedding_cache(trial.root))
     try:

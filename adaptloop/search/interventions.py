@@ -77,14 +77,16 @@ def larger_encoder(p: Pipeline, _f: dict[str, Any] | None, c: Context) -> Pipeli
 
 def contrastive(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
     """Fine-tune with hard negatives of the confusable pairs in every batch + a SupCon loss."""
-    pairs = [f["target"]["labels"]] if f and "labels" in f.get("target", {}) else []
-    pairs += [pr for pr in c.labels_of("confusable_pair") if pr not in pairs]
+    pairs = [list(pr) for pr in c.labels_of("confusable_pair")][:MAX_PAIRS]
+    if f and "labels" in f.get("target", {}) and list(f["target"]["labels"]) not in pairs:
+        pairs = [list(f["target"]["labels"]), *pairs][:MAX_PAIRS]
     if not pairs:
         return None
+    pairs = sorted(pairs)  # one pipeline per set of pairs, whichever finding proposed it
     base = p if p.strategy in TRAINED else replace(p, strategy="finetune",
                                                     hparams={**FINETUNE_DEFAULTS, **p.hparams})
     base = replace(base, hparams={k: v for k, v in base.hparams.items() if k != "C"})
-    return _hp(base, pairs=[list(pr) for pr in pairs[:MAX_PAIRS]], contrastive=0.5)
+    return _hp(base, pairs=pairs, contrastive=0.5)
 
 
 def reweight(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
