@@ -136,7 +136,7 @@ def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     for col in ("id", "node", "parent", "strategy", "recipe", "dev acc", "eval acc", "sec",
                 "status"):
         t.add_column(col)
-    t.caption = "\n".join(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}"
+    t.caption = "\n".join(escape(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}")
                           for n in nodes)
     t.caption_justify = "left"
     for n in nodes:
@@ -199,8 +199,12 @@ def new(
                   f"{c['exact_or_conflicting_duplicates']} duplicates, {c['eval_overlap']} eval "
                   f"overlaps, {c['near_duplicates']} near-duplicates; {c['label_issues']} label "
                   "issues (curated recipe)")
-    out.print(_nodes_table(r["nodes"], f"run {r['run_id']}: experiment graph"))
-    out.print(f"stopped: {r['stop_reason']}  ({r['wall_seconds']:.0f}s)")
+    from adaptloop.report.tree import render_tree
+    from adaptloop.report.view import build_view
+
+    out.print(render_tree(build_view(ws, r["run_id"])))
+    out.print(f"stopped: {escape(r['stop_reason'])}  ({r['wall_seconds']:.0f}s); why each node was tried: "
+              f"`adaptloop runs {r['run_id']}`, the whole story: `adaptloop report {r['run_id']}`")
     if r["winner"]:
         w = r["winner"]
         extra = ""
@@ -307,7 +311,7 @@ def runs(
         out.print(_nodes_table(r["nodes"], f"run {r['id']} ({r['status']}, "
                                             f"{r['spent_s']:.0f}s of {r['budget_s']:.0f}s)"))
         for d in r["decisions"]:
-            out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {d['reason']}")
+            out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {escape(d['reason'])}")
 
 
 @app.command()

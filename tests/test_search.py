@@ -208,3 +208,11 @@ def test_contrastive_is_one_pipeline_whichever_pair_proposed_it():
     frozen = Pipeline("raw", "frozen", ENC)
     assert iv.apply("contrastive", frozen, PAIR, ctx) == iv.apply("contrastive", frozen, other, ctx)
     assert iv.apply("contrastive", frozen, other, ctx).hparams["pairs"] == [["a", "b"], ["c", "d"]]
+
+
+def test_larger_encoders_are_not_fine_tuned_where_only_the_default_is_trainable():
+    pol = DoctrinePolicy()
+    big = node("big", 0.93, findings=[PAIR], encoder=BIG)
+    moves = {(p.move, p.pipeline.strategy) for p in pol.candidates(big, state([big], trainable=(ENC,)))}
+    assert not {m for m in moves if m[1] in iv.TRAINED}
+    assert [m for m in pol.candidates(big, state([big])) if m.pipeline.strategy in iv.TRAINED]

@@ -68,3 +68,18 @@ def test_class_weights_by_label():
     assert class_weights("balanced", ["a"]) == "balanced" and class_weights(None, ["a"]) is None
     with pytest.raises(ValueError, match="class_weight"):
         class_weights(3, ["a"])
+
+
+def test_lora_targets_follow_the_architecture():
+    from adaptloop.train.finetune import lora_targets
+
+    class Attn(torch.nn.Module):
+        def __init__(self, names):
+            super().__init__()
+            for n in names:
+                self.add_module(n, torch.nn.Linear(2, 2))
+
+    assert lora_targets(Attn(["query", "key", "value"])) == ["query", "value"]
+    assert lora_targets(Attn(["q", "k", "v", "o"])) == ["q", "v"]  # MPNet
+    with pytest.raises(ValueError, match="LoRA"):
+        lora_targets(Attn(["dense"]))

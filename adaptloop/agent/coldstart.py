@@ -326,6 +326,7 @@ class ColdStart:
             encoder=settings.train.encoder, n_train=len(book.raw), n_classes=len(spec.labels),
             n_label_issues=len(book.issue_ids), ladder=self._ladder(), oos_label=spec.out_of_scope_label,
             seed=settings.train.seed, learned=store.learned(spec.family), workers=workers,
+            trainable=None if _device(self.ws) != "cpu" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(book.raw), len(book.dev)) if plan else None,
             target=settings.search.target or None)
 

@@ -97,6 +97,7 @@ class SearchState:
     learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
     refit_seconds: float | None = None
     workers: int = 1
+    trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None
     sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
     embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
@@ -197,6 +198,8 @@ class DoctrinePolicy:
             child = iv.apply(move, Pipeline.from_dict(node.pipeline), f, ctx)
             if child is None or _key(child) in tried or cost(child, s) > s.seconds_left:
                 continue
+            if child.strategy in iv.TRAINED and s.trainable is not None and child.encoder not in s.trainable:
+                continue  # e.g. a 110M encoder on a CPU: a fraction of an epoch in the budget
             fam = iv.BY_NAME[move].family
             pr = self.priority(move, fam, regime, f.get("severity", 0.0) if f else 0.0, s)
             key = _key(child)

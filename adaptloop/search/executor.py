@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -144,18 +145,29 @@ class InlineExecutor:
         pass
 
 
+def _ignore_sigint() -> None:
+    """Workers leave Ctrl-C to the search loop, which records the interruption and stops them."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 class LocalExecutor:
     """Trials in ``workers`` local worker processes (spawned: safe with torch threads)."""
 
     def __init__(self, workers: int = 2) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"))
+        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
+                                         initializer=_ignore_sigint)
 
     def submit(self, trial: Trial) -> Future:
         return self._pool.submit(run_trial, trial)
 
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        """Stop now: queued trials are cancelled and running ones killed (their nodes are
+        already marked by the loop), so no orphan keeps training after an interrupt."""
+        for proc in list(getattr(self._pool, "_processes", {}).values()):  # no public API for this
+            if proc.is_alive():
+                proc.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 class RayExecutor:

@@ -98,6 +98,15 @@ def _with_hard_negatives(batches: list[list[int]], pools: list[tuple[np.ndarray,
     return out
 
 
+def lora_targets(model: torch.nn.Module) -> list[str]:
+    """The attention query/value projections, whatever the architecture calls them."""
+    names = {name.rsplit(".", 1)[-1] for name, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    for pair in (("query", "value"), ("q", "v"), ("q_proj", "v_proj"), ("q_lin", "v_lin")):
+        if set(pair) <= names:
+            return list(pair)
+    raise ValueError("no attention query/value projections found for LoRA; use strategy 'finetune'")
+
+
 def supervised_contrastive(z: torch.Tensor, y: torch.Tensor, temperature: float) -> torch.Tensor:
     """SupCon loss (Khosla et al. 2020) over L2-normalised embeddings ``z`` (b, d)."""
     sim = z @ z.T / temperature
@@ -156,7 +165,7 @@ class FineTuneTrainer:
 
             enc = get_peft_model(enc, LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha,
                                                  lora_dropout=0.1,
-                                                 target_modules=["query", "value"]))
+                                                 target_modules=lora_targets(enc)))
         head = torch.nn.Linear(w.shape[1], k).to(device)
         with torch.no_grad():
             head.weight.copy_(torch.from_numpy(w))
