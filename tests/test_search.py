@@ -137,7 +137,8 @@ def test_a_confusable_pair_with_noisy_labels_is_cleaned_first():
     noise = {"kind": "label_noise", "severity": 0.2, "target": {"labels": ["a", "b"]}, "suggests": ["clean"],
              "summary": "a/b flagged"}
     assert regime_of(0.95, [PAIR, noise]).name == "noisy-labels" and regime_of(0.95, [PAIR]).name == "near-ceiling"
-    p = DoctrinePolicy().propose(state([node("baseline", 0.93, findings=[PAIR, noise])], n_label_issues=30))
+    oov = {"kind": "slice", "severity": 0.6, "target": {"slice": "typos_or_oov"}, "suggests": ["augment"]}
+    p = DoctrinePolicy().propose(state([node("baseline", 0.93, findings=[PAIR, noise, oov])], n_label_issues=30))
     assert p.move == "clean" and "a ↔ b" in p.intervention and "noisy-labels" in p.reason
 
 
@@ -177,7 +178,8 @@ def test_recovery_then_plateau_stop():
     assert p.detail["family"] != "model"  # the recent nodes were all model moves
     busy = GraphNode(**{**node("rec", 0.0, "baseline", recipe="augment", status="running").__dict__,
                         "intervention": p.intervention})
-    assert pol.propose(state([*nodes, busy])) is WAIT  # one recovery at a time, even in parallel
+    other = pol.propose(state([*nodes, busy]))  # one recovery at a time; other workers keep expanding
+    assert isinstance(other, Proposal) and other.kind != "recovery"
     nodes.append(GraphNode(**{**node("rec", 0.70, "baseline", recipe="augment", order=3).__dict__,
                               "intervention": p.intervention}))
     out = pol.propose(state(nodes))

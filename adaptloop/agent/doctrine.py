@@ -47,6 +47,7 @@ class Regime:
     prefer: tuple[str, ...]  # intervention families, most preferred first
     says: str
     match: Callable[[Sequence[dict[str, Any]]], bool] | None = None  # on the node's findings, before the score
+    focus: tuple[str, ...] = ()  # finding kinds whose suggestions go first within a family
 
 
 REGIMES: tuple[Regime, ...] = (
@@ -54,7 +55,8 @@ REGIMES: tuple[Regime, ...] = (
            "roll back: never expand the dropped node; expand the best node next"),
     Regime("noisy-labels", "a confusable pair is also a label-noise pair", math.inf,
            ("data", "surgical", "model", "hparams"),
-           "the confusion is in the labels: fix the data before the model", match=_noisy_pair),
+           "the confusion is in the labels: fix the data before the model", match=_noisy_pair,
+           focus=("label_noise",)),
     Regime("low", "score < 0.70", 0.70, ("data", "model", "hparams", "surgical"),
            "low score: fix the data first"),
     Regime("mid", "0.70 ≤ score < 0.90", 0.90, ("model", "hparams", "data", "surgical"),
@@ -202,6 +204,7 @@ class DoctrinePolicy:
                 continue  # e.g. a 110M encoder on a CPU: a fraction of an epoch in the budget
             fam = iv.BY_NAME[move].family
             pr = self.priority(move, fam, regime, f.get("severity", 0.0) if f else 0.0, s)
+            pr += 1.0 if f and f["kind"] in regime.focus else 0.0
             key = _key(child)
             if key in out and out[key].priority >= pr:
                 continue
@@ -285,7 +288,11 @@ class DoctrinePolicy:
         if s.seconds_left <= 0:
             return Stop("budget spent")
         stale = graph.rounds_without_gain(s.nodes, self.min_gain)
-        pick = self._recovery(s, b, stale) if stale >= self.plateau_rounds else self._expand(s)
+        recovering = any(n.intervention.startswith("recovery") for n in s.running())
+        if stale >= self.plateau_rounds and not recovering:
+            pick = self._recovery(s, b, stale)
+        else:  # while a recovery runs, the other workers keep expanding
+            pick = self._expand(s)
         refit = self._refit(s, b)
         if isinstance(pick, Stop):
             return WAIT if running else (refit or pick)
@@ -322,7 +329,7 @@ class DoctrinePolicy:
 
     def _recovery(self, s: SearchState, b: GraphNode, stale: int) -> Proposal | Stop | None:
         recent = graph.scored(s.nodes)[-stale:]
-        if any(n.intervention.startswith("recovery") for n in [*recent, *s.running()]):
+        if any(n.intervention.startswith("recovery") for n in recent):
             return Stop(f"plateau: {stale} nodes without dev gain over {b.score:.4f}, "
                         "recovery move tried")
         families = {iv.BY_NAME[n.move].family for n in recent if n.move in iv.BY_NAME}
