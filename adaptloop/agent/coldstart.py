@@ -1,9 +1,8 @@
-"""The cold-start loop: data → frozen eval set → curation → doctrine-guided search → promote.
+"""The cold-start loop: prepare (``agent.prepare``) → diagnosis-driven graph search → promote.
 
-Order matters and is recorded: the eval set is written to the store before any node is
-trained, and every node, removal and decision carries a timestamp and a reason.
-Ctrl-C leaves the store consistent (the running node is marked ``interrupted``);
-``resume_cold_start`` continues the same run with the budget that was left.
+Every node, finding, outcome and decision is stored with a timestamp and a reason.
+Ctrl-C leaves the store consistent (running nodes are marked ``interrupted``);
+``resumable_run`` + ``ColdStart.run`` continue the same run with the budget that was left.
 """
 
 from __future__ import annotations
@@ -22,13 +21,11 @@ from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
 from adaptloop.agent.doctrine import WAIT, DoctrinePolicy, Proposal, SearchState, Stop
+from adaptloop.agent.prepare import prepare, recipe_book
 from adaptloop.agent.refit import refit_cost, refit_plan
-from adaptloop.agent.spec import infer_spec
-from adaptloop.data import curate, recipes
-from adaptloop.data.augment import augment
+from adaptloop.data import recipes
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
-from adaptloop.data.split import stratified_split
 from adaptloop.diagnose.findings import diagnose
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.metrics import primary
@@ -38,20 +35,15 @@ from adaptloop.search.executor import Executor, Trial, TrialOutcome, embedding_c
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
 from adaptloop.store.db import (
-    Dataset,
-    EvalSetRow,
     FindingRow,
     Node,
     Outcome,
-    Quarantine,
-    Removal,
     Run,
-    Task,
     utcnow,
 )
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Example, Pipeline, TaskSpec
+from adaptloop.types import EvalSet, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -80,126 +72,6 @@ class ColdStartResult:
                 "eval_set_id": self.eval_set_id, "nodes": self.nodes, "winner": self.winner,
                 "version": self.version, "stop_reason": self.stop_reason,
                 "wall_seconds": round(self.wall_seconds, 1), "curation": self.curation}
-
-
-def _rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
-    return [e.to_dict() for e in examples]
-
-
-def _examples(ws: Workspace, address: str) -> list[Example]:
-    return [Example.from_dict(r) for r in ws.artifacts.get_jsonl(address)]
-
-
-def _store_dataset(ws: Workspace, task_id: int, role: str, examples: Sequence[Example],
-                   source: str = "") -> str:
-    address = ws.artifacts.put_jsonl(_rows(examples))
-    did = f"{role}:{address[:24]}"
-    if ws.store.get(Dataset, did) is None:
-        ws.store.add(Dataset(id=did, task_id=task_id, role=role, source=source,
-                             artifact=address, n=len(examples)))
-    return address
-
-
-def _record_drops(ws: Workspace, task_id: int, examples: Sequence[Example],
-                  drops: Sequence[curate.Drop]) -> None:
-    with ws.store.session() as s:
-        for d in drops:
-            e = examples[d.index]
-            s.add(Removal(task_id=task_id, example_id=e.id, text=e.text, label=e.label,
-                          reason=d.reason, detail=d.detail))
-
-
-def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
-            progress: Progress = no_progress, embed_fn: Callable[[list[str]], np.ndarray] | None = None,
-            ) -> tuple[int, int]:
-    """Validate, then write task, datasets, the frozen eval set and curation. Returns ids.
-
-    Nothing is written when the data fails validation (``infer_spec`` raises first).
-    """
-    settings = ws.settings
-    spec = infer_spec(prompt, loaded.examples, source=loaded.source)
-    task = ws.store.add(Task(name=spec.name, prompt=prompt, family=spec.family,
-                             spec=spec.to_dict()))
-    run = ws.store.add(Run(task_id=task.id, kind="coldstart", budget_s=budget_s, state={}))
-    with ws.store.session() as s:
-        for q in loaded.quarantined:
-            s.add(Quarantine(source=loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
-    if loaded.quarantined:
-        ws.store.decide(run.id, "quarantine", f"{len(loaded.quarantined)} malformed lines "
-                        f"quarantined from {loaded.source}")
-    source = list(loaded.examples)
-    _store_dataset(ws, task.id, "source", source, loaded.source)
-
-    # 1. exact duplicates over everything, so no copy can straddle eval and train
-    drops = curate.find_exact_duplicates(source)
-    _record_drops(ws, task.id, source, drops)
-    deduped = curate.apply_drops(source, drops)
-
-    # 2. the eval set, frozen before any training
-    seed = settings.train.seed
-    held, pool = stratified_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
-                                  max_n=settings.agent.eval_max)
-    eval_set = EvalSet(tuple(held))
-    eval_address = ws.artifacts.put_json(eval_set.to_dict())
-    if ws.store.get(EvalSetRow, eval_set.id) is None:
-        ws.store.add(EvalSetRow(id=eval_set.id, task_id=task.id, artifact=eval_address,
-                                n=len(held), report=curate.class_balance(held)))
-    ws.store.update(Run, run.id, eval_set_id=eval_set.id)
-    ws.store.decide(run.id, "eval_set_frozen",
-                    f"eval set {eval_set.id}: {len(held)} examples, stratified over "
-                    f"{len(set(e.label for e in held))} classes, frozen before any training")
-
-    # 3. decontaminate the pool against the eval set, then near-duplicates within it
-    bar = progress("decontaminate", 2)
-    drops = curate.find_eval_overlap(pool, held)
-    _record_drops(ws, task.id, pool, drops)
-    pool = curate.apply_drops(pool, drops)
-    bar(1)
-    near = curate.find_near_duplicates(pool)
-    _record_drops(ws, task.id, pool, near)
-    pool = curate.apply_drops(pool, near)
-    bar(1)
-
-    # 4. dev split from the pool (never from the eval set)
-    dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
-
-    # 5. label issues on out-of-fold probabilities of the cheapest backend
-    n_issues, curated, issue_rows = 0, list(train), []
-    if embed_fn is not None and len(train) >= 20:
-        from adaptloop.train.frozen import out_of_fold_proba
-
-        x = embed_fn([e.text for e in train])
-        y = np.array([spec.labels.index(e.label) for e in train])
-        probs = out_of_fold_proba(x, y, len(spec.labels), seed=seed,
-                                  progress=progress("cleanlab (out-of-fold)", 5))
-        issues = curate.find_label_issues(y, probs)
-        issue_rows = [{"id": train[d.index].id, "label": train[d.index].label,
-                       "suggested": spec.labels[int(probs[d.index].argmax())]} for d in issues]
-        _record_drops(ws, task.id, train, issues)
-        curated = curate.apply_drops(train, issues)
-        n_issues = len(issues)
-    balance = curate.class_balance(train)
-    state = {
-        "spec": spec.to_dict(),
-        "datasets": {
-            "raw": _store_dataset(ws, task.id, "train", train),
-            "curated": _store_dataset(ws, task.id, "curated", curated),
-            "augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed)),
-            "dev": _store_dataset(ws, task.id, "dev", dev),
-        },
-        "eval_artifact": eval_address,
-        "label_issues": issue_rows,
-        "curation": {
-            "source": len(source), "exact_or_conflicting_duplicates": len(source) - len(deduped),
-            "eval": len(held), "eval_overlap": len(drops), "near_duplicates": len(near),
-            "dev": len(dev), "train": len(train), "label_issues": n_issues,
-            "balance": {k: v for k, v in balance.items() if k != "counts"},
-        },
-    }
-    ws.store.update(Run, run.id, state=state)
-    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues",
-                    **state["curation"])
-    return task.id, run.id
 
 
 def _node_dict(n: Node) -> dict[str, Any]:
@@ -487,18 +359,6 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
                      executor=executor).run()
-
-
-def recipe_book(ws: Workspace, run: Run) -> RecipeBook:
-    """The run's training data, with every recipe materialised on demand."""
-    ds = run.state["datasets"]
-    raw, dev = _examples(ws, ds["raw"]), _examples(ws, ds["dev"])
-    if "label_issues" in run.state:
-        issue_ids = {r["id"] for r in run.state["label_issues"]}
-    else:  # a run prepared before label issues were kept with their suggested label
-        kept = {e.id for e in _examples(ws, ds["curated"])}
-        issue_ids = {e.id for e in raw if e.id not in kept}
-    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed)
 
 
 def _train_accuracy(curve: Sequence[dict[str, Any]]) -> float | None:

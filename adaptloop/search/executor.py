@@ -66,7 +66,7 @@ def embedding_cache(root: str | Path) -> Any:
 
 def run_trial(trial: Trial) -> TrialOutcome:
     """Train, save and score one node. Failures of the pipeline are outcomes, not exceptions."""
-    from adaptloop.agent.coldstart import recipe_book
+    from adaptloop.agent.prepare import recipe_book
     from adaptloop.agent.refit import refit, refit_plan
     from adaptloop.evaluate.rows import metrics_of, score_rows
     from adaptloop.store.db import Run

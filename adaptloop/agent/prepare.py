@@ -1,0 +1,155 @@
+"""Preparing a cold-start run: validate, freeze the eval set, curate, store every split.
+
+Order matters and is recorded: the eval set is written to the store before any node is
+trained; every removal carries its reason. ``recipe_book`` reads a prepared run's data back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from adaptloop.agent.spec import infer_spec
+from adaptloop.data import curate
+from adaptloop.data.augment import augment
+from adaptloop.data.recipes import RecipeBook
+from adaptloop.data.sources import Loaded
+from adaptloop.data.split import stratified_split
+from adaptloop.store.db import Dataset, EvalSetRow, Quarantine, Removal, Run, Task
+from adaptloop.train.base import Progress, no_progress
+from adaptloop.types import EvalSet, Example
+from adaptloop.workspace import Workspace
+
+
+def _rows(examples: Sequence[Example]) -> list[dict[str, Any]]:
+    return [e.to_dict() for e in examples]
+
+
+def _examples(ws: Workspace, address: str) -> list[Example]:
+    return [Example.from_dict(r) for r in ws.artifacts.get_jsonl(address)]
+
+
+def _store_dataset(ws: Workspace, task_id: int, role: str, examples: Sequence[Example],
+                   source: str = "") -> str:
+    address = ws.artifacts.put_jsonl(_rows(examples))
+    did = f"{role}:{address[:24]}"
+    if ws.store.get(Dataset, did) is None:
+        ws.store.add(Dataset(id=did, task_id=task_id, role=role, source=source,
+                             artifact=address, n=len(examples)))
+    return address
+
+
+def _record_drops(ws: Workspace, task_id: int, examples: Sequence[Example],
+                  drops: Sequence[curate.Drop]) -> None:
+    with ws.store.session() as s:
+        for d in drops:
+            e = examples[d.index]
+            s.add(Removal(task_id=task_id, example_id=e.id, text=e.text, label=e.label,
+                          reason=d.reason, detail=d.detail))
+
+
+def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
+            progress: Progress = no_progress, embed_fn: Callable[[list[str]], np.ndarray] | None = None,
+            ) -> tuple[int, int]:
+    """Validate, then write task, datasets, the frozen eval set and curation. Returns ids.
+
+    Nothing is written when the data fails validation (``infer_spec`` raises first).
+    """
+    settings = ws.settings
+    spec = infer_spec(prompt, loaded.examples, source=loaded.source)
+    task = ws.store.add(Task(name=spec.name, prompt=prompt, family=spec.family,
+                             spec=spec.to_dict()))
+    run = ws.store.add(Run(task_id=task.id, kind="coldstart", budget_s=budget_s, state={}))
+    with ws.store.session() as s:
+        for q in loaded.quarantined:
+            s.add(Quarantine(source=loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
+    if loaded.quarantined:
+        ws.store.decide(run.id, "quarantine", f"{len(loaded.quarantined)} malformed lines "
+                        f"quarantined from {loaded.source}")
+    source = list(loaded.examples)
+    _store_dataset(ws, task.id, "source", source, loaded.source)
+
+    # 1. exact duplicates over everything, so no copy can straddle eval and train
+    drops = curate.find_exact_duplicates(source)
+    _record_drops(ws, task.id, source, drops)
+    deduped = curate.apply_drops(source, drops)
+
+    # 2. the eval set, frozen before any training
+    seed = settings.train.seed
+    held, pool = stratified_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
+                                  max_n=settings.agent.eval_max)
+    eval_set = EvalSet(tuple(held))
+    eval_address = ws.artifacts.put_json(eval_set.to_dict())
+    if ws.store.get(EvalSetRow, eval_set.id) is None:
+        ws.store.add(EvalSetRow(id=eval_set.id, task_id=task.id, artifact=eval_address,
+                                n=len(held), report=curate.class_balance(held)))
+    ws.store.update(Run, run.id, eval_set_id=eval_set.id)
+    ws.store.decide(run.id, "eval_set_frozen",
+                    f"eval set {eval_set.id}: {len(held)} examples, stratified over "
+                    f"{len(set(e.label for e in held))} classes, frozen before any training")
+
+    # 3. decontaminate the pool against the eval set, then near-duplicates within it
+    bar = progress("decontaminate", 2)
+    drops = curate.find_eval_overlap(pool, held)
+    _record_drops(ws, task.id, pool, drops)
+    pool = curate.apply_drops(pool, drops)
+    bar(1)
+    near = curate.find_near_duplicates(pool)
+    _record_drops(ws, task.id, pool, near)
+    pool = curate.apply_drops(pool, near)
+    bar(1)
+
+    # 4. dev split from the pool (never from the eval set)
+    dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
+
+    # 5. label issues on out-of-fold probabilities of the cheapest backend
+    n_issues, curated, issue_rows = 0, list(train), []
+    if embed_fn is not None and len(train) >= 20:
+        from adaptloop.train.frozen import out_of_fold_proba
+
+        x = embed_fn([e.text for e in train])
+        y = np.array([spec.labels.index(e.label) for e in train])
+        probs = out_of_fold_proba(x, y, len(spec.labels), seed=seed,
+                                  progress=progress("cleanlab (out-of-fold)", 5))
+        issues = curate.find_label_issues(y, probs)
+        issue_rows = [{"id": train[d.index].id, "label": train[d.index].label,
+                       "suggested": spec.labels[int(probs[d.index].argmax())]} for d in issues]
+        _record_drops(ws, task.id, train, issues)
+        curated = curate.apply_drops(train, issues)
+        n_issues = len(issues)
+    balance = curate.class_balance(train)
+    state = {
+        "spec": spec.to_dict(),
+        "datasets": {
+            "raw": _store_dataset(ws, task.id, "train", train),
+            "curated": _store_dataset(ws, task.id, "curated", curated),
+            "augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed)),
+            "dev": _store_dataset(ws, task.id, "dev", dev),
+        },
+        "eval_artifact": eval_address,
+        "label_issues": issue_rows,
+        "curation": {
+            "source": len(source), "exact_or_conflicting_duplicates": len(source) - len(deduped),
+            "eval": len(held), "eval_overlap": len(drops), "near_duplicates": len(near),
+            "dev": len(dev), "train": len(train), "label_issues": n_issues,
+            "balance": {k: v for k, v in balance.items() if k != "counts"},
+        },
+    }
+    ws.store.update(Run, run.id, state=state)
+    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues",
+                    **state["curation"])
+    return task.id, run.id
+
+
+def recipe_book(ws: Workspace, run: Run) -> RecipeBook:
+    """The run's training data, with every recipe materialised on demand."""
+    ds = run.state["datasets"]
+    raw, dev = _examples(ws, ds["raw"]), _examples(ws, ds["dev"])
+    if "label_issues" in run.state:
+        issue_ids = {r["id"] for r in run.state["label_issues"]}
+    else:  # a run prepared before label issues were kept with their suggested label
+        kept = {e.id for e in _examples(ws, ds["curated"])}
+        issue_ids = {e.id for e in raw if e.id not in kept}
+    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed)
