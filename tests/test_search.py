@@ -183,6 +183,9 @@ def test_recovery_then_plateau_stop():
     nodes.append(GraphNode(**{**node("rec", 0.70, "baseline", recipe="augment", order=3).__dict__,
                               "intervention": p.intervention}))
     out = pol.propose(state(nodes))
+    assert out.kind == "ensemble"  # the plateau first consolidates the members it has
+    nodes.append(node("ensemble", 0.79, "baseline", strategy="ensemble", order=4, hparams=out.pipeline.hparams))
+    out = pol.propose(state(nodes))
     assert isinstance(out, Stop) and out.reason.startswith("plateau")
 
 
@@ -218,3 +221,18 @@ def test_larger_encoders_are_not_fine_tuned_where_only_the_default_is_trainable(
     moves = {(p.move, p.pipeline.strategy) for p in pol.candidates(big, state([big], trainable=(ENC,)))}
     assert not {m for m in moves if m[1] in iv.TRAINED}
     assert [m for m in pol.candidates(big, state([big])) if m.pipeline.strategy in iv.TRAINED]
+
+
+def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
+    pol = DoctrinePolicy(plateau_rounds=2)
+    nodes = [node("baseline", 0.80, order=0, findings=[PAIR]),
+             node("big", 0.85, "baseline", encoder=BIG, order=1),
+             node("ens", 0.86, "big", strategy="ensemble", order=2,
+                  hparams={"members": ["/models/big", "/models/baseline"], "member_names": ["big", "baseline"]}),
+             node("ft", 0.84, "baseline", strategy="finetune", order=3, move="finetune",
+                  hparams=dict(iv.FINETUNE_DEFAULTS)),
+             GraphNode(**{**node("rec", 0.70, "baseline", recipe="clean", order=4).__dict__,
+                          "intervention": "recovery: clean"})]
+    p = pol.propose(state(nodes, n_label_issues=10))
+    assert p.kind == "ensemble" and p.pipeline.hparams["member_names"] == ["big", "ft", "baseline"]
+    assert p.reason.startswith("before stopping (plateau")

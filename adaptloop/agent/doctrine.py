@@ -294,8 +294,17 @@ class DoctrinePolicy:
         else:  # while a recovery runs, the other workers keep expanding
             pick = self._expand(s)
         refit = self._refit(s, b)
+        if isinstance(pick, Stop) or pick is None:
+            if running:
+                return WAIT
+            final = [m for m in self.graph_moves(s) if m.kind == "ensemble"]
+            if final:  # consolidate before stopping: members finished since the last ensemble
+                top = final[0]
+                return Proposal(**{**top.__dict__, "name": _unique(top.name, s.nodes),
+                                   "reason": f"before stopping ({pick.reason if pick else 'nothing else fits'}): "
+                                             f"{top.reason}"})
         if isinstance(pick, Stop):
-            return WAIT if running else (refit or pick)
+            return refit or pick
         if refit is not None and not running and pick is None:
             return refit  # the last move: nothing else is affordable, a refit is
         if pick is None:
