@@ -147,7 +147,7 @@ def test_graph_report_and_doctrine(trained):
     rep = one_json(run("report", "--json", "-w", ws))
     page = (ws / "reports" / f"run-{rep['run']}.html").read_text(encoding="utf-8")
     assert rep["report"].endswith(".html") and page.count('<g class="node') == rep["nodes"] >= 3
-    assert "http://" not in page and "https://" not in page and 'class="finding' in page
+    assert "http://" not in page and "https://" not in page and 'id="findings"' in page
     doc = one_json(run("doctrine", "--json", "-w", ws))
     assert [r["name"] for r in doc["regimes"]] == ["drop", "noisy-labels", "low", "mid", "near-ceiling"]
     assert {i["name"] for i in doc["interventions"]} >= {"contrastive", "threshold", "larger-encoder"}

@@ -231,7 +231,10 @@ class DoctrinePolicy:
             p = Pipeline(recipe="raw", strategy="ensemble", encoder=s.encoder, seed=s.seed,
                          hparams={"members": [m.model_path for m in members],
                                   "member_names": [m.name for m in members]})
-            if _key(p) not in tried and cost(p, s) < s.seconds_left:
+            # scoring dev with every member: a larger frozen encoder embeds it again (dev ≈ 11% of train)
+            ens_cost = cost(p, s) + sum(0.11 * s.n_train / s.embed_rate_large * s.slowdown
+                                        for m in members if m.pipeline.get("encoder") != s.encoder)
+            if _key(p) not in tried and ens_cost < s.seconds_left:
                 out.append(Proposal(
                     name="ensemble", pipeline=p, parent=members[0].name, move="ensemble", kind="ensemble",
                     intervention="ensemble of the best branches",
