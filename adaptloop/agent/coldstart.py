@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.data import recipes
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
-from adaptloop.diagnose.findings import diagnose
+from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of, score_rows
@@ -51,7 +50,6 @@ log = logging.getLogger(__name__)
 FINAL_RESERVE_S = 20.0  # budget kept back for scoring the winner on the eval set
 MIN_NODE_S = 10.0  # no new node starts with less than this left (the first one always runs)
 PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
-_WORD = re.compile(r"[a-z']+")
 
 
 @dataclass(frozen=True)
@@ -112,7 +110,7 @@ class ColdStart:
         self.policy = policy or DoctrinePolicy(plateau_rounds=cfg.agent.plateau_rounds,
                                                c0=cfg.search.exploration)
         self.executor = executor
-        self._vocabulary: set[str] | None = None
+        self._vocabulary: frozenset[str] | None = None
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -251,7 +249,6 @@ class ColdStart:
         pipe = Pipeline.from_dict(node.pipeline)
         noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
         diag = diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
-                        train_accuracy=_train_accuracy(out.curve),
                         label_issues=run.state.get("label_issues", []) if noisy else None,
                         n_train=len(book.raw), vocabulary=self._vocab(book))
         with store.session() as s:
@@ -274,9 +271,9 @@ class ColdStart:
         store.decide(self.run_id, "diagnosis", f"'{node.name}' dev {spec.primary_metric} {score:.4f}; "
                      f"{len(diag.findings)} findings; top: {top}", node_id=node.id)
 
-    def _vocab(self, book: RecipeBook) -> set[str]:
+    def _vocab(self, book: RecipeBook) -> frozenset[str]:
         if self._vocabulary is None:
-            self._vocabulary = {w for e in book.raw for w in _WORD.findall(e.text.lower())}
+            self._vocabulary = training_vocabulary(e.text for e in book.raw)
         return self._vocabulary
 
     def _finish(self, spec: TaskSpec, clock: Clock, stop: str, wall: float) -> ColdStartResult:
@@ -359,14 +356,6 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
                      executor=executor).run()
-
-
-def _train_accuracy(curve: Sequence[dict[str, Any]]) -> float | None:
-    """Training accuracy at the best dev point of a curve (None when not recorded)."""
-    points = [c for c in curve if "train_accuracy" in c and "dev_accuracy" in c]
-    if not points:
-        return None
-    return float(max(points, key=lambda c: c["dev_accuracy"])["train_accuracy"])
 
 
 def _threads(ws: Workspace, workers: int) -> int:
