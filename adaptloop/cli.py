@@ -131,19 +131,24 @@ def _show_spec(spec: dict[str, Any], curation: dict[str, Any] | None = None) -> 
         err.print(f"[bold]out-of-scope label[/] {spec['out_of_scope_label']}")
 
 
+def _score(metrics: dict[str, Any] | None) -> str:
+    """A node's primary score: entity F1 for extraction, accuracy for classification."""
+    if not metrics:
+        return "-"
+    key = "f1" if "f1" in metrics else "accuracy"
+    return f"{metrics[key]:.4f} {'F1' if key == 'f1' else 'acc'}" if metrics.get(key) is not None else "-"
+
+
 def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     t = Table(title=title, show_lines=False)
-    for col in ("id", "node", "parent", "strategy", "recipe", "dev acc", "eval acc", "sec",
-                "status"):
+    for col in ("id", "node", "parent", "strategy", "recipe", "dev", "eval", "sec", "status"):
         t.add_column(col)
     t.caption = "\n".join(escape(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}")
                           for n in nodes)
     t.caption_justify = "left"
     for n in nodes:
         t.add_row(str(n["id"]), n["name"], str(n["parent_id"] or "-"), n["pipeline"]["strategy"],
-                  n["pipeline"]["recipe"], f"{n['dev'].get('accuracy', float('nan')):.4f}"
-                  if n["dev"] else "-",
-                  f"{n['eval']['accuracy']:.4f}" if n["eval"].get("accuracy") is not None else "-",
+                  n["pipeline"]["recipe"], _score(n["dev"]), _score(n["eval"]),
                   f"{n['train_seconds']:.0f}", n["status"])
     return t
 
@@ -151,7 +156,12 @@ def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
 @app.command()
 def new(
     prompt: Annotated[str | None, typer.Argument(help="The task in plain words.")] = None,
-    data: Annotated[Path | None, typer.Option("--data", "-d", help="JSONL with text and label per line.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", "-d", help="JSONL: {text, label} (classification) or {text, spans} / {tokens, tags} "
+                             "(extraction; IOB2, IOB1 or BILOU tags).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(
+        "--eval-data", help="Optional gold JSONL in the same format: the frozen eval set and dev are drawn "
+                            "from it (half each) and it is never trained on.")] = None,
     budget: Annotated[str | None, typer.Option(
         help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
@@ -160,13 +170,15 @@ def new(
 ) -> None:
     """Cold start: spec → frozen eval set → curation → search → promote the winner.
 
-    Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
+    The prompt and the data decide the task family: text + label is classification, text +
+    spans or tokens + tags is extraction (a prompt like "detect PII" picks extraction when a
+    file holds both). Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
     budget, selects on a dev split, scores the winner on the frozen eval set and promotes
     it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
     """
     from adaptloop.agent.budget import parse_budget
     from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
-    from adaptloop.data.sources import load_classification
+    from adaptloop.data.sources import load_for
 
     ws = _open(workspace)
     if resume:
@@ -178,16 +190,19 @@ def new(
             raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
                                  "`adaptloop new --help`")
         seconds = parse_budget(budget or ws.settings.agent.budget)
-        loaded = load_classification(data)
-        if loaded.quarantined:
-            err.print(f"[yellow]{len(loaded.quarantined)} malformed lines quarantined[/] "
-                      f"(first: line {loaded.quarantined[0].line_no}: {loaded.quarantined[0].reason})")
-        from adaptloop.agent.spec import infer_spec
+        loaded = load_for(data, prompt)
+        gold = load_for(eval_data, family=loaded.family) if eval_data is not None else None
+        for part in (loaded, gold):
+            if part is not None and part.quarantined:
+                err.print(f"[yellow]{len(part.quarantined)} malformed lines quarantined[/] from {part.source} "
+                          f"(first: line {part.quarantined[0].line_no}: {part.quarantined[0].reason})")
+        from adaptloop.agent.spec import infer_extraction_spec, infer_spec
 
-        spec = infer_spec(prompt, loaded.examples, source=str(data))
+        infer = infer_extraction_spec if loaded.family == "extraction" else infer_spec
+        spec = infer(prompt, loaded.examples, source=str(data))
         _show_spec(spec.to_dict())
         with _progress() as progress:
-            result = cold_start(ws, loaded, prompt, seconds, progress=progress)
+            result = cold_start(ws, loaded, prompt, seconds, progress=progress, gold=gold)
     r = result.to_dict()
     if as_json:
         _emit(r)
@@ -208,6 +223,12 @@ def new(
     if r["winner"]:
         w = r["winner"]
         extra = ""
+        if r["spec"]["family"] == "extraction":
+            e = w["eval"]
+            out.print(f"[bold green]promoted v{r['version']}[/] ({w['node']}) as production: frozen eval "
+                      f"entity F1 {e['f1']:.4f} (precision {e['precision']:.4f}, recall {e['recall']:.4f}), "
+                      f"macro-F1 {e['macro_f1']:.4f}")
+            return
         if "in_scope_accuracy" in w["eval"]:
             extra = (f", in-scope accuracy {w['eval']['in_scope_accuracy']:.4f}, oos recall "
                      f"{w['eval']['oos_recall']}")
@@ -224,7 +245,11 @@ def eval_(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Score a model on labelled data: accuracy, macro-F1 and a per-class table."""
+    """Score a model on labelled data: accuracy, macro-F1 and a per-class table.
+
+    For an extraction model: entity-level (seqeval, exact span) micro precision, recall and
+    F1, macro-F1 and a per-type table.
+    """
     from adaptloop.evaluate.predict import evaluate_file
 
     ws = _open(workspace)
@@ -236,11 +261,15 @@ def eval_(
     t = Table(title=f"{r['model']} on {data} ({r['n']} examples)")
     for col in ("label", "precision", "recall", "f1", "support"):
         t.add_column(col)
-    for lab, m in sorted(r["per_class"].items(), key=lambda kv: kv[1]["f1"]):
+    for lab, m in sorted(r.get("per_class", r.get("per_type", {})).items(), key=lambda kv: kv[1]["f1"]):
         if m["support"]:
             t.add_row(lab, f"{m['precision']:.3f}", f"{m['recall']:.3f}", f"{m['f1']:.3f}",
                       str(m["support"]))
     out.print(t)
+    if "per_type" in r:
+        out.print(f"[bold]entity micro-F1 {r['f1']:.4f}  precision {r['precision']:.4f}  recall "
+                  f"{r['recall']:.4f}  macro-F1 {r['macro_f1']:.4f}[/]")
+        return
     line = f"accuracy {r['accuracy']:.4f}  macro-F1 {r['macro_f1']:.4f}"
     if "in_scope_accuracy" in r:
         line += f"  in-scope accuracy {r['in_scope_accuracy']:.4f}  oos recall {r['oos_recall']}"
@@ -249,12 +278,13 @@ def eval_(
 
 @app.command()
 def predict(
-    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify.")],
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify (or extract from).")],
     model: Annotated[str | None, typer.Option("--model", "-m", help="Version or alias [default: production].")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Classify texts with the production model (or --model)."""
+    """Classify texts — or, for an extraction model, find their entities (character offsets,
+    labels and scores) — with the production model (or --model)."""
     from adaptloop.evaluate.predict import predict_texts
 
     r = predict_texts(_open(workspace), texts, model)
@@ -262,6 +292,11 @@ def predict(
         _emit(r)
         return
     for p in r["predictions"]:
+        if "entities" in p:
+            found = "; ".join(f"{e['label']} '{e['text']}' [{e['start']}:{e['end']}] {e['score']:.2f}"
+                              for e in p["entities"]) or "no entities"
+            out.print(f"{found}  ← {p['text']}")
+            continue
         alt = ", ".join(f"{a['label']} {a['score']:.2f}" for a in p["top"][1:])
         out.print(f"[bold]{p['label']}[/] {p['score']:.3f}  ← {p['text']}   (next: {alt})")
 

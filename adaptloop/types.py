@@ -73,10 +73,11 @@ class Example(_Dict):
 
     Attributes:
         text: the input text.
-        label: the gold label.
-        id: content hash of (text, label); stable across runs.
+        label: the gold label (extraction: the stratification key, see ``data.spans.strat_key``).
+        id: content hash of (text, label) — of (text, spans) for extraction; stable across runs.
         source: where it came from (file path, trace id, transform).
         weight: training weight.
+        spans: extraction only: gold entities ``(start, end, label)``, end exclusive, sorted.
     """
 
     text: str
@@ -84,10 +85,14 @@ class Example(_Dict):
     id: str = ""
     source: str = ""
     weight: float = 1.0
+    spans: tuple[tuple[int, int, str], ...] = ()
 
     def __post_init__(self) -> None:
+        if not isinstance(self.spans, tuple) or any(not isinstance(s, tuple) for s in self.spans):
+            object.__setattr__(self, "spans", tuple(tuple(s) for s in self.spans))
         if not self.id:
-            object.__setattr__(self, "id", content_hash([self.text, self.label])[:16])
+            key = [self.text, [list(s) for s in self.spans]] if self.spans else [self.text, self.label]
+            object.__setattr__(self, "id", content_hash(key)[:16])
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.data import recipes
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
+from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.metrics import primary
@@ -198,7 +199,7 @@ class ColdStart:
             seed=settings.train.seed, learned=store.learned(spec.family), workers=workers,
             trainable=None if _device(self.ws) != "cpu" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(book.raw), len(book.dev)) if plan else None,
-            target=settings.search.target or None)
+            target=settings.search.target or None, family=spec.family)
 
     def _ladder(self) -> tuple[str, ...]:
         """The installed rungs of the encoder ladder (the default encoder first if it is on it)."""
@@ -238,7 +239,7 @@ class ColdStart:
             store.update(Node, node.id, status="failed", finished_at=utcnow(), train_seconds=out.train_seconds,
                          eval_metrics={"error": out.error})
             return
-        dev = {k: v for k, v in out.dev_metrics.items() if k != "per_class"}
+        dev = {k: v for k, v in out.dev_metrics.items() if k not in ("per_class", "per_type")}
         store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,
                      model_artifact=out.model_artifact, predictions_artifact=out.predictions_artifact,
                      train_seconds=out.train_seconds, finished_at=utcnow())
@@ -248,9 +249,13 @@ class ColdStart:
         rows = self.ws.artifacts.get_jsonl(out.predictions_artifact)
         pipe = Pipeline.from_dict(node.pipeline)
         noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
-        diag = diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
-                        label_issues=run.state.get("label_issues", []) if noisy else None,
-                        n_train=len(book.raw), vocabulary=self._vocab(book))
+        issues = run.state.get("label_issues", []) if noisy else None
+        if spec.family == "extraction":
+            diag = diagnose_entities(rows, list(spec.labels), curve=out.curve, dev_f1=dev.get("f1"),
+                                     label_issues=issues, n_train=len(book.raw))
+        else:
+            diag = diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
+                            label_issues=issues, n_train=len(book.raw), vocabulary=self._vocab(book))
         with store.session() as s:
             for f in diag.findings:
                 s.add(FindingRow(run_id=self.run_id, node_id=node.id, kind=f.kind, summary=f.summary,
@@ -302,7 +307,7 @@ class ColdStart:
                          node_id=best.id)
             mv = registry.register(
                 store, task_id=run.task_id, node_id=best.id, artifact=best.model_artifact,
-                metrics={"eval": {k: v for k, v in m.items() if k != "per_class"},
+                metrics={"eval": {k: v for k, v in m.items() if k not in ("per_class", "per_type")},
                          "dev": selected.dev_metrics},
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": run.state["datasets"], "pipeline": best.pipeline},
@@ -314,13 +319,13 @@ class ColdStart:
             version = mv.id
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
-                      "eval": {k: v for k, v in m.items() if k != "per_class"}}
+                      "eval": {k: v for k, v in m.items() if k not in ("per_class", "per_type")}}
             if refits:  # for the record: the dev-selected original on the same eval set
                 orig = load_trained(ws.artifacts.path(selected.model_artifact))
                 om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,
                                                  what="score original on eval set"))
                 store.update(Node, selected.id, eval_metrics=om)
-                winner["eval_before_refit"] = {k: v for k, v in om.items() if k != "per_class"}
+                winner["eval_before_refit"] = {k: v for k, v in om.items() if k not in ("per_class", "per_type")}
         else:
             stop = stop + "; no node finished, nothing promoted"
         store.update(Run, self.run_id, status="done", spent_s=clock.spent, finished_at=utcnow())
@@ -335,7 +340,7 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
                progress: Progress = no_progress,
                make_trainer: Callable[[str], Trainer] = trainer_for,
                embed_fn: Callable[[list[str]], np.ndarray] | None | str = "encoder",
-               executor: Executor | None = None) -> ColdStartResult:
+               executor: Executor | None = None, gold: Loaded | None = None) -> ColdStartResult:
     """Prepare a new run and search it. ``embed_fn`` feeds cleanlab (None skips it)."""
     t0 = time.monotonic()
     if embed_fn == "encoder":
@@ -352,7 +357,7 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
                              device=device)
 
     _, run_id = prepare(ws, loaded, prompt, budget_s, progress=progress,
-                        embed_fn=embed_fn if callable(embed_fn) else None)
+                        embed_fn=embed_fn if callable(embed_fn) else None, gold=gold)
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
                      executor=executor).run()

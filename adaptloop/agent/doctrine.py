@@ -67,6 +67,7 @@ REGIMES: tuple[Regime, ...] = (
 
 STANDING = ("finetune", "larger-encoder", "lora", "clean", "augment", "threshold")
 """Interventions considered for every node even without a finding that suggests them."""
+STANDING_EXTRACTION = ("span-threshold", "negatives", "clean", "larger-encoder", "diversify", "lora")
 STANDING_PENALTY = {"lora": -0.5}  # measured: LoRA trailed full fine-tuning on banking77
 SEVERITY_WEIGHT = 2.0
 LEARNED_SCALE = 100.0  # a mean gain of +0.01 over past runs is worth one family rank
@@ -102,6 +103,8 @@ class SearchState:
     trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None
     sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
+    family: str = "classification"  # the task family: picks the baseline and the applicable moves
+    tagger_sec_per_step: float = 0.5  # measured: MiniLM token classification, batch 16, 2 threads
     embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
 
     @property
@@ -141,6 +144,9 @@ def cost(p: Pipeline, s: SearchState) -> float:
         if p.encoder == s.encoder:
             return 15.0 + (n / 250 * s.slowdown if "augment" in recipes.parse(p.recipe) else 0)
         return 1.15 * n / s.embed_rate_large * s.slowdown + 30
+    if p.strategy in iv.TAGGERS:
+        n = s.n_train * (2 if "diversify" in recipes.parse(p.recipe) else 1)
+        return n / 16 * s.tagger_sec_per_step * s.slowdown + 30  # at least one epoch
     if p.strategy in iv.TRAINED:
         return 0.5 * n / 32 * s.sec_per_step * s.slowdown + 60  # at least half an epoch
     if p.strategy == "refit":
@@ -190,13 +196,15 @@ class DoctrinePolicy:
         pairs: list[tuple[str, dict[str, Any] | None]] = []
         for f in sorted(node.findings, key=lambda f: -f.get("severity", 0.0)):
             pairs += [(m, f) for m in f.get("suggests", ()) if m in iv.BY_NAME]
-        standing = [m for m in STANDING
+        standing = [m for m in (STANDING_EXTRACTION if s.family == "extraction" else STANDING)
                     if (m != "clean" or s.n_label_issues > 0)
                     and (m != "augment" or s.n_train < SMALL_DATA_PER_CLASS * s.n_classes)]
         pairs += [(m, None) for m in standing]
         tried = _tried(s)
         out: dict[str, Proposal] = {}
         for move, f in pairs:
+            if s.family not in iv.BY_NAME[move].tasks:
+                continue
             child = iv.apply(move, Pipeline.from_dict(node.pipeline), f, ctx)
             if child is None or _key(child) in tried or cost(child, s) > s.seconds_left:
                 continue
@@ -227,7 +235,7 @@ class DoctrinePolicy:
         pool = [n for n in graph.scored(s.nodes) if n.strategy not in graph.UNEXPANDABLE and n.model_path]
         members = sorted(pool, key=lambda n: -n.score)[:3]
         kinds = {(m.strategy, m.pipeline.get("encoder")) for m in members}
-        if len(members) >= 2 and len(kinds) >= 2:
+        if len(members) >= 2 and len(kinds) >= 2 and s.family != "extraction":
             p = Pipeline(recipe="raw", strategy="ensemble", encoder=s.encoder, seed=s.seed,
                          hparams={"members": [m.model_path for m in members],
                                   "member_names": [m.name for m in members]})
@@ -279,6 +287,14 @@ class DoctrinePolicy:
                 return WAIT
             if any(n.status == "failed" for n in s.nodes):
                 return Stop("the baseline pipeline failed; see the node's error")
+            if s.family == "extraction":
+                return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
+                                pipeline=Pipeline(recipe="raw", strategy="tagger", encoder=s.encoder, seed=s.seed,
+                                                  hparams=dict(iv.TAGGER_DEFAULTS)),
+                                intervention="start",
+                                reason="token classification on the default encoder, fine-tuned on deduplicated "
+                                       "data (extraction has no frozen shortcut); its errors are the first "
+                                       "diagnosis")
             return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
                             pipeline=Pipeline(recipe="raw", strategy="frozen", encoder=s.encoder, seed=s.seed),
                             intervention="start",

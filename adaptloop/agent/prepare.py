@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from adaptloop.agent.spec import infer_spec
+from adaptloop.agent.spec import infer_extraction_spec, infer_spec
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
 from adaptloop.data.recipes import RecipeBook
@@ -52,22 +52,33 @@ def _record_drops(ws: Workspace, task_id: int, examples: Sequence[Example],
 
 def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
             progress: Progress = no_progress, embed_fn: Callable[[list[str]], np.ndarray] | None = None,
-            ) -> tuple[int, int]:
+            gold: Loaded | None = None) -> tuple[int, int]:
     """Validate, then write task, datasets, the frozen eval set and curation. Returns ids.
 
+    ``gold``: a separate gold file; the frozen eval set and dev are split from it (half
+    each) and nothing of it is trained on. Without it both come from ``loaded``.
     Nothing is written when the data fails validation (``infer_spec`` raises first).
     """
     settings = ws.settings
-    spec = infer_spec(prompt, loaded.examples, source=loaded.source)
+    if gold is not None and gold.family != loaded.family:
+        from adaptloop.errors import DataError
+
+        raise DataError(f"{gold.source} holds {gold.family} records but {loaded.source} {loaded.family}; "
+                        "the gold file must have the training data's format")
+    if loaded.family == "extraction":
+        spec = infer_extraction_spec(prompt, loaded.examples, source=loaded.source)
+    else:
+        spec = infer_spec(prompt, loaded.examples, source=loaded.source)
     task = ws.store.add(Task(name=spec.name, prompt=prompt, family=spec.family,
                              spec=spec.to_dict()))
     run = ws.store.add(Run(task_id=task.id, kind="coldstart", budget_s=budget_s, state={}))
-    with ws.store.session() as s:
-        for q in loaded.quarantined:
-            s.add(Quarantine(source=loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
-    if loaded.quarantined:
-        ws.store.decide(run.id, "quarantine", f"{len(loaded.quarantined)} malformed lines "
-                        f"quarantined from {loaded.source}")
+    for part in (loaded, gold) if gold is not None else (loaded,):
+        with ws.store.session() as s:
+            for q in part.quarantined:
+                s.add(Quarantine(source=part.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
+        if part.quarantined:
+            ws.store.decide(run.id, "quarantine", f"{len(part.quarantined)} malformed lines "
+                            f"quarantined from {part.source}")
     source = list(loaded.examples)
     _store_dataset(ws, task.id, "source", source, loaded.source)
 
@@ -78,8 +89,15 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 
     # 2. the eval set, frozen before any training
     seed = settings.train.seed
-    held, pool = stratified_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
-                                  max_n=settings.agent.eval_max)
+    gold_dev: list[Example] | None = None
+    if gold is not None:
+        g = list(gold.examples)
+        g = curate.apply_drops(g, curate.find_exact_duplicates(g))
+        held, gold_dev = stratified_split(g, fraction=0.5, seed=seed)
+        pool = deduped
+    else:
+        held, pool = stratified_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
+                                      max_n=settings.agent.eval_max)
     eval_set = EvalSet(tuple(held))
     eval_address = ws.artifacts.put_json(eval_set.to_dict())
     if ws.store.get(EvalSetRow, eval_set.id) is None:
@@ -92,7 +110,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 
     # 3. decontaminate the pool against the eval set, then near-duplicates within it
     bar = progress("decontaminate", 2)
-    drops = curate.find_eval_overlap(pool, held)
+    drops = curate.find_eval_overlap(pool, held + (gold_dev or []))
     _record_drops(ws, task.id, pool, drops)
     pool = curate.apply_drops(pool, drops)
     bar(1)
@@ -102,11 +120,24 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     bar(1)
 
     # 4. dev split from the pool (never from the eval set)
-    dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
+    if gold_dev is not None:
+        dev, train = gold_dev, pool
+    else:
+        dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
     n_issues, curated, issue_rows = 0, list(train), []
-    if embed_fn is not None and len(train) >= 20:
+    if embed_fn is not None and spec.family == "extraction" and len(train) >= 20:
+        from adaptloop.data.token_issues import token_label_issues
+
+        issue_rows, flagged = token_label_issues(train, spec.labels, settings.train.encoder, seed=seed,
+                                                 progress=progress)
+        drops = [curate.Drop(i, "label_issue", f"{k} token(s) flagged by cleanlab")
+                 for i, k in sorted(flagged.items())]
+        _record_drops(ws, task.id, train, drops)
+        curated = curate.apply_drops(train, drops)
+        n_issues = len(drops)
+    elif embed_fn is not None and len(train) >= 20:
         from adaptloop.train.frozen import out_of_fold_proba
 
         x = embed_fn([e.text for e in train])
@@ -125,7 +156,8 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         "datasets": {
             "raw": _store_dataset(ws, task.id, "train", train),
             "curated": _store_dataset(ws, task.id, "curated", curated),
-            "augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed)),
+            **({} if spec.family == "extraction" else
+               {"augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed))}),
             "dev": _store_dataset(ws, task.id, "dev", dev),
         },
         "eval_artifact": eval_address,
@@ -152,4 +184,5 @@ def recipe_book(ws: Workspace, run: Run) -> RecipeBook:
     else:  # a run prepared before label issues were kept with their suggested label
         kept = {e.id for e in _examples(ws, ds["curated"])}
         issue_ids = {e.id for e in raw if e.id not in kept}
-    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed)
+    family = run.state.get("spec", {}).get("family", "classification")
+    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed, family=family)

@@ -35,7 +35,7 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec) -> RefitPlan | None:
     if not scored:
         return None
     best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
-    if best.pipeline["strategy"] == "threshold":
+    if best.pipeline["strategy"] in ("threshold", "span-threshold"):
         return None  # tuned on dev: there is nothing left to tune it on
     if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
            for n in tried):
@@ -51,7 +51,7 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int) -> float:
     """Estimated seconds: trained members scale with the data, frozen ones are near free."""
     grow = (n_train + n_dev) / max(1, n_train)
     return sum(m.train_seconds * grow * GROWTH_MARGIN
-               if m.pipeline["strategy"] in ("finetune", "lora") else FROZEN_REFIT_S
+               if m.pipeline["strategy"] in ("finetune", "lora", "tagger", "tagger-lora") else FROZEN_REFIT_S
                for m, _ in plan.members)
 
 

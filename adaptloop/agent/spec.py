@@ -40,3 +40,58 @@ def infer_spec(prompt: str, examples: Sequence[Example], *, source: str = "") ->
     return TaskSpec(name=slug(prompt), prompt=prompt, family="classification", labels=labels,
                     primary_metric="accuracy", secondary_metrics=secondary,
                     out_of_scope_label=oos)
+
+
+_EXTRACTION_CUES = ("extract", "pii", "personal data", "personally identifiable", "entity", "entities", " ner",
+                    "ner ", "named entit", "redact", "anonymi", "mask ", "masking", "spans", "tagging",
+                    "recogni", " names", "pii detection")
+_CLASSIFICATION_CUES = ("classif", "intent", "categor", "route", "routing", "sentiment", "topic", "triage",
+                        "spam", "label each", "which class")
+
+
+def family_from_prompt(prompt: str) -> str | None:
+    """``extraction`` or ``classification`` when the prompt says which, else None."""
+    p = f" {prompt.lower()} "
+    ext = sum(c in p for c in _EXTRACTION_CUES)
+    cls = sum(c in p for c in _CLASSIFICATION_CUES)
+    if ext > cls:
+        return "extraction"
+    if cls > ext:
+        return "classification"
+    return None
+
+
+def choose_family(prompt: str, available: set[str], source: str = "the data") -> str:
+    """The task family: the data's when only one fits, the prompt's when the data allows both.
+
+    Raises:
+        DataError: the prompt asks for a family the data cannot feed, or the data fits none.
+    """
+    from adaptloop.errors import DataError
+
+    asked = family_from_prompt(prompt)
+    if not available:
+        raise DataError(f"{source} has neither text + label records (classification) nor text + spans / "
+                        "tokens + tags records (extraction)")
+    if asked and asked not in available:
+        need = ("'spans' (character offsets) or 'tokens' + 'tags'" if asked == "extraction"
+                else "a 'label' per text")
+        raise DataError(f"the prompt asks for {asked}, but {source} has only {', '.join(sorted(available))} "
+                        f"records; {asked} needs {need}")
+    if len(available) == 1:
+        return next(iter(available))
+    return asked or "classification"
+
+
+def infer_extraction_spec(prompt: str, examples: Sequence[Example], *, source: str = "") -> TaskSpec:
+    """An extraction TaskSpec: entity types from the data, metric entity micro-F1 (seqeval).
+
+    Raises:
+        LabelError: the data has no entity at all.
+    """
+    types = sorted({s[2] for e in examples for s in e.spans})
+    if not types:
+        raise LabelError(f"{source or 'the data'} has no entity annotations; extraction needs spans or "
+                         "B-/I- tags on at least some examples")
+    return TaskSpec(name=slug(prompt), prompt=prompt, family="extraction", labels=tuple(types),
+                    primary_metric="f1", secondary_metrics=("precision", "recall", "macro_f1"))

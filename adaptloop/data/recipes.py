@@ -5,7 +5,10 @@ written ``op+op`` in sorted order, so two branches' recipes merge by union:
 
 - ``raw``: no operation (large and possibly noisy);
 - ``clean``: drop the examples cleanlab flagged (smaller and cleaner);
-- ``augment``: add one typo, casing or truncation variant of every example.
+- ``augment``: add one typo, casing or truncation variant of every example (classification);
+- ``negatives``: add entity-free clauses cut from the training text (extraction);
+- ``diversify``: add a variant of every annotated example with its entities swapped for
+  other mentions of the same type (extraction).
 
 ``curated`` and ``augmented`` are the names runs before recipes composed used; they still
 resolve. ``train+dev`` is the refit recipe. Materialised lists are cached per recipe.
@@ -18,7 +21,8 @@ from collections.abc import Iterable, Sequence
 from adaptloop.data.augment import augment
 from adaptloop.types import Example
 
-OPS = ("clean", "augment")
+OPS = ("clean", "augment", "negatives", "diversify")
+EXTRACTION_ONLY = frozenset({"negatives", "diversify"})
 ALIASES = {"curated": "clean", "augmented": "augment"}
 
 
@@ -59,8 +63,9 @@ class RecipeBook:
     """
 
     def __init__(self, raw: Sequence[Example], dev: Sequence[Example], issue_ids: Iterable[str],
-                 seed: int = 0) -> None:
+                 seed: int = 0, family: str = "classification") -> None:
         self.raw, self.dev = list(raw), list(dev)
+        self.family = family
         self.issue_ids = frozenset(issue_ids)
         self.seed = seed
         self._cache: dict[str, list[Example]] = {}
@@ -76,7 +81,16 @@ class RecipeBook:
         if recipe.endswith("+dev") and recipe != "+dev":
             return self[recipe[: -len("+dev")].replace("train", "raw")] + self.dev
         ops = parse(recipe)
+        wrong = ops & EXTRACTION_ONLY if self.family != "extraction" else ops & {"augment"}
+        if wrong:
+            raise ValueError(f"recipe operation(s) {sorted(wrong)} do not apply to {self.family}")
         out = [e for e in self.raw if e.id not in self.issue_ids] if "clean" in ops else list(self.raw)
         if "augment" in ops:
             out = augment(out, seed=self.seed)
+        if ops & EXTRACTION_ONLY:
+            from adaptloop.data.spans import diversify, mine_negatives
+
+            extra = mine_negatives(out, seed=self.seed) if "negatives" in ops else []
+            extra += diversify(out, seed=self.seed) if "diversify" in ops else []
+            out = out + extra
         return out

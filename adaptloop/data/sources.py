@@ -32,6 +32,7 @@ class Loaded:
     examples: tuple[Example, ...]
     quarantined: tuple[Quarantined, ...] = field(default_factory=tuple)
     source: str = ""
+    family: str = "classification"
 
 
 def read_text(path: str | Path) -> str:
@@ -101,3 +102,104 @@ def load_classification(path: str | Path) -> Loaded:
             f"{fields}); each line must be {{\"text\": ..., \"label\": ...}}"
         )
     return Loaded(tuple(examples), tuple(bad), str(p))
+
+
+def _records(p: Path) -> tuple[list[tuple[int, str, dict]], list[Quarantined], set[str]]:
+    """(line number, raw line, object) for every JSON-object line; the rest quarantined."""
+    good, bad, keys = [], [], set()
+    for i, line in enumerate(read_text(p).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            bad.append(Quarantined(i, line, f"not valid JSON: {exc.msg}"))
+            continue
+        if not isinstance(obj, dict):
+            bad.append(Quarantined(i, line, "not a JSON object"))
+            continue
+        keys.update(obj)
+        good.append((i, line, obj))
+    return good, bad, keys
+
+
+def data_families(path: str | Path, peek: int = 200) -> set[str]:
+    """Which task families the file's records can feed (``classification``, ``extraction``)."""
+    good, _bad, _keys = _records(Path(path))
+    out: set[str] = set()
+    for _i, _line, obj in good[:peek]:
+        if ("tokens" in obj and "tags" in obj) or "spans" in obj or "entities" in obj:
+            out.add("extraction")
+        if _pick(obj, LABEL_FIELDS) is not None and _pick(obj, TEXT_FIELDS) is not None:
+            out.add("classification")
+    return out
+
+
+def load_extraction(path: str | Path) -> Loaded:
+    """Load entity data: ``{"text", "spans": [{start, end, label}]}`` or ``{"tokens", "tags"}``.
+
+    When a record has both, the text and its character spans win (they keep the original
+    spacing). Tags may be IOB2, IOB1 or BILOU. Each example keeps its spans; its ``label`` is
+    the stratification key (most frequent entity type, ``O`` when entity-free).
+
+    Raises:
+        DataError: the file is unusable as a whole.
+    """
+    from adaptloop.data.spans import check_spans, strat_key, tags_to_spans
+
+    p = Path(path)
+    good, bad, keys = _records(p)
+    examples: list[Example] = []
+    for i, line, obj in good:
+        raw_spans = obj.get("spans", obj.get("entities"))
+        text = _pick(obj, TEXT_FIELDS)
+        try:
+            if raw_spans is not None:
+                if not isinstance(text, str) or not text.strip():
+                    raise DataError("has spans but no 'text'")
+                if not isinstance(raw_spans, list):
+                    raise DataError("'spans' is not a list")
+                spans, reason = check_spans(text, raw_spans)
+                if reason:
+                    raise DataError(reason)
+            elif "tokens" in obj and "tags" in obj:
+                toks, tags = obj["tokens"], obj["tags"]
+                if not (isinstance(toks, list) and isinstance(tags, list)
+                        and all(isinstance(t, str) for t in toks + tags)):
+                    raise DataError("'tokens' and 'tags' must be lists of strings")
+                if not toks:
+                    raise DataError("no tokens")
+                text, spans = tags_to_spans(toks, tags)
+            else:
+                raise DataError("missing 'text' + 'spans' or 'tokens' + 'tags'")
+        except DataError as exc:
+            bad.append(Quarantined(i, line, str(exc)))
+            continue
+        examples.append(Example(text=text, label=strat_key(spans), spans=tuple(spans), source=f"{p.name}:{i}"))
+    if not examples:
+        first = bad[0].reason if bad else "no records"
+        raise DataError(
+            f"no usable entity records in {p} ({len(bad)} lines rejected, first: {first}; fields seen: "
+            f"{', '.join(sorted(keys)) or 'none'}); each line must be {{\"text\", \"spans\": [{{\"start\", "
+            "\"end\", \"label\"}]} or {\"tokens\", \"tags\"}"
+        )
+    return Loaded(tuple(examples), tuple(bad), str(p), family="extraction")
+
+
+def load_for(path: str | Path, prompt: str = "", family: str | None = None) -> Loaded:
+    """Load a file for the family the prompt and the data decide (or the one given).
+
+    Raises:
+        DataError: the file is unusable, or the prompt asks for what the data cannot feed.
+    """
+    from adaptloop.agent.spec import choose_family
+
+    if family is None:
+        families = data_families(path)
+        if not families:
+            _good, _bad, keys = _records(Path(path))
+            raise DataError(f"{path} has neither {{\"text\", \"label\"}} records (classification) nor "
+                            f"{{\"text\", \"spans\"}} / {{\"tokens\", \"tags\"}} records (extraction); "
+                            f"fields seen: {', '.join(sorted(keys)) or 'none'}")
+        family = choose_family(prompt, families, source=str(path))
+    return load_extraction(path) if family == "extraction" else load_classification(path)

@@ -25,7 +25,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("confusable_pair", "over_prediction", "under_prediction", "overfit", "underfit", "label_noise", "slice")
+KINDS = ("confusable_pair", "over_prediction", "under_prediction", "overfit", "underfit", "label_noise", "slice",
+         # extraction (``diagnose.entities``)
+         "spurious_entities", "boundary_errors", "type_confusion")
 INTERVENTIONS = (
     "contrastive",  # hard negatives + contrastive pairs for confusable labels
     "larger-encoder",
@@ -37,6 +39,11 @@ INTERVENTIONS = (
     "finetune",
     "clean",  # drop suspected label issues
     "augment",  # typo / casing / truncation variants
+    # extraction
+    "negatives",  # entity-free sentences mined from the training text
+    "span-threshold",  # per-type confidence thresholds tuned on dev
+    "diversify",  # entity surface forms swapped between same-type mentions
+    "lora",
 )
 MAX_EXAMPLES = 10  # example ids kept as evidence; most confident mistakes first
 

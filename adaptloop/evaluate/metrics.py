@@ -55,4 +55,4 @@ def classification_metrics(
 
 def primary(metrics: dict, name: str) -> float:
     """The named metric from a metrics dict (``accuracy`` when the name is missing)."""
-    return float(metrics.get(name, metrics["accuracy"]))
+    return float(metrics[name] if name in metrics else metrics["accuracy"])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from adaptloop.data.sources import load_classification
+from adaptloop.data.sources import load_for
 from adaptloop.errors import LabelError
 from adaptloop.evaluate.rows import metrics_of, score_rows
 from adaptloop.store import registry
@@ -32,17 +32,25 @@ def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None, *,
         DataError: the file is unusable.
     """
     mv, spec, model = load_version(ws, ref)
-    loaded = load_classification(path)
-    unknown = sorted({e.label for e in loaded.examples} - set(spec.labels))
+    loaded = load_for(path, family=spec.family)
+    if spec.family == "extraction":
+        found = {s[2] for e in loaded.examples for s in e.spans}
+    else:
+        found = {e.label for e in loaded.examples}
+    unknown = sorted(found - set(spec.labels))
     if unknown:
         shown = ", ".join(unknown[:5]) + (" ..." if len(unknown) > 5 else "")
+        what = "entity type(s)" if spec.family == "extraction" else "label(s)"
         raise LabelError(
-            f"{path} has {len(unknown)} label(s) the model was not trained on ({shown}); "
+            f"{path} has {len(unknown)} {what} the model was not trained on ({shown}); "
             "remove those rows or retrain with them"
         )
     rows = score_rows(model, loaded.examples, progress=progress, what=f"score {Path(path).name}")
     m = metrics_of(spec, rows)
-    errors = [r for r in rows if r["label"] != r["pred"]]
+    if spec.family == "extraction":
+        errors = [r for r in rows if {tuple(g) for g in r["gold"]} != {tuple(p[:3]) for p in r["pred"]}]
+    else:
+        errors = [r for r in rows if r["label"] != r["pred"]]
     return {"model": f"v{mv.id}", "task": spec.name, "data": str(path),
             "quarantined": len(loaded.quarantined), **m,
             "examples_wrong": errors[:20]}
@@ -52,6 +60,10 @@ def predict_texts(ws: Workspace, texts: Sequence[str], ref: str | None = None,
                   top_k: int = 3) -> dict[str, Any]:
     """Labels and scores for raw texts from a model version (default ``production``)."""
     mv, _spec, model = load_version(ws, ref)
+    if getattr(model, "kind", "") == "tagger":
+        return {"model": f"v{mv.id}", "predictions": [
+            {"text": t, "entities": [{**e, "text": t[e["start"]:e["end"]]} for e in ents]}
+            for t, ents in zip(texts, model.predict_spans(list(texts)))]}
     probs = model.predict_proba(list(texts))
     out = []
     for t, p in zip(texts, probs):

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.evaluate.metrics import classification_metrics
 from adaptloop.train.base import Progress, TrainedModel, no_progress
 from adaptloop.types import Example, TaskSpec
@@ -25,7 +26,13 @@ def predict_chunked(model: TrainedModel, texts: Sequence[str], *, progress: Prog
 
 def score_rows(model: TrainedModel, examples: Sequence[Example], *,
                progress: Progress = no_progress, what: str = "score") -> list[dict[str, Any]]:
-    """Per-example predictions: id, text, gold, predicted label, confidence."""
+    """Per-example predictions: id, text, gold, predicted label, confidence.
+
+    For an extraction model (``kind == "tagger"``): id, text, ``gold`` spans and ``pred``
+    spans ``[start, end, label, score]``.
+    """
+    if getattr(model, "kind", "") == "tagger":
+        return span_rows(model, examples, progress=progress, what=what)
     probs = predict_chunked(model, [e.text for e in examples], progress=progress, what=what)
     rows = []
     for e, p in zip(examples, probs):
@@ -35,6 +42,22 @@ def score_rows(model: TrainedModel, examples: Sequence[Example], *,
     return rows
 
 
+def span_rows(model: Any, examples: Sequence[Example], *, progress: Progress = no_progress,
+              what: str = "score", chunk: int = 256) -> list[dict[str, Any]]:
+    bar = progress(what, len(examples))
+    rows = []
+    for s in range(0, len(examples), chunk):
+        part = examples[s:s + chunk]
+        for e, pred in zip(part, model.predict_spans([e.text for e in part])):
+            rows.append({"id": e.id, "text": e.text, "label": e.label, "gold": [list(sp) for sp in e.spans],
+                         "pred": [[p["start"], p["end"], p["label"], p["score"]] for p in pred]})
+        bar(len(part))
+    return rows
+
+
 def metrics_of(spec: TaskSpec, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    if spec.family == "extraction":
+        return entity_metrics([r["text"] for r in rows], [r["gold"] for r in rows], [r["pred"] for r in rows],
+                              labels=spec.labels)
     return classification_metrics([r["label"] for r in rows], [r["pred"] for r in rows],
                                   labels=spec.labels, out_of_scope_label=spec.out_of_scope_label)

@@ -47,14 +47,21 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
     nodes = [{"id": n.id, "name": n.name, "parent_id": n.parent_id, "status": n.status,
               "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
               "dev": n.dev_metrics or {}, "eval": {k: v for k, v in (n.eval_metrics or {}).items()
-                                                    if k != "per_class"} or None,
+                                                    if k not in ("per_class", "per_type")} or None,
               "train_seconds": round(n.train_seconds, 1), "winner": n.id in winner_ids,
               "dropped": n.name in gone, "curve": n.curve or [], "move": n.move, "finding": n.finding}
              for n in rows]
     confusions: list[dict[str, Any]] = []
     per_class: dict[str, Any] = {}
     for n in rows:
-        if n.id in winner_ids and n.predictions_artifact and (n.eval_metrics or {}).get("per_class"):
+        if n.id in winner_ids and n.predictions_artifact and (n.eval_metrics or {}).get("per_type"):
+            from adaptloop.diagnose.entities import entity_errors
+
+            errs = entity_errors(ws.artifacts.get_jsonl(n.predictions_artifact))
+            confusions = [{"label": a, "pred": b, "count": c}
+                          for (a, b), c in errs["type_pairs"].most_common(TOP_CONFUSIONS)]
+            per_class = n.eval_metrics["per_type"]
+        elif n.id in winner_ids and n.predictions_artifact and (n.eval_metrics or {}).get("per_class"):
             pairs = Counter((r["label"], r["pred"]) for r in ws.artifacts.get_jsonl(n.predictions_artifact)
                             if r["label"] != r["pred"])
             confusions = [{"label": a, "pred": b, "count": c} for (a, b), c in pairs.most_common(TOP_CONFUSIONS)]

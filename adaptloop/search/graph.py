@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-UNEXPANDABLE = ("ensemble", "refit", "threshold")  # strategies whose nodes get no children
+UNEXPANDABLE = ("ensemble", "refit", "threshold", "span-threshold")  # strategies whose nodes get no children
 
 
 @dataclass(frozen=True)

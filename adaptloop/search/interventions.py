@@ -18,7 +18,11 @@ from adaptloop.types import Pipeline
 
 FINETUNE_DEFAULTS = {"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3}
 LORA_DEFAULTS = {"epochs": 2.0, "lr": 1e-3, "head_lr": 2e-3}
-TRAINED = ("finetune", "lora")
+TRAINED = ("finetune", "lora", "tagger", "tagger-lora")
+TAGGERS = ("tagger", "tagger-lora")
+# mirrors adaptloop.train.tagger (not imported: that module pulls in torch)
+TAGGER_DEFAULTS = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
+TAGGER_LORA_DEFAULTS = {"epochs": 6.0, "lr": 1e-3, "head_lr": 1e-3}
 MAX_PAIRS = 5  # confusable pairs given hard negatives in one contrastive fine-tune
 UPWEIGHT = 2.0  # class weight for under-predicted classes
 
@@ -60,6 +64,8 @@ def _recipe(op: str, add: bool) -> Transform:
 
 def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
     def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+        if p.strategy == "tagger" and strategy == "lora":  # extraction: LoRA of the tagger
+            return replace(p, strategy="tagger-lora", hparams=dict(TAGGER_LORA_DEFAULTS))
         if p.strategy in TRAINED:
             return None
         keep = {k: v for k, v in p.hparams.items() if k == "class_weight"}
@@ -68,9 +74,15 @@ def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
 
 
 def larger_encoder(p: Pipeline, _f: dict[str, Any] | None, c: Context) -> Pipeline | None:
-    """The next installed rung of the ladder, frozen (a larger encoder fine-tuned does not fit CPU budgets)."""
+    """The next installed rung of the ladder, frozen (a larger encoder fine-tuned does not fit CPU budgets).
+
+    A tagger stays a tagger (extraction has no frozen backend); the doctrine skips it where
+    fine-tuning that encoder is too slow (CPU).
+    """
     if p.encoder not in c.ladder or c.ladder.index(p.encoder) + 1 >= len(c.ladder):
         return None
+    if p.strategy in TAGGERS:
+        return replace(p, encoder=c.ladder[c.ladder.index(p.encoder) + 1])
     return Pipeline(recipe=p.recipe, strategy="frozen", encoder=c.ladder[c.ladder.index(p.encoder) + 1],
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
 
@@ -111,13 +123,25 @@ def threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | N
                              "abstain": c.oos_label}, seed=p.seed)
 
 
+def span_threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+    """Per-type confidence thresholds on the parent tagger, tuned on dev."""
+    if p.strategy not in TAGGERS or not c.parent_model:
+        return None
+    return Pipeline(recipe=p.recipe, strategy="span-threshold", encoder=p.encoder,
+                    hparams={"of": c.parent_model, "of_name": c.parent_name}, seed=p.seed)
+
+
 def _scale(key: str, factor: float, floor: float) -> Transform:
     def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
         if p.strategy not in TRAINED:
             return None
-        value = float(p.hparams.get(key, FINETUNE_DEFAULTS[key]))
+        defaults = TAGGER_DEFAULTS if p.strategy in TAGGERS else FINETUNE_DEFAULTS
+        value = float(p.hparams.get(key, defaults[key]))
         return _hp(p, **{key: max(floor, round(value * factor, 6))})
     return apply
+
+
+CLS, EXT, BOTH = ("classification",), ("extraction",), ("classification", "extraction")
 
 
 @dataclass(frozen=True)
@@ -126,21 +150,22 @@ class Intervention:
     family: str  # data | model | hparams | surgical
     apply: Transform
     hypothesis: str  # why it might help; {target} is filled from the finding
+    tasks: tuple[str, ...] = CLS  # task families it applies to
 
 
 CATALOGUE: tuple[Intervention, ...] = (
     Intervention("clean", "data", _recipe("clean", True),
-                 "suspected label noise{target}: dropping what cleanlab flags gives a smaller, cleaner set"),
+                 "suspected label noise{target}: dropping what cleanlab flags gives a smaller, cleaner set", BOTH),
     Intervention("select-raw", "data", _recipe("clean", False),
-                 "the cleaned set may have dropped hard but correct examples: try the large raw set"),
+                 "the cleaned set may have dropped hard but correct examples: try the large raw set", BOTH),
     Intervention("augment", "data", _recipe("augment", True),
                  "errors in a slice or a thin class{target}: typo, casing and truncation variants widen the data"),
     Intervention("finetune", "model", _to_trained("finetune", FINETUNE_DEFAULTS),
                  "the frozen encoder limits the head: fine-tune it (LP-FT)"),
     Intervention("lora", "model", _to_trained("lora", LORA_DEFAULTS),
-                 "LoRA adapters change fewer weights and may generalise differently"),
+                 "LoRA adapters change fewer weights and may generalise differently", BOTH),
     Intervention("larger-encoder", "model", larger_encoder,
-                 "a larger encoder separates classes the small one blurs{target}"),
+                 "a larger encoder separates classes the small one blurs{target}", BOTH),
     Intervention("contrastive", "surgical", contrastive,
                  "confusable classes{target}: hard negatives in every batch and a contrastive loss "
                  "pull the pair apart in embedding space"),
@@ -149,11 +174,22 @@ CATALOGUE: tuple[Intervention, ...] = (
     Intervention("threshold", "surgical", threshold,
                  "over-prediction or out-of-scope traffic{target}: tune class bias and abstention on dev"),
     Intervention("fewer-epochs", "hparams", _scale("epochs", 0.5, 0.5),
-                 "dev peaked early and fell (overfit): train for half as long"),
+                 "dev peaked early and fell (overfit): train for half as long", BOTH),
     Intervention("lower-lr", "hparams", _scale("lr", 0.5, 1e-6),
-                 "overfit or unstable: halve the encoder learning rate"),
+                 "overfit or unstable: halve the encoder learning rate", BOTH),
     Intervention("more-epochs", "hparams", _scale("epochs", 1.5, 0.5),
-                 "dev was still rising at the end (underfit): train longer"),
+                 "dev was still rising at the end (underfit): train longer", BOTH),
+)
+CATALOGUE += (
+    Intervention("negatives", "data", _recipe("negatives", True),
+                 "spurious entities{target}: entity-free clauses from the training text teach the model "
+                 "what to leave alone (precision first)", EXT),
+    Intervention("diversify", "data", _recipe("diversify", True),
+                 "entities missed or confused{target}: the same contexts with other mentions of each type "
+                 "make the model read the entity, not the template", EXT),
+    Intervention("span-threshold", "surgical", span_threshold,
+                 "over-prediction{target}: per-type confidence thresholds tuned on dev drop low-confidence "
+                 "spans", EXT),
 )
 BY_NAME = {i.name: i for i in CATALOGUE}
 
@@ -183,5 +219,5 @@ def hypothesis(name: str, finding: dict[str, Any] | None) -> str:
     return text
 
 
-def names() -> Sequence[str]:
-    return [i.name for i in CATALOGUE]
+def names(task: str | None = None) -> Sequence[str]:
+    return [i.name for i in CATALOGUE if task is None or task in i.tasks]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
-STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold")
+STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora", "span-threshold")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -27,6 +27,14 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.threshold import ThresholdTrainer
 
         return ThresholdTrainer()
+    if strategy in ("tagger", "tagger-lora"):
+        from adaptloop.train.tagger import TaggerTrainer
+
+        return TaggerTrainer(lora=strategy == "tagger-lora")
+    if strategy == "span-threshold":
+        from adaptloop.train.span_threshold import SpanThresholdTrainer
+
+        return SpanThresholdTrainer()
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
@@ -46,6 +54,14 @@ def load_trained(folder) -> TrainedModel:
         from adaptloop.train.ensemble import load_ensemble
 
         return load_ensemble(Path(folder), load_trained)
+    if meta.get("kind") == "fake-tagger":
+        from adaptloop.train.fake import FakeTagger
+
+        return FakeTagger(meta["labels"], meta["gazetteer"], meta.get("thresholds"))
+    if meta.get("kind") == "tagger":
+        from adaptloop.train.tagger import load_tagger
+
+        return load_tagger(Path(folder))
     if meta.get("kind") == "threshold":
         from adaptloop.train.threshold import load_threshold
 

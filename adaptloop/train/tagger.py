@@ -1,0 +1,366 @@
+"""Extraction backend: token classification over subwords, aligned to character spans.
+
+Gold spans become per-subword IOB2 labels through the fast tokenizer's offsets (a subword
+that starts at or before a span's start is ``B-``, later ones ``I-``; special tokens are
+ignored by the loss). Long inputs are cut into overlapping windows (``max_length`` subwords,
+``stride`` shared); at prediction time the probabilities of a subword seen in several
+windows are averaged. Decoding turns subword tags back into character spans, widened to
+whole words, each with a score (mean probability of its tags) that per-type thresholds
+may filter. Strategies: ``tagger`` (full fine-tune) and ``tagger-lora`` (PEFT LoRA; the head
+is trained fully). Early stopping and checkpoint selection use dev entity F1 only.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from adaptloop.data.spans import Span, snap
+from adaptloop.errors import NotFoundError
+from adaptloop.evaluate.entities import entity_metrics
+from adaptloop.train.base import FitContext
+from adaptloop.train.encoder import resolve_encoder
+from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+
+log = logging.getLogger(__name__)
+
+TAGGER_DEFAULTS: dict[str, Any] = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
+TAGGER_LORA_DEFAULTS: dict[str, Any] = {"epochs": 6.0, "lr": 1e-3, "head_lr": 1e-3}
+
+
+@dataclass(frozen=True)
+class TaggerConfig:
+    epochs: float = 6.0  # upper bound; the deadline and early stopping may end sooner
+    lr: float = 1e-4
+    head_lr: float = 1e-3  # the head starts random: it moves faster than the encoder
+    batch_size: int = 16
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    max_length: int = 128  # subwords per window
+    stride: int = 32  # subwords shared by consecutive windows
+    evals_per_epoch: int = 1
+    patience: int = 2
+    min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
+    lora_r: int = 8
+    lora_alpha: int = 16
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0:
+            raise ValueError("epochs, lr and head_lr must be positive")
+        if not 0 <= self.stride < self.max_length // 2:
+            raise ValueError("stride must be >= 0 and below half of max_length")
+
+    @classmethod
+    def from_hparams(cls, hp: dict) -> TaggerConfig:
+        names = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in hp.items() if k in names})
+
+
+def tag_names(types: Sequence[str]) -> list[str]:
+    return ["O"] + [f"{p}-{t}" for t in types for p in ("B", "I")]
+
+
+def _load_tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(path)
+    if not tok.is_fast:
+        raise NotFoundError(f"encoder '{path}' has no fast tokenizer; extraction needs character offsets "
+                            "(pick an encoder with a tokenizer.json)")
+    return tok
+
+
+def windows(tok, texts: Sequence[str], max_length: int, stride: int) -> dict[str, list]:
+    """Tokenise into overlapping windows: input ids, offsets and the text each came from."""
+    enc = tok(list(texts), truncation=True, max_length=max_length, stride=stride,
+              return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
+    return {"input_ids": enc["input_ids"], "offsets": enc["offset_mapping"],
+            "text": enc["overflow_to_sample_mapping"]}
+
+
+def align_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], types: Sequence[str]) -> list[int]:
+    """Per-subword label ids for one window: -100 for special tokens, O=0, B-t=1+2k, I-t=2+2k."""
+    index = {t: i for i, t in enumerate(types)}
+    out = []
+    for s, e in offsets:
+        if e <= s:
+            out.append(-100)
+            continue
+        hit = next((sp for sp in spans if s < sp[1] and e > sp[0] and sp[2] in index), None)
+        if hit is None:
+            out.append(0)
+        else:
+            out.append(1 + 2 * index[hit[2]] + (0 if s <= hit[0] else 1))
+    return out
+
+
+def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, types: Sequence[str],
+           thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+    """Character spans from per-subword tag probabilities (subwords in text order).
+
+    ``B-t`` or a change of type starts an entity, ``I-t`` continues one of type t (or starts
+    one, as in IOB1). A ``B-`` inside a word continues the entity its word began. Spans are
+    widened to whole words; the score is the mean probability of the chosen tags.
+    """
+    found: list[dict[str, Any]] = []
+    cur: dict[str, Any] | None = None
+    prev_end = -1
+
+    def close() -> None:
+        nonlocal cur
+        if cur is not None:
+            s, e = snap(text, cur["start"], cur["end"])
+            if e > s:
+                found.append({"start": s, "end": e, "label": types[cur["type"]],
+                              "score": round(float(np.mean(cur["p"])), 5)})
+        cur = None
+
+    for (s, e), p in zip(tokens, probs):
+        k = int(p.argmax())
+        if k == 0:
+            close()
+            prev_end = e
+            continue
+        typ, begin = (k - 1) // 2, (k - 1) % 2 == 0
+        inside_word = s == prev_end and s > 0 and text[s - 1].isalnum() and text[s].isalnum()
+        if cur is not None and cur["type"] == typ and (not begin or inside_word):
+            cur["end"] = e
+            cur["p"].append(float(p[k]))
+        else:
+            close()
+            cur = {"start": s, "end": e, "type": typ, "p": [float(p[k])]}
+        prev_end = e
+    close()
+    # merge spans a snap made overlap (two subword entities in one word)
+    merged: list[dict[str, Any]] = []
+    for sp in sorted(found, key=lambda d: d["start"]):
+        if merged and sp["start"] < merged[-1]["end"]:
+            merged[-1]["end"] = max(merged[-1]["end"], sp["end"])
+            continue
+        merged.append(sp)
+    thr = thresholds or {}
+    return [sp for sp in merged if sp["score"] >= thr.get(sp["label"], 0.0)]
+
+
+class SpanTagger:
+    """A fitted token-classification model that returns character spans."""
+
+    kind = "tagger"
+
+    def __init__(self, types: Sequence[str], encoder_name: str, model, tok, *, max_length: int = 128,
+                 stride: int = 32, thresholds: dict[str, float] | None = None) -> None:
+        self.labels = tuple(types)  # entity types (the TrainedModel protocol's labels)
+        self.encoder_name = encoder_name
+        self.model = model
+        self.tok = tok
+        self.max_length = max_length
+        self.stride = stride
+        self.thresholds = dict(thresholds or {})
+
+    def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+        """Per text: its subwords' character offsets and tag probabilities (windows averaged)."""
+        if not texts:
+            return []
+        w = windows(self.tok, texts, self.max_length, self.stride)
+        device = next(self.model.parameters()).device
+        acc: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in texts]
+        cnt: list[dict[tuple[int, int], int]] = [{} for _ in texts]
+        order = sorted(range(len(w["input_ids"])), key=lambda i: len(w["input_ids"][i]))
+        self.model.eval()
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                idx = order[b:b + batch_size]
+                batch = self.tok.pad({"input_ids": [w["input_ids"][i] for i in idx]}, return_tensors="pt")
+                logits = self.model(input_ids=batch["input_ids"].to(device),
+                                    attention_mask=batch["attention_mask"].to(device)).logits
+                probs = torch.softmax(logits.float(), -1).cpu().numpy()
+                for row, i in enumerate(idx):
+                    t = w["text"][i]
+                    for j, (s, e) in enumerate(w["offsets"][i]):
+                        if e <= s:
+                            continue
+                        key = (int(s), int(e))
+                        acc[t][key] = acc[t].get(key, 0.0) + probs[row, j]
+                        cnt[t][key] = cnt[t].get(key, 0) + 1
+        out = []
+        for a, c in zip(acc, cnt):
+            keys = sorted(a)
+            p = np.stack([a[k] / c[k] for k in keys]) if keys else np.zeros((0, 1 + 2 * len(self.labels)))
+            out.append((keys, p))
+        return out
+
+    def predict_spans(self, texts: Sequence[str], *, thresholds: dict[str, float] | None = None,
+                      ) -> list[list[dict[str, Any]]]:
+        """Entities per text: ``{"start", "end", "label", "score"}`` with character offsets."""
+        thr = self.thresholds if thresholds is None else thresholds
+        return [decode(t, keys, p, self.labels, thr)
+                for t, (keys, p) in zip(texts, self.token_probs(texts))]
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder / "encoder")
+        self.tok.save_pretrained(folder / "encoder")
+        (folder / "adaptloop_model.json").write_text(json.dumps(
+            {"kind": "tagger", "labels": list(self.labels), "encoder": self.encoder_name,
+             "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds}, indent=1))
+
+
+def load_tagger(folder: Path) -> SpanTagger:
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
+    model = AutoModelForTokenClassification.from_pretrained(Path(folder) / "encoder")
+    tok = _load_tokenizer(str(Path(folder) / "encoder"))
+    return SpanTagger(meta["labels"], meta["encoder"], model.eval(), tok, max_length=meta["max_length"],
+                      stride=meta["stride"], thresholds=meta.get("thresholds", {}))
+
+
+def _spans(examples: Sequence[Example]) -> list[list[Span]]:
+    return [[tuple(s) for s in e.spans] for e in examples]
+
+
+def dev_f1(model: SpanTagger, dev: Sequence[Example]) -> float:
+    texts = [e.text for e in dev]
+    pred = [[(d["start"], d["end"], d["label"]) for d in row] for row in model.predict_spans(texts)]
+    return entity_metrics(texts, _spans(dev), pred)["f1"]
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    from adaptloop.train.finetune import _batches as length_batches
+
+    return length_batches(lengths, batch_size, rng)
+
+
+class TaggerTrainer:
+    """Full fine-tune (``lora=False``) or LoRA of an encoder with a token-classification head."""
+
+    def __init__(self, *, lora: bool = False) -> None:
+        self.lora = lora
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example], dev: Sequence[Example],
+            ctx: FitContext) -> tuple[SpanTagger, NodeResult]:
+        from transformers import AutoModelForTokenClassification
+
+        cfg = TaggerConfig.from_hparams(pipeline.hparams)
+        t0 = time.monotonic()
+        torch.manual_seed(pipeline.seed)
+        rng = np.random.default_rng(pipeline.seed)
+        device = torch.device(ctx.device)
+        types = list(spec.labels)
+        names = tag_names(types)
+        path = resolve_encoder(pipeline.encoder)
+        tok = _load_tokenizer(path)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()  # "newly initialised head" is expected here
+        hf_logging.disable_progress_bar()
+        model = AutoModelForTokenClassification.from_pretrained(
+            path, num_labels=len(names), id2label=dict(enumerate(names)),
+            label2id={n: i for i, n in enumerate(names)})
+        if self.lora:
+            from peft import LoraConfig, TaskType, get_peft_model
+
+            from adaptloop.train.finetune import lora_targets
+
+            model = get_peft_model(model, LoraConfig(
+                task_type=TaskType.TOKEN_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.1,
+                target_modules=lora_targets(model)))
+        model.to(device)
+
+        w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride)
+        gold = _spans(train)
+        ids = w["input_ids"]
+        labels = [align_labels(off, gold[t], types) for off, t in zip(w["offsets"], w["text"])]
+        head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
+        body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
+        opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
+                                weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(ids) / cfg.batch_size))
+        plan = {"total": max(1, int(cfg.epochs * steps_per_epoch), cfg.min_steps)}
+        warm = lambda: max(1, int(cfg.warmup * plan["total"]))  # noqa: E731
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm()) * max(0.0, (plan["total"] - s) / plan["total"]))
+        # dev checks: every epoch, but at least every 25 updates on small data
+        eval_every = max(1, min(25, steps_per_epoch // cfg.evals_per_epoch)) if dev else 10**9
+        tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride)
+        best = {"f1": -1.0, "step": 0, "state": None}
+        curve: list[dict[str, float]] = []
+        bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan["total"])
+        step, stale, loss_sum, loss_n, stop = 0, 0, 0.0, 0, ""
+        hits = seen = 0
+        t_train = time.monotonic()
+        while not stop:
+            model.train()
+            for batch in _batches([len(x) for x in ids], cfg.batch_size, rng):
+                enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+                width = enc["input_ids"].shape[1]
+                y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch])
+                out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+                yd = y.to(device)
+                loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), yd.reshape(-1),
+                                                         ignore_index=-100)
+                with torch.no_grad():
+                    mask = yd != -100
+                    hits += int((out.logits.argmax(-1)[mask] == yd[mask]).sum())
+                    seen += int(mask.sum())
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(body + head, 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad(set_to_none=True)
+                step += 1
+                loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+                bar(1)
+                if step == 10 and math.isfinite(ctx.deadline):  # re-plan to fit the time left
+                    per_step = (time.monotonic() - t_train) / step
+                    per_eval = per_step * max(1, len(dev)) / cfg.batch_size / 3
+                    left = ctx.seconds_left() - 3 * per_eval
+                    affordable = int(left / (per_step + per_eval / eval_every)) + step
+                    if affordable < plan["total"]:
+                        log.info("deadline: %d of %d steps fit", affordable, plan["total"])
+                        plan["total"] = max(step + 1, affordable)
+                if dev and (step % eval_every == 0 or step >= plan["total"]):
+                    f1 = dev_f1(tagger, dev)
+                    model.train()
+                    curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
+                                  "train_loss": loss_sum / max(1, loss_n), "dev_f1": f1,
+                                  "train_accuracy": hits / max(1, seen), "seconds": time.monotonic() - t0})
+                    loss_sum, loss_n, hits, seen = 0.0, 0, 0, 0
+                    if f1 > best["f1"]:
+                        best = {"f1": f1, "step": step, "state": copy.deepcopy(model.state_dict())}
+                        stale = 0
+                    else:
+                        stale += 1
+                    if stale >= cfg.patience:
+                        stop = f"early stop: {stale} dev checks without gain"
+                if step >= plan["total"]:
+                    stop = stop or f"planned {plan['total']} steps done"
+                elif ctx.seconds_left() <= 0:
+                    stop = "deadline reached"
+                if stop:
+                    break
+        if best["state"] is not None:
+            model.load_state_dict(best["state"])
+        if self.lora:
+            model = model.merge_and_unload()
+        model.eval()
+        tagger = SpanTagger(types, pipeline.encoder, model.cpu(), tok, max_length=cfg.max_length,
+                            stride=cfg.stride)
+        used = best["step"] if best["state"] is not None else step
+        return tagger, NodeResult(dev_metrics={"f1": max(best["f1"], 0.0)}, train_seconds=time.monotonic() - t0,
+                                  curve=curve, notes=f"{stop}; best at step {best['step']} of {step}",
+                                  chosen={"epochs": round(max(used, 1) / steps_per_epoch, 4),
+                                          "planned_steps": plan["total"], "steps_run": step})

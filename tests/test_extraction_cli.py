@@ -1,0 +1,104 @@
+"""Extraction through the CLI with a real (tiny) tagger: `new` picks the family from the prompt
+and the data, `eval` reports seqeval entity scores, `predict` returns character spans, and
+bad input gets one line, exit code 2, no traceback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import tomli_w
+from sqlalchemy import select
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+from .conftest import read_rows, write_jsonl
+from .test_cli import one_json, run
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def pii(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pii")
+    ws = root / "ws"
+    assert run("init", ws).exit_code == 0
+    cfg = ws / "adaptloop.toml"
+    settings = tomllib.loads(cfg.read_text())
+    settings["train"]["ladder"] = settings["train"]["ladder"][:1]  # tiny models only
+    cfg.write_text(tomli_w.dumps(settings))
+    train_rows = read_rows("presidio_pii", "train")[:160]
+    types = {s["label"] for r in train_rows for s in r["spans"]}
+    test_rows = [r for r in read_rows("presidio_pii", "test") if all(s["label"] in types for s in r["spans"])][:40]
+    train = write_jsonl(root / "train.jsonl", [{"tokens": r["tokens"], "tags": r["tags"]} for r in train_rows])
+    test = write_jsonl(root / "test.jsonl", test_rows)
+    r = one_json(run("new", "build me a PII detection model", "--data", train, "--budget", "70s", "--json", "-w", ws))
+    return {"ws": ws, "root": root, "new": r, "test": test, "types": types}
+
+
+def test_new_trains_a_tagger_and_promotes_it(pii):
+    r = pii["new"]
+    assert r["spec"]["family"] == "extraction" and r["spec"]["primary_metric"] == "f1"
+    assert set(r["spec"]["labels"]) == pii["types"]
+    done = [n for n in r["nodes"] if n["status"] == "done"]
+    assert done[0]["pipeline"]["strategy"] == "tagger" and "f1" in done[0]["dev"]
+    assert r["winner"] and 0.0 < r["winner"]["eval"]["f1"] <= 1.0
+    assert {"precision", "recall", "macro_f1"} <= set(r["winner"]["eval"])
+
+
+def test_eval_reports_entity_scores_per_type(pii):
+    r = one_json(run("eval", "--data", pii["test"], "--json", "-w", pii["ws"]))
+    assert r["n"] == 40 and 0.0 < r["f1"] <= 1.0 and r["n_gold"] > 0
+    assert "PERSON" in r["per_type"] and {"precision", "recall", "f1", "support"} <= set(r["per_type"]["PERSON"])
+    table = run("eval", "--data", pii["test"], "-w", pii["ws"])
+    assert table.exit_code == 0 and "entity micro-F1" in table.stdout
+
+
+def test_predict_returns_character_spans(pii):
+    text = "My name is Maria Gonzalez and my phone number is 212-555-0199."
+    r = one_json(run("predict", text, "--json", "-w", pii["ws"]))
+    (p,) = r["predictions"]
+    assert p["text"] == text
+    for e in p["entities"]:
+        assert text[e["start"]:e["end"]] == e["text"] and e["label"] in pii["types"] and 0 < e["score"] <= 1
+
+
+def test_eval_with_unknown_entity_types_is_one_clear_line(pii, tmp_path):
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "Visit Mars", "spans": [[6, 10, "PLANET"]]}])
+    r = run("eval", "--data", bad, "-w", pii["ws"])
+    assert r.exit_code == 2 and "PLANET" in r.stderr and "Traceback" not in r.output
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("case", ["bioes", "prompt_mismatch"])
+def test_bad_extraction_input_to_new(pii, tmp_path, case, banking_train):
+    if case == "bioes":
+        data = write_jsonl(tmp_path / "x.jsonl", [{"tokens": ["Bob"], "tags": ["S-PER"]}] * 3)
+        prompt, needle = "detect PII", "BIOES"
+    else:
+        data = write_jsonl(tmp_path / "x.jsonl", banking_train[:30])
+        prompt, needle = "extract product names", "prompt asks for extraction"
+    r = run("new", prompt, "--data", data, "--budget", "10s", "-w", pii["ws"])
+    assert r.exit_code == 2, r.output
+    assert needle in r.stderr and "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_quarantined_lines_are_kept_with_their_reason(tmp_path):
+    ws = tmp_path / "ws"
+    assert run("init", ws).exit_code == 0
+    rows = [{"tokens": ["Ann", "met", "Bob"], "tags": ["B-PER", "O", "B-PER"]}]
+    rows += [{"text": f"Hello {n} there", "spans": [[6, 6 + len(n), "PER"]]} for n in ("Ann", "Bob", "Eve", "Sue")]
+    rows += [{"tokens": ["a", "b"], "tags": ["O"]}]
+    data = write_jsonl(tmp_path / "d.jsonl", rows)
+    from adaptloop.agent.prepare import prepare
+    from adaptloop.data.sources import load_extraction
+    from adaptloop.store.db import Quarantine
+    from adaptloop.workspace import Workspace
+
+    w = Workspace.open(ws)
+    prepare(w, load_extraction(data), "detect PII", 10.0)
+    q = w.store.all(select(Quarantine))
+    assert len(q) == 1 and "2 tokens but 1 tags" in q[0].reason and json.loads(q[0].raw)["tags"] == ["O"]
