@@ -49,7 +49,7 @@ class TaggerConfig:
     max_length: int = 128  # subwords per window
     stride: int = 32  # subwords shared by consecutive windows
     evals_per_epoch: int = 1
-    patience: int = 2
+    patience: int = 2  # dev checks without gain (and at least min_steps / 2 updates) before stopping
     min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
     lora_r: int = 8
     lora_alpha: int = 16
@@ -344,8 +344,10 @@ class TaggerTrainer:
                         stale = 0
                     else:
                         stale += 1
-                    if stale >= cfg.patience:
-                        stop = f"early stop: {stale} dev checks without gain"
+                    # patience in updates as well as checks: frequent checks on small data, and
+                    # the all-O start (F1 0) is no plateau
+                    if best["f1"] > 0 and stale >= cfg.patience and step - best["step"] >= cfg.min_steps // 2:
+                        stop = f"early stop: {stale} dev checks ({step - best['step']} updates) without gain"
                 if step >= plan["total"]:
                     stop = stop or f"planned {plan['total']} steps done"
                 elif ctx.seconds_left() <= 0:
