@@ -377,7 +377,7 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """What the agent does by default (regimes, interventions) and what it has learned across runs."""
     from sqlalchemy import select
 
-    from adaptloop.agent.doctrine import REGIMES, STANDING
+    from adaptloop.agent.doctrine import REGIMES, STANDING, STANDING_EXTRACTION
     from adaptloop.search.interventions import CATALOGUE
     from adaptloop.store.db import Outcome
 
@@ -386,7 +386,10 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     learned = {fam: ws.store.learned(fam) for fam in families}
     report = {
         "regimes": [{"name": r.name, "when": r.when, "prefer": list(r.prefer), "says": r.says} for r in REGIMES],
-        "interventions": [{"name": i.name, "family": i.family, "standing": i.name in STANDING,
+        "interventions": [{"name": i.name, "family": i.family, "tasks": list(i.tasks),
+                           "standing": [t for t, names in (("classification", STANDING),
+                                                           ("extraction", STANDING_EXTRACTION))
+                                        if t in i.tasks and i.name in names],
                            "hypothesis": i.hypothesis.format(target="")} for i in CATALOGUE],
         "learned": {fam: {k: {"n": n, "mean_gain": round(g, 5), "mean_seconds": round(c, 1)}
                           for k, (n, g, c) in sorted(d.items(), key=lambda kv: -kv[1][1])}
@@ -402,11 +405,14 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         t.add_row(r["name"], r["when"], " > ".join(r["prefer"]) or "-", r["says"])
     out.print(t)
     t = Table(title="interventions")
-    for col in ("name", "family", "hypothesis"):
+    for col in ("name", "family", "tasks", "hypothesis"):
         t.add_column(col)
+    short = {"classification": "cls", "extraction": "ext"}
     for i in report["interventions"]:
-        t.add_row(i["name"] + (" *" if i["standing"] else ""), i["family"], i["hypothesis"])
-    t.caption = "* considered for every node, even without a finding that suggests it"
+        tasks = ", ".join(short[x] + ("*" if x in i["standing"] else "") for x in i["tasks"])
+        t.add_row(i["name"], i["family"], tasks, i["hypothesis"])
+    t.caption = ("tasks: cls = classification, ext = extraction; * considered for every node of that task, "
+                 "even without a finding that suggests it")
     out.print(t)
     if not learned:
         out.print("nothing learned yet: outcomes are recorded as runs try interventions")

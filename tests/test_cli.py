@@ -149,7 +149,8 @@ def test_graph_report_and_doctrine(trained):
     assert rep["report"].endswith(".html") and page.count('<g class="node') == rep["nodes"] >= 3
     assert "http://" not in page and "https://" not in page and 'id="findings"' in page
     doc = one_json(run("doctrine", "--json", "-w", ws))
-    assert [r["name"] for r in doc["regimes"]] == ["drop", "noisy-labels", "low", "mid", "near-ceiling"]
+    assert [r["name"] for r in doc["regimes"]] == ["drop", "noisy-labels", "precision-first", "low", "mid",
+                                                   "near-ceiling"]
     assert {i["name"] for i in doc["interventions"]} >= {"contrastive", "threshold", "larger-encoder"}
     assert doc["learned"]["classification"]  # the run's interventions were recorded as outcomes
     assert run("report", "99", "-w", ws).exit_code == 2

@@ -113,7 +113,7 @@ def test_interventions_transform_pipelines():
 
 # -- the doctrine ------------------------------------------------------------------------------
 def test_regimes_are_one_table_in_order():
-    assert [r.name for r in REGIMES] == ["drop", "noisy-labels", "low", "mid", "near-ceiling"]
+    assert [r.name for r in REGIMES] == ["drop", "noisy-labels", "precision-first", "low", "mid", "near-ceiling"]
     assert regime_of(0.5).name == "low" and regime_of(0.8).name == "mid" and regime_of(0.95).name == "near-ceiling"
     assert regime_of(0.5).prefer[0] == "data" and regime_of(0.8).prefer[0] == "model"
     assert regime_of(0.95).prefer[0] == "surgical"
@@ -236,3 +236,52 @@ def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
     p = pol.propose(state(nodes, n_label_issues=10))
     assert p.kind == "ensemble" and p.pipeline.hparams["member_names"] == ["big", "ft", "baseline"]
     assert p.reason.startswith("before stopping (plateau")
+
+
+# -- extraction -----------------------------------------------------------------------------
+OVER = {"kind": "over_prediction", "summary": "'PER' is over-predicted", "severity": 0.6,
+        "target": {"label": "PER"}, "suggests": ["negatives", "span-threshold", "clean"]}
+
+
+def test_extraction_starts_with_a_tagger_and_only_proposes_extraction_moves():
+    first = DoctrinePolicy().propose(state([], family="extraction"))
+    assert first.pipeline.strategy == "tagger" and first.pipeline.hparams["epochs"] > 0
+    base = node("baseline", 0.80, strategy="tagger", findings=[OVER, PAIR], hparams=dict(iv.TAGGER_DEFAULTS))
+    s = state([base], family="extraction", n_label_issues=5, trainable=(ENC,))
+    moves = [p.move for p in DoctrinePolicy().candidates(base, s)]
+    assert {"negatives", "span-threshold"} <= set(moves)
+    assert not {"contrastive", "augment", "threshold", "finetune", "reweight"} & set(moves)
+    assert "larger-encoder" not in moves  # a larger tagger is not trainable on this CPU
+    # without that rule, a larger tagger competes on its size-scaled cost: affordable with time left ...
+    roomy = state([base], family="extraction", left=3000.0)
+    assert "larger-encoder" in [p.move for p in DoctrinePolicy().candidates(base, roomy)]
+    # ... not with little
+    tight = state([base], family="extraction", left=500.0)
+    assert "larger-encoder" not in [p.move for p in DoctrinePolicy().candidates(base, tight)]
+    top = DoctrinePolicy().propose(s)
+    assert top.move in ("negatives", "span-threshold", "clean") and top.finding == "over_prediction"
+    assert not [m for m in DoctrinePolicy().graph_moves(
+        state([base, node("b2", 0.81, "baseline", strategy="tagger-lora", order=1)], family="extraction"))
+        if m.kind == "ensemble"]
+
+
+def test_extraction_transforms():
+    tagger = Pipeline("raw", "tagger", ENC, dict(iv.TAGGER_DEFAULTS))
+    ctx = iv.Context(ladder=(ENC, BIG), parent_model="/m/p", parent_name="p")
+    assert iv.apply("negatives", tagger, None, ctx).recipe == "negatives"
+    assert iv.apply("diversify", iv.apply("negatives", tagger, None, ctx), None, ctx).recipe == "diversify+negatives"
+    thr = iv.apply("span-threshold", tagger, OVER, ctx)
+    assert thr.strategy == "span-threshold" and thr.hparams["of"] == "/m/p"
+    assert iv.apply("lora", tagger, None, ctx).strategy == "tagger-lora"
+    big = iv.apply("larger-encoder", tagger, None, ctx)
+    assert big.strategy == "tagger" and big.encoder == BIG
+    assert iv.apply("more-epochs", tagger, None, ctx).hparams["epochs"] == 9.0
+    assert set(iv.names("extraction")) >= {"negatives", "diversify", "span-threshold", "clean"}
+    assert "contrastive" not in iv.names("extraction")
+
+
+def test_precision_first_regime_only_for_entity_over_prediction():
+    assert regime_of(0.8, [OVER]).name == "precision-first"
+    cls_over = {**OVER, "suggests": ["threshold", "reweight"]}  # a classifier's over-predicted class
+    assert regime_of(0.8, [cls_over]).name == "mid"
+    assert regime_of(0.8, [{**OVER, "severity": 0.1}]).name == "mid"

@@ -62,3 +62,36 @@ def test_finetune_respects_the_deadline(data):
                                             FitContext(deadline=time.monotonic() + 8))
     assert result.curve[-1]["epoch"] < 50
     assert "deadline" in result.notes or "planned" in result.notes or "early stop" in result.notes
+
+
+@pytest.fixture(scope="module")
+def pii_data():
+    from adaptloop.data.sources import load_extraction
+
+    from .conftest import DATASETS
+
+    ex = load_extraction(DATASETS / "presidio_pii" / "train.jsonl").examples
+    keep = {"PERSON", "EMAIL_ADDRESS", "CREDIT_CARD"}
+    ex = [Example(e.text, e.label, spans=tuple(s for s in e.spans if s[2] in keep)) for e in ex if len(e.text) < 100]
+    spec = TaskSpec(name="pii", prompt="detect PII", family="extraction", labels=tuple(sorted(keep)),
+                    primary_metric="f1")
+    return spec, ex[:150], ex[150:180]
+
+
+@pytest.mark.parametrize("strategy", ["tagger", "tagger-lora"])
+def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
+    """A real tagger (full and LoRA) learns spans, round-trips through save/load, and the
+    span-threshold backend tunes per-type thresholds on top of it."""
+    spec, train, dev = pii_data
+    hp = {"epochs": 1.0, "min_steps": 60 if strategy == "tagger" else 20, "max_length": 48, "stride": 16}
+    model, result = trainer_for(strategy).fit(spec, Pipeline("raw", strategy, hparams=hp), train, dev, FitContext())
+    assert result.chosen["steps_run"] >= 20 and "dev_f1" in result.curve[-1]
+    if strategy == "tagger":
+        assert result.dev_metrics["f1"] > 0.3
+    model.save(tmp_path / "m")
+    again = load_trained(tmp_path / "m")
+    texts = [e.text for e in dev[:10]]
+    assert again.predict_spans(texts) == model.predict_spans(texts)
+    thr_model, thr = trainer_for("span-threshold").fit(
+        spec, Pipeline("raw", "span-threshold", hparams={"of": str(tmp_path / "m")}), [], dev, FitContext())
+    assert 0.0 <= thr.dev_metrics["f1"] <= 1.0 and set(thr.chosen["thresholds"]) <= set(spec.labels)

@@ -197,7 +197,9 @@ class ColdStart:
             encoder=settings.train.encoder, n_train=len(book.raw), n_classes=len(spec.labels),
             n_label_issues=len(book.issue_ids), ladder=self._ladder(), oos_label=spec.out_of_scope_label,
             seed=settings.train.seed, learned=store.learned(spec.family), workers=workers,
-            trainable=None if _device(self.ws) != "cpu" else (settings.train.encoder,),
+            # classification on CPU has a frozen larger rung; extraction has none, so there a
+            # larger tagger competes on its (size-scaled) cost instead of being ruled out
+            trainable=None if _device(self.ws) != "cpu" or spec.family == "extraction" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(book.raw), len(book.dev)) if plan else None,
             target=settings.search.target or None, family=spec.family)
 

@@ -68,22 +68,9 @@ def load_classification(path: str | Path) -> Loaded:
         DataError: the file is unusable as a whole.
     """
     p = Path(path)
-    text = read_text(p)
+    good, bad, seen_keys = _records(p)
     examples: list[Example] = []
-    bad: list[Quarantined] = []
-    seen_keys: set[str] = set()
-    for i, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            bad.append(Quarantined(i, line, f"not valid JSON: {exc.msg}"))
-            continue
-        if not isinstance(obj, dict):
-            bad.append(Quarantined(i, line, "not a JSON object"))
-            continue
-        seen_keys.update(obj)
+    for i, line, obj in good:
         t, lab = _pick(obj, TEXT_FIELDS), _pick(obj, LABEL_FIELDS)
         if not isinstance(t, str) or not t.strip():
             bad.append(Quarantined(i, line, "missing or empty 'text'"))
@@ -101,7 +88,7 @@ def load_classification(path: str | Path) -> Loaded:
             f"no usable records in {p} ({len(bad)} lines rejected, first: {first}; fields seen: "
             f"{fields}); each line must be {{\"text\": ..., \"label\": ...}}"
         )
-    return Loaded(tuple(examples), tuple(bad), str(p))
+    return Loaded(tuple(examples), tuple(sorted(bad, key=lambda q: q.line_no)), str(p))
 
 
 def _records(p: Path) -> tuple[list[tuple[int, str, dict]], list[Quarantined], set[str]]:
@@ -183,7 +170,7 @@ def load_extraction(path: str | Path) -> Loaded:
             f"{', '.join(sorted(keys)) or 'none'}); each line must be {{\"text\", \"spans\": [{{\"start\", "
             "\"end\", \"label\"}]} or {\"tokens\", \"tags\"}"
         )
-    return Loaded(tuple(examples), tuple(bad), str(p), family="extraction")
+    return Loaded(tuple(examples), tuple(sorted(bad, key=lambda q: q.line_no)), str(p), family="extraction")
 
 
 def load_for(path: str | Path, prompt: str = "", family: str | None = None) -> Loaded:

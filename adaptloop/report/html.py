@@ -422,6 +422,11 @@ def _heatmap_svg(confusions: list[Mapping[str, Any]]) -> str:
             f'viewBox="0 0 {w} {h}" role="img" aria-label="confusion heatmap">{"".join(parts)}</svg>')
 
 
+def _family(view: Mapping[str, Any]) -> str:
+    run = view.get("run")
+    return str(run.get("family") or "classification") if isinstance(run, Mapping) else "classification"
+
+
 def _confusions(view: Mapping[str, Any]) -> str:
     confusions = [c for c in (view.get("confusions") or []) if isinstance(c, Mapping)][:TOP_CONFUSIONS]
     if not confusions:
@@ -430,7 +435,8 @@ def _confusions(view: Mapping[str, Any]) -> str:
                    f'<td class="num">{_e(c.get("count"))}</td></tr>' for c in confusions)
     table = (f'<table class="confusions"><thead><tr><th>gold</th><th>predicted</th><th>count</th></tr></thead>'
              f"<tbody>{rows}</tbody></table>")
-    return (f'<section id="confusions"><h2>Top confusions (winner, eval set)</h2><div class="pair">'
+    what = "Top type confusions" if _family(view) == "extraction" else "Top confusions"
+    return (f'<section id="confusions"><h2>{what} (winner, eval set)</h2><div class="pair">'
             f'{table}<div class="scroll">{_heatmap_svg(confusions)}</div></div></section>')
 
 
@@ -443,7 +449,8 @@ def _per_class(view: Mapping[str, Any]) -> str:
     rows = "".join(f'<tr class="class-row"><td>{_e(lab)}</td>'
                    + "".join(f'<td class="num">{_num(m.get(k))}</td>' for k in ("precision", "recall", "f1"))
                    + f'<td class="num">{_e(m.get("support", "—"))}</td></tr>' for lab, m in worst)
-    return (f'<section id="per-class"><h2>Worst {len(worst)} of {len(per_class)} classes (winner, eval set)</h2>'
+    what = "entity types" if _family(view) == "extraction" else "classes"
+    return (f'<section id="per-class"><h2>Worst {len(worst)} of {len(per_class)} {what} (winner, eval set)</h2>'
             f'<table class="per-class"><thead><tr><th>label</th><th>precision</th><th>recall</th><th>F1</th>'
             f"<th>support</th></tr></thead><tbody>{rows}</tbody></table></section>")
 

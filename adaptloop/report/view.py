@@ -70,6 +70,7 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
         "run": {"id": run.id, "task": task.name if task else "", "status": run.status, "budget_s": run.budget_s,
                 "spent_s": round(run.spent_s, 1), "stop_reason": stops[-1] if stops else "",
                 "primary_metric": metric, "started_at": run.started_at.isoformat(),
+                "family": (run.state.get("spec") or {}).get("family", "classification"),
                 "eval_set_id": run.eval_set_id, "prompt": task.prompt if task else ""},
         "nodes": nodes,
         "findings": [{"node_id": f.node_id, "kind": f.kind, "summary": f.summary, "severity": f.severity,

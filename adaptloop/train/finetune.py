@@ -24,6 +24,7 @@ from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import encode_batch, load_base
 from adaptloop.train.frozen import _embeddings, fit_logreg, full_head
+from adaptloop.train.loop import UpdatePlan
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -188,23 +189,15 @@ class FineTuneTrainer:
                                  {"params": head.parameters(), "lr": cfg.head_lr}],
                                 weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, math.ceil(len(texts) / cfg.batch_size))
-        plan = {"total": max(1, int(cfg.epochs * steps_per_epoch))}
-        warm = lambda: max(1, int(cfg.warmup * plan["total"]))  # noqa: E731
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm()) * max(0.0, (plan["total"] - s) / plan["total"]))
         # without a dev split (a refit on train+dev) the schedule runs to its end, unchecked
-        eval_every = max(1, steps_per_epoch // cfg.evals_per_epoch) if dev_texts else 10**9
+        plan = UpdatePlan(opt, total=int(cfg.epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch, ctx=ctx,
+                          warmup=cfg.warmup, patience=cfg.patience, reserve_evals=5,
+                          eval_every=max(1, steps_per_epoch // cfg.evals_per_epoch) if dev_texts else 10**9,
+                          eval_seconds=lambda per_step: per_step * len(dev_texts) / cfg.batch_size / 3)
         lengths = [len(t) for t in texts]
-
-        best = {"acc": _dev_accuracy(tok, enc, head, dev_texts, y_dev, device), "step": 0,
-                "state": None}
-        curve = [{"step": 0, "epoch": 0.0, "dev_accuracy": best["acc"],
-                  "seconds": time.monotonic() - t0}]
-        bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan["total"])
-        step, stale, loss_sum, loss_n, stop = 0, 0, 0.0, 0, ""
-        hits = seen = 0
-        t_train = time.monotonic()
-        while not stop:
+        plan.start(_dev_accuracy(tok, enc, head, dev_texts, y_dev, device))
+        bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan.total)
+        while not plan.stop:
             for batch in _with_hard_negatives(_batches(lengths, cfg.batch_size, rng), pools,
                                               0.25, rng):
                 z = encode_batch(tok, enc, [texts[i] for i in batch], device)
@@ -213,58 +206,26 @@ class FineTuneTrainer:
                 loss = torch.nn.functional.cross_entropy(logits, yb, weight=weights)
                 if cfg.contrastive > 0:
                     loss = loss + cfg.contrastive * supervised_contrastive(z, yb, cfg.temperature)
-                hits += int((logits.detach().argmax(-1) == yb).sum())
-                seen += len(batch)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
                 opt.step()
-                sched.step()
                 opt.zero_grad(set_to_none=True)
-                step += 1
-                loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+                plan.updated(float(loss.detach()), int((logits.detach().argmax(-1) == yb).sum()), len(batch))
                 bar(1)
-                if step == 10 and math.isfinite(ctx.deadline):  # re-plan to fit the time left
-                    per_step = (time.monotonic() - t_train) / step
-                    per_eval = per_step * len(dev_texts) / cfg.batch_size / 3
-                    left = ctx.seconds_left() - 5 * per_eval
-                    affordable = int(left / (per_step + per_eval / eval_every)) + step
-                    if affordable < plan["total"]:
-                        log.info("deadline: %d of %d steps fit", affordable, plan["total"])
-                        plan["total"] = max(step + 1, affordable)
-                if dev_texts and (step % eval_every == 0 or step >= plan["total"]):
-                    acc = _dev_accuracy(tok, enc, head, dev_texts, y_dev, device)
-                    curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
-                                  "train_loss": loss_sum / max(1, loss_n), "dev_accuracy": acc,
-                                  "train_accuracy": hits / max(1, seen),
-                                  "seconds": time.monotonic() - t0})
-                    loss_sum, loss_n, hits, seen = 0.0, 0, 0, 0
-                    if acc > best["acc"]:
-                        best = {"acc": acc, "step": step,
-                                "state": (copy.deepcopy(enc.state_dict()),
-                                          copy.deepcopy(head.state_dict()))}
-                        stale = 0
-                    else:
-                        stale += 1
-                    if stale >= cfg.patience:
-                        stop = f"early stop: {stale} dev checks without gain"
-                if step >= plan["total"]:
-                    stop = stop or f"planned {plan['total']} steps done"
-                elif ctx.seconds_left() <= 0:
-                    stop = "deadline reached"
-                if stop:
+                if dev_texts and plan.due():
+                    plan.checked(_dev_accuracy(tok, enc, head, dev_texts, y_dev, device),
+                                 lambda: (enc.state_dict(), head.state_dict()))
+                if plan.done():
                     break
-        if best["state"] is not None:
-            enc.load_state_dict(best["state"][0])
-            head.load_state_dict(best["state"][1])
+        if plan.best_state is not None:
+            enc.load_state_dict(plan.best_state[0])
+            head.load_state_dict(plan.best_state[1])
         if self.lora:
             enc = enc.merge_and_unload()
         enc.eval()
         model = EncoderClassifier(spec.labels, pipeline.encoder,
                                   head.weight.detach().cpu().numpy(),
                                   head.bias.detach().cpu().numpy(), enc.cpu(), tok)
-        used = best["step"] if best["state"] is not None else step
-        return model, NodeResult(dev_metrics={"accuracy": best["acc"]},
-                                 train_seconds=time.monotonic() - t0, curve=curve,
-                                 notes=f"{stop}; best at step {best['step']} of {step}",
-                                 chosen={"epochs": round(max(used, 1) / steps_per_epoch, 4),
-                                         "planned_steps": plan["total"], "steps_run": step})
+        return model, NodeResult(dev_metrics={"accuracy": plan.best_score},
+                                 train_seconds=time.monotonic() - t0, curve=plan.curve, notes=plan.notes(),
+                                 chosen=plan.chosen())

@@ -12,7 +12,6 @@ is trained fully). Early stopping and checkpoint selection use dev entity F1 onl
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 import math
@@ -30,6 +29,7 @@ from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
 from adaptloop.train.encoder import resolve_encoder
+from adaptloop.train.loop import UpdatePlan
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -289,80 +289,44 @@ class TaggerTrainer:
         opt = torch.optim.AdamW([{"params": body, "lr": cfg.lr}, {"params": head, "lr": cfg.head_lr}],
                                 weight_decay=cfg.weight_decay)
         steps_per_epoch = max(1, math.ceil(len(ids) / cfg.batch_size))
-        plan = {"total": max(1, int(cfg.epochs * steps_per_epoch), cfg.min_steps)}
-        warm = lambda: max(1, int(cfg.warmup * plan["total"]))  # noqa: E731
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm()) * max(0.0, (plan["total"] - s) / plan["total"]))
         # dev checks: every epoch, but at least every 25 updates on small data
-        eval_every = max(1, min(25, steps_per_epoch // cfg.evals_per_epoch)) if dev else 10**9
+        plan = UpdatePlan(opt, total=max(int(cfg.epochs * steps_per_epoch), cfg.min_steps),
+                          steps_per_epoch=steps_per_epoch, ctx=ctx, warmup=cfg.warmup,
+                          eval_every=max(1, min(25, steps_per_epoch // cfg.evals_per_epoch)) if dev else 10**9,
+                          patience=cfg.patience, min_gap=cfg.min_steps // 2, floor=0.0,
+                          eval_seconds=lambda per_step: per_step * max(1, len(dev)) / cfg.batch_size / 3,
+                          score_key="dev_f1")
         tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride)
-        best = {"f1": -1.0, "step": 0, "state": None}
-        curve: list[dict[str, float]] = []
-        bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan["total"])
-        step, stale, loss_sum, loss_n, stop = 0, 0, 0.0, 0, ""
-        hits = seen = 0
-        t_train = time.monotonic()
-        while not stop:
+        bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan.total)
+        while not plan.stop:
             model.train()
             for batch in _batches([len(x) for x in ids], cfg.batch_size, rng):
                 enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
                 width = enc["input_ids"].shape[1]
-                y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch])
+                y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch]).to(device)
                 out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
-                yd = y.to(device)
-                loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), yd.reshape(-1),
+                loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), y.reshape(-1),
                                                          ignore_index=-100)
-                with torch.no_grad():
-                    mask = yd != -100
-                    hits += int((out.logits.argmax(-1)[mask] == yd[mask]).sum())
-                    seen += int(mask.sum())
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(body + head, 1.0)
                 opt.step()
-                sched.step()
                 opt.zero_grad(set_to_none=True)
-                step += 1
-                loss_sum, loss_n = loss_sum + float(loss.detach()), loss_n + 1
+                mask = y != -100
+                plan.updated(float(loss.detach()), int((out.logits.detach().argmax(-1)[mask] == y[mask]).sum()),
+                             int(mask.sum()))
                 bar(1)
-                if step == 10 and math.isfinite(ctx.deadline):  # re-plan to fit the time left
-                    per_step = (time.monotonic() - t_train) / step
-                    per_eval = per_step * max(1, len(dev)) / cfg.batch_size / 3
-                    left = ctx.seconds_left() - 3 * per_eval
-                    affordable = int(left / (per_step + per_eval / eval_every)) + step
-                    if affordable < plan["total"]:
-                        log.info("deadline: %d of %d steps fit", affordable, plan["total"])
-                        plan["total"] = max(step + 1, affordable)
-                if dev and (step % eval_every == 0 or step >= plan["total"]):
-                    f1 = dev_f1(tagger, dev)
+                if plan.due():
+                    plan.checked(dev_f1(tagger, dev), model.state_dict)
                     model.train()
-                    curve.append({"step": step, "epoch": round(step / steps_per_epoch, 3),
-                                  "train_loss": loss_sum / max(1, loss_n), "dev_f1": f1,
-                                  "train_accuracy": hits / max(1, seen), "seconds": time.monotonic() - t0})
-                    loss_sum, loss_n, hits, seen = 0.0, 0, 0, 0
-                    if f1 > best["f1"]:
-                        best = {"f1": f1, "step": step, "state": copy.deepcopy(model.state_dict())}
-                        stale = 0
-                    else:
-                        stale += 1
-                    # patience in updates as well as checks: frequent checks on small data, and
-                    # the all-O start (F1 0) is no plateau
-                    if best["f1"] > 0 and stale >= cfg.patience and step - best["step"] >= cfg.min_steps // 2:
-                        stop = f"early stop: {stale} dev checks ({step - best['step']} updates) without gain"
-                if step >= plan["total"]:
-                    stop = stop or f"planned {plan['total']} steps done"
-                elif ctx.seconds_left() <= 0:
-                    stop = "deadline reached"
-                if stop:
+                if plan.done():
                     break
-        if best["state"] is not None:
-            model.load_state_dict(best["state"])
+        if plan.best_state is not None:
+            model.load_state_dict(plan.best_state)
         if self.lora:
             model = model.merge_and_unload()
         model.eval()
         tagger = SpanTagger(types, pipeline.encoder, model.cpu(), tok, max_length=cfg.max_length,
                             stride=cfg.stride)
-        used = best["step"] if best["state"] is not None else step
-        return tagger, NodeResult(dev_metrics={"f1": max(best["f1"], 0.0)}, train_seconds=time.monotonic() - t0,
-                                  curve=curve, notes=f"{stop}; best at step {best['step']} of {step}",
-                                  chosen={"epochs": round(max(used, 1) / steps_per_epoch, 4),
-                                          "planned_steps": plan["total"], "steps_run": step})
+        return tagger, NodeResult(dev_metrics={"f1": max(plan.best_score, 0.0)},
+                                  train_seconds=time.monotonic() - t0, curve=plan.curve, notes=plan.notes(),
+                                  chosen=plan.chosen())
