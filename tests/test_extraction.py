@@ -226,3 +226,15 @@ def test_token_f1_is_lenient_about_boundaries():
     texts = ["Ann Lee flew"]
     m = entity_metrics(texts, [[(0, 7, "PER")]], [[(0, 3, "PER")]])
     assert m["f1"] == 0.0 and m["token_f1"] == pytest.approx(2 * 1.0 * 0.5 / 1.5)
+
+
+def test_thresholds_leave_types_dev_says_little_about_alone():
+    """A type with too few predicted spans on dev keeps threshold 0; ties never raise one."""
+    texts = ["Ann sang", "it rained", "Bob ran", "Acme won"]
+    gold = [[(0, 3, "PER")], [], [(0, 3, "PER")], [(0, 4, "ORG")]]
+    preds = [[{"start": 0, "end": 3, "label": "PER", "score": 0.97}],
+             [{"start": 0, "end": 2, "label": "PER", "score": 0.55}],
+             [{"start": 0, "end": 3, "label": "PER", "score": 0.9}],
+             [{"start": 0, "end": 4, "label": "ORG", "score": 0.3}]]
+    thr, _ = tune_thresholds(texts, gold, preds, ["ORG", "PER", "LOC"])
+    assert set(thr) == {"PER"}  # ORG seen once, LOC never: untouched

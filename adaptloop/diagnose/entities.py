@@ -33,6 +33,7 @@ from adaptloop.diagnose.findings import (
 )
 
 Row = Mapping[str, Any]
+MAX_NOISE_PAIRS = 5
 
 
 def _overlap(a: Sequence[Any], b: Sequence[Any]) -> bool:
@@ -163,7 +164,8 @@ def diagnose_entities(rows: Sequence[Row], labels: Sequence[str], *,
         points = [{k: v for k, v in p.items() if k not in ("dev_f1", "train_accuracy")}
                   | {"dev_accuracy": p["dev_f1"]} for p in curve if "dev_f1" in p]
         findings += fit_gap(points, dev_accuracy=dev_f1)
-    if label_issues:
-        findings += label_noise(label_issues, n_train=n_train, n_classes=len(labels) + 1)
+    if label_issues:  # words, not sentences; the five heaviest pairs are what a reader can act on
+        findings += label_noise(label_issues, n_train=n_train, n_classes=len(labels) + 1,
+                                unit="training words")[:MAX_NOISE_PAIRS]
     wrong = sum(1 for r in rows if {tuple(g[:3]) for g in r["gold"]} != {tuple(p[:3]) for p in r["pred"]})
     return Diagnosis(findings=tuple(sorted(findings, key=_rank)), n=len(rows), errors=wrong)

@@ -372,7 +372,7 @@ def fit_gap(curve: Sequence[Mapping[str, Any]], *, dev_accuracy: float | None,
 
 
 def label_noise(issues: Sequence[Mapping[str, Any]], *, n_train: int, n_classes: int | None = None,
-                min_count: int = 2) -> list[Finding]:
+                min_count: int = 2, unit: str = "training examples") -> list[Finding]:
     """Training-label issues grouped by the unordered pair (given label, suggested label).
 
     Args:
@@ -382,6 +382,7 @@ def label_noise(issues: Sequence[Mapping[str, Any]], *, n_train: int, n_classes:
         n_classes: labels in the task; the pair's expected size is ``2 * n_train / n_classes``.
             None: severity is the plain share of all training examples.
         min_count: a pair needs at least this many issues.
+        unit: what an issue is, for the summary (extraction flags words).
 
     Returns:
         ``label_noise`` findings; severity = issues / expected training examples of the pair,
@@ -400,9 +401,10 @@ def label_noise(issues: Sequence[Mapping[str, Any]], *, n_train: int, n_classes:
         a_as_b = sum(it["label"] == a for it in its)
         findings.append(Finding(
             kind="label_noise",
-            summary=(f"{len(its)} training examples look mislabelled between '{a}' and '{b}' ({a_as_b} "
+            summary=(f"{len(its)} {unit} look mislabelled between '{a}' and '{b}' ({a_as_b} "
                      f"labelled '{a}' look like '{b}', {len(its) - a_as_b} the reverse): "
-                     f"{len(its) / n:.1%} of {n} train"),
+                     + (f"{len(its) / n:.1%} of {n} train" if unit == "training examples"
+                        else f"in {n} training sentences")),
             severity=_severity(len(its) / pool),
             target={"labels": [a, b]},
             evidence={"count": len(its), "a_as_b": a_as_b, "b_as_a": len(its) - a_as_b, "n_train": n,

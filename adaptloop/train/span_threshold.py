@@ -1,8 +1,11 @@
 """Per-type confidence thresholds for an extraction model, tuned on dev (precision first).
 
 The parent tagger's dev predictions are computed once; each entity type's threshold is
-raised by coordinate ascent over a grid while dev micro-F1 improves (ties keep the higher
-threshold: fewer spurious spans at the same F1). The reported dev score is cross-fitted —
+raised by coordinate ascent over a grid only while dev micro-F1 strictly improves, and
+only for types with at least ``MIN_PREDICTED`` predicted spans on dev: a type dev says
+little about keeps threshold 0 (measured: breaking ties toward the higher threshold set
+0.95 on every type absent from a 76-sentence dev and erased them on test, recall 0.64 →
+0.26). The reported dev score is cross-fitted —
 thresholds tuned on one half of dev, scored on the other, and the reverse — so the search
 does not reward tuning on the very rows it is judged on. The saved model is the parent's
 weights with the thresholds in its metadata.
@@ -20,7 +23,8 @@ from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
-GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
+GRID = (0.0, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+MIN_PREDICTED = 3  # predicted spans of a type on dev before its threshold may move
 
 
 def _f1(texts: Sequence[str], gold: Sequence[Sequence[Any]], preds: Sequence[Sequence[dict[str, Any]]],
@@ -35,14 +39,19 @@ def tune_thresholds(texts: Sequence[str], gold: Sequence[Sequence[Any]], preds: 
     """Thresholds per type maximising micro-F1 on the given rows, and that F1."""
     thr = {t: 0.0 for t in types}
     best = _f1(texts, gold, preds, thr)
+    seen: dict[str, int] = {}
+    for row in preds:
+        for p in row:
+            seen[p["label"]] = seen.get(p["label"], 0) + 1
+    tunable = [t for t in types if seen.get(t, 0) >= MIN_PREDICTED]
     for _ in range(rounds):
         changed = False
-        for t in types:
+        for t in tunable:
             for v in GRID:
                 trial = {**thr, t: v}
                 f = _f1(texts, gold, preds, trial)
-                if f > best + 1e-9 or (abs(f - best) <= 1e-9 and v > thr[t]):
-                    changed = changed or v != thr[t]
+                if f > best + 1e-9:
+                    changed = True
                     best, thr = f, trial
         if not changed:
             break
