@@ -428,6 +428,46 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @app.command()
+def convert(
+    data: Annotated[Path, typer.Argument(help="Entity JSONL: {text, spans} or {tokens, tags} (IOB2, IOB1, BILOU).")],
+    to: Annotated[str, typer.Option("--to", help="Target format: 'spans' (character offsets) or 'tags' (IOB2).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the converted JSONL.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert extraction data between text + character spans and tokens + IOB2 tags.
+
+    Tags are read in any supported scheme and written as IOB2 over word units (words and
+    single punctuation marks, split at every entity boundary). Malformed lines are not
+    written; each is listed with its reason.
+    """
+    import json
+
+    from adaptloop.data.sources import load_extraction
+    from adaptloop.data.spans import spans_to_tags
+
+    if to not in ("spans", "tags"):
+        raise AdaptloopError(f"--to must be 'spans' or 'tags', not '{to}'")
+    loaded = load_extraction(data)
+    with output.open("w", encoding="utf-8") as f:
+        for e in loaded.examples:
+            if to == "spans":
+                row = {"text": e.text, "spans": [{"start": s_, "end": t, "label": lab, "value": e.text[s_:t]}
+                                                 for s_, t, lab in e.spans]}
+            else:
+                tokens, tags = spans_to_tags(e.text, e.spans)
+                row = {"tokens": tokens, "tags": tags}
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    report = {"written": len(loaded.examples), "output": str(output),
+              "quarantined": [{"line": q.line_no, "reason": q.reason} for q in loaded.quarantined]}
+    if as_json:
+        _emit(report)
+        return
+    out.print(f"wrote {report['written']} records to {output}")
+    for q in report["quarantined"]:
+        err.print(f"[yellow]line {q['line']} not converted[/]: {escape(q['reason'])}")
+
+
+@app.command()
 def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     """The registry: model versions, their aliases and the events that set them."""
     from adaptloop.store import registry

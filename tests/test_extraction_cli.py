@@ -102,3 +102,19 @@ def test_quarantined_lines_are_kept_with_their_reason(tmp_path):
     prepare(w, load_extraction(data), "detect PII", 10.0)
     q = w.store.all(select(Quarantine))
     assert len(q) == 1 and "2 tokens but 1 tags" in q[0].reason and json.loads(q[0].raw)["tags"] == ["O"]
+
+
+def test_convert_both_ways_keeps_the_entities(tmp_path):
+    rows = read_rows("wnut17", "validation")[:30] + [{"tokens": ["a"], "tags": ["O", "O"]}]
+    src = write_jsonl(tmp_path / "bio.jsonl", rows)
+    r = one_json(run("convert", src, "--to", "spans", "-o", tmp_path / "spans.jsonl", "--json"))
+    assert r["written"] == 30 and r["quarantined"][0]["line"] == 31
+    back = one_json(run("convert", tmp_path / "spans.jsonl", "--to", "tags", "-o", tmp_path / "tags.jsonl", "--json"))
+    assert back["written"] == 30
+    from adaptloop.data.sources import load_extraction
+
+    a = load_extraction(src).examples
+    b = load_extraction(tmp_path / "tags.jsonl").examples
+    assert [[e.text[s:t] + lab for s, t, lab in e.spans] for e in a] == \
+        [[e.text[s:t] + lab for s, t, lab in e.spans] for e in b]
+    assert run("convert", src, "--to", "xml", "-o", tmp_path / "x").exit_code == 2
