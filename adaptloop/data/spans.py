@@ -176,7 +176,7 @@ def strat_key(spans: Sequence[Span]) -> str:
 _CLAUSE = re.compile(r"[^.!?;:\n]+[.!?;:]?")
 
 
-def mine_negatives(examples: Sequence, *, min_words: int = 3, share: float = 0.5, seed: int = 0) -> list:
+def mine_negatives(examples: Sequence, *, min_words: int = 3, share: float = 0.25, seed: int = 0) -> list:
     """Entity-free sentences cut from the training text itself (precision-first data).
 
     The clauses of annotated examples that overlap no entity are real text the model must
@@ -199,7 +199,7 @@ def mine_negatives(examples: Sequence, *, min_words: int = 3, share: float = 0.5
             if len(word_units(clause)) >= min_words and clause not in found:
                 found[clause] = Example(text=clause, label="O", source=f"{e.source}#negative")
     ranked = sorted(found.values(), key=lambda x: hashlib.sha256(f"{seed}:{x.id}".encode()).hexdigest())
-    return ranked[: int(share * len(examples))]
+    return ranked[: max(1, int(share * len(examples)))]
 
 
 def diversify(examples: Sequence, *, seed: int = 0) -> list:
