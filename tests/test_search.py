@@ -285,3 +285,13 @@ def test_precision_first_regime_only_for_entity_over_prediction():
     cls_over = {**OVER, "suggests": ["threshold", "reweight"]}  # a classifier's over-predicted class
     assert regime_of(0.8, [cls_over]).name == "mid"
     assert regime_of(0.8, [{**OVER, "severity": 0.1}]).name == "mid"
+
+
+def test_one_large_tagger_at_a_time_with_a_lower_learning_rate():
+    base = node("baseline", 0.60, strategy="tagger", hparams=dict(iv.TAGGER_DEFAULTS))
+    big = iv.apply("larger-encoder", Pipeline.from_dict(base.pipeline), None, iv.Context(ladder=(ENC, BIG)))
+    assert big.hparams["lr"] == iv.LARGER_TAGGER_LR < iv.TAGGER_DEFAULTS["lr"]
+    running = node("big-1", 0.0, "baseline", strategy="tagger", encoder=BIG, status="running", order=1,
+                   recipe="clean")
+    s = state([base, running], family="extraction", left=3000.0)
+    assert "larger-encoder" not in [p.move for p in DoctrinePolicy().candidates(base, s)]

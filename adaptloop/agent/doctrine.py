@@ -227,6 +227,10 @@ class DoctrinePolicy:
                 continue
             if child.strategy in iv.TRAINED and s.trainable is not None and child.encoder not in s.trainable:
                 continue  # e.g. a 110M encoder on a CPU: a fraction of an epoch in the budget
+            if child.encoder != s.encoder and child.strategy in iv.TRAINED and any(
+                    n.pipeline.get("encoder") == child.encoder for n in s.running()):
+                continue  # one large trained model at a time (measured: two mpnet taggers side by side each
+                # got 0.15 epoch of a 45-minute WNUT run)
             fam = iv.BY_NAME[move].family
             pr = self.priority(move, fam, regime, f.get("severity", 0.0) if f else 0.0, s)
             pr += 1.0 if f and f["kind"] in regime.focus else 0.0
