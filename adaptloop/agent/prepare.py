@@ -132,11 +132,11 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 
         issue_rows, flagged = token_label_issues(train, spec.labels, settings.train.encoder, seed=seed,
                                                  progress=progress)
-        drops = [curate.Drop(i, "label_issue", f"{k} token(s) flagged by cleanlab")
-                 for i, k in sorted(flagged.items())]
-        _record_drops(ws, task.id, train, drops)
-        curated = curate.apply_drops(train, drops)
-        n_issues = len(drops)
+        issues = [curate.Drop(i, "label_issue", f"{k} token(s) flagged by cleanlab")
+                  for i, k in sorted(flagged.items())]
+        _record_drops(ws, task.id, train, issues)
+        curated = curate.apply_drops(train, issues)
+        n_issues = len(issues)
     elif embed_fn is not None and len(train) >= 20:
         from adaptloop.train.frozen import out_of_fold_proba
 
