@@ -491,12 +491,11 @@ def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         _emit(report)
         return
     t = Table(title="model versions")
-    for col in ("version", "aliases", "node", "eval acc", "dev acc", "created"):
+    for col in ("version", "aliases", "node", "eval", "dev", "created"):
         t.add_column(col)
     for v in report["versions"]:
         t.add_row(v["version"], ",".join(v["aliases"]) or "-", str(v["node_id"]),
-                  f"{v['metrics'].get('eval', {}).get('accuracy', float('nan')):.4f}",
-                  f"{v['metrics'].get('dev', {}).get('accuracy', float('nan')):.4f}",
+                  _score(v["metrics"].get("eval")), _score(v["metrics"].get("dev")),
                   v["created_at"][:19])
     out.print(t)
     for e in report["events"]:
