@@ -28,7 +28,7 @@ from adaptloop.data.sources import Loaded
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import NotFoundError
-from adaptloop.evaluate.metrics import primary
+from adaptloop.evaluate.metrics import primary, scalars
 from adaptloop.evaluate.rows import metrics_of, score_rows
 from adaptloop.search import graph
 from adaptloop.search.executor import Executor, Trial, TrialOutcome, embedding_cache, make_executor
@@ -241,7 +241,7 @@ class ColdStart:
             store.update(Node, node.id, status="failed", finished_at=utcnow(), train_seconds=out.train_seconds,
                          eval_metrics={"error": out.error})
             return
-        dev = {k: v for k, v in out.dev_metrics.items() if k not in ("per_class", "per_type")}
+        dev = scalars(out.dev_metrics)
         store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,
                      model_artifact=out.model_artifact, predictions_artifact=out.predictions_artifact,
                      train_seconds=out.train_seconds, finished_at=utcnow())
@@ -309,7 +309,7 @@ class ColdStart:
                          node_id=best.id)
             mv = registry.register(
                 store, task_id=run.task_id, node_id=best.id, artifact=best.model_artifact,
-                metrics={"eval": {k: v for k, v in m.items() if k not in ("per_class", "per_type")},
+                metrics={"eval": scalars(m),
                          "dev": selected.dev_metrics},
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": run.state["datasets"], "pipeline": best.pipeline},
@@ -321,13 +321,13 @@ class ColdStart:
             version = mv.id
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
-                      "eval": {k: v for k, v in m.items() if k not in ("per_class", "per_type")}}
+                      "eval": scalars(m)}
             if refits:  # for the record: the dev-selected original on the same eval set
                 orig = load_trained(ws.artifacts.path(selected.model_artifact))
                 om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,
                                                  what="score original on eval set"))
                 store.update(Node, selected.id, eval_metrics=om)
-                winner["eval_before_refit"] = {k: v for k, v in om.items() if k not in ("per_class", "per_type")}
+                winner["eval_before_refit"] = scalars(om)
         else:
             stop = stop + "; no node finished, nothing promoted"
         store.update(Run, self.run_id, status="done", spent_s=clock.spent, finished_at=utcnow())

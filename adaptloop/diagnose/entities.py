@@ -40,6 +40,11 @@ def _overlap(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
+def row_wrong(row: Row) -> bool:
+    """Whether an extraction row's predicted spans differ from its gold spans (scores ignored)."""
+    return {tuple(g[:3]) for g in row["gold"]} != {tuple(p[:3]) for p in row["pred"]}
+
+
 def entity_errors(rows: Sequence[Row]) -> dict[str, Any]:
     """Counts of every error class, per type, with the ids of the rows they occur in."""
     fp: Counter[str] = Counter()
@@ -167,5 +172,5 @@ def diagnose_entities(rows: Sequence[Row], labels: Sequence[str], *,
     if label_issues:  # words, not sentences; the five heaviest pairs are what a reader can act on
         findings += label_noise(label_issues, n_train=n_train, n_classes=len(labels) + 1,
                                 unit="training words")[:MAX_NOISE_PAIRS]
-    wrong = sum(1 for r in rows if {tuple(g[:3]) for g in r["gold"]} != {tuple(p[:3]) for p in r["pred"]})
+    wrong = sum(1 for r in rows if row_wrong(r))
     return Diagnosis(findings=tuple(sorted(findings, key=_rank)), n=len(rows), errors=wrong)

@@ -56,3 +56,8 @@ def classification_metrics(
 def primary(metrics: dict, name: str) -> float:
     """The named metric from a metrics dict (``accuracy`` when the name is missing)."""
     return float(metrics[name] if name in metrics else metrics["accuracy"])
+
+
+def scalars(metrics: dict) -> dict:
+    """A metrics dict without its per-class / per-type tables (what the store and the CLI show)."""
+    return {k: v for k, v in metrics.items() if k not in ("per_class", "per_type")}

@@ -48,7 +48,9 @@ def evaluate_file(ws: Workspace, path: str | Path, ref: str | None = None, *,
     rows = score_rows(model, loaded.examples, progress=progress, what=f"score {Path(path).name}")
     m = metrics_of(spec, rows)
     if spec.family == "extraction":
-        errors = [r for r in rows if {tuple(g) for g in r["gold"]} != {tuple(p[:3]) for p in r["pred"]}]
+        from adaptloop.diagnose.entities import row_wrong
+
+        errors = [r for r in rows if row_wrong(r)]
     else:
         errors = [r for r in rows if r["label"] != r["pred"]]
     return {"model": f"v{mv.id}", "task": spec.name, "data": str(path),

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from adaptloop.errors import NotFoundError
-from adaptloop.evaluate.metrics import primary
+from adaptloop.evaluate.metrics import primary, scalars
 from adaptloop.search import graph
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
@@ -46,8 +46,7 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
     stops = [d.reason for d in decisions if d.kind == "stop"]
     nodes = [{"id": n.id, "name": n.name, "parent_id": n.parent_id, "status": n.status,
               "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
-              "dev": n.dev_metrics or {}, "eval": {k: v for k, v in (n.eval_metrics or {}).items()
-                                                    if k not in ("per_class", "per_type")} or None,
+              "dev": n.dev_metrics or {}, "eval": scalars(n.eval_metrics or {}) or None,
               "train_seconds": round(n.train_seconds, 1), "winner": n.id in winner_ids,
               "dropped": n.name in gone, "curve": n.curve or [], "move": n.move, "finding": n.finding}
              for n in rows]
