@@ -298,6 +298,14 @@ class DoctrinePolicy:
                     priority=self.priority("merge", "data", regime, 0.25, s), detail={"family": "data"}))
         return out
 
+    @staticmethod
+    def _tagger_hparams(s: SearchState) -> dict[str, Any]:
+        """Tagger defaults; a default encoder above the ladder's first rung gets the base-size lr."""
+        hp = dict(iv.TAGGER_DEFAULTS)
+        if s.ladder and s.encoder in s.ladder[1:]:
+            hp["lr"] = iv.LARGER_TAGGER_LR
+        return hp
+
     # -- the decision ---------------------------------------------------------------------
     def propose(self, s: SearchState) -> Proposal | Stop | None:
         """The next trial, a ``Stop`` with its reason, or ``WAIT`` (None) for a running trial."""
@@ -311,7 +319,7 @@ class DoctrinePolicy:
             if s.family == "extraction":
                 return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
                                 pipeline=Pipeline(recipe="raw", strategy="tagger", encoder=s.encoder, seed=s.seed,
-                                                  hparams=dict(iv.TAGGER_DEFAULTS)),
+                                                  hparams=self._tagger_hparams(s)),
                                 intervention="start",
                                 reason="token classification on the default encoder, fine-tuned on deduplicated "
                                        "data (extraction has no frozen shortcut); its errors are the first "
