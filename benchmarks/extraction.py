@@ -38,6 +38,24 @@ def cli(*args: str) -> dict:
     return json.loads(p.stdout)
 
 
+def configure(path: Path, settings: list[str]) -> None:
+    """Write ``section.key=value`` lines into a workspace's adaptloop.toml."""
+    import tomllib
+
+    import tomli_w
+
+    conf = tomllib.loads(path.read_text(encoding="utf-8"))
+    for line in settings:
+        key, _, raw = line.partition("=")
+        section, _, name = key.partition(".")
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw  # a bare string
+        conf.setdefault(section, {})[name] = value
+    path.write_text(tomli_w.dumps(conf), encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", choices=sorted(PROMPTS), default="presidio_pii")
@@ -45,9 +63,12 @@ def main() -> None:
     ap.add_argument("--eval-data", type=Path, default=None, help="optional gold file for the eval set and dev")
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a setting for the workspace's adaptloop.toml; VALUE is TOML (strings unquoted ok)")
     a = ap.parse_args()
     ws = a.workspace or Path(tempfile.mkdtemp(prefix=f"adaptloop-{a.dataset}-")) / "ws"
     subprocess.run([*EXE, "init", str(ws)], check=True, capture_output=True)
+    configure(ws / "adaptloop.toml", a.set)
     t0 = time.monotonic()
     extra = ["--eval-data", str(a.eval_data)] if a.eval_data else []
     new = cli("new", PROMPTS[a.dataset], "--data", str(DATASETS / a.dataset / "train.jsonl"), *extra,
