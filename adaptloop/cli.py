@@ -502,6 +502,227 @@ def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         out.print(f"  {e['at'][:19]} {e['version']} {e['event']}"
                   f"{' → ' + e['alias'] if e['alias'] else ''}: {e['reason']}")
 
+traces_app = typer.Typer(cls=_Group, help="Production traces: import logs, summarise, list by triage verdict, "
+                         "and the quarantine of malformed lines.", invoke_without_command=True,
+                         no_args_is_help=False)
+app.add_typer(traces_app, name="traces")
+
+
+@traces_app.callback()
+def traces(ctx: typer.Context, workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Summarise the stored traces: how many, with feedback, and by triage verdict."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from adaptloop.store.db import Quarantine, TraceRow
+
+    ws = _open(workspace)
+    from sqlalchemy import func, select
+
+    with ws.store._session() as s:
+        total = s.scalar(select(func.count()).select_from(TraceRow)) or 0
+        with_fb = s.scalar(select(func.count()).select_from(TraceRow).where(
+            (TraceRow.feedback_label.is_not(None)) | (TraceRow.feedback_verdict.is_not(None)))) or 0
+        kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
+                               .group_by(TraceRow.kind)).all())
+        quarantined = s.scalar(select(func.count()).select_from(Quarantine)
+                               .where(Quarantine.source.like("traces:%"))) or 0
+    report = {"traces": total, "with_feedback": with_fb, "by_triage": ws.store.trace_counts(),
+              "poison_by_kind": kinds, "quarantined_lines": quarantined}
+    if as_json:
+        _emit(report)
+        return
+    out.print(f"{total} traces, {with_fb} with feedback; {quarantined} malformed lines quarantined")
+    for k, n in sorted(report["by_triage"].items(), key=lambda kv: -kv[1]):
+        out.print(f"  {k:<13} {n}")
+    if kinds:
+        out.print("poisonous (kept, never trained on): " + ", ".join(f"{k} {n}" for k, n in kinds.items())
+                  + "; list them with `adaptloop traces list --triage poison`")
+
+
+@traces_app.command("import")
+def traces_import(
+    file: Annotated[Path, typer.Argument(help="JSONL traces (format: DESIGN.md).", show_default=False)],
+    workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Import traces logged elsewhere: idempotent by id; malformed lines are quarantined with the reason."""
+    from adaptloop.agent.improve import import_traces
+
+    r = import_traces(_open(workspace), str(file))
+    if as_json:
+        _emit(r)
+        return
+    out.print(f"{r['read']} traces read: {r['new']} new, {r['already_stored']} already stored; "
+              f"{r['quarantined']} malformed lines quarantined"
+              + (" (see `adaptloop traces quarantine`)" if r["quarantined"] else ""))
+
+
+@traces_app.command("list")
+def traces_list(
+    triage: Annotated[str | None, typer.Option(help="Only this verdict: ok, fixable, poison, out_of_scope, "
+                                                    "unlabelled, unjudged.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 20,
+    workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Traces with their feedback and triage verdict (why, and how much the feedback is trusted)."""
+    from sqlalchemy import select
+
+    from adaptloop.store.db import TraceRow
+
+    ws = _open(workspace)
+    stmt = select(TraceRow).order_by(TraceRow.ts.desc()).limit(limit)
+    if triage == "unjudged":
+        stmt = stmt.where(TraceRow.triage.is_(None))
+    elif triage:
+        stmt = stmt.where(TraceRow.triage == triage)
+    rows = [{"id": r.id, "ts": r.ts.isoformat(), "model_version": r.model_version, "input": r.input,
+             "output": r.output, "feedback": {"label": r.feedback_label, "verdict": r.feedback_verdict,
+                                              "source": r.feedback_source},
+             "triage": r.triage, "kind": r.kind, "reason": r.reason, "trust": r.trust} for r in ws.store.all(stmt)]
+    if as_json:
+        _emit({"traces": rows})
+        return
+    t = Table(title=f"traces{' (' + triage + ')' if triage else ''}")
+    for col in ("id", "input", "output", "feedback", "triage", "why"):
+        t.add_column(col, overflow="fold")
+    for r in rows:
+        t.add_row(r["id"][:12], r["input"][:60], str((r["output"] or {}).get("label", "-")),
+                  str(r["feedback"]["label"] or r["feedback"]["verdict"] or "-"), r["triage"] or "unjudged",
+                  escape(r["reason"] or ""))
+    out.print(t)
+
+
+@traces_app.command("quarantine")
+def traces_quarantine(limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+                      workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """Malformed trace lines, each with its file, line number and the reason it was set aside."""
+    from sqlalchemy import select
+
+    from adaptloop.store.db import Quarantine
+
+    ws = _open(workspace)
+    rows = ws.store.all(select(Quarantine).where(Quarantine.source.like("traces:%"))
+                        .order_by(Quarantine.id).limit(limit))
+    report = [{"file": q.source.removeprefix("traces:"), "line": q.line_no, "reason": q.reason, "raw": q.raw}
+              for q in rows]
+    if as_json:
+        _emit({"quarantined": report})
+        return
+    if not report:
+        out.print("no quarantined trace lines")
+    for q in report:
+        out.print(f"{escape(q['file'])}:{q['line']}: {escape(q['reason'])}")
+
+
+@app.command()
+def improve(
+    traces_file: Annotated[Path | None, typer.Option(
+        "--traces", help="Import this JSONL trace file first (idempotent by id).")] = None,
+    budget: Annotated[str | None, typer.Option(help="Wall budget of the cycle [default: [improve] budget].")] = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep running: start a cycle whenever enough new "
+                                                         "failures ([improve] min_failures) have feedback.")] = False,
+    interval: Annotated[float, typer.Option(help="--watch: seconds between checks.")] = 30.0,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One production cycle: judge and triage new traces → failure taxonomy → curriculum → retrain →
+    regression gate → promote, or refuse with the broken examples listed.
+
+    Poisonous traces (injections, contradictory premises, feedback bursts, labels that contradict the
+    training data or a frozen eval example) are kept and shown, never trained on.
+    """
+    from adaptloop.agent.budget import parse_budget
+    from adaptloop.agent.improve import ImproveCycle, import_traces, new_failures
+
+    ws = _open(workspace)
+    seconds = parse_budget(budget or ws.settings.improve.budget)
+    if traces_file is not None:
+        r = import_traces(ws, str(traces_file))
+        err.print(f"imported {r['new']} new traces ({r['already_stored']} already stored, "
+                  f"{r['quarantined']} quarantined)")
+    while True:
+        if watch:
+            import time as _time
+
+            n = new_failures(ws)
+            if n < ws.settings.improve.min_failures:
+                err.print(f"{n} new failures with feedback; waiting for {ws.settings.improve.min_failures}")
+                _time.sleep(interval)
+                continue
+        with _progress() as progress:
+            result = ImproveCycle(ws, seconds, progress=progress).run().to_dict()
+        if as_json:
+            _emit(result)
+        else:
+            _show_improve(result)
+        if not watch:
+            return
+
+
+def _show_improve(r: dict[str, Any]) -> None:
+    t = r["triage"]
+    out.print("[bold]triage[/] " + ", ".join(f"{k} {n}" for k, n in sorted(t.items(), key=lambda kv: -kv[1]))
+              + (" — poison: " + ", ".join(f"{k} {n}" for k, n in r["poison"].items()) if r["poison"] else ""))
+    if r["taxonomy"]:
+        out.print("[bold]failure taxonomy[/]")
+        for c in r["taxonomy"][:8]:
+            ex = c["examples"][0]
+            out.print(f"  {c['count']:>5}  {escape(c['name'])}   e.g. {escape(ex['text'][:60])!r}: "
+                      f"{ex['pred']} → {ex['label']}")
+    if r["curriculum"]:
+        c = r["curriculum"]
+        out.print(f"[bold]curriculum[/] {c['traces_train']} traces + {c['replay']} replay + {c['hard_negatives']} "
+                  f"hard negatives + {c['pattern_variants']} variants = {c['train']} train; checkpoint eval set "
+                  f"{c['checkpoint_eval']} traces")
+    if r["gate"]:
+        for s in r["gate"]["sets"]:
+            out.print(f"[bold]gate[/] {s['eval_set']} (n={s['n']}): {s['incumbent']:.4f} → {s['candidate']:.4f} "
+                      f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}], {len(s['broken'])} broken, {s['fixed']} fixed")
+            for b in s["broken"][:5]:
+                out.print(f"      broke: {escape(b['text'][:70])!r} ({b['label']}: {b['was']} → {b['now']})")
+    colour = {"promoted": "green", "refused": "yellow"}.get(r["decision"], "white")
+    out.print(f"[bold {colour}]{r['decision']}[/] {escape(r['reason'])}  ({r['wall_seconds']:.0f}s)")
+
+
+@app.command()
+def rollback(
+    reason: Annotated[str | None, typer.Option(help="Why (kept with the registry event).")] = None,
+    workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Point `production` back at the version before the current one (a new registry event)."""
+    from adaptloop.store import registry
+
+    r = registry.rollback(_open(workspace).store, reason=reason or "")
+    if as_json:
+        _emit(r)
+        return
+    out.print(f"production: {r['from']} → {r['to']} (rolled back; a running `adaptloop serve` switches within "
+              "a second)")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: [serve] host].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: [serve] port].")] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Serve the production model over HTTP: POST /v1/predict, /v1/feedback; GET /healthz, /metrics.
+
+    Every prediction is traced in the store (batched, off the request path). The server switches to a
+    newly promoted model without dropping a request. Promote/rollback over HTTP (/v1/admin/...) need
+    `Authorization: Bearer <[serve] admin_token>` from adaptloop.toml.
+    """
+    import uvicorn
+
+    from adaptloop.serve.app import create_app
+    from adaptloop.store import registry
+
+    ws = _open(workspace)
+    registry.resolve(ws.store, "production")  # a clear error before the server starts
+    cfg = ws.settings.serve
+    err.print(f"serving production from {ws.root} on http://{host or cfg.host}:{port or cfg.port} "
+              "(Ctrl-C stops; queued traces are written first)")
+    uvicorn.run(create_app(ws), host=host or cfg.host, port=port or cfg.port, log_level="warning")
+
 
 def main() -> None:
     """Entry point (``adaptloop``)."""

@@ -66,6 +66,29 @@ class SearchSettings(BaseModel):
     target: float = Field(0.0, ge=0, le=1, description="Stop once the best dev score reaches this (0 = none).")
 
 
+class ServeSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field("127.0.0.1", description="Address `adaptloop serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `adaptloop serve` listens on.")
+    admin_token: str = Field("", description="Bearer token for promote/rollback over HTTP ('' = those "
+                             "endpoints are off). `adaptloop init` writes a random one.")
+    max_batch: int = Field(64, ge=1, description="Inputs the micro-batcher runs through the model at once.")
+    max_wait_ms: float = Field(5.0, ge=0, description="How long a request waits for others to fill a batch.")
+    max_inputs: int = Field(256, ge=1, description="Inputs per request; more is answered 413.")
+    max_chars: int = Field(4000, ge=1, description="Characters per input; longer is answered 413.")
+    trace_flush_ms: float = Field(200.0, gt=0, description="Traces are written to the store in batches this often.")
+
+
+class ImproveSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    budget: str = Field("15m", description="Default wall budget of one improve cycle.")
+    epsilon: int = Field(2, ge=0, description="Previously-correct eval examples a candidate may break, per eval set.")
+    replay: float = Field(0.15, ge=0, le=1, description="Share of the parent's training data replayed.")
+    min_failures: int = Field(20, ge=1, description="Judged failures needed before a cycle retrains "
+                              "(and before `improve --watch` starts one).")
+    top_clusters: int = Field(5, ge=0, description="Failure clusters that get hard negatives in the curriculum.")
+
+
 class Settings(BaseModel):
     """Everything adaptloop.toml can hold."""
 
@@ -74,6 +97,8 @@ class Settings(BaseModel):
     train: TrainSettings = TrainSettings()
     agent: AgentSettings = AgentSettings()
     search: SearchSettings = SearchSettings()
+    serve: ServeSettings = ServeSettings()
+    improve: ImproveSettings = ImproveSettings()
 
 
 def resolve_workspace(workspace: str | Path | None) -> Path:

@@ -44,7 +44,13 @@ def init_workspace(path: str | Path, *, settings: Settings | None = None) -> Pat
         raise WorkspaceError(f"{root} is a file; choose a folder name for the workspace")
     (root / STATE_DIR / "artifacts").mkdir(parents=True, exist_ok=True)
     if not (root / "adaptloop.toml").exists():
-        write_settings(root, settings or Settings())
+        import secrets
+
+        settings = settings or Settings()
+        if not settings.serve.admin_token:  # promote/rollback over HTTP need it
+            settings = settings.model_copy(update={"serve": settings.serve.model_copy(
+                update={"admin_token": secrets.token_urlsafe(24)})})
+        write_settings(root, settings)
     ws = Workspace.open(root)  # validates and creates the tables
     ws.store.engine.dispose()
     return root

@@ -268,7 +268,7 @@ class Bench:
         return np.array([self.labels.index(e.label) for e in examples])
 
     def fit(self, keep: Sequence[int] | None = None, y: np.ndarray | None = None, **bias: float) -> CachedHead:
-        from adaptloop.train.frozen import fit_logreg
+        from adaptloop.train.logreg import fit_logreg
 
         y = self.y(self.train) if y is None else y
         idx = np.arange(len(self.train)) if keep is None else np.asarray(keep)
@@ -324,7 +324,7 @@ def flipped(bench: Bench) -> np.ndarray:
 def issues_of(bench: Bench, y: np.ndarray) -> list[dict]:
     """cleanlab's label issues on out-of-fold probabilities, with the label each one suggests."""
     from adaptloop.data.curate import find_label_issues
-    from adaptloop.train.frozen import out_of_fold_proba
+    from adaptloop.train.logreg import out_of_fold_proba
 
     with one_blas_thread():
         probs = out_of_fold_proba(bench.x_train, y, len(bench.labels), seed=0)

@@ -98,12 +98,16 @@ class ColdStart:
             reference for worker processes, i.e. a module-level function).
         policy: the doctrine policy.
         executor: where trials run (default: from settings; one worker runs inline).
+        promote: point ``production`` at the winner (cold start); False registers it as the
+            ``candidate`` only, for the regression gate of an improve cycle to decide.
     """
 
     def __init__(self, ws: Workspace, run_id: int, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for,
-                 policy: DoctrinePolicy | None = None, executor: Executor | None = None) -> None:
+                 policy: DoctrinePolicy | None = None, executor: Executor | None = None,
+                 promote: bool = True) -> None:
         self.ws = ws
+        self.promote = promote
         self.run_id = run_id
         self.progress = progress
         self.make_trainer = make_trainer
@@ -313,11 +317,16 @@ class ColdStart:
                          "dev": selected.dev_metrics},
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": run.state["datasets"], "pipeline": best.pipeline},
-                reason=f"winner of cold-start run {self.run_id}")
-            registry.set_alias(store, mv.id, "production", event="promoted",
-                               reason=f"cold start: best on dev, {spec.primary_metric} "
-                                      f"{m[spec.primary_metric]:.4f} on frozen eval set "
-                                      f"{run.eval_set_id}")
+                reason=f"winner of {run.kind} run {self.run_id}")
+            if self.promote:
+                registry.set_alias(store, mv.id, "production", event="promoted",
+                                   reason=f"cold start: best on dev, {spec.primary_metric} "
+                                          f"{m[spec.primary_metric]:.4f} on frozen eval set "
+                                          f"{run.eval_set_id}")
+            else:
+                registry.set_alias(store, mv.id, "candidate", event="candidate",
+                                   reason=f"best on dev of improve run {self.run_id}; the regression gate "
+                                          "decides whether it is promoted")
             version = mv.id
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
@@ -346,23 +355,29 @@ def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     """Prepare a new run and search it. ``embed_fn`` feeds cleanlab (None skips it)."""
     t0 = time.monotonic()
     if embed_fn == "encoder":
-        import torch
-
-        from adaptloop.train.encoder import set_threads
-
-        set_threads(ws.settings.train.threads)
-        cache = embedding_cache(ws.root)
-        encoder, device = ws.settings.train.encoder, torch.device(_device(ws))
-
-        def embed_fn(texts: list[str]) -> np.ndarray:
-            return cache.get(encoder, texts, progress=progress("embed pool", len(texts)),
-                             device=device)
-
+        embed_fn = encoder_embedder(ws, progress)
     _, run_id = prepare(ws, loaded, prompt, budget_s, progress=progress,
                         embed_fn=embed_fn if callable(embed_fn) else None, gold=gold)
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
                      executor=executor).run()
+
+
+def encoder_embedder(ws: Workspace, progress: Progress = no_progress,
+                     what: str = "embed pool") -> Callable[[list[str]], np.ndarray]:
+    """Texts → the default encoder's embeddings, through the workspace's embedding cache."""
+    import torch
+
+    from adaptloop.train.encoder import set_threads
+
+    set_threads(ws.settings.train.threads)
+    cache = embedding_cache(ws.root)
+    encoder, device = ws.settings.train.encoder, torch.device(_device(ws))
+
+    def embed(texts: list[str]) -> np.ndarray:
+        return cache.get(encoder, texts, progress=progress(what, len(texts)), device=device)
+
+    return embed
 
 
 def _threads(ws: Workspace, workers: int) -> int:

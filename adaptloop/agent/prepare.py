@@ -138,7 +138,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         curated = curate.apply_drops(train, issues)
         n_issues = len(issues)
     elif embed_fn is not None and len(train) >= 20:
-        from adaptloop.train.frozen import out_of_fold_proba
+        from adaptloop.train.logreg import out_of_fold_proba
 
         x = embed_fn([e.text for e in train])
         y = np.array([spec.labels.index(e.label) for e in train])

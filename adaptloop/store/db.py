@@ -206,6 +206,45 @@ class RegistryEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class TraceRow(Base):
+    """One inference: what came in, what the model said, the feedback, and the triage verdict.
+
+    ``triage`` is set by an improve cycle: ``ok`` (no failure), ``fixable`` (a failure with a
+    trustworthy correction), ``poison`` (kept and shown, never trained on), ``out_of_scope``
+    (drift), ``unlabelled`` (a failure signal without a correction).
+    """
+
+    __tablename__ = "traces"
+    id: Mapped[str] = mapped_column(String(120), primary_key=True)
+    ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    model_version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    input: Mapped[str] = mapped_column(Text)
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    feedback_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    feedback_verdict: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    feedback_source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    feedback_ts: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    origin: Mapped[str] = mapped_column(String(200), default="serve")
+    triage: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    kind: Mapped[str | None] = mapped_column(String(60), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    trust: Mapped[float | None] = mapped_column(Float, nullable=True)
+    cycle_id: Mapped[int | None] = mapped_column(Integer, nullable=True)  # the improve run that judged it
+
+
+class TraceUse(Base):
+    """A trace that went into a training set or a frozen eval set: the audit trail."""
+
+    __tablename__ = "trace_uses"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trace_id: Mapped[str] = mapped_column(ForeignKey("traces.id"))
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    role: Mapped[str] = mapped_column(String(40))  # train | dev | eval
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Store:
     """The database. Methods are small verbs; each commits its own transaction.
 
@@ -310,3 +349,45 @@ class Store:
 
     def decisions(self, run_id: int) -> list[Decision]:
         return self.all(select(Decision).where(Decision.run_id == run_id).order_by(Decision.id))
+
+    # -- traces ---------------------------------------------------------------------------
+    def add_traces(self, rows: list[dict[str, Any]]) -> int:
+        """Insert traces, skipping ids already stored (idempotent). Returns how many were new."""
+        if not rows:
+            return 0
+        name = self.engine.dialect.name
+        if name in ("sqlite", "postgresql"):
+            if name == "sqlite":
+                from sqlalchemy.dialects.sqlite import insert
+            else:
+                from sqlalchemy.dialects.postgresql import insert
+            new = 0
+            with self.session() as s:
+                for i in range(0, len(rows), 500):
+                    res = s.execute(insert(TraceRow).on_conflict_do_nothing(index_elements=["id"]),
+                                    rows[i:i + 500])
+                    new += max(0, res.rowcount or 0)
+            return new
+        with self.session() as s:  # any other database: look the ids up first
+            have = set(s.scalars(select(TraceRow.id).where(TraceRow.id.in_([r["id"] for r in rows]))))
+            fresh = [r for r in rows if r["id"] not in have]
+            s.execute(TraceRow.__table__.insert(), fresh) if fresh else None
+        return len(fresh)
+
+    def set_feedback(self, trace_id: str, *, label: str | None, verdict: str | None, source: str | None) -> bool:
+        """Attach feedback to a stored trace; False when the id is unknown."""
+        with self.session() as s:
+            row = s.get(TraceRow, trace_id)
+            if row is None:
+                return False
+            row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
+            row.feedback_ts = utcnow()
+            row.triage = row.kind = row.reason = None  # new evidence: judge it again
+            row.trust = row.cycle_id = None
+        return True
+
+    def trace_counts(self) -> dict[str, int]:
+        """Traces by triage verdict (``unjudged`` for those no cycle has looked at)."""
+        with self._session() as s:
+            rows = s.execute(select(TraceRow.triage, func.count()).group_by(TraceRow.triage)).all()
+        return {(t or "unjudged"): int(n) for t, n in rows}

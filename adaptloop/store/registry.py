@@ -29,6 +29,11 @@ def set_alias(store: Store, version_id: int, alias: str, *, event: str, reason: 
     store.add(RegistryEvent(version_id=version_id, event=event, alias=alias, reason=reason))
 
 
+def record(store: Store, version_id: int, event: str, reason: str) -> None:
+    """An event that moves no alias (``refused``)."""
+    store.add(RegistryEvent(version_id=version_id, event=event, alias=None, reason=reason))
+
+
 def alias_target(store: Store, alias: str) -> int | None:
     """The version an alias points at now: the last event that set it."""
     rows = store.all(select(RegistryEvent).where(RegistryEvent.alias == alias)
@@ -62,3 +67,27 @@ def versions(store: Store) -> list[ModelVersionRow]:
 
 def events(store: Store) -> list[RegistryEvent]:
     return store.all(select(RegistryEvent).order_by(RegistryEvent.id))
+
+
+def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
+    """Point ``production`` back at the version it pointed at before, as a new registry event.
+
+    Raises:
+        NotFoundError: production has no earlier version.
+    """
+    stack: list[int] = []
+    for e in events(store):
+        if e.alias != "production":
+            continue
+        if e.event == "rolled_back" and len(stack) > 1 and stack[-2] == e.version_id:
+            stack.pop()
+        else:
+            stack.append(e.version_id)
+    if not stack:
+        raise NotFoundError("no production model to roll back; train one with `adaptloop new`")
+    if len(stack) < 2:
+        raise NotFoundError(f"production v{stack[-1]} has no earlier version to roll back to")
+    current, target = stack[-1], stack[-2]
+    why = reason or f"rollback from v{current}"
+    set_alias(store, target, "production", event="rolled_back", reason=why)
+    return {"from": f"v{current}", "to": f"v{target}", "reason": why}

@@ -23,7 +23,8 @@ import torch
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import encode_batch, load_base
-from adaptloop.train.frozen import _embeddings, fit_logreg, full_head
+from adaptloop.train.frozen import _embeddings, full_head
+from adaptloop.train.logreg import fit_logreg
 from adaptloop.train.loop import UpdatePlan
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 

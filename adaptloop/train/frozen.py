@@ -7,17 +7,15 @@ out-of-fold probabilities also feed label-issue detection.
 from __future__ import annotations
 
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
 
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import EmbeddingCache
+from adaptloop.train.logreg import fit_logreg
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 C_GRID = (3.0, 10.0, 30.0)  # inverse L2 strength; rows are unit-norm so C must be large
@@ -29,15 +27,6 @@ def _embeddings(ctx: FitContext, encoder: str, texts: Sequence[str], what: str) 
 
     return cache.get(encoder, list(texts), progress=ctx.progress(f"embed {what}", len(texts)),
                      device=torch.device(ctx.device))
-
-
-def fit_logreg(x: np.ndarray, y: np.ndarray, *, c: float, seed: int,
-               class_weight: str | dict[int, float] | None = None) -> LogisticRegression:
-    """Multinomial logistic regression; y must hold class ids 0..k-1."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=1000, random_state=seed,
-                                  class_weight=class_weight).fit(x, y)
 
 
 def full_head(clf: LogisticRegression, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -78,19 +67,3 @@ class FrozenEncoderTrainer:
                                  notes=f"C={best[1]}", chosen={"C": best[1]})
 
 
-def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5,
-                      seed: int = 0, progress: Callable[[int], None] | None = None) -> np.ndarray:
-    """Out-of-fold class probabilities, shape (n, k), from logistic regression on ``x``.
-
-    Each row is predicted by a model that never saw it, as cleanlab requires.
-    """
-    counts = np.bincount(y, minlength=k)
-    n_splits = int(max(2, min(folds, counts[counts > 0].min())))
-    probs = np.full((len(y), k), 1e-6, dtype=np.float64)
-    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    for tr, te in skf.split(x, y):
-        clf = fit_logreg(x[tr], y[tr], c=10.0, seed=seed)
-        probs[np.ix_(te, clf.classes_)] = clf.predict_proba(x[te])
-        if progress:
-            progress(1)
-    return probs / probs.sum(1, keepdims=True)

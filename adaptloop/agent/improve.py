@@ -1,0 +1,308 @@
+"""One production cycle: judge → triage → taxonomy → curriculum → retrain → gate → promote | refuse.
+
+1. Traces not yet judged (imported or served) are predicted with the production model when
+   they carry no output, then judged and triaged (``diagnose.triage``); every verdict and its
+   reason is written back to the trace. Poisonous traces stay in the store, quarantined.
+2. Fixable failures are clustered into a taxonomy (``diagnose.taxonomy``).
+3. With enough failures: a checkpoint eval set is frozen from held-out trusted traces before
+   any training, and the curriculum is built — trusted traces (corrected failures and
+   confirmations), hard negatives for the top confusion clusters, typo / truncation variants
+   for the top pattern clusters, and a replay of the parent's training data.
+4. The cold-start search machinery retrains from the base model on it (smaller budget), and
+   registers its winner as ``candidate``.
+5. The regression gate (``evaluate.gate``) compares candidate and incumbent on every frozen
+   eval set of the task (the ratchet); ``production`` moves only when it passes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from adaptloop.agent.coldstart import ColdStart, encoder_embedder
+from adaptloop.agent.prepare import _examples, _store_dataset
+from adaptloop.data import curate
+from adaptloop.data.augment import augment
+from adaptloop.data.split import stratified_split
+from adaptloop.data.traces import read_traces
+from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
+from adaptloop.diagnose.triage import TraceView, Verdict, triage
+from adaptloop.errors import DataError, NotFoundError
+from adaptloop.evaluate.gate import GateResult, gate
+from adaptloop.evaluate.predict import load_version
+from adaptloop.evaluate.rows import predict_chunked, score_rows
+from adaptloop.search.executor import Executor
+from adaptloop.store import registry
+from adaptloop.store.db import EvalSetRow, ModelVersionRow, Quarantine, Removal, Run, TraceRow, TraceUse, utcnow
+from adaptloop.train import Trainer, load_trained, trainer_for
+from adaptloop.train.base import Progress, no_progress
+from adaptloop.types import EvalSet, Example, TaskSpec
+from adaptloop.workspace import Workspace
+
+GATE_RESERVE_S = 60.0  # budget kept back for scoring both models on every eval set
+
+
+@dataclass
+class ImproveResult:
+    traces: dict[str, Any]
+    triage: dict[str, int]
+    poison: dict[str, int]
+    taxonomy: list[dict[str, Any]]
+    decision: str  # promoted | refused | no-op
+    reason: str
+    incumbent: str
+    candidate: str | None = None
+    run_id: int | None = None
+    gate: dict[str, Any] | None = None
+    curriculum: dict[str, int] = field(default_factory=dict)
+    wall_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__, wall_seconds=round(self.wall_seconds, 1))
+
+
+def import_traces(ws: Workspace, path: str, *, task_id: int | None = None) -> dict[str, Any]:
+    """Read a trace file into the store: new ids added, known ids skipped, bad lines quarantined."""
+    traces, bad = read_traces(path)
+    if task_id is None:
+        try:
+            task_id = registry.resolve(ws.store, "production").task_id
+        except NotFoundError:
+            task_id = None
+    new = ws.store.add_traces([t.row(f"import:{path}", task_id) for t in traces])
+    with ws.store.session() as s:
+        for q in bad:
+            s.add(Quarantine(source=f"traces:{path}", line_no=q.line_no, raw=q.raw, reason=q.reason))
+    return {"file": str(path), "read": len(traces), "new": new, "already_stored": len(traces) - new,
+            "quarantined": len(bad)}
+
+
+class ImproveCycle:
+    """One cycle on the workspace's ``production`` model; see the module docstring.
+
+    Args:
+        ws: the workspace.
+        budget_s: wall budget of the whole cycle.
+        progress: progress-bar factory.
+        make_trainer / executor: as for ``ColdStart`` (the seams tests fill with fakes).
+        embed_fn: texts → embeddings (default: the workspace encoder through its cache).
+    """
+
+    def __init__(self, ws: Workspace, budget_s: float, *, progress: Progress = no_progress,
+                 make_trainer: Callable[[str], Trainer] = trainer_for, executor: Executor | None = None,
+                 embed_fn: Callable[[list[str]], np.ndarray] | None = None) -> None:
+        self.ws, self.budget_s, self.progress = ws, budget_s, progress
+        self.make_trainer, self.executor = make_trainer, executor
+        self.embed = embed_fn or encoder_embedder(ws, progress, what="embed")
+        self.cfg = ws.settings.improve
+
+    def run(self) -> ImproveResult:
+        t0 = time.monotonic()
+        ws, store = self.ws, self.ws.store
+        mv, spec, model = load_version(ws, "production")
+        if spec.family != "classification":
+            raise DataError(f"improve supports classification tasks so far; production model v{mv.id} is "
+                            f"{spec.family} (its traces are still recorded and shown by `adaptloop traces`)")
+        parent_run = store.get(Run, mv.lineage["run_id"])
+        parent_train = _examples(ws, parent_run.state["datasets"]["raw"])
+        parent_dev = _examples(ws, parent_run.state["datasets"]["dev"])
+        eval_sets = self._eval_sets(mv.task_id)
+
+        rows = store.all(select(TraceRow).where(TraceRow.triage.is_(None))
+                         .where((TraceRow.task_id == mv.task_id) | TraceRow.task_id.is_(None))
+                         .order_by(TraceRow.ts, TraceRow.id))
+        views = self._views(rows, model)
+        verdicts = self._triage(views, spec, parent_train, eval_sets)
+        by_id = {v.id: v for v in verdicts}
+        counts = Counter(v.triage for v in verdicts)
+        poison = Counter(v.kind for v in verdicts if v.triage == "poison")
+        run = store.add(Run(task_id=mv.task_id, kind="improve", budget_s=self.budget_s, state={},
+                            eval_set_id=parent_run.eval_set_id))
+        with store.session() as s:
+            for r in rows:
+                v = by_id[r.id]
+                row = s.get(TraceRow, r.id)
+                row.triage, row.kind, row.reason, row.trust, row.cycle_id = (
+                    v.triage, v.kind, v.reason, round(v.trust, 4), run.id)
+                row.task_id = mv.task_id
+        store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
+            f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
+
+        fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
+        clusters = self._taxonomy(fixable)
+        store.decide(run.id, "taxonomy", f"{len(clusters)} failure clusters; top: " + "; ".join(
+            f"{c.name} ({c.count})" for c in clusters[:3]), clusters=[c.to_dict() for c in clusters[:20]])
+        base = dict(traces={"judged": len(verdicts)}, triage=dict(counts), poison=dict(poison),
+                    taxonomy=[c.to_dict() for c in clusters], incumbent=f"v{mv.id}", run_id=run.id)
+        if len(fixable) < self.cfg.min_failures:
+            reason = (f"{len(fixable)} fixable failures, fewer than the {self.cfg.min_failures} a retrain needs "
+                      "([improve] min_failures); production stays")
+            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
+
+        trusted = [Example(text=views[i].text, label=v.label, source=f"trace:{v.id}")
+                   for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable") and v.label]
+        cur = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets, mv.task_id)
+        search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
+        store.update(Run, run.id, budget_s=max(30.0, search_s))
+        result = ColdStart(ws, run.id, progress=self.progress, make_trainer=self.make_trainer,
+                           executor=self.executor, promote=False).run()
+        base["curriculum"] = cur
+        if result.version is None:
+            return self._close(run, t0, ImproveResult(**base, decision="refused",
+                                                      reason=f"no candidate: {result.stop_reason}"))
+        cand = store.get(ModelVersionRow, result.version)
+        g = self._gate(spec, model, load_trained(ws.artifacts.path(cand.artifact)), self._eval_sets(mv.task_id))
+        if g.passed:
+            summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken"
+                                for s in g.sets)
+            reason = f"passed the gate on {len(g.sets)} eval sets ({summary})"
+            registry.set_alias(store, cand.id, "production", event="promoted", reason=reason)
+            decision = "promoted"
+        else:
+            reason = "refused: " + "; ".join(g.reasons)
+            registry.record(store, cand.id, "refused", reason)
+            decision = "refused"
+        store.decide(run.id, decision, reason, candidate=cand.id, incumbent=mv.id, gate=g.to_dict())
+        return self._close(run, t0, ImproveResult(**base, decision=decision, reason=reason,
+                                                  candidate=f"v{cand.id}", gate=g.to_dict()))
+
+    # -- steps ----------------------------------------------------------------------------
+    def _eval_sets(self, task_id: int) -> list[tuple[str, list[Example]]]:
+        rows = self.ws.store.all(select(EvalSetRow).where(EvalSetRow.task_id == task_id)
+                                 .order_by(EvalSetRow.created_at))
+        return [(r.id, list(EvalSet.from_dict(self.ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
+
+    def _views(self, rows: list[TraceRow], model: Any) -> list[TraceView]:
+        """Trace rows as triage sees them; the model predicts those without an output."""
+        missing = [i for i, r in enumerate(rows) if not (r.output or {}).get("label")]
+        preds: dict[int, tuple[str, float]] = {}
+        if missing:
+            probs = predict_chunked(model, [rows[i].input for i in missing], progress=self.progress,
+                                    what="predict traces without output")
+            for i, p in zip(missing, probs):
+                preds[i] = (model.labels[int(p.argmax())], float(p.max()))
+        out = []
+        for i, r in enumerate(rows):
+            pred, conf = preds.get(i) or ((r.output or {}).get("label"), (r.output or {}).get("score"))
+            out.append(TraceView(id=r.id, text=r.input, pred=pred, confidence=conf,
+                                 feedback_label=r.feedback_label, verdict=r.feedback_verdict,
+                                 source=r.feedback_source, ts=r.feedback_ts or r.ts))
+        return out
+
+    def _triage(self, views: list[TraceView], spec: TaskSpec, parent_train: list[Example],
+                eval_sets: list[tuple[str, list[Example]]]) -> list[Verdict]:
+        if not views:
+            return []
+        evals = [e for _, es in eval_sets for e in es]
+        x = self.embed([v.text for v in views])
+        tx = self.embed([e.text for e in parent_train])
+        ex = self.embed([e.text for e in evals]) if evals else None
+        return triage(views, x, labels=spec.labels, train_texts=[e.text for e in parent_train],
+                      train_labels=[e.label for e in parent_train], train_x=tx,
+                      eval_labels=[e.label for e in evals], eval_x=ex, oos_label=spec.out_of_scope_label,
+                      seed=self.ws.settings.train.seed)
+
+    def _taxonomy(self, fixable: list[tuple[Verdict, TraceView]]) -> list[Cluster]:
+        failures = [Failure(id=v.id, text=t.text, pred=t.pred or "", label=v.label or "", pattern=v.kind)
+                    for v, t in fixable]
+        if not failures:
+            return []
+        return taxonomy(failures, self.embed([f.text for f in failures]), seed=self.ws.settings.train.seed)
+
+    def _curriculum(self, run: Run, spec: TaskSpec, trusted: list[Example], clusters: list[Cluster],
+                    parent_train: list[Example], parent_dev: list[Example],
+                    eval_sets: list[tuple[str, list[Example]]], task_id: int) -> dict[str, int]:
+        """Freeze this cycle's checkpoint eval set, then write train and dev for the search."""
+        ws, store, seed = self.ws, self.ws.store, self.ws.settings.train.seed
+        agent = ws.settings.agent
+        trusted = curate.apply_drops(trusted, curate.find_exact_duplicates(trusted))
+        held, rest = stratified_split(trusted, fraction=agent.eval_fraction, seed=seed + 7, max_n=agent.eval_max)
+        es = EvalSet(tuple(held))
+        address = ws.artifacts.put_json(es.to_dict())
+        if store.get(EvalSetRow, es.id) is None:
+            store.add(EvalSetRow(id=es.id, task_id=task_id, artifact=address, n=len(held),
+                                 report=curate.class_balance(held)))
+        store.decide(run.id, "eval_set_frozen", f"checkpoint eval set {es.id}: {len(held)} held-out trusted "
+                     "traces, frozen before any training; every later candidate must pass it too (ratchet)")
+        old_eval = [e for _, ex in eval_sets for e in ex] + list(held)
+        drops = curate.find_eval_overlap(rest, old_eval)
+        with store.session() as s:
+            for d in drops:
+                e = rest[d.index]
+                s.add(Removal(task_id=task_id, example_id=e.id, text=e.text, label=e.label, reason=d.reason,
+                              detail=d.detail))
+        rest = curate.apply_drops(rest, drops)
+        dev_new, train_new = stratified_split(rest, fraction=agent.dev_fraction, seed=seed + 8)
+        replay_n = int(round(self.cfg.replay * len(parent_train)))
+        replay = (stratified_split(parent_train, fraction=self.cfg.replay, seed=seed + 9)[0]
+                  if 0 < replay_n < len(parent_train) else list(parent_train) if replay_n else [])
+        hard, variants = [], []
+        top = clusters[: self.cfg.top_clusters]
+        pair_labels = {lab for c in top if c.kind == "confusion" for a, b, _n in c.pairs[:1] for lab in (a, b)}
+        replayed = {e.id for e in replay}
+        hard = [e for e in parent_train if e.label in pair_labels and e.id not in replayed]
+        pattern_labels = {b for c in top if c.kind == "pattern" for _a, b, _n in c.pairs}
+        if pattern_labels:
+            variants = augment([e for e in parent_train if e.label in pattern_labels], seed=seed)
+            variants = [e for e in variants if e.source.startswith("augment")] or variants
+        train = curate.apply_drops(*_dedup(train_new + replay + hard + variants))
+        dev = list(parent_dev) + dev_new
+        with store.session() as s:
+            for role, part in (("train", train_new), ("dev", dev_new), ("eval", held)):
+                for e in part:
+                    s.add(TraceUse(trace_id=e.source.removeprefix("trace:"), run_id=run.id, role=role))
+        counts = {"trusted_traces": len(trusted), "checkpoint_eval": len(held), "eval_overlap": len(drops),
+                  "traces_train": len(train_new), "traces_dev": len(dev_new), "replay": len(replay),
+                  "hard_negatives": len(hard), "pattern_variants": len(variants), "train": len(train),
+                  "dev": len(dev)}
+        state = {"spec": spec.to_dict(), "eval_artifact": store.get(EvalSetRow, run.eval_set_id).artifact,
+                 "datasets": {"raw": _store_dataset(ws, task_id, "train", train, f"improve run {run.id}"),
+                              "dev": _store_dataset(ws, task_id, "dev", dev, f"improve run {run.id}")},
+                 "label_issues": [], "curation": counts}
+        store.update(Run, run.id, state=state)
+        store.decide(run.id, "curriculum", "corrected failures + confirmations from trusted traces, hard "
+                     f"negatives for {len(pair_labels) // 2 or 0} confusions, variants for "
+                     f"{len(pattern_labels)} pattern classes, {self.cfg.replay:.0%} replay", **counts)
+        return counts
+
+    def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any,
+              eval_sets: list[tuple[str, list[Example]]]) -> GateResult:
+        sets = []
+        for sid, examples in eval_sets:
+            inc = score_rows(incumbent, examples, progress=self.progress, what=f"gate: incumbent on {sid}")
+            cand = score_rows(candidate, examples, progress=self.progress, what=f"gate: candidate on {sid}")
+            sets.append((sid, inc, cand))
+        return gate(spec, sets, epsilon=self.cfg.epsilon, seed=self.ws.settings.train.seed)
+
+    def _close(self, run: Run, t0: float, result: ImproveResult) -> ImproveResult:
+        result.wall_seconds = time.monotonic() - t0
+        store = self.ws.store
+        if result.decision == "no-op":
+            store.decide(run.id, "no-op", result.reason)
+        store.update(Run, run.id, status="done", finished_at=utcnow())
+        return result
+
+
+def _dedup(examples: list[Example]) -> tuple[list[Example], list[curate.Drop]]:
+    seen, drops = set(), []
+    for i, e in enumerate(examples):
+        if e.id in seen:
+            drops.append(curate.Drop(i, "duplicate", "already in the curriculum"))
+        seen.add(e.id)
+    return examples, drops
+
+
+def new_failures(ws: Workspace) -> int:
+    """Unjudged traces whose feedback says the model was wrong (what `improve --watch` waits for)."""
+    with ws.store._session() as s:
+        rows = s.execute(select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
+                         .where(TraceRow.triage.is_(None))
+                         .where(TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))).all()
+    return sum(1 for out, label, verdict in rows
+               if verdict == "wrong" or (label is not None and label != (out or {}).get("label")))

@@ -1,0 +1,315 @@
+"""Judging and triage of production traces: what may be learned from, and what must not.
+
+Every trace gets one verdict with a recorded reason and a trust score in [0, 1]:
+
+- ``ok``: the feedback confirms the model (trustworthy: training data).
+- ``fixable``: a failure with a valid input and a trustworthy corrected label.
+- ``poison``: kept and shown, never trained on — prompt injection or instruction text in the
+  input, contradictory premises, a burst of identical feedback from one source, a label
+  that conflicts with a near-duplicate in a frozen eval set, or a label cleanlab finds
+  contradicts the training distribution (confident learning on out-of-fold probabilities).
+- ``out_of_scope``: far from every known example (drift); reported, never trained on.
+- ``unlabelled``: a failure signal (a "wrong" verdict, low confidence, or disagreement with
+  the nearest training examples) without a correction to learn from.
+- ``unjudged``: no feedback and no failure signal.
+
+Pure functions over texts, labels and embeddings; the improve cycle supplies them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from adaptloop.data.curate import normalize_text
+
+# instruction text aimed at a model or a labeller, not a user's request
+INJECTION = re.compile(
+    r"\b(ignore|disregard|forget|override)\b[^.!?]{0,40}\b(instructions?|prompts?|rules|guidelines|above|"
+    r"previous|prior|system)\b"
+    r"|\bsystem prompt\b|\bjailbreak|\bdeveloper mode\b|\bDAN\b|\bdo anything now\b"
+    r"|\byou are now\b|\bact as (an?|the)\b|\bpretend (to be|you are)\b"
+    r"|\b(classify|label|categori[sz]e|mark|tag) (this|it|the following|me)\b[^.!?]{0,30}\bas\b"
+    r"|\b(respond|reply|answer|output) (only )?with\b"
+    r"|<\|?(im_start|system|endoftext)\|?>|\[/?(INST|SYS)\]|###\s*(instruction|system)",
+    re.IGNORECASE)
+NEGATION = re.compile(r"\b(not|no|never|nothing|none|n't|cannot|didnt|dont|doesnt|havent|hasnt|wasnt|isnt)\b|n't\b",
+                      re.IGNORECASE)
+CLAUSE_SPLIT = re.compile(r"\b(?:but|although|though|yet|however|whereas)\b|[;,.!?]", re.IGNORECASE)
+STOP = frozenset("""a an the i me my we our you your it its is are was were be been being am do does did
+have has had to of in on at for from by with and or so that this these those there here what which who
+how when where why can could would should will shall may might must just also already still yet even
+please any some all very really""".split())
+OPPOSITES = (("always", "never"), ("already", "yet"), ("everything", "nothing"), ("all", "none"))
+BURST_MIN = 3  # identical (input, label) from one source this many times ...
+BURST_WINDOW = dt.timedelta(hours=1)  # ... within this window is a coordinated burst
+EVAL_DUP_SIM = 0.95  # cosine at or above: a near-duplicate of a frozen eval example
+KNN = 10  # nearest training examples consulted
+KNN_AGREE = 0.8  # they contradict a feedback label when this share agree on another and none has it
+LOW_CONFIDENCE = 0.3  # no feedback and the model's top score below this: a failure signal
+DRIFT_QUANTILE = 0.01  # farther from the training data than this share of training examples are
+
+
+@dataclass(frozen=True)
+class TraceView:
+    """What triage needs of a trace."""
+
+    id: str
+    text: str
+    pred: str | None
+    confidence: float | None
+    feedback_label: str | None = None
+    verdict: str | None = None
+    source: str | None = None
+    ts: dt.datetime | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    id: str
+    triage: str  # ok | fixable | poison | out_of_scope | unlabelled | unjudged
+    kind: str  # why: injection, contradiction, burst, eval_conflict, label_noise, drift, or the fix pattern
+    reason: str
+    trust: float
+    label: str | None = None  # the label it would be learned with (ok / fixable)
+    failure: bool = False
+
+
+def words(text: str) -> list[str]:
+    return re.findall(r"[a-z']+", text.lower())
+
+
+def content(clause: str) -> set[str]:
+    return {w for w in words(NEGATION.sub(" ", clause)) if w not in STOP and len(w) > 2}
+
+
+def contradiction(text: str) -> str | None:
+    """A clause and its own negation in one input ("my card arrived but it has not arrived"),
+    or opposite quantifiers on the same content; None when there is none."""
+    clauses = [c.strip() for c in CLAUSE_SPLIT.split(text) if c and c.strip()]
+    for i, a in enumerate(clauses):
+        for b in clauses[i + 1:]:
+            ca, cb = content(a), content(b)
+            if not ca or not cb:
+                continue
+            shared = ca & cb
+            jacc = len(shared) / len(ca | cb)
+            if jacc >= 0.5 and bool(NEGATION.search(a)) != bool(NEGATION.search(b)):
+                return f"'{a}' vs '{b}'"
+            wa, wb = set(words(a)), set(words(b))
+            for x, y in OPPOSITES:
+                if shared and ((x in wa and y in wb) or (y in wa and x in wb)):
+                    return f"'{a}' vs '{b}'"
+    return None
+
+
+def injection(text: str) -> str | None:
+    m = INJECTION.search(text)
+    return m.group(0) if m else None
+
+
+def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
+           window: dt.timedelta = BURST_WINDOW) -> dict[str, str]:
+    """Trace id → reason, for identical (input, feedback label) sent by one source at least
+    ``min_count`` times within ``window``."""
+    groups: dict[tuple[str, str, str], list[TraceView]] = defaultdict(list)
+    for v in views:
+        if v.feedback_label is not None and v.source:
+            groups[(v.source, normalize_text(v.text), v.feedback_label)].append(v)
+    out: dict[str, str] = {}
+    for (source, _t, label), vs in groups.items():
+        if len(vs) < min_count:
+            continue
+        vs = sorted(vs, key=lambda v: v.ts or dt.datetime.min)
+        lo = 0
+        for hi in range(len(vs)):
+            while vs[hi].ts and vs[lo].ts and vs[hi].ts - vs[lo].ts > window:
+                lo += 1
+            if hi - lo + 1 >= min_count:
+                for v in vs[lo:hi + 1]:
+                    out[v.id] = f"{hi - lo + 1} identical '{label}' feedbacks from source '{source}' within {window}"
+    return out
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def nearest(a: np.ndarray, b: np.ndarray, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of ``a``: the index of and cosine to its nearest row of ``b``."""
+    a, b = _unit(a), _unit(b)
+    idx, sim = np.zeros(len(a), dtype=int), np.zeros(len(a))
+    for s in range(0, len(a), chunk):
+        m = a[s:s + chunk] @ b.T
+        idx[s:s + chunk] = m.argmax(1)
+        sim[s:s + chunk] = m.max(1)
+    return idx, sim
+
+
+def drift_threshold(train_x: np.ndarray) -> float:
+    """The cosine below which a point is farther from the training data than ~all training
+    points are from each other (leave-one-out nearest neighbour, ``DRIFT_QUANTILE``)."""
+    x = _unit(train_x)
+    sims = []
+    for s in range(0, len(x), 2048):
+        m = x[s:s + 2048] @ x.T
+        for i in range(len(m)):
+            m[i, s + i] = -1.0
+        sims.append(m.max(1))
+    return float(np.quantile(np.concatenate(sims), DRIFT_QUANTILE)) if sims else -1.0
+
+
+def noisy_feedback(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
+                   labels: Sequence[str], *, seed: int = 0) -> tuple[set[int], np.ndarray]:
+    """Cleanlab on the feedback labels, with the training data as the reference distribution.
+
+    Out-of-fold logistic-regression probabilities over training data + labelled traces;
+    returns the indices (into ``views``) whose feedback label cleanlab flags, and every
+    view's self-confidence (probability of its feedback label; NaN without one).
+    """
+    from cleanlab.filter import find_label_issues
+
+    from adaptloop.train.logreg import out_of_fold_proba
+
+    index = {lab: i for i, lab in enumerate(labels)}
+    have = [i for i, v in enumerate(views) if v.feedback_label in index]
+    conf = np.full(len(views), np.nan)
+    if len(have) < 10:
+        return set(), conf
+    xs = np.concatenate([train_x, x[have]])
+    ys = np.array([index[lab] for lab in train_labels] + [index[views[i].feedback_label] for i in have])
+    probs = out_of_fold_proba(xs, ys, len(labels), seed=seed)
+    tail = probs[len(train_x):]
+    given = ys[len(train_x):]
+    conf[have] = tail[np.arange(len(have)), given]
+    flagged = find_label_issues(ys, probs, filter_by="prune_by_noise_rate")
+    return {have[j - len(train_x)] for j in np.flatnonzero(flagged) if j >= len(train_x)}, conf
+
+
+def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[str], median_words: float) -> str:
+    """The surface pattern of a fixable failure: typo, truncated, casing, or confusable."""
+    from adaptloop.diagnose.findings import _one_edit_from
+
+    ws = words(text)
+    if any(w not in vocabulary and _one_edit_from(w, vocabulary) for w in ws):
+        return "typo"
+    if len(ws) <= max(2, 0.5 * median_words) and not text.rstrip().endswith(("?", ".", "!")):
+        return "truncated"
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(c.isupper() for c in letters) / len(letters) > 0.6:
+        return "casing"
+    return "confusable" if pred is not None else "paraphrase"
+
+
+def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], train_texts: Sequence[str],
+           train_labels: Sequence[str], train_x: np.ndarray, eval_labels: Sequence[str] = (),
+           eval_x: np.ndarray | None = None, oos_label: str | None = None, seed: int = 0) -> list[Verdict]:
+    """One verdict per trace (same order as ``views``); ``x`` are the traces' embeddings."""
+    from adaptloop.diagnose.findings import training_vocabulary
+
+    burst = bursts(views)
+    flagged, conf = noisy_feedback(views, x, train_labels, train_x, labels, seed=seed)
+    _, near_train = nearest(x, train_x) if len(train_x) else (None, np.ones(len(views)))
+    knn = _knn_labels(x, train_x, train_labels)
+    drift_at = drift_threshold(train_x) if len(train_x) > 1 else -1.0
+    if eval_x is not None and len(eval_x):
+        e_idx, e_sim = nearest(x, eval_x)
+    else:
+        e_idx, e_sim = np.zeros(len(views), dtype=int), np.zeros(len(views))
+    vocab = training_vocabulary(train_texts)
+    median_words = float(np.median([len(words(t)) for t in train_texts])) if train_texts else 8.0
+    known = set(labels)
+    out = []
+    for i, v in enumerate(views):
+        label = v.feedback_label if v.feedback_label is not None else (v.pred if v.verdict == "correct" else None)
+        failure = ((label is not None and v.pred is not None and label != v.pred) or v.verdict == "wrong")
+        trust = float(conf[i]) if not np.isnan(conf[i]) else 0.5
+        if label is not None and label not in known:
+            out.append(Verdict(v.id, "poison", "unknown_label", f"feedback label '{label}' is not a class of "
+                               "this task", 0.0, failure=failure))
+            continue
+        hit = injection(v.text)
+        if hit:
+            out.append(Verdict(v.id, "poison", "injection", f"instruction text in the input: '{hit}'", 0.0,
+                               failure=failure))
+            continue
+        why = contradiction(v.text)
+        if why and label is not None:
+            out.append(Verdict(v.id, "poison", "contradiction", f"contradictory premises: {why}", 0.0,
+                               failure=failure))
+            continue
+        if v.id in burst:
+            out.append(Verdict(v.id, "poison", "burst", burst[v.id], 0.0, failure=failure))
+            continue
+        if label is not None and e_sim[i] >= EVAL_DUP_SIM and eval_labels[e_idx[i]] != label:
+            out.append(Verdict(v.id, "poison", "eval_conflict",
+                               f"near-duplicate (cosine {e_sim[i]:.2f}) of a frozen eval example labelled "
+                               f"'{eval_labels[e_idx[i]]}', feedback says '{label}'", 0.0, failure=failure))
+            continue
+        if i in flagged:
+            out.append(Verdict(v.id, "poison", "label_noise",
+                               f"cleanlab: feedback '{label}' contradicts the training distribution "
+                               f"(p={conf[i]:.2f} out of fold)", trust, failure=failure))
+            continue
+        other = knn_conflict(knn[i], label) if label is not None and failure else None
+        if other is not None:
+            out.append(Verdict(v.id, "poison", "label_noise",
+                               f"feedback '{label}' contradicts the {sum(knn[i].values())} nearest training "
+                               f"examples ({knn[i][other]} say '{other}', none '{label}')", trust, failure=failure))
+            continue
+        if near_train[i] < drift_at and label != oos_label:
+            out.append(Verdict(v.id, "out_of_scope", "drift",
+                               f"nearest training example at cosine {near_train[i]:.2f}, below the "
+                               f"{DRIFT_QUANTILE:.0%} training quantile {drift_at:.2f}", trust, failure=failure))
+            continue
+        if label is None:
+            signal = _signal(v, knn[i])
+            if v.verdict == "wrong" or signal:
+                out.append(Verdict(v.id, "unlabelled", "no_correction",
+                                   signal or "marked wrong without a corrected label", 0.0, failure=True))
+            else:
+                out.append(Verdict(v.id, "unjudged", "", "no feedback and no failure signal", 0.0))
+            continue
+        if not failure:
+            out.append(Verdict(v.id, "ok", "confirmed", f"feedback confirms '{label}'", trust, label=label))
+            continue
+        pattern = fix_pattern(v.text, v.pred, label, vocab, median_words)
+        out.append(Verdict(v.id, "fixable", pattern,
+                           f"{pattern}: model said '{v.pred}', trusted correction '{label}' (p={trust:.2f})",
+                           trust, label=label, failure=True))
+    return out
+
+
+def _signal(v: TraceView, votes: Counter) -> str:
+    if v.confidence is not None and v.confidence < LOW_CONFIDENCE:
+        return f"low confidence {v.confidence:.2f} for '{v.pred}'"
+    other = knn_conflict(votes, v.pred) if v.pred is not None else None
+    if other is not None:
+        return f"disagreement: the nearest training examples say '{other}', the model '{v.pred}'"
+    return ""
+
+
+def _knn_labels(x: np.ndarray, train_x: np.ndarray, train_labels: Sequence[str],
+                k: int = KNN) -> list[Counter]:
+    """Label counts among the k nearest training examples of each row (empty without training data)."""
+    if not len(train_x):
+        return [Counter() for _ in range(len(x))]
+    a, b = _unit(x), _unit(train_x)
+    out: list[Counter] = []
+    for s in range(0, len(a), 2048):
+        top = np.argsort(-(a[s:s + 2048] @ b.T), axis=1)[:, :k]
+        out.extend(Counter(train_labels[j] for j in row) for row in top)
+    return out
+
+
+def knn_conflict(votes: Counter, label: str) -> str | None:
+    """The label the nearest training examples agree on when the feedback label is absent among them."""
+    if not votes or label in votes:
+        return None
+    top, n = votes.most_common(1)[0]
+    return top if n >= KNN_AGREE * sum(votes.values()) else None

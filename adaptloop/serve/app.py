@@ -1,0 +1,271 @@
+"""The HTTP API: serve the ``production`` model, trace every inference, take feedback.
+
+    POST /v1/predict          {"inputs": [...]} → outputs, scores and trace ids (micro-batched)
+    POST /v1/feedback         {"trace_id", "label"?, "verdict"?, "source"?}
+    GET  /healthz             model version, trace backlog
+    GET  /metrics             Prometheus text
+    POST /v1/admin/promote    {"version": "v4"}  (Authorization: Bearer <[serve] admin_token>)
+    POST /v1/admin/rollback
+
+Traces are written by ``serve.traces.TraceWriter`` off the request path. The model is hot
+swapped when ``production`` moves — by the admin endpoints or by any other process (an
+``adaptloop improve`` promotion), which a watcher notices within ``POLL_S`` — without
+dropping a request (``serve.batching``). Oversized inputs get 413, malformed bodies 422,
+and a failure inside the model 503; never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import secrets
+import threading
+import time
+import uuid
+from contextlib import asynccontextmanager
+from typing import Any, Literal
+
+from fastapi import FastAPI, Header, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from pydantic import BaseModel, Field
+
+from adaptloop.serve.batching import MicroBatcher
+from adaptloop.serve.traces import TraceWriter
+from adaptloop.store import registry
+from adaptloop.workspace import Workspace
+
+POLL_S = 1.0  # how often the server checks whether `production` moved
+
+
+class PredictIn(BaseModel):
+    inputs: list[str] | None = Field(None, description="Texts to predict on (a batch).")
+    input: str | None = Field(None, description="A single text (instead of inputs).")
+    meta: dict[str, Any] | None = Field(None, description="Kept with every trace of this request.")
+
+
+class FeedbackIn(BaseModel):
+    trace_id: str
+    label: str | None = Field(None, description="The corrected (or confirmed) label.")
+    verdict: Literal["correct", "wrong"] | None = None
+    source: str | None = Field(None, description="Who says so (a user id, a reviewer, a system).")
+
+
+class PromoteIn(BaseModel):
+    version: str = Field(..., description="A model version, e.g. v4.")
+    reason: str | None = None
+
+
+class ModelSlot:
+    """The production model and its version; ``refresh`` swaps in a new one atomically."""
+
+    def __init__(self, ws: Workspace) -> None:
+        self.ws = ws
+        self.version_id: int | None = None
+        self.model: Any = None
+        self.task_id: int | None = None
+        self._lock = threading.Lock()
+        self.swaps = 0
+
+    def current(self) -> tuple[str, Any]:
+        with self._lock:
+            return f"v{self.version_id}", self.model
+
+    def refresh(self) -> bool:
+        """Load the version ``production`` points at if it is not the one served. True on a swap."""
+        from adaptloop.train import load_trained
+
+        target = registry.alias_target(self.ws.store, "production")
+        if target is None or target == self.version_id:
+            return False
+        mv = registry.resolve(self.ws.store, f"v{target}")
+        model = load_trained(self.ws.artifacts.path(mv.artifact))  # loaded before the swap: no gap
+        with self._lock:
+            swapped = self.version_id is not None
+            self.version_id, self.model, self.task_id = mv.id, model, mv.task_id
+        self.swaps += swapped
+        return True
+
+
+def forward(model: Any, texts: list[str]) -> list[dict[str, Any]]:
+    """One forward pass: a label and score per text (entities for an extraction model)."""
+    if getattr(model, "kind", "") == "tagger":
+        return [{"entities": ents} for ents in model.predict_spans(texts)]
+    probs = model.predict_proba(texts)
+    return [{"label": model.labels[int(p.argmax())], "score": round(float(p.max()), 5)} for p in probs]
+
+
+def _metrics():
+    from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+    reg = CollectorRegistry()
+    return reg, {
+        "requests": Counter("adaptloop_requests_total", "HTTP requests", ["endpoint", "status"], registry=reg),
+        "latency": Histogram("adaptloop_request_seconds", "Request latency", ["endpoint"], registry=reg,
+                             buckets=(.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10)),
+        "predictions": Counter("adaptloop_predictions_total", "Inputs predicted", registry=reg),
+        "batch": Histogram("adaptloop_batch_size", "Inputs per forward pass", registry=reg,
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
+        "feedback": Counter("adaptloop_feedback_total", "Feedback received", registry=reg),
+        "backlog": Gauge("adaptloop_trace_backlog", "Traces waiting to be written", registry=reg),
+        "written": Gauge("adaptloop_traces_written", "Traces written by this server", registry=reg),
+        "version": Gauge("adaptloop_model_version", "Served model version", registry=reg),
+        "swaps": Gauge("adaptloop_model_swaps", "Hot swaps since start", registry=reg),
+    }
+
+
+def create_app(ws: Workspace) -> FastAPI:
+    """The FastAPI app for a workspace (its ``[serve]`` settings)."""
+    cfg = ws.settings.serve
+    slot = ModelSlot(ws)
+    reg, m = _metrics()
+    state: dict[str, Any] = {}
+
+    def on_batch(n: int, _seconds: float) -> None:
+        m["batch"].observe(n)
+        m["predictions"].inc(n)
+
+    batcher = MicroBatcher(forward, slot.current, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
+                           on_batch=on_batch)
+
+    async def watch() -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(POLL_S)
+            try:
+                await loop.run_in_executor(None, slot.refresh)
+            except Exception:  # a half-written registry or a busy database: try again next tick
+                continue
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if not slot.refresh():
+            from adaptloop.errors import NotFoundError
+
+            raise NotFoundError("no production model to serve; train one with `adaptloop new`")
+        state["writer"] = TraceWriter(ws.store, flush_ms=cfg.trace_flush_ms,
+                                      spool=ws.root / ".adaptloop" / "spool")
+        await batcher.start()
+        watcher = asyncio.create_task(watch())
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            await batcher.stop()
+            state["writer"].close()
+
+    app = FastAPI(title="adaptloop", lifespan=lifespan,
+                  description="Predictions from the production model; every one is traced.")
+
+    @app.middleware("http")
+    async def observe(request: Request, call_next):
+        t0 = time.perf_counter()
+        size = request.headers.get("content-length")
+        limit = cfg.max_inputs * (cfg.max_chars + 16) + 4096
+        if size is not None and size.isdigit() and int(size) > limit:
+            response = JSONResponse({"error": f"body of {size} bytes is over the {limit}-byte limit; send "
+                                              "fewer or shorter inputs per request"}, status_code=413)
+        else:
+            try:
+                response = await call_next(request)
+            except Exception as exc:  # never a 500: the model or the store failed, say so
+                response = JSONResponse({"error": f"temporarily unavailable: {type(exc).__name__}: {exc}"},
+                                        status_code=503)
+        path = request.url.path
+        m["requests"].labels(path, str(response.status_code)).inc()
+        m["latency"].labels(path).observe(time.perf_counter() - t0)
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
+        return JSONResponse({"error": f"{where or 'body'}: {first.get('msg')}", "detail": exc.errors()},
+                            status_code=422)
+
+    @app.post("/v1/predict")
+    async def predict(body: PredictIn) -> dict[str, Any]:
+        texts = body.inputs if body.inputs is not None else ([body.input] if body.input is not None else None)
+        if not texts:
+            raise HTTPException(422, "send {\"inputs\": [text, ...]} or {\"input\": text}")
+        if len(texts) > cfg.max_inputs:
+            raise HTTPException(413, f"{len(texts)} inputs; at most {cfg.max_inputs} per request")
+        for t in texts:
+            if len(t) > cfg.max_chars:
+                raise HTTPException(413, f"an input has {len(t)} characters; at most {cfg.max_chars}")
+            if not t.strip():
+                raise HTTPException(422, "inputs must be non-empty text")
+        version, outputs = await batcher.submit(texts)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        rows = [{"id": uuid.uuid4().hex, "ts": now, "task_id": slot.task_id, "model_version": version, "input": t,
+                 "output": o, "meta": body.meta or {}, "origin": "serve"} for t, o in zip(texts, outputs)]
+        state["writer"].add(rows)
+        return {"model_version": version,
+                "outputs": [{"trace_id": r["id"], **o} for r, o in zip(rows, outputs)]}
+
+    @app.post("/v1/feedback")
+    async def feedback(body: FeedbackIn) -> dict[str, Any]:
+        if body.label is None and body.verdict is None:
+            raise HTTPException(422, "feedback needs a 'label' (the correct one) and/or a 'verdict'")
+        writer: TraceWriter = state["writer"]
+        if not writer.is_pending(body.trace_id):
+            from adaptloop.store.db import TraceRow
+
+            known = await asyncio.get_running_loop().run_in_executor(None, ws.store.get, TraceRow, body.trace_id)
+            if known is None:
+                raise HTTPException(404, f"no trace {body.trace_id}; use a trace_id from /v1/predict")
+        writer.feedback(body.trace_id, body.label, body.verdict, body.source)
+        m["feedback"].inc()
+        return {"trace_id": body.trace_id, "accepted": True}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        version, _ = slot.current()
+        return {"status": "ok", "model_version": version, "trace_backlog": state["writer"].backlog,
+                "swaps": slot.swaps}
+
+    @app.get("/metrics")
+    async def metrics() -> PlainTextResponse:
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        writer: TraceWriter = state["writer"]
+        m["backlog"].set(writer.backlog)
+        m["written"].set(writer.written)
+        m["version"].set(slot.version_id or 0)
+        m["swaps"].set(slot.swaps)
+        return PlainTextResponse(generate_latest(reg).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    def admin(authorization: str | None) -> None:
+        if not cfg.admin_token:
+            raise HTTPException(403, "admin endpoints are off; set [serve] admin_token in adaptloop.toml")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not secrets.compare_digest(given, cfg.admin_token):
+            raise HTTPException(401, "send 'Authorization: Bearer <[serve] admin_token from adaptloop.toml>'")
+
+    @app.post("/v1/admin/promote")
+    async def promote(body: PromoteIn, authorization: str | None = Header(None)) -> dict[str, Any]:
+        admin(authorization)
+        from adaptloop.errors import NotFoundError
+
+        try:
+            mv = registry.resolve(ws.store, body.version)
+        except NotFoundError as exc:
+            raise HTTPException(404, str(exc)) from None
+        registry.set_alias(ws.store, mv.id, "production", event="promoted",
+                           reason=body.reason or "promoted over HTTP by an admin")
+        await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
+        return {"production": f"v{mv.id}", "serving": slot.current()[0]}
+
+    @app.post("/v1/admin/rollback")
+    async def rollback_(authorization: str | None = Header(None)) -> dict[str, Any]:
+        admin(authorization)
+        from adaptloop.errors import NotFoundError
+
+        try:
+            result = registry.rollback(ws.store, reason="rolled back over HTTP by an admin")
+        except NotFoundError as exc:
+            raise HTTPException(409, str(exc)) from None
+        await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
+        return {**result, "serving": slot.current()[0]}
+
+    return app

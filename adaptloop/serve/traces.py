@@ -1,0 +1,139 @@
+"""The trace writer: every request's trace goes to the store in batches, off the request path.
+
+A request hands its traces to an in-memory queue and returns; one thread drains the queue
+every ``flush_ms`` (or sooner when it fills) and writes a batch in one transaction.
+Feedback goes through the same queue, so it always lands after the trace it refers to. A
+failed write is retried with the batch kept; after ``MAX_ATTEMPTS`` the batch is spilled to a
+JSONL file (``adaptloop traces import`` loads it back). ``close`` flushes what is left — a
+trace is never dropped and a request never waits for the database.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from adaptloop.store.db import Store
+
+log = logging.getLogger(__name__)
+MAX_ATTEMPTS = 8
+
+
+class TraceWriter:
+    """Batched, ordered writes of traces and feedback.
+
+    Args:
+        store: the workspace store.
+        flush_ms: the longest a trace waits in memory.
+        max_batch: a batch is written early once this many items wait.
+        spool: folder for batches the database would not take.
+    """
+
+    def __init__(self, store: Store, *, flush_ms: float = 200.0, max_batch: int = 1000,
+                 spool: Path | None = None) -> None:
+        self.store = store
+        self.spool = spool
+        self.flush_s = flush_ms / 1000
+        self.max_batch = max_batch
+        self._q: queue.Queue[tuple[str, Any]] = queue.Queue()
+        self._pending: set[str] = set()  # trace ids accepted but not yet written
+        self._lock = threading.Lock()
+        self.written = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="adaptloop-trace-writer", daemon=True)
+        self._thread.start()
+
+    # -- the request side (never blocks on the database) ---------------------------------
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self._pending.update(r["id"] for r in rows)
+        for r in rows:
+            self._q.put(("trace", r))
+
+    def feedback(self, trace_id: str, label: str | None, verdict: str | None, source: str | None) -> None:
+        self._q.put(("feedback", (trace_id, label, verdict, source)))
+
+    def is_pending(self, trace_id: str) -> bool:
+        with self._lock:
+            return trace_id in self._pending
+
+    @property
+    def backlog(self) -> int:
+        return self._q.qsize()
+
+    # -- the writer thread ---------------------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stop.is_set() or not self._q.empty():
+            batch = self._drain()
+            if batch:
+                self._write(batch)
+
+    def _drain(self) -> list[tuple[str, Any]]:
+        batch: list[tuple[str, Any]] = []
+        deadline = time.monotonic() + self.flush_s
+        while len(batch) < self.max_batch:
+            timeout = deadline - time.monotonic()
+            if timeout <= 0 and batch:
+                break
+            try:
+                batch.append(self._q.get(timeout=max(0.001, timeout)))
+            except queue.Empty:
+                if batch or self._stop.is_set():
+                    break
+                deadline = time.monotonic() + self.flush_s
+        return batch
+
+    def _write(self, batch: list[tuple[str, Any]]) -> None:
+        """Traces first, then feedback, in order; retried until written."""
+        attempt = 0
+        while True:
+            try:
+                rows = [item for kind, item in batch if kind == "trace"]
+                self.store.add_traces(rows)
+                for kind, item in batch:
+                    if kind == "feedback":
+                        trace_id, label, verdict, source = item
+                        self.store.set_feedback(trace_id, label=label, verdict=verdict, source=source)
+                with self._lock:
+                    self._pending.difference_update(r["id"] for r in rows)
+                self.written += len(rows)
+                return
+            except Exception as exc:  # a locked or unreachable database: keep the batch, retry
+                attempt += 1
+                self.failures += 1
+                log.warning("trace write failed (attempt %d): %s", attempt, exc)
+                if attempt >= MAX_ATTEMPTS and self.spool is not None:
+                    self._spill(batch)
+                    return
+                time.sleep(min(2.0, 0.05 * 2 ** attempt))
+
+    def _spill(self, batch: list[tuple[str, Any]]) -> None:
+        """Write a batch the database refused to a JSONL trace file (the DESIGN.md format)."""
+        assert self.spool is not None
+        self.spool.mkdir(parents=True, exist_ok=True)
+        path = self.spool / f"traces-{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%f}.jsonl"
+        feedback = {item[0]: item for kind, item in batch if kind == "feedback"}
+        with path.open("w", encoding="utf-8") as f:
+            for kind, r in batch:
+                if kind != "trace":
+                    continue
+                fb = feedback.get(r["id"])
+                f.write(json.dumps({"id": r["id"], "ts": r["ts"].isoformat(), "model_version": r["model_version"],
+                                    "input": r["input"], "output": r["output"], "meta": r["meta"],
+                                    "feedback": {"label": fb[1], "verdict": fb[2], "source": fb[3]} if fb else {}})
+                        + "\n")
+        with self._lock:
+            self._pending.difference_update(r["id"] for kind, r in batch if kind == "trace")
+        log.error("the store refused %d traces; kept in %s (load with `adaptloop traces import`)", len(batch), path)
+
+    def close(self) -> None:
+        """Write everything still queued, then stop the thread."""
+        self._stop.set()
+        self._thread.join()

@@ -1,0 +1,42 @@
+"""Logistic regression on fixed features, and its out-of-fold probabilities (no torch here).
+
+Shared by the frozen-encoder backend, label-issue detection at preparation time and the
+triage of production feedback, which must not pay for importing torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+
+
+def fit_logreg(x: np.ndarray, y: np.ndarray, *, c: float, seed: int,
+               class_weight: str | dict[int, float] | None = None) -> LogisticRegression:
+    """Multinomial logistic regression; y must hold class ids 0..k-1."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return LogisticRegression(C=c, max_iter=1000, random_state=seed,
+                                  class_weight=class_weight).fit(x, y)
+
+
+def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5,
+                      seed: int = 0, progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """Out-of-fold class probabilities, shape (n, k), from logistic regression on ``x``.
+
+    Each row is predicted by a model that never saw it, as cleanlab requires.
+    """
+    counts = np.bincount(y, minlength=k)
+    n_splits = int(max(2, min(folds, counts[counts > 0].min())))
+    probs = np.full((len(y), k), 1e-6, dtype=np.float64)
+    skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    for tr, te in skf.split(x, y):
+        clf = fit_logreg(x[tr], y[tr], c=10.0, seed=seed)
+        probs[np.ix_(te, clf.classes_)] = clf.predict_proba(x[te])
+        if progress:
+            progress(1)
+    return probs / probs.sum(1, keepdims=True)
