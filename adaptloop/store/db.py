@@ -361,12 +361,12 @@ class Store:
                 from sqlalchemy.dialects.sqlite import insert
             else:
                 from sqlalchemy.dialects.postgresql import insert
-            new = 0
             with self.session() as s:
+                before = s.scalar(select(func.count()).select_from(TraceRow)) or 0
                 for i in range(0, len(rows), 500):
-                    res = s.execute(insert(TraceRow).on_conflict_do_nothing(index_elements=["id"]),
-                                    rows[i:i + 500])
-                    new += max(0, res.rowcount or 0)
+                    s.execute(insert(TraceRow.__table__).on_conflict_do_nothing(index_elements=["id"]),
+                              rows[i:i + 500])
+                new = (s.scalar(select(func.count()).select_from(TraceRow)) or 0) - before
             return new
         with self.session() as s:  # any other database: look the ids up first
             have = set(s.scalars(select(TraceRow.id).where(TraceRow.id.in_([r["id"] for r in rows]))))
