@@ -679,6 +679,9 @@ def _show_improve(r: dict[str, Any]) -> None:
                       f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}], {len(s['broken'])} broken, {s['fixed']} fixed")
             for b in s["broken"][:5]:
                 out.print(f"      broke: {escape(b['text'][:70])!r} ({b['label']}: {b['was']} → {b['now']})")
+    for s in r.get("checkpoint", []):
+        out.print(f"[bold]new checkpoint[/] {s['eval_set']} (n={s['n']}, binding from the next cycle): "
+                  f"{s['incumbent']:.4f} → {s['candidate']:.4f}, {s['broken']} broken, {s['fixed']} fixed")
     colour = {"promoted": "green", "refused": "yellow"}.get(r["decision"], "white")
     out.print(f"[bold {colour}]{r['decision']}[/] {escape(r['reason'])}  ({r['wall_seconds']:.0f}s)")
 

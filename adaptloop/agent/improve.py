@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -61,6 +61,7 @@ class ImproveResult:
     run_id: int | None = None
     gate: dict[str, Any] | None = None
     curriculum: dict[str, int] = field(default_factory=dict)
+    checkpoint: list[dict[str, Any]] = field(default_factory=list)  # this cycle's new eval set, not binding yet
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -157,7 +158,13 @@ class ImproveCycle:
             return self._close(run, t0, ImproveResult(**base, decision="refused",
                                                       reason=f"no candidate: {result.stop_reason}"))
         cand = store.get(ModelVersionRow, result.version)
-        g = self._gate(spec, model, load_trained(ws.artifacts.path(cand.artifact)), self._eval_sets(mv.task_id))
+        candidate = load_trained(ws.artifacts.path(cand.artifact))
+        # binding: the eval sets that existed before this cycle (the current one and every earlier
+        # checkpoint's); this cycle's checkpoint set is scored for the record and binds from the next
+        g = self._gate(spec, model, candidate, eval_sets)
+        fresh = [(sid, ex) for sid, ex in self._eval_sets(mv.task_id) if sid not in dict(eval_sets)]
+        base["checkpoint"] = [asdict(r) | {"broken": len(r.broken)}
+                              for r in self._gate(spec, model, candidate, fresh).sets] if fresh else []
         if g.passed:
             summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken"
                                 for s in g.sets)
