@@ -40,9 +40,8 @@ def cli(*args: str) -> dict:
 
 def configure(path: Path, settings: list[str]) -> None:
     """Write ``section.key=value`` lines into a workspace's adaptloop.toml."""
-    import tomllib
-
     import tomli_w
+    import tomllib
 
     conf = tomllib.loads(path.read_text(encoding="utf-8"))
     for line in settings:

@@ -120,20 +120,10 @@ def main() -> None:
     traffic = traffic[: a.traffic or None]
     labels = sorted({r["label"] for r in train})
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from serve_load import free_port
+    import httpx
+    from serve_load import running_server
 
-    port = free_port()
-    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
-
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    with running_server(ws) as base:
         answers, replay_wall = asyncio.run(replay(base, traffic, a.wrong, labels, a.seed))
         answer_file = ws.parent / "answers.json"  # ground truth: never given to the agent
         answer_file.write_text(json.dumps(answers), encoding="utf-8")
@@ -142,9 +132,6 @@ def main() -> None:
         improve_wall = time.monotonic() - t0
         time.sleep(2)
         served_after = httpx.get(base + "/healthz").json()["model_version"]
-    finally:
-        server.terminate()
-        server.wait(timeout=120)
     after = cli("eval", "--data", test, "-w", str(ws))
 
     from sqlalchemy import func, select

@@ -24,6 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -57,6 +59,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def running_server(ws: Path) -> Iterator[str]:
+    """`adaptloop serve` on a free loopback port; yields its base URL once /healthz answers.
+    On exit it is stopped gracefully (the trace writer flushes what is queued)."""
+    import httpx
+
+    port = free_port()
+    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(600):
+            try:
+                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=120)
 
 
 async def load(base: str, texts: list[str], n: int, concurrency: int, token: str, promote_to: str) -> dict:
@@ -132,25 +156,13 @@ def main() -> None:
         before = s.scalar(select(func.count()).select_from(TraceRow))
     current = registry.alias_target(w.store, "production")
     other = max(v.id for v in registry.versions(w.store) if v.id != current)
-    port = free_port()
-    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        import httpx
+    import httpx
 
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
+    with running_server(ws) as base:
         texts = [r["text"] for r in rows("banking77", "test")]
         result = asyncio.run(load(base, texts, a.requests, a.concurrency, w.settings.serve.admin_token, f"v{other}"))
         metrics = httpx.get(base + "/metrics").text
         result["served_after"] = httpx.get(base + "/healthz").json()["model_version"]
-    finally:
-        server.terminate()  # uvicorn shuts down gracefully: the writer flushes what is queued
-        server.wait(timeout=120)
     with w.store._session() as s:
         after = s.scalar(select(func.count()).select_from(TraceRow))
     batch_lines = [ln for ln in metrics.splitlines() if ln.startswith("adaptloop_batch_size_")]
