@@ -662,6 +662,9 @@ def _show_improve(r: dict[str, Any]) -> None:
     t = r["triage"]
     out.print("[bold]triage[/] " + ", ".join(f"{k} {n}" for k, n in sorted(t.items(), key=lambda kv: -kv[1]))
               + (" — poison: " + ", ".join(f"{k} {n}" for k, n in r["poison"].items()) if r["poison"] else ""))
+    if r["traces"].get("drift_examples"):
+        out.print(f"[bold]drift[/] {t.get('out_of_scope', 0)} traces far from every known class (never trained on), "
+                  f"e.g. {escape(r['traces']['drift_examples'][0][:70])!r}")
     if r["taxonomy"]:
         out.print("[bold]failure taxonomy[/]")
         for c in r["taxonomy"][:8]:

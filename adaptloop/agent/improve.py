@@ -135,11 +135,16 @@ class ImproveCycle:
         store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
             f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
 
+        drift = [views[i].text for i, v in enumerate(verdicts) if v.triage == "out_of_scope"]
+        if drift:
+            store.decide(run.id, "drift", f"{len(drift)} traces are far from every known class (out of scope): "
+                         "reported, never trained on", examples=drift[:10])
         fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
         clusters = self._taxonomy(fixable)
         store.decide(run.id, "taxonomy", f"{len(clusters)} failure clusters; top: " + "; ".join(
             f"{c.name} ({c.count})" for c in clusters[:3]), clusters=[c.to_dict() for c in clusters[:20]])
-        base = dict(traces={"judged": len(verdicts)}, triage=dict(counts), poison=dict(poison),
+        base = dict(traces={"judged": len(verdicts), "drift_examples": drift[:5]}, triage=dict(counts),
+                    poison=dict(poison),
                     taxonomy=[c.to_dict() for c in clusters], incumbent=f"v{mv.id}", run_id=run.id)
         if len(fixable) < self.cfg.min_failures:
             reason = (f"{len(fixable)} fixable failures, fewer than the {self.cfg.min_failures} a retrain needs "
