@@ -183,7 +183,8 @@ def noisy_feedback(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequ
         return set(), conf
     xs = np.concatenate([train_x, x[have]])
     ys = np.array([index[lab] for lab in train_labels] + [index[views[i].feedback_label] for i in have])
-    probs = out_of_fold_proba(xs, ys, len(labels), seed=seed)
+    big = len(ys) > 5000  # production logs are large: 3 folds and fewer iterations keep this to minutes
+    probs = out_of_fold_proba(xs, ys, len(labels), seed=seed, folds=3 if big else 5, max_iter=300 if big else 1000)
     tail = probs[len(train_x):]
     given = ys[len(train_x):]
     conf[have] = tail[np.arange(len(have)), given]

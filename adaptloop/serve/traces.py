@@ -97,10 +97,7 @@ class TraceWriter:
             try:
                 rows = [item for kind, item in batch if kind == "trace"]
                 self.store.add_traces(rows)
-                for kind, item in batch:
-                    if kind == "feedback":
-                        trace_id, label, verdict, source = item
-                        self.store.set_feedback(trace_id, label=label, verdict=verdict, source=source)
+                self.store.set_feedback([item for kind, item in batch if kind == "feedback"])
                 with self._lock:
                     self._pending.difference_update(r["id"] for r in rows)
                 self.written += len(rows)

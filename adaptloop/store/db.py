@@ -374,17 +374,21 @@ class Store:
             s.execute(TraceRow.__table__.insert(), fresh) if fresh else None
         return len(fresh)
 
-    def set_feedback(self, trace_id: str, *, label: str | None, verdict: str | None, source: str | None) -> bool:
-        """Attach feedback to a stored trace; False when the id is unknown."""
+    def set_feedback(self, items: list[tuple[str, str | None, str | None, str | None]]) -> int:
+        """Attach feedback ``(trace id, label, verdict, source)`` to stored traces, in one transaction.
+        A trace with new feedback is judged again. Returns how many ids were found."""
+        found = 0
         with self.session() as s:
-            row = s.get(TraceRow, trace_id)
-            if row is None:
-                return False
-            row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
-            row.feedback_ts = utcnow()
-            row.triage = row.kind = row.reason = None  # new evidence: judge it again
-            row.trust = row.cycle_id = None
-        return True
+            for trace_id, label, verdict, source in items:
+                row = s.get(TraceRow, trace_id)
+                if row is None:
+                    continue
+                found += 1
+                row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
+                row.feedback_ts = utcnow()
+                row.triage = row.kind = row.reason = None  # new evidence: judge it again
+                row.trust = row.cycle_id = None
+        return found
 
     def trace_counts(self) -> dict[str, int]:
         """Traces by triage verdict (``unjudged`` for those no cycle has looked at)."""

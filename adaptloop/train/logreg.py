@@ -16,16 +16,16 @@ from sklearn.model_selection import StratifiedKFold
 
 
 def fit_logreg(x: np.ndarray, y: np.ndarray, *, c: float, seed: int,
-               class_weight: str | dict[int, float] | None = None) -> LogisticRegression:
+               class_weight: str | dict[int, float] | None = None, max_iter: int = 1000) -> LogisticRegression:
     """Multinomial logistic regression; y must hold class ids 0..k-1."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        return LogisticRegression(C=c, max_iter=1000, random_state=seed,
+        return LogisticRegression(C=c, max_iter=max_iter, random_state=seed,
                                   class_weight=class_weight).fit(x, y)
 
 
-def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5,
-                      seed: int = 0, progress: Callable[[int], None] | None = None) -> np.ndarray:
+def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5, seed: int = 0,
+                      progress: Callable[[int], None] | None = None, max_iter: int = 1000) -> np.ndarray:
     """Out-of-fold class probabilities, shape (n, k), from logistic regression on ``x``.
 
     Each row is predicted by a model that never saw it, as cleanlab requires.
@@ -35,7 +35,7 @@ def out_of_fold_proba(x: np.ndarray, y: np.ndarray, k: int, *, folds: int = 5,
     probs = np.full((len(y), k), 1e-6, dtype=np.float64)
     skf = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     for tr, te in skf.split(x, y):
-        clf = fit_logreg(x[tr], y[tr], c=10.0, seed=seed)
+        clf = fit_logreg(x[tr], y[tr], c=10.0, seed=seed, max_iter=max_iter)
         probs[np.ix_(te, clf.classes_)] = clf.predict_proba(x[te])
         if progress:
             progress(1)
