@@ -91,6 +91,23 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert [k for k in kinds if k != "drift"][:3] == ["triage", "taxonomy", "eval_set_frozen"]
     assert result.decision in kinds
 
+    # the breakage fallback: candidate × incumbent blend, its weight chosen on dev
+    from adaptloop.evaluate.predict import load_version
+    from adaptloop.store.db import ModelVersionRow, Run
+    from adaptloop.train import load_trained
+    from adaptloop.types import TaskSpec
+
+    cycle = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    cand = ws.store.get(ModelVersionRow, int(result.candidate[1:]))
+    _mv, spec, incumbent = load_version(ws, f"v{v1}")
+    candidate = load_trained(ws.artifacts.path(cand.artifact))
+    blended = cycle._blend(ws.store.get(Run, result.run_id), spec, candidate, incumbent, cand)
+    if blended is not None:
+        mv, model, how = blended
+        assert mv.lineage["blend"]["candidate"] == cand.id and "dev accuracy" in how
+        assert model.predict_proba(["where is my card"]).shape == (1, len(spec.labels))
+    assert isinstance(spec, TaskSpec)
+
     # nothing new: a second cycle judges nothing and keeps production
     again = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
     assert again.decision == "no-op" and again.traces["judged"] == 0

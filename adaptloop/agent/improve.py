@@ -46,6 +46,8 @@ from adaptloop.types import EvalSet, Example, TaskSpec
 from adaptloop.workspace import Workspace
 
 GATE_RESERVE_S = 60.0  # budget kept back for scoring both models on every eval set
+BLEND_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # candidate's share in the fallback blend
+BLEND_SLACK = 0.005  # dev accuracy a blend may give up for fewer broken examples
 
 
 @dataclass
@@ -170,6 +172,17 @@ class ImproveCycle:
         fresh = [(sid, ex) for sid, ex in self._eval_sets(mv.task_id) if sid not in dict(eval_sets)]
         base["checkpoint"] = [asdict(r) | {"broken": len(r.broken)}
                               for r in self._gate(spec, model, candidate, fresh).sets] if fresh else []
+        if not g.passed and all("breaks" in r for r in g.reasons):
+            # only breakage: one more candidate, decided on dev before the gate sees it — the new model
+            # blended with the incumbent, which keeps the incumbent's confident answers
+            blended = self._blend(run, spec, candidate, model, cand)
+            if blended is not None:
+                g2 = self._gate(spec, model, blended[1], eval_sets)
+                store.decide(run.id, "blend", f"gate refused v{cand.id} for breakage only; v{blended[0].id} "
+                             f"blends it with the incumbent ({blended[2]}): gate "
+                             f"{'passed' if g2.passed else 'refused'}", first_gate=g.to_dict())
+                registry.record(store, cand.id, "refused", "refused: " + "; ".join(g.reasons))
+                cand, g = blended[0], g2
         if g.passed:
             summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken"
                                 for s in g.sets)
@@ -282,6 +295,41 @@ class ImproveCycle:
                      f"negatives for {len(pair_labels) // 2 or 0} confusions, variants for "
                      f"{len(pattern_labels)} pattern classes, {self.cfg.replay:.0%} replay", **counts)
         return counts
+
+    def _blend(self, run: Run, spec: TaskSpec, candidate: Any, incumbent: Any,
+               cand: ModelVersionRow) -> tuple[ModelVersionRow, Any, str] | None:
+        """Candidate × incumbent probability blend, its weight chosen on dev: the fewest dev
+        examples broken against the incumbent among weights within ``BLEND_SLACK`` of the best
+        dev accuracy. None when no blend keeps the candidate's dev gain."""
+        from adaptloop.train.ensemble import EnsembleModel
+
+        dev = _examples(self.ws, self.ws.store.get(Run, run.id).state["datasets"]["dev"])
+        if not dev or spec.family != "classification":
+            return None
+        texts = [e.text for e in dev]
+        y = np.array([spec.labels.index(e.label) for e in dev])
+        pc, pi = candidate.predict_proba(texts), incumbent.predict_proba(texts)
+        inc_right = pi.argmax(1) == y
+        scored = []
+        for w in BLEND_WEIGHTS:
+            pred = (w * pc + (1 - w) * pi).argmax(1)
+            scored.append((w, float((pred == y).mean()), int((inc_right & (pred != y)).sum())))
+        best = max(acc for _, acc, _ in scored)
+        if best <= float(inc_right.mean()):
+            return None
+        w, acc, broken = min((t for t in scored if t[1] >= best - BLEND_SLACK), key=lambda t: (t[2], -t[0]))
+        if w >= 1.0:
+            return None  # the candidate alone: the gate has already said no
+        folder = self.ws.artifacts.staging_dir()
+        EnsembleModel([candidate, incumbent], [w, 1 - w]).save(folder)
+        address = self.ws.artifacts.put_dir(folder)
+        mv = registry.register(self.ws.store, task_id=cand.task_id, node_id=cand.node_id, artifact=address,
+                               metrics=cand.metrics, lineage={**cand.lineage, "blend": {
+                                   "candidate": cand.id, "incumbent": registry.alias_target(
+                                       self.ws.store, "production"), "weight": w}},
+                               reason=f"blend of v{cand.id} (weight {w}) with the incumbent")
+        how = f"weight {w}: dev accuracy {acc:.4f}, {broken} dev examples broken vs the incumbent"
+        return mv, load_trained(self.ws.artifacts.path(address)), how
 
     def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any,
               eval_sets: list[tuple[str, list[Example]]]) -> GateResult:
