@@ -13,9 +13,13 @@ from adaptloop.workspace import Workspace, init_workspace
 
 def test_init_writes_a_config_that_loads(tmp_path):
     root = init_workspace(tmp_path / "ws")
-    assert load_settings(root) == Settings()
+    loaded = load_settings(root)
+    token = loaded.serve.admin_token
+    assert len(token) >= 24  # a random admin token for promote/rollback over HTTP
+    assert loaded.model_copy(update={"serve": loaded.serve.model_copy(update={"admin_token": ""})}) == Settings()
     assert (root / ".adaptloop" / "artifacts").is_dir()
-    init_workspace(root)  # idempotent
+    init_workspace(root)  # idempotent: keeps the settings, token included
+    assert load_settings(root).serve.admin_token == token
 
 
 def test_invalid_config_is_one_line(tmp_path):
