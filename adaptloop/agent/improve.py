@@ -267,7 +267,7 @@ class ImproveCycle:
         replay_n = int(round(self.cfg.replay * len(parent_train)))
         replay = (stratified_split(parent_train, fraction=self.cfg.replay, seed=seed + 9)[0]
                   if 0 < replay_n < len(parent_train) else list(parent_train) if replay_n else [])
-        hard, variants = [], []
+        variants: list[Example] = []
         top = clusters[: self.cfg.top_clusters]
         pair_labels = {lab for c in top if c.kind == "confusion" for a, b, _n in c.pairs[:1] for lab in (a, b)}
         replayed = {e.id for e in replay}
@@ -276,7 +276,7 @@ class ImproveCycle:
         if pattern_labels:
             variants = augment([e for e in parent_train if e.label in pattern_labels], seed=seed)
             variants = [e for e in variants if e.source.startswith("augment")] or variants
-        train = curate.apply_drops(*_dedup(train_new + replay + hard + variants))
+        train = _unique(train_new + replay + hard + variants)
         dev = list(parent_dev) + dev_new
         with store.session() as s:
             for role, part in (("train", train_new), ("dev", dev_new), ("eval", held)):
@@ -349,13 +349,12 @@ class ImproveCycle:
         return result
 
 
-def _dedup(examples: list[Example]) -> tuple[list[Example], list[curate.Drop]]:
-    seen, drops = set(), []
-    for i, e in enumerate(examples):
-        if e.id in seen:
-            drops.append(curate.Drop(i, "duplicate", "already in the curriculum"))
-        seen.add(e.id)
-    return examples, drops
+def _unique(examples: list[Example]) -> list[Example]:
+    """The first example of each id, in order (a replayed row may also be a hard negative)."""
+    seen: dict[str, Example] = {}
+    for e in examples:
+        seen.setdefault(e.id, e)
+    return list(seen.values())
 
 
 def new_failures(ws: Workspace) -> int:
