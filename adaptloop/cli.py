@@ -513,21 +513,9 @@ def traces(ctx: typer.Context, workspace: WorkspaceOpt = None, as_json: JsonOpt 
     """Summarise the stored traces: how many, with feedback, and by triage verdict."""
     if ctx.invoked_subcommand is not None:
         return
-    from adaptloop.store.db import Quarantine, TraceRow
-
-    ws = _open(workspace)
-    from sqlalchemy import func, select
-
-    with ws.store._session() as s:
-        total = s.scalar(select(func.count()).select_from(TraceRow)) or 0
-        with_fb = s.scalar(select(func.count()).select_from(TraceRow).where(
-            (TraceRow.feedback_label.is_not(None)) | (TraceRow.feedback_verdict.is_not(None)))) or 0
-        kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
-                               .group_by(TraceRow.kind)).all())
-        quarantined = s.scalar(select(func.count()).select_from(Quarantine)
-                               .where(Quarantine.source.like("traces:%"))) or 0
-    report = {"traces": total, "with_feedback": with_fb, "by_triage": ws.store.trace_counts(),
-              "poison_by_kind": kinds, "quarantined_lines": quarantined}
+    report = _open(workspace).store.trace_summary()
+    total, with_fb, kinds, quarantined = (report[k] for k in ("traces", "with_feedback", "poison_by_kind",
+                                                                "quarantined_lines"))
     if as_json:
         _emit(report)
         return
@@ -728,6 +716,80 @@ def serve(
     err.print(f"serving production from {ws.root} on http://{host or cfg.host}:{port or cfg.port} "
               "(Ctrl-C stops; queued traces are written first)")
     uvicorn.run(create_app(ws), host=host or cfg.host, port=port or cfg.port, log_level="warning")
+
+
+bench_app = typer.Typer(cls=_Group, help="Benchmarks: AdaptFT-Bench (noisy production logs that punish naive "
+                        "retraining).", no_args_is_help=True)
+app.add_typer(bench_app, name="bench")
+adaptft_app = typer.Typer(cls=_Group, invoke_without_command=True, no_args_is_help=False,
+                          help="AdaptFT-Bench: per scenario, a base model on a small seed set, then 3 stages of "
+                               "synthetic logs (poison 15% → 25% → 40%) played by the agent (improve), naive "
+                               "retraining and a clean oracle.")
+bench_app.add_typer(adaptft_app, name="adaptft")
+ScenariosOpt = Annotated[list[str] | None, typer.Option(
+    "--scenarios", "-s", help="Scenario names (repeat the option) [default: all]: banking77, clinc150, snips, "
+                              "wnut17, presidio_pii, banking77-mpnet, snips-mpnet.", show_default=False)]
+QuickOpt = Annotated[bool, typer.Option("--quick", help="Small stages and budgets (a smoke run).")]
+SeedOpt = Annotated[int, typer.Option(help="Seed of the seed sets, the logs and the test samples.")]
+DatasetsOpt = Annotated[Path | None, typer.Option(
+    "--datasets", help="Folder of the public datasets [default: $ADAPTLOOP_DATASETS, else "
+                       "../shared/datasets beside the checkout].", show_default=False)]
+
+
+@adaptft_app.callback()
+def adaptft(
+    ctx: typer.Context,
+    scenarios: ScenariosOpt = None,
+    quick: QuickOpt = False,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, table.md, plot.html and "
+                                                        "each scenario's logs and workspace.")] = Path("adaptft-results"),
+    datasets: DatasetsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run the bench and print its table; `adaptloop bench adaptft generate` writes the logs alone."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from adaptloop.bench.adaptft import SCENARIOS, run
+
+    with _progress() as progress:
+        doc = run(scenarios or list(SCENARIOS), quick=quick, seed=seed, out=out_dir, datasets=datasets,
+                  progress=progress, log=lambda m: err.print(m, highlight=False))
+    if as_json:
+        _emit(doc)
+        return
+    sys.stdout.write((out_dir / "table.md").read_text(encoding="utf-8"))
+    err.print(f"results: {out_dir / 'results.json'}, {out_dir / 'table.md'}, {out_dir / 'plot.html'}")
+
+
+@adaptft_app.command("generate")
+def adaptft_generate(
+    scenarios: ScenariosOpt = None,
+    quick: QuickOpt = False,
+    seed: SeedOpt = 0,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder: one sub-folder of files per scenario.")]
+    = Path("adaptft-logs"),
+    datasets: DatasetsOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write each scenario's seed set, test sample and stage logs (traces for `adaptloop traces import`),
+    with answer files (the ground truth: poison or fixable, and the kind), without training anything."""
+    from adaptloop.bench.adaptft import FULL, QUICK, SCENARIOS, default_datasets, generate, write_generated
+
+    names = scenarios or [n for n, sc in SCENARIOS.items() if sc.family == "classification"]
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise AdaptloopError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    written = {}
+    for name in names:
+        g = generate(SCENARIOS[name], datasets=datasets or default_datasets(), sizes=QUICK if quick else FULL,
+                     seed=seed)
+        written[name] = write_generated(g, out_dir / name)
+    if as_json:
+        _emit({"written": written})
+        return
+    for name, files in written.items():
+        out.print(f"{name}: " + ", ".join(Path(f).name for f in files.values()) + f" in {out_dir / name}")
 
 
 def main() -> None:

@@ -359,9 +359,5 @@ def _unique(examples: list[Example]) -> list[Example]:
 
 def new_failures(ws: Workspace) -> int:
     """Unjudged traces whose feedback says the model was wrong (what `improve --watch` waits for)."""
-    with ws.store._session() as s:
-        rows = s.execute(select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
-                         .where(TraceRow.triage.is_(None))
-                         .where(TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))).all()
-    return sum(1 for out, label, verdict in rows
+    return sum(1 for out, label, verdict in ws.store.unjudged_feedback()
                if verdict == "wrong" or (label is not None and label != (out or {}).get("label")))

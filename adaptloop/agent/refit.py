@@ -20,6 +20,7 @@ from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
 FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds
+TUNED_ON_DEV = ("threshold", "span-threshold")
 
 
 @dataclass(frozen=True)
@@ -28,16 +29,21 @@ class RefitPlan:
     members: list[tuple[Node, float]]  # (node, ensemble weight); one member with 1.0 otherwise
 
 
-def refit_plan(nodes: Sequence[Node], spec: TaskSpec) -> RefitPlan | None:
-    """What to refit: the best finished node on dev, unless it was refitted (or tried) already."""
+def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) -> RefitPlan | None:
+    """What to refit: the best finished node on dev, unless it was refitted (or tried) already.
+
+    ``again``: the plan even when it was refitted before, skipping pipelines tuned on dev
+    (thresholds) — the recipe to retrain on other data (the AdaptFT bench's naive baseline).
+    """
     tried = [n for n in nodes if n.status in ("done", "failed")]
-    scored = [n for n in tried if n.status == "done" and n.pipeline["strategy"] != "refit"]
+    scored = [n for n in tried if n.status == "done" and n.pipeline["strategy"] != "refit"
+              and not (again and n.pipeline["strategy"] in TUNED_ON_DEV)]
     if not scored:
         return None
     best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
-    if best.pipeline["strategy"] in ("threshold", "span-threshold"):
+    if best.pipeline["strategy"] in TUNED_ON_DEV:
         return None  # tuned on dev: there is nothing left to tune it on
-    if any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
+    if not again and any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
            for n in tried):
         return None
     if best.pipeline["strategy"] != "ensemble":

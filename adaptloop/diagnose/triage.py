@@ -5,7 +5,7 @@ Every trace gets one verdict with a recorded reason and a trust score in [0, 1]:
 - ``ok``: the feedback confirms the model (trustworthy: training data).
 - ``fixable``: a failure with a valid input and a trustworthy corrected label.
 - ``poison``: kept and shown, never trained on — prompt injection or instruction text in the
-  input, contradictory premises, a burst of identical feedback from one source, a label
+  input, a request the input itself takes back ("never mind, ..."), contradictory premises, a burst of identical feedback from one source, a label
   that conflicts with a near-duplicate in a frozen eval set, or a label cleanlab finds
   contradicts the training distribution (confident learning on out-of-fold probabilities).
 - ``out_of_scope``: far from every known example (drift); reported, never trained on.
@@ -36,8 +36,14 @@ INJECTION = re.compile(
     r"|\byou are now\b|\bact as (an?|the)\b|\bpretend (to be|you are)\b"
     r"|\b(classify|label|categori[sz]e|mark|tag) (this|it|the following|me)\b[^.!?]{0,30}\bas\b"
     r"|\b(respond|reply|answer|output) (only )?with\b"
+    r"|\b(the )?(correct|right|true|real) (label|class|category|intent|answer) (is|=)\b|(^|\s)system\s*:"
     r"|<\|?(im_start|system|endoftext)\|?>|\[/?(INST|SYS)\]|###\s*(instruction|system)",
     re.IGNORECASE)
+# the user takes the request back ("never mind, ...", "this is not my question: ..."): whatever
+# label comes with it no longer describes the text
+RETRACTION = re.compile(
+    r"^\W*(never ?mind\b|this is not my question|that is not my question|i never asked\b|not asking about\b"
+    r"|disregard my (request|question)\b|i (do not|don't) need help with (this|that)\b)", re.IGNORECASE)
 NEGATION = re.compile(r"\b(not|no|never|nothing|none|n't|cannot|didnt|dont|doesnt|havent|hasnt|wasnt|isnt)\b|n't\b",
                       re.IGNORECASE)
 CLAUSE_SPLIT = re.compile(r"\b(?:but|although|though|yet|however|whereas)\b|[;,.!?]", re.IGNORECASE)
@@ -106,6 +112,11 @@ def contradiction(text: str) -> str | None:
                 if shared and ((x in wa and y in wb) or (y in wa and x in wb)):
                     return f"'{a}' vs '{b}'"
     return None
+
+
+def retraction(text: str) -> str | None:
+    m = RETRACTION.search(text)
+    return m.group(0).strip() if m else None
 
 
 def injection(text: str) -> str | None:
@@ -238,6 +249,11 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
         if hit:
             out.append(Verdict(v.id, "poison", "injection", f"instruction text in the input: '{hit}'", 0.0,
                                failure=failure))
+            continue
+        took_back = retraction(v.text)
+        if took_back and label is not None:
+            out.append(Verdict(v.id, "poison", "negation", f"the input takes its request back ('{took_back}'); "
+                               f"the label '{label}' no longer describes it", 0.0, failure=failure))
             continue
         why = contradiction(v.text)
         if why and label is not None:

@@ -23,7 +23,7 @@ from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["forest", "node_label", "node_score", "render_html", "short_encoder", "write_report"]
+__all__ = ["chart_svg", "forest", "node_label", "node_score", "render_html", "short_encoder", "write_report"]
 
 # graph layout, in SVG pixels
 BOX_W, BOX_H = 200, 62  # three short text lines per node box
@@ -321,7 +321,9 @@ def _curve_series(curve: Any) -> tuple[str, bool, dict[str, list[tuple[float, fl
     return (x_key, log_x, {k: sorted(series[k]) for k in keep}) if keep else None
 
 
-def _chart_svg(node: Mapping[str, Any], x_key: str, log_x: bool, series: dict[str, list[tuple[float, float]]]) -> str:
+def chart_svg(node: Mapping[str, Any], x_key: str, log_x: bool, series: dict[str, list[tuple[float, float]]],
+               title: str | None = None) -> str:
+    """A line chart of ``series`` (x, y points); keys with "loss" go on a right-hand axis."""
     pw, ph = CHART_W - M_LEFT - M_RIGHT, CHART_H - M_TOP - M_BOTTOM
     xs = [x for pts in series.values() for x, _ in pts]
     x_ticks, x_lo, x_hi, x_dec = _ticks(min(xs), max(xs))
@@ -368,7 +370,7 @@ def _chart_svg(node: Mapping[str, Any], x_key: str, log_x: bool, series: dict[st
         parts.append(f'<rect x="{legend_x}" y="{M_TOP - 16}" width="10" height="10" fill="{color}"/>'
                      f'<text x="{legend_x + 14}" y="{M_TOP - 7}">{_e(k)}{" (right)" if "loss" in k else ""}</text>')
         legend_x += 26 + 7 * len(k) + (42 if "loss" in k else 0)
-    title = f"{node_label(node)}: learning curve"
+    title = title or f"{node_label(node)}: learning curve"
     return (f'<svg class="curve" data-node="{_e(node.get("id"))}" '
             f'width="{CHART_W}" height="{CHART_H}" viewBox="0 0 {CHART_W} {CHART_H}" role="img" '
             f'aria-label="{_e(title)}"><title>{_e(title)}</title>{"".join(parts)}</svg>')
@@ -380,7 +382,7 @@ def _curves(nodes: list[Mapping[str, Any]]) -> str:
         found = _curve_series(n.get("curve"))
         if found:
             charts.append(f'<figure><figcaption><strong>{_e(node_label(n))}</strong></figcaption>'
-                          f"{_chart_svg(n, *found)}</figure>")
+                          f"{chart_svg(n, *found)}</figure>")
     body = f'<div class="charts">{"".join(charts)}</div>' if charts else '<p class="empty">No learning curves.</p>'
     return f'<section id="curves"><h2>Learning curves</h2>{body}</section>'
 

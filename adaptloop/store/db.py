@@ -395,3 +395,29 @@ class Store:
         with self._session() as s:
             rows = s.execute(select(TraceRow.triage, func.count()).group_by(TraceRow.triage)).all()
         return {(t or "unjudged"): int(n) for t, n in rows}
+
+    def trace_summary(self) -> dict[str, Any]:
+        """How many traces, with feedback, by triage verdict, poison by kind, malformed lines quarantined."""
+        with self._session() as s:
+            total = s.scalar(select(func.count()).select_from(TraceRow)) or 0
+            with_fb = s.scalar(select(func.count()).select_from(TraceRow).where(
+                TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))) or 0
+            kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
+                                   .group_by(TraceRow.kind)).all())
+            quarantined = s.scalar(select(func.count()).select_from(Quarantine)
+                                   .where(Quarantine.source.like("traces:%"))) or 0
+        return {"traces": total, "with_feedback": with_fb, "by_triage": self.trace_counts(),
+                "poison_by_kind": kinds, "quarantined_lines": quarantined}
+
+    def unjudged_feedback(self) -> list[tuple[dict[str, Any] | None, str | None, str | None]]:
+        """(output, feedback label, verdict) of every trace with feedback that no cycle has judged."""
+        with self._session() as s:
+            return [tuple(r) for r in s.execute(
+                select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
+                .where(TraceRow.triage.is_(None))
+                .where(TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))).all()]
+
+    def verdicts(self, ids: list[str]) -> dict[str, str | None]:
+        """Trace id → triage verdict (None: not judged yet), for the ids that are stored."""
+        with self._session() as s:
+            return dict(s.execute(select(TraceRow.id, TraceRow.triage).where(TraceRow.id.in_(ids))).all())

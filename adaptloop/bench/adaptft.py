@@ -1,0 +1,334 @@
+"""AdaptFT-Bench: noisy production logs that punish naive retraining.
+
+A scenario is (task dataset, base encoder). Each deploys a base model cold-started on a
+small seed set, then plays three stages of synthetic logs (``bench.generate``) drawn from
+training data the model never saw, with poison rates 15% → 25% → 40%. Three methods see
+the same logs:
+
+- **agent**: ``traces import`` + one ``improve`` cycle per stage (triage, curriculum,
+  retrain, regression gate; it promotes or refuses);
+- **naive**: the base pipeline retrained on the seed set + all feedback so far, always
+  promoted;
+- **oracle**: the same pipeline on the seed set + only the truly fixable logs (true
+  labels) — the ceiling.
+
+Every stage scores each method's model on a fixed sample of the official test split (never
+in the logs): the primary metric, previously-correct examples broken (against the method's
+model of the stage before), and for the agent the triage's precision / recall for poison
+against the answer file, its decision and wall time. ``run`` writes results.json,
+table.md and plot.html.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from adaptloop.bench.generate import Stage, generate_stages
+from adaptloop.errors import DataError
+
+RATES = (0.15, 0.25, 0.40)
+METHODS = ("agent", "naive", "oracle")
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+MPNET = "sentence-transformers/all-mpnet-base-v2"
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """(dataset, base encoder) and the sizes that keep a stage affordable on a CPU."""
+
+    name: str
+    dataset: str
+    prompt: str
+    encoder: str = MINILM
+    per_class: int = 8  # seed examples per class
+    family: str = "classification"
+
+
+SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
+    Scenario("banking77", "banking77", "classify online banking customer queries by intent"),
+    Scenario("clinc150", "clinc150", "classify requests to a virtual assistant by intent", per_class=5),
+    Scenario("snips", "snips", "classify voice assistant commands by intent", per_class=10),
+    Scenario("wnut17", "wnut17", "extract emerging entities from social media text", family="extraction"),
+    Scenario("presidio_pii", "presidio_pii", "build me a PII detection model", family="extraction"),
+    Scenario("banking77-mpnet", "banking77", "classify online banking customer queries by intent", encoder=MPNET),
+    Scenario("snips-mpnet", "snips", "classify voice assistant commands by intent", encoder=MPNET, per_class=10),
+)}
+
+
+@dataclass(frozen=True)
+class Sizes:
+    per_stage: int  # logs per stage
+    test_n: int  # test examples scored per model and stage
+    base_budget_s: float
+    improve_budget_s: float
+    min_failures: int
+
+
+FULL = Sizes(per_stage=500, test_n=1000, base_budget_s=120, improve_budget_s=150, min_failures=20)
+QUICK = Sizes(per_stage=100, test_n=300, base_budget_s=40, improve_budget_s=45, min_failures=10)
+
+
+def default_datasets() -> Path:
+    """``ADAPTLOOP_DATASETS``, else ``../shared/datasets`` beside the checkout."""
+    env = os.environ.get("ADAPTLOOP_DATASETS")
+    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "datasets"
+
+
+def _read(path: Path) -> list[dict[str, Any]]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+@dataclass
+class Generated:
+    scenario: Scenario
+    seed_rows: list[dict[str, Any]]
+    stages: list[Stage]
+    test_rows: list[dict[str, Any]]
+
+
+def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int) -> Generated:
+    """The seed set, the stages' logs (with answers) and the test sample of one scenario.
+
+    Raises:
+        DataError: the dataset is missing or the scenario's family has no generator yet.
+    """
+    if scenario.family != "classification":
+        raise DataError(f"scenario {scenario.name}: the log generator and the improve cycle cover "
+                        "classification so far; extraction scenarios are not run yet")
+    folder = datasets / scenario.dataset
+    if not (folder / "train.jsonl").exists():
+        raise DataError(f"{folder / 'train.jsonl'} not found; pass --datasets DIR (the folder holding "
+                        f"{scenario.dataset}/)")
+    rng = random.Random(seed)
+    train = _read(folder / "train.jsonl")
+    rng.shuffle(train)
+    per_label: dict[str, int] = defaultdict(int)
+    seed_rows, pool = [], []
+    for r in train:
+        if per_label[r["label"]] < scenario.per_class:
+            per_label[r["label"]] += 1
+            seed_rows.append({"text": r["text"], "label": r["label"]})
+        else:
+            pool.append((r["text"], r["label"]))
+    labels = sorted(per_label)
+    stages = generate_stages(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name,
+                             seed=seed)
+    test = _read(folder / "test.jsonl")
+    test_rows = rng.sample(test, sizes.test_n) if sizes.test_n < len(test) else test
+    return Generated(scenario, seed_rows, stages, [{"text": r["text"], "label": r["label"]} for r in test_rows])
+
+
+def write_generated(g: Generated, out: Path) -> dict[str, str]:
+    """seed.jsonl, test.jsonl, stageN.jsonl (traces) and stageN.answers.jsonl into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"seed": out / "seed.jsonl", "test": out / "test.jsonl"}
+    for s in g.stages:
+        files[f"stage{s.number}"] = out / f"stage{s.number}.jsonl"
+        files[f"stage{s.number}.answers"] = out / f"stage{s.number}.answers.jsonl"
+    _write(files["seed"], g.seed_rows)
+    _write(files["test"], g.test_rows)
+    for s in g.stages:
+        _write(files[f"stage{s.number}"], s.traces())
+        _write(files[f"stage{s.number}.answers"], s.answers())
+    return {k: str(v) for k, v in files.items()}
+
+
+def _write(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------- running one scenario
+def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int, out: Path,
+                 progress: Any = None, log: Callable[[str], None] = print,
+                 make_trainer: Callable[[str], Any] | None = None, embed_fn: Any = "encoder",
+                 workers: int | None = None) -> dict[str, Any]:
+    """Deploy, play the stages with every method, and score; returns the scenario's results.
+
+    ``make_trainer`` / ``embed_fn`` are the seams tests fill with fakes (default: the real
+    backends and the workspace encoder); ``workers`` overrides ``[search] workers``.
+    """
+    from adaptloop.agent.coldstart import cold_start
+    from adaptloop.agent.improve import ImproveCycle, import_traces
+    from adaptloop.config import Settings
+    from adaptloop.data.sources import load_for
+    from adaptloop.evaluate.predict import load_version
+    from adaptloop.train import trainer_for
+    from adaptloop.train.base import no_progress
+    from adaptloop.workspace import Workspace, init_workspace
+
+    progress = progress or no_progress
+    make_trainer = make_trainer or trainer_for
+    t_start = time.monotonic()
+    g = generate(scenario, datasets=datasets, sizes=sizes, seed=seed)
+    folder = out / scenario.name
+    files = write_generated(g, folder / "logs")
+    settings = Settings()
+    settings = settings.model_copy(update={
+        "train": settings.train.model_copy(update={"encoder": scenario.encoder, "ladder": [scenario.encoder],
+                                                   "seed": seed}),
+        "improve": settings.improve.model_copy(update={"min_failures": sizes.min_failures}),
+        "search": settings.search.model_copy(update={"workers": workers or settings.search.workers})})
+    ws = Workspace.open(init_workspace(folder / "ws", settings=settings))
+    log(f"[{scenario.name}] cold start on {len(g.seed_rows)} seed examples ({sizes.base_budget_s:.0f}s)")
+    cold = cold_start(ws, load_for(files["seed"], scenario.prompt), scenario.prompt, sizes.base_budget_s,
+                      progress=progress, make_trainer=make_trainer, embed_fn=embed_fn)
+    if cold.version is None:
+        raise DataError(f"scenario {scenario.name}: the cold start promoted nothing ({cold.stop_reason})")
+    _, spec, base = load_version(ws, "production")
+    from adaptloop.types import Example
+
+    test = [Example(text=r["text"], label=r["label"]) for r in g.test_rows]
+    seed_ex = [Example(text=r["text"], label=r["label"], source="seed") for r in g.seed_rows]
+    score = _scorer(spec, test, progress)
+    base_score = score(base)
+    prev = {m: base_score for m in METHODS}
+    fit = _refitter(ws, cold.run_id, spec, progress, make_trainer)
+    stages_out = []
+    answers_so_far: list[dict[str, Any]] = []
+    for stage in g.stages:
+        answers_so_far += stage.answers()
+        row: dict[str, Any] = {"stage": stage.number, "poison_rate": stage.poison_rate, "logs": len(stage.logs),
+                               "poison_logs": sum(a["poison"] for a in stage.answers())}
+        # agent: import the logs, one improve cycle
+        t0 = time.monotonic()
+        imported = import_traces(ws, files[f"stage{stage.number}"])
+        result = ImproveCycle(ws, sizes.improve_budget_s, progress=progress, make_trainer=make_trainer,
+                              embed_fn=None if embed_fn == "encoder" else embed_fn).run()
+        _, _, model = load_version(ws, "production")
+        now = score(model)
+        row["agent"] = {**_compare(prev["agent"], now), "decision": result.decision,
+                        "triage": _triage_quality(ws, stage.answers()), "imported": imported["new"],
+                        "wall_s": round(time.monotonic() - t0, 1), "reason": result.reason[:300]}
+        prev["agent"] = now
+        # naive: every feedback label so far; oracle: only the truly fixable logs, true labels
+        for method, rows in (("naive", [(a["text"], a["feedback"]) for a in _with_text(answers_so_far, g)]),
+                             ("oracle", [(a["text"], a["label"]) for a in _with_text(answers_so_far, g)
+                                         if not a["poison"]])):
+            t0 = time.monotonic()
+            model = fit(seed_ex + [Example(text=t, label=lab, source=method) for t, lab in rows
+                                   if lab in spec.labels])
+            now = score(model)
+            row[method] = {**_compare(prev[method], now), "decision": "promoted", "train": len(rows) + len(seed_ex),
+                           "wall_s": round(time.monotonic() - t0, 1)}
+            prev[method] = now
+        stages_out.append(row)
+        log(f"[{scenario.name}] stage {stage.number} ({stage.poison_rate:.0%} poison): " + ", ".join(
+            f"{m} {row[m]['metric']:.4f}" for m in METHODS) + f"; agent {row['agent']['decision']}, "
+            f"poison P/R {row['agent']['triage']['precision']:.2f}/{row['agent']['triage']['recall']:.2f}")
+    return {"scenario": scenario.name, "dataset": scenario.dataset, "encoder": scenario.encoder,
+            "family": scenario.family, "metric": spec.primary_metric, "seed_examples": len(seed_ex),
+            "test_examples": len(test), "base": {"metric": base_score["metric"], "version": f"v{cold.version}",
+                                                 "winner": (cold.winner or {}).get("name")},
+            "stages": stages_out, "wall_s": round(time.monotonic() - t_start, 1), "files": files}
+
+
+def _with_text(answers: list[dict[str, Any]], g: Generated) -> list[dict[str, Any]]:
+    """Answers joined with the logged input text (what the methods train on)."""
+    text = {t["id"]: t["input"] for s in g.stages for t in s.traces()}
+    return [dict(a, text=text[a["id"]]) for a in answers]
+
+
+def _scorer(spec: Any, test: list[Any], progress: Any) -> Callable[[Any], dict[str, Any]]:
+    from adaptloop.evaluate.gate import row_correct
+    from adaptloop.evaluate.metrics import primary
+    from adaptloop.evaluate.rows import metrics_of, score_rows
+
+    def score(model: Any) -> dict[str, Any]:
+        rows = score_rows(model, test, progress=progress, what="score test sample")
+        return {"metric": primary(metrics_of(spec, rows), spec.primary_metric),
+                "correct": [row_correct(r) for r in rows]}
+
+    return score
+
+
+def _compare(before: dict[str, Any], now: dict[str, Any]) -> dict[str, Any]:
+    broken = sum(b and not n for b, n in zip(before["correct"], now["correct"]))
+    return {"metric": round(now["metric"], 4), "broken": broken}
+
+
+def _triage_quality(ws: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
+    """The agent's poison verdicts on this stage's logs against the answer file."""
+    truth = {a["id"]: a for a in answers}
+    got = ws.store.verdicts(list(truth))
+    tp = sum(1 for i, a in truth.items() if a["poison"] and got.get(i) == "poison")
+    fp = sum(1 for i, a in truth.items() if not a["poison"] and got.get(i) == "poison")
+    fn = sum(1 for i, a in truth.items() if a["poison"] and got.get(i) != "poison")
+    missed: dict[str, int] = defaultdict(int)
+    for i, a in truth.items():
+        if a["poison"] and got.get(i) != "poison":
+            missed[a["kind"]] += 1
+    return {"tp": tp, "fp": fp, "fn": fn, "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
+            "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0, "missed_by_kind": dict(missed)}
+
+
+def _refitter(ws: Any, run_id: int, spec: Any, progress: Any,
+              make_trainer: Callable[[str], Any]) -> Callable[[list[Any]], Any]:
+    """Train the base's winning pipeline (every ensemble member) on new data: naive and oracle."""
+    from adaptloop.agent.refit import refit, refit_plan
+    from adaptloop.search.executor import embedding_cache
+    from adaptloop.train import FitContext
+
+    plan = refit_plan(ws.store.nodes(run_id), spec, again=True)
+    if plan is None:
+        raise DataError("the base run has no finished pipeline to retrain")
+    ctx = FitContext(progress=progress, embeddings=embedding_cache(ws.root))
+
+    def fit(train: list[Any]) -> Any:
+        ds = defaultdict(lambda: train, dev=[])
+        model, _ = refit(plan, spec, ds, ctx, make_trainer)
+        return model
+
+    return fit
+
+
+# ---------------------------------------------------------------------------- the whole bench
+def run(scenarios: Sequence[str], *, quick: bool, seed: int, out: Path, datasets: Path | None = None,
+        progress: Any = None, log: Callable[[str], None] = print, sizes: Sizes | None = None,
+        **seams: Any) -> dict[str, Any]:
+    """Every scenario in turn; writes results.json, table.md and plot.html into ``out``.
+
+    Raises:
+        DataError: an unknown scenario name.
+    """
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise DataError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
+    sizes = sizes or (QUICK if quick else FULL)
+    datasets = datasets or default_datasets()
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    results = []
+    for name in scenarios:
+        sc = SCENARIOS[name]
+        if sc.family != "classification":
+            results.append({"scenario": name, "dataset": sc.dataset, "encoder": sc.encoder, "family": sc.family,
+                            "skipped": "improve and the log generator cover classification so far"})
+            log(f"[{name}] skipped: {results[-1]['skipped']}")
+            continue
+        results.append(run_scenario(sc, datasets=datasets, sizes=sizes, seed=seed, out=out, progress=progress,
+                                    log=log, **seams))
+        _save(out, results, sizes, seed, quick, time.monotonic() - t0)  # partial results survive a crash
+    return _save(out, results, sizes, seed, quick, time.monotonic() - t0)
+
+
+def _save(out: Path, results: list[dict[str, Any]], sizes: Sizes, seed: int, quick: bool,
+          wall: float) -> dict[str, Any]:
+    from adaptloop.bench.report import plot_html, summary, table_md
+
+    doc = {"bench": "adaptft", "seed": seed, "quick": quick, "sizes": sizes.__dict__, "rates": list(RATES),
+           "scenarios": results, "summary": summary(results), "wall_s": round(wall, 1)}
+    (out / "results.json").write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    (out / "table.md").write_text(table_md(doc), encoding="utf-8")
+    (out / "plot.html").write_text(plot_html(doc), encoding="utf-8")
+    return doc

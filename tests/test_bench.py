@@ -1,0 +1,114 @@
+"""AdaptFT-Bench: the log generator (pure, on real snips text), the triage of what it plants, the
+report, and a whole tiny bench behind the fake trainer seam."""
+
+import json
+from collections import Counter
+
+import pytest
+from typer.testing import CliRunner
+
+from adaptloop.bench import generate as gen
+from adaptloop.bench.adaptft import SCENARIOS, Sizes, generate, run
+from adaptloop.bench.report import summary, table_md
+from adaptloop.cli import app
+from adaptloop.data.traces import parse_trace
+from adaptloop.diagnose import triage as tri
+from adaptloop.errors import DataError
+from adaptloop.train.fake import FakeTrainer, _features
+
+from .conftest import DATASETS, read_rows
+
+TINY = Sizes(per_stage=40, test_n=60, base_budget_s=30, improve_budget_s=30, min_failures=3)
+
+
+@pytest.fixture(scope="module")
+def snips_pool():
+    rows = read_rows("snips", "train")[::4]
+    return [(r["text"], r["label"]) for r in rows], sorted({r["label"] for r in rows})
+
+
+def test_stages_are_deterministic_disjoint_and_poisoned_at_the_rates_asked(snips_pool):
+    pool, labels = snips_pool
+    stages = gen.generate_stages(pool, labels, rates=(0.15, 0.25, 0.4), per_stage=400, prefix="x", seed=3)
+    again = gen.generate_stages(pool, labels, rates=(0.15, 0.25, 0.4), per_stage=400, prefix="x", seed=3)
+    other = gen.generate_stages(pool, labels, rates=(0.15, 0.25, 0.4), per_stage=400, prefix="x", seed=4)
+    assert [s.traces() for s in stages] == [s.traces() for s in again]
+    assert [s.traces() for s in stages] != [s.traces() for s in other]
+    ids = [t["id"] for s in stages for t in s.traces()]
+    assert len(ids) == len(set(ids)) == 1200
+    for s, rate in zip(stages, (0.15, 0.25, 0.4)):
+        answers = s.answers()
+        assert abs(sum(a["poison"] for a in answers) / len(answers) - rate) < 0.01
+        for t, a in zip(s.traces(), answers):
+            parse_trace(t)  # every log is a valid trace
+            assert a["id"] == t["id"] and t["feedback"]["label"] == a["feedback"]
+            if not a["poison"]:
+                assert a["feedback"] == a["label"]  # fixable noise never changes the label
+    kinds = Counter(a["kind"] for s in stages for a in s.answers())
+    assert set(kinds) == set(gen.FIXABLE_KINDS) | set(gen.POISON_KINDS)
+    # a burst: one source, one input, one attacker label, at least BURST_SIZE[0] times
+    burst = [t for s in stages for t, a in zip(s.traces(), s.answers()) if a["kind"] == "burst"]
+    groups = Counter((t["feedback"]["source"], t["input"], t["feedback"]["label"]) for t in burst)
+    assert min(groups.values()) >= gen.BURST_SIZE[0]
+    # the logs come from the pool, and the seed sets / eval data never enter it (the caller's job)
+    assert all(a["label"] in labels for s in stages for a in s.answers())
+
+
+def test_too_small_a_pool_is_a_clear_error(snips_pool):
+    pool, labels = snips_pool
+    with pytest.raises(ValueError, match="cannot fill 3 stages"):
+        gen.generate_stages(pool[:100], labels, rates=(0.1, 0.2, 0.3), per_stage=50, prefix="x", seed=0)
+
+
+def test_the_triage_rules_catch_the_planted_text_poison_and_spare_the_fixable_noise(snips_pool):
+    pool, labels = snips_pool
+    stages = gen.generate_stages(pool, labels, rates=(0.4,), per_stage=600, prefix="x", seed=0)
+    caught, spared = Counter(), Counter()
+    for t, a in zip(stages[0].traces(), stages[0].answers()):
+        hit = tri.injection(t["input"]) or tri.retraction(t["input"]) or tri.contradiction(t["input"])
+        if a["poison"]:
+            caught[a["kind"], bool(hit)] += 1
+        else:
+            spared[bool(hit)] += 1
+    for kind in ("injection", "negation", "contradiction"):
+        assert caught[kind, False] == 0, kind
+    assert spared[True] <= 0.01 * sum(spared.values())
+
+
+def test_generate_holds_the_test_split_out_and_refuses_extraction_for_now():
+    g = generate(SCENARIOS["snips"], datasets=DATASETS, sizes=TINY, seed=0)
+    logged = {t["input"] for s in g.stages for t in s.traces()}
+    assert len(g.seed_rows) == 10 * 7 and len(g.test_rows) == 60
+    assert {r["text"] for r in g.test_rows} <= {r["text"] for r in read_rows("snips", "test")}
+    assert not {r["text"] for r in g.seed_rows} & logged
+    with pytest.raises(DataError, match="classification so far"):
+        generate(SCENARIOS["wnut17"], datasets=DATASETS, sizes=TINY, seed=0)
+
+
+def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
+    doc = run(["snips", "wnut17"], quick=True, seed=0, out=tmp_path, datasets=DATASETS, sizes=TINY,
+              log=lambda m: None, make_trainer=lambda s: FakeTrainer(), embed_fn=lambda t: _features(t), workers=1)
+    snips, wnut = doc["scenarios"]
+    assert "skipped" in wnut and len(snips["stages"]) == 3
+    for st in snips["stages"]:
+        assert {"agent", "naive", "oracle"} <= set(st)
+        assert st["agent"]["decision"] in ("promoted", "refused", "no-op")
+        assert 0 <= st["agent"]["triage"]["precision"] <= 1 and st["agent"]["triage"]["tp"] > 0
+        assert st["naive"]["train"] > st["oracle"]["train"]  # naive also learns the poison
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["summary"]["scenarios_run"] == 1 and saved["summary"] == summary(saved["scenarios"])
+    table = (tmp_path / "table.md").read_text()
+    assert "| snips |" in table and "not run" in table and "| wnut17 |" in table
+    assert "<svg" in (tmp_path / "plot.html").read_text()
+    assert table == table_md(saved)
+    assert (tmp_path / "snips" / "logs" / "stage3.answers.jsonl").exists()
+
+
+def test_cli_generate_writes_logs_and_rejects_unknown_scenarios(tmp_path):
+    r = CliRunner().invoke(app, ["bench", "adaptft", "generate", "--scenarios", "snips", "--quick", "--out",
+                                 str(tmp_path), "--datasets", str(DATASETS), "--json"])
+    assert r.exit_code == 0, r.output
+    files = json.loads(r.stdout)["written"]["snips"]
+    assert sum(1 for _ in open(files["stage1"])) == 100
+    r = CliRunner().invoke(app, ["bench", "adaptft", "generate", "--scenarios", "nope", "--out", str(tmp_path)])
+    assert r.exit_code == 2 and "unknown scenario" in r.output
