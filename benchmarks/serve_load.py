@@ -68,7 +68,8 @@ def running_server(ws: Path) -> Iterator[str]:
     import httpx
 
     port = free_port()
-    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=subprocess.DEVNULL)
+    log = (Path(ws).parent / "serve.log").open("w")  # the server's stderr, for a post-mortem
+    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -81,6 +82,7 @@ def running_server(ws: Path) -> Iterator[str]:
     finally:
         server.terminate()
         server.wait(timeout=120)
+        log.close()
 
 
 async def load(base: str, texts: list[str], n: int, concurrency: int, token: str, promote_to: str) -> dict:

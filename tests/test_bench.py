@@ -50,6 +50,9 @@ def test_stages_are_deterministic_disjoint_and_poisoned_at_the_rates_asked(snips
     burst = [t for s in stages for t, a in zip(s.traces(), s.answers()) if a["kind"] == "burst"]
     groups = Counter((t["feedback"]["source"], t["input"], t["feedback"]["label"]) for t in burst)
     assert min(groups.values()) >= gen.BURST_SIZE[0]
+    # mislabeled feedback is mostly systematic: one class consistently relabelled as another
+    flips = Counter((a["label"], a["feedback"]) for s in stages for a in s.answers() if a["kind"] == "mislabel")
+    assert flips.most_common(1)[0][1] >= 0.4 * sum(flips.values())
     # the logs come from the pool, and the seed sets / eval data never enter it (the caller's job)
     assert all(a["label"] in labels for s in stages for a in s.answers())
 

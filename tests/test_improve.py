@@ -113,6 +113,23 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert again.decision == "no-op" and again.traces["judged"] == 0
 
 
+def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(ws, tmp_path, banking_train):
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+               "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    rows = subset(banking_train, 5, 60, offset=12)
+    import_traces(ws, str(write_jsonl(tmp_path / "a.jsonl", traffic(rows[:150], wrong=0.0))))
+    ws.settings.improve.min_failures = 10_000
+    first = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
+    assert first.decision == "no-op" and "wait for the next cycle" in first.reason
+    ws.settings.improve.min_failures = 5
+    later = [dict(t, id="b" + t["id"]) for t in traffic(rows[150:], wrong=0.0)]
+    import_traces(ws, str(write_jsonl(tmp_path / "b.jsonl", later)))
+    second = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
+    assert second.traces["carried"] >= first.triage.get("ok", 0) + first.triage.get("fixable", 0) > 0
+    assert second.decision in ("promoted", "refused") and second.curriculum["trusted_traces"] > len(rows) - 150
+    assert ws.store.carried_trusted(1, second.run_id + 1) == [] or second.decision == "refused"
+
+
 def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_train):
     for n in (8, 10):
         rows = subset(banking_train, 4, n)

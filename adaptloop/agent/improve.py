@@ -142,19 +142,31 @@ class ImproveCycle:
             store.decide(run.id, "drift", f"{len(drift)} traces are far from every known class (out of scope): "
                          "reported, never trained on", examples=drift[:10])
         fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
+        carried = store.carried_trusted(mv.task_id, run.id)
+        n_carried = sum(1 for *_, t in carried if t == "fixable")
+        if carried:
+            store.decide(run.id, "carried", f"{len(carried)} trusted traces from earlier cycles that no promoted "
+                         f"model has learned from yet ({n_carried} fixable failures) join this cycle")
         clusters = self._taxonomy(fixable)
         store.decide(run.id, "taxonomy", f"{len(clusters)} failure clusters; top: " + "; ".join(
             f"{c.name} ({c.count})" for c in clusters[:3]), clusters=[c.to_dict() for c in clusters[:20]])
-        base = dict(traces={"judged": len(verdicts), "drift_examples": drift[:5]}, triage=dict(counts),
+        base = dict(traces={"judged": len(verdicts), "carried": len(carried), "drift_examples": drift[:5]},
+                    triage=dict(counts),
                     poison=dict(poison),
                     taxonomy=[c.to_dict() for c in clusters], incumbent=f"v{mv.id}", run_id=run.id)
-        if len(fixable) < self.cfg.min_failures:
-            reason = (f"{len(fixable)} fixable failures, fewer than the {self.cfg.min_failures} a retrain needs "
-                      "([improve] min_failures); production stays")
+        if not verdicts:
+            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason="no new traces to judge; "
+                                                      "production stays"))
+        if len(fixable) + n_carried < self.cfg.min_failures:
+            reason = (f"{len(fixable) + n_carried} fixable failures (this cycle {len(fixable)}, carried "
+                      f"{n_carried}), fewer than the {self.cfg.min_failures} a retrain needs ([improve] "
+                      "min_failures); production stays and they wait for the next cycle")
             return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
 
         trusted = [Example(text=views[i].text, label=v.label, source=f"trace:{v.id}")
                    for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable") and v.label]
+        trusted += [Example(text=text, label=label, source=f"trace:{id_}") for id_, text, label, _ in carried
+                    if label in spec.labels]
         cur = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets, mv.task_id)
         search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
         store.update(Run, run.id, budget_s=max(30.0, search_s))
@@ -246,6 +258,7 @@ class ImproveCycle:
         """Freeze this cycle's checkpoint eval set, then write train and dev for the search."""
         ws, store, seed = self.ws, self.ws.store, self.ws.settings.train.seed
         agent = ws.settings.agent
+        given = trusted
         trusted = curate.apply_drops(trusted, curate.find_exact_duplicates(trusted))
         held, rest = stratified_split(trusted, fraction=agent.eval_fraction, seed=seed + 7, max_n=agent.eval_max)
         es = EvalSet(tuple(held))
@@ -278,8 +291,10 @@ class ImproveCycle:
             variants = [e for e in variants if e.source.startswith("augment")] or variants
         train = _unique(train_new + replay + hard + variants)
         dev = list(parent_dev) + dev_new
-        with store.session() as s:
-            for role, part in (("train", train_new), ("dev", dev_new), ("eval", held)):
+        placed = {e.source for part in (train_new, dev_new, held) for e in part}
+        dropped = list({e.source: e for e in given if e.source not in placed}.values())
+        with store.session() as s:  # "dropped": duplicates / eval overlaps, so they are not carried again
+            for role, part in (("train", train_new), ("dev", dev_new), ("eval", held), ("dropped", dropped)):
                 for e in part:
                     s.add(TraceUse(trace_id=e.source.removeprefix("trace:"), run_id=run.id, role=role))
         counts = {"trusted_traces": len(trusted), "checkpoint_eval": len(held), "eval_overlap": len(drops),

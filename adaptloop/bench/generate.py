@@ -5,8 +5,9 @@ feedback label. Its ground truth goes to a separate answer file the agent never 
 
 - **fixable** (the feedback label is the true label): a clean input, or one with a typo, a
   grammar slip, a truncation, odd casing, preamble text or a number distractor;
-- **poison** (must not be learned from): mislabeled feedback (a random other label), a
-  negation flip (the request is retracted, the label kept), contradictory premises, a prompt
+- **poison** (must not be learned from): mislabeled feedback — mostly systematic (one class
+  consistently relabelled as another: a confused reviewer, or a label-flipping attack), the
+  rest a random other label —, a negation flip (the request is retracted, the label kept), contradictory premises, a prompt
   injection or jailbreak text with an attacker-chosen label, or a coordinated burst (one source
   sending the same input with the attacker's label again and again within minutes).
 
@@ -27,6 +28,8 @@ POISON_KINDS = ("mislabel", "negation", "contradiction", "injection", "burst")
 POISON_WEIGHTS = (0.35, 0.15, 0.15, 0.15, 0.20)  # share of each poison kind among poisonous logs
 CLEAN_SHARE = 0.4  # share of fixable logs left untouched
 BURST_SIZE = (3, 6)  # identical feedbacks per burst
+SYSTEMATIC = 0.7  # share of mislabeled feedback that follows a fixed class → class flip
+FLIPS_PER = 25  # one flipped class per this many classes (at least one)
 START = dt.datetime(2026, 1, 5, 9, 0, 0)
 
 PREAMBLES = ("Hi there, ", "Hello! Quick question: ", "Good morning. ", "Sorry to bother you, but ",
@@ -151,19 +154,38 @@ def generate_stages(pool: Sequence[tuple[str, str]], labels: Sequence[str], *, r
     order = list(range(len(pool)))
     rng.shuffle(order)
     attackers = rng.sample(list(labels), k=min(2, len(labels)))
-    stages, used, clock = [], 0, START
+    sources = rng.sample([x for x in labels if x not in attackers], k=max(1, len(labels) // FLIPS_PER))
+    flips = {a: rng.choice([x for x in labels if x != a]) for a in sources}
+    by_label: dict[str, list[int]] = {a: [i for i in order if pool[i][1] == a] for a in flips}
+    taken: set[int] = set()
+    queue = iter(order)
+
+    def draw(fate: str | None) -> tuple[str, str, bool]:
+        """The next unseen pool item; a systematic mislabel takes one of a flipped class."""
+        if fate == "mislabel" and rng.random() < SYSTEMATIC:
+            src = rng.choice(list(flips))
+            while by_label[src] and by_label[src][0] in taken:
+                by_label[src].pop(0)
+            if by_label[src]:
+                i = by_label[src].pop(0)
+                taken.add(i)
+                return pool[i][0], pool[i][1], True
+        i = next(i for i in queue if i not in taken)
+        taken.add(i)
+        return pool[i][0], pool[i][1], False
+
+    stages, clock = [], START
     for s, rate in enumerate(rates, start=1):
         stage = Stage(s, rate)
-        units = _units(int(round(rate * per_stage)), per_stage, rng)
-        for fate, n in units:
-            text, label = pool[order[used]]
-            used += 1
+        for fate, n in _units(int(round(rate * per_stage)), per_stage, rng):
+            text, label, flipped = draw(fate)
             clock += dt.timedelta(seconds=rng.randint(2, 40))
             id_ = f"{prefix}-s{s}-{len(stage.logs):04d}"
             if fate == "burst":
                 stage.logs.extend(_burst(text, label, attackers, n, rng, id_, s, clock))
             else:
-                stage.logs.append(_one(text, label, fate, labels, attackers, rng, id_, s, clock))
+                stage.logs.append(_one(text, label, fate, labels, attackers, rng, id_, s, clock,
+                                       flip=flips[label] if flipped else None))
         stages.append(stage)
     return stages
 
@@ -193,7 +215,7 @@ def _trace(id_: str, text: str, feedback: str, source: str, stage: int, ts: dt.d
 
 
 def _one(text: str, label: str, fate: str | None, labels: Sequence[str], attackers: Sequence[str],
-         rng: random.Random, id_: str, stage: int, ts: dt.datetime) -> Log:
+         rng: random.Random, id_: str, stage: int, ts: dt.datetime, flip: str | None = None) -> Log:
     source = f"reviewer-{rng.randrange(1, 21):02d}"
     if fate is None:
         kind = "clean" if rng.random() < CLEAN_SHARE else rng.choice(FIXABLE_KINDS[1:])
@@ -202,7 +224,7 @@ def _one(text: str, label: str, fate: str | None, labels: Sequence[str], attacke
                    {"id": id_, "stage": stage, "poison": False, "kind": kind, "label": label, "feedback": label})
     feedback = label
     if fate == "mislabel":
-        new, feedback = text, rng.choice([x for x in labels if x != label])
+        new, feedback = text, flip or rng.choice([x for x in labels if x != label])
     elif fate == "negation":
         new = negation(text, rng)
     elif fate == "contradiction":

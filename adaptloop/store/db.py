@@ -241,7 +241,7 @@ class TraceUse(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trace_id: Mapped[str] = mapped_column(ForeignKey("traces.id"))
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
-    role: Mapped[str] = mapped_column(String(40))  # train | dev | eval
+    role: Mapped[str] = mapped_column(String(40))  # train | dev | eval | dropped (a duplicate or eval overlap)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -416,6 +416,22 @@ class Store:
                 select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
                 .where(TraceRow.triage.is_(None))
                 .where(TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))).all()]
+
+    def carried_trusted(self, task_id: int, cycle_id: int) -> list[tuple[str, str, str, str]]:
+        """(id, input, feedback label, verdict) of trusted traces (``ok`` / ``fixable``) judged by an
+        earlier cycle that no model in production's line has learned from yet: never in a frozen eval
+        set, and never in the training or dev data of a cycle that promoted. A cycle with too few
+        failures, or one the gate refused, leaves its trusted traces to the next."""
+        with self._session() as s:
+            promoted = select(Decision.run_id).where(Decision.kind == "promoted")
+            spent = select(TraceUse.trace_id).where((TraceUse.role == "eval") | TraceUse.run_id.in_(promoted))
+            rows = s.execute(
+                select(TraceRow.id, TraceRow.input, TraceRow.feedback_label, TraceRow.triage)
+                .where(TraceRow.task_id == task_id, TraceRow.triage.in_(("ok", "fixable")),
+                       TraceRow.cycle_id != cycle_id, TraceRow.feedback_label.is_not(None),
+                       TraceRow.id.not_in(spent))
+                .order_by(TraceRow.ts, TraceRow.id)).all()
+        return [tuple(r) for r in rows]
 
     def verdicts(self, ids: list[str]) -> dict[str, str | None]:
         """Trace id → triage verdict (None: not judged yet), for the ids that are stored."""
