@@ -130,6 +130,23 @@ def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(w
     assert ws.store.carried_trusted(1, second.run_id + 1) == [] or second.decision == "refused"
 
 
+def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traffic(ws, tmp_path, banking_train):
+    good = subset(banking_train, 5, 12)
+    labels = sorted({r["label"] for r in good})
+    bad = [dict(r, label=labels[(labels.index(r["label"]) + 1) % len(labels)]) for r in good]  # every label wrong
+    for name, rows in (("good", good), ("bad", bad)):
+        cold_start(ws, load_classification(write_jsonl(tmp_path / f"{name}.jsonl", rows)), "route banking", 30,
+                   make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    assert registry.production_stack(ws.store) == [1, 2]
+    fresh = subset(banking_train, 5, 30, offset=12)
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(fresh, wrong=0.0))))
+    result = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
+    assert result.rolled_back and result.incumbent == "v1"
+    assert [e.event for e in registry.events(ws.store) if e.alias == "production"][2] == "rolled_back"
+    kinds = [d.kind for d in ws.store.all(select(Decision).where(Decision.run_id == result.run_id))]
+    assert "rolled_back" in kinds and kinds.index("rolled_back") < kinds.index("taxonomy")
+
+
 def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_train):
     for n in (8, 10):
         rows = subset(banking_train, 4, n)

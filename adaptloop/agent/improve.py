@@ -34,7 +34,7 @@ from adaptloop.data.traces import read_traces
 from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
 from adaptloop.diagnose.triage import TraceView, Verdict, triage
 from adaptloop.errors import DataError, NotFoundError
-from adaptloop.evaluate.gate import GateResult, gate
+from adaptloop.evaluate.gate import GateResult, compare, gate
 from adaptloop.evaluate.predict import load_version
 from adaptloop.evaluate.rows import predict_chunked, score_rows
 from adaptloop.search.executor import Executor
@@ -45,6 +45,7 @@ from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import EvalSet, Example, TaskSpec
 from adaptloop.workspace import Workspace
 
+WATCHDOG_MIN = 30  # trusted traces needed before production is compared with the version it replaced
 GATE_RESERVE_S = 60.0  # budget kept back for scoring both models on every eval set
 BLEND_WEIGHTS = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # candidate's share in the fallback blend
 BLEND_SLACK = 0.005  # dev accuracy a blend may give up for fewer broken examples
@@ -64,6 +65,7 @@ class ImproveResult:
     gate: dict[str, Any] | None = None
     curriculum: dict[str, int] = field(default_factory=dict)
     checkpoint: list[dict[str, Any]] = field(default_factory=list)  # this cycle's new eval set, not binding yet
+    rolled_back: bool = False  # the watchdog restored the version before production first
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -137,6 +139,13 @@ class ImproveCycle:
         store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
             f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
 
+        rolled = self._watchdog(run, spec, model, [(views[i].text, v.label, v.id) for i, v in enumerate(verdicts)
+                                                  if v.triage in ("ok", "fixable") and v.label])
+        if rolled is not None:  # the curriculum replays the restored version's data
+            mv, spec, model = rolled
+            parent_run = store.get(Run, mv.lineage["run_id"])
+            parent_train = _examples(ws, parent_run.state["datasets"]["raw"])
+            parent_dev = _examples(ws, parent_run.state["datasets"]["dev"])
         drift = [views[i].text for i, v in enumerate(verdicts) if v.triage == "out_of_scope"]
         if drift:
             store.decide(run.id, "drift", f"{len(drift)} traces are far from every known class (out of scope): "
@@ -151,7 +160,7 @@ class ImproveCycle:
         store.decide(run.id, "taxonomy", f"{len(clusters)} failure clusters; top: " + "; ".join(
             f"{c.name} ({c.count})" for c in clusters[:3]), clusters=[c.to_dict() for c in clusters[:20]])
         base = dict(traces={"judged": len(verdicts), "carried": len(carried), "drift_examples": drift[:5]},
-                    triage=dict(counts),
+                    triage=dict(counts), rolled_back=rolled is not None,
                     poison=dict(poison),
                     taxonomy=[c.to_dict() for c in clusters], incumbent=f"v{mv.id}", run_id=run.id)
         if not verdicts:
@@ -210,6 +219,31 @@ class ImproveCycle:
                                                   candidate=f"v{cand.id}", gate=g.to_dict()))
 
     # -- steps ----------------------------------------------------------------------------
+    def _watchdog(self, run: Run, spec: TaskSpec, model: Any,
+                  trusted: list[tuple[str, str, str]]) -> tuple[ModelVersionRow, TaskSpec, Any] | None:
+        """Production against the version it replaced, on this cycle's trusted traffic: when it is
+        worse beyond noise (paired bootstrap), roll back before anything else — "any drop: roll back".
+        Returns the restored (version, spec, model), or None."""
+        stack = registry.production_stack(self.ws.store)
+        if len(stack) < 2 or len(trusted) < WATCHDOG_MIN:
+            return None
+        _, _, before = load_version(self.ws, f"v{stack[-2]}")
+        examples = [Example(text=t, label=lab, id=i) for t, lab, i in trusted]
+        now = score_rows(model, examples, progress=self.progress, what="watchdog: production")
+        old = score_rows(before, examples, progress=self.progress, what="watchdog: previous")
+        r = compare(spec, "fresh trusted traffic", old, now, epsilon=len(examples), seed=self.ws.settings.train.seed)
+        verdict = (f"production v{stack[-1]} vs v{stack[-2]} on {len(examples)} fresh trusted traces: "
+                   f"{r.candidate:.4f} vs {r.incumbent:.4f} (95% interval of the change "
+                   f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}])")
+        if r.ci_high >= 0:
+            self.ws.store.decide(run.id, "watchdog", verdict + ": not worse beyond noise, production stays")
+            return None
+        registry.rollback(self.ws.store, reason="watchdog: " + verdict + ", worse beyond noise")
+        self.ws.store.decide(run.id, "rolled_back", verdict + ": worse beyond noise, rolled back")
+        mv, spec, model = load_version(self.ws, "production")
+        self.ws.store.update(Run, run.id, eval_set_id=self.ws.store.get(Run, mv.lineage["run_id"]).eval_set_id)
+        return mv, spec, model
+
     def _eval_sets(self, task_id: int) -> list[tuple[str, list[Example]]]:
         rows = self.ws.store.all(select(EvalSetRow).where(EvalSetRow.task_id == task_id)
                                  .order_by(EvalSetRow.created_at))

@@ -208,6 +208,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
         _, _, model = load_version(ws, "production")
         now = score(model)
         row["agent"] = {**_compare(prev["agent"], now), "decision": result.decision,
+                        "rolled_back": result.rolled_back,
                         "triage": _triage_quality(ws, stage.answers()), "imported": imported["new"],
                         "wall_s": round(time.monotonic() - t0, 1), "reason": result.reason[:300]}
         prev["agent"] = now

@@ -63,7 +63,8 @@ def table_md(doc: Mapping[str, Any]) -> str:
         base, last = r["base"]["metric"], r["stages"][-1]
         worst = min(s["naive"]["metric"] for s in r["stages"])
         q = poison_quality(r)
-        decisions = " ".join(s["agent"]["decision"] for s in r["stages"])
+        decisions = " ".join(("rollback+" if s["agent"].get("rolled_back") else "") + s["agent"]["decision"]
+                             for s in r["stages"])
         lines.append(f"| {r['scenario']} | {enc} | {r['metric']} | {base:.3f} | {last['agent']['metric']:.3f} "
                      f"({_signed(last['agent']['metric'] - base)}) | {last['naive']['metric']:.3f} / {worst:.3f} "
                      f"({_signed(worst - base)}) | {last['oracle']['metric']:.3f} | {decisions} "
@@ -80,7 +81,7 @@ def table_md(doc: Mapping[str, Any]) -> str:
         for st in r["stages"]:
             a, n, o, t = st["agent"], st["naive"], st["oracle"], st["agent"]["triage"]
             lines.append(f"| {r['scenario']} | {st['stage']} | {st['poison_rate']:.0%} | {a['metric']:.3f} | "
-                         f"{a['broken']} | {a['decision']} | {n['metric']:.3f} | {n['broken']} | {o['metric']:.3f} "
+                         f"{a['broken']} | {'rollback+' if a.get('rolled_back') else ''}{a['decision']} | {n['metric']:.3f} | {n['broken']} | {o['metric']:.3f} "
                          f"| {o['broken']} | {t['precision']:.2f} / {t['recall']:.2f} | {a['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 

@@ -69,12 +69,8 @@ def events(store: Store) -> list[RegistryEvent]:
     return store.all(select(RegistryEvent).order_by(RegistryEvent.id))
 
 
-def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
-    """Point ``production`` back at the version it pointed at before, as a new registry event.
-
-    Raises:
-        NotFoundError: production has no earlier version.
-    """
+def production_stack(store: Store) -> list[int]:
+    """The versions production has pointed at, oldest first, with rolled-back ones popped."""
     stack: list[int] = []
     for e in events(store):
         if e.alias != "production":
@@ -83,6 +79,16 @@ def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
             stack.pop()
         else:
             stack.append(e.version_id)
+    return stack
+
+
+def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
+    """Point ``production`` back at the version it pointed at before, as a new registry event.
+
+    Raises:
+        NotFoundError: production has no earlier version.
+    """
+    stack = production_stack(store)
     if not stack:
         raise NotFoundError("no production model to roll back; train one with `adaptloop new`")
     if len(stack) < 2:
