@@ -52,6 +52,19 @@ def test_gate_needs_every_eval_set_the_ratchet():
         compare(SPEC, "e", good, list(reversed(good)))
 
 
+
+def test_a_fresh_checkpoint_binds_on_the_noise_rule_only():
+    gold = ["a", "b"] * 100
+    inc = rows(gold, gold[:150] + ["c"] * 50)
+    better = rows(gold, ["c"] * 5 + gold[5:])  # breaks 5 the incumbent got right, fixes 50
+    current = rows(["a"] * 20, ["a"] * 20)
+    g = gate(SPEC, [("current", current, current)], epsilon=2, fresh=[("fresh", inc, better)])
+    assert g.passed and len(g.sets) == 2 and len(g.sets[1].broken) == 5
+    worse = rows(gold, gold[:100] + ["c"] * 100)
+    g = gate(SPEC, [("current", current, current)], epsilon=2, fresh=[("fresh", inc, worse)])
+    assert not g.passed and "worse beyond noise" in g.reasons[0]
+
+
 # -- traces ---------------------------------------------------------------------------------
 def test_trace_parsing_and_quarantine(tmp_path):
     good = {"id": "t1", "ts": "2026-11-01T10:00:00Z", "model_version": "v1", "input": "where is my card",

@@ -69,8 +69,10 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert result.poison.get("injection") == 1 and result.poison.get("burst") == 3
     assert result.taxonomy and result.taxonomy[0]["count"] >= 1
     assert result.curriculum["traces_train"] > 0 and result.curriculum["checkpoint_eval"] > 0
-    assert result.gate is not None and len(result.gate["sets"]) == 1  # binding: the cold-start eval set
+    # binding: the cold-start eval set (both rules) and this cycle's checkpoint (the noise rule only)
+    assert result.gate is not None and len(result.gate["sets"]) == 2
     assert len(result.checkpoint) == 1 and result.checkpoint[0]["n"] == result.curriculum["checkpoint_eval"]
+    assert result.gate["sets"][1]["eval_set"] == result.checkpoint[0]["eval_set"]
     assert result.decision in ("promoted", "refused")
     if result.decision == "promoted":
         assert registry.alias_target(ws.store, "production") != v1

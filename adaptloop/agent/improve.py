@@ -188,17 +188,17 @@ class ImproveCycle:
         cand = store.get(ModelVersionRow, result.version)
         candidate = load_trained(ws.artifacts.path(cand.artifact))
         # binding: the eval sets that existed before this cycle (the current one and every earlier
-        # checkpoint's); this cycle's checkpoint set is scored for the record and binds from the next
-        g = self._gate(spec, model, candidate, eval_sets)
+        # checkpoint's), both rules; this cycle's checkpoint set binds on the noise rule only (it holds
+        # the incumbent's own failures) and on both from the next cycle
         fresh = [(sid, ex) for sid, ex in self._eval_sets(mv.task_id) if sid not in dict(eval_sets)]
-        base["checkpoint"] = [asdict(r) | {"broken": len(r.broken)}
-                              for r in self._gate(spec, model, candidate, fresh).sets] if fresh else []
+        g = self._gate(spec, model, candidate, eval_sets, fresh)
+        base["checkpoint"] = [asdict(r) | {"broken": len(r.broken)} for r in g.sets[len(eval_sets):]]
         if not g.passed and all("breaks" in r for r in g.reasons):
             # only breakage: one more candidate, decided on dev before the gate sees it — the new model
             # blended with the incumbent, which keeps the incumbent's confident answers
             blended = self._blend(run, spec, candidate, model, cand)
             if blended is not None:
-                g2 = self._gate(spec, model, blended[1], eval_sets)
+                g2 = self._gate(spec, model, blended[1], eval_sets, fresh)
                 store.decide(run.id, "blend", f"gate refused v{cand.id} for breakage only; v{blended[0].id} "
                              f"blends it with the incumbent ({blended[2]}): gate "
                              f"{'passed' if g2.passed else 'refused'}", first_gate=g.to_dict())
@@ -380,14 +380,15 @@ class ImproveCycle:
         how = f"weight {w}: dev accuracy {acc:.4f}, {broken} dev examples broken vs the incumbent"
         return mv, load_trained(self.ws.artifacts.path(address)), how
 
-    def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any,
-              eval_sets: list[tuple[str, list[Example]]]) -> GateResult:
-        sets = []
-        for sid, examples in eval_sets:
-            inc = score_rows(incumbent, examples, progress=self.progress, what=f"gate: incumbent on {sid}")
-            cand = score_rows(candidate, examples, progress=self.progress, what=f"gate: candidate on {sid}")
-            sets.append((sid, inc, cand))
-        return gate(spec, sets, epsilon=self.cfg.epsilon, seed=self.ws.settings.train.seed)
+    def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any, eval_sets: list[tuple[str, list[Example]]],
+              fresh: list[tuple[str, list[Example]]] = ()) -> GateResult:
+        def scored(sets: list[tuple[str, list[Example]]]) -> list[tuple[str, list, list]]:
+            return [(sid, score_rows(incumbent, ex, progress=self.progress, what=f"gate: incumbent on {sid}"),
+                     score_rows(candidate, ex, progress=self.progress, what=f"gate: candidate on {sid}"))
+                    for sid, ex in sets]
+
+        return gate(spec, scored(eval_sets), epsilon=self.cfg.epsilon, seed=self.ws.settings.train.seed,
+                    fresh=scored(list(fresh)))
 
     def _close(self, run: Run, t0: float, result: ImproveResult) -> ImproveResult:
         result.wall_seconds = time.monotonic() - t0

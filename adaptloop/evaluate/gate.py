@@ -91,9 +91,10 @@ def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candid
 
 
 def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
-            candidate: Sequence[dict[str, Any]], *, epsilon: int = 2, n_boot: int = 1000,
+            candidate: Sequence[dict[str, Any]], *, epsilon: int | None = 2, n_boot: int = 1000,
             seed: int = 0) -> SetResult:
-    """Both rules on one eval set; rows must be in the same order (same example ids)."""
+    """Both rules on one eval set (``epsilon=None``: the noise rule only); rows must be in the same
+    order (same example ids)."""
     if [r["id"] for r in incumbent] != [r["id"] for r in candidate]:
         raise ValueError("incumbent and candidate rows are not the same examples in the same order")
     was = [row_correct(r) for r in incumbent]
@@ -105,7 +106,7 @@ def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
     cand = primary(metrics_of(spec, candidate), spec.primary_metric) if candidate else 0.0
     lo, hi = paired_bootstrap(spec, incumbent, candidate, n_boot=n_boot, seed=seed)
     reasons = []
-    if len(broken) > epsilon:
+    if epsilon is not None and len(broken) > epsilon:
         reasons.append(f"eval set {eval_set}: breaks {len(broken)} examples the incumbent got right "
                        f"(allowed {epsilon})")
     if hi < 0:
@@ -116,9 +117,15 @@ def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
 
 
 def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]], *,
-         epsilon: int = 2, n_boot: int = 1000, seed: int = 0) -> GateResult:
-    """The gate over every eval set ``(id, incumbent rows, candidate rows)``: pass only if all pass."""
+         epsilon: int = 2, n_boot: int = 1000, seed: int = 0,
+         fresh: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]] = ()) -> GateResult:
+    """The gate over every eval set ``(id, incumbent rows, candidate rows)``: pass only if all pass.
+
+    ``fresh`` sets (a checkpoint frozen in this very cycle, full of the incumbent's own failures)
+    bind on the noise rule only: the candidate must not be worse there beyond noise."""
     results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed)
                for sid, inc, cand in sets]
+    results += [compare(spec, sid, inc, cand, epsilon=None, n_boot=n_boot, seed=seed)
+                for sid, inc, cand in fresh]
     return GateResult(passed=bool(results) and all(r.passed for r in results), epsilon=epsilon,
                       metric=spec.primary_metric, sets=results)
