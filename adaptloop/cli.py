@@ -61,7 +61,7 @@ app = typer.Typer(
     cls=_Group,
     help="adaptloop: adapt small language models to a task, and keep them improving.\n\n"
          "Start with `adaptloop init ws`, then `adaptloop new PROMPT --data FILE` inside it.",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None,
 )
 
 WorkspaceOpt = Annotated[Path | None, typer.Option(
@@ -743,7 +743,8 @@ def adaptft(
     quick: QuickOpt = False,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, table.md, plot.html and "
-                                                        "each scenario's logs and workspace.")] = Path("adaptft-results"),
+                                                        "each scenario's logs and workspace.")]
+    = Path("adaptft-results"),
     datasets: DatasetsOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

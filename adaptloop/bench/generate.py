@@ -7,9 +7,10 @@ feedback label. Its ground truth goes to a separate answer file the agent never 
   grammar slip, a truncation, odd casing, preamble text or a number distractor;
 - **poison** (must not be learned from): mislabeled feedback — mostly systematic (one class
   consistently relabelled as another: a confused reviewer, or a label-flipping attack), the
-  rest a random other label —, a negation flip (the request is retracted, the label kept), contradictory premises, a prompt
-  injection or jailbreak text with an attacker-chosen label, or a coordinated burst (one source
-  sending the same input with the attacker's label again and again within minutes).
+  rest a random other label —, a negation flip (the request is retracted, the label kept),
+  contradictory premises, a prompt injection or jailbreak text with an attacker-chosen
+  label, or a coordinated burst (one source sending the same input with the attacker's
+  label again and again within minutes).
 
 Pure and deterministic: ``random.Random(seed)`` is the only source of randomness.
 """

@@ -80,8 +80,9 @@ def table_md(doc: Mapping[str, Any]) -> str:
     for r in _ran(results):
         for st in r["stages"]:
             a, n, o, t = st["agent"], st["naive"], st["oracle"], st["agent"]["triage"]
+            decision = ("rollback+" if a.get("rolled_back") else "") + a["decision"]
             lines.append(f"| {r['scenario']} | {st['stage']} | {st['poison_rate']:.0%} | {a['metric']:.3f} | "
-                         f"{a['broken']} | {'rollback+' if a.get('rolled_back') else ''}{a['decision']} | {n['metric']:.3f} | {n['broken']} | {o['metric']:.3f} "
+                         f"{a['broken']} | {decision} | {n['metric']:.3f} | {n['broken']} | {o['metric']:.3f} "
                          f"| {o['broken']} | {t['precision']:.2f} / {t['recall']:.2f} | {a['wall_s']:.0f} |")
     return "\n".join(lines) + "\n"
 
@@ -108,4 +109,4 @@ def plot_html(doc: Mapping[str, Any]) -> str:
 
 def _caption(doc: Mapping[str, Any]) -> str:
     return (f"seed {doc['seed']}, poison " + " → ".join(f"{r:.0%}" for r in doc["rates"])
-            + f" per stage; agent = improve per stage, naive = retrain on all feedback, oracle = only the fixable logs")
+            + " per stage; agent = improve per stage, naive = retrain on all feedback, oracle = only the fixable logs")

@@ -5,9 +5,10 @@ Every trace gets one verdict with a recorded reason and a trust score in [0, 1]:
 - ``ok``: the feedback confirms the model (trustworthy: training data).
 - ``fixable``: a failure with a valid input and a trustworthy corrected label.
 - ``poison``: kept and shown, never trained on — prompt injection or instruction text in the
-  input, a request the input itself takes back ("never mind, ..."), contradictory premises, a burst of identical feedback from one source, a label
-  that conflicts with a near-duplicate in a frozen eval set, or a label cleanlab finds
-  contradicts the training distribution (confident learning on out-of-fold probabilities).
+  input, a request the input itself takes back ("never mind, ..."), contradictory premises,
+  a burst of identical feedback from one source, a label that conflicts with a near-duplicate
+  in a frozen eval set, or a label cleanlab finds contradicts the training distribution
+  (confident learning on out-of-fold probabilities).
 - ``out_of_scope``: far from every known example (drift); reported, never trained on.
 - ``unlabelled``: a failure signal (a "wrong" verdict, low confidence, or disagreement with
   the nearest training examples) without a correction to learn from.
