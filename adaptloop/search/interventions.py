@@ -14,14 +14,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from adaptloop.data import recipes
+from adaptloop.train.base import TAGGER_DEFAULTS
 from adaptloop.types import Pipeline
 
 FINETUNE_DEFAULTS = {"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3}
 LORA_DEFAULTS = {"epochs": 2.0, "lr": 1e-3, "head_lr": 2e-3}
 TRAINED = ("finetune", "lora", "tagger", "tagger-lora")
 TAGGERS = ("tagger", "tagger-lora")
-# mirrors adaptloop.train.tagger (not imported: that module pulls in torch)
-TAGGER_DEFAULTS = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
 TAGGER_LORA_DEFAULTS = {"epochs": 6.0, "lr": 1e-3, "head_lr": 1e-3}
 # measured: an all-mpnet-base-v2 tagger at MiniLM's lr 1e-4 stayed at dev F1 0 (all O) for 1.5 epochs
 # on WNUT-17; 3e-5 is the usual range for base-size encoders (not re-measured here: CPU time)

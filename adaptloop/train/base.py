@@ -12,6 +12,10 @@ import numpy as np
 
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
+TAGGER_DEFAULTS: dict[str, float] = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
+"""A token-classification fine-tune's defaults (here, not in ``train.tagger``: the search reads
+them without importing torch)."""
+
 Progress = Callable[[str, int | None], Callable[[int], None]]
 """``progress(description, total)`` returns an ``advance(n)`` callable; the CLI draws bars."""
 

@@ -34,7 +34,6 @@ from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
 
-TAGGER_DEFAULTS: dict[str, Any] = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
 TAGGER_LORA_DEFAULTS: dict[str, Any] = {"epochs": 6.0, "lr": 1e-3, "head_lr": 1e-3}
 
 
