@@ -155,3 +155,11 @@ def test_taxonomy_names_clusters_by_pattern_or_confusion():
     names = {c.name: c.count for c in cs}
     assert names == {"card_arrival ↔ card_delivery_estimate": 30, "typo'd inputs": 20}
     assert cs[0].examples and cs[0].pairs[0] == ("card_arrival", "card_delivery_estimate", 30)
+
+
+def test_replay_keeps_at_least_as_many_old_rows_as_new_ones():
+    from adaptloop.agent.improve import replay_share
+
+    assert replay_share(0.15, 10_000, 500) == 0.15  # a big parent: the configured share
+    assert replay_share(0.15, 600, 450) == 0.75 and replay_share(0.15, 600, 5000) == 1.0
+    assert replay_share(0.0, 600, 450) == 0.0 and replay_share(0.15, 0, 10) == 0.0

@@ -311,9 +311,9 @@ class ImproveCycle:
                               detail=d.detail))
         rest = curate.apply_drops(rest, drops)
         dev_new, train_new = stratified_split(rest, fraction=agent.dev_fraction, seed=seed + 8)
-        replay_n = int(round(self.cfg.replay * len(parent_train)))
-        replay = (stratified_split(parent_train, fraction=self.cfg.replay, seed=seed + 9)[0]
-                  if 0 < replay_n < len(parent_train) else list(parent_train) if replay_n else [])
+        share = replay_share(self.cfg.replay, len(parent_train), len(rest))
+        replay = (stratified_split(parent_train, fraction=share, seed=seed + 9)[0] if 0 < share < 1
+                  else list(parent_train) if share else [])
         variants: list[Example] = []
         top = clusters[: self.cfg.top_clusters]
         pair_labels = {lab for c in top if c.kind == "confusion" for a, b, _n in c.pairs[:1] for lab in (a, b)}
@@ -342,7 +342,7 @@ class ImproveCycle:
         store.update(Run, run.id, state=state)
         store.decide(run.id, "curriculum", "corrected failures + confirmations from trusted traces, hard "
                      f"negatives for {len(pair_labels) // 2 or 0} confusions, variants for "
-                     f"{len(pattern_labels)} pattern classes, {self.cfg.replay:.0%} replay", **counts)
+                     f"{len(pattern_labels)} pattern classes, {share:.0%} replay of the parent's data", **counts)
         return counts
 
     def _blend(self, run: Run, spec: TaskSpec, candidate: Any, incumbent: Any,
@@ -397,6 +397,16 @@ class ImproveCycle:
             store.decide(run.id, "no-op", result.reason)
         store.update(Run, run.id, status="done", finished_at=utcnow())
         return result
+
+
+def replay_share(share: float, n_parent: int, n_new: int) -> float:
+    """The share of the parent's training data to replay: ``[improve] replay`` when the parent's
+    data dwarfs the new data, else enough for as many old rows as new ones (all of a small parent):
+    a cycle that learns 500 traces on top of a 600-row seed set must not forget 85% of it, and
+    each cycle's traces live on in the next one's replay."""
+    if share <= 0 or n_parent == 0:
+        return 0.0
+    return min(1.0, max(share, n_new / n_parent))
 
 
 def _unique(examples: list[Example]) -> list[Example]:
