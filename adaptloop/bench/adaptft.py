@@ -230,7 +230,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     return {"scenario": scenario.name, "dataset": scenario.dataset, "encoder": scenario.encoder,
             "family": scenario.family, "metric": spec.primary_metric, "seed_examples": len(seed_ex),
             "test_examples": len(test), "base": {"metric": base_score["metric"], "version": f"v{cold.version}",
-                                                 "winner": (cold.winner or {}).get("name")},
+                                                 "winner": (cold.winner or {}).get("node")},
             "stages": stages_out, "wall_s": round(time.monotonic() - t_start, 1), "files": files}
 
 
