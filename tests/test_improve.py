@@ -149,6 +149,25 @@ def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traff
     assert "rolled_back" in kinds and kinds.index("rolled_back") < kinds.index("taxonomy")
 
 
+def test_a_cycle_first_retrains_production_s_own_recipe(ws, tmp_path, banking_train):
+    from adaptloop.store.db import Node, Run
+
+    cold = cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+                      "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    for n in ws.store.nodes(cold.run_id):  # as if the cold start had picked a fine-tune
+        if n.pipeline["strategy"] == "frozen":
+            ws.store.update(Node, n.id, pipeline=dict(n.pipeline, strategy="finetune", hparams={"epochs": 2.0}),
+                            chosen={"epochs": 1.5})
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 40, offset=12),
+                                                                      wrong=0.0))))
+    ws.settings.improve.min_failures = 1
+    result = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
+    first = ws.store.nodes(result.run_id)[0]
+    assert first.name == "incumbent-recipe" and first.pipeline["strategy"] == "finetune"
+    assert first.pipeline["hparams"]["epochs"] == 1.5  # the epochs the original fit settled on
+    assert "production's own recipe" in first.reason and ws.store.get(Run, result.run_id).kind == "improve"
+
+
 def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_train):
     for n in (8, 10):
         rows = subset(banking_train, 4, n)

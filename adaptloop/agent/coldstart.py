@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from typing import Any
@@ -100,13 +100,15 @@ class ColdStart:
         executor: where trials run (default: from settings; one worker runs inline).
         promote: point ``production`` at the winner (cold start); False registers it as the
             ``candidate`` only, for the regression gate of an improve cycle to decide.
+        first: proposals started before the policy is asked (an improve cycle's incumbent recipe).
     """
 
     def __init__(self, ws: Workspace, run_id: int, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for,
                  policy: DoctrinePolicy | None = None, executor: Executor | None = None,
-                 promote: bool = True) -> None:
+                 promote: bool = True, first: Sequence[Proposal] = ()) -> None:
         self.ws = ws
+        self.first = tuple(first)
         self.promote = promote
         self.run_id = run_id
         self.progress = progress
@@ -134,7 +136,8 @@ class ColdStart:
         try:
             while True:
                 state = self._state(spec, book, clock, executor.workers)
-                choice = self.policy.propose(state)
+                pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
+                choice = pending[0] if pending else self.policy.propose(state)
                 full = len(running) >= executor.workers
                 if choice is WAIT or (isinstance(choice, Proposal) and full):
                     if not running:

@@ -26,7 +26,9 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
+from adaptloop.agent.doctrine import Proposal
 from adaptloop.agent.prepare import _examples, _store_dataset
+from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
 from adaptloop.data.split import stratified_split
@@ -180,7 +182,8 @@ class ImproveCycle:
         search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
         store.update(Run, run.id, budget_s=max(30.0, search_s))
         result = ColdStart(ws, run.id, progress=self.progress, make_trainer=self.make_trainer,
-                           executor=self.executor, promote=False).run()
+                           executor=self.executor, promote=False,
+                           first=self._incumbent_recipe(parent_run, spec)).run()
         base["curriculum"] = cur
         if result.version is None:
             return self._close(run, t0, ImproveResult(**base, decision="refused",
@@ -219,6 +222,23 @@ class ImproveCycle:
                                                   candidate=f"v{cand.id}", gate=g.to_dict()))
 
     # -- steps ----------------------------------------------------------------------------
+    def _incumbent_recipe(self, parent_run: Run, spec: TaskSpec) -> list[Proposal]:
+        """Production's own pipeline retrained on this cycle's curriculum, started before the policy
+        proposes anything: the candidate every improvement must beat, and the one a short budget
+        could otherwise never afford (a fine-tune the search would rule out as too costly)."""
+        plan = refit_plan(self.ws.store.nodes(parent_run.id), spec, again=True)
+        if plan is None:
+            return []
+        node = max(plan.members, key=lambda m: m[1])[0]  # an ensemble: its heaviest member
+        pipe = settled_pipeline(node)
+        if pipe.strategy == "frozen" and pipe.recipe == "raw":
+            return []  # the policy's own baseline
+        return [Proposal(name="incumbent-recipe", parent=None, move="baseline", kind="baseline",
+                         pipeline=pipe, intervention="start",
+                         reason=f"production's own recipe ('{node.name}': {pipe.strategy} on {pipe.encoder}, "
+                                f"recipe {pipe.recipe}) retrained on this cycle's curriculum: the candidate "
+                                "any other pipeline must beat")]
+
     def _watchdog(self, run: Run, spec: TaskSpec, model: Any,
                   trusted: list[tuple[str, str, str]]) -> tuple[ModelVersionRow, TaskSpec, Any] | None:
         """Production against the version it replaced, on this cycle's trusted traffic: when it is

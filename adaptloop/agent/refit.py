@@ -36,7 +36,7 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
     (thresholds) — the recipe to retrain on other data (the AdaptFT bench's naive baseline).
     """
     tried = [n for n in nodes if n.status in ("done", "failed")]
-    scored = [n for n in tried if n.status == "done" and n.pipeline["strategy"] != "refit"
+    scored = [n for n in tried if n.status == "done" and n.dev_metrics and n.pipeline["strategy"] != "refit"
               and not (again and n.pipeline["strategy"] in TUNED_ON_DEV)]
     if not scored:
         return None
@@ -61,6 +61,15 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int) -> float:
                for m, _ in plan.members)
 
 
+def settled_pipeline(node: Node) -> Pipeline:
+    """A node's pipeline with the hyperparameters its fit settled on (C; the epochs early stopping
+    chose), to train again on other data without a dev split to stop on."""
+    pipe = Pipeline.from_dict(node.pipeline)
+    keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
+    hp = {**pipe.hparams, **{k: v for k, v in (node.chosen or {}).items() if k in keep}}
+    return Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed)
+
+
 def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
           make_trainer: Callable[[str], Trainer]) -> tuple[TrainedModel, NodeResult]:
     """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``.
@@ -73,12 +82,8 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     t0 = time.monotonic()
     models = []
     for member, _w in plan.members:
-        pipe = Pipeline.from_dict(member.pipeline)
-        keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
-        hp = {**pipe.hparams, **{k: v for k, v in (member.chosen or {}).items() if k in keep}}
-        model, result = make_trainer(pipe.strategy).fit(
-            spec, Pipeline(pipe.recipe, pipe.strategy, pipe.encoder, hp, pipe.seed),
-            ds[pipe.recipe] + ds["dev"], [], ctx)
+        pipe = settled_pipeline(member)
+        model, result = make_trainer(pipe.strategy).fit(spec, pipe, ds[pipe.recipe] + ds["dev"], [], ctx)
         ch = result.chosen
         if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or "deadline" in result.notes:
             raise RuntimeError(f"refit of {member.name} cut short by the budget")
