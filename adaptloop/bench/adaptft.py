@@ -72,7 +72,7 @@ class Sizes:
     min_failures: int
 
 
-FULL = Sizes(per_stage=500, test_n=1000, base_budget_s=120, improve_budget_s=150, min_failures=20)
+FULL = Sizes(per_stage=500, test_n=1000, base_budget_s=120, improve_budget_s=180, min_failures=20)
 QUICK = Sizes(per_stage=100, test_n=300, base_budget_s=40, improve_budget_s=45, min_failures=10)
 
 
