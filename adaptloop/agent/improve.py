@@ -251,7 +251,7 @@ class ImproveCycle:
         examples = [Example(text=t, label=lab, id=i) for t, lab, i in trusted]
         now = score_rows(model, examples, progress=self.progress, what="watchdog: production")
         old = score_rows(before, examples, progress=self.progress, what="watchdog: previous")
-        r = compare(spec, "fresh trusted traffic", old, now, epsilon=len(examples), seed=self.ws.settings.train.seed)
+        r = compare(spec, "fresh trusted traffic", old, now, epsilon=None, seed=self.ws.settings.train.seed)
         verdict = (f"production v{stack[-1]} vs v{stack[-2]} on {len(examples)} fresh trusted traces: "
                    f"{r.candidate:.4f} vs {r.incumbent:.4f} (95% interval of the change "
                    f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}])")

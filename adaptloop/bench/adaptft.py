@@ -25,7 +25,7 @@ import json
 import os
 import random
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,9 +195,10 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     prev = {m: base_score for m in METHODS}
     fit = _refitter(ws, cold.run_id, spec, progress, make_trainer)
     stages_out = []
+    logged = {t["id"]: t["input"] for s in g.stages for t in s.traces()}  # what the methods train on
     answers_so_far: list[dict[str, Any]] = []
     for stage in g.stages:
-        answers_so_far += stage.answers()
+        answers_so_far += [dict(a, text=logged[a["id"]]) for a in stage.answers()]
         row: dict[str, Any] = {"stage": stage.number, "poison_rate": stage.poison_rate, "logs": len(stage.logs),
                                "poison_logs": sum(a["poison"] for a in stage.answers())}
         # agent: import the logs, one improve cycle
@@ -213,9 +214,8 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
                         "wall_s": round(time.monotonic() - t0, 1), "reason": result.reason[:300]}
         prev["agent"] = now
         # naive: every feedback label so far; oracle: only the truly fixable logs, true labels
-        for method, rows in (("naive", [(a["text"], a["feedback"]) for a in _with_text(answers_so_far, g)]),
-                             ("oracle", [(a["text"], a["label"]) for a in _with_text(answers_so_far, g)
-                                         if not a["poison"]])):
+        for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
+                             ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
             t0 = time.monotonic()
             model = fit(seed_ex + [Example(text=t, label=lab, source=method) for t, lab in rows
                                    if lab in spec.labels])
@@ -232,12 +232,6 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
             "test_examples": len(test), "base": {"metric": base_score["metric"], "version": f"v{cold.version}",
                                                  "winner": (cold.winner or {}).get("node")},
             "stages": stages_out, "wall_s": round(time.monotonic() - t_start, 1), "files": files}
-
-
-def _with_text(answers: list[dict[str, Any]], g: Generated) -> list[dict[str, Any]]:
-    """Answers joined with the logged input text (what the methods train on)."""
-    text = {t["id"]: t["input"] for s in g.stages for t in s.traces()}
-    return [dict(a, text=text[a["id"]]) for a in answers]
 
 
 def _scorer(spec: Any, test: list[Any], progress: Any) -> Callable[[Any], dict[str, Any]]:
@@ -264,11 +258,8 @@ def _triage_quality(ws: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
     got = ws.store.verdicts(list(truth))
     tp = sum(1 for i, a in truth.items() if a["poison"] and got.get(i) == "poison")
     fp = sum(1 for i, a in truth.items() if not a["poison"] and got.get(i) == "poison")
-    fn = sum(1 for i, a in truth.items() if a["poison"] and got.get(i) != "poison")
-    missed: dict[str, int] = defaultdict(int)
-    for i, a in truth.items():
-        if a["poison"] and got.get(i) != "poison":
-            missed[a["kind"]] += 1
+    missed = Counter(a["kind"] for i, a in truth.items() if a["poison"] and got.get(i) != "poison")
+    fn = sum(missed.values())
     return {"tp": tp, "fp": fp, "fn": fn, "precision": round(tp / (tp + fp), 4) if tp + fp else 1.0,
             "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0, "missed_by_kind": dict(missed)}
 

@@ -245,6 +245,11 @@ class TraceUse(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+def _has_feedback() -> Any:
+    """SQL: the trace carries a corrected label or a verdict."""
+    return TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None)
+
+
 class Store:
     """The database. Methods are small verbs; each commits its own transaction.
 
@@ -400,8 +405,7 @@ class Store:
         """How many traces, with feedback, by triage verdict, poison by kind, malformed lines quarantined."""
         with self._session() as s:
             total = s.scalar(select(func.count()).select_from(TraceRow)) or 0
-            with_fb = s.scalar(select(func.count()).select_from(TraceRow).where(
-                TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))) or 0
+            with_fb = s.scalar(select(func.count()).select_from(TraceRow).where(_has_feedback())) or 0
             kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
                                    .group_by(TraceRow.kind)).all())
             quarantined = s.scalar(select(func.count()).select_from(Quarantine)
@@ -415,7 +419,7 @@ class Store:
             return [tuple(r) for r in s.execute(
                 select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
                 .where(TraceRow.triage.is_(None))
-                .where(TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None))).all()]
+                .where(_has_feedback())).all()]
 
     def carried_trusted(self, task_id: int, cycle_id: int) -> list[tuple[str, str, str, str]]:
         """(id, input, feedback label, verdict) of trusted traces (``ok`` / ``fixable``) judged by an
