@@ -190,6 +190,11 @@ def new(
             raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
                                  "`adaptloop new --help`")
         seconds = parse_budget(budget or ws.settings.agent.budget)
+        from adaptloop.data.sources import family_for
+
+        if family_for(data, prompt) == "generation":
+            _new_generation(ws, prompt, data, seconds, as_json)
+            return
         loaded = load_for(data, prompt)
         gold = load_for(eval_data, family=loaded.family) if eval_data is not None else None
         for part in (loaded, gold):
@@ -237,26 +242,73 @@ def new(
                   f"{w['eval']['macro_f1']:.4f}{extra}")
 
 
+def _new_generation(ws, prompt: str, data: Path, seconds: float, as_json: bool) -> None:
+    """`new` for a generation task (a causal LM; see agent.generation)."""
+    from adaptloop.agent.generation import GenerationColdStart
+    from adaptloop.data.generation import load_generation
+
+    loaded = load_generation(data)
+    if loaded.quarantined:
+        q = loaded.quarantined[0]
+        err.print(f"[yellow]{len(loaded.quarantined)} malformed lines quarantined[/] from {loaded.source} "
+                  f"(first: line {q.line_no}: {q.reason})")
+    with _progress() as progress:
+        r = GenerationColdStart(ws, loaded, prompt, seconds, progress=progress).run().to_dict()
+    if as_json:
+        _emit(r)
+        return
+    c, spec = r["curation"], r["spec"]
+    metric = spec["primary_metric"]
+    err.print(f"[bold]data[/] {c['source']} samples ({c['output_kind']}) → eval {c['eval']} (frozen {r['eval_set_id']}), "
+              f"dev {c['dev']}, train {c['train']}; model {spec['output']['base']}")
+    t = Table(title=f"run {r['run_id']}: {len(r['nodes'])} nodes")
+    for col in ("id", "node", "strategy", "recipe", f"dev {metric}", "format ok", "eval", "train s", "why"):
+        t.add_column(col)
+    for n in r["nodes"]:
+        d = n["dev"] or {}
+        t.add_row(str(n["id"]), n["name"], n["pipeline"]["strategy"], n["pipeline"]["recipe"],
+                  f"{d.get(metric, 0):.4f}" if d else "-", f"{d.get('format_ok', 0):.2f}" if d else "-",
+                  f"{n['eval'][metric]:.4f}" if n["eval"] else "", f"{n['train_seconds']:.0f}",
+                  escape(n["reason"][:70]))
+    out.print(t)
+    out.print(f"stopped: {escape(r['stop_reason'])}  ({r['wall_seconds']:.0f}s); `adaptloop runs {r['run_id']}` "
+              "has every decision")
+    if r["winner"]:
+        w = r["winner"]
+        out.print(f"[bold green]promoted v{r['version']}[/] ({w['node']}) as production: frozen eval {metric} "
+                  f"{w['eval'][metric]:.4f} (format ok {w['eval']['format_ok']:.2f})")
+
+
 @app.command("eval")
 def eval_(
     data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL the model never saw.")],
     model: Annotated[str | None, typer.Option(
         "--model", "-m", help="Version (v3) or alias [default: production].")] = None,
+    limit: Annotated[int, typer.Option(help="Generation: score only the first N records (0 = all).")] = 0,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Score a model on labelled data: accuracy, macro-F1 and a per-class table.
 
     For an extraction model: entity-level (seqeval, exact span) micro precision, recall and
-    F1, macro-F1 and a per-type table.
+    F1, macro-F1 and a per-type table. For a generation model: exact match of final answers
+    (math, labels), pass@1 in the sandbox (code) or ROUGE-L (summaries), format compliance
+    and the diagnosis of the failures.
     """
     from adaptloop.evaluate.predict import evaluate_file
 
     ws = _open(workspace)
     with _progress() as progress:
-        r = evaluate_file(ws, data, model, progress=progress)
+        r = evaluate_file(ws, data, model, progress=progress, limit=limit)
     if as_json:
         _emit(r)
+        return
+    if "kind" in r:
+        metric = next(k for k in ("exact_match", "pass_at_1", "rouge_l") if k in r)
+        for f in r["findings"]:
+            out.print(f"  {f['kind']}: {escape(f['summary'])}")
+        out.print(f"[bold]{r['model']} on {data} ({r['n']} samples): {metric} {r[metric]:.4f}  format ok "
+                  f"{r['format_ok']:.4f}[/]")
         return
     t = Table(title=f"{r['model']} on {data} ({r['n']} examples)")
     for col in ("label", "precision", "recall", "f1", "support"):
@@ -292,6 +344,9 @@ def predict(
         _emit(r)
         return
     for p in r["predictions"]:
+        if "output" in p:
+            out.print(f"{escape(p['output'])}  ← {escape(p['text'])}")
+            continue
         if "entities" in p:
             found = "; ".join(f"{e['label']} '{e['text']}' [{e['start']}:{e['end']}] {e['score']:.2f}"
                               for e in p["entities"]) or "no entities"

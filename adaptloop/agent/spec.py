@@ -45,20 +45,24 @@ def infer_spec(prompt: str, examples: Sequence[Example], *, source: str = "") ->
 _EXTRACTION_CUES = ("extract", "pii", "personal data", "personally identifiable", "entity", "entities", " ner",
                     "ner ", "named entit", "redact", "anonymi", "mask ", "masking", "spans", "tagging",
                     "recogni", " names", "pii detection")
+_GENERATION_CUES = ("generat", "summar", "math", "word problem", "reasoning", "solve", "write code", "code gen",
+                    "python function", "reply with", "respond with", "answer question", "tldr", "chat")
+_REPLY_CUES = ("reply with", "respond with", "answer with", "write the answer")
 _CLASSIFICATION_CUES = ("classif", "intent", "categor", "route", "routing", "sentiment", "topic", "triage",
                         "spam", "label each", "which class")
 
 
 def family_from_prompt(prompt: str) -> str | None:
-    """``extraction`` or ``classification`` when the prompt says which, else None."""
+    """``extraction``, ``classification`` or ``generation`` when the prompt says which, else None."""
     p = f" {prompt.lower()} "
-    ext = sum(c in p for c in _EXTRACTION_CUES)
-    cls = sum(c in p for c in _CLASSIFICATION_CUES)
-    if ext > cls:
-        return "extraction"
-    if cls > ext:
-        return "classification"
-    return None
+    if any(c in p for c in _REPLY_CUES):  # the user describes a written reply: generation wins
+        return "generation"
+    votes = {"extraction": sum(c in p for c in _EXTRACTION_CUES),
+             "classification": sum(c in p for c in _CLASSIFICATION_CUES),
+             "generation": sum(c in p for c in _GENERATION_CUES)}
+    best = max(votes.values())
+    winners = [f for f, v in votes.items() if v == best]
+    return winners[0] if best and len(winners) == 1 else None
 
 
 def choose_family(prompt: str, available: set[str], source: str = "the data") -> str:
@@ -73,14 +77,19 @@ def choose_family(prompt: str, available: set[str], source: str = "the data") ->
     if not available:
         raise DataError(f"{source} has neither text + label records (classification) nor text + spans / "
                         "tokens + tags records (extraction)")
+    if asked == "generation" and "classification" in available:
+        available = available | {"generation"}  # text + label read as "reply with the label"
     if asked and asked not in available:
-        need = ("'spans' (character offsets) or 'tokens' + 'tags'" if asked == "extraction"
-                else "a 'label' per text")
+        need = {"extraction": "'spans' (character offsets) or 'tokens' + 'tags'",
+                "generation": "a prompt ('prompt', 'question' or 'text') and a target ('answer', 'target' or "
+                              "'summary'), or chat 'messages'"}.get(asked, "a 'label' per text")
         raise DataError(f"the prompt asks for {asked}, but {source} has only {', '.join(sorted(available))} "
                         f"records; {asked} needs {need}")
     if len(available) == 1:
         return next(iter(available))
-    return asked or "classification"
+    if asked:
+        return asked
+    return "classification" if "classification" in available else sorted(available)[0]
 
 
 def infer_extraction_spec(prompt: str, examples: Sequence[Example], *, source: str = "") -> TaskSpec:

@@ -111,14 +111,20 @@ def _records(p: Path) -> tuple[list[tuple[int, str, dict]], list[Quarantined], s
 
 
 def data_families(path: str | Path, peek: int = 200) -> set[str]:
-    """Which task families the file's records can feed (``classification``, ``extraction``)."""
+    """Which task families the file's records can feed (``classification``, ``extraction``,
+    ``generation``)."""
+    from adaptloop.data.generation import PROMPT_FIELDS, TARGET_FIELDS
+
     good, _bad, _keys = _records(Path(path))
     out: set[str] = set()
+    free_targets = tuple(f for f in TARGET_FIELDS if f not in LABEL_FIELDS)
     for _i, _line, obj in good[:peek]:
         if ("tokens" in obj and "tags" in obj) or "spans" in obj or "entities" in obj:
             out.add("extraction")
         if _pick(obj, LABEL_FIELDS) is not None and _pick(obj, TEXT_FIELDS) is not None:
             out.add("classification")
+        if "messages" in obj or (_pick(obj, PROMPT_FIELDS) is not None and _pick(obj, free_targets) is not None):
+            out.add("generation")
     return out
 
 
@@ -173,20 +179,33 @@ def load_extraction(path: str | Path) -> Loaded:
     return Loaded(tuple(examples), tuple(sorted(bad, key=lambda q: q.line_no)), str(p), family="extraction")
 
 
-def load_for(path: str | Path, prompt: str = "", family: str | None = None) -> Loaded:
-    """Load a file for the family the prompt and the data decide (or the one given).
+def family_for(path: str | Path, prompt: str = "") -> str:
+    """The task family the prompt and the file's records decide.
 
     Raises:
         DataError: the file is unusable, or the prompt asks for what the data cannot feed.
     """
     from adaptloop.agent.spec import choose_family
 
-    if family is None:
-        families = data_families(path)
-        if not families:
-            _good, _bad, keys = _records(Path(path))
-            raise DataError(f"{path} has neither {{\"text\", \"label\"}} records (classification) nor "
-                            f"{{\"text\", \"spans\"}} / {{\"tokens\", \"tags\"}} records (extraction); "
-                            f"fields seen: {', '.join(sorted(keys)) or 'none'}")
-        family = choose_family(prompt, families, source=str(path))
+    families = data_families(path)
+    if not families:
+        _good, _bad, keys = _records(Path(path))
+        raise DataError(f"{path} has neither {{\"text\", \"label\"}} records (classification), "
+                        f"{{\"text\", \"spans\"}} / {{\"tokens\", \"tags\"}} records (extraction) nor "
+                        f"{{\"prompt\", \"answer\"}} / chat \"messages\" records (generation); "
+                        f"fields seen: {', '.join(sorted(keys)) or 'none'}")
+    return choose_family(prompt, families, source=str(path))
+
+
+def load_for(path: str | Path, prompt: str = "", family: str | None = None) -> Loaded:
+    """Load a file for the family the prompt and the data decide (or the one given).
+
+    Generation data has its own loader (``data.generation.load_generation``).
+
+    Raises:
+        DataError: the file is unusable, or the prompt asks for what the data cannot feed.
+    """
+    family = family or family_for(path, prompt)
+    if family == "generation":
+        raise DataError(f"{path} holds generation records; load it with data.generation.load_generation")
     return load_extraction(path) if family == "extraction" else load_classification(path)

