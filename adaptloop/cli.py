@@ -259,8 +259,8 @@ def _new_generation(ws, prompt: str, data: Path, seconds: float, as_json: bool) 
         return
     c, spec = r["curation"], r["spec"]
     metric = spec["primary_metric"]
-    err.print(f"[bold]data[/] {c['source']} samples ({c['output_kind']}) → eval {c['eval']} (frozen {r['eval_set_id']}), "
-              f"dev {c['dev']}, train {c['train']}; model {spec['output']['base']}")
+    err.print(f"[bold]data[/] {c['source']} samples ({c['output_kind']}) → eval {c['eval']} (frozen "
+              f"{r['eval_set_id']}), dev {c['dev']}, train {c['train']}; model {spec['output']['base']}")
     t = Table(title=f"run {r['run_id']}: {len(r['nodes'])} nodes")
     for col in ("id", "node", "strategy", "recipe", f"dev {metric}", "format ok", "eval", "train s", "why"):
         t.add_column(col)
