@@ -5,6 +5,8 @@ presentation, family choice, diagnosis)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import tomli_w
 from sqlalchemy import select
@@ -119,3 +121,37 @@ def test_generation_eval_and_predict(gen_ws):
     assert limited["n"] == 2
     p = one_json(run("predict", "my card has not arrived yet", "--json", "-w", gen_ws["ws"]))
     assert isinstance(p["predictions"][0]["output"], str)
+
+
+@pytest.mark.integration
+def test_chat_completions_are_openai_shaped_streamed_and_traced(gen_ws):
+    from fastapi.testclient import TestClient
+
+    from adaptloop.serve.app import create_app
+    from adaptloop.store.db import TraceRow
+    from adaptloop.workspace import Workspace
+
+    ws = Workspace.open(gen_ws["ws"])
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "my card has not arrived"}]
+    with TestClient(create_app(ws)) as client:
+        r = client.post("/v1/chat/completions", json={"messages": msgs, "max_tokens": 5})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["object"] == "chat.completion" and body["model"] == "v1"
+        assert isinstance(body["choices"][0]["message"]["content"], str)
+        assert body["choices"][0]["finish_reason"] in ("stop", "length")
+        with client.stream("POST", "/v1/chat/completions", json={"messages": msgs, "stream": True,
+                                                                 "max_tokens": 5}) as s:
+            assert s.status_code == 200 and s.headers["content-type"].startswith("text/event-stream")
+            events = [line for line in s.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "data: [DONE]"
+        chunks = [json.loads(e[6:]) for e in events[:-1]]
+        assert chunks[0]["choices"][0]["delta"] == {"role": "assistant"}
+        assert chunks[-1]["choices"][0]["finish_reason"] in ("stop", "length")
+        p = client.post("/v1/predict", json={"inputs": ["lost my card", "exchange rate?"]})
+        assert p.status_code == 200 and all(isinstance(o["output"], str) for o in p.json()["outputs"])
+        assert client.post("/v1/chat/completions", json={"messages": [{"role": "assistant", "content": "hi"}]}
+                           ).status_code == 422
+        assert client.post("/v1/chat/completions", json={"messages": []}).status_code == 422
+    traces = ws.store.all(select(TraceRow))
+    assert len(traces) == 4 and sum(t.meta.get("endpoint") == "chat" for t in traces) == 2

@@ -1,6 +1,7 @@
 """The HTTP API: serve the ``production`` model, trace every inference, take feedback.
 
     POST /v1/predict          {"inputs": [...]} → outputs, scores and trace ids (micro-batched)
+    POST /v1/chat/completions OpenAI-compatible chat (generation models; "stream": true for SSE)
     POST /v1/feedback         {"trace_id", "label"?, "verdict"?, "source"?}
     GET  /healthz             model version, trace backlog
     GET  /metrics             Prometheus text
@@ -88,7 +89,13 @@ class ModelSlot:
 
 
 def forward(model: Any, texts: list[str]) -> list[dict[str, Any]]:
-    """One forward pass: a label and score per text (entities for an extraction model)."""
+    """One forward pass: a label and score per text (entities for an extraction model, the
+    completion for a generation model)."""
+    if getattr(model, "kind", "") == "causal":
+        from adaptloop.serve.chat import as_sample
+
+        return [{"output": o} for o in model.generate([as_sample(model, [{"role": "user", "content": t}])
+                                                        for t in texts])]
     if getattr(model, "kind", "") == "tagger":
         return [{"entities": ents} for ents in model.predict_spans(texts)]
     probs = model.predict_proba(texts)
@@ -234,6 +241,10 @@ def create_app(ws: Workspace) -> FastAPI:
         m["version"].set(slot.version_id or 0)
         m["swaps"].set(slot.swaps)
         return PlainTextResponse(generate_latest(reg).decode(), media_type=CONTENT_TYPE_LATEST)
+
+    from adaptloop.serve.chat import add_chat_routes
+
+    add_chat_routes(app, slot=slot, batcher=batcher, writer=lambda: state["writer"], max_chars=cfg.max_chars)
 
     def admin(authorization: str | None) -> None:
         if not cfg.admin_token:

@@ -56,6 +56,11 @@ class MicroBatcher:
         await self._q.put((list(texts), fut))
         return await fut
 
+    async def call(self, fn: Callable[[Any], Any]) -> tuple[str, Any]:
+        """``fn(model)`` on the model thread (one forward at a time), with the version it ran on."""
+        version, model = self.slot()
+        return version, await asyncio.get_running_loop().run_in_executor(self._pool, fn, model)
+
     async def _loop(self) -> None:
         assert self._q is not None
         loop = asyncio.get_running_loop()

@@ -24,8 +24,9 @@ import math
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,6 +210,26 @@ class CausalLM:
                 if progress is not None:
                     progress(len(idx))
         return out
+
+    def stream(self, sample: Sample, *, max_new_tokens: int | None = None) -> Iterator[str]:
+        """Greedy completion of one sample, yielded piece by piece as it is decoded."""
+        from transformers import TextIteratorStreamer
+
+        tok = self.tok
+        ids = tok(render_prompt(tok, sample), add_special_tokens=False, return_tensors="pt")
+        device = next(self.model.parameters()).device
+        streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
+        worker = threading.Thread(target=self.model.generate, daemon=True, kwargs=dict(
+            input_ids=ids["input_ids"][:, -self.max_length:].to(device),
+            attention_mask=ids["attention_mask"][:, -self.max_length:].to(device),
+            max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+            eos_token_id=_stop_ids(tok, self.model), pad_token_id=tok.pad_token_id or tok.eos_token_id,
+            streamer=streamer))
+        worker.start()
+        for piece in streamer:
+            if piece:
+                yield piece
+        worker.join()
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
