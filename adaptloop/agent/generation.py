@@ -23,10 +23,11 @@ import logging
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from adaptloop.agent.budget import Clock
+from adaptloop.agent.coldstart import ColdStartResult
 from adaptloop.agent.spec import slug
 from adaptloop.data.generation import LoadedSamples, Sample, infer_kind
 from adaptloop.diagnose.generation import METRIC, diagnose, score_outputs
@@ -110,26 +111,6 @@ def _sample_rows(samples: Sequence[Sample]) -> list[dict[str, Any]]:
 def samples_from_rows(rows: Sequence[dict[str, Any]]) -> list[Sample]:
     return [Sample(prompt=r["prompt"], target=r["target"], context=tuple(tuple(c) for c in r["context"]),
                    extra=r["extra"], id=r["id"], source=r["source"]) for r in rows]
-
-
-@dataclass(frozen=True)
-class GenerationResult:
-    task_id: int
-    run_id: int
-    spec: TaskSpec
-    eval_set_id: str
-    nodes: list[dict[str, Any]]
-    winner: dict[str, Any] | None
-    version: int | None
-    stop_reason: str
-    wall_seconds: float
-    curation: dict[str, Any]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "run_id": self.run_id, "spec": self.spec.to_dict(),
-                "eval_set_id": self.eval_set_id, "nodes": self.nodes, "winner": self.winner,
-                "version": self.version, "stop_reason": self.stop_reason,
-                "wall_seconds": round(self.wall_seconds, 1), "curation": self.curation}
 
 
 def default_trainer(strategy: str):
@@ -220,7 +201,7 @@ class GenerationColdStart:
         return spec, task.id, run.id, {"train": train, "dev": dev, "eval": held}
 
     # ---- the search ----------------------------------------------------------------------------
-    def run(self) -> GenerationResult:
+    def run(self) -> ColdStartResult:
         t0 = time.monotonic()
         clock = Clock(self.budget_s)
         spec, task_id, run_id, parts = self.prepare()
@@ -278,7 +259,7 @@ class GenerationColdStart:
                  for n in store.nodes(run_id)]
         run = store.get(Run, run_id)
         store.update(Run, run_id, status="done", spent_s=clock.spent, finished_at=utcnow())
-        return GenerationResult(task_id, run_id, spec, run.eval_set_id, nodes, winner, version, stop,
+        return ColdStartResult(task_id, run_id, spec, run.eval_set_id, nodes, winner, version, stop,
                                 time.monotonic() - t0, run.state["curation"])
 
     @staticmethod

@@ -104,6 +104,7 @@ def _dequantize(gguf: Path, dest: Path) -> None:
     try:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
+        tmp.chmod(0o755)  # mkdtemp made it private; the cache is readable like any model folder
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -363,20 +364,13 @@ class CausalTrainer:
             plan.start(-dev_loss(model, tok, dev_rows, device))
         bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
-            model.train()
             for batch_idx in _batches([len(r[0]) for r in rows], cfg.batch_size, rng):
-                batch = _collate(tok, [rows[i] for i in batch_idx], device)
-                out = model(**batch)
+                model.train()
+                out = model(**_collate(tok, [rows[i] for i in batch_idx], device))
                 out.loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                plan.updated(float(out.loss.detach()))
                 bar(1)
-                if plan.due():
-                    plan.checked(-dev_loss(model, tok, dev_rows, device), model.state_dict)
-                    model.train()
-                if plan.done():
+                if plan.after_step(params, opt, out.loss, score=lambda: -dev_loss(model, tok, dev_rows, device),
+                                   state=model.state_dict):
                     break
         if plan.best_state is not None:
             model.load_state_dict(plan.best_state)

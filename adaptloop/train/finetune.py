@@ -208,15 +208,11 @@ class FineTuneTrainer:
                 if cfg.contrastive > 0:
                     loss = loss + cfg.contrastive * supervised_contrastive(z, yb, cfg.temperature)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
-                plan.updated(float(loss.detach()), int((logits.detach().argmax(-1) == yb).sum()), len(batch))
                 bar(1)
-                if dev_texts and plan.due():
-                    plan.checked(_dev_accuracy(tok, enc, head, dev_texts, y_dev, device),
-                                 lambda: (enc.state_dict(), head.state_dict()))
-                if plan.done():
+                if plan.after_step(params + list(head.parameters()), opt, loss,
+                                   score=lambda: _dev_accuracy(tok, enc, head, dev_texts, y_dev, device),
+                                   state=lambda: (enc.state_dict(), head.state_dict()),
+                                   hits=int((logits.detach().argmax(-1) == yb).sum()), seen=len(batch)):
                     break
         if plan.best_state is not None:
             enc.load_state_dict(plan.best_state[0])

@@ -89,6 +89,18 @@ class UpdatePlan:
                 log.info("deadline: %d of %d updates fit", affordable, self.total)
                 self.total = max(self.step + 1, affordable)
 
+    def after_step(self, params: list[torch.nn.Parameter], opt: torch.optim.Optimizer, loss: torch.Tensor, *,
+                   score: Callable[[], float], state: Callable[[], Any], hits: int = 0, seen: int = 0) -> bool:
+        """Everything after ``loss.backward()``: clip, step, the schedule, a dev check when due
+        (``score()``, keeping ``state()`` when best), the stop test. True when the loop ends."""
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        self.updated(float(loss.detach()), hits, seen)
+        if self.due():
+            self.checked(score(), state)
+        return self.done()
+
     def due(self) -> bool:
         """Whether a dev check is due now."""
         return self.eval_every < 10**9 and (self.step % self.eval_every == 0 or self.step >= self.total)

@@ -301,8 +301,8 @@ class TaggerTrainer:
         tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride)
         bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
-            model.train()
             for batch in _batches([len(x) for x in ids], cfg.batch_size, rng):
+                model.train()
                 enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
                 width = enc["input_ids"].shape[1]
                 y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch]).to(device)
@@ -310,17 +310,11 @@ class TaggerTrainer:
                 loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), y.reshape(-1),
                                                          ignore_index=-100)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(body + head, 1.0)
-                opt.step()
-                opt.zero_grad(set_to_none=True)
                 mask = y != -100
-                plan.updated(float(loss.detach()), int((out.logits.detach().argmax(-1)[mask] == y[mask]).sum()),
-                             int(mask.sum()))
                 bar(1)
-                if plan.due():
-                    plan.checked(dev_f1(tagger, dev), model.state_dict)
-                    model.train()
-                if plan.done():
+                if plan.after_step(body + head, opt, loss, score=lambda: dev_f1(tagger, dev), state=model.state_dict,
+                                   hits=int((out.logits.detach().argmax(-1)[mask] == y[mask]).sum()),
+                                   seen=int(mask.sum())):
                     break
         if plan.best_state is not None:
             model.load_state_dict(plan.best_state)
