@@ -9,9 +9,11 @@ A small doctrine of its own, because every node costs minutes of decoding on CPU
    worked solutions the targets are the chain of thought (rationale, calculator marks
    removed, ``#### n`` last): the ``cot`` recipe. A closed answer set trains with the short
    instruction (the model learns the answers; the list would cost hundreds of tokens).
-3. A third node picked from the findings of the second: ``lora`` when the fine-tune
-   over-fits (dev loss rose before the end), else ``more-epochs`` when it was cut by the
-   budget with dev loss still falling, else ``lora``.
+   It gets the whole remaining budget (less the decoding it will need): on CPU, more training
+   is the best use of time.
+3. Only when the fine-tune ends early (planned epochs, early stop) is there a follow-up:
+   ``lora`` when it over-fitted (dev loss rose before the end), ``more-epochs`` when dev loss
+   was still falling, else ``lora`` as a second strategy.
 
 Each node is a ``Node`` row with its reason, dev metrics, curve and findings; the best on
 dev is scored on the frozen eval set, registered and promoted. Every decision is recorded.
@@ -225,8 +227,9 @@ class GenerationColdStart:
         stop = "planned nodes done"
         for i, (name, strategy, extra, why) in enumerate(plan):
             decode_s = DECODE_RESERVE * per_dev * len(parts["dev"]) + DECODE_RESERVE * per_dev * len(parts["eval"])
-            share = 0.6 if i == 0 and len(plan) == 1 else 1.0
-            train_s = share * (clock.left - decode_s)
+            # on CPU more training is the best use of the budget: the fine-tune gets all of it; a
+            # follow-up runs only on what an early finish leaves
+            train_s = clock.left - decode_s
             if train_s < 30:
                 stop = f"budget: {clock.left:.0f}s left, not enough to train '{name}'"
                 break
@@ -250,9 +253,11 @@ class GenerationColdStart:
             self._finish_node(run_id, node_id, spec, scored, result)
             models[node_id] = model
             if i == 0:
-                follow = self._follow_up(result, clock, train_s)
+                follow = self._follow_up(result, clock.left - decode_s)
                 if follow is not None:
                     plan.append(follow)
+                else:
+                    stop = f"'{name}' used the budget ({result.notes})"
         winner, version = self._promote(spec, task_id, run_id, parts["eval"], models, recipe)
         nodes = [{"id": n.id, "name": n.name, "status": n.status, "pipeline": n.pipeline, "reason": n.reason,
                   "dev": n.dev_metrics, "eval": n.eval_metrics, "train_seconds": round(n.train_seconds, 1)}
@@ -269,16 +274,18 @@ class GenerationColdStart:
         return f"base model: {top}; a full fine-tune on {how} teaches the task and its output format"
 
     @staticmethod
-    def _follow_up(result, clock: Clock, train_s: float) -> tuple[str, str, dict, str] | None:
+    def _follow_up(result, seconds_left: float) -> tuple[str, str, dict, str] | None:
+        """A second fine-tune when the first left time: LoRA after over-fitting, more epochs after
+        a planned end with dev loss still falling, else LoRA as a second strategy."""
         scores = [c["dev_score"] for c in result.curve if "dev_score" in c]
-        if clock.left < 60 or len(scores) < 2:
+        if seconds_left < max(60.0, 0.5 * result.train_seconds) or len(scores) < 2:
             return None
-        if "deadline" in result.notes and scores[-1] >= max(scores):
-            return ("more-epochs", "sft", {"epochs": 2 * max(result.chosen.get("epochs", 1.0), 0.5)},
-                    "dev loss still falling when the budget cut the fine-tune: train longer")
         if scores[-1] < max(scores):
             return ("lora", "sft-lora", {"lr": 2e-4},
                     "dev loss rose before the end of the full fine-tune (over-fitting): LoRA changes fewer weights")
+        if "planned" in result.notes:
+            return ("more-epochs", "sft", {"epochs": 2 * max(result.chosen.get("epochs", 1.0), 1.0)},
+                    "dev loss still falling when the planned epochs ended: train longer")
         return ("lora", "sft-lora", {"lr": 2e-4}, "a second strategy: LoRA of the same model")
 
     def _score(self, spec: TaskSpec, model, samples: Sequence[Sample], style: str, recipe: str) -> dict[str, Any]:
