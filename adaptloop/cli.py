@@ -132,11 +132,13 @@ def _show_spec(spec: dict[str, Any], curation: dict[str, Any] | None = None) -> 
 
 
 def _score(metrics: dict[str, Any] | None) -> str:
-    """A node's primary score: entity F1 for extraction, accuracy for classification."""
+    """A node's primary score: entity F1 for extraction, accuracy for classification, exact match,
+    pass@1 or ROUGE-L for generation."""
     if not metrics:
         return "-"
-    key = "f1" if "f1" in metrics else "accuracy"
-    return f"{metrics[key]:.4f} {'F1' if key == 'f1' else 'acc'}" if metrics.get(key) is not None else "-"
+    short = {"f1": "F1", "accuracy": "acc", "exact_match": "EM", "pass_at_1": "pass@1", "rouge_l": "ROUGE-L"}
+    key = next((k for k in short if metrics.get(k) is not None), None)
+    return f"{metrics[key]:.4f} {short[key]}" if key else "-"
 
 
 def _nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
