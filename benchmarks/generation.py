@@ -69,6 +69,9 @@ def main() -> None:
     ap.add_argument("--task", choices=sorted(TASKS), required=True)
     ap.add_argument("--budget", default="10m", help="`adaptloop new` budget")
     ap.add_argument("--test-n", type=int, default=300, help="score the first N test records")
+    ap.add_argument("--sample-test", action="store_true",
+                    help="score a seeded random sample of N test records instead of the first N (for files sorted "
+                         "by label, like banking77's)")
     ap.add_argument("--train-n", type=int, default=0, help="use only the first N train records (0 = all)")
     ap.add_argument("--set", action="append", default=[], help="workspace setting, e.g. generation.eval_max=100")
     ap.add_argument("--out", type=Path, default=None)
@@ -97,13 +100,20 @@ def main() -> None:
     for t in tests:
         name, split = t.split(":") if ":" in t else (args.task, t)
         path = DATASETS / name / f"{split}.jsonl"
+        if args.sample_test:
+            import random
+
+            lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            path = root / f"{name}-{split}-sample{args.test_n}.jsonl"
+            path.write_text("\n".join(random.Random(0).sample(lines, min(args.test_n, len(lines)))) + "\n",
+                            encoding="utf-8")
         t1 = time.perf_counter()
         b = base_scores(ws, path, args.test_n)
         t2 = time.perf_counter()
         tuned = cli("eval", "--data", path, "--limit", args.test_n, "-w", ws)
         t3 = time.perf_counter()
         result["tests"][f"{name}/{split}"] = {
-            "n": tuned["n"], "metric": metric,
+            "n": tuned["n"], "metric": metric, "subset": "seeded sample (seed 0)" if args.sample_test else "first N",
             "base": {metric: b[metric], "format_ok": b["format_ok"], "findings": b["findings"],
                      "seconds": round(t2 - t1, 1)},
             "tuned": {metric: tuned[metric], "format_ok": tuned["format_ok"], "findings": tuned["findings"],
