@@ -165,8 +165,10 @@ class GenerationColdStart:
         if not train:
             raise DataError(f"{self.loaded.source} has {len(unique)} distinct samples: too few to hold out an eval "
                             "set and a dev split and still train; add data")
-        longest = max(len(s.target.split()) for s in unique)
-        max_new = self.cfg.max_new_tokens or int(min(512, max(8, 1.5 * 1.6 * longest)))  # ~1.6 tokens a word
+        # ~3 characters a token for English and identifiers (a label like 'card_payment_wrong_exchange_rate'
+        # is one "word" but eight tokens), with half again for margin
+        longest = max(len(s.target) for s in unique)
+        max_new = self.cfg.max_new_tokens or int(min(512, max(8, 1.5 * longest / 3 + 2)))
         spec = replace(spec, output={**spec.output, "max_new_tokens": max_new})
         task = store.add(Task(name=spec.name, prompt=self.prompt, family="generation", spec=spec.to_dict()))
         run = store.add(Run(task_id=task.id, kind="coldstart", budget_s=self.budget_s, state={}))
