@@ -87,20 +87,21 @@ def _bad(tmp_path, name, content):
     return p
 
 
-@pytest.mark.parametrize("case", ["missing", "empty", "fields", "one_class", "utf8", "budget"])
+@pytest.mark.parametrize("case", ["missing", "empty", "fields", "one_class", "utf8", "budget", "too_few"])
 def test_bad_input_to_new(trained, tmp_path, case):
     ws = trained["ws"]
     files = {
         "missing": tmp_path / "nope.jsonl",
         "empty": _bad(tmp_path, "empty.jsonl", b""),
-        "fields": _bad(tmp_path, "f.jsonl", b'{"question": "q", "answer": "a"}\n'),
+        "fields": _bad(tmp_path, "f.jsonl", b'{"foo": "q", "bar": "a"}\n'),
+        "too_few": _bad(tmp_path, "g.jsonl", b'{"question": "q", "answer": "a"}\n'),  # generation data
         "one_class": _bad(tmp_path, "o.jsonl",
                           b"".join(b'{"text": "t%d", "label": "a"}\n' % i for i in range(5))),
         "utf8": _bad(tmp_path, "u.jsonl", b'{"text": "caf\xe9", "label": "a"}\n'),
         "budget": trained["train"],
     }
     needle = {"missing": "does not exist", "empty": "empty", "fields": "fields seen",
-              "one_class": "only one class", "utf8": "not UTF-8", "budget": "budget 'abc'"}
+              "one_class": "only one class", "utf8": "not UTF-8", "budget": "budget 'abc'", "too_few": "too few"}
     before = len(Workspace.open(ws).store.all(select(Task)))
     budget = "abc" if case == "budget" else "1m"
     r = run("new", "x", "--data", files[case], "--budget", budget, "-w", ws)
