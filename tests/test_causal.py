@@ -65,6 +65,58 @@ def test_sft_learns_the_completions_and_changes_the_weights(tiny_lm, tmp_path, l
     assert again.generate(train[:2], batch_size=2) == model.generate(train[:2], batch_size=2)
 
 
+def test_decode_time_settings_are_a_new_model_and_survive_save(tiny_lm, tmp_path):
+    base = load_base(tiny_lm, max_new_tokens=4)
+    tuned = base.with_decoding(normalise="label", labels=("blue", "green"), max_new_tokens=6,
+                               decoding={"repetition_penalty": 1.3})
+    assert (base.normalise, base.decoding, base.max_new_tokens) == ("", {}, 4)  # the original is unchanged
+    assert tuned.model is base.model and tuned.finish("Green.") == "green" and base.finish("Green.") == "Green."
+    samples = [Sample(prompt=p, target=t) for p, t in PAIRS[:3]]
+    raw = tuned.with_decoding(normalise="").generate(samples, batch_size=3)
+    assert tuned.generate(samples, batch_size=3) == [tuned.finish(o) for o in raw]
+    tuned.save(tmp_path / "m")
+    again = load_causal(tmp_path / "m")
+    assert (again.normalise, again.decoding, again.max_new_tokens) == ("label", {"repetition_penalty": 1.3}, 6)
+
+
+def test_decoding_shows_a_long_instruction_whole(tiny_lm):
+    """Decoding may use more prompt than training's cut (the model's context less the completion)."""
+    base = load_base(tiny_lm, max_new_tokens=8)
+    assert base.prompt_room(8) == max(base.max_length, 512 - 8)  # tiny_lm: 512 positions
+
+
+def test_llama_cpp_decodes_an_untrained_packaged_model(tiny_lm, tmp_path, monkeypatch):
+    """The optional llama.cpp path (llama-cpp-python is never installed here: a fake behind its import)."""
+    import sys
+    import types
+
+    from adaptloop.train import causal, llamacpp
+
+    calls = []
+
+    class FakeLlama:
+        def __init__(self, model_path, n_ctx, n_threads, verbose):
+            calls.append(("init", model_path, n_ctx))
+
+        def create_completion(self, prompt, max_tokens, temperature, top_k, repeat_penalty, stop):
+            calls.append((prompt, max_tokens, temperature, repeat_penalty))
+            return {"choices": [{"text": " Blue \n"}]}
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", types.SimpleNamespace(Llama=FakeLlama))
+    monkeypatch.setattr(llamacpp, "available", lambda: True)
+    gguf = tmp_path / "model.gguf"
+    gguf.write_bytes(b"")
+    monkeypatch.setitem(causal._GGUF, tiny_lm, lambda: gguf)
+    lm = causal.load_base(tiny_lm, llama_cpp=True, max_new_tokens=4)
+    tuned = lm.with_decoding(normalise="label", labels=("blue", "red"), decoding={"repetition_penalty": 1.3})
+    assert tuned.generate([Sample(prompt="What colour is the sky?", target="")]) == ["blue"]
+    assert calls[0] == ("init", str(gguf), causal.DECODE_CONTEXT)
+    prompt, max_tokens, temperature, penalty = calls[1]
+    assert "<|im_start|>user" in prompt and "What colour is the sky?" in prompt
+    assert (max_tokens, temperature, penalty) == (4, 0.0, 1.3)
+    assert causal.load_base(tiny_lm, llama_cpp=False).fast is None  # off: transformers decodes
+
+
 def test_dev_checks_keep_the_best_state(tiny_lm):
     train = [Sample(prompt=p, target=t) for p, t in PAIRS]
     pipe = Pipeline(recipe="raw", strategy="sft", encoder=tiny_lm,

@@ -16,7 +16,14 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from adaptloop.agent.generation import answer_target, cot_target, instruction, present
+from adaptloop.agent.generation import (
+    answer_target,
+    cot_target,
+    decode_moves,
+    instruction,
+    present,
+    unusable_targets,
+)
 from adaptloop.agent.spec import choose_family, family_from_prompt
 from adaptloop.data.generation import Sample
 from adaptloop.data.sources import data_families
@@ -70,6 +77,32 @@ def test_score_and_diagnose_math_outputs():
     assert repetitive("a b c d " * 5) and not repetitive("one two three four five six seven eight nine ten")
     with pytest.raises(ValueError, match="unknown generation kind"):
         score_outputs("poetry", samples, outputs)
+
+
+def test_decode_moves_follow_the_findings():
+    samples = [Sample(prompt=f"q{i}", target=f"...\n#### {i}") for i in range(4)]
+    outputs = ["so #### 0", "The result is 5", "word " * 40, "word " * 40]
+    findings = diagnose("math", score_outputs("math", samples, outputs, n_tokens=[3, 4, 64, 64], max_new_tokens=64))
+    moves = {name: (changes, cost) for name, changes, cost, _why in decode_moves("math", findings, 64)}
+    assert moves["format-normalise"] == ({"normalise": "math"}, 0.0)  # a rescoring: no decode
+    assert moves["decoding"][0] == {"decoding": {"repetition_penalty": 1.3}}
+    assert moves["more-tokens"] == ({"max_new_tokens": 128}, 2.0)
+    assert "more-tokens" not in {m[0] for m in decode_moves("label", findings, 64)}  # labels are short
+    assert decode_moves("math", [], 64) == []
+
+
+def test_targets_that_cannot_be_right_leave_the_training_pool():
+    math = [Sample(prompt="a", target="2 + 2 = 4\n#### 4"), Sample(prompt="b", target="I forgot")]
+    assert list(unusable_targets("math", math).values()) == ["no final answer in the target"]
+    ok = Sample(prompt="add", target="def add(a, b):\n    return a + b",
+                extra={"test_list": ["assert add(1, 2) == 3"]})
+    wrong = Sample(prompt="sub", target="def sub(a, b):\n    return a + b",
+                   extra={"test_list": ["assert sub(3, 1) == 2"]})
+    assert unusable_targets("code", [ok, wrong]) == {wrong.id: "the reference fails its own tests"}
+    summaries = [Sample(prompt=f"p{i}", target="a short one line summary") for i in range(5)]
+    long = Sample(prompt="x", target="word " * 200)
+    assert set(unusable_targets("summary", [*summaries, long])) == {long.id}
+    assert unusable_targets("label", summaries) == {}
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from adaptloop.evaluate.generation import (
     final_answer,
     format_compliance,
     format_ok,
+    normalise_output,
     rouge_l,
 )
 from adaptloop.evaluate.sandbox import SandboxConfig, pass_at_1, program, run_program
@@ -140,3 +141,27 @@ def test_infer_kind_on_the_public_sets():
     assert kind("banking77", "test", 1000) == "label"
     mb = load_generation(DATASETS / "mbpp" / "test.jsonl").samples[0]
     assert "assert" in code_tests(mb)
+
+
+LABELS = ("card_arrival", "card_arrival_delay", "lost_or_stolen_card")
+
+
+@pytest.mark.parametrize("kind, output, want", [
+    ("label", "Card_Arrival.", "card_arrival"),
+    ("label", "lost or stolen card", "lost_or_stolen_card"),
+    ("label", "I think it is card_arrival_delay, since", "card_arrival_delay"),
+    ("label", "card_arival", "card_arrival"),
+    ("label", "card_arrival or card_arrival_delay", "card_arrival or card_arrival_delay"),  # two: left alone
+    ("label", "no idea", "no idea"),
+    ("math", "2 + 2 = 4\n#### 4\nThen more text", "2 + 2 = 4\n#### 4"),
+    ("math", "so the total is 12 dollars.", "so the total is 12 dollars.\n#### 12"),
+    ("math", "I cannot tell", "I cannot tell"),
+    ("summary", "We propose X for Y.  We show Z.\nMore.", "We propose X for Y."),
+    ("code", "Here:\n```python\ndef f():\n    return 1\n```\nDone.", "```python\ndef f():\n    return 1\n```"),
+    ("text", "anything at all", "anything at all"),
+])
+def test_normalise_output_puts_content_into_the_format_and_never_invents(kind, output, want):
+    got = normalise_output(output, kind, labels=LABELS)
+    assert got == want
+    if kind == "label" and got in LABELS:
+        assert format_ok(got, "label", labels=LABELS)

@@ -10,10 +10,16 @@ A small doctrine of its own, because every node costs minutes of decoding on CPU
    removed, ``#### n`` last): the ``cot`` recipe. A closed answer set trains with the short
    instruction (the model learns the answers; the list would cost hundreds of tokens).
    It gets the whole remaining budget (less the decoding it will need): on CPU, more training
-   is the best use of time.
+   is the best use of time. Math data with final answers only gets its chain of thought from a
+   teacher LLM when ``[generation] teacher_url`` is set (``data.teacher``: solutions whose final
+   answer is wrong are rejected).
 3. Only when the fine-tune ends early (planned epochs, early stop) is there a follow-up:
    ``lora`` when it over-fitted (dev loss rose before the end), ``more-epochs`` when dev loss
    was still falling, else ``lora`` as a second strategy.
+4. Decode-time moves on the best node, each from a finding of its dev outputs and kept only
+   when dev says so (same weights, no training): ``format-normalise`` (format errors: outputs
+   put into the task's format; a rescoring, no decoding), ``decoding`` (repetition loops: a
+   repetition penalty), ``more-tokens`` (truncation: twice the decoding limit).
 
 Each node is a ``Node`` row with its reason, dev metrics, curve and findings; the best on
 dev is scored on the frozen eval set, registered and promoted. Every decision is recorded.
@@ -30,12 +36,13 @@ from typing import Any
 
 from adaptloop.agent.budget import Clock
 from adaptloop.agent.coldstart import ColdStartResult
+from adaptloop.agent.generation_moves import decode_moves, few_shot, unusable_targets
 from adaptloop.agent.spec import slug
 from adaptloop.data.generation import LoadedSamples, Sample, infer_kind
 from adaptloop.diagnose.generation import METRIC, diagnose, score_outputs
 from adaptloop.errors import DataError
 from adaptloop.store import registry
-from adaptloop.store.db import Dataset, EvalSetRow, FindingRow, Node, Quarantine, Run, Task, utcnow
+from adaptloop.store.db import Dataset, EvalSetRow, FindingRow, Node, Quarantine, Removal, Run, Task, utcnow
 from adaptloop.train.base import FitContext, Progress, no_progress
 from adaptloop.types import Pipeline, TaskSpec, content_hash
 from adaptloop.workspace import Workspace
@@ -121,10 +128,10 @@ def default_trainer(strategy: str):
     return CausalTrainer(lora=strategy == "sft-lora")
 
 
-def default_loader(name: str, *, device: str, max_new_tokens: int):
+def default_loader(name: str, *, device: str, max_new_tokens: int, llama_cpp: bool = False):
     from adaptloop.train.causal import load_base
 
-    return load_base(name, device=device, max_new_tokens=max_new_tokens)
+    return load_base(name, device=device, max_new_tokens=max_new_tokens, llama_cpp=llama_cpp)
 
 
 class GenerationColdStart:
@@ -137,15 +144,17 @@ class GenerationColdStart:
         budget_s: wall budget in seconds.
         progress: progress-bar factory.
         make_trainer: strategy -> trainer with ``fit(pipeline, train, dev, ctx)`` (a seam for tests).
-        load_model: ``(name, device=, max_new_tokens=)`` -> the base model (a seam for tests).
+        load_model: ``(name, device=, max_new_tokens=, llama_cpp=)`` -> the base model (a seam for tests).
+        teacher: a ``TeacherClient`` (a seam for tests); default one for ``[generation] teacher_url``.
     """
 
     def __init__(self, ws: Workspace, loaded: LoadedSamples, prompt: str, budget_s: float, *,
                  progress: Progress = no_progress, make_trainer: Callable[[str], Any] = default_trainer,
-                 load_model: Callable[..., Any] = default_loader) -> None:
+                 load_model: Callable[..., Any] = default_loader, teacher=None) -> None:
         self.ws, self.loaded, self.prompt, self.budget_s = ws, loaded, prompt, budget_s
         self.progress, self.make_trainer, self.load_model = progress, make_trainer, load_model
         self.cfg = ws.settings.generation
+        self.teacher = teacher
         self.device = _device(ws)
 
     # ---- preparation -------------------------------------------------------------------------
@@ -162,6 +171,8 @@ class GenerationColdStart:
         pool = [s for s in pool if s.prompt not in seen]
         n_dev = min(self.cfg.dev_max, max(1, int(len(pool) * ws.settings.agent.dev_fraction)))
         dev, train = _split(pool, n_dev, seed + 1)
+        bad = unusable_targets(spec.output["kind"], train)
+        train = [s for s in train if s.id not in bad]
         if not train:
             raise DataError(f"{self.loaded.source} has {len(unique)} distinct samples: too few to hold out an eval "
                             "set and a dev split and still train; add data")
@@ -175,6 +186,10 @@ class GenerationColdStart:
         with store.session() as s:
             for q in self.loaded.quarantined:
                 s.add(Quarantine(source=self.loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
+            for x in pool:
+                if x.id in bad:
+                    s.add(Removal(task_id=task.id, example_id=x.id, text=x.prompt[:2000], label=x.target[:200],
+                                  reason="unusable_target", detail=bad[x.id]))
         if self.loaded.quarantined:
             store.decide(run.id, "quarantine", f"{len(self.loaded.quarantined)} malformed lines quarantined "
                          f"from {self.loaded.source}")
@@ -195,13 +210,15 @@ class GenerationColdStart:
                                   n=len(part)))
             datasets[role] = address
         curation = {"source": len(samples), "exact_or_conflicting_duplicates": len(samples) - len(unique),
+                    "unusable_targets": len(bad),
                     "eval": len(held), "eval_overlap": len(overlap), "near_duplicates": 0, "dev": len(dev),
                     "train": len(train), "label_issues": 0, "output_kind": spec.output["kind"],
                     "max_new_tokens": max_new}
         store.update(Run, run.id, state={"spec": spec.to_dict(), "datasets": datasets, "eval_artifact": eval_address,
                                          "curation": curation})
-        store.decide(run.id, "curation", f"{spec.output['kind']} task: removed duplicates and eval-prompt "
-                     f"overlap; decoding limit {max_new} tokens", **curation)
+        store.decide(run.id, "curation", f"{spec.output['kind']} task: removed duplicates, eval-prompt overlap and "
+                     f"{len(bad)} training targets that cannot be right; decoding limit {max_new} tokens",
+                     **curation)
         return spec, task.id, run.id, {"train": train, "dev": dev, "eval": held}
 
     # ---- the search ----------------------------------------------------------------------------
@@ -213,7 +230,12 @@ class GenerationColdStart:
         store = self.ws.store
         recipe = "cot" if kind == "math" and sum("####" in s.target and "\n" in s.target.strip()
                                                 for s in parts["train"]) >= 0.5 * len(parts["train"]) else "raw"
-        base = self.load_model(spec.output["base"], device=self.device, max_new_tokens=spec.output["max_new_tokens"])
+        teacher_note = ""
+        if kind == "math" and recipe != "cot" and (self.teacher is not None or self.cfg.teacher_url):
+            parts["train"], teacher_note = self._teacher_targets(run_id, parts["train"])
+            recipe = "cot" if teacher_note else recipe
+        base = self.load_model(spec.output["base"], device=self.device, max_new_tokens=spec.output["max_new_tokens"],
+                               llama_cpp=self.cfg.llama_cpp)
         models: dict[int, Any] = {}
         # node 1: the base model, zero-shot, with the full instruction
         t_dec = time.monotonic()
@@ -223,9 +245,16 @@ class GenerationColdStart:
         scored = self._score(spec, base, parts["dev"], "full", recipe)
         per_dev = (time.monotonic() - t_dec) / max(1, len(parts["dev"]))
         self._finish_node(run_id, base_node, spec, scored, None)
-        models[base_node] = base
+        models[base_node], scored_by = base, {base_node: scored}
         findings = diagnose(kind, scored)
-        plan = [("sft", "sft", {}, self._why_sft(kind, recipe, findings))]
+        if kind == "label":
+            # fine-tunes see the short instruction, not the list of labels: time one batch so the
+            # decoding kept back from training is not the long prompt's
+            probe = parts["dev"][:self.cfg.batch_size]
+            t_probe = time.monotonic()
+            self._score(spec, base, probe, "short", recipe)
+            per_dev = min(per_dev, (time.monotonic() - t_probe) / max(1, len(probe)))
+        plan = [("sft", "sft", {}, self._why_sft(kind, recipe, findings) + teacher_note)]
         stop = "planned nodes done"
         for i, (name, strategy, extra, why) in enumerate(plan):
             decode_s = DECODE_RESERVE * per_dev * len(parts["dev"]) + DECODE_RESERVE * per_dev * len(parts["eval"])
@@ -253,13 +282,14 @@ class GenerationColdStart:
                 continue
             scored = self._score(spec, model, parts["dev"], style, recipe)
             self._finish_node(run_id, node_id, spec, scored, result)
-            models[node_id] = model
+            models[node_id], scored_by[node_id] = model, scored
             if i == 0:
                 follow = self._follow_up(result, clock.left - decode_s)
                 if follow is not None:
                     plan.append(follow)
                 else:
                     stop = f"'{name}' used the budget ({result.notes})"
+        self._decode_moves(spec, run_id, parts, models, scored_by, clock, per_dev, recipe)
         winner, version = self._promote(spec, task_id, run_id, parts["eval"], models, recipe)
         nodes = [{"id": n.id, "name": n.name, "status": n.status, "pipeline": n.pipeline, "reason": n.reason,
                   "dev": n.dev_metrics, "eval": n.eval_metrics, "train_seconds": round(n.train_seconds, 1)}
@@ -269,10 +299,34 @@ class GenerationColdStart:
         return ColdStartResult(task_id, run_id, spec, run.eval_set_id, nodes, winner, version, stop,
                                 time.monotonic() - t0, run.state["curation"])
 
+    def _teacher_targets(self, run_id: int, train: list[Sample]) -> tuple[list[Sample], str]:
+        """Worked solutions from the teacher for final-answer-only math data (see ``data.teacher``)."""
+        from adaptloop.data.teacher import TeacherClient, teacher_cot
+
+        client = self.teacher or TeacherClient(self.cfg.teacher_url, self.cfg.teacher_model)
+        n = min(len(train), self.cfg.teacher_max)
+        got = teacher_cot(train, client, limit=n, progress=self.progress("teacher", n))
+        store = self.ws.store
+        stats = {"asked": got.asked, "accepted": got.accepted, "rejected": got.rejected, "failed": got.failed}
+        store.decide(run_id, "teacher", f"teacher {client.url}: {got.accepted} of {got.asked} worked solutions "
+                     f"kept (final answer = gold), {got.rejected} rejected, {got.failed} requests failed"
+                     + (f"; first error: {got.errors[0]}" if got.errors else ""), **stats)
+        if not got.accepted:
+            return train, ""
+        address = self.ws.artifacts.put_jsonl(_sample_rows(got.samples))
+        run = store.get(Run, run_id)
+        did = f"train:{address[:24]}"
+        if store.get(Dataset, did) is None:
+            store.add(Dataset(id=did, task_id=run.task_id, role="train", source=f"{self.loaded.source}+teacher",
+                              artifact=address, n=len(got.samples)))
+        store.update(Run, run_id, state={**run.state, "datasets": {**run.state["datasets"], "train": address},
+                                         "teacher": stats})
+        return got.samples, f"; {got.accepted} of its targets are the teacher's worked solutions"
+
     @staticmethod
     def _why_sft(kind: str, recipe: str, findings: list[dict[str, Any]]) -> str:
         top = findings[0]["summary"] if findings else "no failure found"
-        how = "chain-of-thought targets from the data's rationales" if recipe == "cot" else "the data's targets"
+        how = "chain-of-thought targets (worked solutions)" if recipe == "cot" else "the data's targets"
         return f"base model: {top}; a full fine-tune on {how} teaches the task and its output format"
 
     @staticmethod
@@ -290,16 +344,62 @@ class GenerationColdStart:
                     "dev loss still falling when the planned epochs ended: train longer")
         return ("lora", "sft-lora", {"lr": 2e-4}, "a second strategy: LoRA of the same model")
 
+    def _decode_moves(self, spec: TaskSpec, run_id: int, parts: dict[str, list[Sample]], models: dict[int, Any],
+                      scored_by: dict[int, dict[str, Any]], clock: Clock, per_dev: float, recipe: str) -> None:
+        """Decode-time interventions on the best node, in the order of its findings; each new node
+        becomes the parent of the next when it is better on dev."""
+        store, metric, kind = self.ws.store, spec.primary_metric, spec.output["kind"]
+        done = [n for n in store.nodes(run_id) if n.status == "done" and n.id in models]
+        if not done or not hasattr(models[done[0].id], "with_decoding"):
+            return
+        best = max(done, key=lambda n: (n.dev_metrics.get(metric, 0.0), -n.id))
+        eval_s = DECODE_RESERVE * per_dev * len(parts["eval"])
+        zero_shot = best.pipeline["strategy"] == "zero-shot"
+        for move in decode_moves(kind, diagnose(kind, scored_by[best.id]), spec.output["max_new_tokens"],
+                                 zero_shot=zero_shot):
+            name, changes, cost, why = move
+            if "shots" in changes:  # the number of worked examples becomes the examples themselves
+                changes = {"shots": few_shot(parts["train"], changes["shots"], seed=self.ws.settings.train.seed,
+                                             show=lambda x: present(x, kind, "", recipe))}
+            if clock.left - eval_s < DECODE_RESERVE * cost * per_dev * len(parts["dev"]):
+                store.decide(run_id, "skip", f"'{name}' skipped: {clock.left:.0f}s left, a dev decode costs "
+                             f"about {cost * per_dev * len(parts['dev']):.0f}s", node_id=best.id)
+                continue
+            parent = models[best.id]
+            model = parent.with_decoding(labels=spec.labels, **changes)
+            pipe = Pipeline.from_dict(best.pipeline)
+            hp = {**pipe.hparams, **{k: (len(v) if k == "shots" else v) for k, v in changes.items() if v}}
+            node_id = self._node(run_id, best.id, name, name, replace(pipe, hparams=hp), why)
+            style = pipe.hparams.get("instruction", "full")
+            if cost == 0:  # a rescoring of the parent's outputs, no decoding
+                outputs = [model.finish(r["output"]) for r in scored_by[best.id]["rows"]]
+                scored = self._rescore(spec, parts["dev"], outputs, model)
+            else:
+                scored = self._score(spec, model, parts["dev"], style, recipe)
+            self._finish_node(run_id, node_id, spec, scored, None)
+            models[node_id], scored_by[node_id] = model, scored
+            node = store.get(Node, node_id)
+            if node.dev_metrics[metric] > best.dev_metrics.get(metric, 0.0):
+                best = node
+            else:
+                store.decide(run_id, "rollback", f"'{name}' did not beat its parent on dev ({metric} "
+                             f"{node.dev_metrics[metric]:.4f} vs {best.dev_metrics.get(metric, 0.0):.4f}); the "
+                             "next move starts from the parent", node_id=node_id)
+
+    @staticmethod
+    def _rescore(spec: TaskSpec, samples: Sequence[Sample], outputs: Sequence[str], model) -> dict[str, Any]:
+        tok = getattr(model, "tok", None)
+        n_tokens = [len(tok(o, add_special_tokens=False)["input_ids"]) for o in outputs] if tok else []
+        return score_outputs(spec.output["kind"], samples, outputs, labels=spec.labels, n_tokens=n_tokens,
+                             max_new_tokens=getattr(model, "max_new_tokens", spec.output["max_new_tokens"]))
+
     def _score(self, spec: TaskSpec, model, samples: Sequence[Sample], style: str, recipe: str) -> dict[str, Any]:
         kind = spec.output["kind"]
         text = instruction(kind, spec.labels, style)
         shown = [present(s, kind, text, recipe) for s in samples]
         bar = self.progress("decode", len(shown))
         outputs = model.generate(shown, batch_size=self.ws.settings.generation.batch_size, progress=bar)
-        n_tokens = [len(model.tok(o, add_special_tokens=False)["input_ids"]) for o in outputs] \
-            if hasattr(model, "tok") else []
-        return score_outputs(kind, samples, outputs, labels=spec.labels, n_tokens=n_tokens,
-                             max_new_tokens=spec.output["max_new_tokens"])
+        return self._rescore(spec, samples, outputs, model)
 
     def _node(self, run_id: int, parent: int | None, name: str, move: str, pipe: Pipeline, why: str) -> int:
         node = self.ws.store.add(Node(run_id=run_id, parent_id=parent, name=name, intervention=move, reason=why,

@@ -7,11 +7,15 @@ Every scorer returns the scored rows, not only the mean: diagnosis reads the row
 - ``rouge_l``: ROUGE-L F-measure (rouge-score), the best over a row's references.
 - ``format_ok``: does an output parse as its task demands (a final number, one of the labels,
   a Python function that compiles, a single sentence).
+- ``normalise_output``: an output put into its task's format when its content allows (the
+  ``format-normalise`` intervention): a near-miss label snapped to the label, a final answer
+  marked, the code fenced, a summary cut to its first sentence.
 """
 
 from __future__ import annotations
 
 import ast
+import difflib
 import re
 from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
@@ -21,6 +25,7 @@ _BOXED = re.compile(r"\\boxed\{([^}]*)\}")
 _STATED = re.compile(r"(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*(.+)", re.IGNORECASE)
 _NUMBER = re.compile(r"-?\$?\s?\d[\d,]*(?:\.\d+)?")
 _SPACE = re.compile(r"\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z(\"'])")
 _CODE_FENCE = re.compile(r"```(?:python|py)?\s*\n(.*?)(?:```|$)", re.DOTALL)
 
 
@@ -129,6 +134,45 @@ def format_ok(output: str, kind: str, *, labels: Sequence[str] = ()) -> bool:
     if kind == "text":
         return bool(output.strip())
     raise ValueError(f"unknown output format {kind!r}; use number, label, code, sentence or text")
+
+
+def normalise_output(output: str, kind: str, *, labels: Sequence[str] = (), cutoff: float = 0.75) -> str:
+    """``output`` in the format its task kind demands, when its content allows; else unchanged.
+
+    Kinds: ``label`` (the first line, when it is a label up to case and punctuation, contains
+    exactly one label's name, or is a near-miss of one label by ``difflib`` ratio >= ``cutoff``),
+    ``math`` (cut after the first ``#### n`` line; else ``#### n`` appended for the last number),
+    ``code`` (the extracted code in one fence), ``summary`` (the first sentence, one line),
+    ``text`` (unchanged). Never invents content: an output without a label, number or code
+    stays as it is.
+    """
+    text = output.strip()
+    if kind == "label" and labels:
+        by_norm = {normalise_text(x): x for x in labels}
+        first = normalise_text(text.splitlines()[0]) if text else ""
+        if first in by_norm:
+            return by_norm[first]
+        spaced = {k.replace("_", " "): v for k, v in by_norm.items()}
+        if first in spaced:
+            return spaced[first]
+        inside = [v for k, v in by_norm.items() if re.search(rf"(?<![\w]){re.escape(k)}(?![\w])", text.lower())]
+        if len(inside) == 1:
+            return inside[0]
+        close = difflib.get_close_matches(first, list(by_norm), n=1, cutoff=cutoff)
+        return by_norm[close[0]] if close else output
+    if kind == "math":
+        m = _MARKED.search(text)
+        if m:
+            return text[:m.end()].rstrip()
+        found = final_answer(text)
+        return f"{text}\n#### {found}" if found is not None else output
+    if kind == "code":
+        code = extract_code(text)
+        return f"```python\n{code}\n```" if code.strip() else output
+    if kind == "summary":
+        one = " ".join(text.split())
+        return _SENTENCE_END.split(one, maxsplit=1)[0] if one else output
+    return output
 
 
 def format_compliance(outputs: Sequence[str], kind: str, *, labels: Sequence[str] = ()) -> dict:

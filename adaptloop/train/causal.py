@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 SMOLLM2 = "HuggingFaceTB/SmolLM2-135M-Instruct"
 GEMMA3 = "google/gemma-3-270m"
 DEFAULT_CAUSAL = SMOLLM2
+DECODE_CONTEXT = 2048  # prompt + completion tokens at decode time (a batch's KV cache grows with it)
 _ALIASES = {"smollm2": SMOLLM2, "SmolLM2-135M-Instruct": SMOLLM2, "gemma3": GEMMA3, "gemma-3-270m": GEMMA3}
 
 
@@ -153,16 +154,22 @@ def render_completion(tok, sample: Sample) -> str:
     return sample.target + (tok.eos_token or "")
 
 
-def encode(tok, sample: Sample, max_length: int) -> tuple[list[int], list[int]]:
-    """Input ids and labels (-100 on the prompt) for one sample; a long prompt's text is cut."""
-    completion = tok(render_completion(tok, sample), add_special_tokens=False)["input_ids"][: max_length // 2]
+def prompt_ids(tok, sample: Sample, room: int) -> list[int]:
+    """The rendered prompt's ids in at most ``room`` tokens: a long prompt's text is cut at its end,
+    so the chat template and the instruction before the input survive."""
     prompt = tok(render_prompt(tok, sample), add_special_tokens=False)["input_ids"]
-    room = max_length - len(completion)
     if len(prompt) > room:
         words = tok(sample.prompt, add_special_tokens=False)["input_ids"]
         keep = max(8, len(words) - (len(prompt) - room))
         cut = Sample(prompt=tok.decode(words[:keep]), target=sample.target, context=sample.context)
         prompt = tok(render_prompt(tok, cut), add_special_tokens=False)["input_ids"][-room:]
+    return prompt
+
+
+def encode(tok, sample: Sample, max_length: int) -> tuple[list[int], list[int]]:
+    """Input ids and labels (-100 on the prompt) for one sample; a long prompt's text is cut."""
+    completion = tok(render_completion(tok, sample), add_special_tokens=False)["input_ids"][: max_length // 2]
+    prompt = prompt_ids(tok, sample, max_length - len(completion))
     return prompt + completion, [-100] * len(prompt) + completion
 
 
@@ -179,6 +186,31 @@ class CausalLM:
         self.max_new_tokens = max_new_tokens
         self.max_length = max_length
         self.presentation: dict[str, str] = {}  # how a task's inputs are shown (set when a task saved it)
+        self.decoding: dict[str, float] = {}  # extra generate() settings, e.g. repetition_penalty
+        self.normalise = ""  # a task kind: outputs are put into its format (evaluate.generation)
+        self.fast = None  # a LlamaCppDecoder for an untrained packaged GGUF model (train.llamacpp)
+        self.shots: tuple[tuple[str, str], ...] = ()  # worked examples shown before every input (few-shot)
+
+    def with_decoding(self, *, max_new_tokens: int | None = None, decoding: dict[str, float] | None = None,
+                      normalise: str | None = None, labels: Sequence[str] | None = None,
+                      shots: Sequence[Sequence[str]] | None = None) -> CausalLM:
+        """The same weights with other decode-time settings (a new object; this one is unchanged)."""
+        lm = CausalLM(self.name, self.model, self.tok, max_new_tokens=max_new_tokens or self.max_new_tokens,
+                      max_length=self.max_length)
+        lm.presentation, lm.labels = dict(self.presentation), tuple(self.labels if labels is None else labels)
+        lm.decoding = dict(self.decoding if decoding is None else decoding)
+        lm.normalise = self.normalise if normalise is None else normalise
+        lm.fast = self.fast
+        lm.shots = self.shots if shots is None else tuple((str(p), str(t)) for p, t in shots)
+        return lm
+
+    def finish(self, output: str) -> str:
+        """A decoded output after the model's normalisation (none unless a task chose one)."""
+        if not self.normalise:
+            return output
+        from adaptloop.evaluate.generation import normalise_output
+
+        return normalise_output(output, self.normalise, labels=self.labels)
 
     def generate(self, samples: Sequence[Sample], *, batch_size: int = 16, max_new_tokens: int | None = None,
                  progress=None) -> list[str]:
@@ -190,8 +222,16 @@ class CausalLM:
         if tok.pad_token is None:
             tok.pad_token = tok.eos_token
         limit = max_new_tokens or self.max_new_tokens
-        prompts = [tok(render_prompt(tok, s), add_special_tokens=False)["input_ids"][-self.max_length:]
-                   for s in samples]
+        if self.shots:  # the worked examples as earlier chat turns, after any system prompt
+            turns = tuple(t for p, a in self.shots for t in (("user", p), ("assistant", a)))
+            samples = [replace(s, context=tuple(c for c in s.context if c[0] == "system") + turns
+                               + tuple(c for c in s.context if c[0] != "system")) for s in samples]
+        prompts = [prompt_ids(tok, s, self.prompt_room(limit)) for s in samples]
+        if self.fast is not None:  # the same prompt text, decoded by llama.cpp
+            texts = [tok.decode(p) for p in prompts]
+            return [self.finish(o) for o in self.fast.complete(
+                texts, max_new_tokens=limit, repeat_penalty=self.decoding.get("repetition_penalty", 1.0),
+                progress=progress)]
         order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
         out: list[str] = [""] * len(prompts)
         device = next(self.model.parameters()).device
@@ -204,33 +244,41 @@ class CausalLM:
                 gen = self.model.generate(input_ids=batch["input_ids"].to(device),
                                           attention_mask=batch["attention_mask"].to(device),
                                           max_new_tokens=limit, do_sample=False, eos_token_id=stop,
-                                          pad_token_id=tok.pad_token_id)
+                                          pad_token_id=tok.pad_token_id, **self.decoding)
                 width = batch["input_ids"].shape[1]
                 for row, i in enumerate(idx):
-                    out[i] = tok.decode(gen[row, width:], skip_special_tokens=True).strip()
+                    out[i] = self.finish(tok.decode(gen[row, width:], skip_special_tokens=True).strip())
                 if progress is not None:
                     progress(len(idx))
         return out
 
     def stream(self, sample: Sample, *, max_new_tokens: int | None = None) -> Iterator[str]:
-        """Greedy completion of one sample, yielded piece by piece as it is decoded."""
+        """Greedy completion of one sample, yielded piece by piece as it is decoded (raw: the
+        model's normalisation needs the whole output, so streams go without it)."""
         from transformers import TextIteratorStreamer
 
         tok = self.tok
-        ids = tok(render_prompt(tok, sample), add_special_tokens=False, return_tensors="pt")
+        limit = max_new_tokens or self.max_new_tokens
+        ids = torch.tensor([prompt_ids(tok, sample, self.prompt_room(limit))])
         device = next(self.model.parameters()).device
         streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
         worker = threading.Thread(target=self.model.generate, daemon=True, kwargs=dict(
-            input_ids=ids["input_ids"][:, -self.max_length:].to(device),
-            attention_mask=ids["attention_mask"][:, -self.max_length:].to(device),
-            max_new_tokens=max_new_tokens or self.max_new_tokens, do_sample=False,
+            input_ids=ids.to(device), attention_mask=torch.ones_like(ids).to(device),
+            max_new_tokens=limit, do_sample=False,
             eos_token_id=_stop_ids(tok, self.model), pad_token_id=tok.pad_token_id or tok.eos_token_id,
-            streamer=streamer))
+            streamer=streamer, **self.decoding))
         worker.start()
         for piece in streamer:
             if piece:
                 yield piece
         worker.join()
+
+    def prompt_room(self, max_new_tokens: int) -> int:
+        """Prompt tokens a decode may use: the model's context less the completion, capped (memory),
+        never below the training length. Wider than training's cut, so that a base model sees a long
+        instruction (77 label names) whole."""
+        context = getattr(self.model.config, "max_position_embeddings", None) or 2048
+        return max(self.max_length, min(DECODE_CONTEXT, context) - max_new_tokens)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
@@ -239,7 +287,8 @@ class CausalLM:
         self.tok.save_pretrained(folder / "lm")
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "causal", "base": self.name, "max_new_tokens": self.max_new_tokens,
-             "max_length": self.max_length}, indent=1))
+             "max_length": self.max_length, "decoding": self.decoding, "normalise": self.normalise,
+             "shots": [list(x) for x in self.shots]}, indent=1))
 
 
 def _stop_ids(tok, model) -> list[int]:
@@ -260,8 +309,10 @@ def _dtype(device: torch.device) -> torch.dtype:
     return torch.float32
 
 
-def load_base(name: str = DEFAULT_CAUSAL, *, device: str = "cpu", max_new_tokens: int = 256) -> CausalLM:
-    """The untrained model ``name`` (offline when packaged), ready to generate."""
+def load_base(name: str = DEFAULT_CAUSAL, *, device: str = "cpu", max_new_tokens: int = 256,
+              llama_cpp: bool = False) -> CausalLM:
+    """The untrained model ``name`` (offline when packaged), ready to generate; with ``llama_cpp``
+    (and llama-cpp-python installed, on CPU) a packaged GGUF model decodes through llama.cpp."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -269,7 +320,16 @@ def load_base(name: str = DEFAULT_CAUSAL, *, device: str = "cpu", max_new_tokens
     path = resolve_causal(name)
     dev = torch.device(device)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(dev)).to(dev)
-    return CausalLM(name, model.eval(), AutoTokenizer.from_pretrained(path), max_new_tokens=max_new_tokens)
+    lm = CausalLM(name, model.eval(), AutoTokenizer.from_pretrained(path), max_new_tokens=max_new_tokens)
+    finder = _GGUF.get(_ALIASES.get(name, name))
+    if llama_cpp and dev.type == "cpu" and finder is not None:
+        from adaptloop.train import llamacpp
+
+        gguf = finder() if llamacpp.available() else None
+        if gguf is not None:
+            log.info("decoding %s through llama.cpp (%s)", name, gguf.name)
+            lm.fast = llamacpp.LlamaCppDecoder(gguf, n_ctx=DECODE_CONTEXT)
+    return lm
 
 
 def load_causal(folder: Path, *, device: str = "cpu") -> CausalLM:
@@ -284,6 +344,8 @@ def load_causal(folder: Path, *, device: str = "cpu") -> CausalLM:
                   max_new_tokens=meta["max_new_tokens"], max_length=meta["max_length"])
     lm.presentation = {k: meta[k] for k in ("task_kind", "instruction", "recipe") if k in meta}
     lm.labels = tuple(meta.get("labels", ()))
+    lm.decoding, lm.normalise = dict(meta.get("decoding", {})), meta.get("normalise", "")
+    lm.shots = tuple((p, t) for p, t in meta.get("shots", []))
     return lm
 
 
@@ -304,6 +366,25 @@ def _collate(tok, rows: Sequence[tuple[list[int], list[int]]], device: torch.dev
     return {"input_ids": ids.to(device), "labels": labels.to(device), "attention_mask": mask.to(device)}
 
 
+def completion_loss(model, batch: dict[str, torch.Tensor], *, reduction: str = "mean") -> torch.Tensor:
+    """Cross-entropy on the completion tokens, with the vocabulary projection computed only where
+    a label is (the prompt's positions need none: ~20% less work per update on CPU for SmolLM2).
+    Falls back to the model's own loss for an architecture without a separate decoder and head."""
+    y = batch["labels"][:, 1:]
+    keep = y != -100
+    decoder = getattr(model, "get_decoder", lambda: None)()
+    head = getattr(model, "get_output_embeddings", lambda: None)()
+    if decoder is None or head is None:
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1]
+        return torch.nn.functional.cross_entropy(logits[keep].float(), y[keep], reduction=reduction)
+    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    logits = head(hidden[:, :-1][keep]).float()
+    cap = getattr(getattr(model, "config", None), "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return torch.nn.functional.cross_entropy(logits, y[keep], reduction=reduction)
+
+
 def dev_loss(model, tok, rows: Sequence[tuple[list[int], list[int]]], device: torch.device,
              batch_size: int = 16) -> float:
     """Mean completion-token loss on dev (token-weighted)."""
@@ -312,11 +393,8 @@ def dev_loss(model, tok, rows: Sequence[tuple[list[int], list[int]]], device: to
     with torch.inference_mode():
         for b in range(0, len(rows), batch_size):
             batch = _collate(tok, rows[b:b + batch_size], device)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float()
-            y = batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.shape[-1]), y.reshape(-1),
-                                                     ignore_index=-100, reduction="sum")
-            total, count = total + float(loss), count + int((y != -100).sum())
+            total += float(completion_loss(model, batch, reduction="sum"))
+            count += int((batch["labels"][:, 1:] != -100).sum())
     return total / max(1, count)
 
 
@@ -366,10 +444,10 @@ class CausalTrainer:
         while not plan.stop:
             for batch_idx in _batches([len(r[0]) for r in rows], cfg.batch_size, rng):
                 model.train()
-                out = model(**_collate(tok, [rows[i] for i in batch_idx], device))
-                out.loss.backward()
+                loss = completion_loss(model, _collate(tok, [rows[i] for i in batch_idx], device))
+                loss.backward()
                 bar(1)
-                if plan.after_step(params, opt, out.loss, score=lambda: -dev_loss(model, tok, dev_rows, device),
+                if plan.after_step(params, opt, loss, score=lambda: -dev_loss(model, tok, dev_rows, device),
                                    state=model.state_dict):
                     break
         if plan.best_state is not None:
@@ -378,7 +456,14 @@ class CausalTrainer:
             model = model.merge_and_unload()
         model.eval()
         best = plan.best_score
-        if not math.isfinite(best):  # no dev split: no checks were made
+        if plan.best_state is None and dev_rows and plan.step:
+            # the deadline came before any dev check beat the start: the final state is kept, and
+            # its own dev loss is what the node reports (not the untrained model's)
+            best = -dev_loss(model, tok, dev_rows, device)
+            if plan.curve[-1]["step"] != plan.step:
+                plan.curve.append({"step": plan.step, "epoch": round(plan.step / steps_per_epoch, 3),
+                                   plan.score_key: best, "seconds": time.monotonic() - t0})
+        elif not math.isfinite(best):  # no dev split: no checks were made
             best = -dev_loss(model, tok, dev_rows, device) if dev_rows else 0.0
         fitted = CausalLM(pipeline.encoder, model, tok, max_new_tokens=cfg.max_new_tokens, max_length=cfg.max_length)
         return fitted, NodeResult(dev_metrics={"loss": -best, "score": best},
