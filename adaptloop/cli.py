@@ -435,6 +435,7 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
     from sqlalchemy import select
 
     from adaptloop.agent.doctrine import REGIMES, STANDING, STANDING_EXTRACTION
+    from adaptloop.agent.generation_moves import GENERATION_MOVES
     from adaptloop.search.interventions import CATALOGUE
     from adaptloop.store.db import Outcome
 
@@ -448,6 +449,7 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
                                                            ("extraction", STANDING_EXTRACTION))
                                         if t in i.tasks and i.name in names],
                            "hypothesis": i.hypothesis.format(target="")} for i in CATALOGUE],
+        "generation": [{"name": n, "when": w, "does": d} for n, w, d in GENERATION_MOVES],
         "learned": {fam: {k: {"n": n, "mean_gain": round(g, 5), "mean_seconds": round(c, 1)}
                           for k, (n, g, c) in sorted(d.items(), key=lambda kv: -kv[1][1])}
                     for fam, d in learned.items()},
@@ -470,6 +472,12 @@ def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         t.add_row(i["name"], i["family"], tasks, i["hypothesis"])
     t.caption = ("tasks: cls = classification, ext = extraction; * considered for every node of that task, "
                  "even without a finding that suggests it")
+    out.print(t)
+    t = Table(title="generation cold start (small causal LMs), in order")
+    for col in ("move", "when", "what"):
+        t.add_column(col)
+    for g in report["generation"]:
+        t.add_row(g["name"], g["when"], g["does"])
     out.print(t)
     if not learned:
         out.print("nothing learned yet: outcomes are recorded as runs try interventions")

@@ -8,8 +8,9 @@
 1. `adaptloop new PROMPT --data D/train.jsonl --budget B` in a fresh workspace (the model is the
    workspace's `[generation] model`, SmolLM2-135M-Instruct by default, offline from PyPI).
 2. The untrained base model, with the full instruction the run gave it, decodes the first
-   ``--test-n`` test records; then `adaptloop eval --limit N` scores the promoted model on the
-   same records (mbpp: humaneval too).
+   ``--test-n`` test records (through llama.cpp when llama-cpp-python is installed and
+   ``[generation] llama_cpp`` is on; the result names the engine); then `adaptloop eval --limit N`
+   scores the promoted model on the same records (mbpp: humaneval too).
 3. Writes benchmarks/results/generation-TASK.json: both scores, format compliance, the findings,
    the run's nodes and the wall times.
 """
@@ -58,10 +59,12 @@ def base_scores(ws: Path, test: Path, n: int) -> dict:
     w = Workspace.open(ws)
     task = w.store.all(select(Task))[-1]
     spec = TaskSpec.from_dict(task.spec)
-    base = load_base(spec.output["base"], max_new_tokens=spec.output["max_new_tokens"])
+    base = load_base(spec.output["base"], max_new_tokens=spec.output["max_new_tokens"],
+                     llama_cpp=w.settings.generation.llama_cpp)
     recipe = "cot" if spec.output["kind"] == "math" else "raw"
     base.presentation = {"instruction": instruction(spec.output["kind"], spec.labels, "full"), "recipe": recipe}
-    return evaluate_generation(spec, base, test, limit=n, batch_size=w.settings.generation.batch_size)
+    scored = evaluate_generation(spec, base, test, limit=n, batch_size=w.settings.generation.batch_size)
+    return {**scored, "engine": "llama.cpp" if base.fast is not None else "transformers"}
 
 
 def main() -> None:
@@ -115,7 +118,7 @@ def main() -> None:
         result["tests"][f"{name}/{split}"] = {
             "n": tuned["n"], "metric": metric, "subset": "seeded sample (seed 0)" if args.sample_test else "first N",
             "base": {metric: b[metric], "format_ok": b["format_ok"], "findings": b["findings"],
-                     "seconds": round(t2 - t1, 1)},
+                     "engine": b["engine"], "seconds": round(t2 - t1, 1)},
             "tuned": {metric: tuned[metric], "format_ok": tuned["format_ok"], "findings": tuned["findings"],
                       "seconds": round(t3 - t2, 1)}}
         print(f"{name}/{split} (first {tuned['n']}): {metric} base {b[metric]:.4f} (format ok {b['format_ok']:.2f}) "

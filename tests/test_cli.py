@@ -153,6 +153,7 @@ def test_graph_report_and_doctrine(trained):
     assert [r["name"] for r in doc["regimes"]] == ["drop", "noisy-labels", "precision-first", "low", "mid",
                                                    "near-ceiling"]
     assert {i["name"] for i in doc["interventions"]} >= {"contrastive", "threshold", "larger-encoder"}
+    assert {g["name"] for g in doc["generation"]} >= {"sft", "format-normalise", "prompt-template", "teacher-cot"}
     assert doc["learned"]["classification"]  # the run's interventions were recorded as outcomes
     assert run("report", "99", "-w", ws).exit_code == 2
 

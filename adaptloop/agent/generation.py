@@ -247,13 +247,19 @@ class GenerationColdStart:
         self._finish_node(run_id, base_node, spec, scored, None)
         models[base_node], scored_by = base, {base_node: scored}
         findings = diagnose(kind, scored)
-        if kind == "label":
-            # fine-tunes see the short instruction, not the list of labels: time one batch so the
-            # decoding kept back from training is not the long prompt's
+        fast = getattr(base, "fast", None) is not None
+        if kind == "label" or fast:
+            # time one batch decoded the way a fine-tune will be: with transformers (not llama.cpp)
+            # and, for labels, the short instruction (not the list of labels)
+            slow = base
+            if hasattr(base, "with_decoding"):
+                slow = base.with_decoding()
+                slow.fast = None
             probe = parts["dev"][:self.cfg.batch_size]
             t_probe = time.monotonic()
-            self._score(spec, base, probe, "short", recipe)
-            per_dev = min(per_dev, (time.monotonic() - t_probe) / max(1, len(probe)))
+            self._score(spec, slow, probe, "short" if kind == "label" else "full", recipe)
+            probed = (time.monotonic() - t_probe) / max(1, len(probe))
+            per_dev = probed if fast else min(per_dev, probed)
         plan = [("sft", "sft", {}, self._why_sft(kind, recipe, findings) + teacher_note)]
         stop = "planned nodes done"
         for i, (name, strategy, extra, why) in enumerate(plan):
@@ -305,7 +311,11 @@ class GenerationColdStart:
 
         client = self.teacher or TeacherClient(self.cfg.teacher_url, self.cfg.teacher_model)
         n = min(len(train), self.cfg.teacher_max)
-        got = teacher_cot(train, client, limit=n, progress=self.progress("teacher", n))
+        try:
+            got = teacher_cot(train, client, limit=n, progress=self.progress("teacher", n))
+        finally:
+            if client is not self.teacher:
+                client.close()
         store = self.ws.store
         stats = {"asked": got.asked, "accepted": got.accepted, "rejected": got.rejected, "failed": got.failed}
         store.decide(run_id, "teacher", f"teacher {client.url}: {got.accepted} of {got.asked} worked solutions "

@@ -12,6 +12,24 @@ from adaptloop.data.generation import Sample
 from adaptloop.diagnose.generation import score_outputs
 from adaptloop.types import content_hash
 
+# The generation cold start's moves, in the order it considers them: (name, when, what it does).
+GENERATION_MOVES = (
+    ("clean-targets", "always (curation)", "training targets that cannot be right leave the pool: math without a "
+     "final number, code whose reference fails its own tests, empty or overlong summaries"),
+    ("teacher-cot", "math data with final answers only and generation.teacher_url set",
+     "worked solutions from the teacher LLM, kept when their final answer is the gold one"),
+    ("base", "always", "the untrained model with the full instruction (the label list for closed answer sets)"),
+    ("sft", "always, with the whole remaining budget", "full fine-tune on the kind's targets (chain of thought for "
+     "math with rationales), loss on the completion only"),
+    ("lora / more-epochs", "the fine-tune ended early", "LoRA after over-fitting; twice the epochs while dev loss "
+     "still fell"),
+    ("format-normalise", "format errors, extraction failures or length drift on the best node",
+     "outputs put into the task's format (label snapped, #### n marked, code fenced, first sentence); a "
+     "rescoring, no decoding"),
+    ("prompt-template", "format errors of the untrained model", "3 worked examples (SHOTS) before each input"),
+    ("decoding", "repetition loops in >= 5% of dev outputs", "decode with a repetition penalty"),
+    ("more-tokens", "truncation in >= 10% of dev outputs", "twice the decoding limit (at most 1024)"),
+)
 MAX_DECODE = 1024  # the most-tokens move never decodes longer than this
 REPETITION_PENALTY = 1.3  # the decoding move's penalty (HF generate; 1.0 = off)
 SHOTS = 3  # worked examples in a prompt-template fix (each costs its tokens on every input)
