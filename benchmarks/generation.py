@@ -87,7 +87,7 @@ def main() -> None:
         _set(ws, kv)
     train = DATASETS / args.task / f"{train_split}.jsonl"
     if args.train_n:
-        lines = train.read_text(encoding="utf-8").splitlines()[: args.train_n]
+        lines = train.read_text(encoding="utf-8").split("\n")[: args.train_n]
         train = root / "train.jsonl"
         train.write_text("\n".join(lines) + "\n", encoding="utf-8")
     t0 = time.perf_counter()
@@ -106,7 +106,7 @@ def main() -> None:
         if args.sample_test:
             import random
 
-            lines = [x for x in path.read_text(encoding="utf-8").splitlines() if x.strip()]
+            lines = [x for x in path.read_text(encoding="utf-8").split("\n") if x.strip()]
             path = root / f"{name}-{split}-sample{args.test_n}.jsonl"
             path.write_text("\n".join(random.Random(0).sample(lines, min(args.test_n, len(lines)))) + "\n",
                             encoding="utf-8")

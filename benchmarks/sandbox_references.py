@@ -24,7 +24,7 @@ DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "d
 
 def rows(name: str, split: str) -> list[dict]:
     path = DATASETS / name / f"{split}.jsonl"
-    return [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines() if x.strip()] if path.is_file() else []
+    return [json.loads(x) for x in path.read_text(encoding="utf-8").split("\n") if x.strip()] if path.is_file() else []
 
 
 def main() -> None:

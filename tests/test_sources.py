@@ -38,3 +38,14 @@ def test_unusable_files_fail_with_one_clear_line(tmp_path, content, needle):
         load_classification(p)
     msg = str(info.value)
     assert needle in msg and "\n" not in msg
+
+
+def test_a_json_string_may_hold_unicode_line_separators(tmp_path):
+    """JSON Lines end at "\\n" only: U+2028 inside a string (gsm8k's train has one) is not a line end."""
+    from adaptloop.data.generation import load_generation
+
+    p = tmp_path / "g.jsonl"
+    rows = [{"question": "two\u2028lines\x85here", "answer": "#### 4"}, {"question": "q", "answer": "#### 1"}]
+    p.write_bytes(("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n").encode("utf-8"))
+    loaded = load_generation(p)
+    assert not loaded.quarantined and [s.prompt for s in loaded.samples] == ["two\u2028lines\x85here", "q"]

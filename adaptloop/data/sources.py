@@ -94,7 +94,10 @@ def load_classification(path: str | Path) -> Loaded:
 def _records(p: Path) -> tuple[list[tuple[int, str, dict]], list[Quarantined], set[str]]:
     """(line number, raw line, object) for every JSON-object line; the rest quarantined."""
     good, bad, keys = [], [], set()
-    for i, line in enumerate(read_text(p).splitlines(), start=1):
+    # JSON Lines end at "\n" only: str.splitlines() would also cut at U+2028, U+0085 and other
+    # separators that JSON allows raw inside strings (gsm8k's train has one)
+    for i, line in enumerate(read_text(p).split("\n"), start=1):
+        line = line.removesuffix("\r")
         if not line.strip():
             continue
         try:
