@@ -85,9 +85,10 @@ def test_decode_moves_follow_the_findings():
     findings = diagnose("math", score_outputs("math", samples, outputs, n_tokens=[3, 4, 64, 64], max_new_tokens=64))
     moves = {name: (changes, cost) for name, changes, cost, _why in decode_moves("math", findings, 64)}
     assert moves["format-normalise"] == ({"normalise": "math"}, 0.0)  # a rescoring: no decode
-    assert moves["decoding"][0] == {"decoding": {"repetition_penalty": 1.3}}
+    assert moves["decoding"][0] == {"decoding": {"repetition_penalty": 1.15}}
     assert moves["more-tokens"] == ({"max_new_tokens": 128}, 2.0)
     assert "more-tokens" not in {m[0] for m in decode_moves("label", findings, 64)}  # labels are short
+    assert "decoding" not in {m[0] for m in decode_moves("code", findings, 64)}  # code repeats its names
     assert decode_moves("math", [], 64) == []
 
 

@@ -117,7 +117,7 @@ def test_cold_start_asks_the_teacher_and_runs_decode_moves(tmp_path):
     # the fake fine-tune is no better than the base: the untrained model gets a prompt-template fix
     assert nodes["prompt-template"].pipeline["strategy"] == "zero-shot"  # on the base, or a move on it
     assert nodes["prompt-template"].pipeline["hparams"]["shots"] == 3
-    assert nodes["decoding"].pipeline["hparams"]["decoding"] == {"repetition_penalty": 1.3}
+    assert nodes["decoding"].pipeline["hparams"]["decoding"] == {"repetition_penalty": 1.15}
     assert nodes["format-normalise"].dev_metrics["format_ok"] >= nodes["sft"].dev_metrics["format_ok"]
     assert r.winner is not None
 
