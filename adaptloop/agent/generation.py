@@ -172,6 +172,7 @@ class GenerationColdStart:
         n_dev = min(self.cfg.dev_max, max(1, int(len(pool) * ws.settings.agent.dev_fraction)))
         dev, train = _split(pool, n_dev, seed + 1)
         bad = unusable_targets(spec.output["kind"], train)
+        removed = [s for s in train if s.id in bad]
         train = [s for s in train if s.id not in bad]
         if not train:
             raise DataError(f"{self.loaded.source} has {len(unique)} distinct samples: too few to hold out an eval "
@@ -186,10 +187,9 @@ class GenerationColdStart:
         with store.session() as s:
             for q in self.loaded.quarantined:
                 s.add(Quarantine(source=self.loaded.source, line_no=q.line_no, raw=q.raw, reason=q.reason))
-            for x in pool:
-                if x.id in bad:
-                    s.add(Removal(task_id=task.id, example_id=x.id, text=x.prompt[:2000], label=x.target[:200],
-                                  reason="unusable_target", detail=bad[x.id]))
+            for x in removed:
+                s.add(Removal(task_id=task.id, example_id=x.id, text=x.prompt[:2000], label=x.target[:200],
+                              reason="unusable_target", detail=bad[x.id]))
         if self.loaded.quarantined:
             store.decide(run.id, "quarantine", f"{len(self.loaded.quarantined)} malformed lines quarantined "
                          f"from {self.loaded.source}")

@@ -481,8 +481,10 @@ class CausalTrainer:
         if plan.best_state is None and dev_rows and plan.step:
             # the deadline came before any dev check beat the start: the final state is kept, and
             # its own dev loss is what the node reports (not the untrained model's)
-            best = -dev_loss(model, tok, dev_rows, device)
-            if plan.curve[-1]["step"] != plan.step:
+            if plan.curve[-1]["step"] == plan.step:  # the last check was of this very state
+                best = plan.curve[-1][plan.score_key]
+            else:
+                best = -dev_loss(model, tok, dev_rows, device)
                 plan.curve.append({"step": plan.step, "epoch": round(plan.step / steps_per_epoch, 3),
                                    plan.score_key: best, "seconds": time.monotonic() - t0})
         elif not math.isfinite(best):  # no dev split: no checks were made
