@@ -81,6 +81,8 @@ class Example(_Dict):
         source: where it came from (file path, trace id, transform).
         weight: training weight.
         spans: extraction only: gold entities ``(start, end, label)``, end exclusive, sorted.
+        group: records that share it were made together (a template, a document, a conversation):
+            held-out sets take whole groups, so they measure unseen ones (``data.split``).
     """
 
     text: str
@@ -89,6 +91,7 @@ class Example(_Dict):
     source: str = ""
     weight: float = 1.0
     spans: tuple[tuple[int, int, str], ...] = ()
+    group: str = ""
 
     def __post_init__(self) -> None:
         if not isinstance(self.spans, tuple) or any(not isinstance(s, tuple) for s in self.spans):

@@ -13,7 +13,12 @@
    0), and — with the answer file — how many truly wrong labels got into training anyway, and
    the triage's precision / recall for wrong feedback.
 
-Writes benchmarks/results/production-clinc150-wrongXX.json.
+Writes benchmarks/results/production-clinc150-wrongXX.json, with the improve run's nodes and
+decisions and every version it registered (candidate, blend) scored on test.
+
+``--snapshot DIR`` keeps a copy of the workspace as it stood after the replay (cold start and
+traffic done, nothing improved yet); ``--resume DIR`` starts from such a copy and runs only
+steps 3–5, so the improve cycle can be measured again without the 10–15 minutes before it.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -92,11 +98,48 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--traffic", type=int, default=0, help="replay only this many (0 = all; for smoke runs)")
     ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--snapshot", type=Path, default=None, help="copy the workspace here after the replay")
+    ap.add_argument("--resume", type=Path, default=None, help="start from a --snapshot copy: improve only")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     sys.path.insert(0, str(REPO))
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import httpx
+    from serve_load import running_server
+
     t_all = time.monotonic()
     ws = a.workspace or Path(tempfile.mkdtemp(prefix="adaptloop-clinc-prod-")) / "ws"
+    if a.resume:
+        shutil.copytree(a.resume, ws.parent, dirs_exist_ok=True)
+        pre = json.loads((ws.parent / "before.json").read_text(encoding="utf-8"))
+        seed_rows, traffic, before, cold_wall, replay_wall = (
+            pre["seed_rows"], pre["traffic"], pre["before"], pre["cold_wall"], pre["replay_wall"])
+        answers = json.loads((ws.parent / "answers.json").read_text(encoding="utf-8"))
+    else:
+        seed_rows, traffic, before, cold_wall, answers, replay_wall = prepare(a, ws)
+    test = str(DATASETS / "clinc150" / "test.jsonl")
+    with running_server(ws) as base:
+        t0 = time.monotonic()
+        imp = cli("improve", "--budget", a.budget, "-w", str(ws))
+        improve_wall = time.monotonic() - t0
+        time.sleep(2)
+        served_after = httpx.get(base + "/healthz").json()["model_version"]
+    after = cli("eval", "--data", test, "-w", str(ws))
+    report = audit(a, ws, imp, answers, before, after, served_after, len(seed_rows), len(traffic))
+    report["wall_seconds"] = {"cold_start": round(cold_wall, 1), "replay": round(replay_wall, 1),
+                              "improve": round(improve_wall, 1), "total": round(time.monotonic() - t_all, 1)}
+    if a.resume:
+        report["resumed_from"] = str(a.resume)
+    out = a.out or REPO / "benchmarks" / "results" / f"production-clinc150-wrong{int(a.wrong * 100):02d}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))
+
+
+def prepare(a: argparse.Namespace, ws: Path) -> tuple[list[dict], list[dict], dict, float, dict, float]:
+    """Steps 1–2: cold start on the seed rows, then the traffic and its feedback through the server."""
+    from serve_load import running_server
+
     subprocess.run([*EXE, "init", str(ws)], check=True, capture_output=True)
     train = rows("train")
     seen: dict[str, int] = {}
@@ -119,21 +162,21 @@ def main() -> None:
     random.Random(a.seed).shuffle(traffic)
     traffic = traffic[: a.traffic or None]
     labels = sorted({r["label"] for r in train})
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import httpx
-    from serve_load import running_server
-
     with running_server(ws) as base:
         answers, replay_wall = asyncio.run(replay(base, traffic, a.wrong, labels, a.seed))
-        answer_file = ws.parent / "answers.json"  # ground truth: never given to the agent
-        answer_file.write_text(json.dumps(answers), encoding="utf-8")
-        t0 = time.monotonic()
-        imp = cli("improve", "--budget", a.budget, "-w", str(ws))
-        improve_wall = time.monotonic() - t0
-        time.sleep(2)
-        served_after = httpx.get(base + "/healthz").json()["model_version"]
-    after = cli("eval", "--data", test, "-w", str(ws))
+    answer_file = ws.parent / "answers.json"  # ground truth: never given to the agent
+    answer_file.write_text(json.dumps(answers), encoding="utf-8")
+    (ws.parent / "before.json").write_text(json.dumps(
+        {"seed_rows": seed_rows, "traffic": traffic, "before": before, "cold_wall": cold_wall,
+         "replay_wall": replay_wall}), encoding="utf-8")
+    if a.snapshot:
+        shutil.copytree(ws.parent, a.snapshot, dirs_exist_ok=True)
+    return seed_rows, traffic, before, cold_wall, answers, replay_wall
 
+
+def audit(a: argparse.Namespace, ws: Path, imp: dict, answers: dict, before: dict, after: dict,
+          served_after: str, n_seed: int, n_traffic: int) -> dict:
+    """Step 5: the store's audit queries, the improve run's record, and its versions on test."""
     from sqlalchemy import func, select
 
     from adaptloop.store.db import TraceRow, TraceUse
@@ -153,10 +196,24 @@ def main() -> None:
     excluded = {t for t, v in verdicts.items() if v not in ("ok", "fixable")}
     wrong_in = {role: sum(1 for t, r in uses if r == role and t in wrong_ids) for role in ("train", "dev", "eval")}
     gate = imp.get("gate") or {}
-    report = {
+    runs = [r for r in w.store.runs() if r.id == imp.get("run_id")]
+    nodes = [{"name": n.name, "strategy": n.pipeline.get("strategy"), "recipe": n.pipeline.get("recipe"),
+              "status": n.status, "dev": n.dev_metrics, "train_seconds": round(n.train_seconds, 1)}
+             for r in runs for n in w.store.nodes(r.id)]
+    decisions = [{"kind": d.kind, "reason": d.reason} for r in runs for d in w.store.decisions(r.id)]
+    test = str(DATASETS / "clinc150" / "test.jsonl")
+    versions = {}
+    for v in [imp.get("candidate"), *[f"v{i}" for i in range(2, 10)]]:
+        if v and v not in versions and v != before["model"]:
+            try:
+                m = cli("eval", "--data", test, "--model", v, "-w", str(ws))
+            except SystemExit:
+                break
+            versions[v] = {k: m[k] for k in ("accuracy", "in_scope_accuracy", "oos_recall")}
+    return {
         "dataset": "clinc150", "wrong_feedback": a.wrong, "improve_budget": a.budget, "seed": a.seed,
         "machine": f"{os.cpu_count()} CPU cores", "workspace": str(ws),
-        "seed_examples": len(seed_rows), "traffic": len(traffic),
+        "seed_examples": n_seed, "traffic": n_traffic,
         "before": {k: before[k] for k in ("model", "accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")},
         "after": {k: after[k] for k in ("model", "accuracy", "in_scope_accuracy", "oos_recall", "macro_f1")},
         "decision": imp["decision"], "reason": imp["reason"], "served_after": served_after,
@@ -172,13 +229,8 @@ def main() -> None:
                   "poison_precision": round(len(flagged & wrong_ids) / max(1, len(flagged)), 4),
                   "poison_recall": round(len(flagged & wrong_ids) / max(1, len(wrong_ids)), 4),
                   "excluded_recall": round(len(excluded & wrong_ids) / max(1, len(wrong_ids)), 4)},
-        "wall_seconds": {"cold_start": round(cold_wall, 1), "replay": round(replay_wall, 1),
-                         "improve": round(improve_wall, 1), "total": round(time.monotonic() - t_all, 1)},
+        "improve_nodes": nodes, "improve_decisions": decisions, "versions_on_test": versions,
     }
-    out = a.out or REPO / "benchmarks" / "results" / f"production-clinc150-wrong{int(a.wrong * 100):02d}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
-    print(json.dumps(report, indent=1))
 
 
 if __name__ == "__main__":

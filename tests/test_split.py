@@ -3,7 +3,8 @@ from collections import Counter
 
 import pytest
 
-from adaptloop.data.split import stratified_split
+from adaptloop.data.sources import load_extraction
+from adaptloop.data.split import group_split, grouped, held_out_split, stratified_split
 from adaptloop.types import EvalSet, Example
 
 
@@ -55,3 +56,28 @@ def test_eval_set_id_is_its_content_hash():
     tampered["examples"][0]["id"] = ""
     with pytest.raises(ValueError):
         EvalSet.from_dict(tampered)
+
+
+def test_group_split_holds_whole_groups_and_keeps_every_type():
+    from tests.conftest import DATASETS
+
+    ex = list(load_extraction(DATASETS / "presidio_pii" / "train.jsonl").examples)
+    assert grouped(ex) and all(e.group for e in ex)  # template_id is read as the group
+    held, rest, how = held_out_split(ex, fraction=0.1, seed=0)
+    assert how == "group"
+    assert not {e.group for e in held} & {e.group for e in rest}  # no template on both sides
+    assert abs(len(held) - 0.1 * len(ex)) <= 0.1 * 0.1 * len(ex) + 12
+    assert {s[2] for e in ex for s in e.spans} == {s[2] for e in rest for s in e.spans}
+    again, _ = group_split(list(reversed(ex)), fraction=0.1, seed=0)
+    assert [e.id for e in again] == [e.id for e in held]  # content and seed decide, not order
+
+
+def test_ungrouped_or_few_groups_fall_back_to_stratified():
+    plain = [Example(f"text {i}", "ab"[i % 2]) for i in range(100)]
+    few = [Example(f"text {i}", "ab"[i % 2], group=str(i % 3)) for i in range(100)]
+    assert not grouped(plain) and not grouped(few)
+    assert held_out_split(few, fraction=0.2, seed=0)[2] == "stratified"
+    # a group whose class exists nowhere else stays in training
+    ex = [Example(f"t{i}", "a", group=f"g{i % 20}") for i in range(100)] + [Example("only b", "b", group="gb")]
+    held, rest = group_split(ex, fraction=0.5, seed=0)
+    assert any(e.label == "b" for e in rest) and 40 <= len(held) <= 55

@@ -16,7 +16,7 @@ from adaptloop.data import curate
 from adaptloop.data.augment import augment
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
-from adaptloop.data.split import stratified_split
+from adaptloop.data.split import held_out_split
 from adaptloop.store.db import Dataset, EvalSetRow, Quarantine, Removal, Run, Task
 from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import EvalSet, Example
@@ -93,11 +93,12 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     if gold is not None:
         g = list(gold.examples)
         g = curate.apply_drops(g, curate.find_exact_duplicates(g))
-        held, gold_dev = stratified_split(g, fraction=0.5, seed=seed)
-        pool = deduped
+        held, gold_dev, how = held_out_split(g, fraction=0.5, seed=seed)
+        pool, split_from = deduped, g
     else:
-        held, pool = stratified_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
-                                      max_n=settings.agent.eval_max)
+        held, pool, how = held_out_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
+                                         max_n=settings.agent.eval_max)
+        split_from = deduped
     eval_set = EvalSet(tuple(held))
     eval_address = ws.artifacts.put_json(eval_set.to_dict())
     if ws.store.get(EvalSetRow, eval_set.id) is None:
@@ -105,8 +106,12 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
                                 n=len(held), report=curate.class_balance(held)))
     ws.store.update(Run, run.id, eval_set_id=eval_set.id)
     ws.store.decide(run.id, "eval_set_frozen",
-                    f"eval set {eval_set.id}: {len(held)} examples, stratified over "
-                    f"{len(set(e.label for e in held))} classes, frozen before any training")
+                    f"eval set {eval_set.id}: {len(held)} examples, " + (
+                        f"whole groups ({len({e.group for e in held})} of "
+                        f"{len({e.group for e in split_from})}, by the records' group field): it measures "
+                        "unseen groups, not copies of training ones" if how == "group" else
+                        f"stratified over {len(set(e.label for e in held))} classes") +
+                    ", frozen before any training", split=how)
 
     # 3. decontaminate the pool against the eval set, then near-duplicates within it
     bar = progress("decontaminate", 2)
@@ -123,7 +128,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     if gold_dev is not None:
         dev, train = gold_dev, pool
     else:
-        dev, train = stratified_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
+        dev, train, _how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
     n_issues, curated, issue_rows = 0, list(train), []

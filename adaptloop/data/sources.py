@@ -16,6 +16,7 @@ from adaptloop.types import Example
 
 TEXT_FIELDS = ("text", "sentence", "utterance", "input")
 LABEL_FIELDS = ("label", "intent", "category")
+GROUP_FIELDS = ("group", "group_id", "template_id", "doc_id", "conversation_id")
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,12 @@ def _pick(obj: dict, names: tuple[str, ...]) -> object | None:
     return None
 
 
+def _group(obj: dict) -> str:
+    """The record's group key (``GROUP_FIELDS``), as text; "" when it has none."""
+    g = _pick(obj, GROUP_FIELDS)
+    return "" if g is None or isinstance(g, (dict, list)) else str(g)
+
+
 def load_classification(path: str | Path) -> Loaded:
     """Load ``{"text", "label"}`` records (a few common aliases are accepted).
 
@@ -80,7 +87,7 @@ def load_classification(path: str | Path) -> Loaded:
         if not isinstance(lab, str) or not lab.strip():
             bad.append(Quarantined(i, line, "missing or empty 'label'"))
             continue
-        examples.append(Example(text=t.strip(), label=lab.strip(), source=f"{p.name}:{i}"))
+        examples.append(Example(text=t.strip(), label=lab.strip(), source=f"{p.name}:{i}", group=_group(obj)))
     if not examples:
         fields = ", ".join(sorted(seen_keys)) or "none"
         first = bad[0].reason if bad else "no records"
@@ -171,7 +178,8 @@ def load_extraction(path: str | Path) -> Loaded:
         except DataError as exc:
             bad.append(Quarantined(i, line, str(exc)))
             continue
-        examples.append(Example(text=text, label=strat_key(spans), spans=tuple(spans), source=f"{p.name}:{i}"))
+        examples.append(Example(text=text, label=strat_key(spans), spans=tuple(spans), source=f"{p.name}:{i}",
+                                group=_group(obj)))
     if not examples:
         first = bad[0].reason if bad else "no records"
         raise DataError(

@@ -52,3 +52,72 @@ def stratified_split(
         held.extend(group[:k])
         rest.extend(group[k:])
     return sorted(held, key=lambda e: e.id), sorted(rest, key=lambda e: e.id)
+
+
+GROUPS_MIN = 10  # distinct groups a pool needs before held-out sets are cut by group
+
+
+def grouped(examples: Sequence[Example]) -> bool:
+    """True when most examples carry a group and there are enough groups to hold some out."""
+    keys = [e.group for e in examples if e.group]
+    return 2 * len(keys) >= len(examples) > 0 and len(set(keys)) >= GROUPS_MIN
+
+
+def _keys(example: Example) -> set[str]:
+    return {example.label} | {s[2] for s in example.spans}
+
+
+def group_split(
+    examples: Sequence[Example], *, fraction: float, seed: int, max_n: int | None = None,
+) -> tuple[list[Example], list[Example]]:
+    """Split into (held, rest) by whole groups, about ``fraction`` of the examples held.
+
+    Records made together — one template filled many times, the sentences of one document —
+    are near-copies of each other; a random split puts copies on both sides and the held part
+    then measures memorised templates, not unseen ones. Groups are taken in the order of the
+    hash of (seed, group) until the held part is full; an example without a group is a group
+    of its own. A group is passed over when holding it would leave the rest without one of its
+    classes or entity types, so training always sees every one.
+
+    Returns:
+        (held, rest), each sorted by id.
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    groups: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        groups[e.group or f"\0{e.id}"].append(e)
+    target = fraction * len(examples)
+    if max_n is not None:
+        target = min(target, max_n)
+    left: dict[str, int] = defaultdict(int)  # examples per class / type still in rest
+    for e in examples:
+        for k in _keys(e):
+            left[k] += 1
+    held: list[Example] = []
+    rest: list[Example] = []
+    order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
+    for g in order:
+        members = groups[g]
+        need: dict[str, int] = defaultdict(int)
+        for e in members:
+            for k in _keys(e):
+                need[k] += 1
+        fits = len(held) + len(members) <= max(target, 1) * 1.1
+        if len(held) < target and fits and all(left[k] > n for k, n in need.items()):
+            held.extend(members)
+            for k, n in need.items():
+                left[k] -= n
+        else:
+            rest.extend(members)
+    return sorted(held, key=lambda e: e.id), sorted(rest, key=lambda e: e.id)
+
+
+def held_out_split(
+    examples: Sequence[Example], *, fraction: float, seed: int, max_n: int | None = None,
+) -> tuple[list[Example], list[Example], str]:
+    """``group_split`` when the examples are ``grouped``, else ``stratified_split``; and which
+    one it was (``"group"`` or ``"stratified"``), for the record."""
+    if grouped(examples):
+        return (*group_split(examples, fraction=fraction, seed=seed, max_n=max_n), "group")
+    return (*stratified_split(examples, fraction=fraction, seed=seed, max_n=max_n), "stratified")
