@@ -219,7 +219,8 @@ def audit(a: argparse.Namespace, ws: Path, imp: dict, answers: dict, before: dic
         "decision": imp["decision"], "reason": imp["reason"], "served_after": served_after,
         "gate": {"passed": gate.get("passed"), "n_broken": gate.get("n_broken"),
                  "sets": [{k: s[k] for k in ("eval_set", "n", "incumbent", "candidate", "ci_low", "ci_high", "fixed")}
-                          | {"broken": len(s["broken"])} for s in gate.get("sets", [])]},
+                          | {"broken": len(s["broken"]), "broken_examples": s["broken"][:10]}
+                          for s in gate.get("sets", [])]},
         "triage": imp["triage"], "poison_by_kind": kinds, "taxonomy_top": [
             {k: c[k] for k in ("name", "count")} for c in imp["taxonomy"][:8]],
         "curriculum": imp["curriculum"],
