@@ -14,6 +14,16 @@ def _rank(example: Example, seed: int) -> str:
     return hashlib.sha256(f"{seed}:{example.id}".encode()).hexdigest()
 
 
+def _by(examples: Sequence[Example], key, fraction: float) -> dict[str, list[Example]]:
+    """Examples bucketed by ``key``, once ``fraction`` is checked."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+    out: dict[str, list[Example]] = defaultdict(list)
+    for e in examples:
+        out[key(e)].append(e)
+    return out
+
+
 def stratified_split(
     examples: Sequence[Example], *, fraction: float, seed: int, max_n: int | None = None,
     min_per_class: int = 1,
@@ -34,11 +44,7 @@ def stratified_split(
     Returns:
         (held, rest), each sorted by id.
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    by_class: dict[str, list[Example]] = defaultdict(list)
-    for e in examples:
-        by_class[e.label].append(e)
+    by_class = _by(examples, lambda e: e.label, fraction)
     if max_n is not None and fraction * len(examples) > max_n:
         fraction = max_n / len(examples)
     held: list[Example] = []
@@ -82,11 +88,7 @@ def group_split(
     Returns:
         (held, rest), each sorted by id.
     """
-    if not 0 < fraction < 1:
-        raise ValueError(f"fraction must be in (0, 1), got {fraction}")
-    groups: dict[str, list[Example]] = defaultdict(list)
-    for e in examples:
-        groups[e.group or f"\0{e.id}"].append(e)
+    groups = _by(examples, lambda e: e.group or f"\0{e.id}", fraction)
     target = fraction * len(examples)
     if max_n is not None:
         target = min(target, max_n)
