@@ -118,3 +118,26 @@ def test_convert_both_ways_keeps_the_entities(tmp_path):
     assert [[e.text[s:t] + lab for s, t, lab in e.spans] for e in a] == \
         [[e.text[s:t] + lab for s, t, lab in e.spans] for e in b]
     assert run("convert", src, "--to", "xml", "-o", tmp_path / "x").exit_code == 2
+
+
+def test_templates_are_held_out_whole(tmp_path):
+    """presidio_pii's records carry template_id: eval set, dev and train share no template."""
+    ws = tmp_path / "ws"
+    assert run("init", ws).exit_code == 0
+    data = write_jsonl(tmp_path / "p.jsonl", read_rows("presidio_pii", "train")[:400])
+    from adaptloop.agent.prepare import _examples, prepare
+    from adaptloop.data.sources import load_extraction
+    from adaptloop.store.db import EvalSetRow, Run
+    from adaptloop.types import EvalSet
+    from adaptloop.workspace import Workspace
+
+    w = Workspace.open(ws)
+    _task, run_id = prepare(w, load_extraction(data), "detect PII", 10.0)
+    r = w.store.get(Run, run_id)
+    held = EvalSet.from_dict(w.artifacts.get_json(w.store.get(EvalSetRow, r.eval_set_id).artifact)).examples
+    train = _examples(w, r.state["datasets"]["raw"])
+    dev = _examples(w, r.state["datasets"]["dev"])
+    groups = [{e.group for e in part} for part in (held, dev, train)]
+    assert all(groups) and not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+    frozen = next(d for d in w.store.decisions(run_id) if d.kind == "eval_set_frozen")
+    assert frozen.data["split"] == "group" and "whole groups" in frozen.reason
