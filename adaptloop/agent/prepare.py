@@ -105,13 +105,13 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         ws.store.add(EvalSetRow(id=eval_set.id, task_id=task.id, artifact=eval_address,
                                 n=len(held), report=curate.class_balance(held)))
     ws.store.update(Run, run.id, eval_set_id=eval_set.id)
-    ws.store.decide(run.id, "eval_set_frozen",
-                    f"eval set {eval_set.id}: {len(held)} examples, " + (
-                        f"whole groups ({len({e.group for e in held})} of "
-                        f"{len({e.group for e in split_from})}, by the records' group field): it measures "
-                        "unseen groups, not copies of training ones" if how == "group" else
-                        f"stratified over {len(set(e.label for e in held))} classes") +
-                    ", frozen before any training", split=how)
+    if how == "group":
+        how_held = (f"whole groups ({len({e.group for e in held})} of {len({e.group for e in split_from})}, "
+                    "by the records' group field): it measures unseen groups, not copies of training ones")
+    else:
+        how_held = f"stratified over {len(set(e.label for e in held))} classes"
+    ws.store.decide(run.id, "eval_set_frozen", f"eval set {eval_set.id}: {len(held)} examples, {how_held}, "
+                    "frozen before any training", split=how)
 
     # 3. decontaminate the pool against the eval set, then near-duplicates within it
     bar = progress("decontaminate", 2)

@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 
 from adaptloop.types import Example
 
 
-def _rank(example: Example, seed: int) -> str:
-    return hashlib.sha256(f"{seed}:{example.id}".encode()).hexdigest()
+def _rank(key: str, seed: int) -> str:
+    return hashlib.sha256(f"{seed}:{key}".encode()).hexdigest()
 
 
-def _by(examples: Sequence[Example], key, fraction: float) -> dict[str, list[Example]]:
-    """Examples bucketed by ``key``, once ``fraction`` is checked."""
+def _check_fraction(fraction: float) -> None:
     if not 0 < fraction < 1:
         raise ValueError(f"fraction must be in (0, 1), got {fraction}")
+
+
+def _buckets(examples: Sequence[Example], key) -> dict[str, list[Example]]:
     out: dict[str, list[Example]] = defaultdict(list)
     for e in examples:
         out[key(e)].append(e)
@@ -44,13 +46,14 @@ def stratified_split(
     Returns:
         (held, rest), each sorted by id.
     """
-    by_class = _by(examples, lambda e: e.label, fraction)
+    _check_fraction(fraction)
+    by_class = _buckets(examples, lambda e: e.label)
     if max_n is not None and fraction * len(examples) > max_n:
         fraction = max_n / len(examples)
     held: list[Example] = []
     rest: list[Example] = []
     for label in sorted(by_class):
-        group = sorted(by_class[label], key=lambda e: _rank(e, seed))
+        group = sorted(by_class[label], key=lambda e: _rank(e.id, seed))
         if len(group) <= min_per_class:
             rest.extend(group)
             continue
@@ -88,28 +91,21 @@ def group_split(
     Returns:
         (held, rest), each sorted by id.
     """
-    groups = _by(examples, lambda e: e.group or f"\0{e.id}", fraction)
+    _check_fraction(fraction)
+    groups = _buckets(examples, lambda e: e.group or f"\0{e.id}")
     target = fraction * len(examples)
     if max_n is not None:
         target = min(target, max_n)
-    left: dict[str, int] = defaultdict(int)  # examples per class / type still in rest
-    for e in examples:
-        for k in _keys(e):
-            left[k] += 1
+    left = Counter(k for e in examples for k in _keys(e))  # examples per class / type still in rest
     held: list[Example] = []
     rest: list[Example] = []
-    order = sorted(groups, key=lambda g: hashlib.sha256(f"{seed}:{g}".encode()).hexdigest())
-    for g in order:
+    for g in sorted(groups, key=lambda g: _rank(g, seed)):
         members = groups[g]
-        need: dict[str, int] = defaultdict(int)
-        for e in members:
-            for k in _keys(e):
-                need[k] += 1
+        need = Counter(k for e in members for k in _keys(e))
         fits = len(held) + len(members) <= max(target, 1) * 1.1
         if len(held) < target and fits and all(left[k] > n for k, n in need.items()):
             held.extend(members)
-            for k, n in need.items():
-                left[k] -= n
+            left.subtract(need)
         else:
             rest.extend(members)
     return sorted(held, key=lambda e: e.id), sorted(rest, key=lambda e: e.id)

@@ -19,6 +19,7 @@ by decoding.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -317,7 +318,8 @@ def mixed_precision(device: torch.device):
     return contextlib.nullcontext()
 
 
-def _cpu_bf16() -> bool:
+@functools.cache
+def _cpu_bf16() -> bool:  # asked once: mixed_precision runs on every update
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
     except (AttributeError, RuntimeError):
