@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from adaptloop.data.traces import parse_trace, read_traces
+from adaptloop.diagnose import triage as triage_mod
 from adaptloop.diagnose.taxonomy import Failure, taxonomy
 from adaptloop.diagnose.triage import TraceView, bursts, contradiction, injection, triage
 from adaptloop.errors import DataError
@@ -144,6 +145,48 @@ def test_triage_separates_fixable_from_poison_and_drift():
     assert sum(h.triage == "fixable" for h in honest_fail) >= 18
     assert all(h.label == h.reason.split("'")[3] for h in honest_fail if h.triage == "fixable")
     assert sum(v[f"h{i}"].triage == "ok" for i in range(60) if i % 3) >= 36
+
+
+def _clusters(rng, n_train=30):
+    centers = np.eye(3, 16) * 4
+    train_x = np.concatenate([centers[k] + rng.normal(0, 0.3, (n_train, 16)) for k in range(3)])
+    train_labels = [lab for lab in "abc" for _ in range(n_train)]
+    return centers, train_x, train_labels, [f"please help with item {lab} {i}" for i, lab in enumerate(train_labels)]
+
+
+def test_a_systematic_flip_cannot_vouch_for_itself():
+    # more traces of cluster a all labelled b than a has training examples, and a production model
+    # that already learned the flip (it predicts b): a model fit on training data + traces would
+    # learn it too; the reference fit on training data alone does not
+    rng = np.random.default_rng(1)
+    centers, train_x, train_labels, train_texts = _clusters(rng, n_train=10)
+    views = [TraceView(f"f{i}", f"please help with item a again {i}", "b", 0.9, "b") for i in range(40)]
+    views += [TraceView(f"h{i}", f"please help with item c now {i}", "c", 0.9, "c") for i in range(20)]
+    xs = [centers[0] + rng.normal(0, 0.3, 16) for _ in range(40)] + [centers[2] + rng.normal(0, 0.3, 16)
+                                                                     for _ in range(20)]
+    v = triage(views, np.array(xs), labels=("a", "b", "c"), train_texts=train_texts, train_labels=train_labels,
+               train_x=train_x)
+    assert sum(r.triage == "poison" and r.kind == "label_noise" for r in v[:40]) >= 38
+    assert sum(r.triage == "ok" for r in v[40:]) >= 18 and not any(r.triage == "poison" for r in v[40:])
+
+
+def test_many_traces_relabelled_one_way_are_a_systematic_flip(monkeypatch):
+    # the odds rule alone is switched off: only the pair rule can flag
+    monkeypatch.setattr(triage_mod, "REFERENCE_ODDS", 1e9)
+    rng = np.random.default_rng(2)
+    centers, train_x, train_labels, train_texts = _clusters(rng)
+    n = triage_mod.PAIR_MIN + 1
+    views = [TraceView(f"f{i}", f"please help with item a again {i}", "a", 0.9, "b") for i in range(n)]
+    views.append(TraceView("one", "please help with item a once more", "a", 0.9, "c"))  # a lone a → c
+    xs = [centers[0] + rng.normal(0, 0.3, 16) for _ in range(n + 1)]
+    v = {r.id: r for r in triage(views, np.array(xs), labels=("a", "b", "c"), train_texts=train_texts,
+                                 train_labels=train_labels, train_x=train_x)}
+    assert all(v[f"f{i}"].triage == "poison" and "systematic" in v[f"f{i}"].reason for i in range(n))
+    assert v["one"].triage == "fixable"
+    monkeypatch.setattr(triage_mod, "PAIR_MIN", n + 1)  # one short of a pattern: no longer flagged
+    v = triage(views, np.array(xs), labels=("a", "b", "c"), train_texts=train_texts, train_labels=train_labels,
+               train_x=train_x)
+    assert not any(r.triage == "poison" for r in v)
 
 
 def test_taxonomy_names_clusters_by_pattern_or_confusion():

@@ -7,8 +7,10 @@ Every trace gets one verdict with a recorded reason and a trust score in [0, 1]:
 - ``poison``: kept and shown, never trained on — prompt injection or instruction text in the
   input, a request the input itself takes back ("never mind, ..."), contradictory premises,
   a burst of identical feedback from one source, a label that conflicts with a near-duplicate
-  in a frozen eval set, or a label cleanlab finds contradicts the training distribution
-  (confident learning on out-of-fold probabilities).
+  in a frozen eval set, or a label the training data contradicts: a logistic regression on the
+  training data alone (never on the traces, whose systematic flips would vouch for each other)
+  finds it far less likely than its top class, or less likely and one of many traces of the
+  batch relabelled from the same class to the same label (a systematic relabelling).
 - ``out_of_scope``: far from every known example (drift); reported, never trained on.
 - ``unlabelled``: a failure signal (a "wrong" verdict, low confidence, or disagreement with
   the nearest training examples) without a correction to learn from.
@@ -56,10 +58,23 @@ OPPOSITES = (("always", "never"), ("already", "yet"), ("everything", "nothing"),
 BURST_MIN = 3  # identical (input, label) from one source this many times ...
 BURST_WINDOW = dt.timedelta(hours=1)  # ... within this window is a coordinated burst
 EVAL_DUP_SIM = 0.95  # cosine at or above: a near-duplicate of a frozen eval example
-# cleanlab's find_label_issues rule. Measured on AdaptFT logs (banking77 / snips seed sets, 1,500 logs
-# each, 5 neighbours): prune_by_noise_rate precision 0.78 / 0.85, recall 0.90 / 0.96;
-# confident_learning precision 0.84 / 0.88, recall 0.87 / 0.96
-CLEANLAB_FILTER = "confident_learning"
+# A feedback label is noise when a logistic regression on the training data alone finds it this many
+# nats less likely than its top class (log(p(top) / p(label)) >= 2.5: over 12x). Measured with
+# benchmarks/triage_recall.py (AdaptFT banking77 / clinc150 / snips, MiniLM, 3 stages of 500 logs),
+# with the pair rule below: min poison precision over the 9 stages 0.87 / 0.92 / 0.92 / 0.92 at
+# 2.25 / 2.5 / 2.75 / 3.0, min recall 0.96 / 0.96 / 0.94 / 0.93 (at 2.5 per scenario, precision /
+# recall >= 0.92 / 0.99 banking77, 0.95 / 0.97 clinc150, 0.95 / 0.96 snips). It replaced cleanlab's
+# confident learning on out-of-fold probabilities over training data + traces (min precision 0.76,
+# min recall 0.85: flipped traces vouch for each other across folds) and the kNN contradiction
+# rule (keeping it: min precision 0.92 -> 0.87, no recall gained)
+REFERENCE_ODDS = 2.5
+# ... and when at least PAIR_MIN traces of one batch put the same (reference's class, feedback label)
+# pair at log-odds PAIR_ODDS or more: a systematic class -> class relabelling the reference is too
+# unsure about to refute one by one (snips RateBook -> AddToPlaylist at p ~ 0.1-0.2). Measured:
+# snips min recall 0.86 without it, 0.96 with it; PAIR_MIN 3 / 5 / 8 and PAIR_ODDS 0.5 / 1.0 / 1.5
+# all keep min recall at 0.96-0.97; min precision 0.92 but 0.91 at PAIR_MIN 3, 0.88 at PAIR_ODDS 0.5
+PAIR_ODDS = 1.5
+PAIR_MIN = 5
 KNN = 10  # nearest training examples consulted (fewer for a small training set: see knn_size)
 KNN_AGREE = 0.8  # they contradict a feedback label when this share agree on another and none has it
 LOW_CONFIDENCE = 0.3  # no feedback and the model's top score below this: a failure signal
@@ -180,32 +195,35 @@ def drift_threshold(train_x: np.ndarray) -> float:
     return float(np.quantile(np.concatenate(sims), DRIFT_QUANTILE)) if sims else -1.0
 
 
-def noisy_feedback(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
-                   labels: Sequence[str], *, seed: int = 0) -> tuple[set[int], np.ndarray]:
-    """Cleanlab on the feedback labels, with the training data as the reference distribution.
+def reference_odds(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
+                   labels: Sequence[str], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+    """How strongly a model of the trusted training data alone disagrees with each feedback label.
 
-    Out-of-fold logistic-regression probabilities over training data + labelled traces;
-    returns the indices (into ``views``) whose feedback label cleanlab flags, and every
-    view's self-confidence (probability of its feedback label; NaN without one).
+    Logistic regression on the training data only (the traces' own labels never vote, so many
+    texts of one class flipped to another cannot vouch for each other); returns every view's
+    log-odds ``log(p(top class) / p(feedback label))`` (0 when the reference agrees), the
+    probability of its feedback label (both NaN without a feedback label, or for a label with no
+    training example to compare with) and the reference's top class (None where NaN).
     """
-    from cleanlab.filter import find_label_issues
-
-    from adaptloop.train.logreg import out_of_fold_proba
+    from adaptloop.train.logreg import fit_logreg
 
     index = {lab: i for i, lab in enumerate(labels)}
-    have = [i for i, v in enumerate(views) if v.feedback_label in index]
-    conf = np.full(len(views), np.nan)
-    if len(have) < 10:
-        return set(), conf
-    xs = np.concatenate([train_x, x[have]])
-    ys = np.array([index[lab] for lab in train_labels] + [index[views[i].feedback_label] for i in have])
-    big = len(ys) > 5000  # production logs are large: 3 folds and fewer iterations keep this to minutes
-    probs = out_of_fold_proba(xs, ys, len(labels), seed=seed, folds=3 if big else 5, max_iter=300 if big else 1000)
-    tail = probs[len(train_x):]
-    given = ys[len(train_x):]
-    conf[have] = tail[np.arange(len(have)), given]
-    flagged = find_label_issues(ys, probs, filter_by=CLEANLAB_FILTER)
-    return {have[j - len(train_x)] for j in np.flatnonzero(flagged) if j >= len(train_x)}, conf
+    odds, conf = np.full(len(views), np.nan), np.full(len(views), np.nan)
+    top: list[str | None] = [None] * len(views)
+    ys = np.array([index[lab] for lab in train_labels if lab in index])
+    have = [i for i, v in enumerate(views) if v.feedback_label in index and index[v.feedback_label] in set(ys)]
+    if not have or len(set(ys)) < 2:
+        return odds, conf, top
+    keep = [j for j, lab in enumerate(train_labels) if lab in index]
+    clf = fit_logreg(train_x[keep], ys, c=10.0, seed=seed)
+    probs = np.full((len(have), len(labels)), 1e-12)
+    probs[:, clf.classes_] = clf.predict_proba(x[have])
+    given = probs[np.arange(len(have)), [index[views[i].feedback_label] for i in have]]
+    odds[have] = np.log(probs.max(1) / np.maximum(given, 1e-12))
+    conf[have] = given
+    for j, i in enumerate(have):
+        top[i] = labels[int(probs[j].argmax())]
+    return odds, conf, top
 
 
 def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[str], median_words: float) -> str:
@@ -230,7 +248,9 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
     from adaptloop.diagnose.findings import training_vocabulary
 
     burst = bursts(views)
-    flagged, conf = noisy_feedback(views, x, train_labels, train_x, labels, seed=seed)
+    odds, conf, ref_top = reference_odds(views, x, train_labels, train_x, labels, seed=seed)
+    pairs = Counter((ref_top[i], v.feedback_label) for i, v in enumerate(views)
+                    if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label)
     _, near_train = nearest(x, train_x) if len(train_x) else (None, np.ones(len(views)))
     knn = _knn_labels(x, train_x, train_labels, k=knn_size(train_labels))
     drift_at = drift_threshold(train_x) if len(train_x) > 1 else -1.0
@@ -273,16 +293,17 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
                                f"near-duplicate (cosine {e_sim[i]:.2f}) of a frozen eval example labelled "
                                f"'{eval_labels[e_idx[i]]}', feedback says '{label}'", 0.0, failure=failure))
             continue
-        if i in flagged:
+        if label is not None and odds[i] >= REFERENCE_ODDS:
             out.append(Verdict(v.id, "poison", "label_noise",
-                               f"cleanlab: feedback '{label}' contradicts the training distribution "
-                               f"(p={conf[i]:.2f} out of fold)", trust, failure=failure))
+                               f"feedback '{label}' contradicts the training data: a model of it alone finds "
+                               f"'{label}' {np.exp(odds[i]):.0f}x less likely than its top class "
+                               f"(p={conf[i]:.2f})", trust, failure=failure))
             continue
-        other = knn_conflict(knn[i], label) if label is not None and failure else None
-        if other is not None:
+        n_pair = pairs.get((ref_top[i], label), 0)
+        if label is not None and odds[i] >= PAIR_ODDS and n_pair >= PAIR_MIN:
             out.append(Verdict(v.id, "poison", "label_noise",
-                               f"feedback '{label}' contradicts the {sum(knn[i].values())} nearest training "
-                               f"examples ({knn[i][other]} say '{other}', none '{label}')", trust, failure=failure))
+                               f"systematic relabelling: {n_pair} traces the training data puts in "
+                               f"'{ref_top[i]}' are labelled '{label}' (p={conf[i]:.2f})", trust, failure=failure))
             continue
         if near_train[i] < drift_at and label != oos_label:
             out.append(Verdict(v.id, "out_of_scope", "drift",
@@ -319,7 +340,8 @@ def _signal(v: TraceView, votes: Counter) -> str:
 def knn_size(train_labels: Sequence[str]) -> int:
     """Neighbours consulted: ``KNN``, but no more than about half the smallest class (plus one),
     so that a prototypical example of a class with 8 training rows can still be outvoted by it
-    (measured: recall of wrong feedback on snips seed sets 0.89 with 10 neighbours, 0.96 with 5)."""
+    (measured when the neighbours also judged feedback labels: recall of wrong feedback on snips
+    seed sets 0.89 with 10 neighbours, 0.96 with 5; now they only raise the disagreement signal)."""
     counts = Counter(train_labels)
     return min(KNN, max(3, min(counts.values()) // 2 + 1)) if counts else KNN
 

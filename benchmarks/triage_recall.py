@@ -1,0 +1,142 @@
+"""Triage poison precision / recall on AdaptFT-Bench logs, without the improve cycle around it.
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/triage_recall.py [--scenarios banking77 clinc150 snips]
+
+For each scenario (MiniLM) generates the benchmark's logs (seed 0, FULL sizes: 3 stages of
+500), embeds them with the scenario's encoder (cached as .npy under --cache), and stands in
+for the production model with a logistic regression on the seed set's embeddings (the
+benchmark's base pipeline is a frozen encoder + logreg). Each stage is triaged as the
+improve cycle does (``adaptloop/agent/improve.py``): the model's argmax and probability as
+``pred`` / ``confidence``, the feedback label, source and time of each log; the parent's
+training data is the seed set at stage 1 and the seed set + the earlier stages' logs triage
+judged ok / fixable (with their feedback labels) later; the frozen eval set is 15% of the
+seed set. Reports poison precision / recall against the answers (poison ⇔ verdict
+"poison"), misses by poison kind and false alarms by verdict kind; writes
+benchmarks/results/triage-recall.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import random
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "datasets"))
+EVAL_SHARE = 0.15  # share of the seed set passed as the frozen eval set
+
+
+def embedder(encoder: str, cache: Path):
+    """Texts → embeddings of ``encoder``, cached per list of texts as .npy under ``cache``."""
+    import torch
+
+    from adaptloop.train.encoder import embed, load_base
+
+    torch.set_num_threads(int(os.environ.get("TORCH_NUM_THREADS", "1")))
+    cache.mkdir(parents=True, exist_ok=True)
+
+    def run(texts: list[str]) -> np.ndarray:
+        key = hashlib.sha1((encoder + "\0" + "\0".join(texts)).encode()).hexdigest()[:20]
+        path = cache / f"{key}.npy"
+        if path.exists():
+            return np.load(path)
+        tok, model = load_base(encoder)
+        x = embed(tok, model, texts, device=torch.device("cpu"))
+        np.save(path, x)
+        return x
+
+    return run
+
+
+def score(verdicts, answers) -> dict:
+    truth = {a["id"]: a for a in answers}
+    tp = fp = fn = 0
+    misses, alarms = Counter(), Counter()
+    for v in verdicts:
+        a = truth[v.id]
+        flagged = v.triage == "poison"
+        if flagged and a["poison"]:
+            tp += 1
+        elif flagged:
+            fp += 1
+            alarms[v.kind] += 1
+        elif a["poison"]:
+            fn += 1
+            misses[a["kind"]] += 1
+    return {"precision": round(tp / max(tp + fp, 1), 3), "recall": round(tp / max(tp + fn, 1), 3),
+            "poison": tp + fn, "flagged": tp + fp, "misses_by_kind": dict(misses.most_common()),
+            "false_alarms_by_verdict_kind": dict(alarms.most_common())}
+
+
+def run_scenario(name: str, embed_cache: Path) -> dict:
+    from adaptloop.bench.adaptft import FULL, SCENARIOS, generate
+    from adaptloop.diagnose.triage import TraceView, triage
+    from adaptloop.train.logreg import fit_logreg
+
+    sc = SCENARIOS[name]
+    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0)
+    emb = embedder(sc.encoder, embed_cache)
+    labels = sorted({r["label"] for r in g.seed_rows})
+    index = {lab: i for i, lab in enumerate(labels)}
+    seed_texts = [r["text"] for r in g.seed_rows]
+    seed_labels = [r["label"] for r in g.seed_rows]
+    seed_x = emb(seed_texts)
+    model = fit_logreg(seed_x, np.array([index[lab] for lab in seed_labels]), c=10.0, seed=0)
+    ev = random.Random(0).sample(range(len(seed_texts)), int(EVAL_SHARE * len(seed_texts)))
+    eval_labels, eval_x = [seed_labels[i] for i in ev], seed_x[ev]
+    train_texts, train_labels, train_x = list(seed_texts), list(seed_labels), seed_x
+    stages = []
+    for stage in g.stages:
+        traces = stage.traces()
+        texts = [t["input"] for t in traces]
+        x = emb(texts)
+        probs = np.zeros((len(x), len(labels)))
+        probs[:, model.classes_] = model.predict_proba(x)
+        views = [TraceView(id=t["id"], text=t["input"], pred=labels[int(p.argmax())], confidence=float(p.max()),
+                           feedback_label=t["feedback"]["label"], source=t["feedback"]["source"],
+                           ts=dt.datetime.fromisoformat(t["ts"])) for t, p in zip(traces, probs)]
+        t0 = time.monotonic()
+        verdicts = triage(views, x, labels=labels, train_texts=train_texts, train_labels=train_labels,
+                          train_x=train_x, eval_labels=eval_labels, eval_x=eval_x, seed=0)
+        r = {"stage": stage.number, "train": len(train_labels), "wall_s": round(time.monotonic() - t0, 1),
+             **score(verdicts, stage.answers())}
+        print(f"[{name}] stage {stage.number}: precision {r['precision']:.3f} recall {r['recall']:.3f} "
+              f"(misses {r['misses_by_kind']}, false alarms {r['false_alarms_by_verdict_kind']}, "
+              f"{r['wall_s']}s)", flush=True)
+        stages.append(r)
+        keep = [i for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable")]
+        train_texts += [texts[i] for i in keep]
+        train_labels += [verdicts[i].label for i in keep]
+        train_x = np.concatenate([train_x, x[keep]])
+    return {"encoder": sc.encoder, "seed_set": len(seed_texts), "stages": stages}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--scenarios", nargs="+", default=["banking77", "clinc150", "snips"])
+    ap.add_argument("--cache", type=Path, default=Path("/tmp/adaptloop-triage-recall"))
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "triage-recall.json")
+    args = ap.parse_args()
+    results = {name: run_scenario(name, args.cache) for name in args.scenarios}
+    summary = {name: {"min_precision": min(s["precision"] for s in r["stages"]),
+                      "min_recall": min(s["recall"] for s in r["stages"])} for name, r in results.items()}
+    out = {"what": "triage poison precision / recall per AdaptFT stage (seed 0, FULL sizes, logreg "
+                   "production model on seed embeddings)", "scenarios": results, "summary": summary}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()
