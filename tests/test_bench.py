@@ -13,8 +13,7 @@ from adaptloop.bench.report import summary, table_md
 from adaptloop.cli import app
 from adaptloop.data.traces import parse_trace
 from adaptloop.diagnose import triage as tri
-from adaptloop.errors import DataError
-from adaptloop.train.fake import FakeTrainer, _features
+from adaptloop.train.fake import _features, fake_trainer
 
 from .conftest import DATASETS, read_rows
 
@@ -78,30 +77,65 @@ def test_the_triage_rules_catch_the_planted_text_poison_and_spare_the_fixable_no
     assert spared[True] <= 0.01 * sum(spared.values())
 
 
-def test_generate_holds_the_test_split_out_and_refuses_extraction_for_now():
+def test_generate_holds_the_test_split_out():
     g = generate(SCENARIOS["snips"], datasets=DATASETS, sizes=TINY, seed=0)
     logged = {t["input"] for s in g.stages for t in s.traces()}
     assert len(g.seed_rows) == 10 * 7 and len(g.test_rows) == 60
     assert {r["text"] for r in g.test_rows} <= {r["text"] for r in read_rows("snips", "test")}
     assert not {r["text"] for r in g.seed_rows} & logged
-    with pytest.raises(DataError, match="classification so far"):
-        generate(SCENARIOS["wnut17"], datasets=DATASETS, sizes=TINY, seed=0)
+
+
+def test_span_logs_keep_every_entity_on_its_words_and_plant_span_poison():
+    g = generate(SCENARIOS["presidio_pii"], datasets=DATASETS, sizes=Sizes(120, 40, 30, 30, 3), seed=0)
+    seed_types = Counter(s["label"] for r in g.seed_rows for s in r["spans"])
+    assert min(seed_types.values()) >= 1 and len(g.seed_rows) == 200
+    originals = {r["text"] for r in read_rows("presidio_pii", "train") + read_rows("presidio_pii", "validation")}
+    kinds = Counter()
+    for stage in g.stages:
+        for t, a in zip(stage.traces(), stage.answers()):
+            text, fb = t["input"], t["feedback"]["entities"]
+            assert fb == a["feedback"] and parse_trace(t).feedback_spans is not None
+            kinds[a["kind"]] += 1
+            for s, e, typ in a["label"]:
+                assert typ in seed_types and text[s:e] == text[s:e].strip() and e <= len(text)
+            if not a["poison"]:
+                assert a["feedback"] == a["label"]  # fixable: the true entities, moved with the edit
+                if a["kind"] == "preamble":
+                    assert not text.startswith(tuple(originals)) or not a["label"]
+            elif a["kind"] == "mislabel":
+                assert [sp[:2] for sp in fb] == [sp[:2] for sp in a["label"]] and fb != a["label"]
+            elif a["kind"] in ("injection", "burst"):
+                assert len({sp[2] for sp in fb}) == 1 and fb != a["label"]
+    assert set(kinds) >= set(gen.POISON_KINDS) | {"clean", "typo", "truncation"}
+    again = generate(SCENARIOS["presidio_pii"], datasets=DATASETS, sizes=Sizes(120, 40, 30, 30, 3), seed=0)
+    assert [s.traces() for s in again.stages] == [s.traces() for s in g.stages]
+
+
+def test_span_edits_move_entities_and_refuse_to_cut_one():
+    from adaptloop.bench.generate_spans import edit, truncate
+
+    text, spans = "Call Anna Berg at 555-0101 now", [(5, 14, "PERSON"), (18, 26, "PHONE")]
+    new, moved = edit(text, spans, 0, 0, "Hi! ")
+    assert [new[s:e] for s, e, _ in moved] == ["Anna Berg", "555-0101"]
+    assert edit(text, spans, 7, 9, "xx") is None  # inside an entity
+    cut, kept = truncate(text, spans, __import__("random").Random(0))
+    assert all(cut[s:e] == text[s:e] for s, e, _ in kept) and all(e <= len(cut) for _, e, _ in kept)
 
 
 def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
     doc = run(["snips", "wnut17"], quick=True, seed=0, out=tmp_path, datasets=DATASETS, sizes=TINY,
-              log=lambda m: None, make_trainer=lambda s: FakeTrainer(), embed_fn=lambda t: _features(t), workers=1)
+              log=lambda m: None, make_trainer=fake_trainer, embed_fn=lambda t: _features(t), workers=1)
     snips, wnut = doc["scenarios"]
-    assert "skipped" in wnut and len(snips["stages"]) == 3
-    for st in snips["stages"]:
+    assert len(snips["stages"]) == 3 and len(wnut["stages"]) == 3 and wnut["metric"] != "accuracy"
+    for st in snips["stages"] + wnut["stages"]:
         assert {"agent", "naive", "oracle"} <= set(st)
         assert st["agent"]["decision"] in ("promoted", "refused", "no-op")
         assert 0 <= st["agent"]["triage"]["precision"] <= 1 and st["agent"]["triage"]["tp"] > 0
         assert st["naive"]["train"] > st["oracle"]["train"]  # naive also learns the poison
     saved = json.loads((tmp_path / "results.json").read_text())
-    assert saved["summary"]["scenarios_run"] == 1 and saved["summary"] == summary(saved["scenarios"])
+    assert saved["summary"]["scenarios_run"] == 2 and saved["summary"] == summary(saved["scenarios"])
     table = (tmp_path / "table.md").read_text()
-    assert "| snips |" in table and "not run" in table and "| wnut17 |" in table
+    assert "| snips |" in table and "| wnut17 |" in table
     assert "<svg" in (tmp_path / "plot.html").read_text()
     assert table == table_md(saved)
     assert (tmp_path / "snips" / "logs" / "stage3.answers.jsonl").exists()

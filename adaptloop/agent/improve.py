@@ -31,8 +31,10 @@ from adaptloop.agent.prepare import _examples, _store_dataset
 from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
+from adaptloop.data.spans import strat_key
 from adaptloop.data.split import stratified_split
 from adaptloop.data.traces import read_traces
+from adaptloop.diagnose.span_triage import SpanVerdict, SpanView, span_triage
 from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
 from adaptloop.diagnose.triage import TraceView, Verdict, triage
 from adaptloop.errors import DataError, NotFoundError
@@ -113,9 +115,10 @@ class ImproveCycle:
         t0 = time.monotonic()
         ws, store = self.ws, self.ws.store
         mv, spec, model = load_version(ws, "production")
-        if spec.family != "classification":
-            raise DataError(f"improve supports classification tasks so far; production model v{mv.id} is "
-                            f"{spec.family} (its traces are still recorded and shown by `adaptloop traces`)")
+        if spec.family not in ("classification", "extraction"):
+            raise DataError(f"improve supports classification and extraction tasks so far; production model "
+                            f"v{mv.id} is {spec.family} (its traces are still recorded and shown by "
+                            "`adaptloop traces`)")
         parent_run = store.get(Run, mv.lineage["run_id"])
         parent_train = _examples(ws, parent_run.state["datasets"]["raw"])
         parent_dev = _examples(ws, parent_run.state["datasets"]["dev"])
@@ -141,8 +144,12 @@ class ImproveCycle:
         store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
             f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
 
-        rolled = self._watchdog(run, spec, model, [(views[i].text, v.label, v.id) for i, v in enumerate(verdicts)
-                                                  if v.triage in ("ok", "fixable") and v.label])
+        trusted = [_learnable(v, views[i].text) for i, v in enumerate(verdicts)
+                   if v.triage in ("ok", "fixable") and v.label]
+        # the watchdog also counts feedback only the label-noise rule doubted: that rule trusts
+        # production's own training data, which is what the watchdog puts in question
+        doubted = [_as_given(views[i]) for i, v in enumerate(verdicts) if v.kind == "label_noise"]
+        rolled = self._watchdog(run, spec, model, trusted + [e for e in doubted if e is not None])
         if rolled is not None:  # the curriculum replays the restored version's data
             mv, spec, model = rolled
             parent_run = store.get(Run, mv.lineage["run_id"])
@@ -154,7 +161,7 @@ class ImproveCycle:
                          "reported, never trained on", examples=drift[:10])
         fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
         carried = store.carried_trusted(mv.task_id, run.id)
-        n_carried = sum(1 for *_, t in carried if t == "fixable")
+        n_carried = sum(1 for c in carried if c[3] == "fixable")
         if carried:
             store.decide(run.id, "carried", f"{len(carried)} trusted traces from earlier cycles that no promoted "
                          f"model has learned from yet ({n_carried} fixable failures) join this cycle")
@@ -174,10 +181,8 @@ class ImproveCycle:
                       "min_failures); production stays and they wait for the next cycle")
             return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
 
-        trusted = [Example(text=views[i].text, label=v.label, source=f"trace:{v.id}")
-                   for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable") and v.label]
-        trusted += [Example(text=text, label=label, source=f"trace:{id_}") for id_, text, label, _ in carried
-                    if label in spec.labels]
+        trusted += [_carried_example(spec, *c) for c in carried
+                    if (c[4] is not None if spec.family == "extraction" else c[2] in spec.labels)]
         cur = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets, mv.task_id)
         search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
         store.update(Run, run.id, budget_s=max(30.0, search_s))
@@ -240,7 +245,7 @@ class ImproveCycle:
                                 "any other pipeline must beat")]
 
     def _watchdog(self, run: Run, spec: TaskSpec, model: Any,
-                  trusted: list[tuple[str, str, str]]) -> tuple[ModelVersionRow, TaskSpec, Any] | None:
+                  trusted: list[Example]) -> tuple[ModelVersionRow, TaskSpec, Any] | None:
         """Production against the version it replaced, on this cycle's trusted traffic: when it is
         worse beyond noise (paired bootstrap), roll back before anything else — "any drop: roll back".
         Returns the restored (version, spec, model), or None."""
@@ -248,7 +253,7 @@ class ImproveCycle:
         if len(stack) < 2 or len(trusted) < WATCHDOG_MIN:
             return None
         _, _, before = load_version(self.ws, f"v{stack[-2]}")
-        examples = [Example(text=t, label=lab, id=i) for t, lab, i in trusted]
+        examples = trusted
         now = score_rows(model, examples, progress=self.progress, what="watchdog: production")
         old = score_rows(before, examples, progress=self.progress, what="watchdog: previous")
         r = compare(spec, "fresh trusted traffic", old, now, epsilon=None, seed=self.ws.settings.train.seed)
@@ -269,8 +274,10 @@ class ImproveCycle:
                                  .order_by(EvalSetRow.created_at))
         return [(r.id, list(EvalSet.from_dict(self.ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
 
-    def _views(self, rows: list[TraceRow], model: Any) -> list[TraceView]:
+    def _views(self, rows: list[TraceRow], model: Any) -> list[TraceView] | list[SpanView]:
         """Trace rows as triage sees them; the model predicts those without an output."""
+        if getattr(model, "kind", "") == "tagger":
+            return self._span_views(rows, model)
         missing = [i for i, r in enumerate(rows) if not (r.output or {}).get("label")]
         preds: dict[int, tuple[str, float]] = {}
         if missing:
@@ -286,11 +293,34 @@ class ImproveCycle:
                                  source=r.feedback_source, ts=r.feedback_ts or r.ts))
         return out
 
-    def _triage(self, views: list[TraceView], spec: TaskSpec, parent_train: list[Example],
+    def _span_views(self, rows: list[TraceRow], model: Any) -> list[SpanView]:
+        missing = [i for i, r in enumerate(rows) if "entities" not in (r.output or {})]
+        bar = self.progress("predict traces without output", len(missing))
+        preds: dict[int, list[dict[str, Any]]] = {}
+        for s in range(0, len(missing), 256):
+            part = missing[s:s + 256]
+            for i, ents in zip(part, model.predict_spans([rows[i].input for i in part])):
+                preds[i] = ents
+            bar(len(part))
+        out = []
+        for i, r in enumerate(rows):
+            ents = preds[i] if i in preds else (r.output or {})["entities"]
+            fb = None if r.feedback_spans is None else tuple(tuple(sp) for sp in r.feedback_spans)
+            out.append(SpanView(id=r.id, text=r.input, pred=tuple((e["start"], e["end"], e["label"]) for e in ents),
+                                feedback=fb, verdict=r.feedback_verdict, source=r.feedback_source,
+                                ts=r.feedback_ts or r.ts))
+        return out
+
+    def _triage(self, views: list[TraceView] | list[SpanView], spec: TaskSpec, parent_train: list[Example],
                 eval_sets: list[tuple[str, list[Example]]]) -> list[Verdict]:
         if not views:
             return []
         evals = [e for _, es in eval_sets for e in es]
+        if spec.family == "extraction":
+            return span_triage(views, self.embed([v.text for v in views]), types=spec.labels,
+                               train=[(e.text, e.spans) for e in parent_train], embed=self.embed,
+                               eval_examples=[(e.text, e.spans) for e in evals],
+                               eval_x=self.embed([e.text for e in evals]) if evals else None)
         x = self.embed([v.text for v in views])
         tx = self.embed([e.text for e in parent_train])
         ex = self.embed([e.text for e in evals]) if evals else None
@@ -299,7 +329,9 @@ class ImproveCycle:
                       eval_labels=[e.label for e in evals], eval_x=ex, oos_label=spec.out_of_scope_label,
                       seed=self.ws.settings.train.seed)
 
-    def _taxonomy(self, fixable: list[tuple[Verdict, TraceView]]) -> list[Cluster]:
+    def _taxonomy(self, fixable: list[tuple[Verdict, Any]]) -> list[Cluster]:
+        if fixable and isinstance(fixable[0][0], SpanVerdict):
+            return span_taxonomy(fixable)
         failures = [Failure(id=v.id, text=t.text, pred=t.pred or "", label=v.label or "", pattern=v.kind)
                     for v, t in fixable]
         if not failures:
@@ -427,6 +459,46 @@ def replay_share(share: float, n_parent: int, n_new: int) -> float:
     if share <= 0 or n_parent == 0:
         return 0.0
     return min(1.0, max(share, n_new / n_parent))
+
+
+def _learnable(v: Verdict, text: str) -> Example:
+    """A trusted trace as a training example (extraction: with its corrected entities)."""
+    if isinstance(v, SpanVerdict):
+        return Example(text=text, label=v.label or "O", spans=v.spans or (), source=f"trace:{v.id}")
+    return Example(text=text, label=v.label or "", source=f"trace:{v.id}")
+
+
+def _as_given(view: TraceView | SpanView) -> Example | None:
+    """A trace with its feedback taken as given (None without one)."""
+    if isinstance(view, SpanView):
+        return None if view.feedback is None else Example(text=view.text, label=strat_key(view.feedback),
+                                                          spans=view.feedback, source=f"trace:{view.id}")
+    return None if view.feedback_label is None else Example(text=view.text, label=view.feedback_label,
+                                                            source=f"trace:{view.id}")
+
+
+def _carried_example(spec: TaskSpec, id_: str, text: str, label: str | None, _triage: str,
+                     spans: list[list[Any]] | None) -> Example:
+    if spec.family == "extraction":
+        got = tuple(tuple(sp) for sp in spans or ())
+        return Example(text=text, label=strat_key(got), spans=got, source=f"trace:{id_}")
+    return Example(text=text, label=label or "", source=f"trace:{id_}")
+
+
+def span_taxonomy(fixable: list[tuple[Verdict, Any]]) -> list[Cluster]:
+    """Extraction failures grouped by their main error and the entity type it concerns, largest first."""
+    groups: dict[tuple[str, str], list[tuple[Verdict, Any]]] = {}
+    for v, view in fixable:
+        gold = set(getattr(v, "spans", None) or ())
+        pred = set(view.pred or ())
+        types = Counter(lab for *_, lab in (gold ^ pred)) or Counter(lab for *_, lab in gold) or Counter({"O": 1})
+        groups.setdefault((v.kind, types.most_common(1)[0][0]), []).append((v, view))
+    out = [Cluster(name=f"{kind.replace('_', ' ')} {typ}", kind="entity", count=len(members),
+                   pairs=[(kind, typ, len(members))],
+                   examples=[{"text": view.text[:200], "kind": kind} for _, view in members[:3]],
+                   ids=[v.id for v, _ in members])
+           for (kind, typ), members in groups.items()]
+    return sorted(out, key=lambda c: -c.count)
 
 
 def _unique(examples: list[Example]) -> list[Example]:

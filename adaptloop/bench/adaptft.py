@@ -38,6 +38,7 @@ RATES = (0.15, 0.25, 0.40)
 METHODS = ("agent", "naive", "oracle")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
+SEED_PER_TYPE = 5  # extraction seed sets hold at least this many mentions of every entity type
 
 
 @dataclass(frozen=True)
@@ -50,14 +51,18 @@ class Scenario:
     encoder: str = MINILM
     per_class: int = 8  # seed examples per class
     family: str = "classification"
+    seed_n: int = 0  # extraction: seed sentences
+    max_per_stage: int | None = None  # a small dataset: fewer logs per stage than the size asks
 
 
 SCENARIOS: dict[str, Scenario] = {s.name: s for s in (
     Scenario("banking77", "banking77", "classify online banking customer queries by intent"),
     Scenario("clinc150", "clinc150", "classify requests to a virtual assistant by intent", per_class=5),
     Scenario("snips", "snips", "classify voice assistant commands by intent", per_class=10),
-    Scenario("wnut17", "wnut17", "extract emerging entities from social media text", family="extraction"),
-    Scenario("presidio_pii", "presidio_pii", "build me a PII detection model", family="extraction"),
+    Scenario("wnut17", "wnut17", "extract emerging entities from social media text", family="extraction",
+             seed_n=400),
+    Scenario("presidio_pii", "presidio_pii", "build me a PII detection model", family="extraction", seed_n=200,
+             max_per_stage=350),
     Scenario("banking77-mpnet", "banking77", "classify online banking customer queries by intent", encoder=MPNET),
     Scenario("snips-mpnet", "snips", "classify voice assistant commands by intent", encoder=MPNET, per_class=10),
 )}
@@ -99,15 +104,14 @@ def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int) -> 
     """The seed set, the stages' logs (with answers) and the test sample of one scenario.
 
     Raises:
-        DataError: the dataset is missing or the scenario's family has no generator yet.
+        DataError: the dataset is missing.
     """
-    if scenario.family != "classification":
-        raise DataError(f"scenario {scenario.name}: the log generator and the improve cycle cover "
-                        "classification so far; extraction scenarios are not run yet")
     folder = datasets / scenario.dataset
     if not (folder / "train.jsonl").exists():
         raise DataError(f"{folder / 'train.jsonl'} not found; pass --datasets DIR (the folder holding "
                         f"{scenario.dataset}/)")
+    if scenario.family == "extraction":
+        return _generate_spans(scenario, folder, sizes, seed)
     rng = random.Random(seed)
     train = _read(folder / "train.jsonl")
     rng.shuffle(train)
@@ -125,6 +129,64 @@ def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int) -> 
     test = _read(folder / "test.jsonl")
     test_rows = rng.sample(test, sizes.test_n) if sizes.test_n < len(test) else test
     return Generated(scenario, seed_rows, stages, [{"text": r["text"], "label": r["label"]} for r in test_rows])
+
+
+def _generate_spans(scenario: Scenario, folder: Path, sizes: Sizes, seed: int) -> Generated:
+    """Extraction: a random seed set of sentences; the logs from train + validation's rest."""
+    from adaptloop.bench.generate_spans import generate_span_stages
+    from adaptloop.data.sources import load_extraction
+
+    rng = random.Random(seed)
+    train = [e for name in ("train", "validation") if (folder / f"{name}.jsonl").exists()
+             for e in load_extraction(folder / f"{name}.jsonl").examples]
+    rng.shuffle(train)
+    chosen = _covering(train, scenario.seed_n)
+    seed_rows = [_span_row(e.text, e.spans) for e in chosen]
+    taken = {id(e) for e in chosen}
+    pool = [(e.text, e.spans) for e in train if id(e) not in taken]
+    types = sorted({t for e in chosen for *_, t in e.spans})
+    pool = [(t, sp) for t, sp in pool if all(x[2] in types for x in sp)]  # a type the seed lacks: not the task's
+    per_stage = min(sizes.per_stage, scenario.max_per_stage or sizes.per_stage)
+    stages = generate_span_stages(pool, types, rates=RATES, per_stage=per_stage, prefix=scenario.name, seed=seed)
+    test = list(load_extraction(folder / "test.jsonl").examples)
+    test = rng.sample(test, sizes.test_n) if sizes.test_n < len(test) else test
+    return Generated(scenario, seed_rows, stages, [_span_row(e.text, e.spans) for e in test])
+
+
+def _covering(examples: list[Any], n: int, per_type: int = SEED_PER_TYPE) -> list[Any]:
+    """``n`` examples: first enough to give every entity type ``per_type`` mentions (where the data
+    has them), then the rest in order."""
+    have: Counter = Counter()
+    first = []
+    for e in examples:
+        if any(have[t] < per_type for *_, t in e.spans):
+            first.append(e)
+            have.update(t for *_, t in e.spans)
+    chosen = {id(e) for e in first[:n]}
+    return first[:n] + [e for e in examples if id(e) not in chosen][:max(0, n - len(first))]
+
+
+def _span_row(text: str, spans: Sequence[tuple[int, int, str]]) -> dict[str, Any]:
+    return {"text": text, "spans": [{"start": s, "end": e, "label": t} for s, e, t in spans]}
+
+
+def _example(scenario: Scenario, text: str, label: Any, source: str = "") -> Any:
+    """A seed, test or feedback row as an Example (extraction: ``label`` holds the entities)."""
+    from adaptloop.data.spans import strat_key
+    from adaptloop.types import Example
+
+    if scenario.family != "extraction":
+        return Example(text=text, label=label, source=source)
+    spans = tuple(sorted((sp["start"], sp["end"], sp["label"]) if isinstance(sp, dict) else tuple(sp)
+                         for sp in label))
+    return Example(text=text, label=strat_key(spans), spans=spans, source=source)
+
+
+def _known(scenario: Scenario, label: Any, labels: Sequence[str]) -> bool:
+    """Whether a feedback label (extraction: every entity's type) belongs to the task."""
+    if scenario.family != "extraction":
+        return label in labels
+    return all((sp["label"] if isinstance(sp, dict) else sp[2]) in labels for sp in label)
 
 
 def write_generated(g: Generated, out: Path) -> dict[str, str]:
@@ -186,10 +248,9 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     if cold.version is None:
         raise DataError(f"scenario {scenario.name}: the cold start promoted nothing ({cold.stop_reason})")
     _, spec, base = load_version(ws, "production")
-    from adaptloop.types import Example
-
-    test = [Example(text=r["text"], label=r["label"]) for r in g.test_rows]
-    seed_ex = [Example(text=r["text"], label=r["label"], source="seed") for r in g.seed_rows]
+    gold = "spans" if scenario.family == "extraction" else "label"
+    test = [_example(scenario, r["text"], r[gold]) for r in g.test_rows]
+    seed_ex = [_example(scenario, r["text"], r[gold], "seed") for r in g.seed_rows]
     score = _scorer(spec, test, progress)
     base_score = score(base)
     prev = {m: base_score for m in METHODS}
@@ -217,8 +278,8 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
         for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
                              ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
             t0 = time.monotonic()
-            model = fit(seed_ex + [Example(text=t, label=lab, source=method) for t, lab in rows
-                                   if lab in spec.labels])
+            model = fit(seed_ex + [_example(scenario, t, lab, method) for t, lab in rows
+                                   if _known(scenario, lab, spec.labels)])
             now = score(model)
             row[method] = {**_compare(prev[method], now), "decision": "promoted", "train": len(rows) + len(seed_ex),
                            "wall_s": round(time.monotonic() - t0, 1)}
@@ -300,18 +361,35 @@ def run(scenarios: Sequence[str], *, quick: bool, seed: int, out: Path, datasets
     datasets = datasets or default_datasets()
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    results = []
+    kept = _kept(out, sizes, seed, skip=scenarios)
+    if kept:
+        log(f"keeping the earlier results of {', '.join(kept)} from {out / 'results.json'} (same seed and sizes)")
+    results: dict[str, dict[str, Any]] = dict(kept)
     for name in scenarios:
-        sc = SCENARIOS[name]
-        if sc.family != "classification":
-            results.append({"scenario": name, "dataset": sc.dataset, "encoder": sc.encoder, "family": sc.family,
-                            "skipped": "improve and the log generator cover classification so far"})
-            log(f"[{name}] skipped: {results[-1]['skipped']}")
-            continue
-        results.append(run_scenario(sc, datasets=datasets, sizes=sizes, seed=seed, out=out, progress=progress,
-                                    log=log, **seams))
-        _save(out, results, sizes, seed, quick, time.monotonic() - t0)  # partial results survive a crash
-    return _save(out, results, sizes, seed, quick, time.monotonic() - t0)
+        results[name] = run_scenario(SCENARIOS[name], datasets=datasets, sizes=sizes, seed=seed, out=out,
+                                     progress=progress, log=log, **seams)
+        _save(out, _ordered(results), sizes, seed, quick, time.monotonic() - t0)  # partial results survive a crash
+    return _save(out, _ordered(results), sizes, seed, quick, time.monotonic() - t0)
+
+
+def _kept(out: Path, sizes: Sizes, seed: int, skip: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The scenarios an earlier run wrote into ``out`` with the same seed and sizes, except ``skip``:
+    one bench can be run a few scenarios at a time into one table."""
+    path = out / "results.json"
+    if not path.exists():
+        return {}
+    try:
+        old = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    if old.get("seed") != seed or old.get("sizes") != sizes.__dict__:
+        return {}
+    return {s["scenario"]: s for s in old.get("scenarios", []) if s["scenario"] not in skip and "stages" in s}
+
+
+def _ordered(results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    order = list(SCENARIOS)
+    return sorted(results.values(), key=lambda s: order.index(s["scenario"]) if s["scenario"] in order else 99)
 
 
 def _save(out: Path, results: list[dict[str, Any]], sizes: Sizes, seed: int, quick: bool,

@@ -2,6 +2,9 @@
 
     {"id", "ts", "model_version", "input", "output", "feedback": {"label"?, "verdict"?, "source"?}, "meta"?}
 
+An extraction trace's feedback carries the corrected entities instead of a label:
+``"feedback": {"entities": [{"start", "end", "label"}, ...]}`` (``[]``: the text has none).
+
 ``input`` is the text (or ``{"text": ...}``); ``output`` and ``model_version`` may be null
 for logs from another system — the improve cycle then predicts with the current model.
 ``ts`` is ISO 8601 or epoch seconds. A line that does not fit is quarantined with the
@@ -34,15 +37,19 @@ class Trace:
     feedback_label: str | None = None
     feedback_verdict: str | None = None
     feedback_source: str | None = None
+    feedback_spans: tuple[tuple[int, int, str], ...] | None = None  # extraction: the corrected entities
     meta: dict[str, Any] = field(default_factory=dict)
 
     def row(self, origin: str, task_id: int | None) -> dict[str, Any]:
         """Column values for ``store.db.TraceRow``."""
-        has_feedback = self.feedback_label is not None or self.feedback_verdict is not None
+        has_feedback = (self.feedback_label is not None or self.feedback_verdict is not None
+                        or self.feedback_spans is not None)
+        spans = None if self.feedback_spans is None else [list(sp) for sp in self.feedback_spans]
         return {"id": self.id, "ts": self.ts, "task_id": task_id, "model_version": self.model_version,
                 "input": self.input, "output": self.output, "feedback_label": self.feedback_label,
                 "feedback_verdict": self.feedback_verdict, "feedback_source": self.feedback_source,
-                "feedback_ts": self.ts if has_feedback else None, "meta": self.meta, "origin": origin}
+                "feedback_spans": spans, "feedback_ts": self.ts if has_feedback else None, "meta": self.meta,
+                "origin": origin}
 
 
 def parse_ts(value: Any) -> dt.datetime:
@@ -91,8 +98,9 @@ def parse_trace(obj: dict[str, Any]) -> Trace:
     ts = parse_ts(obj["ts"]) if obj.get("ts") is not None else dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     fb = obj.get("feedback") or {}
     if not isinstance(fb, dict):
-        raise ValueError("'feedback' must be an object with 'label', 'verdict' and/or 'source'")
+        raise ValueError("'feedback' must be an object with 'label', 'entities', 'verdict' and/or 'source'")
     label, verdict, source = fb.get("label"), fb.get("verdict"), fb.get("source")
+    spans = parse_feedback_spans(text, fb.get("entities"))
     if label is not None and (not isinstance(label, str) or not label.strip()):
         raise ValueError("feedback 'label' must be a non-empty string")
     if verdict is not None and verdict not in VERDICTS:
@@ -103,7 +111,26 @@ def parse_trace(obj: dict[str, Any]) -> Trace:
     mv = obj.get("model_version")
     return Trace(id=str(tid), ts=ts, input=text, model_version=None if mv is None else str(mv),
                  output=parse_output(obj.get("output")), feedback_label=label, feedback_verdict=verdict,
-                 feedback_source=None if source is None else str(source), meta=meta)
+                 feedback_source=None if source is None else str(source), feedback_spans=spans, meta=meta)
+
+
+def parse_feedback_spans(text: str, value: Any) -> tuple[tuple[int, int, str], ...] | None:
+    """Corrected entities ``[{start, end, label}, ...]`` (or 3-item lists; ``[]``: none), checked
+    against the text; None when absent.
+
+    Raises:
+        ValueError: not a list, or a span that does not fit the text (the reason says which).
+    """
+    from adaptloop.data.spans import check_spans
+
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ValueError("feedback 'entities' must be a list of {start, end, label}")
+    spans, why = check_spans(text, value)
+    if why:
+        raise ValueError(f"feedback 'entities': {why}")
+    return tuple(spans)
 
 
 def read_traces(path: str | Path) -> tuple[list[Trace], list[Quarantined]]:

@@ -48,6 +48,8 @@ class PredictIn(BaseModel):
 class FeedbackIn(BaseModel):
     trace_id: str
     label: str | None = Field(None, description="The corrected (or confirmed) label.")
+    entities: list[dict[str, Any]] | None = Field(
+        None, description="Extraction: the corrected entities [{start, end, label}, ...]; [] for none.")
     verdict: Literal["correct", "wrong"] | None = None
     source: str | None = Field(None, description="Who says so (a user id, a reviewer, a system).")
 
@@ -212,8 +214,8 @@ def create_app(ws: Workspace) -> FastAPI:
 
     @app.post("/v1/feedback")
     async def feedback(body: FeedbackIn) -> dict[str, Any]:
-        if body.label is None and body.verdict is None:
-            raise HTTPException(422, "feedback needs a 'label' (the correct one) and/or a 'verdict'")
+        if body.label is None and body.verdict is None and body.entities is None:
+            raise HTTPException(422, "feedback needs a 'label' (the correct one), 'entities' and/or a 'verdict'")
         writer: TraceWriter = state["writer"]
         if not writer.is_pending(body.trace_id):
             from adaptloop.store.db import TraceRow
@@ -221,7 +223,16 @@ def create_app(ws: Workspace) -> FastAPI:
             known = await asyncio.get_running_loop().run_in_executor(None, ws.store.get, TraceRow, body.trace_id)
             if known is None:
                 raise HTTPException(404, f"no trace {body.trace_id}; use a trace_id from /v1/predict")
-        writer.feedback(body.trace_id, body.label, body.verdict, body.source)
+        spans = None
+        if body.entities is not None:
+            from adaptloop.data.spans import check_spans
+
+            row = await asyncio.get_running_loop().run_in_executor(None, writer.text_of, ws.store, body.trace_id)
+            spans, why = check_spans(row or "", body.entities) if row is not None else ([], "")
+            if why:
+                raise HTTPException(422, f"feedback 'entities': {why}")
+            spans = [list(sp) for sp in spans]
+        writer.feedback(body.trace_id, body.label, body.verdict, body.source, spans)
         m["feedback"].inc()
         return {"trace_id": body.trace_id, "accepted": True}
 

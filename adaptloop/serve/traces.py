@@ -42,7 +42,7 @@ class TraceWriter:
         self.flush_s = flush_ms / 1000
         self.max_batch = max_batch
         self._q: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self._pending: set[str] = set()  # trace ids accepted but not yet written
+        self._pending: dict[str, str] = {}  # trace id → input, accepted but not yet written
         self._lock = threading.Lock()
         self.written = 0
         self.failures = 0
@@ -53,12 +53,23 @@ class TraceWriter:
     # -- the request side (never blocks on the database) ---------------------------------
     def add(self, rows: list[dict[str, Any]]) -> None:
         with self._lock:
-            self._pending.update(r["id"] for r in rows)
+            self._pending.update((r["id"], r["input"]) for r in rows)
         for r in rows:
             self._q.put(("trace", r))
 
-    def feedback(self, trace_id: str, label: str | None, verdict: str | None, source: str | None) -> None:
-        self._q.put(("feedback", (trace_id, label, verdict, source)))
+    def feedback(self, trace_id: str, label: str | None, verdict: str | None, source: str | None,
+                 spans: list[list[Any]] | None = None) -> None:
+        self._q.put(("feedback", (trace_id, label, verdict, source, spans)))
+
+    def text_of(self, store: Store, trace_id: str) -> str | None:
+        """A trace's input, pending or stored; None when there is no such trace."""
+        from adaptloop.store.db import TraceRow
+
+        with self._lock:
+            if trace_id in self._pending:
+                return self._pending[trace_id]
+        row = store.get(TraceRow, trace_id)
+        return None if row is None else row.input
 
     def is_pending(self, trace_id: str) -> bool:
         with self._lock:
@@ -99,7 +110,8 @@ class TraceWriter:
                 self.store.add_traces(rows)
                 self.store.set_feedback([item for kind, item in batch if kind == "feedback"])
                 with self._lock:
-                    self._pending.difference_update(r["id"] for r in rows)
+                    for r in rows:
+                        self._pending.pop(r["id"], None)
                 self.written += len(rows)
                 return
             except Exception as exc:  # a locked or unreachable database: keep the batch, retry
@@ -124,13 +136,23 @@ class TraceWriter:
                 fb = feedback.get(r["id"])
                 f.write(json.dumps({"id": r["id"], "ts": r["ts"].isoformat(), "model_version": r["model_version"],
                                     "input": r["input"], "output": r["output"], "meta": r["meta"],
-                                    "feedback": {"label": fb[1], "verdict": fb[2], "source": fb[3]} if fb else {}})
+                                    "feedback": _feedback_json(fb)})
                         + "\n")
         with self._lock:
-            self._pending.difference_update(r["id"] for kind, r in batch if kind == "trace")
+            for kind, r in batch:
+                if kind == "trace":
+                    self._pending.pop(r["id"], None)
         log.error("the store refused %d traces; kept in %s (load with `adaptloop traces import`)", len(batch), path)
 
     def close(self) -> None:
         """Write everything still queued, then stop the thread."""
         self._stop.set()
         self._thread.join()
+
+
+def _feedback_json(fb: tuple[Any, ...] | None) -> dict[str, Any]:
+    """A queued feedback item as the trace format's ``feedback`` object."""
+    if fb is None:
+        return {}
+    out = {"label": fb[1], "verdict": fb[2], "source": fb[3]}
+    return out | ({"entities": fb[4]} if len(fb) > 4 and fb[4] is not None else {})

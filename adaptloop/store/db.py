@@ -222,6 +222,8 @@ class TraceRow(Base):
     input: Mapped[str] = mapped_column(Text)
     output: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     feedback_label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    # extraction: the corrected entities [[start, end, label], ...] ([] says "none"); null without
+    feedback_spans: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
     feedback_verdict: Mapped[str | None] = mapped_column(String(40), nullable=True)
     feedback_source: Mapped[str | None] = mapped_column(String(200), nullable=True)
     feedback_ts: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
@@ -246,8 +248,9 @@ class TraceUse(Base):
 
 
 def _has_feedback() -> Any:
-    """SQL: the trace carries a corrected label or a verdict."""
-    return TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None)
+    """SQL: the trace carries a corrected label (or entities) or a verdict."""
+    return (TraceRow.feedback_label.is_not(None) | TraceRow.feedback_verdict.is_not(None)
+            | TraceRow.feedback_spans.is_not(None))
 
 
 class Store:
@@ -379,17 +382,18 @@ class Store:
             s.execute(TraceRow.__table__.insert(), fresh) if fresh else None
         return len(fresh)
 
-    def set_feedback(self, items: list[tuple[str, str | None, str | None, str | None]]) -> int:
-        """Attach feedback ``(trace id, label, verdict, source)`` to stored traces, in one transaction.
-        A trace with new feedback is judged again. Returns how many ids were found."""
+    def set_feedback(self, items: list[tuple[Any, ...]]) -> int:
+        """Attach feedback ``(trace id, label, verdict, source[, entities])`` to stored traces, in one
+        transaction. A trace with new feedback is judged again. Returns how many ids were found."""
         found = 0
         with self.session() as s:
-            for trace_id, label, verdict, source in items:
+            for trace_id, label, verdict, source, *spans in items:
                 row = s.get(TraceRow, trace_id)
                 if row is None:
                     continue
                 found += 1
                 row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
+                row.feedback_spans = spans[0] if spans else None
                 row.feedback_ts = utcnow()
                 row.triage = row.kind = row.reason = None  # new evidence: judge it again
                 row.trust = row.cycle_id = None
@@ -421,8 +425,8 @@ class Store:
                 .where(TraceRow.triage.is_(None))
                 .where(_has_feedback())).all()]
 
-    def carried_trusted(self, task_id: int, cycle_id: int) -> list[tuple[str, str, str, str]]:
-        """(id, input, feedback label, verdict) of trusted traces (``ok`` / ``fixable``) judged by an
+    def carried_trusted(self, task_id: int, cycle_id: int) -> list[tuple[Any, ...]]:
+        """(id, input, feedback label, verdict, feedback entities) of trusted traces (``ok`` / ``fixable``) judged by an
         earlier cycle that no model in production's line has learned from yet: never in a frozen eval
         set, and never in the training or dev data of a cycle that promoted. A cycle with too few
         failures, or one the gate refused, leaves its trusted traces to the next."""
@@ -430,9 +434,11 @@ class Store:
             promoted = select(Decision.run_id).where(Decision.kind == "promoted")
             spent = select(TraceUse.trace_id).where((TraceUse.role == "eval") | TraceUse.run_id.in_(promoted))
             rows = s.execute(
-                select(TraceRow.id, TraceRow.input, TraceRow.feedback_label, TraceRow.triage)
+                select(TraceRow.id, TraceRow.input, TraceRow.feedback_label, TraceRow.triage,
+                       TraceRow.feedback_spans)
                 .where(TraceRow.task_id == task_id, TraceRow.triage.in_(("ok", "fixable")),
-                       TraceRow.cycle_id != cycle_id, TraceRow.feedback_label.is_not(None),
+                       TraceRow.cycle_id != cycle_id,
+                       TraceRow.feedback_label.is_not(None) | TraceRow.feedback_spans.is_not(None),
                        TraceRow.id.not_in(spent))
                 .order_by(TraceRow.ts, TraceRow.id)).all()
         return [tuple(r) for r in rows]
