@@ -629,7 +629,9 @@ def traces_list(
         stmt = stmt.where(TraceRow.triage == triage)
     rows = [{"id": r.id, "ts": r.ts.isoformat(), "model_version": r.model_version, "input": r.input,
              "output": r.output, "feedback": {"label": r.feedback_label, "verdict": r.feedback_verdict,
-                                              "source": r.feedback_source},
+                                              "source": r.feedback_source,
+                                              **({"entities": r.feedback_spans} if r.feedback_spans is not None
+                                                 else {})},
              "triage": r.triage, "kind": r.kind, "reason": r.reason, "trust": r.trust} for r in ws.store.all(stmt)]
     if as_json:
         _emit({"traces": rows})
@@ -638,8 +640,11 @@ def traces_list(
     for col in ("id", "input", "output", "feedback", "triage", "why"):
         t.add_column(col, overflow="fold")
     for r in rows:
-        t.add_row(r["id"][:12], r["input"][:60], str((r["output"] or {}).get("label", "-")),
-                  str(r["feedback"]["label"] or r["feedback"]["verdict"] or "-"), r["triage"] or "unjudged",
+        out_ = r["output"] or {}
+        said = out_.get("label") or (f"{len(out_['entities'])} entities" if "entities" in out_ else "-")
+        fb = r["feedback"]
+        given = fb["label"] or (f"{len(fb['entities'])} entities" if "entities" in fb else fb["verdict"]) or "-"
+        t.add_row(r["id"][:12], r["input"][:60], str(said), str(given), r["triage"] or "unjudged",
                   escape(r["reason"] or ""))
     out.print(t)
 

@@ -511,5 +511,10 @@ def _unique(examples: list[Example]) -> list[Example]:
 
 def new_failures(ws: Workspace) -> int:
     """Unjudged traces whose feedback says the model was wrong (what `improve --watch` waits for)."""
-    return sum(1 for out, label, verdict in ws.store.unjudged_feedback()
-               if verdict == "wrong" or (label is not None and label != (out or {}).get("label")))
+    def wrong(out: dict[str, Any] | None, label: str | None, verdict: str | None, spans: list | None) -> bool:
+        if verdict == "wrong" or (label is not None and label != (out or {}).get("label")):
+            return True
+        found = {(e["start"], e["end"], e["label"]) for e in (out or {}).get("entities", [])}
+        return spans is not None and {tuple(sp) for sp in spans} != found
+
+    return sum(1 for row in ws.store.unjudged_feedback() if wrong(*row))

@@ -71,8 +71,10 @@ def settled_pipeline(node: Node) -> Pipeline:
 
 
 def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
-          make_trainer: Callable[[str], Trainer]) -> tuple[TrainedModel, NodeResult]:
-    """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``.
+          make_trainer: Callable[[str], Trainer],
+          epochs_for: Callable[[Pipeline, int], float] | None = None) -> tuple[TrainedModel, NodeResult]:
+    """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``epochs_for(pipeline, n)``,
+    when given, sets a trained member's epochs for ``n`` examples (default: the settled ones).
 
     Raises:
         RuntimeError: a member's fit was cut short by the deadline.
@@ -83,7 +85,11 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     models = []
     for member, _w in plan.members:
         pipe = settled_pipeline(member)
-        model, result = make_trainer(pipe.strategy).fit(spec, pipe, ds[pipe.recipe] + ds["dev"], [], ctx)
+        data = ds[pipe.recipe] + ds["dev"]
+        if epochs_for is not None and "epochs" in pipe.hparams:
+            pipe = Pipeline(pipe.recipe, pipe.strategy, pipe.encoder,
+                            {**pipe.hparams, "epochs": epochs_for(pipe, len(data))}, pipe.seed)
+        model, result = make_trainer(pipe.strategy).fit(spec, pipe, data, [], ctx)
         ch = result.chosen
         if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or "deadline" in result.notes:
             raise RuntimeError(f"refit of {member.name} cut short by the budget")

@@ -417,11 +417,12 @@ class Store:
         return {"traces": total, "with_feedback": with_fb, "by_triage": self.trace_counts(),
                 "poison_by_kind": kinds, "quarantined_lines": quarantined}
 
-    def unjudged_feedback(self) -> list[tuple[dict[str, Any] | None, str | None, str | None]]:
-        """(output, feedback label, verdict) of every trace with feedback that no cycle has judged."""
+    def unjudged_feedback(self) -> list[tuple[Any, ...]]:
+        """(output, feedback label, verdict, feedback entities) of every trace with feedback that no
+        cycle has judged."""
         with self._session() as s:
             return [tuple(r) for r in s.execute(
-                select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict)
+                select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict, TraceRow.feedback_spans)
                 .where(TraceRow.triage.is_(None))
                 .where(_has_feedback())).all()]
 
