@@ -60,6 +60,13 @@ def test_predict_traces_every_input_and_takes_feedback(served):
     assert row.model_version == "v2" and row.output["label"] == out["label"] and row.meta == {"user": "u1"}
     assert client.post("/v1/feedback", json={"trace_id": "nope", "label": "x"}).status_code == 404
     assert client.post("/v1/feedback", json={"trace_id": out["trace_id"]}).status_code == 422
+    # corrected entities (an extraction task's feedback) are checked against the trace's text
+    second = body["outputs"][1]["trace_id"]
+    f = client.post("/v1/feedback", json={"trace_id": second, "entities": [{"start": 0, "end": 3, "label": "X"}]})
+    assert f.status_code == 200
+    wait_for(lambda: ws.store.get(TraceRow, second).feedback_spans == [[0, 3, "X"]])
+    bad = client.post("/v1/feedback", json={"trace_id": second, "entities": [{"start": 0, "end": 99, "label": "X"}]})
+    assert bad.status_code == 422 and "out of range" in bad.json()["detail"]
 
 
 def test_limits_and_malformed_bodies_never_500(served):
