@@ -149,3 +149,18 @@ def test_cli_generate_writes_logs_and_rejects_unknown_scenarios(tmp_path):
     assert sum(1 for _ in open(files["stage1"])) == 100
     r = CliRunner().invoke(app, ["bench", "adaptft", "generate", "--scenarios", "nope", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown scenario" in r.output
+
+
+def test_a_run_keeps_the_other_scenarios_of_an_earlier_run_with_the_same_seed_and_sizes(tmp_path):
+    from adaptloop.bench.adaptft import _kept, _ordered
+
+    old = {"seed": 0, "sizes": {k: v for k, v in TINY.__dict__.items() if k != "tagger_min_steps"},
+           "scenarios": [{"scenario": "snips", "stages": []}, {"scenario": "banking77", "stages": []},
+                         {"scenario": "wnut17", "skipped": "older bench"}]}
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    kept = _kept(tmp_path, TINY, 0, skip=["banking77"])
+    assert list(kept) == ["snips"]  # rerun scenarios are replaced, skipped ones are not results
+    assert _kept(tmp_path, TINY, 1, skip=[]) == {}
+    assert _kept(tmp_path, Sizes(41, 60, 30, 30, 3), 0, skip=[]) == {}
+    merged = _ordered({**kept, "clinc150": {"scenario": "clinc150"}, "banking77": {"scenario": "banking77"}})
+    assert [s["scenario"] for s in merged] == ["banking77", "clinc150", "snips"]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from adaptloop.evaluate.metrics import primary
 from adaptloop.store.db import Node
@@ -72,9 +73,10 @@ def settled_pipeline(node: Node) -> Pipeline:
 
 def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
           make_trainer: Callable[[str], Trainer],
-          epochs_for: Callable[[Pipeline, int], float] | None = None) -> tuple[TrainedModel, NodeResult]:
-    """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``epochs_for(pipeline, n)``,
-    when given, sets a trained member's epochs for ``n`` examples (default: the settled ones).
+          hparams_for: Callable[[Pipeline, int], dict[str, Any]] | None = None) -> tuple[TrainedModel, NodeResult]:
+    """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``hparams_for(pipeline, n)``,
+    when given, overrides a trained member's hyperparameters for ``n`` examples (default: the
+    settled ones).
 
     Raises:
         RuntimeError: a member's fit was cut short by the deadline.
@@ -86,9 +88,9 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     for member, _w in plan.members:
         pipe = settled_pipeline(member)
         data = ds[pipe.recipe] + ds["dev"]
-        if epochs_for is not None and "epochs" in pipe.hparams:
+        if hparams_for is not None and "epochs" in pipe.hparams:
             pipe = Pipeline(pipe.recipe, pipe.strategy, pipe.encoder,
-                            {**pipe.hparams, "epochs": epochs_for(pipe, len(data))}, pipe.seed)
+                            {**pipe.hparams, **hparams_for(pipe, len(data))}, pipe.seed)
         model, result = make_trainer(pipe.strategy).fit(spec, pipe, data, [], ctx)
         ch = result.chosen
         if ch.get("steps_run", 0) < ch.get("planned_steps", 0) or "deadline" in result.notes:

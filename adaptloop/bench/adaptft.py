@@ -76,10 +76,13 @@ class Sizes:
     base_budget_s: float
     improve_budget_s: float
     min_failures: int
+    scale_budgets: bool = True  # extraction scenarios get ``budget_scale`` × both budgets
+    tagger_min_steps: int | None = None  # the baselines' tagger refits: fewer updates than the trainer's floor
 
 
 FULL = Sizes(per_stage=500, test_n=1000, base_budget_s=120, improve_budget_s=180, min_failures=20)
-QUICK = Sizes(per_stage=100, test_n=300, base_budget_s=40, improve_budget_s=45, min_failures=10)
+QUICK = Sizes(per_stage=100, test_n=300, base_budget_s=40, improve_budget_s=45, min_failures=10,
+              scale_budgets=False, tagger_min_steps=30)
 
 
 def default_datasets() -> Path:
@@ -243,7 +246,8 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
         "improve": settings.improve.model_copy(update={"min_failures": sizes.min_failures}),
         "search": settings.search.model_copy(update={"workers": workers or settings.search.workers})})
     ws = Workspace.open(init_workspace(folder / "ws", settings=settings))
-    base_s, improve_s = sizes.base_budget_s * scenario.budget_scale, sizes.improve_budget_s * scenario.budget_scale
+    scale = scenario.budget_scale if sizes.scale_budgets else 1.0
+    base_s, improve_s = sizes.base_budget_s * scale, sizes.improve_budget_s * scale
     log(f"[{scenario.name}] cold start on {len(g.seed_rows)} seed examples ({base_s:.0f}s)")
     cold = cold_start(ws, load_for(files["seed"], scenario.prompt), scenario.prompt, base_s,
                       progress=progress, make_trainer=make_trainer, embed_fn=embed_fn)
@@ -256,7 +260,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     score = _scorer(spec, test, progress)
     base_score = score(base)
     prev = {m: base_score for m in METHODS}
-    fit = _refitter(ws, cold.run_id, spec, progress, make_trainer)
+    fit = _refitter(ws, cold.run_id, spec, progress, make_trainer, sizes.tagger_min_steps)
     stages_out = []
     logged = {t["id"]: t["input"] for s in g.stages for t in s.traces()}  # what the methods train on
     answers_so_far: list[dict[str, Any]] = []
@@ -327,8 +331,8 @@ def _triage_quality(ws: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
             "recall": round(tp / (tp + fn), 4) if tp + fn else 1.0, "missed_by_kind": dict(missed)}
 
 
-def _refitter(ws: Any, run_id: int, spec: Any, progress: Any,
-              make_trainer: Callable[[str], Any]) -> Callable[[list[Any]], Any]:
+def _refitter(ws: Any, run_id: int, spec: Any, progress: Any, make_trainer: Callable[[str], Any],
+              min_steps: int | None = None) -> Callable[[list[Any]], Any]:
     """Train the base's winning pipeline (every ensemble member) on new data: naive and oracle."""
     from adaptloop.agent.refit import refit, refit_plan
     from adaptloop.search.executor import embedding_cache
@@ -342,16 +346,17 @@ def _refitter(ws: Any, run_id: int, spec: Any, progress: Any,
     ctx = FitContext(progress=progress, embeddings=embedding_cache(ws.root))
     n_base = ws.store.get(Run, run_id).state["curation"]["train"]
 
-    def same_updates(pipe: Pipeline, n: int) -> float:
+    def same_updates(pipe: Pipeline, n: int) -> dict[str, Any]:
         """A tagger refit keeps the base fit's number of updates: each grows by the data's size
         otherwise, and at stage 3 one refit would cost as much as a whole improve cycle many times
         over (the cycle is time-budgeted; this keeps the baselines' compute comparable)."""
-        return max(1.0, float(pipe.hparams["epochs"]) * n_base / max(1, n))
+        hp: dict[str, Any] = {"epochs": max(1.0, float(pipe.hparams["epochs"]) * n_base / max(1, n))}
+        return hp | ({"min_steps": min_steps} if min_steps else {})
 
     def fit(train: list[Any]) -> Any:
         ds = defaultdict(lambda: train, dev=[])
         model, _ = refit(plan, spec, ds, ctx, make_trainer,
-                         epochs_for=same_updates if spec.family == "extraction" else None)
+                         hparams_for=same_updates if spec.family == "extraction" else None)
         return model
 
     return fit
@@ -394,8 +399,9 @@ def _kept(out: Path, sizes: Sizes, seed: int, skip: Sequence[str]) -> dict[str, 
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    if old.get("seed") != seed or old.get("sizes") != sizes.__dict__:
-        return {}
+    before = old.get("sizes") or {}
+    if old.get("seed") != seed or any(before[k] != v for k, v in sizes.__dict__.items() if k in before):
+        return {}  # (a field an older bench did not have yet is not held against it)
     return {s["scenario"]: s for s in old.get("scenarios", []) if s["scenario"] not in skip and "stages" in s}
 
 
