@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -149,14 +149,8 @@ def generate_stages(pool: Sequence[tuple[str, str]], labels: Sequence[str], *, r
     Raises:
         ValueError: the pool is too small for the stages asked for.
     """
-    if len(pool) < per_stage * len(rates):
-        raise ValueError(f"{len(pool)} unseen examples cannot fill {len(rates)} stages of {per_stage} logs")
-    rng = random.Random(seed)
-    order = list(range(len(pool)))
-    rng.shuffle(order)
-    attackers = rng.sample(list(labels), k=min(2, len(labels)))
-    sources = rng.sample([x for x in labels if x not in attackers], k=max(1, len(labels) // FLIPS_PER))
-    flips = {a: rng.choice([x for x in labels if x != a]) for a in sources}
+    rng, order, attackers, flips = plan(len(pool), labels, rates=rates, per_stage=per_stage, seed=seed,
+                                        flips_per=FLIPS_PER)
     by_label: dict[str, list[int]] = {a: [i for i in order if pool[i][1] == a] for a in flips}
     taken: set[int] = set()
     queue = iter(order)
@@ -175,18 +169,48 @@ def generate_stages(pool: Sequence[tuple[str, str]], labels: Sequence[str], *, r
         taken.add(i)
         return pool[i][0], pool[i][1], False
 
+    return play(rates, per_stage, rng, prefix, draw,
+                single=lambda item, fate, id_, s, ts: _one(item[0], item[1], fate, labels, attackers, rng, id_, s,
+                                                          ts, flip=flips[item[1]] if item[2] else None),
+                burst=lambda item, n, id_, s, ts: _burst(item[0], item[1], attackers, n, rng, id_, s, ts))
+
+
+def plan(n_pool: int, labels: Sequence[str], *, rates: Sequence[float], per_stage: int, seed: int,
+         flips_per: int) -> tuple[random.Random, list[int], list[str], dict[str, str]]:
+    """The seeded plan shared by every generator: the rng, the pool's order, two attacker labels
+    and the systematic flips (one source label per ``flips_per`` labels, each to a fixed other).
+
+    Raises:
+        ValueError: the pool is too small for the stages asked for.
+    """
+    if n_pool < per_stage * len(rates):
+        raise ValueError(f"{n_pool} unseen examples cannot fill {len(rates)} stages of {per_stage} logs")
+    rng = random.Random(seed)
+    order = list(range(n_pool))
+    rng.shuffle(order)
+    attackers = rng.sample(list(labels), k=min(2, len(labels)))
+    sources = rng.sample([x for x in labels if x not in attackers] or list(labels),
+                         k=max(1, len(labels) // flips_per))
+    flips = {a: rng.choice([x for x in labels if x != a]) for a in sources}
+    return rng, order, attackers, flips
+
+
+def play(rates: Sequence[float], per_stage: int, rng: random.Random, prefix: str,
+         draw: Callable[[str | None], Any], *, single: Callable[..., Log],
+         burst: Callable[..., list[Log]]) -> list[Stage]:
+    """The stages: shuffled units of each stage's poison rate, each drawn (``draw(fate)``), stamped
+    a few seconds after the last, and made into one log (``single``) or a burst of them."""
     stages, clock = [], START
     for s, rate in enumerate(rates, start=1):
         stage = Stage(s, rate)
         for fate, n in _units(int(round(rate * per_stage)), per_stage, rng):
-            text, label, flipped = draw(fate)
+            item = draw(fate)
             clock += dt.timedelta(seconds=rng.randint(2, 40))
             id_ = f"{prefix}-s{s}-{len(stage.logs):04d}"
             if fate == "burst":
-                stage.logs.extend(_burst(text, label, attackers, n, rng, id_, s, clock))
+                stage.logs.extend(burst(item, n, id_, s, clock))
             else:
-                stage.logs.append(_one(text, label, fate, labels, attackers, rng, id_, s, clock,
-                                       flip=flips[label] if flipped else None))
+                stage.logs.append(single(item, fate, id_, s, clock))
         stages.append(stage)
     return stages
 

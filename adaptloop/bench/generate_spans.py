@@ -28,13 +28,13 @@ from adaptloop.bench.generate import (
     FIXABLE_KINDS,
     GRAMMAR,
     PREAMBLES,
-    START,
     SYSTEMATIC,
     Log,
     Stage,
-    _units,
     contradiction,
     negation,
+    plan,
+    play,
 )
 from adaptloop.bench.generate import typo as word_typo
 
@@ -123,15 +123,9 @@ def generate_span_stages(pool: Sequence[tuple[str, Sequence[Span]]], types: Sequ
     Raises:
         ValueError: the pool is too small for the stages asked for.
     """
-    if len(pool) < per_stage * len(rates):
-        raise ValueError(f"{len(pool)} unseen examples cannot fill {len(rates)} stages of {per_stage} logs")
-    rng = random.Random(seed)
-    order = list(range(len(pool)))
-    rng.shuffle(order)
     types = sorted(types)
-    attackers = rng.sample(types, k=min(2, len(types)))
-    sources = rng.sample([t for t in types if t not in attackers] or types, k=max(1, len(types) // TYPE_FLIPS_PER))
-    flips = {a: rng.choice([t for t in types if t != a]) for a in sources}
+    rng, order, attackers, flips = plan(len(pool), types, rates=rates, per_stage=per_stage, seed=seed,
+                                        flips_per=TYPE_FLIPS_PER)
     taken: set[int] = set()
 
     def draw(fate: str | None) -> tuple[str, list[Span]]:
@@ -146,19 +140,9 @@ def generate_span_stages(pool: Sequence[tuple[str, Sequence[Span]]], types: Sequ
         taken.add(i)
         return pool[i][0], list(pool[i][1])
 
-    stages, clock = [], START
-    for s, rate in enumerate(rates, start=1):
-        stage = Stage(s, rate)
-        for fate, n in _units(int(round(rate * per_stage)), per_stage, rng):
-            text, spans = draw(fate)
-            clock += dt.timedelta(seconds=rng.randint(2, 40))
-            id_ = f"{prefix}-s{s}-{len(stage.logs):04d}"
-            if fate == "burst":
-                stage.logs.extend(_burst(text, spans, attackers, n, rng, id_, s, clock))
-            else:
-                stage.logs.append(_one(text, spans, fate, types, flips, attackers, rng, id_, s, clock))
-        stages.append(stage)
-    return stages
+    return play(rates, per_stage, rng, prefix, draw,
+                single=lambda item, fate, id_, s, ts: _one(*item, fate, types, flips, attackers, rng, id_, s, ts),
+                burst=lambda item, n, id_, s, ts: _burst(*item, attackers, n, rng, id_, s, ts))
 
 
 def _trace(id_: str, text: str, feedback: Sequence[Span], source: str, stage: int, ts: dt.datetime) -> dict[str, Any]:
