@@ -113,7 +113,7 @@ def type_conflicts(views: Sequence[SpanView], train: Sequence[tuple[str, Sequenc
                    embed: Callable[[list[str]], np.ndarray]) -> dict[int, str]:
     """View index → reason, for a corrected entity the model did not find as given and whose type a
     classifier of training mentions finds improbable (below ``TYPE_P_MIN``)."""
-    from sklearn.linear_model import LogisticRegression
+    from adaptloop.train.logreg import fit_logreg
 
     ref = [(text, sp) for text, spans in train for sp in spans]
     kinds = sorted({sp[2] for _, sp in ref})
@@ -122,8 +122,8 @@ def type_conflicts(views: Sequence[SpanView], train: Sequence[tuple[str, Sequenc
     if len(kinds) < 2 or not asked:
         return {}
     index = {k: j for j, k in enumerate(kinds)}
-    clf = LogisticRegression(C=TYPE_C, max_iter=2000).fit(_mention_features(ref, embed),
-                                                          [index[sp[2]] for _, sp in ref])
+    clf = fit_logreg(_mention_features(ref, embed), np.array([index[sp[2]] for _, sp in ref]), c=TYPE_C, seed=0,
+                     max_iter=2000)
     probs = clf.predict_proba(_mention_features([(views[i].text, sp) for i, sp in asked], embed))
     out: dict[int, str] = {}
     for (i, sp), p in zip(asked, probs):
