@@ -813,7 +813,9 @@ def adaptft(
     quick: QuickOpt = False,
     seed: SeedOpt = 0,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder for results.json, table.md, plot.html and "
-                                                        "each scenario's logs and workspace.")]
+                                                        "each scenario's logs and workspace. Scenarios an "
+                                                        "earlier run wrote here with the same seed and sizes, "
+                                                        "and not run this time, stay in the table.")]
     = Path("adaptft-results"),
     datasets: DatasetsOpt = None,
     as_json: JsonOpt = False,
@@ -847,7 +849,7 @@ def adaptft_generate(
     with answer files (the ground truth: poison or fixable, and the kind), without training anything."""
     from adaptloop.bench.adaptft import FULL, QUICK, SCENARIOS, default_datasets, generate, write_generated
 
-    names = scenarios or [n for n, sc in SCENARIOS.items() if sc.family == "classification"]
+    names = scenarios or list(SCENARIOS)
     unknown = [n for n in names if n not in SCENARIOS]
     if unknown:
         raise AdaptloopError(f"unknown scenario(s) {', '.join(unknown)}; choose from {', '.join(SCENARIOS)}")
