@@ -65,7 +65,7 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert new_failures(ws) > 20
 
     result = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
-    assert result.triage["poison"] >= 0.1 * len(rows)
+    assert result.triage["poison"] >= 0.08 * len(rows)  # of ~20% wrong labels, under a bag-of-words stand-in encoder
     assert result.poison.get("injection") == 1 and result.poison.get("burst") == 3
     assert result.taxonomy and result.taxonomy[0]["count"] >= 1
     assert result.curriculum["traces_train"] > 0 and result.curriculum["checkpoint_eval"] > 0
