@@ -253,11 +253,10 @@ class ImproveCycle:
         if len(stack) < 2 or len(trusted) < WATCHDOG_MIN:
             return None
         _, _, before = load_version(self.ws, f"v{stack[-2]}")
-        examples = trusted
-        now = score_rows(model, examples, progress=self.progress, what="watchdog: production")
-        old = score_rows(before, examples, progress=self.progress, what="watchdog: previous")
+        now = score_rows(model, trusted, progress=self.progress, what="watchdog: production")
+        old = score_rows(before, trusted, progress=self.progress, what="watchdog: previous")
         r = compare(spec, "fresh trusted traffic", old, now, epsilon=None, seed=self.ws.settings.train.seed)
-        verdict = (f"production v{stack[-1]} vs v{stack[-2]} on {len(examples)} fresh trusted traces: "
+        verdict = (f"production v{stack[-1]} vs v{stack[-2]} on {len(trusted)} fresh trusted traces: "
                    f"{r.candidate:.4f} vs {r.incumbent:.4f} (95% interval of the change "
                    f"[{r.ci_low:+.4f}, {r.ci_high:+.4f}])")
         if r.ci_high >= 0:
@@ -471,16 +470,19 @@ def _learnable(v: Verdict, text: str) -> Example:
 def _as_given(view: TraceView | SpanView) -> Example | None:
     """A trace with its feedback taken as given (None without one)."""
     if isinstance(view, SpanView):
-        return None if view.feedback is None else Example(text=view.text, label=strat_key(view.feedback),
-                                                          spans=view.feedback, source=f"trace:{view.id}")
-    return None if view.feedback_label is None else Example(text=view.text, label=view.feedback_label,
-                                                            source=f"trace:{view.id}")
+        return None if view.feedback is None else _trace_example(view.id, view.text, None, view.feedback)
+    return None if view.feedback_label is None else _trace_example(view.id, view.text, view.feedback_label)
 
 
 def _carried_example(spec: TaskSpec, id_: str, text: str, label: str | None, _triage: str,
                      spans: list[list[Any]] | None) -> Example:
-    if spec.family == "extraction":
-        got = tuple(tuple(sp) for sp in spans or ())
+    return _trace_example(id_, text, label, spans or () if spec.family == "extraction" else None)
+
+
+def _trace_example(id_: str, text: str, label: str | None, spans: Any = None) -> Example:
+    """A trace as an example: with its entities when ``spans`` is given, else with its label."""
+    if spans is not None:
+        got = tuple(tuple(sp) for sp in spans)
         return Example(text=text, label=strat_key(got), spans=got, source=f"trace:{id_}")
     return Example(text=text, label=label or "", source=f"trace:{id_}")
 

@@ -30,6 +30,7 @@ from adaptloop.diagnose.triage import (
     EVAL_DUP_SIM,
     TraceView,
     Verdict,
+    _unit,
     bursts,
     contradiction,
     injection,
@@ -102,11 +103,8 @@ def main_error(pred: Sequence[Span], gold: Sequence[Span]) -> str:
 
 def _mention_features(items: Sequence[tuple[str, Span]], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
     """A mention's words and its words in context, each embedded and unit-normalised, side by side."""
-    def unit(x: np.ndarray) -> np.ndarray:
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    return np.concatenate([unit(embed([mention(t, sp) for t, sp in items])),
-                           unit(embed([t[sp[0]:sp[1]] for t, sp in items]))], axis=1)
+    return np.concatenate([_unit(embed([mention(t, sp) for t, sp in items])),
+                           _unit(embed([t[sp[0]:sp[1]] for t, sp in items]))], axis=1)
 
 
 def type_conflicts(views: Sequence[SpanView], train: Sequence[tuple[str, Sequence[Span]]],
