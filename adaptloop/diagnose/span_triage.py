@@ -30,12 +30,12 @@ from adaptloop.diagnose.triage import (
     EVAL_DUP_SIM,
     TraceView,
     Verdict,
-    _unit,
     bursts,
     contradiction,
     injection,
     nearest,
     retraction,
+    unit_rows,
 )
 
 Span = tuple[int, int, str]
@@ -103,8 +103,8 @@ def main_error(pred: Sequence[Span], gold: Sequence[Span]) -> str:
 
 def _mention_features(items: Sequence[tuple[str, Span]], embed: Callable[[list[str]], np.ndarray]) -> np.ndarray:
     """A mention's words and its words in context, each embedded and unit-normalised, side by side."""
-    return np.concatenate([_unit(embed([mention(t, sp) for t, sp in items])),
-                           _unit(embed([t[sp[0]:sp[1]] for t, sp in items]))], axis=1)
+    return np.concatenate([unit_rows(embed([mention(t, sp) for t, sp in items])),
+                           unit_rows(embed([t[sp[0]:sp[1]] for t, sp in items]))], axis=1)
 
 
 def type_conflicts(views: Sequence[SpanView], train: Sequence[tuple[str, Sequence[Span]]],

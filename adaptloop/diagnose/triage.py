@@ -167,13 +167,14 @@ def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
     return out
 
 
-def _unit(x: np.ndarray) -> np.ndarray:
+def unit_rows(x: np.ndarray) -> np.ndarray:
+    """Each row scaled to unit length (an all-zero row stays zero)."""
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 def nearest(a: np.ndarray, b: np.ndarray, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
     """For each row of ``a``: the index of and cosine to its nearest row of ``b``."""
-    a, b = _unit(a), _unit(b)
+    a, b = unit_rows(a), unit_rows(b)
     idx, sim = np.zeros(len(a), dtype=int), np.zeros(len(a))
     for s in range(0, len(a), chunk):
         m = a[s:s + chunk] @ b.T
@@ -185,7 +186,7 @@ def nearest(a: np.ndarray, b: np.ndarray, *, chunk: int = 2048) -> tuple[np.ndar
 def drift_threshold(train_x: np.ndarray) -> float:
     """The cosine below which a point is farther from the training data than ~all training
     points are from each other (leave-one-out nearest neighbour, ``DRIFT_QUANTILE``)."""
-    x = _unit(train_x)
+    x = unit_rows(train_x)
     sims = []
     for s in range(0, len(x), 2048):
         m = x[s:s + 2048] @ x.T
@@ -351,7 +352,7 @@ def _knn_labels(x: np.ndarray, train_x: np.ndarray, train_labels: Sequence[str],
     """Label counts among the k nearest training examples of each row (empty without training data)."""
     if not len(train_x):
         return [Counter() for _ in range(len(x))]
-    a, b = _unit(x), _unit(train_x)
+    a, b = unit_rows(x), unit_rows(train_x)
     out: list[Counter] = []
     for s in range(0, len(a), 2048):
         top = np.argsort(-(a[s:s + 2048] @ b.T), axis=1)[:, :k]
