@@ -740,6 +740,9 @@ def _show_improve(r: dict[str, Any]) -> None:
                       f"[{s['ci_low']:+.4f}, {s['ci_high']:+.4f}], {len(s['broken'])} broken, {s['fixed']} fixed")
             for b in s["broken"][:5]:
                 out.print(f"      broke: {escape(b['text'][:70])!r} ({b['label']}: {b['was']} → {b['now']})")
+        if p := r["gate"].get("pooled"):
+            out.print(f"[bold]gate[/] {p['eval_set']} (n={p['n']}): {p['incumbent']:.4f} → {p['candidate']:.4f} "
+                      f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}] (noise rule only)")
     for s in r.get("checkpoint", []):
         out.print(f"[bold]new checkpoint[/] {s['eval_set']} (n={s['n']}, binding from the next cycle): "
                   f"{s['incumbent']:.4f} → {s['candidate']:.4f}, {s['broken']} broken, {s['fixed']} fixed")

@@ -128,10 +128,14 @@ def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
     snips, wnut = doc["scenarios"]
     assert len(snips["stages"]) == 3 and len(wnut["stages"]) == 3 and wnut["metric"] != "accuracy"
     for st in snips["stages"] + wnut["stages"]:
-        assert {"agent", "naive", "oracle"} <= set(st)
+        assert {"agent", "naive", "naive-latest", "oracle"} <= set(st)
         assert st["agent"]["decision"] in ("promoted", "refused", "no-op")
         assert 0 <= st["agent"]["triage"]["precision"] <= 1 and st["agent"]["triage"]["tp"] > 0
         assert st["naive"]["train"] > st["oracle"]["train"]  # naive also learns the poison
+        # naive-latest: the seed + this stage's logs only (every earlier stage's are dropped)
+        assert st["naive-latest"]["train"] == snips["seed_examples"] + TINY.per_stage if st in snips["stages"] \
+            else st["naive-latest"]["train"] <= st["naive"]["train"]
+    assert snips["stages"][-1]["naive-latest"]["train"] < snips["stages"][-1]["naive"]["train"]
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["summary"]["scenarios_run"] == 2 and saved["summary"] == summary(saved["scenarios"])
     table = (tmp_path / "table.md").read_text()

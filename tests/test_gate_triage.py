@@ -48,7 +48,8 @@ def test_gate_needs_every_eval_set_the_ratchet():
     good, bad = rows(gold, gold), rows(gold, ["a"] * 60)
     g = gate(SPEC, [("current", good, good), ("checkpoint-1", good, bad)], epsilon=2)
     assert not g.passed and g.sets[0].passed and not g.sets[1].passed
-    assert all("checkpoint-1" in r for r in g.reasons)
+    assert all("checkpoint-1" in r for s in g.sets for r in s.reasons)
+    assert not g.pooled.passed  # the two pooled: worse beyond noise too
     with pytest.raises(ValueError):
         compare(SPEC, "e", good, list(reversed(good)))
 
@@ -64,6 +65,37 @@ def test_a_fresh_checkpoint_binds_on_the_noise_rule_only():
     worse = rows(gold, gold[:100] + ["c"] * 100)
     g = gate(SPEC, [("current", current, current)], epsilon=2, fresh=[("fresh", inc, worse)])
     assert not g.passed and "worse beyond noise" in g.reasons[0]
+
+
+def test_the_noise_rule_also_binds_on_every_binding_set_pooled():
+    gold = ["a", "b"] * 20
+    inc = rows(gold, gold)
+    worse = rows(gold, ["c"] * 3 + gold[3:])  # 3 of 40 lost: within noise on one set
+    assert compare(SPEC, "one", inc, worse, epsilon=None).passed
+    sets = [(f"set-{k}", inc, worse) for k in range(4)]  # the same loss on 160 examples is not noise
+    g = gate(SPEC, sets, epsilon=10)
+    assert all(s.passed for s in g.sets) and not g.passed
+    assert g.pooled is not None and g.pooled.n == 160 and "pooled (4 binding sets)" in g.reasons[0]
+    assert g.to_dict()["pooled"]["n"] == 160
+    assert gate(SPEC, sets[:1], epsilon=10).pooled is None  # one set: nothing to pool
+    assert gate(SPEC, [(f"set-{k}", inc, inc) for k in range(4)], epsilon=0).passed
+
+
+def test_an_extraction_gate_counts_broken_entities_not_sentences():
+    spec = TaskSpec(name="ner", family="extraction", labels=("PER", "LOC"), primary_metric="f1", prompt="")
+    gold = [[0, 4, "PER"], [10, 15, "LOC"], [20, 24, "PER"]]
+    miss_first = [[0, 4, "LOC"], [10, 15, "LOC"], [20, 24, "PER"]]
+
+    def row(i, pred):
+        return {"id": str(i), "text": "Anna went Paris and Bert", "gold": gold, "pred": pred}
+
+    # the incumbent is never wholly right (a spurious span), so no sentence can break; entities do
+    inc = [row(i, gold + [[5, 9, "LOC"]]) for i in range(3)]
+    cand = [row(i, miss_first) for i in range(3)]
+    r = compare(spec, "e", inc, cand, epsilon=2)
+    assert len(r.broken) == 3 and r.fixed == 0 and "breaks 3 entities" in r.reasons[0]
+    assert r.broken[0]["label"] == [0, 4, "PER"] and r.broken[0]["now"] == [[0, 4, "LOC"]]
+    assert compare(spec, "e", cand, inc, epsilon=0).fixed == 3
 
 
 # -- traces ---------------------------------------------------------------------------------

@@ -9,6 +9,9 @@ the same logs:
   retrain, regression gate; it promotes or refuses);
 - **naive**: the base pipeline retrained on the seed set + all feedback so far, always
   promoted;
+- **naive-latest**: the base pipeline retrained on the seed set + the latest stage's feedback
+  only (the nightly retrain on the newest labelled traffic), always promoted — it meets each
+  stage's poison rate undiluted by earlier, cleaner stages;
 - **oracle**: the same pipeline on the seed set + only the truly fixable logs (true
   labels) — the ceiling.
 
@@ -35,7 +38,7 @@ from adaptloop.bench.generate import Stage, generate_stages
 from adaptloop.errors import DataError
 
 RATES = (0.15, 0.25, 0.40)
-METHODS = ("agent", "naive", "oracle")
+METHODS = ("agent", "naive", "naive-latest", "oracle")
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
 SEED_PER_TYPE = 5  # extraction seed sets hold at least this many mentions of every entity type
@@ -280,8 +283,11 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
                         "triage": _triage_quality(ws, stage.answers()), "imported": imported["new"],
                         "wall_s": round(time.monotonic() - t0, 1), "reason": result.reason[:300]}
         prev["agent"] = now
-        # naive: every feedback label so far; oracle: only the truly fixable logs, true labels
+        # naive: every feedback label so far; naive-latest: this stage's; oracle: only the truly fixable
+        # logs so far, true labels
+        latest = answers_so_far[-len(stage.logs):]
         for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
+                             ("naive-latest", [(a["text"], a["feedback"]) for a in latest]),
                              ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
             t0 = time.monotonic()
             model = fit(seed_ex + [_example(scenario, t, lab, method) for t, lab in rows

@@ -3,9 +3,14 @@
 For every frozen eval set the candidate must pass — the task's current one and every
 earlier checkpoint's (the ratchet) — two rules, both from the doctrine:
 
-1. it breaks at most ``epsilon`` examples (absolute count) that the incumbent got right;
+1. it breaks at most ``epsilon`` units (absolute count) that the incumbent got right. A unit
+   is an example for classification and a gold entity for extraction: a tagger at a modest
+   F1 gets few whole sentences right, so counting sentences would let it lose entities unseen;
 2. its primary metric is not worse beyond noise: the upper end of the paired bootstrap
    interval of (candidate − incumbent) must not be below zero.
+
+With two or more binding sets the noise rule also applies to all of them pooled: small sets
+each hide a drop that their union shows.
 
 Pure functions over per-example rows (``evaluate.rows.score_rows``); nothing here trains.
 """
@@ -32,6 +37,32 @@ def row_correct(row: dict[str, Any]) -> bool:
     return row["label"] == row["pred"]
 
 
+def broken_units(incumbent: Sequence[dict[str, Any]],
+                 candidate: Sequence[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """The units the incumbent got right and the candidate does not (id, text, label, was, now),
+    and how many units the candidate newly gets right. Classification: one unit per example;
+    extraction: one per gold entity (``label`` is ``[start, end, type]``; ``now`` lists the
+    candidate's spans that overlap it)."""
+    broken: list[dict[str, Any]] = []
+    fixed = 0
+    for i, c in zip(incumbent, candidate):
+        if "gold" not in c:
+            was, now = row_correct(i), row_correct(c)
+            if was and not now:
+                broken.append({"id": c["id"], "text": c["text"], "label": c["label"], "was": i["pred"],
+                               "now": c["pred"]})
+            fixed += now and not was
+            continue
+        gold = {tuple(g[:3]) for g in c["gold"]}
+        had = gold & {tuple(p[:3]) for p in i["pred"]}
+        has = gold & {tuple(p[:3]) for p in c["pred"]}
+        for s, e, t in sorted(had - has):
+            broken.append({"id": c["id"], "text": c["text"], "label": [s, e, t], "was": "found",
+                           "now": [list(p[:3]) for p in c["pred"] if p[0] < e and s < p[1]] or "missed"})
+        fixed += len(has - had)
+    return broken, fixed
+
+
 @dataclass(frozen=True)
 class SetResult:
     """Candidate vs incumbent on one frozen eval set."""
@@ -42,8 +73,8 @@ class SetResult:
     candidate: float
     ci_low: float  # paired bootstrap interval of candidate − incumbent
     ci_high: float
-    broken: list[dict[str, Any]]  # previously correct, now wrong: id, text, label, was, now
-    fixed: int  # previously wrong, now right
+    broken: list[dict[str, Any]]  # units previously right, now wrong: id, text, label, was, now
+    fixed: int  # units previously wrong, now right
     passed: bool
     reasons: list[str] = field(default_factory=list)
 
@@ -54,10 +85,11 @@ class GateResult:
     epsilon: int
     metric: str
     sets: list[SetResult]
+    pooled: SetResult | None = None  # the noise rule over every binding set at once (two or more)
 
     @property
     def reasons(self) -> list[str]:
-        return [r for s in self.sets for r in s.reasons]
+        return [r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
 
     @property
     def n_broken(self) -> int:
@@ -65,7 +97,8 @@ class GateResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric,
-                "n_broken": self.n_broken, "reasons": self.reasons, "sets": [asdict(s) for s in self.sets]}
+                "n_broken": self.n_broken, "reasons": self.reasons, "sets": [asdict(s) for s in self.sets],
+                "pooled": asdict(self.pooled) if self.pooled else None}
 
 
 def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candidate: Sequence[dict[str, Any]],
@@ -97,17 +130,14 @@ def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
     order (same example ids)."""
     if [r["id"] for r in incumbent] != [r["id"] for r in candidate]:
         raise ValueError("incumbent and candidate rows are not the same examples in the same order")
-    was = [row_correct(r) for r in incumbent]
-    now = [row_correct(r) for r in candidate]
-    broken = [{"id": c["id"], "text": c["text"], "label": c["label"], "was": i["pred"], "now": c["pred"]}
-              for i, c, w, k in zip(incumbent, candidate, was, now) if w and not k]
-    fixed = sum(1 for w, k in zip(was, now) if k and not w)
+    broken, fixed = broken_units(incumbent, candidate)
     inc = primary(metrics_of(spec, incumbent), spec.primary_metric) if incumbent else 0.0
     cand = primary(metrics_of(spec, candidate), spec.primary_metric) if candidate else 0.0
     lo, hi = paired_bootstrap(spec, incumbent, candidate, n_boot=n_boot, seed=seed)
     reasons = []
     if epsilon is not None and len(broken) > epsilon:
-        reasons.append(f"eval set {eval_set}: breaks {len(broken)} examples the incumbent got right "
+        unit = "entities" if spec.family == "extraction" else "examples"
+        reasons.append(f"eval set {eval_set}: breaks {len(broken)} {unit} the incumbent got right "
                        f"(allowed {epsilon})")
     if hi < 0:
         reasons.append(f"eval set {eval_set}: {spec.primary_metric} {cand:.4f} vs {inc:.4f}, worse beyond "
@@ -122,10 +152,15 @@ def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Seq
     """The gate over every eval set ``(id, incumbent rows, candidate rows)``: pass only if all pass.
 
     ``fresh`` sets (a checkpoint frozen in this very cycle, full of the incumbent's own failures)
-    bind on the noise rule only: the candidate must not be worse there beyond noise."""
+    bind on the noise rule only: the candidate must not be worse there beyond noise. Two or more
+    binding ``sets`` are also pooled for the noise rule."""
     results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed)
                for sid, inc, cand in sets]
     results += [compare(spec, sid, inc, cand, epsilon=None, n_boot=n_boot, seed=seed)
                 for sid, inc, cand in fresh]
-    return GateResult(passed=bool(results) and all(r.passed for r in results), epsilon=epsilon,
-                      metric=spec.primary_metric, sets=results)
+    pooled = None
+    if len(sets) >= 2:
+        pooled = compare(spec, f"pooled ({len(sets)} binding sets)", [r for _, inc, _ in sets for r in inc],
+                         [r for _, _, cand in sets for r in cand], epsilon=None, n_boot=n_boot, seed=seed)
+    return GateResult(passed=bool(results) and all(r.passed for r in results) and (pooled is None or pooled.passed),
+                      epsilon=epsilon, metric=spec.primary_metric, sets=results, pooled=pooled)
