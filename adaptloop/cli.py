@@ -797,7 +797,8 @@ app.add_typer(bench_app, name="bench")
 adaptft_app = typer.Typer(cls=_Group, invoke_without_command=True, no_args_is_help=False,
                           help="AdaptFT-Bench: per scenario, a base model on a small seed set, then 3 stages of "
                                "synthetic logs (poison 15% → 25% → 40%) played by the agent (improve), naive "
-                               "retraining and a clean oracle.")
+                               "retraining (on all feedback so far, and on the latest stage's only) and a clean "
+                               "oracle.")
 bench_app.add_typer(adaptft_app, name="adaptft")
 ScenariosOpt = Annotated[list[str] | None, typer.Option(
     "--scenarios", "-s", help="Scenario names (repeat the option) [default: all]: banking77, clinc150, snips, "
