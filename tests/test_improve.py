@@ -179,3 +179,28 @@ def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_trai
     with pytest.raises(NotFoundError, match="no earlier version"):
         registry.rollback(ws.store)
     assert [e.event for e in registry.events(ws.store)][-1] == "rolled_back"
+
+
+class ScramblingTrainer(FakeTrainer):
+    """Learns every class under its neighbour's name: a candidate worse than production everywhere."""
+
+    def fit(self, spec, pipeline, train, dev, ctx):
+        import dataclasses
+
+        shift = dict(zip(spec.labels, spec.labels[1:] + spec.labels[:1]))
+        return super().fit(spec, pipeline, [dataclasses.replace(e, label=shift[e.label]) for e in train], dev, ctx)
+
+
+def test_a_candidate_that_scores_below_production_on_dev_is_refused_before_the_gate(ws, tmp_path, banking_train):
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+               "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    v1 = registry.alias_target(ws.store, "production")
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 40, offset=12),
+                                                                      wrong=0.0))))
+    ws.settings.improve.min_failures = 1
+    result = ImproveCycle(ws, 60, make_trainer=lambda s: ScramblingTrainer(), embed_fn=fake_embed).run()
+    assert result.decision == "refused" and result.gate is None and result.candidate is not None
+    assert "dev split" in result.reason and "never trained on" in result.reason
+    assert registry.alias_target(ws.store, "production") == v1
+    duel = ws.store.all(select(Decision).where(Decision.run_id == result.run_id, Decision.kind == "refused"))
+    assert duel and duel[0].data["dev_duel"]["incumbent"] > duel[0].data["dev_duel"]["candidate"]

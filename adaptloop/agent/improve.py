@@ -10,7 +10,11 @@
    for the top pattern clusters, and a replay of the parent's training data.
 4. The cold-start search machinery retrains from the base model on it (smaller budget), and
    registers its winner as ``candidate``.
-5. The regression gate (``evaluate.gate``) compares candidate and incumbent on every frozen
+5. Production competes with the candidate on this cycle's dev rows it never trained on (the
+   data that selected the candidate): a candidate that scores lower there is refused before
+   the gate. Frozen eval sets can be too small to see a drop (a tagger's holds a few dozen
+   entities), dev is this cycle's fresh traffic and free.
+6. The regression gate (``evaluate.gate``) compares candidate and incumbent on every frozen
    eval set of the task (the ratchet); ``production`` moves only when it passes.
 """
 
@@ -38,7 +42,7 @@ from adaptloop.diagnose.span_triage import SpanVerdict, SpanView, span_triage
 from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
 from adaptloop.diagnose.triage import TraceView, Verdict, triage
 from adaptloop.errors import DataError, NotFoundError
-from adaptloop.evaluate.gate import GateResult, compare, gate
+from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.evaluate.predict import load_version
 from adaptloop.evaluate.rows import predict_chunked, score_rows
 from adaptloop.search.executor import Executor
@@ -195,6 +199,15 @@ class ImproveCycle:
                                                       reason=f"no candidate: {result.stop_reason}"))
         cand = store.get(ModelVersionRow, result.version)
         candidate = load_trained(ws.artifacts.path(cand.artifact))
+        duel = self._dev_duel(run, spec, model, candidate, parent_train + parent_dev)
+        if duel is not None and duel.candidate < duel.incumbent:
+            reason = (f"refused: production v{mv.id} scores higher than v{cand.id} on this cycle's dev split "
+                      f"({duel.n} rows production never trained on): {spec.primary_metric} {duel.incumbent:.4f} "
+                      f"vs {duel.candidate:.4f}; the candidate is not better even on the data that selected it")
+            registry.record(store, cand.id, "refused", reason)
+            store.decide(run.id, "refused", reason, candidate=cand.id, incumbent=mv.id, dev_duel=asdict(duel))
+            return self._close(run, t0, ImproveResult(**base, decision="refused", reason=reason,
+                                                      candidate=f"v{cand.id}"))
         # binding: the eval sets that existed before this cycle (the current one and every earlier
         # checkpoint's), both rules; this cycle's checkpoint set binds on the noise rule only (it holds
         # the incumbent's own failures) and on both from the next cycle
@@ -430,6 +443,20 @@ class ImproveCycle:
                                reason=f"blend of v{cand.id} (weight {w}) with the incumbent")
         how = f"weight {w}: dev accuracy {acc:.4f}, {broken} dev examples broken vs the incumbent"
         return mv, load_trained(self.ws.artifacts.path(address)), how
+
+    def _dev_duel(self, run: Run, spec: TaskSpec, incumbent: Any, candidate: Any,
+                  seen: list[Example]) -> SetResult | None:
+        """Production and the candidate on this cycle's dev rows whose text production's own train
+        and dev data lack (it was trained or selected on those); None when no row is left."""
+        known = {e.text for e in seen}
+        dev = [e for e in _examples(self.ws, self.ws.store.get(Run, run.id).state["datasets"]["dev"])
+               if e.text not in known]
+        if not dev:
+            return None
+        return compare(spec, "this cycle's dev split",
+                       score_rows(incumbent, dev, progress=self.progress, what="dev: production"),
+                       score_rows(candidate, dev, progress=self.progress, what="dev: candidate"),
+                       epsilon=None, seed=self.ws.settings.train.seed)
 
     def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any, eval_sets: list[tuple[str, list[Example]]],
               fresh: list[tuple[str, list[Example]]] = ()) -> GateResult:

@@ -128,5 +128,5 @@ def plot_html(doc: Mapping[str, Any]) -> str:
 
 def _caption(doc: Mapping[str, Any]) -> str:
     return (f"seed {doc['seed']}, poison " + " → ".join(f"{r:.0%}" for r in doc["rates"])
-            + " per stage; agent = improve per stage, naive = retrain on the seed + all feedback so far, naive-latest = on the seed + the latest stage's feedback, "
-            "oracle = only the fixable logs")
+            + " per stage; agent = improve per stage, naive = retrain on the seed + all feedback so far, "
+            "naive-latest = on the seed + the latest stage's feedback, oracle = only the fixable logs")
