@@ -289,6 +289,9 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
         for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
                              ("naive-latest", [(a["text"], a["feedback"]) for a in latest]),
                              ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
+            if method == "naive-latest" and len(latest) == len(answers_so_far):  # stage 1: naive's very data
+                row[method], prev[method] = dict(row["naive"], wall_s=0.0), prev["naive"]
+                continue
             t0 = time.monotonic()
             model = fit(seed_ex + [_example(scenario, t, lab, method) for t, lab in rows
                                    if _known(scenario, lab, spec.labels)])
