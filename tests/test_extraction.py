@@ -22,7 +22,7 @@ from adaptloop.data.spans import (
 )
 from adaptloop.diagnose.entities import diagnose_entities, entity_errors
 from adaptloop.errors import DataError, LabelError
-from adaptloop.evaluate.entities import entity_metrics
+from adaptloop.evaluate.entities import entity_counts, entity_metrics, micro_f1
 from adaptloop.train.span_threshold import tune_thresholds
 from adaptloop.types import Example
 
@@ -136,6 +136,42 @@ def test_entity_metrics_are_exact_span_matches():
     assert m["f1"] == pytest.approx(2 * 0.4 * 0.5 / 0.9)
     assert m["per_type"]["LOC"]["precision"] == pytest.approx(0.5) and m["per_type"]["ORG"]["support"] == 0
     assert entity_metrics(texts, gold, gold)["f1"] == 1.0
+
+
+def _random_rows(rng: np.random.Generator, n: int) -> tuple[list[str], list[list], list[list]]:
+    """Texts of 5 words with random gold and predicted spans (exact, shifted, retyped, spurious)."""
+    words = ["Ann", "met", "Bob", "in", "Oslo"]
+    starts = [0, 4, 8, 11, 14]
+    texts, gold, pred = [], [], []
+    for _ in range(n):
+        g = [(starts[i], starts[i] + len(words[i]), str(rng.choice(["PER", "LOC"])))
+             for i in range(5) if rng.random() < 0.3]
+        p = []
+        for s, e, t in g:
+            roll = rng.random()
+            if roll < 0.5:
+                p.append((s, e, t))
+            elif roll < 0.7:
+                p.append((s, e, "ORG"))
+            elif roll < 0.8:
+                p.append((s, e - 1, t))
+        if rng.random() < 0.2 and not g:
+            p.append((4, 7, "PER"))
+        texts.append(" ".join(words))
+        gold.append(g)
+        pred.append(p)
+    return texts, gold, pred
+
+
+def test_entity_counts_sum_to_seqeval_micro_f1_on_any_subset():
+    rng = np.random.default_rng(0)
+    texts, gold, pred = _random_rows(rng, 60)
+    counts = entity_counts(texts, gold, pred)
+    for _ in range(20):
+        ix = rng.integers(0, 60, size=int(rng.integers(1, 60)))
+        want = entity_metrics([texts[i] for i in ix], [gold[i] for i in ix], [pred[i] for i in ix])["f1"]
+        assert micro_f1(counts[ix].sum(axis=0)) == pytest.approx(want)
+    assert micro_f1(np.zeros(3, dtype=int)) == 1.0  # nothing to find, nothing found
 
 
 def test_alignment_and_windowing_round_trip_on_real_data():

@@ -43,6 +43,29 @@ def test_gate_refuses_a_candidate_worse_beyond_noise_and_passes_a_tie():
     assert compare(SPEC, "e", inc, rows(gold, gold), epsilon=0).passed
 
 
+def test_the_extraction_bootstrap_sums_row_counts_and_matches_recomputing_the_metric():
+    from adaptloop.evaluate.metrics import primary
+    from adaptloop.evaluate.rows import metrics_of
+
+    spec = TaskSpec(name="t", family="extraction", labels=("PER", "LOC"), primary_metric="f1", prompt="")
+    rng = np.random.default_rng(1)
+    inc, cand = [], []
+    for i in range(80):
+        gold = [[0, 3, "PER"]] if i % 3 else [[0, 3, "PER"], [8, 12, "LOC"]]
+        inc.append({"id": str(i), "text": "Ann in big Oslo", "gold": gold,
+                    "pred": [list(sp) + [0.9] for sp in gold if rng.random() < 0.8]})
+        cand.append({"id": str(i), "text": "Ann in big Oslo", "gold": gold,
+                     "pred": [list(sp) + [0.9] for sp in gold if rng.random() < 0.6]})
+    lo, hi = paired_bootstrap(spec, inc, cand, n_boot=200, seed=3)
+    idx = np.random.default_rng(3).integers(0, 80, size=(200, 80))
+    def f1(rows):
+        return primary(metrics_of(spec, rows), "f1")
+
+    slow = [f1([cand[i] for i in ix]) - f1([inc[i] for i in ix]) for ix in idx]
+    assert (lo, hi) == pytest.approx(tuple(np.quantile(slow, [0.025, 0.975])))
+    assert hi < 0  # the candidate finds fewer entities: worse beyond noise
+
+
 def test_gate_needs_every_eval_set_the_ratchet():
     gold = ["a", "b", "c"] * 20
     good, bad = rows(gold, gold), rows(gold, ["a"] * 60)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 from seqeval.metrics import classification_report
+from seqeval.metrics.sequence_labeling import get_entities
 
 from adaptloop.data.spans import Span, spans_to_tags
 
@@ -29,16 +31,7 @@ def entity_metrics(texts: Sequence[str], gold: Sequence[Sequence[Span]], pred: S
         ``token_f1`` is a lenient word-level score (each word's entity type, boundaries ignored),
         reported beside the strict entity F1, never instead of it.
     """
-    if not len(texts) == len(gold) == len(pred):
-        raise ValueError(f"{len(texts)} texts, {len(gold)} gold rows, {len(pred)} predicted rows")
-    y_true, y_pred = [], []
-    for text, g, p in zip(texts, gold, pred):
-        g3 = [tuple(s[:3]) for s in g]
-        p3 = [tuple(s[:3]) for s in p]
-        _, t = spans_to_tags(text, g3, also=p3)
-        _, q = spans_to_tags(text, p3, also=g3)
-        y_true.append(t)
-        y_pred.append(q)
+    y_true, y_pred = _tags(texts, gold, pred)
     # word-level (presidio-evaluator style): each word unit's type, B/I ignored, O words skipped
     pairs = [(a[2:] if a != "O" else "O", b[2:] if b != "O" else "O")
              for t, q in zip(y_true, y_pred) for a, b in zip(t, q)]
@@ -66,3 +59,38 @@ def entity_metrics(texts: Sequence[str], gold: Sequence[Sequence[Span]], pred: S
         "token_f1": 2 * tok_p * tok_r / (tok_p + tok_r) if tok_p + tok_r else 0.0,
         "per_type": per,
     }
+
+
+def _tags(texts: Sequence[str], gold: Sequence[Sequence[Span]],
+          pred: Sequence[Sequence[Span]]) -> tuple[list[list[str]], list[list[str]]]:
+    """IOB2 tags of gold and predicted spans over the same word units, per text."""
+    if not len(texts) == len(gold) == len(pred):
+        raise ValueError(f"{len(texts)} texts, {len(gold)} gold rows, {len(pred)} predicted rows")
+    y_true, y_pred = [], []
+    for text, g, p in zip(texts, gold, pred):
+        g3 = [tuple(s[:3]) for s in g]
+        p3 = [tuple(s[:3]) for s in p]
+        y_true.append(spans_to_tags(text, g3, also=p3)[1])
+        y_pred.append(spans_to_tags(text, p3, also=g3)[1])
+    return y_true, y_pred
+
+
+def entity_counts(texts: Sequence[str], gold: Sequence[Sequence[Span]],
+                  pred: Sequence[Sequence[Span]]) -> np.ndarray:
+    """Per text: (exact matches, predicted entities, gold entities) as seqeval counts them, shape
+    (n, 3). Summed over any subset of rows they give that subset's micro F1 (``micro_f1``), so a
+    bootstrap resamples rows without re-tagging them."""
+    y_true, y_pred = _tags(texts, gold, pred)
+    out = np.zeros((len(y_true), 3), dtype=np.int64)
+    for i, (t, q) in enumerate(zip(y_true, y_pred)):
+        true, got = set(get_entities(t)), set(get_entities(q))
+        out[i] = (len(true & got), len(got), len(true))
+    return out
+
+
+def micro_f1(counts: np.ndarray) -> np.ndarray:
+    """Micro entity F1 from summed ``entity_counts`` (last axis: matches, predicted, gold); 1.0 where
+    there is nothing to find and nothing was found, as ``entity_metrics`` has it."""
+    tp, n_pred, n_gold = counts[..., 0], counts[..., 1], counts[..., 2]
+    total = n_pred + n_gold
+    return np.where(total > 0, 2 * tp / np.maximum(total, 1), 1.0)

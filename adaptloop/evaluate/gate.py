@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from adaptloop.evaluate.entities import entity_counts, micro_f1
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.types import TaskSpec
@@ -104,7 +105,8 @@ class GateResult:
 def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candidate: Sequence[dict[str, Any]],
                      *, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
     """The (alpha/2, 1 − alpha/2) interval of metric(candidate) − metric(incumbent) over the same
-    resampled examples. Accuracy is vectorised; other metrics are recomputed per resample."""
+    resampled examples. Accuracy and entity micro F1 are vectorised (per-row counts, summed per
+    resample); other metrics are recomputed per resample."""
     n = len(incumbent)
     if n == 0:
         return 0.0, 0.0
@@ -114,6 +116,10 @@ def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candid
         diff = (np.array([row_correct(r) for r in candidate], dtype=float)
                 - np.array([row_correct(r) for r in incumbent], dtype=float))
         deltas = diff[idx].mean(axis=1)
+    elif spec.primary_metric == "f1" and spec.family == "extraction":
+        counts = [entity_counts([r["text"] for r in rows], [r["gold"] for r in rows], [r["pred"] for r in rows])
+                  for rows in (candidate, incumbent)]
+        deltas = micro_f1(counts[0][idx].sum(axis=1)) - micro_f1(counts[1][idx].sum(axis=1))
     else:
         n_boot = min(n_boot, 300)  # a full metric per resample: keep it to seconds
         deltas = np.array([primary(metrics_of(spec, [candidate[i] for i in ix]), spec.primary_metric)
