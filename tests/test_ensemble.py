@@ -30,3 +30,24 @@ def test_ensemble_is_no_worse_than_its_best_member_on_dev(tmp_path):
     again = load_trained(tmp_path / "ens")
     texts = [e.text for e in dev]
     np.testing.assert_allclose(model.predict_proba(texts), again.predict_proba(texts))
+
+
+def test_frozen_classifiers_in_a_saved_ensemble_embed_through_a_shared_cache(tmp_path):
+    """Evaluation loads models with the workspace's embedding cache: a frozen classifier (also as an
+    ensemble member or a thresholded base) then never loads its encoder for texts already embedded."""
+    from adaptloop.train.classifier import EncoderClassifier
+    from adaptloop.train.encoder import EmbeddingCache
+    from adaptloop.train.ensemble import EnsembleModel
+    from adaptloop.train.threshold import ThresholdModel
+
+    enc = "no-such/encoder"  # loading it would raise: every vector must come from the cache
+    cache = EmbeddingCache()
+    texts = ["left", "right"]
+    for t, v in zip(texts, np.eye(2, dtype=np.float32)):
+        cache._rows[(enc, cache._key(t))] = v
+    head = EncoderClassifier(["a", "b"], enc, np.eye(2) * 5, np.zeros(2))
+    model = EnsembleModel([head, ThresholdModel(EncoderClassifier(["a", "b"], enc, np.eye(2) * 5, np.zeros(2)),
+                                                np.zeros(2))], [0.5, 0.5])
+    model.save(tmp_path / "m")
+    probs = load_trained(tmp_path / "m", embeddings=cache).predict_proba(texts)
+    assert probs.argmax(axis=1).tolist() == [0, 1]

@@ -302,7 +302,7 @@ class ColdStart:
                       and n.pipeline["hparams"].get("of") == selected.name]
             best = refits[-1] if refits else selected
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(run.state["eval_artifact"]))
-            model = load_trained(ws.artifacts.path(best.model_artifact))
+            model = load_trained(ws.artifacts.path(best.model_artifact), embeddings=embedding_cache(ws.root))
             rows = score_rows(model, eval_set.examples, progress=self.progress,
                               what="score winner on eval set")
             m = metrics_of(spec, rows)
@@ -335,7 +335,7 @@ class ColdStart:
                       "dev": selected.dev_metrics,
                       "eval": scalars(m)}
             if refits:  # for the record: the dev-selected original on the same eval set
-                orig = load_trained(ws.artifacts.path(selected.model_artifact))
+                orig = load_trained(ws.artifacts.path(selected.model_artifact), embeddings=embedding_cache(ws.root))
                 om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,
                                                  what="score original on eval set"))
                 store.update(Node, selected.id, eval_metrics=om)

@@ -45,7 +45,7 @@ from adaptloop.errors import DataError, NotFoundError
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.evaluate.predict import load_version
 from adaptloop.evaluate.rows import predict_chunked, score_rows
-from adaptloop.search.executor import Executor
+from adaptloop.search.executor import Executor, embedding_cache
 from adaptloop.store import registry
 from adaptloop.store.db import EvalSetRow, ModelVersionRow, Quarantine, Removal, Run, TraceRow, TraceUse, utcnow
 from adaptloop.train import Trainer, load_trained, trainer_for
@@ -118,7 +118,7 @@ class ImproveCycle:
     def run(self) -> ImproveResult:
         t0 = time.monotonic()
         ws, store = self.ws, self.ws.store
-        mv, spec, model = load_version(ws, "production")
+        mv, spec, model = load_version(ws, "production", cached=True)
         if spec.family not in ("classification", "extraction"):
             raise DataError(f"improve supports classification and extraction tasks so far; production model "
                             f"v{mv.id} is {spec.family} (its traces are still recorded and shown by "
@@ -198,7 +198,7 @@ class ImproveCycle:
             return self._close(run, t0, ImproveResult(**base, decision="refused",
                                                       reason=f"no candidate: {result.stop_reason}"))
         cand = store.get(ModelVersionRow, result.version)
-        candidate = load_trained(ws.artifacts.path(cand.artifact))
+        candidate = load_trained(ws.artifacts.path(cand.artifact), embeddings=embedding_cache(ws.root))
         duel = self._dev_duel(run, spec, model, candidate, parent_train + parent_dev)
         if duel is not None and duel.candidate < duel.incumbent:
             reason = (f"refused: production v{mv.id} scores higher than v{cand.id} on this cycle's dev split "
@@ -265,7 +265,7 @@ class ImproveCycle:
         stack = registry.production_stack(self.ws.store)
         if len(stack) < 2 or len(trusted) < WATCHDOG_MIN:
             return None
-        _, _, before = load_version(self.ws, f"v{stack[-2]}")
+        _, _, before = load_version(self.ws, f"v{stack[-2]}", cached=True)
         now = score_rows(model, trusted, progress=self.progress, what="watchdog: production")
         old = score_rows(before, trusted, progress=self.progress, what="watchdog: previous")
         r = compare(spec, "fresh trusted traffic", old, now, epsilon=None, seed=self.ws.settings.train.seed)
@@ -277,7 +277,7 @@ class ImproveCycle:
             return None
         registry.rollback(self.ws.store, reason="watchdog: " + verdict + ", worse beyond noise")
         self.ws.store.decide(run.id, "rolled_back", verdict + ": worse beyond noise, rolled back")
-        mv, spec, model = load_version(self.ws, "production")
+        mv, spec, model = load_version(self.ws, "production", cached=True)
         self.ws.store.update(Run, run.id, eval_set_id=self.ws.store.get(Run, mv.lineage["run_id"]).eval_set_id)
         return mv, spec, model
 
@@ -442,7 +442,7 @@ class ImproveCycle:
                                        self.ws.store, "production"), "weight": w}},
                                reason=f"blend of v{cand.id} (weight {w}) with the incumbent")
         how = f"weight {w}: dev accuracy {acc:.4f}, {broken} dev examples broken vs the incumbent"
-        return mv, load_trained(self.ws.artifacts.path(address)), how
+        return mv, load_trained(self.ws.artifacts.path(address), embeddings=embedding_cache(self.ws.root)), how
 
     def _dev_duel(self, run: Run, spec: TaskSpec, incumbent: Any, candidate: Any,
                   seen: list[Example]) -> SetResult | None:

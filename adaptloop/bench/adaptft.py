@@ -256,7 +256,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
                       progress=progress, make_trainer=make_trainer, embed_fn=embed_fn)
     if cold.version is None:
         raise DataError(f"scenario {scenario.name}: the cold start promoted nothing ({cold.stop_reason})")
-    _, spec, base = load_version(ws, "production")
+    _, spec, base = load_version(ws, "production", cached=True)
     gold = "spans" if scenario.family == "extraction" else "label"
     test = [_example(scenario, r["text"], r[gold]) for r in g.test_rows]
     seed_ex = [_example(scenario, r["text"], r[gold], "seed") for r in g.seed_rows]
@@ -276,7 +276,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
         imported = import_traces(ws, files[f"stage{stage.number}"])
         result = ImproveCycle(ws, improve_s, progress=progress, make_trainer=make_trainer,
                               embed_fn=None if embed_fn == "encoder" else embed_fn).run()
-        _, _, model = load_version(ws, "production")
+        _, _, model = load_version(ws, "production", cached=True)
         now = score(model)
         row["agent"] = {**_compare(prev["agent"], now), "decision": result.decision,
                         "rolled_back": result.rolled_back,

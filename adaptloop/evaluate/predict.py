@@ -17,10 +17,19 @@ from adaptloop.types import TaskSpec
 from adaptloop.workspace import Workspace
 
 
-def load_version(ws: Workspace, ref: str | None) -> tuple[ModelVersionRow, TaskSpec, TrainedModel]:
+def load_version(ws: Workspace, ref: str | None, *, cached: bool = False) -> tuple[ModelVersionRow, TaskSpec,
+                                                                                TrainedModel]:
+    """A model version, its task spec and the loaded model; ``cached``: frozen-encoder classifiers
+    embed through the workspace's embedding cache (for evaluation, not serving)."""
     mv = registry.resolve(ws.store, ref)
     spec = TaskSpec.from_dict(ws.store.get(Task, mv.task_id).spec)
-    return mv, spec, load_trained(ws.artifacts.path(mv.artifact))
+    return mv, spec, load_trained(ws.artifacts.path(mv.artifact), embeddings=_cache(ws) if cached else None)
+
+
+def _cache(ws: Workspace) -> Any:
+    from adaptloop.search.executor import embedding_cache
+
+    return embedding_cache(ws.root)
 
 
 def evaluate_generation(spec: TaskSpec, model, path: str | Path, *, limit: int = 0, batch_size: int = 16,

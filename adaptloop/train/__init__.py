@@ -38,8 +38,18 @@ def trainer_for(strategy: str) -> Trainer:
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 
-def load_trained(folder) -> TrainedModel:
-    """Reload any saved model (real or the test fake) from its folder."""
+def load_trained(folder, *, embeddings=None) -> TrainedModel:
+    """Reload any saved model (real or the test fake) from its folder; frozen-encoder classifiers in
+    it embed through ``embeddings`` (an ``EmbeddingCache``) when given (``share_embeddings``)."""
+    model = _load(folder)
+    if embeddings is not None:
+        from adaptloop.train.classifier import share_embeddings
+
+        share_embeddings(model, embeddings)
+    return model
+
+
+def _load(folder) -> TrainedModel:
     import json
     from pathlib import Path
 

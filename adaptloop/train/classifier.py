@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from adaptloop.errors import DataError
-from adaptloop.train.encoder import embed, load_base
+from adaptloop.train.encoder import EmbeddingCache, embed, load_base
 
 MODEL_FILE = "adaptloop_model.json"
 
@@ -46,6 +46,7 @@ class EncoderClassifier:
         self.bias = np.asarray(bias, dtype=np.float32)
         self.encoder = encoder
         self.tokenizer = tokenizer
+        self.embeddings: EmbeddingCache | None = None  # see ``share_embeddings``
 
     def _modules(self):
         if self.encoder is not None:
@@ -53,6 +54,8 @@ class EncoderClassifier:
         return load_base(self.encoder_name)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.encoder is None and self.embeddings is not None:
+            return self.embeddings.get(self.encoder_name, list(texts))
         tok, model = self._modules()
         return embed(tok, model, list(texts))
 
@@ -78,6 +81,21 @@ class EncoderClassifier:
             self.encoder.save_pretrained(folder / "encoder", safe_serialization=True)
             self.tokenizer.save_pretrained(folder / "encoder")  # type: ignore[attr-defined]
         (folder / MODEL_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
+
+
+def share_embeddings(model: object, cache: EmbeddingCache | None) -> object:
+    """Let every frozen-encoder classifier inside ``model`` (ensemble members, a thresholded base)
+    embed through ``cache``: an evaluation that scores several models on the same texts, or the
+    same eval set cycle after cycle, embeds each text once. Not for serving, where every request
+    is a new text. Returns ``model``."""
+    if cache is None:
+        return model
+    if isinstance(model, EncoderClassifier) and model.encoder is None:
+        model.embeddings = cache
+    for inner in [*getattr(model, "members", ()), getattr(model, "base", None)]:
+        if inner is not None:
+            share_embeddings(inner, cache)
+    return model
 
 
 def load_model(folder: Path) -> EncoderClassifier:

@@ -62,6 +62,8 @@ class FrozenEncoderTrainer:
         assert best is not None
         weight, bias = full_head(best[2], len(spec.labels))
         model = EncoderClassifier(spec.labels, pipeline.encoder, weight, bias)
+        if isinstance(ctx.embeddings, EmbeddingCache):
+            model.embeddings = ctx.embeddings  # scoring it reuses the vectors its fit embedded
         return model, NodeResult(dev_metrics={"accuracy": best[0]},
                                  train_seconds=time.monotonic() - t0, curve=curve,
                                  notes=f"C={best[1]}", chosen={"C": best[1]})
