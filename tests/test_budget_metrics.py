@@ -30,3 +30,38 @@ def test_metrics_with_out_of_scope():
     assert m["in_scope_accuracy"] == pytest.approx(2 / 3)
     assert m["oos_recall"] == pytest.approx(0.5)
     assert m["per_class"]["b"] == {"precision": 1.0, "recall": 1.0, "f1": 1.0, "support": 1}
+
+
+def test_epochs_a_deadline_cut_do_not_shrink_the_next_cycle_s_plan():
+    """A fit the deadline cut short says so; a refit in the same cycle repeats its epochs, a later
+    cycle (a new budget) starts again from the requested ones."""
+    import time
+
+    import torch
+
+    from adaptloop.agent.refit import settled_pipeline
+    from adaptloop.store.db import Node
+    from adaptloop.train.base import FitContext
+    from adaptloop.train.loop import UpdatePlan
+
+    def plan(seconds: float) -> UpdatePlan:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)  # (the first one imports for a while)
+        return UpdatePlan(opt, total=100, steps_per_epoch=20, eval_every=10**9,
+                          ctx=FitContext(deadline=time.monotonic() + seconds), warmup=0.1, patience=2)
+
+    cut = plan(1.0)
+    while not cut.done():
+        time.sleep(0.02)
+        cut.updated(0.0)
+    assert cut.total < 100 and cut.chosen()["cut_by_deadline"]
+    full = plan(float("inf"))
+    while not full.done():
+        full.updated(0.0)
+    assert full.chosen() == {"epochs": 5.0, "planned_steps": 100, "steps_run": 100, "cut_by_deadline": False}
+
+    pipe = {"recipe": "raw", "strategy": "tagger", "encoder": "e", "hparams": {"epochs": 5.0}, "seed": 0}
+    node = Node(name="n", pipeline=pipe, chosen=cut.chosen())
+    assert settled_pipeline(node).hparams["epochs"] == cut.chosen()["epochs"] < 5.0  # the same cycle's refit
+    assert settled_pipeline(node, new_budget=True).hparams["epochs"] == 5.0  # a later cycle
+    settled = Node(name="n", pipeline=pipe, chosen={"epochs": 2.0, "cut_by_deadline": False})  # early stopping
+    assert settled_pipeline(settled, new_budget=True).hparams["epochs"] == 2.0

@@ -248,7 +248,7 @@ class ImproveCycle:
         if plan is None:
             return []
         node = max(plan.members, key=lambda m: m[1])[0]  # an ensemble: its heaviest member
-        pipe = settled_pipeline(node)
+        pipe = settled_pipeline(node, new_budget=True)
         if pipe.strategy == "frozen" and pipe.recipe == "raw":
             return []  # the policy's own baseline
         return [Proposal(name="incumbent-recipe", parent=None, move="baseline", kind="baseline",

@@ -46,7 +46,7 @@ class UpdatePlan:
                  ctx: FitContext, warmup: float, patience: int, min_gap: int = 0, floor: float = -math.inf,
                  eval_seconds: Callable[[float], float] = lambda per_step: 0.0, reserve_evals: int = 3,
                  score_key: str = "dev_accuracy") -> None:
-        self.total = max(1, total)
+        self.total = self.requested = max(1, total)
         self.steps_per_epoch = steps_per_epoch
         self.eval_every = eval_every
         self.ctx = ctx
@@ -130,10 +130,13 @@ class UpdatePlan:
         return bool(self.stop)
 
     def chosen(self) -> dict[str, Any]:
-        """Epochs the kept state trained for (what a refit repeats), planned and run updates."""
+        """Epochs the kept state trained for (what a refit repeats), planned and run updates, and
+        whether the deadline cut the requested plan (then those epochs measure the budget, not the
+        data: ``settled_pipeline`` does not carry them into a later cycle's budget)."""
         used = self.best_step if self.best_state is not None else self.step
         return {"epochs": round(max(used, 1) / self.steps_per_epoch, 4), "planned_steps": self.total,
-                "steps_run": self.step}
+                "steps_run": self.step,
+                "cut_by_deadline": self.total < self.requested or self.stop == "deadline reached"}
 
     def notes(self) -> str:
         return f"{self.stop}; best at step {self.best_step} of {self.step}"
