@@ -143,6 +143,11 @@ def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
     assert "<svg" in (tmp_path / "plot.html").read_text()
     assert table == table_md(saved)
     assert (tmp_path / "snips" / "logs" / "stage3.answers.jsonl").exists()
+    # a rerun into the same folder starts from a fresh workspace, so the agent sees every log again
+    again = run(["snips"], quick=True, seed=0, out=tmp_path, datasets=DATASETS, sizes=TINY, log=lambda m: None,
+                make_trainer=fake_trainer, embed_fn=lambda t: _features(t), workers=1)
+    rerun = next(s for s in again["scenarios"] if s["scenario"] == "snips")
+    assert [st["agent"]["imported"] for st in rerun["stages"]] == [TINY.per_stage] * 3
 
 
 def test_cli_generate_writes_logs_and_rejects_unknown_scenarios(tmp_path):

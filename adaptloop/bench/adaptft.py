@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
@@ -241,6 +242,9 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     t_start = time.monotonic()
     g = generate(scenario, datasets=datasets, sizes=sizes, seed=seed)
     folder = out / scenario.name
+    # a rerun into the same --out starts from a fresh workspace: the old one holds every log already
+    # (same ids), so the agent would import nothing and every stage would be a no-op
+    shutil.rmtree(folder / "ws", ignore_errors=True)
     files = write_generated(g, folder / "logs")
     settings = Settings()
     settings = settings.model_copy(update={
