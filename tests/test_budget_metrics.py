@@ -49,14 +49,18 @@ def test_epochs_a_deadline_cut_do_not_shrink_the_next_cycle_s_plan():
         return UpdatePlan(opt, total=100, steps_per_epoch=20, eval_every=10**9,
                           ctx=FitContext(deadline=time.monotonic() + seconds), warmup=0.1, patience=2)
 
+    def step(p: UpdatePlan) -> None:
+        p.sched.optimizer.step()  # as a training loop does, before the schedule advances
+        p.updated(0.0)
+
     cut = plan(1.0)
     while not cut.done():
         time.sleep(0.02)
-        cut.updated(0.0)
+        step(cut)
     assert cut.total < 100 and cut.chosen()["cut_by_deadline"]
     full = plan(float("inf"))
     while not full.done():
-        full.updated(0.0)
+        step(full)
     assert full.chosen() == {"epochs": 5.0, "planned_steps": 100, "steps_run": 100, "cut_by_deadline": False}
 
     pipe = {"recipe": "raw", "strategy": "tagger", "encoder": "e", "hparams": {"epochs": 5.0}, "seed": 0}
