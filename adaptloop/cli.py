@@ -227,6 +227,10 @@ def new(
     out.print(render_tree(build_view(ws, r["run_id"])))
     out.print(f"stopped: {escape(r['stop_reason'])}  ({r['wall_seconds']:.0f}s); why each node was tried: "
               f"`adaptloop runs {r['run_id']}`, the whole story: `adaptloop report {r['run_id']}`")
+    if r["winner"] and not r["winner"].get("promoted", True):
+        out.print(f"[bold yellow]not promoted: v{r['version']}[/] ({r['winner']['node']}) is registered "
+                  "but no model is in production")
+        return
     if r["winner"]:
         w = r["winner"]
         extra = ""

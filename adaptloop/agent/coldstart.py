@@ -29,7 +29,7 @@ from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.metrics import primary, scalars
-from adaptloop.evaluate.rows import metrics_of, score_rows
+from adaptloop.evaluate.rows import constant_rows, metrics_of, score_rows
 from adaptloop.search import graph
 from adaptloop.search.executor import Executor, Trial, TrialOutcome, embedding_cache, make_executor
 from adaptloop.search.graph import GraphNode
@@ -321,7 +321,17 @@ class ColdStart:
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": run.state["datasets"], "pipeline": best.pipeline},
                 reason=f"winner of {run.kind} run {self.run_id}")
-            if self.promote:
+            constant, base_rows = constant_rows(rows)
+            baseline = primary(metrics_of(spec, base_rows), spec.primary_metric)
+            useless = primary(m, spec.primary_metric) <= baseline + 1e-9
+            if useless:  # a model no better than a constant answer is not worth serving
+                why = (f"the winner's {spec.primary_metric} on the frozen eval set, "
+                       f"{primary(m, spec.primary_metric):.4f}, is no better than predicting {constant} "
+                       f"({baseline:.4f}): not promoted; give it more budget, more data or a larger encoder")
+                registry.record(store, mv.id, "refused", why)
+                store.decide(self.run_id, "refuse", why, node_id=best.id)
+                stop = f"{stop}; {why}"
+            elif self.promote:
                 registry.set_alias(store, mv.id, "production", event="promoted",
                                    reason=f"cold start: best on dev, {spec.primary_metric} "
                                           f"{m[spec.primary_metric]:.4f} on frozen eval set "
@@ -333,7 +343,9 @@ class ColdStart:
             version = mv.id
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
-                      "eval": scalars(m)}
+                      "eval": scalars(m), "constant_baseline": {"predicts": constant, spec.primary_metric: baseline,
+                                            "no_better": useless},
+                      "promoted": self.promote and not useless}
             if refits:  # for the record: the dev-selected original on the same eval set
                 orig = load_trained(ws.artifacts.path(selected.model_artifact), embeddings=embedding_cache(ws.root))
                 om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,

@@ -197,6 +197,10 @@ class ImproveCycle:
         if result.version is None:
             return self._close(run, t0, ImproveResult(**base, decision="refused",
                                                       reason=f"no candidate: {result.stop_reason}"))
+        if (result.winner or {}).get("constant_baseline", {}).get("no_better"):
+            return self._close(run, t0, ImproveResult(**base, decision="refused",
+                                                      reason=f"refused: {result.stop_reason}",
+                                                      candidate=f"v{result.version}"))
         cand = store.get(ModelVersionRow, result.version)
         candidate = load_trained(ws.artifacts.path(cand.artifact), embeddings=embedding_cache(ws.root))
         duel = self._dev_duel(run, spec, model, candidate, parent_train + parent_dev)

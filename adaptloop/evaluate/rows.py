@@ -55,6 +55,16 @@ def span_rows(model: Any, examples: Sequence[Example], *, progress: Progress = n
     return rows
 
 
+def constant_rows(rows: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:
+    """The rows as the best constant predictor would score them: the most frequent gold label for
+    classification, no entities at all for extraction. Returns (what it predicts, rows)."""
+    if rows and "gold" in rows[0]:
+        return "no entities", [{**r, "pred": []} for r in rows]
+    labels = [r["label"] for r in rows]
+    top = max(sorted(set(labels)), key=labels.count) if labels else ""
+    return f"always '{top}'", [{**r, "pred": top, "confidence": 1.0} for r in rows]
+
+
 def metrics_of(spec: TaskSpec, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     if spec.family == "extraction":
         return entity_metrics([r["text"] for r in rows], [r["gold"] for r in rows], [r["pred"] for r in rows],
