@@ -22,14 +22,35 @@ def rows(gold, pred):
 
 
 # -- gate -----------------------------------------------------------------------------------
-def test_gate_counts_broken_examples_against_epsilon():
+def test_breaks_are_judged_against_fixes_on_the_same_examples():
     gold = ["a"] * 50 + ["b"] * 50
     inc = rows(gold, gold[:90] + ["c"] * 10)  # 90 right
     cand = rows(gold, ["c"] * 3 + gold[3:])  # fixes the last 10, breaks the first 3
     r = compare(SPEC, "e1", inc, cand, epsilon=2)
     assert [b["id"] for b in r.broken] == ["0", "1", "2"] and r.fixed == 10
-    assert not r.passed and "breaks 3 examples" in r.reasons[0]
-    assert compare(SPEC, "e1", inc, cand, epsilon=3).passed
+    # 13 discordant examples, 3 of them breaks: P(X <= 3 | 13, 1/2) = 0.046 -> fixes outnumber breaks
+    assert r.passed and abs(r.p_breaks - 0.0461) < 1e-3
+    assert "breaks 3 examples" in r.notes[0] and "fixes outnumber breaks" in r.notes[0]
+    # as many breaks as fixes never passes, however many there are
+    churn = rows(gold, ["c"] * 10 + gold[10:])  # breaks 10, fixes 10
+    r = compare(SPEC, "e1", inc, churn, epsilon=2)
+    assert not r.passed and r.p_breaks > 0.5 and "do not clearly outnumber" in r.reasons[0]
+    # too few discordant examples to test: epsilon binds as an absolute count, and no net loss
+    few = rows(gold, ["c"] * 3 + gold[3:90] + ["c"] * 7 + gold[97:])  # breaks 3, fixes 3
+    r = compare(SPEC, "e1", inc, few, epsilon=2)
+    assert not r.passed and r.p_breaks is None and "too few to test" in r.reasons[0]
+    assert compare(SPEC, "e1", inc, few, epsilon=3).passed
+    one = rows(gold, ["c"] + gold[1:90] + ["c"] * 10)  # breaks 1, fixes 0
+    assert not compare(SPEC, "e1", inc, one, epsilon=2).passed
+
+
+def test_broken_examples_whose_label_the_data_doubts_weigh_less():
+    gold = ["a"] * 50 + ["b"] * 50
+    inc = rows(gold, gold[:92] + ["c"] * 8)
+    cand = rows(gold, ["c"] * 6 + gold[6:])  # breaks 6, fixes 8: P(X <= 6 | 14, 1/2) = 0.395
+    assert not compare(SPEC, "e", inc, cand, epsilon=2).passed
+    r = compare(SPEC, "e", inc, cand, epsilon=2, doubted=frozenset({"0", "1"}))  # 5 of 13: 0.291
+    assert r.passed and r.weighted_broken == 5.0 and len(r.broken) == 6 and "weighted 5" in r.notes[0]
 
 
 def test_gate_refuses_a_candidate_worse_beyond_noise_and_passes_a_tie():
@@ -39,7 +60,7 @@ def test_gate_refuses_a_candidate_worse_beyond_noise_and_passes_a_tie():
     lo, hi = paired_bootstrap(SPEC, inc, worse)
     assert hi < 0
     r = compare(SPEC, "e", inc, worse, epsilon=100)
-    assert not r.passed and "worse beyond noise" in r.reasons[0]
+    assert not r.passed and "worse beyond noise" in r.reasons[-1]
     assert compare(SPEC, "e", inc, rows(gold, gold), epsilon=0).passed
 
 
@@ -97,8 +118,9 @@ def test_the_noise_rule_also_binds_on_every_binding_set_pooled():
     assert compare(SPEC, "one", inc, worse, epsilon=None).passed
     sets = [(f"set-{k}", inc, worse) for k in range(4)]  # the same loss on 160 examples is not noise
     g = gate(SPEC, sets, epsilon=10)
-    assert all(s.passed for s in g.sets) and not g.passed
-    assert g.pooled is not None and g.pooled.n == 160 and "pooled (4 binding sets)" in g.reasons[0]
+    assert not g.passed and all("worse beyond noise" not in r for s in g.sets for r in s.reasons)
+    assert g.pooled is not None and g.pooled.n == 160 and "pooled (4 binding sets)" in g.reasons[-1]
+    assert "worse beyond noise" in g.reasons[-1]
     assert g.to_dict()["pooled"]["n"] == 160
     assert gate(SPEC, sets[:1], epsilon=10).pooled is None  # one set: nothing to pool
     assert gate(SPEC, [(f"set-{k}", inc, inc) for k in range(4)], epsilon=0).passed

@@ -324,7 +324,8 @@ class ColdStart:
             constant, base_rows = constant_rows(rows)
             baseline = primary(metrics_of(spec, base_rows), spec.primary_metric)
             useless = primary(m, spec.primary_metric) <= baseline + 1e-9
-            if useless:  # a model no better than a constant answer is not worth serving
+            if useless and self.promote:  # a model no better than a constant answer is not worth serving
+                # (an improve cycle's candidate faces the dev duel and the gate against production instead)
                 why = (f"the winner's {spec.primary_metric} on the frozen eval set, "
                        f"{primary(m, spec.primary_metric):.4f}, is no better than predicting {constant} "
                        f"({baseline:.4f}): not promoted; give it more budget, more data or a larger encoder")

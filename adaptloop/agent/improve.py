@@ -197,10 +197,6 @@ class ImproveCycle:
         if result.version is None:
             return self._close(run, t0, ImproveResult(**base, decision="refused",
                                                       reason=f"no candidate: {result.stop_reason}"))
-        if (result.winner or {}).get("constant_baseline", {}).get("no_better"):
-            return self._close(run, t0, ImproveResult(**base, decision="refused",
-                                                      reason=f"refused: {result.stop_reason}",
-                                                      candidate=f"v{result.version}"))
         cand = store.get(ModelVersionRow, result.version)
         candidate = load_trained(ws.artifacts.path(cand.artifact), embeddings=embedding_cache(ws.root))
         duel = self._dev_duel(run, spec, model, candidate, parent_train + parent_dev)
@@ -230,9 +226,9 @@ class ImproveCycle:
                 registry.record(store, cand.id, "refused", "refused: " + "; ".join(g.reasons))
                 cand, g = blended[0], g2
         if g.passed:
-            summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken"
-                                for s in g.sets)
-            reason = f"passed the gate on {len(g.sets)} eval sets ({summary})"
+            summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken, "
+                                f"{s.fixed} fixed" for s in g.sets)
+            reason = f"passed the gate on {len(g.sets)} eval sets ({summary}); rules: " + "; ".join(g.notes)
             registry.set_alias(store, cand.id, "production", event="promoted", reason=reason)
             decision = "promoted"
         else:

@@ -3,14 +3,28 @@
 For every frozen eval set the candidate must pass — the task's current one and every
 earlier checkpoint's (the ratchet) — two rules, both from the doctrine:
 
-1. it breaks at most ``epsilon`` units (absolute count) that the incumbent got right. A unit
-   is an example for classification and a gold entity for extraction: a tagger at a modest
-   F1 gets few whole sentences right, so counting sentences would let it lose entities unseen;
-2. its primary metric is not worse beyond noise: the upper end of the paired bootstrap
-   interval of (candidate − incumbent) must not be below zero.
+1. **breaks**: what it breaks is judged against what it fixes on the same examples. A unit
+   is an example for classification and a gold entity for extraction (a tagger at a modest
+   F1 gets few whole sentences right, so counting sentences would let it lose entities
+   unseen). ``b`` = units the incumbent got right and the candidate does not, ``f`` = the
+   reverse (the discordant pairs of McNemar's test). Units whose gold label the data itself
+   doubts weigh ``DOUBT_WEIGHT`` in ``b`` (they are still listed).
+
+   - fewer than ``MIN_PAIRS`` discordant units (too few for any test): ``epsilon`` binds as an
+     absolute count, and the candidate may not break more than it fixes (a set this small
+     cannot tell a better candidate from a worse one in any other way);
+   - otherwise the exact binomial test on the discordant units (each a fair coin under "the
+     candidate fixes no more than it breaks") must show that fixes outnumber breaks:
+     ``P(X <= b | b + f, 1/2) <= BREAK_ALPHA``. The set's size enters through the pairs: a
+     large set with many fixes may break more than ``epsilon``; breaking as much as it fixes
+     never passes.
+2. **noise**: its primary metric is not worse beyond noise: the upper end of the paired
+   bootstrap interval of (candidate − incumbent) must not be below zero.
 
 With two or more binding sets the noise rule also applies to all of them pooled: small sets
-each hide a drop that their union shows.
+each hide a drop that their union shows. Every set's result carries, in ``notes``, which
+rule decided and with what numbers, whether it passed or not. False-promotion and
+false-refusal rates of these rules, by simulation: ``benchmarks/gate_simulation.py``.
 
 Pure functions over per-example rows (``evaluate.rows.score_rows``); nothing here trains.
 """
@@ -22,11 +36,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.special import betainc
 
 from adaptloop.evaluate.entities import entity_counts, micro_f1
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.types import TaskSpec
+
+MIN_PAIRS = 10  # discordant units below which the paired test cannot tell: epsilon binds absolutely
+BREAK_ALPHA = 0.3  # one-sided level at which fixes must outnumber breaks (benchmarks/gate_simulation.py)
+DOUBT_WEIGHT = 0.5  # a broken unit whose gold label the data doubts counts this much
 
 
 def row_correct(row: dict[str, Any]) -> bool:
@@ -77,7 +96,10 @@ class SetResult:
     broken: list[dict[str, Any]]  # units previously right, now wrong: id, text, label, was, now
     fixed: int  # units previously wrong, now right
     passed: bool
-    reasons: list[str] = field(default_factory=list)
+    reasons: list[str] = field(default_factory=list)  # the rules that refused, with their numbers
+    notes: list[str] = field(default_factory=list)  # every rule's verdict, with its numbers
+    weighted_broken: float = 0.0  # broken units, doubted ones at DOUBT_WEIGHT
+    p_breaks: float | None = None  # the paired test's P(X <= b | b + f, 1/2); None when not run
 
 
 @dataclass(frozen=True)
@@ -93,12 +115,17 @@ class GateResult:
         return [r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
 
     @property
+    def notes(self) -> list[str]:
+        """Which rule decided each set (and the pooled noise rule), with the numbers."""
+        return [n for s in self.sets for n in s.notes] + (self.pooled.notes if self.pooled else [])
+
+    @property
     def n_broken(self) -> int:
         return sum(len(s.broken) for s in self.sets)
 
     def to_dict(self) -> dict[str, Any]:
         return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric,
-                "n_broken": self.n_broken, "reasons": self.reasons, "sets": [asdict(s) for s in self.sets],
+                "n_broken": self.n_broken, "reasons": self.reasons, "notes": self.notes, "sets": [asdict(s) for s in self.sets],
                 "pooled": asdict(self.pooled) if self.pooled else None}
 
 
@@ -129,38 +156,73 @@ def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candid
     return float(lo), float(hi)
 
 
+def binomial_tail(b: float, f: float) -> float:
+    """P(X <= b) for X ~ Binomial(b + f, 1/2), real-valued ``b`` allowed (a doubted unit weighs
+    less than one): the chance of seeing this few breaks among the discordant units if the
+    candidate fixed no more than it broke."""
+    n = b + f
+    if n <= 0 or f <= 0:
+        return 1.0
+    return float(betainc(f, b + 1.0, 0.5))  # regularised incomplete beta: I_{1/2}(n - b, b + 1)
+
+
+def break_rule(b: float, f: int, n_broken: int, *, epsilon: int, unit: str) -> tuple[bool, float | None, str]:
+    """The breaks rule on one set: (passed, the paired test's p or None, the verdict with its numbers)."""
+    shown = (f"breaks {n_broken} {unit} the incumbent got right" + (f" (weighted {b:g})" if b != n_broken else "")
+             + f", fixes {f}")
+    if b + f < MIN_PAIRS:  # too few discordant units for any test: the absolute rule
+        ok = b <= epsilon and b <= f
+        why = (f"within epsilon {epsilon} and no more than it fixes" if ok else
+               f"more than epsilon {epsilon}" if b > epsilon else "more than it fixes")
+        return ok, None, (f"{shown}; {b + f:g} discordant {unit} are too few to test "
+                          f"(< {MIN_PAIRS}), so the absolute rule binds: {why}")
+    p = binomial_tail(b, f)
+    verdict = "fixes outnumber breaks" if p <= BREAK_ALPHA else "fixes do not clearly outnumber breaks"
+    return p <= BREAK_ALPHA, p, (f"{shown}; {verdict} (exact binomial on the discordant {unit}: "
+                                 f"P(≤{b:g} of {b + f:g} | ½) = {p:.3f}, must be ≤ {BREAK_ALPHA})")
+
+
 def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
             candidate: Sequence[dict[str, Any]], *, epsilon: int | None = 2, n_boot: int = 1000,
-            seed: int = 0) -> SetResult:
+            seed: int = 0, doubted: frozenset[str] = frozenset()) -> SetResult:
     """Both rules on one eval set (``epsilon=None``: the noise rule only); rows must be in the same
-    order (same example ids)."""
+    order (same example ids). ``doubted``: ids of examples whose gold label the data doubts (their
+    broken units weigh ``DOUBT_WEIGHT``)."""
     if [r["id"] for r in incumbent] != [r["id"] for r in candidate]:
         raise ValueError("incumbent and candidate rows are not the same examples in the same order")
     broken, fixed = broken_units(incumbent, candidate)
     inc = primary(metrics_of(spec, incumbent), spec.primary_metric) if incumbent else 0.0
     cand = primary(metrics_of(spec, candidate), spec.primary_metric) if candidate else 0.0
     lo, hi = paired_bootstrap(spec, incumbent, candidate, n_boot=n_boot, seed=seed)
-    reasons = []
-    if epsilon is not None and len(broken) > epsilon:
+    weighted = sum(DOUBT_WEIGHT if x["id"] in doubted else 1.0 for x in broken)
+    reasons, notes, p = [], [], None
+    if epsilon is not None:
         unit = "entities" if spec.family == "extraction" else "examples"
-        reasons.append(f"eval set {eval_set}: breaks {len(broken)} {unit} the incumbent got right "
-                       f"(allowed {epsilon})")
+        ok, p, note = break_rule(weighted, fixed, len(broken), epsilon=epsilon, unit=unit)
+        notes.append(f"eval set {eval_set}: {note}")
+        if not ok:
+            reasons.append(notes[-1])
+    noise = (f"eval set {eval_set}: noise: {spec.primary_metric} {cand:.4f} vs {inc:.4f}, paired bootstrap "
+             f"95% interval of the change [{lo:+.4f}, {hi:+.4f}]")
     if hi < 0:
-        reasons.append(f"eval set {eval_set}: {spec.primary_metric} {cand:.4f} vs {inc:.4f}, worse beyond "
-                       f"noise (paired bootstrap 95% interval of the change [{lo:+.4f}, {hi:+.4f}])")
+        reasons.append(noise + ": worse beyond noise")
+    notes.append(noise + (": worse beyond noise" if hi < 0 else ": not worse beyond noise"))
     return SetResult(eval_set=eval_set, n=len(candidate), incumbent=inc, candidate=cand, ci_low=lo, ci_high=hi,
-                     broken=broken, fixed=fixed, passed=not reasons, reasons=reasons)
+                     broken=broken, fixed=fixed, passed=not reasons, reasons=reasons, notes=notes,
+                     weighted_broken=weighted, p_breaks=p)
 
 
 def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]], *,
          epsilon: int = 2, n_boot: int = 1000, seed: int = 0,
-         fresh: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]] = ()) -> GateResult:
+         fresh: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]] = (),
+         doubted: frozenset[str] = frozenset()) -> GateResult:
     """The gate over every eval set ``(id, incumbent rows, candidate rows)``: pass only if all pass.
 
     ``fresh`` sets (a checkpoint frozen in this very cycle, full of the incumbent's own failures)
     bind on the noise rule only: the candidate must not be worse there beyond noise. Two or more
-    binding ``sets`` are also pooled for the noise rule."""
-    results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed)
+    binding ``sets`` are also pooled for the noise rule. ``doubted``: example ids whose gold label
+    the data doubts (see ``compare``)."""
+    results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed, doubted=doubted)
                for sid, inc, cand in sets]
     results += [compare(spec, sid, inc, cand, epsilon=None, n_boot=n_boot, seed=seed)
                 for sid, inc, cand in fresh]
