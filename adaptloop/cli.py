@@ -596,6 +596,33 @@ def traces(ctx: typer.Context, workspace: WorkspaceOpt = None, as_json: JsonOpt 
                   + "; list them with `adaptloop traces list --triage poison`")
 
 
+@traces_app.command("audit")
+def traces_audit(
+    run: Annotated[int | None, typer.Option("--run", help="One run only [default: every run].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What got in: per run and set a model was trained, selected or gated on (train, dev, eval),
+    how many traces went in and how many of them the triage doubted, and why.
+
+    A trace is doubted when its verdict is not ``ok`` / ``fixable`` (a leak: should never happen)
+    or when the training data gives its feedback label a probability below 0.5."""
+    rows = _open(workspace).store.trace_audit(run)
+    if as_json:
+        _emit({"sets": rows})
+        return
+    if not rows:
+        out.print("no trace has gone into a training, dev or eval set yet (`adaptloop improve` puts them there)")
+        return
+    t = Table(title="traces per set, and what the triage doubted")
+    for col in ("run", "set", "traces", "doubted", "leaked poison", "why"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(str(r["run_id"]), r["set"], str(r["traces"]), str(r["doubted"]), str(r["leaked_poison"]),
+                  escape("; ".join(f"{k}: {n}" for k, n in sorted(r["why"].items(), key=lambda kv: -kv[1]))))
+    out.print(t)
+
+
 @traces_app.command("import")
 def traces_import(
     file: Annotated[Path, typer.Argument(help="JSONL traces (format: DESIGN.md).", show_default=False)],
@@ -750,6 +777,10 @@ def _show_improve(r: dict[str, Any]) -> None:
     for s in r.get("checkpoint", []):
         out.print(f"[bold]new checkpoint[/] {s['eval_set']} (n={s['n']}, binding from the next cycle): "
                   f"{s['incumbent']:.4f} → {s['candidate']:.4f}, {s['broken']} broken, {s['fixed']} fixed")
+    for a in r.get("audit", []):
+        why = "; ".join(f"{k}: {n}" for k, n in sorted(a["why"].items(), key=lambda kv: -kv[1]))
+        out.print(f"[bold]audit[/] {a['set']}: {a['traces']} traces, {a['doubted']} doubted by triage"
+                  + (f" ({escape(why)})" if why else "") + " — `adaptloop traces audit`")
     colour = {"promoted": "green", "refused": "yellow"}.get(r["decision"], "white")
     out.print(f"[bold {colour}]{r['decision']}[/] {escape(r['reason'])}  ({r['wall_seconds']:.0f}s)")
 

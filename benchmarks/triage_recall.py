@@ -62,9 +62,10 @@ def embedder(encoder: str, cache: Path):
 def score(verdicts, answers) -> dict:
     truth = {a["id"]: a for a in answers}
     tp = fp = fn = 0
-    misses, alarms = Counter(), Counter()
+    misses, alarms, kinds = Counter(), Counter(), Counter()
     for v in verdicts:
         a = truth[v.id]
+        kinds[a["kind"]] += a["poison"]
         flagged = v.triage == "poison"
         if flagged and a["poison"]:
             tp += 1
@@ -76,16 +77,17 @@ def score(verdicts, answers) -> dict:
             misses[a["kind"]] += 1
     return {"precision": round(tp / max(tp + fp, 1), 3), "recall": round(tp / max(tp + fn, 1), 3),
             "poison": tp + fn, "flagged": tp + fp, "misses_by_kind": dict(misses.most_common()),
+            "poison_by_kind": {k: n for k, n in kinds.items() if n},
             "false_alarms_by_verdict_kind": dict(alarms.most_common())}
 
 
-def run_scenario(name: str, embed_cache: Path) -> dict:
+def run_scenario(name: str, embed_cache: Path, traffic: str = "a") -> dict:
     from adaptloop.bench.adaptft import FULL, SCENARIOS, generate
     from adaptloop.diagnose.triage import TraceView, triage
     from adaptloop.train.logreg import fit_logreg
 
     sc = SCENARIOS[name]
-    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0)
+    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0, traffic=traffic)
     emb = embedder(sc.encoder, embed_cache)
     labels = sorted({r["label"] for r in g.seed_rows})
     index = {lab: i for i, lab in enumerate(labels)}
@@ -108,7 +110,7 @@ def run_scenario(name: str, embed_cache: Path) -> dict:
                            ts=dt.datetime.fromisoformat(t["ts"])) for t, p in zip(traces, probs)]
         t0 = time.monotonic()
         verdicts = triage(views, x, labels=labels, train_texts=train_texts, train_labels=train_labels,
-                          train_x=train_x, eval_labels=eval_labels, eval_x=eval_x, seed=0)
+                          train_x=train_x, eval_labels=eval_labels, eval_x=eval_x, seed=0, embed=emb)
         r = {"stage": stage.number, "train": len(train_labels), "wall_s": round(time.monotonic() - t0, 1),
              **score(verdicts, stage.answers())}
         print(f"[{name}] stage {stage.number}: precision {r['precision']:.3f} recall {r['recall']:.3f} "
@@ -125,14 +127,27 @@ def run_scenario(name: str, embed_cache: Path) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", default=["banking77", "clinc150", "snips"])
+    ap.add_argument("--traffic", nargs="+", default=["a", "b"], choices=["a", "b"],
+                    help="log generators: a = bench.generate, b = bench.generate_b (held out from tuning)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/adaptloop-triage-recall"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "triage-recall.json")
     args = ap.parse_args()
-    results = {name: run_scenario(name, args.cache) for name in args.scenarios}
+    results = {f"{name}/{t}": run_scenario(name, args.cache, t) for t in args.traffic for name in args.scenarios}
     summary = {name: {"min_precision": min(s["precision"] for s in r["stages"]),
                       "min_recall": min(s["recall"] for s in r["stages"])} for name, r in results.items()}
+    for t in args.traffic:  # pooled over scenarios and stages, per poison kind
+        stages = [s for name, r in results.items() if name.endswith("/" + t) for s in r["stages"]]
+        poison = sum(s["poison"] for s in stages)
+        caught = poison - sum(sum(s["misses_by_kind"].values()) for s in stages)
+        flagged = sum(s["flagged"] for s in stages)
+        misses: Counter = sum((Counter(s["misses_by_kind"]) for s in stages), Counter())
+        kinds: Counter = sum((Counter(s["poison_by_kind"]) for s in stages), Counter())
+        summary[f"all/{t}"] = {"precision": round(caught / max(flagged, 1), 3),
+                               "recall": round(caught / max(poison, 1), 3),
+                               "recall_by_kind": {k: round(1 - misses[k] / n, 3) for k, n in sorted(kinds.items())}}
     out = {"what": "triage poison precision / recall per AdaptFT stage (seed 0, FULL sizes, logreg "
-                   "production model on seed embeddings)", "scenarios": results, "summary": summary}
+                   "production model on seed embeddings), per traffic generator", "traffic": args.traffic,
+           "scenarios": results, "summary": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(summary, indent=2))

@@ -204,3 +204,23 @@ def test_a_candidate_that_scores_below_production_on_dev_is_refused_before_the_g
     assert registry.alias_target(ws.store, "production") == v1
     duel = ws.store.all(select(Decision).where(Decision.run_id == result.run_id, Decision.kind == "refused"))
     assert duel and duel[0].data["dev_duel"]["incumbent"] > duel[0].data["dev_duel"]["candidate"]
+
+
+def test_traces_audit_reports_per_set_what_the_triage_doubted(ws, tmp_path, banking_train):
+    from typer.testing import CliRunner
+
+    from adaptloop.cli import app
+
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+               "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 80, offset=12),
+                                                                      wrong=0.2))))
+    result = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
+    sets = {a["set"]: a for a in result.audit}
+    assert {"train", "dev", "eval"} <= set(sets) and all(a["run_id"] == result.run_id for a in result.audit)
+    assert sum(a["traces"] for a in result.audit) >= 100 and all(a["leaked_poison"] == 0 for a in result.audit)
+    assert all(a["doubted"] == sum(a["why"].values()) <= a["traces"] for a in result.audit)
+    out = CliRunner().invoke(app, ["traces", "audit", "--workspace", str(ws.root), "--json"])
+    assert out.exit_code == 0 and json.loads(out.stdout)["sets"] == ws.store.trace_audit()
+    text = CliRunner().invoke(app, ["traces", "audit", "--workspace", str(ws.root)])
+    assert text.exit_code == 0 and "doubted" in text.stdout

@@ -74,6 +74,7 @@ class ImproveResult:
     curriculum: dict[str, int] = field(default_factory=dict)
     checkpoint: list[dict[str, Any]] = field(default_factory=list)  # this cycle's new eval set, not binding yet
     rolled_back: bool = False  # the watchdog restored the version before production first
+    audit: list[dict[str, Any]] = field(default_factory=list)  # per set traces went into: how many doubted, why
     wall_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
@@ -471,6 +472,7 @@ class ImproveCycle:
     def _close(self, run: Run, t0: float, result: ImproveResult) -> ImproveResult:
         result.wall_seconds = time.monotonic() - t0
         store = self.ws.store
+        result.audit = store.trace_audit(run.id)
         if result.decision == "no-op":
             store.decide(run.id, "no-op", result.reason)
         store.update(Run, run.id, status="done", finished_at=utcnow())

@@ -108,8 +108,12 @@ class Generated:
     test_rows: list[dict[str, Any]]
 
 
-def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int) -> Generated:
-    """The seed set, the stages' logs (with answers) and the test sample of one scenario.
+TRAFFIC = ("a", "b")  # bench.generate, and bench.generate_b: written apart from the triage, as a held-out check
+
+
+def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int, traffic: str = "a") -> Generated:
+    """The seed set, the stages' logs (with answers) and the test sample of one scenario; ``traffic``
+    picks the log generator of a classification scenario (``TRAFFIC``).
 
     Raises:
         DataError: the dataset is missing.
@@ -132,8 +136,15 @@ def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int) -> 
         else:
             pool.append((r["text"], r["label"]))
     labels = sorted(per_label)
-    stages = generate_stages(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name,
-                             seed=seed)
+    if traffic not in TRAFFIC:
+        raise ValueError(f"unknown traffic generator '{traffic}'; choose one of {', '.join(TRAFFIC)}")
+    if traffic == "b":
+        from adaptloop.bench.generate_b import generate_stages as generate_b
+
+        stages = generate_b(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name, seed=seed)
+    else:
+        stages = generate_stages(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name,
+                                 seed=seed)
     test = _read(folder / "test.jsonl")
     test_rows = rng.sample(test, sizes.test_n) if sizes.test_n < len(test) else test
     return Generated(scenario, seed_rows, stages, [{"text": r["text"], "label": r["label"]} for r in test_rows])

@@ -24,7 +24,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -75,6 +75,21 @@ REFERENCE_ODDS = 2.5
 # all keep min recall at 0.96-0.97; min precision 0.92 but 0.91 at PAIR_MIN 3, 0.88 at PAIR_ODDS 0.5
 PAIR_ODDS = 1.5
 PAIR_MIN = 5
+# What poison does, whatever its wording (measured on both AdaptFT traffic generators with
+# benchmarks/triage_recall.py): an injected or steering part names the label it wants, or is unlike
+# any training text (another language, markup, a payload); the rest of the input then reads as
+# another class. Parts of one input that each read confidently as different classes are
+# contradictory premises. A source whose feedbacks in a short window share one label the training
+# data disagrees with, or many sources sending one label on near-identical texts, is a burst.
+STEER_ODDS = PAIR_ODDS  # without its steering part, the input must contradict the label this strongly
+STEER_GAIN = 1.0  # ... and this much more strongly than the whole input does
+MIN_REST_WORDS = 3  # ... and keep at least this many words
+SEGMENT_CONF = 0.7  # a part "reads as" a class at this probability, and the other class 12x less likely
+SEGMENT_MIN_WORDS = 3
+CONCENTRATION = 0.8  # a source whose feedbacks in a window are this much one label concentrates on it
+SWARM_SIM = 0.9  # cosine at or above: near-identical texts (one message with small edits)
+SEGMENT_SPLIT = re.compile(r"[.!?;:\n]+|[<>\[\]{}|#\"`()=*]+|\s[-—–]+\s")
+CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 KNN = 10  # nearest training examples consulted (fewer for a small training set: see knn_size)
 KNN_AGREE = 0.8  # they contradict a feedback label when this share agree on another and none has it
 LOW_CONFIDENCE = 0.3  # no feedback and the model's top score below this: a failure signal
@@ -196,6 +211,28 @@ def drift_threshold(train_x: np.ndarray) -> float:
     return float(np.quantile(np.concatenate(sims), DRIFT_QUANTILE)) if sims else -1.0
 
 
+def reference_model(train_labels: Sequence[str], train_x: np.ndarray, labels: Sequence[str], *,
+                    seed: int = 0) -> Callable[[np.ndarray], np.ndarray] | None:
+    """A logistic regression on the trusted training data alone: embeddings → probabilities over
+    ``labels`` (1e-12 for a label without training examples); None with fewer than two classes."""
+    from adaptloop.train.logreg import fit_logreg
+
+    index = {lab: i for i, lab in enumerate(labels)}
+    keep = [j for j, lab in enumerate(train_labels) if lab in index]
+    ys = np.array([index[train_labels[j]] for j in keep])
+    if len(set(ys.tolist())) < 2:
+        return None
+    clf = fit_logreg(train_x[keep], ys, c=10.0, seed=seed)
+
+    def probs(x: np.ndarray) -> np.ndarray:
+        out = np.full((len(x), len(labels)), 1e-12)
+        if len(x):
+            out[:, clf.classes_] = clf.predict_proba(x)
+        return out
+
+    return probs
+
+
 def reference_odds(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
                    labels: Sequence[str], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """How strongly a model of the trusted training data alone disagrees with each feedback label.
@@ -206,25 +243,161 @@ def reference_odds(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequ
     probability of its feedback label (both NaN without a feedback label, or for a label with no
     training example to compare with) and the reference's top class (None where NaN).
     """
-    from adaptloop.train.logreg import fit_logreg
-
     index = {lab: i for i, lab in enumerate(labels)}
     odds, conf = np.full(len(views), np.nan), np.full(len(views), np.nan)
     top: list[str | None] = [None] * len(views)
-    ys = np.array([index[lab] for lab in train_labels if lab in index])
-    have = [i for i, v in enumerate(views) if v.feedback_label in index and index[v.feedback_label] in set(ys)]
-    if not have or len(set(ys)) < 2:
+    ys = {index[lab] for lab in train_labels if lab in index}
+    have = [i for i, v in enumerate(views) if v.feedback_label in index and index[v.feedback_label] in ys]
+    ref = reference_model(train_labels, train_x, labels, seed=seed)
+    if not have or ref is None:
         return odds, conf, top
-    keep = [j for j, lab in enumerate(train_labels) if lab in index]
-    clf = fit_logreg(train_x[keep], ys, c=10.0, seed=seed)
-    probs = np.full((len(have), len(labels)), 1e-12)
-    probs[:, clf.classes_] = clf.predict_proba(x[have])
+    probs = ref(x[have])
     given = probs[np.arange(len(have)), [index[views[i].feedback_label] for i in have]]
     odds[have] = np.log(probs.max(1) / np.maximum(given, 1e-12))
     conf[have] = given
     for j, i in enumerate(have):
         top[i] = labels[int(probs[j].argmax())]
     return odds, conf, top
+
+
+def segments(text: str) -> list[str]:
+    """The parts of an input: sentences, clauses set off by dashes, and text between markup."""
+    return [p.strip() for p in SEGMENT_SPLIT.split(text) if p and re.search(r"[^\W\d_]{2,}", p)]
+
+
+def label_words(label: str) -> set[str]:
+    """The words of a label name (``card_arrival``, ``AddToPlaylist``, ``card-arrival``)."""
+    ws = {w for w in words(" ".join(re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label))))}
+    return {w for w in ws if w not in STOP and len(w) > 2} or ws
+
+
+def names_label(text: str, label: str) -> bool:
+    """Whether ``text`` spells out the label: all of its words, or the name itself."""
+    lw = label_words(label)
+    return bool(lw) and (lw <= set(words(text)) or label.lower() in text.lower())
+
+
+def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[np.ndarray], np.ndarray],
+             embed: Callable[[list[str]], np.ndarray], train_x: np.ndarray, drift_at: float,
+             full_odds: np.ndarray) -> dict[str, tuple[str, str]]:
+    """Trace id → (kind, reason) for inputs whose parts steer or contradict, judged by what the parts
+    do, not how they are worded:
+
+    - **injection**: a part names the feedback label or is unlike any training text (another
+      language, markup, an encoded payload; ``SEGMENT_MIN_WORDS`` words or more), and the input
+      without such parts reads as another class: log(p(top) / p(label)) >= ``STEER_ODDS`` for the
+      reference model of the training data, ``STEER_GAIN`` more than for the whole input (the part
+      carried the label: a greeting whose removal tips a borderline input is not steering);
+    - **contradiction**: two parts of one input each read as a different class, confidently
+      (p >= ``SEGMENT_CONF``, the other class ``exp(REFERENCE_ODDS)`` times less likely).
+    """
+    index = {lab: i for i, lab in enumerate(labels)}
+    row = {v.id: i for i, v in enumerate(views)}
+    todo = [(v, segments(v.text)) for v in views if v.feedback_label in index]
+    todo = [(v, segs) for v, segs in todo if len(segs) >= 2]
+    if not todo:
+        return {}
+    flat = sorted({sg for _, segs in todo for sg in segs})
+    at = {sg: i for i, sg in enumerate(flat)}
+    sx = embed(flat)
+    sp = ref(sx)
+    _, s_near = nearest(sx, train_x) if len(train_x) else (None, np.ones(len(flat)))
+    rests: dict[str, tuple[str, str]] = {}  # id → (the input without its odd parts, the first odd part)
+    out: dict[str, tuple[str, str]] = {}
+    for v, segs in todo:
+        odd = [sg for sg in segs if names_label(sg, v.feedback_label)
+               or (s_near[at[sg]] < drift_at and len(words(sg)) >= SEGMENT_MIN_WORDS)]
+        rest = " ".join(sg for sg in segs if sg not in odd)
+        if odd and len(words(rest)) >= MIN_REST_WORDS:
+            rests[v.id] = (rest, odd[0])
+        read = [(sg, int(sp[at[sg]].argmax())) for sg in segs
+                if sg not in odd and len(words(sg)) >= SEGMENT_MIN_WORDS and sp[at[sg]].max() >= SEGMENT_CONF]
+        for i, (a, ka) in enumerate(read):
+            hit = next(((b, kb) for b, kb in read[i + 1:] if kb != ka
+                        and np.log(sp[at[a]][ka] / sp[at[a]][kb]) >= REFERENCE_ODDS
+                        and np.log(sp[at[b]][kb] / sp[at[b]][ka]) >= REFERENCE_ODDS), None)
+            if hit:
+                out[v.id] = ("contradiction", f"parts of the input read as different classes: '{a[:60]}' as "
+                             f"'{labels[ka]}' (p={sp[at[a]][ka]:.2f}), '{hit[0][:60]}' as '{labels[hit[1]]}' "
+                             f"(p={sp[at[hit[0]]][hit[1]]:.2f})")
+                break
+    if rests:
+        ids = list(rests)
+        rp = ref(embed([rests[i][0] for i in ids]))
+        by_id = {v.id: v for v, _ in todo}
+        for i, p in zip(ids, rp):
+            v = by_id[i]
+            lab = index[v.feedback_label]
+            odds = float(np.log(p.max() / max(p[lab], 1e-12)))
+            gain = odds - (float(full_odds[row[i]]) if not np.isnan(full_odds[row[i]]) else 0.0)
+            if int(p.argmax()) != lab and odds >= STEER_ODDS and gain >= STEER_GAIN and i not in out:
+                part = rests[i][1]
+                why = ("names the feedback label" if names_label(part, v.feedback_label)
+                       else "is unlike any training text")
+                out[i] = ("injection", f"the part '{part[:60]}' {why}; without it the input reads as "
+                          f"'{labels[int(p.argmax())]}' ('{v.feedback_label}' {np.exp(odds):.0f}x less likely)")
+    return out
+
+
+def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *, min_count: int = BURST_MIN,
+                  window: dt.timedelta = BURST_WINDOW) -> dict[str, str]:
+    """Trace id → reason, for coordinated feedback that is not one input repeated by one source:
+
+    - one source whose feedbacks within ``window`` concentrate on one label (``CONCENTRATION`` of
+      them, ``min_count`` or more), most of whose inputs the training data says are something
+      else (log-odds >= ``PAIR_ODDS``): a reviewer working through a queue labels many classes;
+    - ``min_count`` or more feedbacks with one label on near-identical inputs (cosine >= ``SWARM_SIM``)
+      within ``window``, from any sources, that the training data says are something else.
+    """
+    out: dict[str, str] = {}
+    at = {v.id: i for i, v in enumerate(views)}
+    against = {v.id: bool(odds[i] >= PAIR_ODDS) for i, v in enumerate(views)}
+    by_source: dict[str, list[TraceView]] = defaultdict(list)
+    for v in views:
+        if v.feedback_label is not None and v.source:
+            by_source[v.source].append(v)
+    for source, vs in by_source.items():
+        for run in _windows(vs, min_count, window):
+            label, n = Counter(v.feedback_label for v in run).most_common(1)[0]
+            mine = [v for v in run if v.feedback_label == label]
+            if n < min_count or n < CONCENTRATION * len(run) or sum(against[v.id] for v in mine) * 3 < 2 * n:
+                continue
+            for v in mine:
+                out.setdefault(v.id, f"source '{source}' put '{label}' on {n} of its {len(run)} feedbacks within "
+                                     f"{window}; the training data says {sum(against[w.id] for w in mine)} of "
+                                     "those inputs are something else")
+    by_label: dict[str, list[TraceView]] = defaultdict(list)
+    for v in views:
+        if v.feedback_label is not None and against[v.id]:
+            by_label[v.feedback_label].append(v)
+    for label, vs in by_label.items():
+        if len(vs) < min_count:
+            continue
+        ux = unit_rows(x[[at[v.id] for v in vs]])
+        sim = ux @ ux.T
+        for j, v in enumerate(vs):
+            close = [vs[k] for k in np.flatnonzero(sim[j] >= SWARM_SIM)]
+            for run in _windows(close, min_count, window):
+                if v in run:
+                    out.setdefault(v.id, f"{len(run)} near-identical inputs labelled '{label}' within {window} from "
+                                         f"{len({w.source for w in run})} source(s); the training data says "
+                                         "they are something else")
+    return out
+
+
+def _windows(vs: Sequence[TraceView], min_count: int, window: dt.timedelta) -> list[list[TraceView]]:
+    """The runs of ``vs`` (by time; those without a time are left out) that end at each item:
+    everything within ``window`` before it, when that is ``min_count`` or more."""
+    vs = sorted((v for v in vs if v.ts is not None), key=lambda v: v.ts)  # type: ignore[arg-type,return-value]
+    if len(vs) < min_count:
+        return []
+    runs, lo = [], 0
+    for hi in range(len(vs)):
+        while vs[hi].ts - vs[lo].ts > window:  # type: ignore[operator]
+            lo += 1
+        if hi - lo + 1 >= min_count:
+            runs.append(list(vs[lo:hi + 1]))
+    return runs
 
 
 def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[str], median_words: float) -> str:
@@ -244,17 +417,22 @@ def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[s
 
 def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], train_texts: Sequence[str],
            train_labels: Sequence[str], train_x: np.ndarray, eval_labels: Sequence[str] = (),
-           eval_x: np.ndarray | None = None, oos_label: str | None = None, seed: int = 0) -> list[Verdict]:
-    """One verdict per trace (same order as ``views``); ``x`` are the traces' embeddings."""
+           eval_x: np.ndarray | None = None, oos_label: str | None = None, seed: int = 0,
+           embed: Callable[[list[str]], np.ndarray] | None = None) -> list[Verdict]:
+    """One verdict per trace (same order as ``views``); ``x`` are the traces' embeddings; ``embed``
+    (texts → embeddings, same encoder) lets triage read the parts of an input on their own."""
     from adaptloop.diagnose.findings import training_vocabulary
 
     burst = bursts(views)
     odds, conf, ref_top = reference_odds(views, x, train_labels, train_x, labels, seed=seed)
+    burst = {**source_bursts(views, x, odds), **burst}
     pairs = Counter((ref_top[i], v.feedback_label) for i, v in enumerate(views)
                     if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label)
     _, near_train = nearest(x, train_x) if len(train_x) else (None, np.ones(len(views)))
     knn = _knn_labels(x, train_x, train_labels, k=knn_size(train_labels))
     drift_at = drift_threshold(train_x) if len(train_x) > 1 else -1.0
+    ref = reference_model(train_labels, train_x, labels, seed=seed) if embed is not None else None
+    steered = steering(views, labels, ref, embed, train_x, drift_at, odds) if ref is not None and embed else {}
     if eval_x is not None and len(eval_x):
         e_idx, e_sim = nearest(x, eval_x)
     else:
@@ -288,6 +466,9 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
             continue
         if v.id in burst:
             out.append(Verdict(v.id, "poison", "burst", burst[v.id], 0.0, failure=failure))
+            continue
+        if v.id in steered and label is not None:
+            out.append(Verdict(v.id, "poison", steered[v.id][0], steered[v.id][1], 0.0, failure=failure))
             continue
         if label is not None and e_sim[i] >= EVAL_DUP_SIM and eval_labels[e_idx[i]] != label:
             out.append(Verdict(v.id, "poison", "eval_conflict",

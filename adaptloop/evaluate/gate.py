@@ -124,8 +124,8 @@ class GateResult:
         return sum(len(s.broken) for s in self.sets)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric,
-                "n_broken": self.n_broken, "reasons": self.reasons, "notes": self.notes, "sets": [asdict(s) for s in self.sets],
+        return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric, "n_broken": self.n_broken,
+                "reasons": self.reasons, "notes": self.notes, "sets": [asdict(s) for s in self.sets],
                 "pooled": asdict(self.pooled) if self.pooled else None}
 
 

@@ -417,6 +417,32 @@ class Store:
         return {"traces": total, "with_feedback": with_fb, "by_triage": self.trace_counts(),
                 "poison_by_kind": kinds, "quarantined_lines": quarantined}
 
+    def trace_audit(self, run_id: int | None = None, *, doubt_below: float = 0.5) -> list[dict[str, Any]]:
+        """Per run and set (train, dev, eval, dropped) that traces went into: how many, and how many the
+        triage doubted and why — any verdict other than ``ok`` / ``fixable`` (a leak), or a trust (the
+        training data's probability of the trace's label) below ``doubt_below`` — by verdict kind."""
+        stmt = (select(TraceUse.run_id, TraceUse.role, TraceRow.triage, TraceRow.kind, TraceRow.trust)
+                .join(TraceRow, TraceRow.id == TraceUse.trace_id).order_by(TraceUse.run_id, TraceUse.role))
+        if run_id is not None:
+            stmt = stmt.where(TraceUse.run_id == run_id)
+        with self._session() as s:
+            rows = s.execute(stmt).all()
+        sets: dict[tuple[int, str], dict[str, Any]] = {}
+        for run, role, triage, kind, trust in rows:
+            a = sets.setdefault((run, role), {"run_id": run, "set": role, "traces": 0, "doubted": 0,
+                                              "leaked_poison": 0, "why": {}})
+            a["traces"] += 1
+            if triage not in ("ok", "fixable"):
+                why = f"judged {triage} ({kind})"
+                a["leaked_poison"] += triage == "poison"
+            elif trust is not None and trust < doubt_below:
+                why = f"{triage} ({kind}), label probability below {doubt_below}"
+            else:
+                continue
+            a["doubted"] += 1
+            a["why"][why] = a["why"].get(why, 0) + 1
+        return list(sets.values())
+
     def unjudged_feedback(self) -> list[tuple[Any, ...]]:
         """(output, feedback label, verdict, feedback entities) of every trace with feedback that no
         cycle has judged."""
