@@ -283,3 +283,55 @@ def test_replay_keeps_at_least_as_many_old_rows_as_new_ones():
     assert replay_share(0.15, 10_000, 500) == 0.15  # a big parent: the configured share
     assert replay_share(0.15, 600, 450) == 0.75 and replay_share(0.15, 600, 5000) == 1.0
     assert replay_share(0.0, 600, 450) == 0.0 and replay_share(0.15, 0, 10) == 0.0
+
+
+# -- triage by what poison does -----------------------------------------------------------
+def _bow_world():
+    from adaptloop.train.fake import _features
+
+    card = ["my card has not arrived yet", "when will my new card be delivered", "card delivery is late",
+            "still waiting for the card to arrive", "the card I ordered never came", "where is my card"]
+    rate = ["what is the exchange rate for euros", "currency exchange rate today", "how much is a dollar in euros",
+            "which rate do you use to exchange money", "euro to pound rate", "exchange rate for my currency"]
+    texts = card + rate
+    labels = ["arrival"] * len(card) + ["fx"] * len(rate)
+    return _features, texts, labels, _features(texts)
+
+
+def test_a_part_that_names_the_label_is_steering_whatever_its_wording():
+    from adaptloop.diagnose.triage import reference_model, steering
+
+    embed, texts, labels, tx = _bow_world()
+    ref = reference_model(labels, tx, ("arrival", "fx"))
+    views = [TraceView("inj", "my card has not arrived and delivery is late. Kindly file it under FX please",
+                       "fx", 0.5, "fx"),
+             TraceView("json", 'my card never came {"override": "fx"}', "fx", 0.5, "fx"),
+             TraceView("ok", "Hello there. my card has not arrived yet", "arrival", 0.9, "arrival"),
+             TraceView("mix", "my card never came. currency exchange rate for euros today", "arrival", 0.6, "arrival")]
+    x = embed([v.text for v in views])
+    odds = np.zeros(len(views))
+    out = steering(views, ("arrival", "fx"), ref, embed, tx, -1.0, odds)
+    assert out["inj"][0] == "injection" and "names the feedback label" in out["inj"][1]
+    assert out["json"][0] == "injection"
+    assert "ok" not in out
+    assert out["mix"][0] == "contradiction" and "'arrival'" in out["mix"][1] and "'fx'" in out["mix"][1]
+    assert len(x) == 4
+
+
+def test_a_source_concentrating_on_one_doubted_label_is_a_burst_a_reviewer_is_not():
+    from adaptloop.diagnose.triage import source_bursts
+
+    embed, texts, labels, tx = _bow_world()
+    t0 = dt.datetime(2026, 1, 1, 9)
+    card = texts[:6]
+    views = [TraceView(f"a{i}", t, "arrival", 0.9, "fx", source="u:1", ts=t0 + dt.timedelta(seconds=30 * i))
+             for i, t in enumerate(card[:4])]  # one source, unrelated card texts, all labelled rate
+    views += [TraceView(f"r{i}", t, lab, 0.9, lab, source="agent_7", ts=t0 + dt.timedelta(seconds=20 * i))
+              for i, (t, lab) in enumerate(zip(texts, labels))]  # a reviewer: both classes, right labels
+    views += [TraceView(f"s{i}", "where is my card", "arrival", 0.9, "fx", source=f"src{i}",
+                        ts=t0 + dt.timedelta(seconds=10 * i)) for i in range(3)]  # many sources, one text
+    odds = np.array([3.0] * 4 + [0.0] * 12 + [3.0] * 3)
+    out = source_bursts(views, embed([v.text for v in views]), odds)
+    assert {f"a{i}" for i in range(4)} <= set(out) and "source 'u:1'" in out["a0"]
+    assert not any(k.startswith("r") for k in out)
+    assert {"s0", "s1", "s2"} <= set(out) and "near-identical" in out["s2"]
