@@ -169,16 +169,9 @@ def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
             groups[(v.source, normalize_text(v.text), v.feedback_label)].append(v)
     out: dict[str, str] = {}
     for (source, _t, label), vs in groups.items():
-        if len(vs) < min_count:
-            continue
-        vs = sorted(vs, key=lambda v: v.ts or dt.datetime.min)
-        lo = 0
-        for hi in range(len(vs)):
-            while vs[hi].ts and vs[lo].ts and vs[hi].ts - vs[lo].ts > window:
-                lo += 1
-            if hi - lo + 1 >= min_count:
-                for v in vs[lo:hi + 1]:
-                    out[v.id] = f"{hi - lo + 1} identical '{label}' feedbacks from source '{source}' within {window}"
+        for run in _windows(vs, min_count, window):
+            for v in run:
+                out[v.id] = f"{len(run)} identical '{label}' feedbacks from source '{source}' within {window}"
     return out
 
 
@@ -234,21 +227,24 @@ def reference_model(train_labels: Sequence[str], train_x: np.ndarray, labels: Se
 
 
 def reference_odds(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
-                   labels: Sequence[str], *, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
+                   labels: Sequence[str], *, seed: int = 0,
+                   ref: Callable[[np.ndarray], np.ndarray] | None = None,
+                   ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
     """How strongly a model of the trusted training data alone disagrees with each feedback label.
 
     Logistic regression on the training data only (the traces' own labels never vote, so many
     texts of one class flipped to another cannot vouch for each other); returns every view's
     log-odds ``log(p(top class) / p(feedback label))`` (0 when the reference agrees), the
     probability of its feedback label (both NaN without a feedback label, or for a label with no
-    training example to compare with) and the reference's top class (None where NaN).
+    training example to compare with) and the reference's top class (None where NaN). ``ref``: the
+    ``reference_model`` of these training data, when the caller has already fitted it.
     """
     index = {lab: i for i, lab in enumerate(labels)}
     odds, conf = np.full(len(views), np.nan), np.full(len(views), np.nan)
     top: list[str | None] = [None] * len(views)
     ys = {index[lab] for lab in train_labels if lab in index}
     have = [i for i, v in enumerate(views) if v.feedback_label in index and index[v.feedback_label] in ys]
-    ref = reference_model(train_labels, train_x, labels, seed=seed)
+    ref = ref or reference_model(train_labels, train_x, labels, seed=seed)
     if not have or ref is None:
         return odds, conf, top
     probs = ref(x[have])
@@ -348,10 +344,13 @@ def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *
       else (log-odds >= ``PAIR_ODDS``): a reviewer working through a queue labels many classes;
     - ``min_count`` or more feedbacks with one label on near-identical inputs (cosine >= ``SWARM_SIM``)
       within ``window``, from any sources, that the training data says are something else.
+
+    Views without a time are left out: neither pattern can be told from a queue worked through later.
     """
     out: dict[str, str] = {}
     at = {v.id: i for i, v in enumerate(views)}
     against = {v.id: bool(odds[i] >= PAIR_ODDS) for i, v in enumerate(views)}
+    views = [v for v in views if v.ts is not None]  # "within a window" needs a time
     by_source: dict[str, list[TraceView]] = defaultdict(list)
     for v in views:
         if v.feedback_label is not None and v.source:
@@ -386,14 +385,14 @@ def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *
 
 
 def _windows(vs: Sequence[TraceView], min_count: int, window: dt.timedelta) -> list[list[TraceView]]:
-    """The runs of ``vs`` (by time; those without a time are left out) that end at each item:
-    everything within ``window`` before it, when that is ``min_count`` or more."""
-    vs = sorted((v for v in vs if v.ts is not None), key=lambda v: v.ts)  # type: ignore[arg-type,return-value]
+    """The runs of ``vs`` (by time; an undated view counts as inside every window) that end at each
+    item: everything within ``window`` before it, when that is ``min_count`` or more."""
     if len(vs) < min_count:
         return []
+    vs = sorted(vs, key=lambda v: v.ts or dt.datetime.min)
     runs, lo = [], 0
     for hi in range(len(vs)):
-        while vs[hi].ts - vs[lo].ts > window:  # type: ignore[operator]
+        while vs[hi].ts and vs[lo].ts and vs[hi].ts - vs[lo].ts > window:
             lo += 1
         if hi - lo + 1 >= min_count:
             runs.append(list(vs[lo:hi + 1]))
@@ -424,14 +423,14 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
     from adaptloop.diagnose.findings import training_vocabulary
 
     burst = bursts(views)
-    odds, conf, ref_top = reference_odds(views, x, train_labels, train_x, labels, seed=seed)
+    ref = reference_model(train_labels, train_x, labels, seed=seed)
+    odds, conf, ref_top = reference_odds(views, x, train_labels, train_x, labels, seed=seed, ref=ref)
     burst = {**source_bursts(views, x, odds), **burst}
     pairs = Counter((ref_top[i], v.feedback_label) for i, v in enumerate(views)
                     if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label)
     _, near_train = nearest(x, train_x) if len(train_x) else (None, np.ones(len(views)))
     knn = _knn_labels(x, train_x, train_labels, k=knn_size(train_labels))
     drift_at = drift_threshold(train_x) if len(train_x) > 1 else -1.0
-    ref = reference_model(train_labels, train_x, labels, seed=seed) if embed is not None else None
     steered = steering(views, labels, ref, embed, train_x, drift_at, odds) if ref is not None and embed else {}
     if eval_x is not None and len(eval_x):
         e_idx, e_sim = nearest(x, eval_x)
