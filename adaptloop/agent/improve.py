@@ -340,7 +340,7 @@ class ImproveCycle:
         return triage(views, x, labels=spec.labels, train_texts=[e.text for e in parent_train],
                       train_labels=[e.label for e in parent_train], train_x=tx,
                       eval_labels=[e.label for e in evals], eval_x=ex, oos_label=spec.out_of_scope_label,
-                      seed=self.ws.settings.train.seed)
+                      seed=self.ws.settings.train.seed, embed=self.embed)
 
     def _taxonomy(self, fixable: list[tuple[Verdict, Any]]) -> list[Cluster]:
         if fixable and isinstance(fixable[0][0], SpanVerdict):

@@ -279,11 +279,12 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
     """Trace id → (kind, reason) for inputs whose parts steer or contradict, judged by what the parts
     do, not how they are worded:
 
-    - **injection**: a part names the feedback label or is unlike any training text (another
-      language, markup, an encoded payload; ``SEGMENT_MIN_WORDS`` words or more), and the input
-      without such parts reads as another class: log(p(top) / p(label)) >= ``STEER_ODDS`` for the
-      reference model of the training data, ``STEER_GAIN`` more than for the whole input (the part
-      carried the label: a greeting whose removal tips a borderline input is not steering);
+    - **injection** (a part names the feedback label) or **steering** (a part is unlike any
+      training text: another language, markup, an encoded payload; ``SEGMENT_MIN_WORDS`` words or
+      more), when the input without such parts reads as another class: log(p(top) / p(label))
+      >= ``STEER_ODDS`` for the reference model of the training data, ``STEER_GAIN`` more than for
+      the whole input (the part carried the label: a greeting whose removal tips a borderline
+      input is not steering);
     - **contradiction**: two parts of one input each read as a different class, confidently
       (p >= ``SEGMENT_CONF``, the other class ``exp(REFERENCE_ODDS)`` times less likely).
     """
@@ -328,9 +329,10 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
             gain = odds - (float(full_odds[row[i]]) if not np.isnan(full_odds[row[i]]) else 0.0)
             if int(p.argmax()) != lab and odds >= STEER_ODDS and gain >= STEER_GAIN and i not in out:
                 part = rests[i][1]
-                why = ("names the feedback label" if names_label(part, v.feedback_label)
-                       else "is unlike any training text")
-                out[i] = ("injection", f"the part '{part[:60]}' {why}; without it the input reads as "
+                named = names_label(part, v.feedback_label)
+                why = "names the feedback label" if named else "is unlike any training text"
+                out[i] = ("injection" if named else "steering", f"the part '{part[:60]}' {why}; without it the "
+                          "input reads as "
                           f"'{labels[int(p.argmax())]}' ('{v.feedback_label}' {np.exp(odds):.0f}x less likely)")
     return out
 
@@ -466,9 +468,6 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
         if v.id in burst:
             out.append(Verdict(v.id, "poison", "burst", burst[v.id], 0.0, failure=failure))
             continue
-        if v.id in steered and label is not None:
-            out.append(Verdict(v.id, "poison", steered[v.id][0], steered[v.id][1], 0.0, failure=failure))
-            continue
         if label is not None and e_sim[i] >= EVAL_DUP_SIM and eval_labels[e_idx[i]] != label:
             out.append(Verdict(v.id, "poison", "eval_conflict",
                                f"near-duplicate (cosine {e_sim[i]:.2f}) of a frozen eval example labelled "
@@ -485,6 +484,11 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
             out.append(Verdict(v.id, "poison", "label_noise",
                                f"systematic relabelling: {n_pair} traces the training data puts in "
                                f"'{ref_top[i]}' are labelled '{label}' (p={conf[i]:.2f})", trust, failure=failure))
+            continue
+        # after the label-noise rules: an input whose whole text contradicts its label is mislabelled,
+        # not steered; steering is a label only the odd part of the input supports
+        if v.id in steered and label is not None:
+            out.append(Verdict(v.id, "poison", steered[v.id][0], steered[v.id][1], 0.0, failure=failure))
             continue
         if near_train[i] < drift_at and label != oos_label:
             out.append(Verdict(v.id, "out_of_scope", "drift",
