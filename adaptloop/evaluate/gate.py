@@ -44,7 +44,7 @@ from adaptloop.evaluate.rows import metrics_of
 from adaptloop.types import TaskSpec
 
 MIN_PAIRS = 10  # discordant units below which the paired test cannot tell: epsilon binds absolutely
-BREAK_ALPHA = 0.3  # one-sided level at which fixes must outnumber breaks (benchmarks/gate_simulation.py)
+BREAK_ALPHA = 0.35  # one-sided level at which fixes must outnumber breaks (benchmarks/gate_simulation.py)
 DOUBT_WEIGHT = 0.5  # a broken unit whose gold label the data doubts counts this much
 
 
