@@ -224,3 +224,18 @@ def test_traces_audit_reports_per_set_what_the_triage_doubted(ws, tmp_path, bank
     assert out.exit_code == 0 and json.loads(out.stdout)["sets"] == ws.store.trace_audit()
     text = CliRunner().invoke(app, ["traces", "audit", "--workspace", str(ws.root)])
     assert text.exit_code == 0 and "doubted" in text.stdout
+
+
+def test_the_gate_is_told_which_eval_labels_the_training_data_doubts(ws, banking_train):
+    from adaptloop.types import Example, TaskSpec
+
+    rows = subset(banking_train, 4, 60)
+    labels = sorted({r["label"] for r in rows})
+    spec = TaskSpec("t", "p", "classification", tuple(labels))
+    train = [Example(r["text"], r["label"]) for r in rows[::2]]
+    held = [Example(r["text"], r["label"]) for r in rows[1::2]][:60]
+    swapped = [Example(e.text, labels[(labels.index(e.label) + 2) % 4]) for e in held[:12]]
+    cycle = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    doubted = cycle._doubted(spec, train, [("e", swapped + held[12:])])
+    assert sum(e.id in doubted for e in swapped) >= 6  # half, under the bag-of-words stand-in encoder
+    assert sum(e.id in doubted for e in held[12:]) <= 5

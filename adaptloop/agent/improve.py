@@ -40,7 +40,7 @@ from adaptloop.data.split import stratified_split
 from adaptloop.data.traces import read_traces
 from adaptloop.diagnose.span_triage import SpanVerdict, SpanView, span_triage
 from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
-from adaptloop.diagnose.triage import TraceView, Verdict, triage
+from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView, Verdict, reference_odds, triage
 from adaptloop.errors import DataError, NotFoundError
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.evaluate.predict import load_version
@@ -213,14 +213,15 @@ class ImproveCycle:
         # checkpoint's), both rules; this cycle's checkpoint set binds on the noise rule only (it holds
         # the incumbent's own failures) and on both from the next cycle
         fresh = [(sid, ex) for sid, ex in self._eval_sets(mv.task_id) if sid not in dict(eval_sets)]
-        g = self._gate(spec, model, candidate, eval_sets, fresh)
+        doubted = self._doubted(spec, parent_train, eval_sets)
+        g = self._gate(spec, model, candidate, eval_sets, fresh, doubted)
         base["checkpoint"] = [asdict(r) | {"broken": len(r.broken)} for r in g.sets[len(eval_sets):]]
         if not g.passed and all("breaks" in r for r in g.reasons):
             # only breakage: one more candidate, decided on dev before the gate sees it — the new model
             # blended with the incumbent, which keeps the incumbent's confident answers
             blended = self._blend(run, spec, candidate, model, cand)
             if blended is not None:
-                g2 = self._gate(spec, model, blended[1], eval_sets, fresh)
+                g2 = self._gate(spec, model, blended[1], eval_sets, fresh, doubted)
                 store.decide(run.id, "blend", f"gate refused v{cand.id} for breakage only; v{blended[0].id} "
                              f"blends it with the incumbent ({blended[2]}): gate "
                              f"{'passed' if g2.passed else 'refused'}", first_gate=g.to_dict())
@@ -459,15 +460,29 @@ class ImproveCycle:
                        score_rows(candidate, dev, progress=self.progress, what="dev: candidate"),
                        epsilon=None, seed=self.ws.settings.train.seed)
 
+    def _doubted(self, spec: TaskSpec, parent_train: list[Example],
+                 eval_sets: list[tuple[str, list[Example]]]) -> frozenset[str]:
+        """Ids of binding eval examples whose gold label the training data doubts: a model of production's
+        training data alone finds it ``REFERENCE_ODDS`` less likely than its top class (the triage's
+        label-noise rule). Their broken units weigh less at the gate. Classification only."""
+        evals = [e for _, es in eval_sets for e in es]
+        if not evals or not parent_train or spec.family != "classification":
+            return frozenset()
+        views = [TraceView(e.id, e.text, None, None, e.label) for e in evals]
+        odds, _, _ = reference_odds(views, self.embed([e.text for e in evals]), [e.label for e in parent_train],
+                                    self.embed([e.text for e in parent_train]), spec.labels,
+                                    seed=self.ws.settings.train.seed)
+        return frozenset(e.id for e, o in zip(evals, odds) if o >= REFERENCE_ODDS)
+
     def _gate(self, spec: TaskSpec, incumbent: Any, candidate: Any, eval_sets: list[tuple[str, list[Example]]],
-              fresh: list[tuple[str, list[Example]]] = ()) -> GateResult:
+              fresh: list[tuple[str, list[Example]]] = (), doubted: frozenset[str] = frozenset()) -> GateResult:
         def scored(sets: list[tuple[str, list[Example]]]) -> list[tuple[str, list, list]]:
             return [(sid, score_rows(incumbent, ex, progress=self.progress, what=f"gate: incumbent on {sid}"),
                      score_rows(candidate, ex, progress=self.progress, what=f"gate: candidate on {sid}"))
                     for sid, ex in sets]
 
         return gate(spec, scored(eval_sets), epsilon=self.cfg.epsilon, seed=self.ws.settings.train.seed,
-                    fresh=scored(list(fresh)))
+                    fresh=scored(list(fresh)), doubted=doubted)
 
     def _close(self, run: Run, t0: float, result: ImproveResult) -> ImproveResult:
         result.wall_seconds = time.monotonic() - t0
