@@ -119,11 +119,25 @@ def test_the_noise_rule_also_binds_on_every_binding_set_pooled():
     sets = [(f"set-{k}", inc, worse) for k in range(4)]  # the same loss on 160 examples is not noise
     g = gate(SPEC, sets, epsilon=10)
     assert not g.passed and all("worse beyond noise" not in r for s in g.sets for r in s.reasons)
-    assert g.pooled is not None and g.pooled.n == 160 and "pooled (4 binding sets)" in g.reasons[-1]
-    assert "worse beyond noise" in g.reasons[-1]
+    pooled = [r for r in g.reasons if "pooled (4 binding sets)" in r]
+    assert g.pooled is not None and g.pooled.n == 160 and pooled and "worse beyond noise" in pooled[0]
     assert g.to_dict()["pooled"]["n"] == 160
     assert gate(SPEC, sets[:1], epsilon=10).pooled is None  # one set: nothing to pool
-    assert gate(SPEC, [(f"set-{k}", inc, inc) for k in range(4)], epsilon=0).passed
+    same = gate(SPEC, [(f"set-{k}", inc, inc) for k in range(4)], epsilon=0)
+    assert all(s.passed for s in same.sets) and same.pooled.passed and same.reasons == [same.gain]
+
+
+def test_a_candidate_must_fix_more_than_it_breaks_over_every_set_together():
+    gold = ["a", "b"] * 50
+    inc = rows(gold, gold[:90] + ["c"] * 10)
+    tie = rows(gold, ["c"] * 2 + gold[2:92] + ["c"] * 8)  # breaks 2, fixes 2: every per-set rule passes
+    fresh_inc = rows(["a"] * 20, ["a"] * 18 + ["b"] * 2)
+    g = gate(SPEC, [("current", inc, tie)], epsilon=2, fresh=[("fresh", fresh_inc, fresh_inc)])
+    assert all(s.passed for s in g.sets) and not g.passed and not g.gained
+    assert "fixes 2 units and gets 2 wrong" in g.reasons[0] and "no measured gain" in g.reasons[0]
+    better_fresh = rows(["a"] * 20, ["a"] * 20)  # the gain shows on this cycle's checkpoint
+    g = gate(SPEC, [("current", inc, tie)], epsilon=2, fresh=[("fresh", fresh_inc, better_fresh)])
+    assert g.passed and g.gained and "a measured gain" in g.notes[-1]
 
 
 def test_an_extraction_gate_counts_broken_entities_not_sentences():

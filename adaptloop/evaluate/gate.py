@@ -22,8 +22,10 @@ earlier checkpoint's (the ratchet) — two rules, both from the doctrine:
    bootstrap interval of (candidate − incumbent) must not be below zero.
 
 With two or more binding sets the noise rule also applies to all of them pooled: small sets
-each hide a drop that their union shows. Every set's result carries, in ``notes``, which
-rule decided and with what numbers, whether it passed or not. False-promotion and
+each hide a drop that their union shows. And a third rule, **gain**: over every set together
+(binding and this cycle's fresh checkpoint), the candidate must fix more units than it breaks.
+Every set's result carries, in ``notes``, which rule decided and with what numbers, whether it
+passed or not. False-promotion and
 false-refusal rates of these rules, by simulation: ``benchmarks/gate_simulation.py``.
 
 Pure functions over per-example rows (``evaluate.rows.score_rows``); nothing here trains.
@@ -109,15 +111,19 @@ class GateResult:
     metric: str
     sets: list[SetResult]
     pooled: SetResult | None = None  # the noise rule over every binding set at once (two or more)
+    gain: str = ""  # the gain rule's verdict, with its numbers
+    gained: bool = True
 
     @property
     def reasons(self) -> list[str]:
-        return [r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
+        return ([r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
+                + ([] if self.gained else [self.gain]))
 
     @property
     def notes(self) -> list[str]:
-        """Which rule decided each set (and the pooled noise rule), with the numbers."""
-        return [n for s in self.sets for n in s.notes] + (self.pooled.notes if self.pooled else [])
+        """Which rule decided each set (and the pooled noise rule, and the gain rule), with the numbers."""
+        return ([n for s in self.sets for n in s.notes] + (self.pooled.notes if self.pooled else [])
+                + ([self.gain] if self.gain else []))
 
     @property
     def n_broken(self) -> int:
@@ -221,7 +227,11 @@ def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Seq
     ``fresh`` sets (a checkpoint frozen in this very cycle, full of the incumbent's own failures)
     bind on the noise rule only: the candidate must not be worse there beyond noise. Two or more
     binding ``sets`` are also pooled for the noise rule. ``doubted``: example ids whose gold label
-    the data doubts (see ``compare``)."""
+    the data doubts (see ``compare``). And the **gain** rule: over every set together, binding and
+    fresh, the candidate must fix more units than it breaks — a candidate that changes nothing, or
+    trades as many errors as it fixes, gives no reason to replace the incumbent (a strong model fed
+    systematic flips was replaced by one exactly as good on every eval set and a point worse on
+    test: ``benchmarks/planted_flips.py``)."""
     results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed, doubted=doubted)
                for sid, inc, cand in sets]
     results += [compare(spec, sid, inc, cand, epsilon=None, n_boot=n_boot, seed=seed)
@@ -230,5 +240,11 @@ def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Seq
     if len(sets) >= 2:
         pooled = compare(spec, f"pooled ({len(sets)} binding sets)", [r for _, inc, _ in sets for r in inc],
                          [r for _, _, cand in sets for r in cand], epsilon=None, n_boot=n_boot, seed=seed)
-    return GateResult(passed=bool(results) and all(r.passed for r in results) and (pooled is None or pooled.passed),
-                      epsilon=epsilon, metric=spec.primary_metric, sets=results, pooled=pooled)
+    fixed, lost = sum(r.fixed for r in results), sum(len(r.broken) for r in results)
+    gained = fixed > lost
+    gain = (f"gain: over every eval set together the candidate fixes {fixed} units and gets {lost} wrong that "
+            f"the incumbent got right: " + ("a measured gain" if gained else
+                                            "no measured gain, so no reason to replace the incumbent"))
+    return GateResult(passed=bool(results) and all(r.passed for r in results) and (pooled is None or pooled.passed)
+                      and gained, epsilon=epsilon, metric=spec.primary_metric, sets=results, pooled=pooled,
+                      gain=gain, gained=gained)
