@@ -6,7 +6,8 @@ An eval set of ``n`` examples is drawn again and again from a known population o
 (incumbent, candidate) outcomes: each example is right for both, broken (incumbent right,
 candidate wrong), fixed (the reverse) or wrong for both. A **better** candidate fixes
 ``churn + delta`` of the examples and breaks ``churn``; a **worse** one the reverse. The
-gate (``adaptloop.evaluate.gate.compare``, both rules, epsilon 2) judges every draw:
+gate (``adaptloop.evaluate.gate.gate`` with this one binding set: the breaks, noise and gain
+rules, epsilon 2) judges every draw:
 
 - false refusal = a better candidate refused; false promotion = a worse candidate passed.
 
@@ -58,8 +59,9 @@ def simulate(n: int, delta: float, churn: float, reps: int, seed: int) -> dict:
     for r in range(reps):
         inc, cand, d = draw(n, delta, churn, rng)
         net.append(d)
-        res = gate_mod.compare(SPEC, "sim", inc, cand, epsilon=2, seed=r)
-        passed_new += res.passed
+        g = gate_mod.gate(SPEC, [("sim", inc, cand)], epsilon=2, seed=r)  # one binding set, no checkpoint
+        passed_new += g.passed
+        res = g.sets[0]
         passed_old += len(res.broken) <= 2 and res.ci_high >= 0  # the seed rule, same noise rule
     return {"passed": passed_new / reps, "passed_seed_rule": passed_old / reps, "net": net}
 

@@ -11,8 +11,7 @@ earlier checkpoint's (the ratchet) — two rules, both from the doctrine:
    doubts weigh ``DOUBT_WEIGHT`` in ``b`` (they are still listed).
 
    - fewer than ``MIN_PAIRS`` discordant units (too few for any test): ``epsilon`` binds as an
-     absolute count, and the candidate may not break more than it fixes (a set this small
-     cannot tell a better candidate from a worse one in any other way);
+     absolute count;
    - otherwise the exact binomial test on the discordant units (each a fair coin under "the
      candidate fixes no more than it breaks") must show that fixes outnumber breaks:
      ``P(X <= b | b + f, 1/2) <= BREAK_ALPHA``. The set's size enters through the pairs: a
@@ -177,11 +176,9 @@ def break_rule(b: float, f: int, n_broken: int, *, epsilon: int, unit: str) -> t
     shown = (f"breaks {n_broken} {unit} the incumbent got right" + (f" (weighted {b:g})" if b != n_broken else "")
              + f", fixes {f}")
     if b + f < MIN_PAIRS:  # too few discordant units for any test: the absolute rule
-        ok = b <= epsilon and b <= f
-        why = (f"within epsilon {epsilon} and no more than it fixes" if ok else
-               f"more than epsilon {epsilon}" if b > epsilon else "more than it fixes")
-        return ok, None, (f"{shown}; {b + f:g} discordant {unit} are too few to test "
-                          f"(< {MIN_PAIRS}), so the absolute rule binds: {why}")
+        ok = b <= epsilon
+        return ok, None, (f"{shown}; {b + f:g} discordant {unit} are too few to test (< {MIN_PAIRS}), so "
+                          f"the absolute rule binds: {'within' if ok else 'more than'} epsilon {epsilon}")
     p = binomial_tail(b, f)
     verdict = "fixes outnumber breaks" if p <= BREAK_ALPHA else "fixes do not clearly outnumber breaks"
     return p <= BREAK_ALPHA, p, (f"{shown}; {verdict} (exact binomial on the discordant {unit}: "
