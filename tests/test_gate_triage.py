@@ -35,11 +35,14 @@ def test_breaks_are_judged_against_fixes_on_the_same_examples():
     churn = rows(gold, ["c"] * 10 + gold[10:])  # breaks 10, fixes 10
     r = compare(SPEC, "e1", inc, churn, epsilon=2)
     assert not r.passed and r.p_breaks > 0.5 and "do not clearly outnumber" in r.reasons[0]
-    # too few discordant examples to test: epsilon binds as an absolute count
+    # too few discordant examples to test: epsilon, or no more breaks than fixes
     few = rows(gold, ["c"] * 3 + gold[3:90] + ["c"] * 7 + gold[97:])  # breaks 3, fixes 3
     r = compare(SPEC, "e1", inc, few, epsilon=2)
-    assert not r.passed and r.p_breaks is None and "too few to test" in r.reasons[0]
-    assert compare(SPEC, "e1", inc, few, epsilon=3).passed
+    assert r.passed and r.p_breaks is None and "no more than it fixes" in r.notes[0]
+    worse = rows(gold, ["c"] * 3 + gold[3:91] + ["c"] * 9)  # breaks 3, fixes 1
+    r = compare(SPEC, "e1", inc, worse, epsilon=2)
+    assert not r.passed and "too few to test" in r.reasons[0] and "more than it fixes" in r.reasons[0]
+    assert compare(SPEC, "e1", inc, worse, epsilon=3).passed
     one = rows(gold, ["c"] + gold[1:90] + ["c"] * 10)  # breaks 1, fixes 0: the set passes, the gain rule does not
     assert compare(SPEC, "e1", inc, one, epsilon=2).passed
     assert not gate(SPEC, [("e1", inc, one)], epsilon=2).passed

@@ -10,8 +10,10 @@ earlier checkpoint's (the ratchet) — two rules, both from the doctrine:
    reverse (the discordant pairs of McNemar's test). Units whose gold label the data itself
    doubts weigh ``DOUBT_WEIGHT`` in ``b`` (they are still listed).
 
-   - fewer than ``MIN_PAIRS`` discordant units (too few for any test): ``epsilon`` binds as an
-     absolute count;
+   - fewer than ``MIN_PAIRS`` discordant units (too few for any test): it may break ``epsilon``
+     units, or more when it fixes at least as many on the same set (a production model right on
+     nearly all of its own eval set leaves few units to judge by: 3 broken and 3 fixed of 151 is
+     no regression);
    - otherwise the exact binomial test on the discordant units (each a fair coin under "the
      candidate fixes no more than it breaks") must show that fixes outnumber breaks:
      ``P(X <= b | b + f, 1/2) <= BREAK_ALPHA``. The set's size enters through the pairs: a
@@ -175,10 +177,12 @@ def break_rule(b: float, f: int, n_broken: int, *, epsilon: int, unit: str) -> t
     """The breaks rule on one set: (passed, the paired test's p or None, the verdict with its numbers)."""
     shown = (f"breaks {n_broken} {unit} the incumbent got right" + (f" (weighted {b:g})" if b != n_broken else "")
              + f", fixes {f}")
-    if b + f < MIN_PAIRS:  # too few discordant units for any test: the absolute rule
-        ok = b <= epsilon
+    if b + f < MIN_PAIRS:  # too few discordant units for any test: epsilon, or no more breaks than fixes
+        ok = b <= epsilon or b <= f
+        why = (f"within epsilon {epsilon}" if b <= epsilon else "no more than it fixes" if ok
+               else f"more than epsilon {epsilon} and more than it fixes")
         return ok, None, (f"{shown}; {b + f:g} discordant {unit} are too few to test (< {MIN_PAIRS}), so "
-                          f"the absolute rule binds: {'within' if ok else 'more than'} epsilon {epsilon}")
+                          f"the absolute rule binds: {why}")
     p = binomial_tail(b, f)
     verdict = "fixes outnumber breaks" if p <= BREAK_ALPHA else "fixes do not clearly outnumber breaks"
     return p <= BREAK_ALPHA, p, (f"{shown}; {verdict} (exact binomial on the discordant {unit}: "
