@@ -6,6 +6,7 @@ Every reporting command takes ``--json`` and then prints exactly one JSON object
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import sys
@@ -203,7 +204,7 @@ def new(
             if part is not None and part.quarantined:
                 err.print(f"[yellow]{len(part.quarantined)} malformed lines quarantined[/] from {part.source} "
                           f"(first: line {part.quarantined[0].line_no}: {part.quarantined[0].reason})")
-        from adaptloop.agent.spec import infer_extraction_spec, infer_spec
+        from adaptloop.data.spec import infer_extraction_spec, infer_spec
 
         infer = infer_extraction_spec if loaded.family == "extraction" else infer_spec
         spec = infer(prompt, loaded.examples, source=str(data))
@@ -301,7 +302,7 @@ def eval_(
     (math, labels), pass@1 in the sandbox (code) or ROUGE-L (summaries), format compliance
     and the diagnosis of the failures.
     """
-    from adaptloop.evaluate.predict import evaluate_file
+    from adaptloop.agent.predict import evaluate_file
 
     ws = _open(workspace)
     with _progress() as progress:
@@ -343,7 +344,7 @@ def predict(
 ) -> None:
     """Classify texts — or, for an extraction model, find their entities (character offsets,
     labels and scores) — with the production model (or --model)."""
-    from adaptloop.evaluate.predict import predict_texts
+    from adaptloop.agent.predict import predict_texts
 
     r = predict_texts(_open(workspace), texts, model)
     if as_json:
@@ -793,7 +794,7 @@ def rollback(
     """Point `production` back at the version before the current one (a new registry event)."""
     from adaptloop.store import registry
 
-    r = registry.rollback(_open(workspace).store, reason=reason or "")
+    r = registry.rollback(_open(workspace).store, reason=reason or "", who=f"{getpass.getuser()} (cli)")
     if as_json:
         _emit(r)
         return

@@ -8,10 +8,19 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 Family = Literal["classification", "extraction", "generation"]
+
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+"""``progress(description, total)`` returns an ``advance(n)`` callable; the CLI draws bars."""
+
+
+def no_progress(_description: str, _total: int | None) -> Callable[[int], None]:
+    return lambda _n: None
 
 
 def content_hash(obj: Any) -> str:
@@ -158,3 +167,115 @@ class NodeResult(_Dict):
     curve: list[dict[str, float]] = field(default_factory=list)
     notes: str = ""
     chosen: dict[str, Any] = field(default_factory=dict)
+
+
+RUN_STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class RunState:
+    """Everything a run's trials and a later cycle need to read back: typed and versioned.
+
+    Written and read only through ``Store.save_state`` / ``Store.run_state``; a state stored
+    without a version (version 0: the same fields as a plain dict) is upgraded on reading.
+
+    Attributes:
+        spec: the task the run trains for.
+        datasets: artifact address per role (``raw`` training data, ``dev``; the cold start also
+            ``curated`` and ``augmented``; generation ``train`` after a teacher rewrote it).
+        eval_artifact: the frozen eval set the run was selected against.
+        label_issues: the training examples the data doubts (id, label, suggested label); None
+            for runs prepared before they were kept (the recipes then diff raw and curated).
+        curation: the counts of what curation kept and removed, and why.
+        teacher: what the teacher did to the training targets, when one ran.
+    """
+
+    spec: TaskSpec
+    datasets: dict[str, str]
+    eval_artifact: str = ""
+    label_issues: tuple[dict[str, Any], ...] | None = None
+    curation: dict[str, Any] = field(default_factory=dict)
+    teacher: dict[str, Any] | None = None
+    version: int = RUN_STATE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"version": self.version, "spec": self.spec.to_dict(), "datasets": dict(self.datasets),
+                             "eval_artifact": self.eval_artifact, "curation": dict(self.curation)}
+        if self.label_issues is not None:
+            d["label_issues"] = [dict(r) for r in self.label_issues]
+        if self.teacher is not None:
+            d["teacher"] = dict(self.teacher)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunState:
+        """A stored state, upgraded from older versions; raises ValueError on one from a newer release."""
+        version = int(d.get("version", 0))
+        if version > RUN_STATE_VERSION:
+            raise ValueError(f"run state version {version} is newer than this release reads ({RUN_STATE_VERSION}); "
+                             "upgrade adaptloop")
+        issues = d.get("label_issues")
+        return cls(spec=TaskSpec.from_dict(d["spec"]), datasets=dict(d.get("datasets", {})),
+                   eval_artifact=d.get("eval_artifact", ""),
+                   label_issues=None if issues is None else tuple(dict(r) for r in issues),
+                   curation=dict(d.get("curation", {})), teacher=d.get("teacher"))
+
+    def with_dataset(self, role: str, address: str, **changes: Any) -> RunState:
+        """A copy with ``role`` pointing at ``address`` (and any other field changed)."""
+        return dataclasses.replace(self, datasets={**self.datasets, role: address}, **changes)
+
+
+@dataclass(frozen=True)
+class SetResult:
+    """Candidate vs incumbent on one frozen eval set."""
+
+    eval_set: str
+    n: int
+    incumbent: float
+    candidate: float
+    ci_low: float  # paired bootstrap interval of candidate − incumbent
+    ci_high: float
+    broken: list[dict[str, Any]]  # units previously right, now wrong: id, text, label, was, now
+    fixed: int  # units previously wrong, now right
+    passed: bool
+    reasons: list[str] = field(default_factory=list)  # the rules that refused, with their numbers
+    notes: list[str] = field(default_factory=list)  # every rule's verdict, with its numbers
+    weighted_broken: float = 0.0  # broken units, doubted ones at DOUBT_WEIGHT
+    p_breaks: float | None = None  # the paired test's P(X <= b | b + f, 1/2); None when not run
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """Candidate vs incumbent on every binding eval set: what promotion takes.
+
+    Built by ``evaluate.gate`` (``gate`` for a candidate against production, ``first_model`` for
+    a cold start's winner against the best constant answer); ``passed`` is the decision,
+    ``notes`` which rule decided each set, with the numbers."""
+
+    passed: bool
+    epsilon: int
+    metric: str
+    sets: list[SetResult]
+    pooled: SetResult | None = None  # the noise rule over every binding set at once (two or more)
+    gain: str = ""  # the gain rule's verdict, with its numbers
+    gained: bool = True
+
+    @property
+    def reasons(self) -> list[str]:
+        return ([r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
+                + ([] if self.gained else [self.gain]))
+
+    @property
+    def notes(self) -> list[str]:
+        """Which rule decided each set (and the pooled noise rule, and the gain rule), with the numbers."""
+        return ([n for s in self.sets for n in s.notes] + (self.pooled.notes if self.pooled else [])
+                + ([self.gain] if self.gain else []))
+
+    @property
+    def n_broken(self) -> int:
+        return sum(len(s.broken) for s in self.sets)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric, "n_broken": self.n_broken,
+                "reasons": self.reasons, "notes": self.notes, "sets": [dataclasses.asdict(s) for s in self.sets],
+                "pooled": dataclasses.asdict(self.pooled) if self.pooled else None}

@@ -49,8 +49,8 @@ def base_scores(ws: Path, test: Path, n: int) -> dict:
     """The untrained model on the test records, shown the full instruction (as node 'base' was)."""
     from sqlalchemy import select
 
-    from adaptloop.agent.generation import instruction
-    from adaptloop.evaluate.predict import evaluate_generation
+    from adaptloop.agent.predict import evaluate_generation
+    from adaptloop.data.prompts import instruction
     from adaptloop.store.db import Task
     from adaptloop.train.causal import load_base
     from adaptloop.types import TaskSpec

@@ -28,8 +28,8 @@ def main() -> None:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--model", default="HuggingFaceTB/SmolLM2-135M-Instruct")
     args = ap.parse_args()
-    from adaptloop.agent.generation import instruction, present
     from adaptloop.data.generation import load_generation
+    from adaptloop.data.prompts import instruction, present
     from adaptloop.diagnose.generation import score_outputs
     from adaptloop.train import llamacpp
     from adaptloop.train.causal import load_base

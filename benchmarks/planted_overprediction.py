@@ -79,8 +79,9 @@ def main() -> None:
     wall = time.monotonic() - t0
     result = json.loads(new.stdout)
 
+    from adaptloop.agent.predict import score_rows
     from adaptloop.data.sources import load_extraction
-    from adaptloop.evaluate.rows import metrics_of, score_rows
+    from adaptloop.evaluate.rows import metrics_of
     from adaptloop.store.db import Node
     from adaptloop.train import load_trained
     from adaptloop.types import TaskSpec

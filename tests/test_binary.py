@@ -130,7 +130,7 @@ def test_a_rare_class_is_learned_not_swallowed(banking_train, banking_test):
 
 @pytest.mark.integration
 def test_a_binary_cold_start_promotes_a_model_that_finds_the_minority(tmp_path, banking_train, banking_test):
-    from adaptloop.evaluate.predict import evaluate_file, predict_texts
+    from adaptloop.agent.predict import evaluate_file, predict_texts
 
     ws = Workspace.open(init_workspace(tmp_path / "ws"))
     ws.settings.search.workers = 1

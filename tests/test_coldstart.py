@@ -142,7 +142,7 @@ def test_failed_pipeline_is_recorded_not_fatal(ws, data):
 def test_trials_run_in_parallel_worker_processes(ws, data):
     import functools
 
-    from adaptloop.search.executor import LocalExecutor
+    from adaptloop.agent.executor import LocalExecutor
 
     ex = LocalExecutor(workers=2)
     try:

@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pytest
 
-from adaptloop.agent.spec import choose_family, family_from_prompt, infer_extraction_spec
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import data_families, load_extraction, load_for
 from adaptloop.data.spans import (
@@ -20,6 +19,7 @@ from adaptloop.data.spans import (
     spans_to_tags,
     tags_to_spans,
 )
+from adaptloop.data.spec import choose_family, family_from_prompt, infer_extraction_spec
 from adaptloop.diagnose.entities import diagnose_entities, entity_errors
 from adaptloop.errors import DataError, LabelError
 from adaptloop.evaluate.entities import entity_counts, entity_metrics, micro_f1

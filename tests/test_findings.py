@@ -282,7 +282,7 @@ class Bench:
         return self.fit()
 
     def rows(self, model: CachedHead, dev: Sequence[Example] | None = None) -> list[dict]:
-        from adaptloop.evaluate.rows import score_rows
+        from adaptloop.agent.predict import score_rows
 
         return score_rows(model, self.dev if dev is None else dev)
 

@@ -16,17 +16,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from adaptloop.agent.generation import (
-    answer_target,
-    cot_target,
-    decode_moves,
-    instruction,
-    present,
-    unusable_targets,
-)
-from adaptloop.agent.spec import choose_family, family_from_prompt
+from adaptloop.agent.generation import decode_moves, unusable_targets
 from adaptloop.data.generation import Sample
+from adaptloop.data.prompts import answer_target, cot_target, instruction, present
 from adaptloop.data.sources import data_families
+from adaptloop.data.spec import choose_family, family_from_prompt
 from adaptloop.diagnose.generation import diagnose, repetitive, score_outputs
 from tests.conftest import DATASETS, read_rows, subset, write_jsonl
 from tests.test_cli import one_json, run

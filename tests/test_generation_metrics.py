@@ -7,16 +7,9 @@ import json
 import pytest
 
 from adaptloop.data.generation import code_tests, infer_kind, load_generation
+from adaptloop.data.outputs import extract_code, final_answer, normalise_output
 from adaptloop.errors import DataError
-from adaptloop.evaluate.generation import (
-    exact_match,
-    extract_code,
-    final_answer,
-    format_compliance,
-    format_ok,
-    normalise_output,
-    rouge_l,
-)
+from adaptloop.evaluate.generation import exact_match, format_compliance, format_ok, rouge_l
 from adaptloop.evaluate.sandbox import SandboxConfig, pass_at_1, program, run_program
 from tests.conftest import DATASETS, read_rows, write_jsonl
 

@@ -94,7 +94,7 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert result.decision in kinds
 
     # the breakage fallback: candidate × incumbent blend, its weight chosen on dev
-    from adaptloop.evaluate.predict import load_version
+    from adaptloop.agent.predict import load_version
     from adaptloop.store.db import ModelVersionRow, Run
     from adaptloop.train import load_trained
     from adaptloop.types import TaskSpec

@@ -2,7 +2,8 @@
 
 import pytest
 
-from adaptloop.agent.doctrine import REGIMES, WAIT, DoctrinePolicy, Proposal, SearchState, Stop, regime_of
+from adaptloop.agent.doctrine import REGIMES, DoctrinePolicy, regime_of
+from adaptloop.agent.policy import WAIT, Proposal, SearchState, Stop
 from adaptloop.data.recipes import RecipeBook, merge, parse
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv

@@ -95,6 +95,6 @@ def test_health_metrics_admin_and_hot_swap(served):
     assert r.status_code == 200 and r.json()["serving"] == "v1"
     assert client.post("/v1/predict", json={"input": "hello"}).json()["model_version"] == "v1"
     # a promotion made by another process (e.g. `adaptloop improve`) is picked up by the watcher
-    registry.set_alias(ws.store, 2, "production", event="promoted", reason="test")
+    registry.force_promote(ws.store, 2, who="test", why="another process promoted it")
     wait_for(lambda: client.get("/healthz").json()["model_version"] == "v2")
     assert client.post("/v1/predict", json={"input": "hello"}).json()["model_version"] == "v2"

@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from adaptloop.config import Settings, load_settings
 from adaptloop.errors import NotFoundError, WorkspaceError
+from adaptloop.evaluate.gate import first_model
 from adaptloop.store import registry
 from adaptloop.store.artifacts import ArtifactStore, tree_sha
 from adaptloop.store.db import Node, RegistryEvent, Run, Store, Task
@@ -56,15 +57,23 @@ def test_registry_is_append_only_and_resolves_aliases(tmp_path):
                            lineage={}, reason="first")
     v2 = registry.register(store, task_id=task.id, node_id=node.id, artifact="b", metrics={},
                            lineage={}, reason="second")
-    registry.set_alias(store, v1.id, "production", event="promoted", reason="r1")
-    registry.set_alias(store, v2.id, "production", event="promoted", reason="r2")
+    passed = first_model("accuracy", "e1", 10, 0.9, baseline=0.5, predicts="always 'a'")
+    refused = first_model("accuracy", "e1", 10, 0.5, baseline=0.5, predicts="always 'a'")
+    registry.promote(store, v1.id, passed, "r1")
+    with pytest.raises(ValueError, match="did not pass its gate"):
+        registry.promote(store, v2.id, refused, "r2")
+    registry.refuse(store, v2.id, "no better than a constant", refused)
+    registry.force_promote(store, v2.id, who="ops", why="r2")
     assert registry.resolve(store, None).id == v2.id
-    registry.set_alias(store, v1.id, "production", event="rolled_back", reason="r3")
+    assert registry.rollback(store, reason="r3", who="ops") == {"from": "v2", "to": "v1", "reason": "r3"}
     assert registry.resolve(store, "production").id == v1.id
     assert registry.resolve(store, "v2").id == v2.id
     events = store.all(select(RegistryEvent).order_by(RegistryEvent.id))
-    assert [e.event for e in events] == ["registered", "registered", "promoted", "promoted",
+    assert [e.event for e in events] == ["registered", "registered", "promoted", "refused", "forced",
                                          "rolled_back"]
+    assert events[2].data["passed"] and events[2].data["notes"][0].startswith("first model: accuracy 0.9000")
+    assert events[3].data["reasons"] == ["no better than predicting always 'a': accuracy 0.5000 <= 0.5000"]
+    assert events[4].data == {"who": "ops"} and events[5].data == {"who": "ops", "from": 2}
     with pytest.raises(NotFoundError):
         registry.resolve(store, "v9")
     with pytest.raises(NotFoundError):

@@ -71,7 +71,7 @@ class FakeLM:
                       shots=self.shots if shots is None else shots)
 
     def finish(self, output: str) -> str:
-        from adaptloop.evaluate.generation import normalise_output
+        from adaptloop.data.outputs import normalise_output
 
         return normalise_output(output, self.normalise) if self.normalise else output
 

@@ -19,7 +19,10 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
-from adaptloop.agent.doctrine import WAIT, DoctrinePolicy, Proposal, SearchState, Stop
+from adaptloop.agent.doctrine import DoctrinePolicy
+from adaptloop.agent.executor import Executor, Trial, TrialOutcome, make_executor
+from adaptloop.agent.policy import WAIT, Policy, Proposal, SearchState, Stop
+from adaptloop.agent.predict import embedding_cache, score_rows
 from adaptloop.agent.prepare import prepare, recipe_book
 from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.data import recipes
@@ -28,10 +31,10 @@ from adaptloop.data.sources import Loaded
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import NotFoundError
+from adaptloop.evaluate.gate import first_model
 from adaptloop.evaluate.metrics import primary, scalars
-from adaptloop.evaluate.rows import constant_rows, metrics_of, score_rows
+from adaptloop.evaluate.rows import constant_rows, metrics_of
 from adaptloop.search import graph
-from adaptloop.search.executor import Executor, Trial, TrialOutcome, embedding_cache, make_executor
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
 from adaptloop.store.db import (
@@ -96,7 +99,7 @@ class ColdStart:
         progress: progress-bar factory.
         make_trainer: strategy -> Trainer (the seam tests fill with a fake; must pickle by
             reference for worker processes, i.e. a module-level function).
-        policy: the doctrine policy.
+        policy: chooses each trial (default: the doctrine).
         executor: where trials run (default: from settings; one worker runs inline).
         promote: point ``production`` at the winner (cold start); False registers it as the
             ``candidate`` only, for the regression gate of an improve cycle to decide.
@@ -105,7 +108,7 @@ class ColdStart:
 
     def __init__(self, ws: Workspace, run_id: int, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for,
-                 policy: DoctrinePolicy | None = None, executor: Executor | None = None,
+                 policy: Policy | None = None, executor: Executor | None = None,
                  promote: bool = True, first: Sequence[Proposal] = ()) -> None:
         self.ws = ws
         self.first = tuple(first)
@@ -122,7 +125,7 @@ class ColdStart:
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
         run: Run = store.get(Run, self.run_id)
-        spec = TaskSpec.from_dict(run.state["spec"])
+        spec = store.run_state(run).spec
         clock = Clock(run.budget_s, spent=run.spent_s)
         started = time.monotonic()
         book = recipe_book(ws, run)
@@ -227,8 +230,9 @@ class ColdStart:
                     parent_id = n.id
         node = self.ws.store.add(Node(run_id=self.run_id, parent_id=parent_id, name=p.name,
                                       intervention=p.intervention, reason=p.reason, move=p.move,
-                                      finding=p.finding, pipeline=p.pipeline.to_dict(), status="running"))
-        self.ws.store.decide(self.run_id, p.kind, p.reason, node_id=node.id, node=p.name,
+                                      finding=p.finding, pipeline=p.pipeline.to_dict(), status="running",
+                                      proposer=p.proposer))
+        self.ws.store.decide(self.run_id, p.kind, p.reason, node_id=node.id, node=p.name, proposer=p.proposer,
                              intervention=p.intervention, priority=round(p.priority, 3), **p.detail)
         return node
 
@@ -258,7 +262,7 @@ class ColdStart:
         rows = self.ws.artifacts.get_jsonl(out.predictions_artifact)
         pipe = Pipeline.from_dict(node.pipeline)
         noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
-        issues = run.state.get("label_issues", []) if noisy else None
+        issues = list(store.run_state(run).label_issues or ()) if noisy else None
         if spec.family == "extraction":
             diag = diagnose_entities(rows, list(spec.labels), curve=out.curve, dev_f1=dev.get("f1"),
                                      label_issues=issues, n_train=len(book.raw))
@@ -301,7 +305,7 @@ class ColdStart:
             refits = [n for n in finished if n.pipeline["strategy"] == "refit"
                       and n.pipeline["hparams"].get("of") == selected.name]
             best = refits[-1] if refits else selected
-            eval_set = EvalSet.from_dict(ws.artifacts.get_json(run.state["eval_artifact"]))
+            eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.run_state(run).eval_artifact))
             model = load_trained(ws.artifacts.path(best.model_artifact), embeddings=embedding_cache(ws.root))
             rows = score_rows(model, eval_set.examples, progress=self.progress,
                               what="score winner on eval set")
@@ -319,28 +323,29 @@ class ColdStart:
                 metrics={"eval": scalars(m),
                          "dev": selected.dev_metrics},
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
-                         "datasets": run.state["datasets"], "pipeline": best.pipeline},
+                         "datasets": store.run_state(run).datasets, "pipeline": best.pipeline},
                 reason=f"winner of {run.kind} run {self.run_id}")
             constant, base_rows = constant_rows(rows)
             baseline = primary(metrics_of(spec, base_rows), spec.primary_metric)
-            useless = primary(m, spec.primary_metric) <= baseline + 1e-9
-            if useless and self.promote:  # a model no better than a constant answer is not worth serving
-                # (an improve cycle's candidate faces the dev duel and the gate against production instead)
+            # a model no better than a constant answer is not worth serving: the first model's gate
+            # (an improve cycle's candidate faces the dev duel and the gate against production instead)
+            first = first_model(spec.primary_metric, run.eval_set_id or "", len(rows), primary(m, spec.primary_metric),
+                                baseline=baseline, predicts=constant)
+            useless = not first.passed
+            if useless and self.promote:
                 why = (f"the winner's {spec.primary_metric} on the frozen eval set, "
                        f"{primary(m, spec.primary_metric):.4f}, is no better than predicting {constant} "
                        f"({baseline:.4f}): not promoted; give it more budget, more data or a larger encoder")
-                registry.record(store, mv.id, "refused", why)
-                store.decide(self.run_id, "refuse", why, node_id=best.id)
+                registry.refuse(store, mv.id, why, first)
+                store.decide(self.run_id, "refuse", why, node_id=best.id, gate=first.to_dict())
                 stop = f"{stop}; {why}"
             elif self.promote:
-                registry.set_alias(store, mv.id, "production", event="promoted",
-                                   reason=f"cold start: best on dev, {spec.primary_metric} "
-                                          f"{m[spec.primary_metric]:.4f} on frozen eval set "
-                                          f"{run.eval_set_id}")
+                registry.promote(store, mv.id, first,
+                                 f"cold start: best on dev, {spec.primary_metric} {m[spec.primary_metric]:.4f} on "
+                                 f"frozen eval set {run.eval_set_id}, above {baseline:.4f} for predicting {constant}")
             else:
-                registry.set_alias(store, mv.id, "candidate", event="candidate",
-                                   reason=f"best on dev of improve run {self.run_id}; the regression gate "
-                                          "decides whether it is promoted")
+                registry.nominate(store, mv.id, f"best on dev of improve run {self.run_id}; the regression gate "
+                                                "decides whether it is promoted")
             version = mv.id
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
@@ -360,7 +365,7 @@ class ColdStart:
         return ColdStartResult(task_id=run.task_id, run_id=self.run_id, spec=spec,
                                eval_set_id=run.eval_set_id or "", nodes=nodes, winner=winner,
                                version=version, stop_reason=stop, wall_seconds=wall,
-                               curation=run.state.get("curation", {}))
+                               curation=store.run_state(run).curation)
 
 
 def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,

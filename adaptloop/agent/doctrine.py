@@ -21,9 +21,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
+from adaptloop.agent.policy import WAIT, Proposal, SearchState, Stop
 from adaptloop.data import recipes
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv
@@ -98,61 +99,6 @@ def regime_of(score: float, findings: Sequence[dict[str, Any]] = ()) -> Regime:
     raise AssertionError("the last regime matches every score")
 
 
-@dataclass(frozen=True)
-class SearchState:
-    """What the policy may look at."""
-
-    nodes: tuple[GraphNode, ...]  # finished, failed and running
-    seconds_left: float
-    budget: float
-    encoder: str
-    n_train: int
-    n_classes: int
-    n_label_issues: int = 0
-    ladder: tuple[str, ...] = ()
-    oos_label: str | None = None
-    seed: int = 0
-    learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
-    refit_seconds: float | None = None
-    workers: int = 1
-    trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
-    target: float | None = None
-    sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
-    family: str = "classification"  # the task family: picks the baseline and the applicable moves
-    tagger_sec_per_step: float = 0.5  # measured: MiniLM token classification, batch 16, 2 threads
-    larger_slowdown: float = 9.0  # a step on the next rung (mpnet-base) vs the default (measured embed ratio)
-    embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
-
-    @property
-    def slowdown(self) -> float:
-        return 1.7 if self.workers > 1 else 1.0  # two trials share two cores
-
-    def running(self) -> list[GraphNode]:
-        return [n for n in self.nodes if n.status == "running"]
-
-
-@dataclass(frozen=True)
-class Proposal:
-    name: str
-    pipeline: Pipeline
-    parent: str | None
-    intervention: str  # for people: what changes
-    reason: str  # the hypothesis, with the finding and the regime
-    move: str = ""  # catalogue name or graph move (baseline, ensemble, merge, refit)
-    kind: str = "expand"  # baseline | expand | recovery | merge | ensemble | refit
-    finding: str | None = None  # kind of the finding that suggested it
-    priority: float = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Stop:
-    reason: str
-
-
-WAIT = None  # nothing to start until a running trial finishes
-
-
 def cost(p: Pipeline, s: SearchState) -> float:
     """Seconds a pipeline needs before it can return anything useful (a lower bound)."""
     n = s.n_train * (2 if "augment" in recipes.parse(p.recipe) else 1) if p.strategy != "ensemble" else 0
@@ -189,6 +135,8 @@ def _unique(name: str, nodes: tuple[GraphNode, ...]) -> str:
 
 class DoctrinePolicy:
     """Ranks candidate interventions by regime, finding severity and learned gain."""
+
+    name = "doctrine"
 
     def __init__(self, plateau_rounds: int = 2, min_gain: float = 0.001, c0: float = C0) -> None:
         self.plateau_rounds = plateau_rounds

@@ -28,7 +28,6 @@ dev is scored on the frozen eval set, registered and promoted. Every decision is
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -37,65 +36,21 @@ from typing import Any
 from adaptloop.agent.budget import Clock
 from adaptloop.agent.coldstart import ColdStartResult
 from adaptloop.agent.generation_moves import decode_moves, few_shot, unusable_targets
-from adaptloop.agent.spec import slug
 from adaptloop.data.generation import LoadedSamples, Sample, infer_kind
+from adaptloop.data.prompts import instruction, present
+from adaptloop.data.spec import slug
 from adaptloop.diagnose.generation import METRIC, diagnose, score_outputs
 from adaptloop.errors import DataError
+from adaptloop.evaluate.gate import first_model
 from adaptloop.store import registry
 from adaptloop.store.db import Dataset, EvalSetRow, FindingRow, Node, Quarantine, Removal, Run, Task, utcnow
 from adaptloop.train.base import FitContext, Progress, no_progress
-from adaptloop.types import Pipeline, TaskSpec, content_hash
+from adaptloop.types import Pipeline, RunState, TaskSpec, content_hash
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
 
-INSTRUCTIONS = {
-    "math": "Solve the problem step by step. End with a last line of the form '#### <number>'.",
-    "code": "Write a Python function that solves the task. Reply with the code only.",
-    "summary": "Summarize the text in one sentence.",
-    "label": "Reply with the label only.",
-    "text": "",
-}
-_CALC = re.compile(r"<<[^>]*>>")
-_FINAL = re.compile(r"####\s*(.+)\s*$")
 DECODE_RESERVE = 1.3  # decoding estimates are rough: keep this factor of them back
-
-
-def cot_target(answer: str) -> str:
-    """A worked solution as a training target: calculator marks removed, ``#### n`` on the last line."""
-    text = _CALC.sub("", answer).strip()
-    m = _FINAL.search(text)
-    if not m:
-        return text
-    body = text[:m.start()].rstrip()
-    return f"{body}\n#### {m.group(1).strip()}" if body else f"#### {m.group(1).strip()}"
-
-
-def answer_target(answer: str) -> str:
-    """Only the final answer (``#### n``): the no-rationale recipe."""
-    m = _FINAL.search(answer.strip())
-    return f"#### {m.group(1).strip()}" if m else answer.strip()
-
-
-def instruction(kind: str, labels: Sequence[str], style: str) -> str:
-    if kind == "label" and style == "full" and labels:
-        return f"Reply with exactly one of these labels and nothing else: {', '.join(labels)}."
-    return INSTRUCTIONS[kind]
-
-
-def present(sample: Sample, kind: str, text: str, recipe: str = "raw") -> Sample:
-    """The sample as the model sees it: the instruction before the input, the recipe's target."""
-    prompt = sample.prompt
-    if kind == "code" and sample.extra.get("test_list"):
-        prompt = f"{prompt}\nYour code should pass this test:\n{sample.extra['test_list'][0]}"
-    if text:
-        prompt = f"{text}\n\n{prompt}"
-    target = sample.target
-    if kind == "math":
-        target = cot_target(target) if recipe == "cot" else answer_target(target) if recipe == "answer" else target
-    if kind == "code" and "```" not in target:
-        target = f"```python\n{target.strip()}\n```"
-    return replace(sample, prompt=prompt, target=target)
 
 
 def infer_generation_spec(prompt: str, samples: Sequence[Sample], *, model: str) -> TaskSpec:
@@ -214,8 +169,8 @@ class GenerationColdStart:
                     "eval": len(held), "eval_overlap": len(overlap), "near_duplicates": 0, "dev": len(dev),
                     "train": len(train), "label_issues": 0, "output_kind": spec.output["kind"],
                     "max_new_tokens": max_new}
-        store.update(Run, run.id, state={"spec": spec.to_dict(), "datasets": datasets, "eval_artifact": eval_address,
-                                         "curation": curation})
+        store.save_state(run.id, RunState(spec=spec, datasets=datasets, eval_artifact=eval_address,
+                                          curation=curation))
         store.decide(run.id, "curation", f"{spec.output['kind']} task: removed duplicates, eval-prompt overlap and "
                      f"{len(bad)} training targets that cannot be right; decoding limit {max_new} tokens",
                      **curation)
@@ -303,7 +258,7 @@ class GenerationColdStart:
         run = store.get(Run, run_id)
         store.update(Run, run_id, status="done", spent_s=clock.spent, finished_at=utcnow())
         return ColdStartResult(task_id, run_id, spec, run.eval_set_id, nodes, winner, version, stop,
-                                time.monotonic() - t0, run.state["curation"])
+                                time.monotonic() - t0, store.run_state(run).curation)
 
     def _teacher_targets(self, run_id: int, train: list[Sample]) -> tuple[list[Sample], str]:
         """Worked solutions from the teacher for final-answer-only math data (see ``data.teacher``)."""
@@ -329,8 +284,7 @@ class GenerationColdStart:
         if store.get(Dataset, did) is None:
             store.add(Dataset(id=did, task_id=run.task_id, role="train", source=f"{self.loaded.source}+teacher",
                               artifact=address, n=len(got.samples)))
-        store.update(Run, run_id, state={**run.state, "datasets": {**run.state["datasets"], "train": address},
-                                         "teacher": stats})
+        store.save_state(run_id, store.run_state(run).with_dataset("train", address, teacher=stats))
         return got.samples, f"; {got.accepted} of its targets are the teacher's worked solutions"
 
     @staticmethod
@@ -413,8 +367,8 @@ class GenerationColdStart:
 
     def _node(self, run_id: int, parent: int | None, name: str, move: str, pipe: Pipeline, why: str) -> int:
         node = self.ws.store.add(Node(run_id=run_id, parent_id=parent, name=name, intervention=move, reason=why,
-                                      pipeline=pipe.to_dict(), move=move))
-        self.ws.store.decide(run_id, "expand", f"'{name}': {why}", node_id=node.id)
+                                      pipeline=pipe.to_dict(), move=move, proposer="doctrine"))
+        self.ws.store.decide(run_id, "expand", f"'{name}': {why}", node_id=node.id, proposer="doctrine")
         return node.id
 
     def _finish_node(self, run_id: int, node_id: int, spec: TaskSpec, scored: dict[str, Any], result) -> None:
@@ -459,11 +413,10 @@ class GenerationColdStart:
         mv = registry.register(store, task_id=task_id, node_id=best.id, artifact=address,
                                metrics={"eval": m, "dev": best.dev_metrics},
                                lineage={"run_id": run_id, "eval_set": run.eval_set_id,
-                                        "datasets": run.state["datasets"], "pipeline": best.pipeline},
+                                        "datasets": store.run_state(run).datasets, "pipeline": best.pipeline},
                                reason=f"winner of generation run {run_id}")
-        registry.set_alias(store, mv.id, "production", event="promoted",
-                           reason=f"cold start: best on dev, {metric} {m[metric]:.4f} on frozen eval set "
-                                  f"{run.eval_set_id}")
+        registry.promote(store, mv.id, first_model(metric, run.eval_set_id or "", len(held), m[metric]),
+                         f"cold start: best on dev, {metric} {m[metric]:.4f} on frozen eval set {run.eval_set_id}")
         return {"node": best.name, "node_id": best.id, "dev": best.dev_metrics, "eval": m}, mv.id
 
 

@@ -86,7 +86,7 @@ def unusable_targets(kind: str, samples: Sequence[Sample], *, sandbox=None) -> d
     The smaller, cleaner data the doctrine prefers to noisy data.
     """
     if kind == "math":
-        from adaptloop.evaluate.generation import final_answer
+        from adaptloop.data.outputs import final_answer
 
         return {s.id: "no final answer in the target" for s in samples if final_answer(s.target) is None}
     if kind == "code":

@@ -30,7 +30,9 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
-from adaptloop.agent.doctrine import Proposal
+from adaptloop.agent.executor import Executor
+from adaptloop.agent.policy import Proposal
+from adaptloop.agent.predict import embedding_cache, load_version, predict_chunked, predictor, score_rows
 from adaptloop.agent.prepare import _examples, _store_dataset
 from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.data import curate
@@ -43,14 +45,11 @@ from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
 from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView, Verdict, reference_odds, triage
 from adaptloop.errors import DataError, NotFoundError
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
-from adaptloop.evaluate.predict import load_version
-from adaptloop.evaluate.rows import predict_chunked, score_rows
-from adaptloop.search.executor import Executor, embedding_cache
 from adaptloop.store import registry
 from adaptloop.store.db import EvalSetRow, ModelVersionRow, Quarantine, Removal, Run, TraceRow, TraceUse, utcnow
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Example, TaskSpec
+from adaptloop.types import EvalSet, Example, RunState, TaskSpec
 from adaptloop.workspace import Workspace
 
 WATCHDOG_MIN = 30  # trusted traces needed before production is compared with the version it replaced
@@ -125,8 +124,8 @@ class ImproveCycle:
                             f"v{mv.id} is {spec.family} (its traces are still recorded and shown by "
                             "`adaptloop traces`)")
         parent_run = store.get(Run, mv.lineage["run_id"])
-        parent_train = _examples(ws, parent_run.state["datasets"]["raw"])
-        parent_dev = _examples(ws, parent_run.state["datasets"]["dev"])
+        parent_data = store.run_state(mv.lineage["run_id"]).datasets
+        parent_train, parent_dev = _examples(ws, parent_data["raw"]), _examples(ws, parent_data["dev"])
         eval_sets = self._eval_sets(mv.task_id)
 
         rows = store.all(select(TraceRow).where(TraceRow.triage.is_(None))
@@ -157,9 +156,8 @@ class ImproveCycle:
         rolled = self._watchdog(run, spec, model, trusted + [e for e in doubted if e is not None])
         if rolled is not None:  # the curriculum replays the restored version's data
             mv, spec, model = rolled
-            parent_run = store.get(Run, mv.lineage["run_id"])
-            parent_train = _examples(ws, parent_run.state["datasets"]["raw"])
-            parent_dev = _examples(ws, parent_run.state["datasets"]["dev"])
+            parent_data = store.run_state(mv.lineage["run_id"]).datasets
+            parent_train, parent_dev = _examples(ws, parent_data["raw"]), _examples(ws, parent_data["dev"])
         drift = [views[i].text for i, v in enumerate(verdicts) if v.triage == "out_of_scope"]
         if drift:
             store.decide(run.id, "drift", f"{len(drift)} traces are far from every known class (out of scope): "
@@ -205,7 +203,7 @@ class ImproveCycle:
             reason = (f"refused: production v{mv.id} scores higher than v{cand.id} on this cycle's dev split "
                       f"({duel.n} rows production never trained on): {spec.primary_metric} {duel.incumbent:.4f} "
                       f"vs {duel.candidate:.4f}; the candidate is not better even on the data that selected it")
-            registry.record(store, cand.id, "refused", reason)
+            registry.refuse(store, cand.id, reason)
             store.decide(run.id, "refused", reason, candidate=cand.id, incumbent=mv.id, dev_duel=asdict(duel))
             return self._close(run, t0, ImproveResult(**base, decision="refused", reason=reason,
                                                       candidate=f"v{cand.id}"))
@@ -225,17 +223,17 @@ class ImproveCycle:
                 store.decide(run.id, "blend", f"gate refused v{cand.id} for breakage only; v{blended[0].id} "
                              f"blends it with the incumbent ({blended[2]}): gate "
                              f"{'passed' if g2.passed else 'refused'}", first_gate=g.to_dict())
-                registry.record(store, cand.id, "refused", "refused: " + "; ".join(g.reasons))
+                registry.refuse(store, cand.id, "refused: " + "; ".join(g.reasons), g)
                 cand, g = blended[0], g2
         if g.passed:
             summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken, "
                                 f"{s.fixed} fixed" for s in g.sets)
             reason = f"passed the gate on {len(g.sets)} eval sets ({summary}); rules: " + "; ".join(g.notes)
-            registry.set_alias(store, cand.id, "production", event="promoted", reason=reason)
+            registry.promote(store, cand.id, g, reason)
             decision = "promoted"
         else:
             reason = "refused: " + "; ".join(g.reasons)
-            registry.record(store, cand.id, "refused", reason)
+            registry.refuse(store, cand.id, reason, g)
             decision = "refused"
         store.decide(run.id, decision, reason, candidate=cand.id, incumbent=mv.id, gate=g.to_dict())
         return self._close(run, t0, ImproveResult(**base, decision=decision, reason=reason,
@@ -254,7 +252,7 @@ class ImproveCycle:
         if pipe.strategy == "frozen" and pipe.recipe == "raw":
             return []  # the policy's own baseline
         return [Proposal(name="incumbent-recipe", parent=None, move="baseline", kind="baseline",
-                         pipeline=pipe, intervention="start",
+                         pipeline=pipe, intervention="start", proposer="improve",
                          reason=f"production's own recipe ('{node.name}': {pipe.strategy} on {pipe.encoder}, "
                                 f"recipe {pipe.recipe}) retrained on this cycle's curriculum: the candidate "
                                 "any other pipeline must beat")]
@@ -277,7 +275,7 @@ class ImproveCycle:
         if r.ci_high >= 0:
             self.ws.store.decide(run.id, "watchdog", verdict + ": not worse beyond noise, production stays")
             return None
-        registry.rollback(self.ws.store, reason="watchdog: " + verdict + ", worse beyond noise")
+        registry.rollback(self.ws.store, reason="watchdog: " + verdict + ", worse beyond noise", who="watchdog")
         self.ws.store.decide(run.id, "rolled_back", verdict + ": worse beyond noise, rolled back")
         mv, spec, model = load_version(self.ws, "production", cached=True)
         self.ws.store.update(Run, run.id, eval_set_id=self.ws.store.get(Run, mv.lineage["run_id"]).eval_set_id)
@@ -290,7 +288,7 @@ class ImproveCycle:
 
     def _views(self, rows: list[TraceRow], model: Any) -> list[TraceView] | list[SpanView]:
         """Trace rows as triage sees them; the model predicts those without an output."""
-        if getattr(model, "kind", "") == "tagger":
+        if predictor(model).family == "extraction":
             return self._span_views(rows, model)
         missing = [i for i, r in enumerate(rows) if not (r.output or {}).get("label")]
         preds: dict[int, tuple[str, float]] = {}
@@ -401,11 +399,11 @@ class ImproveCycle:
                   "traces_train": len(train_new), "traces_dev": len(dev_new), "replay": len(replay),
                   "hard_negatives": len(hard), "pattern_variants": len(variants), "train": len(train),
                   "dev": len(dev)}
-        state = {"spec": spec.to_dict(), "eval_artifact": store.get(EvalSetRow, run.eval_set_id).artifact,
-                 "datasets": {"raw": _store_dataset(ws, task_id, "train", train, f"improve run {run.id}"),
-                              "dev": _store_dataset(ws, task_id, "dev", dev, f"improve run {run.id}")},
-                 "label_issues": [], "curation": counts}
-        store.update(Run, run.id, state=state)
+        store.save_state(run.id, RunState(
+            spec=spec, eval_artifact=store.get(EvalSetRow, run.eval_set_id).artifact,
+            datasets={"raw": _store_dataset(ws, task_id, "train", train, f"improve run {run.id}"),
+                      "dev": _store_dataset(ws, task_id, "dev", dev, f"improve run {run.id}")},
+            label_issues=(), curation=counts))
         store.decide(run.id, "curriculum", "corrected failures + confirmations from trusted traces, hard "
                      f"negatives for {len(pair_labels) // 2 or 0} confusions, variants for "
                      f"{len(pattern_labels)} pattern classes, {share:.0%} replay of the parent's data", **counts)
@@ -418,7 +416,7 @@ class ImproveCycle:
         dev accuracy. None when no blend keeps the candidate's dev gain."""
         from adaptloop.train.ensemble import EnsembleModel
 
-        dev = _examples(self.ws, self.ws.store.get(Run, run.id).state["datasets"]["dev"])
+        dev = _examples(self.ws, self.ws.store.run_state(run.id).datasets["dev"])
         if not dev or spec.family != "classification":
             return None
         texts = [e.text for e in dev]
@@ -451,7 +449,7 @@ class ImproveCycle:
         """Production and the candidate on this cycle's dev rows whose text production's own train
         and dev data lack (it was trained or selected on those); None when no row is left."""
         known = {e.text for e in seen}
-        dev = [e for e in _examples(self.ws, self.ws.store.get(Run, run.id).state["datasets"]["dev"])
+        dev = [e for e in _examples(self.ws, self.ws.store.run_state(run.id).datasets["dev"])
                if e.text not in known]
         if not dev:
             return None

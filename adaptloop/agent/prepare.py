@@ -11,15 +11,15 @@ from typing import Any
 
 import numpy as np
 
-from adaptloop.agent.spec import infer_extraction_spec, infer_spec
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
+from adaptloop.data.spec import infer_extraction_spec, infer_spec
 from adaptloop.data.split import held_out_split
 from adaptloop.store.db import Dataset, EvalSetRow, Quarantine, Removal, Run, Task
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Example
+from adaptloop.types import EvalSet, Example, RunState
 from adaptloop.workspace import Workspace
 
 
@@ -133,7 +133,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     # 5. label issues on out-of-fold probabilities of the cheapest backend
     n_issues, curated, issue_rows = 0, list(train), []
     if embed_fn is not None and spec.family == "extraction" and len(train) >= 20:
-        from adaptloop.data.token_issues import token_label_issues
+        from adaptloop.diagnose.token_issues import token_label_issues
 
         issue_rows, flagged = token_label_issues(train, spec.labels, settings.train.encoder, seed=seed,
                                                  progress=progress)
@@ -156,38 +156,37 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         curated = curate.apply_drops(train, issues)
         n_issues = len(issues)
     balance = curate.class_balance(train)
-    state = {
-        "spec": spec.to_dict(),
-        "datasets": {
+    state = RunState(
+        spec=spec,
+        datasets={
             "raw": _store_dataset(ws, task.id, "train", train),
             "curated": _store_dataset(ws, task.id, "curated", curated),
             **({} if spec.family == "extraction" else
                {"augmented": _store_dataset(ws, task.id, "augmented", augment(train, seed=seed))}),
             "dev": _store_dataset(ws, task.id, "dev", dev),
         },
-        "eval_artifact": eval_address,
-        "label_issues": issue_rows,
-        "curation": {
+        eval_artifact=eval_address,
+        label_issues=tuple(issue_rows),
+        curation={
             "source": len(source), "exact_or_conflicting_duplicates": len(source) - len(deduped),
             "eval": len(held), "eval_overlap": len(drops), "near_duplicates": len(near),
             "dev": len(dev), "train": len(train), "label_issues": n_issues,
             "balance": {k: v for k, v in balance.items() if k != "counts"},
         },
-    }
-    ws.store.update(Run, run.id, state=state)
-    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues",
-                    **state["curation"])
+    )
+    ws.store.save_state(run.id, state)
+    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues", **state.curation)
     return task.id, run.id
 
 
 def recipe_book(ws: Workspace, run: Run) -> RecipeBook:
     """The run's training data, with every recipe materialised on demand."""
-    ds = run.state["datasets"]
+    state = ws.store.run_state(run)
+    ds = state.datasets
     raw, dev = _examples(ws, ds["raw"]), _examples(ws, ds["dev"])
-    if "label_issues" in run.state:
-        issue_ids = {r["id"] for r in run.state["label_issues"]}
+    if state.label_issues is not None:
+        issue_ids = {r["id"] for r in state.label_issues}
     else:  # a run prepared before label issues were kept with their suggested label
         kept = {e.id for e in _examples(ws, ds["curated"])}
         issue_ids = {e.id for e in raw if e.id not in kept}
-    family = run.state.get("spec", {}).get("family", "classification")
-    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed, family=family)
+    return RecipeBook(raw, dev, issue_ids, seed=ws.settings.train.seed, family=state.spec.family)

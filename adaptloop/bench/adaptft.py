@@ -241,9 +241,9 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     """
     from adaptloop.agent.coldstart import cold_start
     from adaptloop.agent.improve import ImproveCycle, import_traces
+    from adaptloop.agent.predict import load_version
     from adaptloop.config import Settings
     from adaptloop.data.sources import load_for
-    from adaptloop.evaluate.predict import load_version
     from adaptloop.train import trainer_for
     from adaptloop.train.base import no_progress
     from adaptloop.workspace import Workspace, init_workspace
@@ -326,9 +326,9 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
 
 
 def _scorer(spec: Any, test: list[Any], progress: Any) -> Callable[[Any], dict[str, Any]]:
-    from adaptloop.evaluate.gate import row_correct
+    from adaptloop.agent.predict import score_rows
     from adaptloop.evaluate.metrics import primary
-    from adaptloop.evaluate.rows import metrics_of, score_rows
+    from adaptloop.evaluate.rows import metrics_of, row_correct
 
     def score(model: Any) -> dict[str, Any]:
         rows = score_rows(model, test, progress=progress, what="score test sample")
@@ -358,9 +358,8 @@ def _triage_quality(ws: Any, answers: list[dict[str, Any]]) -> dict[str, Any]:
 def _refitter(ws: Any, run_id: int, spec: Any, progress: Any, make_trainer: Callable[[str], Any],
               min_steps: int | None = None) -> Callable[[list[Any]], Any]:
     """Train the base's winning pipeline (every ensemble member) on new data: naive and oracle."""
+    from adaptloop.agent.predict import embedding_cache
     from adaptloop.agent.refit import refit, refit_plan
-    from adaptloop.search.executor import embedding_cache
-    from adaptloop.store.db import Run
     from adaptloop.train import FitContext
     from adaptloop.types import Pipeline
 
@@ -368,7 +367,7 @@ def _refitter(ws: Any, run_id: int, spec: Any, progress: Any, make_trainer: Call
     if plan is None:
         raise DataError("the base run has no finished pipeline to retrain")
     ctx = FitContext(progress=progress, embeddings=embedding_cache(ws.root))
-    n_base = ws.store.get(Run, run_id).state["curation"]["train"]
+    n_base = ws.store.run_state(run_id).curation["train"]
 
     def same_updates(pipe: Pipeline, n: int) -> dict[str, Any]:
         """A tagger refit keeps the base fit's number of updates: each grows by the data's size

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from adaptloop.data.spec import choose_family
 from adaptloop.errors import DataError
 from adaptloop.types import Example
 
@@ -196,8 +197,6 @@ def family_for(path: str | Path, prompt: str = "") -> str:
     Raises:
         DataError: the file is unusable, or the prompt asks for what the data cannot feed.
     """
-    from adaptloop.agent.spec import choose_family
-
     families = data_families(path)
     if not families:
         _good, _bad, keys = _records(Path(path))

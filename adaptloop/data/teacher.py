@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from adaptloop.data.generation import Sample
+from adaptloop.data.outputs import final_answer, normalise_output
 from adaptloop.errors import DataError
-from adaptloop.evaluate.generation import final_answer, normalise_output
 
 log = logging.getLogger(__name__)
 

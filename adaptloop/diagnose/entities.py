@@ -31,6 +31,7 @@ from adaptloop.diagnose.findings import (
     fit_gap,
     label_noise,
 )
+from adaptloop.evaluate.rows import row_wrong
 
 Row = Mapping[str, Any]
 MAX_NOISE_PAIRS = 5
@@ -38,11 +39,6 @@ MAX_NOISE_PAIRS = 5
 
 def _overlap(a: Sequence[Any], b: Sequence[Any]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
-
-
-def row_wrong(row: Row) -> bool:
-    """Whether an extraction row's predicted spans differ from its gold spans (scores ignored)."""
-    return {tuple(g[:3]) for g in row["gold"]} != {tuple(p[:3]) for p in row["pred"]}
 
 
 def entity_errors(rows: Sequence[Row]) -> dict[str, Any]:

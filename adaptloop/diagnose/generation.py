@@ -12,7 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from adaptloop.data.generation import Sample, code_tests
-from adaptloop.evaluate.generation import exact_match, extract_code, final_answer, format_ok, rouge_l
+from adaptloop.data.outputs import extract_code, final_answer
+from adaptloop.evaluate.generation import exact_match, format_ok, rouge_l
 
 METRIC = {"math": "exact_match", "label": "exact_match", "code": "pass_at_1", "summary": "rouge_l",
           "text": "rouge_l"}

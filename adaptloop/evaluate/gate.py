@@ -35,7 +35,6 @@ Pure functions over per-example rows (``evaluate.rows.score_rows``); nothing her
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -43,21 +42,12 @@ from scipy.special import betainc
 
 from adaptloop.evaluate.entities import entity_counts, micro_f1
 from adaptloop.evaluate.metrics import primary
-from adaptloop.evaluate.rows import metrics_of
-from adaptloop.types import TaskSpec
+from adaptloop.evaluate.rows import metrics_of, row_correct
+from adaptloop.types import GateResult, SetResult, TaskSpec
 
 MIN_PAIRS = 10  # discordant units below which the paired test cannot tell: epsilon binds absolutely
 BREAK_ALPHA = 0.35  # one-sided level at which fixes must outnumber breaks (benchmarks/gate_simulation.py)
 DOUBT_WEIGHT = 0.5  # a broken unit whose gold label the data doubts counts this much
-
-
-def row_correct(row: dict[str, Any]) -> bool:
-    """Whether a scored row is right (classification: the label; extraction: every span)."""
-    if "gold" in row:
-        from adaptloop.diagnose.entities import row_wrong
-
-        return not row_wrong(row)
-    return row["label"] == row["pred"]
 
 
 def broken_units(incumbent: Sequence[dict[str, Any]],
@@ -84,56 +74,6 @@ def broken_units(incumbent: Sequence[dict[str, Any]],
                            "now": [list(p[:3]) for p in c["pred"] if p[0] < e and s < p[1]] or "missed"})
         fixed += len(has - had)
     return broken, fixed
-
-
-@dataclass(frozen=True)
-class SetResult:
-    """Candidate vs incumbent on one frozen eval set."""
-
-    eval_set: str
-    n: int
-    incumbent: float
-    candidate: float
-    ci_low: float  # paired bootstrap interval of candidate − incumbent
-    ci_high: float
-    broken: list[dict[str, Any]]  # units previously right, now wrong: id, text, label, was, now
-    fixed: int  # units previously wrong, now right
-    passed: bool
-    reasons: list[str] = field(default_factory=list)  # the rules that refused, with their numbers
-    notes: list[str] = field(default_factory=list)  # every rule's verdict, with its numbers
-    weighted_broken: float = 0.0  # broken units, doubted ones at DOUBT_WEIGHT
-    p_breaks: float | None = None  # the paired test's P(X <= b | b + f, 1/2); None when not run
-
-
-@dataclass(frozen=True)
-class GateResult:
-    passed: bool
-    epsilon: int
-    metric: str
-    sets: list[SetResult]
-    pooled: SetResult | None = None  # the noise rule over every binding set at once (two or more)
-    gain: str = ""  # the gain rule's verdict, with its numbers
-    gained: bool = True
-
-    @property
-    def reasons(self) -> list[str]:
-        return ([r for s in self.sets for r in s.reasons] + (self.pooled.reasons if self.pooled else [])
-                + ([] if self.gained else [self.gain]))
-
-    @property
-    def notes(self) -> list[str]:
-        """Which rule decided each set (and the pooled noise rule, and the gain rule), with the numbers."""
-        return ([n for s in self.sets for n in s.notes] + (self.pooled.notes if self.pooled else [])
-                + ([self.gain] if self.gain else []))
-
-    @property
-    def n_broken(self) -> int:
-        return sum(len(s.broken) for s in self.sets)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric, "n_broken": self.n_broken,
-                "reasons": self.reasons, "notes": self.notes, "sets": [asdict(s) for s in self.sets],
-                "pooled": asdict(self.pooled) if self.pooled else None}
 
 
 def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candidate: Sequence[dict[str, Any]],
@@ -249,3 +189,20 @@ def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Seq
     return GateResult(passed=bool(results) and all(r.passed for r in results) and (pooled is None or pooled.passed)
                       and gained, epsilon=epsilon, metric=spec.primary_metric, sets=results, pooled=pooled,
                       gain=gain, gained=gained)
+
+
+def first_model(metric: str, eval_set: str, n: int, score: float, *, baseline: float | None = None,
+                predicts: str = "") -> GateResult:
+    """The gate of a task's first model (a cold start): there is no incumbent, so the winner faces
+    the best constant answer on the frozen eval set (``baseline``, what ``predicts`` scores; None
+    where no constant answer applies, as for generation) and passes when it beats it."""
+    if baseline is None:
+        passed, note = True, f"first model: no incumbent; {metric} {score:.4f} on the frozen eval set {eval_set} ({n})"
+    else:
+        passed = score > baseline + 1e-9
+        note = (f"first model: {metric} {score:.4f} on the frozen eval set {eval_set} ({n}) vs {baseline:.4f} "
+                f"for predicting {predicts}")
+    reasons = [] if passed else [f"no better than predicting {predicts}: {metric} {score:.4f} <= {baseline:.4f}"]
+    result = SetResult(eval_set=eval_set, n=n, incumbent=baseline if baseline is not None else 0.0, candidate=score,
+                       ci_low=0.0, ci_high=0.0, broken=[], fixed=0, passed=passed, reasons=reasons, notes=[note])
+    return GateResult(passed=passed, epsilon=0, metric=metric, sets=[result])

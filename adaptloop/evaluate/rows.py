@@ -5,54 +5,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
-
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.evaluate.metrics import classification_metrics
-from adaptloop.train.base import Progress, TrainedModel, no_progress
-from adaptloop.types import Example, TaskSpec
+from adaptloop.types import TaskSpec
 
 
-def predict_chunked(model: TrainedModel, texts: Sequence[str], *, progress: Progress = no_progress,
-                    what: str = "predict", chunk: int = 512) -> np.ndarray:
-    """``model.predict_proba`` in chunks, with a progress bar."""
-    bar = progress(what, len(texts))
-    parts = []
-    for s in range(0, len(texts), chunk):
-        parts.append(model.predict_proba(list(texts[s:s + chunk])))
-        bar(len(parts[-1]))
-    return np.concatenate(parts) if parts else np.zeros((0, len(model.labels)))
+def row_wrong(row: dict[str, Any]) -> bool:
+    """Whether an extraction row's predicted spans differ from its gold spans (scores ignored)."""
+    return {tuple(g[:3]) for g in row["gold"]} != {tuple(p[:3]) for p in row["pred"]}
 
 
-def score_rows(model: TrainedModel, examples: Sequence[Example], *,
-               progress: Progress = no_progress, what: str = "score") -> list[dict[str, Any]]:
-    """Per-example predictions: id, text, gold, predicted label, confidence.
-
-    For an extraction model (``kind == "tagger"``): id, text, ``gold`` spans and ``pred``
-    spans ``[start, end, label, score]``.
-    """
-    if getattr(model, "kind", "") == "tagger":
-        return span_rows(model, examples, progress=progress, what=what)
-    probs = predict_chunked(model, [e.text for e in examples], progress=progress, what=what)
-    rows = []
-    for e, p in zip(examples, probs):
-        k = int(p.argmax())
-        rows.append({"id": e.id, "text": e.text, "label": e.label,
-                     "pred": model.labels[k], "confidence": round(float(p[k]), 5)})
-    return rows
-
-
-def span_rows(model: Any, examples: Sequence[Example], *, progress: Progress = no_progress,
-              what: str = "score", chunk: int = 256) -> list[dict[str, Any]]:
-    bar = progress(what, len(examples))
-    rows = []
-    for s in range(0, len(examples), chunk):
-        part = examples[s:s + chunk]
-        for e, pred in zip(part, model.predict_spans([e.text for e in part])):
-            rows.append({"id": e.id, "text": e.text, "label": e.label, "gold": [list(sp) for sp in e.spans],
-                         "pred": [[p["start"], p["end"], p["label"], p["score"]] for p in pred]})
-        bar(len(part))
-    return rows
+def row_correct(row: dict[str, Any]) -> bool:
+    """Whether a scored row is right (classification: the label; extraction: every span)."""
+    return not row_wrong(row) if "gold" in row else row["label"] == row["pred"]
 
 
 def constant_rows(rows: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, Any]]]:

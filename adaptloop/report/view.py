@@ -11,6 +11,7 @@ from adaptloop.search import graph
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
 from adaptloop.store.db import Run, Task
+from adaptloop.types import TaskSpec
 from adaptloop.workspace import Workspace
 
 TOP_CONFUSIONS = 30
@@ -34,7 +35,8 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
     if run is None:
         raise NotFoundError(f"no run {run_id}; `adaptloop runs` lists them")
     task: Task = store.get(Task, run.task_id)
-    metric = (run.state.get("spec") or {}).get("primary_metric", "accuracy")
+    spec = TaskSpec.from_dict(task.spec)
+    metric = spec.primary_metric
     rows = store.nodes(run_id)
     winner_ids = {v.node_id for v in registry.versions(store) if (v.lineage or {}).get("run_id") == run_id}
     names = {n.id: n.name for n in rows}
@@ -69,7 +71,7 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
         "run": {"id": run.id, "task": task.name if task else "", "status": run.status, "budget_s": run.budget_s,
                 "spent_s": round(run.spent_s, 1), "stop_reason": stops[-1] if stops else "",
                 "primary_metric": metric, "started_at": run.started_at.isoformat(),
-                "family": (run.state.get("spec") or {}).get("family", "classification"),
+                "family": spec.family,
                 "eval_set_id": run.eval_set_id, "prompt": task.prompt if task else ""},
         "nodes": nodes,
         "findings": [{"node_id": f.node_id, "kind": f.kind, "summary": f.summary, "severity": f.severity,

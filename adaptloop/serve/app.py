@@ -31,6 +31,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
+from adaptloop.agent.predict import predictor
 from adaptloop.serve.batching import MicroBatcher
 from adaptloop.serve.traces import TraceWriter
 from adaptloop.store import registry
@@ -93,15 +94,7 @@ class ModelSlot:
 def forward(model: Any, texts: list[str]) -> list[dict[str, Any]]:
     """One forward pass: a label and score per text (entities for an extraction model, the
     completion for a generation model)."""
-    if getattr(model, "kind", "") == "causal":
-        from adaptloop.serve.chat import as_sample
-
-        return [{"output": o} for o in model.generate([as_sample(model, [{"role": "user", "content": t}])
-                                                        for t in texts])]
-    if getattr(model, "kind", "") == "tagger":
-        return [{"entities": ents} for ents in model.predict_spans(texts)]
-    probs = model.predict_proba(texts)
-    return [{"label": model.labels[int(p.argmax())], "score": round(float(p.max()), 5)} for p in probs]
+    return predictor(model).answer(texts)
 
 
 def _metrics():
@@ -273,8 +266,7 @@ def create_app(ws: Workspace) -> FastAPI:
             mv = registry.resolve(ws.store, body.version)
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
-        registry.set_alias(ws.store, mv.id, "production", event="promoted",
-                           reason=body.reason or "promoted over HTTP by an admin")
+        registry.force_promote(ws.store, mv.id, who="admin over HTTP", why=body.reason or "promoted by an admin")
         await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
         return {"production": f"v{mv.id}", "serving": slot.current()[0]}
 
@@ -284,7 +276,7 @@ def create_app(ws: Workspace) -> FastAPI:
         from adaptloop.errors import NotFoundError
 
         try:
-            result = registry.rollback(ws.store, reason="rolled back over HTTP by an admin")
+            result = registry.rollback(ws.store, reason="rolled back by an admin", who="admin over HTTP")
         except NotFoundError as exc:
             raise HTTPException(409, str(exc)) from None
         await asyncio.get_running_loop().run_in_executor(None, slot.refresh)

@@ -21,6 +21,9 @@ from fastapi import FastAPI, HTTPException
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
+from adaptloop.agent.predict import Generate, predictor
+from adaptloop.data.generation import Sample
+
 
 class ChatMessage(BaseModel):
     role: Literal["system", "user", "assistant"]
@@ -37,13 +40,9 @@ class ChatIn(BaseModel):
 
 def as_sample(model, messages: Sequence[dict[str, str]]):
     """The conversation as the model was trained to see it (the task's instruction first)."""
-    from adaptloop.agent.generation import present
-    from adaptloop.data.generation import Sample
-
-    how = getattr(model, "presentation", {})
     *earlier, last = messages
     sample = Sample(prompt=last["content"], target="", context=tuple((m["role"], m["content"]) for m in earlier))
-    return present(sample, how.get("task_kind", "text"), how.get("instruction", ""))
+    return Generate(model).shown(sample)
 
 
 def add_chat_routes(app: FastAPI, *, slot, batcher, writer: Callable[[], Any], max_chars: int) -> None:
@@ -60,7 +59,7 @@ def add_chat_routes(app: FastAPI, *, slot, batcher, writer: Callable[[], Any], m
     @app.post("/v1/chat/completions")
     async def chat(body: ChatIn):
         _version, model = slot.current()
-        if getattr(model, "kind", "") != "causal":
+        if predictor(model).family != "generation":
             raise HTTPException(422, "the production model is not a generation model; use /v1/predict")
         if body.messages[-1].role != "user":
             raise HTTPException(422, "the last message must be the user's")

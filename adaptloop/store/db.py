@@ -32,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from adaptloop.errors import NotFoundError
+from adaptloop.types import RunState
 
 
 def utcnow() -> dt.datetime:
@@ -110,6 +111,7 @@ class Node(Base):
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
     move: Mapped[str | None] = mapped_column(String(60), nullable=True)  # catalogue name of the intervention
     finding: Mapped[str | None] = mapped_column(String(60), nullable=True)  # kind of finding that suggested it
+    proposer: Mapped[str | None] = mapped_column(String(40), nullable=True)  # doctrine | llm | improve
     started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
@@ -195,7 +197,9 @@ class ModelVersionRow(Base):
 
 
 class RegistryEvent(Base):
-    """Append-only: registered, promoted, refused, rolled_back."""
+    """Append-only: registered, promoted (by a passed gate), refused, candidate, forced (an admin's
+    promotion), rolled_back. ``data``: the gate result behind a promotion or refusal; who acted
+    for a forced promotion or a rollback."""
 
     __tablename__ = "registry_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -203,6 +207,7 @@ class RegistryEvent(Base):
     event: Mapped[str] = mapped_column(String(40))
     alias: Mapped[str | None] = mapped_column(String(40), nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
@@ -325,6 +330,22 @@ class Store:
     def all(self, stmt: Any) -> list[Any]:
         with self._session() as s:
             return list(s.scalars(stmt))
+
+    # -- run state: written and read here only ------------------------------------------------
+    def save_state(self, run_id: int, state: RunState) -> None:
+        self.update(Run, run_id, state=state.to_dict())
+
+    def run_state(self, run: Run | int) -> RunState:
+        """A run's typed state (older stored versions upgraded).
+
+        Raises:
+            NotFoundError: no such run, or it never got as far as writing its state.
+        """
+        row = self.get(Run, run) if isinstance(run, int) else run
+        if row is None or not row.state:
+            raise NotFoundError(f"run {run if isinstance(run, int) else run.id} has no state: "
+                                "it stopped before its data was prepared")
+        return RunState.from_dict(row.state)
 
     # -- convenience queries -------------------------------------------------------------
     def latest_task(self) -> Task | None:

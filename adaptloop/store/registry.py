@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import select
 
 from adaptloop.errors import NotFoundError
 from adaptloop.store.db import ModelVersionRow, RegistryEvent, Store
+from adaptloop.types import GateResult
 
 
 def register(store: Store, *, task_id: int, node_id: int, artifact: str,
@@ -22,16 +24,40 @@ def register(store: Store, *, task_id: int, node_id: int, artifact: str,
     return mv
 
 
-def set_alias(store: Store, version_id: int, alias: str, *, event: str, reason: str) -> None:
-    """Point ``alias`` at a version by appending an event (``promoted``, ``rolled_back``)."""
+def _event(store: Store, version_id: int, event: str, *, alias: str | None, reason: str,
+           data: dict[str, Any] | None = None) -> None:
     if store.get(ModelVersionRow, version_id) is None:
         raise NotFoundError(f"model version v{version_id} does not exist; see `adaptloop models`")
-    store.add(RegistryEvent(version_id=version_id, event=event, alias=alias, reason=reason))
+    store.add(RegistryEvent(version_id=version_id, event=event, alias=alias, reason=reason,
+                            data=json.loads(json.dumps(data)) if data is not None else None))
 
 
-def record(store: Store, version_id: int, event: str, reason: str) -> None:
-    """An event that moves no alias (``refused``)."""
-    store.add(RegistryEvent(version_id=version_id, event=event, alias=None, reason=reason))
+def promote(store: Store, version_id: int, gate: GateResult, reason: str) -> None:
+    """Point ``production`` at a version whose gate passed; the gate is kept with the event.
+
+    Raises:
+        ValueError: the gate refused it (an admin's override is ``force_promote``).
+    """
+    if not gate.passed:
+        raise ValueError(f"v{version_id} did not pass its gate ({'; '.join(gate.reasons)}); "
+                         "only an admin's forced promotion can override a gate")
+    _event(store, version_id, "promoted", alias="production", reason=reason, data=gate.to_dict())
+
+
+def refuse(store: Store, version_id: int, reason: str, gate: GateResult | None = None) -> None:
+    """Record that a version was not promoted, and why (with the gate, when one decided)."""
+    _event(store, version_id, "refused", alias=None, reason=reason,
+           data=gate.to_dict() if gate is not None else None)
+
+
+def nominate(store: Store, version_id: int, reason: str) -> None:
+    """Point ``candidate`` at a version: the best of an improve run, before its gate decides."""
+    _event(store, version_id, "candidate", alias="candidate", reason=reason)
+
+
+def force_promote(store: Store, version_id: int, *, who: str, why: str) -> None:
+    """An admin's promotion, gate or no gate: its own event, with who and why."""
+    _event(store, version_id, "forced", alias="production", reason=why, data={"who": who})
 
 
 def alias_target(store: Store, alias: str) -> int | None:
@@ -82,7 +108,7 @@ def production_stack(store: Store) -> list[int]:
     return stack
 
 
-def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
+def rollback(store: Store, *, reason: str = "", who: str = "") -> dict[str, Any]:
     """Point ``production`` back at the version it pointed at before, as a new registry event.
 
     Raises:
@@ -95,5 +121,5 @@ def rollback(store: Store, *, reason: str = "") -> dict[str, Any]:
         raise NotFoundError(f"production v{stack[-1]} has no earlier version to roll back to")
     current, target = stack[-1], stack[-2]
     why = reason or f"rollback from v{current}"
-    set_alias(store, target, "production", event="rolled_back", reason=why)
+    _event(store, target, "rolled_back", alias="production", reason=why, data={"who": who, "from": current})
     return {"from": f"v{current}", "to": f"v{target}", "reason": why}

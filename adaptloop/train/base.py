@@ -3,26 +3,18 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
+from adaptloop.types import Example, NodeResult, Pipeline, Progress, TaskSpec, no_progress
 
 TAGGER_DEFAULTS: dict[str, float] = {"epochs": 6.0, "lr": 1e-4, "head_lr": 1e-3}
 """A token-classification fine-tune's defaults (here, not in ``train.tagger``: the search reads
 them without importing torch)."""
-
-Progress = Callable[[str, int | None], Callable[[int], None]]
-"""``progress(description, total)`` returns an ``advance(n)`` callable; the CLI draws bars."""
-
-
-def no_progress(_description: str, _total: int | None) -> Callable[[int], None]:
-    return lambda _n: None
-
 
 @runtime_checkable
 class TrainedModel(Protocol):

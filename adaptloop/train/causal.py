@@ -210,7 +210,7 @@ class CausalLM:
         """A decoded output after the model's normalisation (none unless a task chose one)."""
         if not self.normalise:
             return output
-        from adaptloop.evaluate.generation import normalise_output
+        from adaptloop.data.outputs import normalise_output
 
         return normalise_output(output, self.normalise, labels=self.labels)
 

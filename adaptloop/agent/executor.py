@@ -20,12 +20,17 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
 
+from adaptloop.agent.predict import embedding_cache, score_rows
+from adaptloop.agent.prepare import recipe_book
+from adaptloop.agent.refit import refit, refit_plan
 from adaptloop.errors import WorkspaceError
+from adaptloop.evaluate.rows import metrics_of
+from adaptloop.store.db import Run
+from adaptloop.train import FitContext
+from adaptloop.types import Pipeline
+from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
-
-_CACHES: dict[str, Any] = {}  # per-process embedding caches, by workspace
-
 
 @dataclass(frozen=True)
 class Trial:
@@ -54,30 +59,12 @@ class TrialOutcome:
     train_seconds: float = 0.0
 
 
-def embedding_cache(root: str | Path) -> Any:
-    """This process's embedding cache for a workspace (backed by its disk cache)."""
-    from adaptloop.train.encoder import EmbeddingCache
-
-    key = str(root)
-    if key not in _CACHES:
-        _CACHES[key] = EmbeddingCache(Path(root) / ".adaptloop" / "cache" / "embeddings")
-    return _CACHES[key]
-
-
 def run_trial(trial: Trial) -> TrialOutcome:
     """Train, save and score one node. Failures of the pipeline are outcomes, not exceptions."""
-    from adaptloop.agent.prepare import recipe_book
-    from adaptloop.agent.refit import refit, refit_plan
-    from adaptloop.evaluate.rows import metrics_of, score_rows
-    from adaptloop.store.db import Run
-    from adaptloop.train import FitContext
-    from adaptloop.types import Pipeline, TaskSpec
-    from adaptloop.workspace import Workspace
-
     t0 = time.monotonic()
     ws = Workspace.open(Path(trial.root))
     run = ws.store.get(Run, trial.run_id)
-    spec = TaskSpec.from_dict(run.state["spec"])
+    spec = ws.store.run_state(run).spec
     book = recipe_book(ws, run)
     pipe = Pipeline.from_dict(trial.pipeline)
     if trial.threads:  # torch and BLAS (scikit-learn) share the cores out between workers

@@ -1,0 +1,80 @@
+"""The policy seam: what a policy sees (``SearchState``) and what it answers (``Proposal``,
+``Stop`` or ``WAIT``).
+
+The loop asks ``policy.propose(state)`` and runs what comes back; it does not know how the
+proposal was chosen. A proposal carries who made it (``proposer``) and why (``reason``), and both
+are kept with the node it becomes. ``DoctrinePolicy`` (rules as data, ``agent.doctrine``) is the
+offline default.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from adaptloop.search.graph import GraphNode
+from adaptloop.types import Pipeline
+
+
+@dataclass(frozen=True)
+class SearchState:
+    """What the policy may look at."""
+
+    nodes: tuple[GraphNode, ...]  # finished, failed and running
+    seconds_left: float
+    budget: float
+    encoder: str
+    n_train: int
+    n_classes: int
+    n_label_issues: int = 0
+    ladder: tuple[str, ...] = ()
+    oos_label: str | None = None
+    seed: int = 0
+    learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
+    refit_seconds: float | None = None
+    workers: int = 1
+    trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
+    target: float | None = None
+    sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
+    family: str = "classification"  # the task family: picks the baseline and the applicable moves
+    tagger_sec_per_step: float = 0.5  # measured: MiniLM token classification, batch 16, 2 threads
+    larger_slowdown: float = 9.0  # a step on the next rung (mpnet-base) vs the default (measured embed ratio)
+    embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
+
+    @property
+    def slowdown(self) -> float:
+        return 1.7 if self.workers > 1 else 1.0  # two trials share two cores
+
+    def running(self) -> list[GraphNode]:
+        return [n for n in self.nodes if n.status == "running"]
+
+
+@dataclass(frozen=True)
+class Proposal:
+    name: str
+    pipeline: Pipeline
+    parent: str | None
+    intervention: str  # for people: what changes
+    reason: str  # the hypothesis, with the finding and the regime
+    move: str = ""  # catalogue name or graph move (baseline, ensemble, merge, refit)
+    kind: str = "expand"  # baseline | expand | recovery | merge | ensemble | refit
+    finding: str | None = None  # kind of the finding that suggested it
+    priority: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+    proposer: str = "doctrine"  # who chose it: the doctrine, an LLM planner, the improve cycle
+
+
+@dataclass(frozen=True)
+class Stop:
+    reason: str
+
+
+WAIT = None  # nothing to start until a running trial finishes
+
+
+class Policy(Protocol):
+    """Chooses the next trial of a search: a proposal, a stop, or ``WAIT`` for a running trial."""
+
+    name: str
+
+    def propose(self, state: SearchState) -> Proposal | Stop | None: ...
