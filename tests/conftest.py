@@ -1,4 +1,10 @@
-"""Shared fixtures: real public data from ../shared/datasets, small subsets of it."""
+"""Shared fixtures and helpers for both tiers.
+
+``tests/unit`` mirrors the package and needs nothing outside the repository: where it wants real text it
+reads ``tests/fixtures`` (``banking_sample``). ``tests/integration`` reads the public data sets in
+../shared/datasets (``DATASETS``, ``read_rows``, ``banking_train``) and trains or loads real models; every
+module there is marked ``integration``, so ``pytest -m "not integration"`` runs the unit tier alone.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,10 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-REPO = Path(__file__).resolve().parents[1]
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
 DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "datasets"))
+FIXTURES = HERE / "fixtures"
 
 
 def read_rows(name: str, split: str) -> list[dict]:
@@ -21,6 +29,12 @@ def read_rows(name: str, split: str) -> list[dict]:
     if not path.is_file():
         pytest.fail(f"{path} is missing: tests need ../shared/datasets (or ADAPTLOOP_DATASETS)")
     with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f]
+
+
+def read_fixture(name: str) -> list[dict]:
+    """The JSON lines of ``tests/fixtures/<name>``."""
+    with (FIXTURES / name).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f]
 
 
@@ -40,6 +54,41 @@ def subset(rows: list[dict], n_classes: int, per_class: int, offset: int = 0) ->
 def write_jsonl(path: Path, rows: list[dict]) -> Path:
     path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def run(*args, env=None):
+    """The CLI through typer's runner, every argument as a string."""
+    from typer.testing import CliRunner
+
+    from adaptloop.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def one_json(result) -> dict:
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/integration carries the ``integration`` marker, and only those do."""
+    for item in items:
+        try:
+            tier = item.path.resolve().relative_to(HERE).parts[0]
+        except ValueError:
+            continue
+        if (tier == "integration") != (item.get_closest_marker("integration") is not None):
+            where = "lacks" if tier == "integration" else "carries"
+            raise pytest.UsageError(f"{item.nodeid} {where} the integration marker: integration tests live in "
+                                    "tests/integration, each module with pytestmark = pytest.mark.integration")
+
+
+@pytest.fixture
+def banking_sample() -> list[dict]:
+    """banking77's first six intents (alphabetically), the first 92 training rows of each in the data set's
+    order (tests/fixtures/banking77_sample.jsonl): ``subset`` of it equals ``subset`` of the full train split
+    for up to six classes and 92 rows a class. Fresh dicts for every test."""
+    return read_fixture("banking77_sample.jsonl")
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,6 @@
-"""AdaptFT-Bench: the log generator (pure, on real snips text), the triage of what it plants, the
-report, and a whole tiny bench behind the fake trainer seam."""
+"""AdaptFT-Bench on the public data sets: the log generator (pure, on real snips text), the triage of what
+it plants, the report, and a whole tiny bench behind the fake trainer seam. (Span edits and the merge of an
+earlier run's results: tests/unit/bench/test_bench.py.)"""
 
 import json
 from collections import Counter
@@ -14,8 +15,9 @@ from adaptloop.cli import app
 from adaptloop.data.traces import parse_trace
 from adaptloop.diagnose import triage as tri
 from adaptloop.train.fake import _features, fake_trainer
+from tests.conftest import DATASETS, read_rows
 
-from .conftest import DATASETS, read_rows
+pytestmark = pytest.mark.integration
 
 TINY = Sizes(per_stage=40, test_n=60, base_budget_s=30, improve_budget_s=30, min_failures=3)
 
@@ -111,17 +113,6 @@ def test_span_logs_keep_every_entity_on_its_words_and_plant_span_poison():
     assert [s.traces() for s in again.stages] == [s.traces() for s in g.stages]
 
 
-def test_span_edits_move_entities_and_refuse_to_cut_one():
-    from adaptloop.bench.generate_spans import edit, truncate
-
-    text, spans = "Call Anna Berg at 555-0101 now", [(5, 14, "PERSON"), (18, 26, "PHONE")]
-    new, moved = edit(text, spans, 0, 0, "Hi! ")
-    assert [new[s:e] for s, e, _ in moved] == ["Anna Berg", "555-0101"]
-    assert edit(text, spans, 7, 9, "xx") is None  # inside an entity
-    cut, kept = truncate(text, spans, __import__("random").Random(0))
-    assert all(cut[s:e] == text[s:e] for s, e, _ in kept) and all(e <= len(cut) for _, e, _ in kept)
-
-
 def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
     doc = run(["snips", "wnut17"], quick=True, seed=0, out=tmp_path, datasets=DATASETS, sizes=TINY,
               log=lambda m: None, make_trainer=fake_trainer, embed_fn=lambda t: _features(t), workers=1)
@@ -158,18 +149,3 @@ def test_cli_generate_writes_logs_and_rejects_unknown_scenarios(tmp_path):
     assert sum(1 for _ in open(files["stage1"])) == 100
     r = CliRunner().invoke(app, ["bench", "adaptft", "generate", "--scenarios", "nope", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown scenario" in r.output
-
-
-def test_a_run_keeps_the_other_scenarios_of_an_earlier_run_with_the_same_seed_and_sizes(tmp_path):
-    from adaptloop.bench.adaptft import _kept, _ordered
-
-    old = {"seed": 0, "sizes": {k: v for k, v in TINY.__dict__.items() if k != "tagger_min_steps"},
-           "scenarios": [{"scenario": "snips", "stages": []}, {"scenario": "banking77", "stages": []},
-                         {"scenario": "wnut17", "skipped": "older bench"}]}
-    (tmp_path / "results.json").write_text(json.dumps(old))
-    kept = _kept(tmp_path, TINY, 0, skip=["banking77"])
-    assert list(kept) == ["snips"]  # rerun scenarios are replaced, skipped ones are not results
-    assert _kept(tmp_path, TINY, 1, skip=[]) == {}
-    assert _kept(tmp_path, Sizes(41, 60, 30, 30, 3), 0, skip=[]) == {}
-    merged = _ordered({**kept, "clinc150": {"scenario": "clinc150"}, "banking77": {"scenario": "banking77"}})
-    assert [s["scenario"] for s in merged] == ["banking77", "clinc150", "snips"]

@@ -3,7 +3,8 @@ no threshold and no cold start may collapse to the majority class.
 
 The binary task is banking77's ``card_arrival`` against messages of every other intent
 (13% positive, as in a spam-vs-ham set); the rare-class task is three intents, one of them
-with a tenth of the others' examples.
+with a tenth of the others' examples. (The logistic-regression head on its own:
+tests/unit/train/test_logreg.py.)
 """
 
 import random
@@ -20,12 +21,11 @@ from adaptloop.store.db import Decision
 from adaptloop.train import load_trained, trainer_for
 from adaptloop.train.base import FitContext, predict_labels
 from adaptloop.train.fake import FakeModel, FakeTrainer, _features
-from adaptloop.train.frozen import full_head
-from adaptloop.train.logreg import fit_logreg
 from adaptloop.types import Example, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace, init_workspace
+from tests.conftest import write_jsonl
 
-from .conftest import write_jsonl
+pytestmark = pytest.mark.integration
 
 POSITIVE = "card_arrival"
 
@@ -45,28 +45,7 @@ def as_examples(rows: list[dict]) -> list[Example]:
     return [Example(r["text"], r["label"]) for r in rows]
 
 
-# -- unit: the logistic-regression head ------------------------------------------------------
-def test_a_binary_logreg_head_gives_sklearn_s_probabilities():
-    """scikit-learn keeps one row for two classes; the head must not copy it into both rows
-    (that gave every input 0.5 / 0.5 and always the first label)."""
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(300, 8))
-    y = (x[:, 0] + 0.3 * x[:, 1] > 1.0).astype(int)  # 15% positive
-    clf = fit_logreg(x, y, c=10.0, seed=0)
-    w, b = full_head(clf, 2)
-    logits = x @ w.T + b
-    p = np.exp(logits - logits.max(1, keepdims=True))
-    p /= p.sum(1, keepdims=True)
-    np.testing.assert_allclose(p, clf.predict_proba(x), atol=1e-6)
-    assert (p.argmax(1) == y).mean() > 0.95 > y.mean() + 0.5
-    # two classes seen out of three: the unseen one is never predicted, the two stay apart
-    y3 = np.where(y == 1, 2, 0)
-    w3, b3 = full_head(fit_logreg(x, y3, c=10.0, seed=0), 3)
-    pred = (x @ w3.T + b3).argmax(1)
-    assert set(pred) == {0, 2} and (pred == y3).mean() > 0.95
-
-
-# -- integration: real encoders on a binary task from public data ----------------------------
+# -- real encoders on a binary task from public data -----------------------------------------
 @pytest.fixture(scope="module")
 def binary(banking_train, banking_test):
     train = as_examples(binary_rows(banking_train, 800))
@@ -83,7 +62,6 @@ def minority_f1(spec, examples, pred, label=POSITIVE):
     return m["accuracy"], m["per_class"][label]["f1"]
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("strategy", ["frozen", "finetune"])
 def test_binary_backends_beat_the_majority_and_find_the_minority(binary, tmp_path, strategy):
     spec, train, dev, test = binary
@@ -110,7 +88,6 @@ def test_binary_backends_beat_the_majority_and_find_the_minority(binary, tmp_pat
     assert acc_e > majority + 0.05 and f1_e > 0.7
 
 
-@pytest.mark.integration
 def test_a_rare_class_is_learned_not_swallowed(banking_train, banking_test):
     keep = ("card_arrival", "card_linking", "exchange_rate")
     counts = {"card_arrival": 12, "card_linking": 120, "exchange_rate": 120}
@@ -128,7 +105,6 @@ def test_a_rare_class_is_learned_not_swallowed(banking_train, banking_test):
     assert m["per_class"]["card_arrival"]["recall"] > 0.5 and m["accuracy"] > 0.85, m
 
 
-@pytest.mark.integration
 def test_a_binary_cold_start_promotes_a_model_that_finds_the_minority(tmp_path, banking_train, banking_test):
     from adaptloop.agent.predict import evaluate_file, predict_texts
 

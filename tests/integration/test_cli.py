@@ -1,7 +1,7 @@
 """The CLI through typer's runner: a real (tiny) cold start, then every reporting command,
-then every bad input from the issue: one line, exit code 2, no traceback, nothing written."""
+then every bad input from the issue: one line, exit code 2, no traceback, nothing written.
+(The CLI's checks that train nothing are in tests/unit/cli.)"""
 
-import json
 
 try:
     import tomllib
@@ -11,24 +11,12 @@ except ModuleNotFoundError:  # Python 3.10
 import pytest
 import tomli_w
 from sqlalchemy import select
-from typer.testing import CliRunner
 
-from adaptloop.cli import app
 from adaptloop.store.db import Node, Run, Task
 from adaptloop.workspace import Workspace
-
-from .conftest import subset, write_jsonl
+from tests.conftest import one_json, run, subset, write_jsonl
 
 pytestmark = pytest.mark.integration
-
-
-def run(*args, env=None):
-    return CliRunner().invoke(app, [str(a) for a in args], env=env)
-
-
-def one_json(result) -> dict:
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -116,24 +104,6 @@ def test_unknown_labels_at_eval(trained, tmp_path):
     p = write_jsonl(tmp_path / "u.jsonl", [{"text": "hello", "label": "never_seen"}])
     r = run("eval", "--data", p, "-w", trained["ws"])
     assert r.exit_code == 2 and "never_seen" in r.stderr and "Traceback" not in r.output
-
-
-def test_missing_workspace_and_model(tmp_path):
-    r = run("models", "-w", tmp_path / "nope")
-    assert r.exit_code == 2 and "does not exist" in r.stderr
-    assert run("init", tmp_path / "empty").exit_code == 0
-    r = run("predict", "hi", "-w", tmp_path / "empty")
-    assert r.exit_code == 2 and "no model 'production'" in r.stderr
-    r = run("new", "--resume", "-w", tmp_path / "empty")
-    assert r.exit_code == 2 and "nothing" in r.stderr or "no interrupted run" in r.stderr
-
-
-def test_help_explains_commands():
-    r = run("--help")
-    assert r.exit_code == 0
-    for cmd in ("init", "new", "eval", "predict", "runs", "models"):
-        assert cmd in r.stdout
-    assert "frozen eval set" in run("new", "--help").stdout
 
 
 def test_nodes_never_saw_the_eval_set(trained):

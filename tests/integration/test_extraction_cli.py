@@ -1,22 +1,19 @@
 """Extraction through the CLI with a real (tiny) tagger: `new` picks the family from the prompt
 and the data, `eval` reports seqeval entity scores, `predict` returns character spans, and
-bad input gets one line, exit code 2, no traceback."""
+bad input gets one line, exit code 2, no traceback. (Quarantine on prepare, without a model:
+tests/unit/agent/test_prepare.py.)"""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 import tomli_w
-from sqlalchemy import select
 
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
-from .conftest import read_rows, write_jsonl
-from .test_cli import one_json, run
+from tests.conftest import one_json, read_rows, run, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -84,24 +81,6 @@ def test_bad_extraction_input_to_new(pii, tmp_path, case, banking_train):
     r = run("new", prompt, "--data", data, "--budget", "10s", "-w", pii["ws"])
     assert r.exit_code == 2, r.output
     assert needle in r.stderr and "Traceback" not in r.output and len(r.stderr.strip().splitlines()) == 1
-
-
-def test_quarantined_lines_are_kept_with_their_reason(tmp_path):
-    ws = tmp_path / "ws"
-    assert run("init", ws).exit_code == 0
-    rows = [{"tokens": ["Ann", "met", "Bob"], "tags": ["B-PER", "O", "B-PER"]}]
-    rows += [{"text": f"Hello {n} there", "spans": [[6, 6 + len(n), "PER"]]} for n in ("Ann", "Bob", "Eve", "Sue")]
-    rows += [{"tokens": ["a", "b"], "tags": ["O"]}]
-    data = write_jsonl(tmp_path / "d.jsonl", rows)
-    from adaptloop.agent.prepare import prepare
-    from adaptloop.data.sources import load_extraction
-    from adaptloop.store.db import Quarantine
-    from adaptloop.workspace import Workspace
-
-    w = Workspace.open(ws)
-    prepare(w, load_extraction(data), "detect PII", 10.0)
-    q = w.store.all(select(Quarantine))
-    assert len(q) == 1 and "2 tokens but 1 tags" in q[0].reason and json.loads(q[0].raw)["tags"] == ["O"]
 
 
 def test_convert_both_ways_keeps_the_entities(tmp_path):

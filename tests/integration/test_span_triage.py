@@ -1,5 +1,6 @@
-"""Production mode for extraction: span feedback on traces, span triage on planted cases from real
-presidio sentences, and one improve cycle on a tagger behind the fake trainer seam."""
+"""Production mode for extraction on real presidio sentences: span triage on planted cases (with a
+bag-of-words stand-in encoder and with MiniLM), and one improve cycle on a tagger behind the fake trainer
+seam. (Span feedback parsing, the triage's pure pieces and the trace writer: tests/unit.)"""
 
 import datetime as dt
 import json
@@ -11,13 +12,13 @@ from sqlalchemy import select
 from adaptloop.agent.coldstart import cold_start
 from adaptloop.agent.improve import ImproveCycle, import_traces, span_taxonomy
 from adaptloop.data.sources import load_extraction
-from adaptloop.data.traces import parse_trace, read_traces
-from adaptloop.diagnose.span_triage import SpanView, main_error, mention, span_triage, type_conflicts
+from adaptloop.diagnose.span_triage import SpanView, span_triage, type_conflicts
 from adaptloop.store.db import TraceRow, TraceUse
 from adaptloop.train.fake import _features, fake_trainer
 from adaptloop.workspace import Workspace, init_workspace
+from tests.conftest import read_rows, write_jsonl
 
-from .conftest import read_rows, write_jsonl
+pytestmark = pytest.mark.integration
 
 
 def spans_of(row):
@@ -40,34 +41,7 @@ def bag_embed(texts):
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-9)
 
 
-# -- traces -----------------------------------------------------------------------------------
-def test_span_feedback_is_parsed_and_bad_spans_are_quarantined_with_their_reason(tmp_path):
-    ok = {"id": "s1", "input": "Call Anna Berg now", "feedback": {"entities": [{"start": 5, "end": 14,
-                                                                                 "label": "PERSON"}]}}
-    t = parse_trace(ok)
-    assert t.feedback_spans == ((5, 14, "PERSON"),) and t.row("x", None)["feedback_spans"] == [[5, 14, "PERSON"]]
-    assert parse_trace({"id": "s2", "input": "nothing here", "feedback": {"entities": []}}).feedback_spans == ()
-    lines = [ok, {"id": "s3", "input": "short", "feedback": {"entities": [[0, 50, "PERSON"]]}},
-             {"id": "s4", "input": "Anna Berg", "feedback": {"entities": "Anna"}},
-             {"id": "s5", "input": "Anna Berg", "feedback": {"entities": [[0, 4, "A"], [2, 9, "B"]]}}]
-    traces, bad = read_traces(write_jsonl(tmp_path / "t.jsonl", lines))
-    assert [t.id for t in traces] == ["s1"] and len(bad) == 3
-    reasons = " | ".join(q.reason for q in bad)
-    assert "out of range" in reasons and "must be a list" in reasons and "overlap" in reasons
-
-
 # -- triage -----------------------------------------------------------------------------------
-def test_main_error_and_mentions():
-    gold = [(0, 4, "PERSON"), (10, 15, "GPE")]
-    assert main_error([], gold) == "missed"
-    assert main_error([(0, 4, "GPE"), (10, 15, "GPE")], gold) == "wrong_type"
-    assert main_error([(0, 6, "PERSON"), (10, 15, "GPE")], gold) == "boundary"
-    assert main_error(gold + [(20, 25, "PERSON"), (30, 33, "GPE")], gold) == "spurious"
-    text = "word " * 10 + "Anna Berg" + " lives" * 10
-    m = mention(text, (50, 59, "PERSON"))
-    assert "[Anna Berg]" in m and len(m) < 80 and not m.startswith("ord")
-
-
 @pytest.fixture(scope="module")
 def minilm_embed():
     from adaptloop.train.encoder import embed, load_base
@@ -76,7 +50,6 @@ def minilm_embed():
     return lambda texts: embed(tok, model, texts, batch_size=64)
 
 
-@pytest.mark.integration
 def test_a_type_flipped_reviewer_is_caught_and_true_corrections_are_spared(pii, minilm_embed):
     train, fresh = pii
     train = [(r["text"], spans_of(r)) for r in train]
@@ -150,23 +123,3 @@ def test_improve_on_a_tagger_learns_trusted_span_feedback_only(tmp_path, pii):
     assert "inj" not in used and len(used) > 40
     judged = ws.store.all(select(TraceRow).where(TraceRow.triage.in_(("ok", "fixable"))))
     assert judged and all(r.feedback_spans is not None for r in judged)
-
-
-def test_the_trace_writer_keeps_span_feedback_and_the_watch_counts_it(tmp_path):
-    from adaptloop.agent.improve import new_failures
-    from adaptloop.serve.traces import TraceWriter
-
-    ws = Workspace.open(init_workspace(tmp_path / "ws"))
-    w = TraceWriter(ws.store, flush_ms=10)
-    now = dt.datetime(2026, 11, 1, 10)
-    w.add([{"id": "a", "ts": now, "task_id": None, "model_version": "v1", "input": "Call Anna Berg",
-            "output": {"entities": [{"start": 5, "end": 14, "label": "PERSON", "score": 0.9}]}, "meta": {},
-            "origin": "serve"}])
-    assert w.text_of(ws.store, "a") == "Call Anna Berg"
-    w.feedback("a", None, None, "rev", [[5, 14, "ORGANIZATION"]])
-    w.close()
-    row = ws.store.get(TraceRow, "a")
-    assert row.feedback_spans == [[5, 14, "ORGANIZATION"]] and row.feedback_source == "rev"
-    assert new_failures(ws) == 1
-    ws.store.set_feedback([("a", None, None, "rev", [[5, 14, "PERSON"]])])
-    assert new_failures(ws) == 0  # the correction now agrees with what the model said

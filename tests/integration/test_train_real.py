@@ -10,8 +10,7 @@ from adaptloop.train import load_trained, trainer_for
 from adaptloop.train.base import FitContext, predict_labels
 from adaptloop.train.encoder import load_base, resolve_encoder
 from adaptloop.types import Example, Pipeline, TaskSpec
-
-from .conftest import subset
+from tests.conftest import DATASETS, subset
 
 pytestmark = pytest.mark.integration
 
@@ -67,8 +66,6 @@ def test_finetune_respects_the_deadline(data):
 @pytest.fixture(scope="module")
 def pii_data():
     from adaptloop.data.sources import load_extraction
-
-    from .conftest import DATASETS
 
     ex = load_extraction(DATASETS / "presidio_pii" / "train.jsonl").examples
     keep = {"PERSON", "EMAIL_ADDRESS", "CREDIT_CARD"}

@@ -1,4 +1,4 @@
-"""The cold-start loop on real banking77 data behind the fake trainer seam (fast)."""
+"""The cold-start loop on real banking77 text (the sample in tests/fixtures) behind the fake trainer seam (fast)."""
 
 import numpy as np
 import pytest
@@ -12,8 +12,7 @@ from adaptloop.store import registry
 from adaptloop.store.db import Decision, EvalSetRow, Node, Removal, Run, Task
 from adaptloop.train.fake import FakeTrainer, _features, fake_trainer
 from adaptloop.workspace import Workspace, init_workspace
-
-from .conftest import subset, write_jsonl
+from tests.conftest import subset, write_jsonl
 
 
 def fake_embed(texts):
@@ -28,8 +27,8 @@ def ws(tmp_path):
 
 
 @pytest.fixture
-def data(tmp_path, banking_train):
-    rows = subset(banking_train, 6, 40)
+def data(tmp_path, banking_sample):
+    rows = subset(banking_sample, 6, 40)
     rows += rows[:5]  # exact duplicates to be removed
     rows.append({"text": rows[10]["text"], "label": rows[100]["label"]})  # conflicting copy
     labels = sorted({r["label"] for r in rows})

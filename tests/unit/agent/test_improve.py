@@ -1,4 +1,5 @@
-"""The improve cycle, rollback and trace import on real banking77 text behind the fake trainer seam."""
+"""The improve cycle, rollback and trace import on real banking77 text (the sample in tests/fixtures) behind
+the fake trainer seam."""
 
 import json
 import random
@@ -14,8 +15,7 @@ from adaptloop.store import registry
 from adaptloop.store.db import Decision, EvalSetRow, TraceRow, TraceUse
 from adaptloop.train.fake import FakeTrainer, _features
 from adaptloop.workspace import Workspace, init_workspace
-
-from .conftest import subset, write_jsonl
+from tests.conftest import subset, write_jsonl
 
 
 def fake_embed(texts):
@@ -50,12 +50,12 @@ def traffic(rows, *, wrong: float, seed: int = 0, labels=None) -> list[dict]:
     return out
 
 
-def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, banking_train):
-    seed_rows = subset(banking_train, 5, 12)
+def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, banking_sample):
+    seed_rows = subset(banking_sample, 5, 12)
     cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", seed_rows)), "route banking messages",
                60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
     v1 = registry.alias_target(ws.store, "production")
-    rows = subset(banking_train, 5, 80, offset=12)
+    rows = subset(banking_sample, 5, 80, offset=12)
     p = write_jsonl(tmp_path / "traces.jsonl", traffic(rows, wrong=0.2))
     with p.open("a") as f:
         f.write("{broken\n" + json.dumps({"id": "x", "input": ""}) + "\n")
@@ -115,10 +115,10 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert again.decision == "no-op" and again.traces["judged"] == 0
 
 
-def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(ws, tmp_path, banking_train):
-    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(ws, tmp_path, banking_sample):
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_sample, 5, 12))),
                "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
-    rows = subset(banking_train, 5, 60, offset=12)
+    rows = subset(banking_sample, 5, 60, offset=12)
     import_traces(ws, str(write_jsonl(tmp_path / "a.jsonl", traffic(rows[:150], wrong=0.0))))
     ws.settings.improve.min_failures = 10_000
     first = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
@@ -132,15 +132,15 @@ def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(w
     assert ws.store.carried_trusted(1, second.run_id + 1) == [] or second.decision == "refused"
 
 
-def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traffic(ws, tmp_path, banking_train):
-    good = subset(banking_train, 5, 12)
+def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traffic(ws, tmp_path, banking_sample):
+    good = subset(banking_sample, 5, 12)
     labels = sorted({r["label"] for r in good})
     bad = [dict(r, label=labels[(labels.index(r["label"]) + 1) % len(labels)]) for r in good]  # every label wrong
     for name, rows in (("good", good), ("bad", bad)):
         cold_start(ws, load_classification(write_jsonl(tmp_path / f"{name}.jsonl", rows)), "route banking", 30,
                    make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
     assert registry.production_stack(ws.store) == [1, 2]
-    fresh = subset(banking_train, 5, 30, offset=12)
+    fresh = subset(banking_sample, 5, 30, offset=12)
     import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(fresh, wrong=0.0))))
     result = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
     assert result.rolled_back and result.incumbent == "v1"
@@ -149,16 +149,16 @@ def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traff
     assert "rolled_back" in kinds and kinds.index("rolled_back") < kinds.index("taxonomy")
 
 
-def test_a_cycle_first_retrains_production_s_own_recipe(ws, tmp_path, banking_train):
+def test_a_cycle_first_retrains_production_s_own_recipe(ws, tmp_path, banking_sample):
     from adaptloop.store.db import Node, Run
 
-    cold = cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+    cold = cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_sample, 5, 12))),
                       "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
     for n in ws.store.nodes(cold.run_id):  # as if the cold start had picked a fine-tune
         if n.pipeline["strategy"] == "frozen":
             ws.store.update(Node, n.id, pipeline=dict(n.pipeline, strategy="finetune", hparams={"epochs": 2.0}),
                             chosen={"epochs": 1.5})
-    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 40, offset=12),
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_sample, 5, 40, offset=12),
                                                                       wrong=0.0))))
     ws.settings.improve.min_failures = 1
     result = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
@@ -168,9 +168,9 @@ def test_a_cycle_first_retrains_production_s_own_recipe(ws, tmp_path, banking_tr
     assert "production's own recipe" in first.reason and ws.store.get(Run, result.run_id).kind == "improve"
 
 
-def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_train):
+def test_rollback_is_an_event_and_walks_back_one_step(ws, tmp_path, banking_sample):
     for n in (8, 10):
-        rows = subset(banking_train, 4, n)
+        rows = subset(banking_sample, 4, n)
         cold_start(ws, load_classification(write_jsonl(tmp_path / f"d{n}.jsonl", rows)), "route banking", 30,
                    make_trainer=lambda s: FakeTrainer(), embed_fn=None)
     assert registry.alias_target(ws.store, "production") == 2
@@ -191,11 +191,11 @@ class ScramblingTrainer(FakeTrainer):
         return super().fit(spec, pipeline, [dataclasses.replace(e, label=shift[e.label]) for e in train], dev, ctx)
 
 
-def test_a_candidate_that_scores_below_production_on_dev_is_refused_before_the_gate(ws, tmp_path, banking_train):
-    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+def test_a_candidate_that_scores_below_production_on_dev_is_refused_before_the_gate(ws, tmp_path, banking_sample):
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_sample, 5, 12))),
                "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
     v1 = registry.alias_target(ws.store, "production")
-    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 40, offset=12),
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_sample, 5, 40, offset=12),
                                                                       wrong=0.0))))
     ws.settings.improve.min_failures = 1
     result = ImproveCycle(ws, 60, make_trainer=lambda s: ScramblingTrainer(), embed_fn=fake_embed).run()
@@ -206,14 +206,14 @@ def test_a_candidate_that_scores_below_production_on_dev_is_refused_before_the_g
     assert duel and duel[0].data["dev_duel"]["incumbent"] > duel[0].data["dev_duel"]["candidate"]
 
 
-def test_traces_audit_reports_per_set_what_the_triage_doubted(ws, tmp_path, banking_train):
+def test_traces_audit_reports_per_set_what_the_triage_doubted(ws, tmp_path, banking_sample):
     from typer.testing import CliRunner
 
     from adaptloop.cli import app
 
-    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_train, 5, 12))),
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_sample, 5, 12))),
                "route banking messages", 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
-    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_train, 5, 80, offset=12),
+    import_traces(ws, str(write_jsonl(tmp_path / "t.jsonl", traffic(subset(banking_sample, 5, 80, offset=12),
                                                                       wrong=0.2))))
     result = ImproveCycle(ws, 60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
     sets = {a["set"]: a for a in result.audit}
@@ -226,10 +226,10 @@ def test_traces_audit_reports_per_set_what_the_triage_doubted(ws, tmp_path, bank
     assert text.exit_code == 0 and "doubted" in text.stdout
 
 
-def test_the_gate_is_told_which_eval_labels_the_training_data_doubts(ws, banking_train):
+def test_the_gate_is_told_which_eval_labels_the_training_data_doubts(ws, banking_sample):
     from adaptloop.types import Example, TaskSpec
 
-    rows = subset(banking_train, 4, 60)
+    rows = subset(banking_sample, 4, 60)
     labels = sorted({r["label"] for r in rows})
     spec = TaskSpec("t", "p", "classification", tuple(labels))
     train = [Example(r["text"], r["label"]) for r in rows[::2]]
@@ -239,3 +239,11 @@ def test_the_gate_is_told_which_eval_labels_the_training_data_doubts(ws, banking
     doubted = cycle._doubted(spec, train, [("e", swapped + held[12:])])
     assert sum(e.id in doubted for e in swapped) >= 6  # half, under the bag-of-words stand-in encoder
     assert sum(e.id in doubted for e in held[12:]) <= 5
+
+
+def test_replay_keeps_at_least_as_many_old_rows_as_new_ones():
+    from adaptloop.agent.improve import replay_share
+
+    assert replay_share(0.15, 10_000, 500) == 0.15  # a big parent: the configured share
+    assert replay_share(0.15, 600, 450) == 0.75 and replay_share(0.15, 600, 5000) == 1.0
+    assert replay_share(0.0, 600, 450) == 0.0 and replay_share(0.15, 0, 10) == 0.0

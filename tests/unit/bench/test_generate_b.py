@@ -1,10 +1,10 @@
 """The independent traffic generator (``bench.generate_b``): deterministic, poisoned at the rates
 asked, every kind planted, the feedback of each kind as documented, the same log format as
-``bench.generate`` and none of its poison wording."""
+``bench.generate`` and none of its poison wording. On a made-up pool here; tests/integration/test_generate_b.py
+reruns these tests on banking77's training texts."""
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 
@@ -13,8 +13,6 @@ import pytest
 from adaptloop.bench import generate as gen
 from adaptloop.bench import generate_b as genb
 from adaptloop.data.traces import parse_trace
-
-from .conftest import DATASETS
 
 RATES = (0.1, 0.25, 0.4)
 PER_STAGE = 500
@@ -40,18 +38,9 @@ def _synthetic_pool() -> list[tuple[str, str]]:
     return [(f"{o} {TOPICS[lab]}{t}?", lab) for lab in LABELS for o in OPENERS for t in TAILS]
 
 
-def _banking77_pool() -> list[tuple[str, str]]:
-    path = DATASETS / "banking77" / "train.jsonl"
-    if not path.is_file():
-        pytest.skip(f"{path} is absent")
-    with path.open(encoding="utf-8") as f:
-        rows = [json.loads(line) for line in f]
-    return [(r["text"], r["label"]) for r in rows]
-
-
-@pytest.fixture(scope="module", params=["synthetic", "banking77"])
+@pytest.fixture(scope="module", params=["synthetic"])
 def pool(request) -> tuple[list[tuple[str, str]], list[str]]:
-    items = _synthetic_pool() if request.param == "synthetic" else _banking77_pool()
+    items = _synthetic_pool()
     return items, sorted({lab for _, lab in items})
 
 

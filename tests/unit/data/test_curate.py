@@ -1,3 +1,6 @@
+"""Curation: duplicates, near duplicates, label issues, class balance. (Eval overlap on banking77:
+tests/integration/test_curate.py.)"""
+
 import numpy as np
 
 from adaptloop.data import curate
@@ -27,17 +30,6 @@ def test_near_duplicates_found_and_distinct_texts_kept():
     drops = curate.find_near_duplicates(ex, threshold=0.8)
     assert {d.index for d in drops} >= {1}
     assert 0 not in {d.index for d in drops} and 3 not in {d.index for d in drops}
-
-
-def test_eval_overlap_finds_the_known_banking77_leaks(banking_train, banking_test):
-    # the dataset README says 6 banking77 test texts also occur in train
-    train = [Example(r["text"], r["label"]) for r in banking_train]
-    test = [Example(r["text"], r["label"]) for r in banking_test]
-    drops = curate.find_eval_overlap(train, test, threshold=0.95)
-    exact = [d for d in drops if d.detail.startswith("exact")]
-    assert len(exact) >= 6
-    assert all(curate.normalize_text(train[d.index].text) in
-               {curate.normalize_text(t.text) for t in test} for d in exact)
 
 
 def test_label_issues_found_on_flipped_labels():

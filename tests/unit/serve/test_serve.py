@@ -13,18 +13,17 @@ from adaptloop.store import registry
 from adaptloop.store.db import TraceRow
 from adaptloop.train.fake import FakeTrainer
 from adaptloop.workspace import Workspace, init_workspace
-
-from .conftest import subset, write_jsonl
+from tests.conftest import subset, write_jsonl
 
 
 @pytest.fixture
-def served(tmp_path, banking_train):
+def served(tmp_path, banking_sample):
     ws = Workspace.open(init_workspace(tmp_path / "ws"))
     ws.settings.search.workers = 1
     ws.settings.serve.max_inputs = 8
     ws.settings.serve.max_chars = 200
     for n in (8, 10):  # two versions: v2 is production
-        rows = subset(banking_train, 4, n)
+        rows = subset(banking_sample, 4, n)
         cold_start(ws, load_classification(write_jsonl(tmp_path / f"d{n}.jsonl", rows)), "route banking", 30,
                    make_trainer=lambda s: FakeTrainer(), embed_fn=None)
     with TestClient(create_app(ws)) as client:

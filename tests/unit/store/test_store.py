@@ -1,35 +1,13 @@
-import json
+"""The store: content-addressed artifacts, the append-only registry and its aliases, schema upgrades."""
 
 import pytest
 from sqlalchemy import select
 
-from adaptloop.config import Settings, load_settings
-from adaptloop.errors import NotFoundError, WorkspaceError
+from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.gate import first_model
 from adaptloop.store import registry
 from adaptloop.store.artifacts import ArtifactStore, tree_sha
 from adaptloop.store.db import Node, RegistryEvent, Run, Store, Task
-from adaptloop.workspace import Workspace, init_workspace
-
-
-def test_init_writes_a_config_that_loads(tmp_path):
-    root = init_workspace(tmp_path / "ws")
-    loaded = load_settings(root)
-    token = loaded.serve.admin_token
-    assert len(token) >= 24  # a random admin token for promote/rollback over HTTP
-    assert loaded.model_copy(update={"serve": loaded.serve.model_copy(update={"admin_token": ""})}) == Settings()
-    assert (root / ".adaptloop" / "artifacts").is_dir()
-    init_workspace(root)  # idempotent: keeps the settings, token included
-    assert load_settings(root).serve.admin_token == token
-
-
-def test_invalid_config_is_one_line(tmp_path):
-    root = init_workspace(tmp_path / "ws")
-    (root / "adaptloop.toml").write_text("[agent]\neval_fraction = 3\n")
-    with pytest.raises(WorkspaceError, match="eval_fraction"):
-        load_settings(root)
-    with pytest.raises(WorkspaceError, match="does not exist"):
-        load_settings(tmp_path / "nope")
 
 
 def test_artifacts_are_content_addressed_and_atomic(tmp_path):
@@ -78,14 +56,6 @@ def test_registry_is_append_only_and_resolves_aliases(tmp_path):
         registry.resolve(store, "v9")
     with pytest.raises(NotFoundError):
         registry.resolve(store, "staging")
-
-
-def test_workspace_open_uses_relative_sqlite_url(tmp_path, monkeypatch):
-    root = init_workspace(tmp_path / "ws")
-    monkeypatch.chdir(tmp_path)
-    ws = Workspace.open(root)
-    assert str(root) in str(ws.store.engine.url)
-    assert json.loads(json.dumps(ws.settings.model_dump()))["store"]["url"].startswith("sqlite")
 
 
 def test_older_store_gets_new_columns(tmp_path):

@@ -1,7 +1,7 @@
 """The causal-LM backend: completion-only SFT (full and LoRA), batched generation, save/load.
 
 ``tiny_lm`` (conftest) is a tiny random Llama with SmolLM2's real tokenizer and chat template; it
-trains in seconds. The real SmolLM2 is exercised in the integration tier.
+trains in seconds. The real SmolLM2 is exercised in tests/integration/test_causal.py.
 """
 
 from __future__ import annotations
@@ -130,12 +130,3 @@ def test_dev_checks_keep_the_best_state(tiny_lm):
 def test_fit_refuses_empty_training_data(tiny_lm):
     with pytest.raises(ValueError, match="no training samples"):
         CausalTrainer().fit(Pipeline(recipe="raw", strategy="sft", encoder=tiny_lm), [], [], FitContext())
-
-
-@pytest.mark.integration
-def test_smollm2_loads_offline_and_answers():
-    """The packaged SmolLM2 dequantizes once into the cache and generates with its chat template."""
-    lm = load_base("HuggingFaceTB/SmolLM2-135M-Instruct", max_new_tokens=8)
-    assert lm.tok.chat_template
-    out = lm.generate([Sample(prompt="What is the capital of France? Answer in one word.", target="Paris")])
-    assert "paris" in out[0].lower(), out

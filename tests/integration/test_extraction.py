@@ -1,0 +1,36 @@
+"""Subword alignment and windowing on real presidio_pii and wnut17 sentences with MiniLM's tokenizer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from adaptloop.data.spans import check_spans, tags_to_spans
+from adaptloop.types import Example
+from tests.conftest import read_rows
+
+pytestmark = pytest.mark.integration
+
+
+def test_alignment_and_windowing_round_trip_on_real_data():
+    """Gold spans → subword labels → (windowed) decode gives the gold spans back exactly."""
+    from adaptloop.train.encoder import resolve_encoder
+    from adaptloop.train.tagger import _load_tokenizer, align_labels, decode, windows
+
+    rows = read_rows("presidio_pii", "test")[:40] + read_rows("wnut17", "test")[:40]
+    path_examples = [Example(r["text"], "x", spans=tuple(check_spans(r["text"], r["spans"])[0])) if "text" in r
+                     else Example(*tags_to_spans(r["tokens"], r["tags"])[:1], "x",
+                                  spans=tuple(tags_to_spans(r["tokens"], r["tags"])[1])) for r in rows]
+    types = sorted({s[2] for e in path_examples for s in e.spans})
+    tok = _load_tokenizer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2"))
+    w = windows(tok, [e.text for e in path_examples], max_length=24, stride=8)
+    assert len(w["input_ids"]) > len(path_examples)  # long inputs were windowed
+    onehot: list[dict] = [{} for _ in path_examples]
+    for off, t in zip(w["offsets"], w["text"]):
+        for (s, e), lab in zip(off, align_labels(off, path_examples[t].spans, types)):
+            if lab >= 0:
+                onehot[t][(s, e)] = np.eye(1 + 2 * len(types))[lab]
+    for ex, probs in zip(path_examples, onehot):
+        keys = sorted(probs)
+        got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types)
+        assert [(d["start"], d["end"], d["label"]) for d in got] == list(ex.spans)

@@ -1,0 +1,118 @@
+"""The generation agent behind fake model seams: decode-time moves follow the findings, targets that
+cannot be right leave the pool, the cold start asks a (scripted) teacher and runs decode moves, few-shot
+examples."""
+
+from __future__ import annotations
+
+import json
+
+from sqlalchemy import select
+
+from adaptloop.agent.generation import GenerationColdStart, decode_moves, unusable_targets
+from adaptloop.data.generation import LoadedSamples, Sample
+from adaptloop.data.teacher import TeacherClient
+from adaptloop.diagnose.generation import diagnose, score_outputs
+from adaptloop.types import NodeResult
+from adaptloop.workspace import Workspace, init_workspace
+from tests.unit.data.test_teacher import PROBLEMS, scripted
+
+
+def test_decode_moves_follow_the_findings():
+    samples = [Sample(prompt=f"q{i}", target=f"...\n#### {i}") for i in range(4)]
+    outputs = ["so #### 0", "The result is 5", "word " * 40, "word " * 40]
+    findings = diagnose("math", score_outputs("math", samples, outputs, n_tokens=[3, 4, 64, 64], max_new_tokens=64))
+    moves = {name: (changes, cost) for name, changes, cost, _why in decode_moves("math", findings, 64)}
+    assert moves["format-normalise"] == ({"normalise": "math"}, 0.0)  # a rescoring: no decode
+    assert moves["decoding"][0] == {"decoding": {"repetition_penalty": 1.15}}
+    assert moves["more-tokens"] == ({"max_new_tokens": 128}, 2.0)
+    assert "more-tokens" not in {m[0] for m in decode_moves("label", findings, 64)}  # labels are short
+    assert "decoding" not in {m[0] for m in decode_moves("code", findings, 64)}  # code repeats its names
+    assert decode_moves("math", [], 64) == []
+
+
+def test_targets_that_cannot_be_right_leave_the_training_pool():
+    math = [Sample(prompt="a", target="2 + 2 = 4\n#### 4"), Sample(prompt="b", target="I forgot")]
+    assert list(unusable_targets("math", math).values()) == ["no final answer in the target"]
+    ok = Sample(prompt="add", target="def add(a, b):\n    return a + b",
+                extra={"test_list": ["assert add(1, 2) == 3"]})
+    wrong = Sample(prompt="sub", target="def sub(a, b):\n    return a + b",
+                   extra={"test_list": ["assert sub(3, 1) == 2"]})
+    assert unusable_targets("code", [ok, wrong]) == {wrong.id: "the reference fails its own tests"}
+    summaries = [Sample(prompt=f"p{i}", target="a short one line summary") for i in range(5)]
+    long = Sample(prompt="x", target="word " * 200)
+    assert set(unusable_targets("summary", [*summaries, long])) == {long.id}
+    assert unusable_targets("label", summaries) == {}
+
+
+class FakeLM:
+    """Answers every math problem with the sum of its numbers, loops on every third one."""
+
+    def __init__(self, *, normalise: str = "", decoding: dict | None = None, shots=()) -> None:
+        self.normalise, self.decoding, self.shots = normalise, dict(decoding or {}), tuple(shots)
+
+    def with_decoding(self, *, normalise=None, decoding=None, labels=None, max_new_tokens=None, shots=None):
+        return FakeLM(normalise=self.normalise if normalise is None else normalise,
+                      decoding=self.decoding if decoding is None else decoding,
+                      shots=self.shots if shots is None else shots)
+
+    def finish(self, output: str) -> str:
+        from adaptloop.data.outputs import normalise_output
+
+        return normalise_output(output, self.normalise) if self.normalise else output
+
+    def generate(self, samples, *, batch_size=16, progress=None):
+        out = []
+        for i, s in enumerate(samples):
+            total = sum(int(w) for w in s.prompt.replace("?", "").split() if w.isdigit())
+            loop = i % 3 == 0 and not self.decoding
+            out.append(self.finish("so so so so " * 6 if loop else f"the answer is {total}"))
+        return out
+
+    def save(self, folder):
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "adaptloop_model.json").write_text(json.dumps({"kind": "fake"}))
+
+
+class FakeTrainer:
+    seen: list[list[Sample]] = []
+
+    def fit(self, pipeline, train, dev, ctx):
+        FakeTrainer.seen.append(list(train))
+        return FakeLM(), NodeResult(dev_metrics={"loss": 1.0}, train_seconds=0.1, curve=[], notes="planned")
+
+
+def test_cold_start_asks_the_teacher_and_runs_decode_moves(tmp_path):
+    from adaptloop.store.db import Decision, Node
+
+    ws = Workspace.open(init_workspace(tmp_path / "ws"))
+    transport, calls = scripted(right_every=1)
+    loaded = LoadedSamples(samples=tuple(PROBLEMS), quarantined=(), source="mini.jsonl")
+    FakeTrainer.seen = []
+    r = GenerationColdStart(ws, loaded, "solve math word problems", 600, make_trainer=lambda s: FakeTrainer(),
+                            load_model=lambda name, **kw: FakeLM(),
+                            teacher=TeacherClient("http://t/v1", transport=transport)).run()
+    decisions = {d.kind: d for d in ws.store.all(select(Decision))}
+    assert "teacher" in decisions and decisions["teacher"].data["accepted"] == len(calls) > 0
+    trained_on = FakeTrainer.seen[0]
+    assert sum("teacher" in s.source for s in trained_on) == len(calls)
+    assert all("\n" in s.target for s in trained_on if "teacher" in s.source)
+    names = [n.name for n in ws.store.all(select(Node).order_by(Node.id))]
+    assert names[:2] == ["base", "sft"] and {"format-normalise", "decoding"} <= set(names)
+    nodes = {n.name: n for n in ws.store.all(select(Node))}
+    # the fake fine-tune is no better than the base: the untrained model gets a prompt-template fix
+    assert nodes["prompt-template"].pipeline["strategy"] == "zero-shot"  # on the base, or a move on it
+    assert nodes["prompt-template"].pipeline["hparams"]["shots"] == 3
+    assert nodes["decoding"].pipeline["hparams"]["decoding"] == {"repetition_penalty": 1.15}
+    assert nodes["format-normalise"].dev_metrics["format_ok"] >= nodes["sft"].dev_metrics["format_ok"]
+    assert r.winner is not None
+
+
+def test_few_shot_picks_short_distinct_examples_as_shown():
+    from adaptloop.agent.generation_moves import few_shot
+
+    samples = [Sample(prompt=f"message {i}", target=["a", "b", "a", "c"][i % 4]) for i in range(12)]
+    samples.append(Sample(prompt="x" * 2000, target="d"))
+    shots = few_shot(samples, 3, seed=0, show=lambda s: Sample(prompt=f"Q: {s.prompt}", target=s.target))
+    assert len(shots) == 3 and len({t for _p, t in shots}) == 3
+    assert all(p.startswith("Q: message") for p, _t in shots)
+    assert shots == few_shot(samples, 3, seed=0, show=lambda s: Sample(prompt=f"Q: {s.prompt}", target=s.target))

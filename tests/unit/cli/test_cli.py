@@ -1,0 +1,22 @@
+"""The CLI through typer's runner where nothing is trained: a missing workspace or model is one line and
+exit code 2, and the help names every command. (A real cold start through the CLI: tests/integration.)"""
+
+from tests.conftest import run
+
+
+def test_missing_workspace_and_model(tmp_path):
+    r = run("models", "-w", tmp_path / "nope")
+    assert r.exit_code == 2 and "does not exist" in r.stderr
+    assert run("init", tmp_path / "empty").exit_code == 0
+    r = run("predict", "hi", "-w", tmp_path / "empty")
+    assert r.exit_code == 2 and "no model 'production'" in r.stderr
+    r = run("new", "--resume", "-w", tmp_path / "empty")
+    assert r.exit_code == 2 and "nothing" in r.stderr or "no interrupted run" in r.stderr
+
+
+def test_help_explains_commands():
+    r = run("--help")
+    assert r.exit_code == 0
+    for cmd in ("init", "new", "eval", "predict", "runs", "models"):
+        assert cmd in r.stdout
+    assert "frozen eval set" in run("new", "--help").stdout
