@@ -1,1 +1,2 @@
-"""Pure renderers of one search run: a self-contained HTML page and a terminal tree, from a plain view dict."""
+"""Renderers of stored runs and results: the HTML page and the terminal (tables, trees, progress bars),
+and the plain listings of what is stored that both render (``--json`` prints them as they are)."""

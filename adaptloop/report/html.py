@@ -19,9 +19,12 @@ import math
 import os
 import re
 import tempfile
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Hashable, Mapping
 from pathlib import Path
 from typing import Any
+
+from adaptloop.report.nodes import forest, node_label, node_score, short_encoder
+from adaptloop.report.nodes import is_number as _is_num
 
 __all__ = ["chart_svg", "forest", "node_label", "node_score", "render_html", "short_encoder", "write_report"]
 
@@ -77,13 +80,9 @@ time{color:#57606a;font-size:12px}pre{white-space:pre-wrap;font-size:12px;backgr
 """
 
 
-# ---------------------------------------------------------------------------- small pure helpers (shared with tree)
+# ------------------------------------------------------------------------------------------ small pure helpers
 def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value), quote=True)
-
-
-def _is_num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
 
 
 def _num(x: Any, digits: int = 3) -> str:
@@ -97,67 +96,6 @@ def _clip(text: Any, n: int) -> str:
 
 def _slug(text: Any) -> str:
     return re.sub(r"[^a-z0-9_-]+", "-", str(text or "unknown").lower()).strip("-") or "unknown"
-
-
-def node_score(node: Mapping[str, Any], metric: str = "accuracy", split: str = "dev") -> float | None:
-    """The node's ``metric`` on ``split`` (``"dev"`` or ``"eval"``), else its accuracy; None when unscored."""
-    scores = node.get(split) or {}
-    for key in (metric, "accuracy"):
-        if _is_num(scores.get(key)):
-            return float(scores[key])
-    return None
-
-
-def node_label(node: Mapping[str, Any]) -> str:
-    """The node's name, or ``node <id>`` when it has none."""
-    name = node.get("name")
-    return str(name) if name not in (None, "") else f"node {node.get('id')}"
-
-
-def short_encoder(name: Any) -> str:
-    """``sentence-transformers/all-MiniLM-L6-v2`` -> ``all-MiniLM-L6-v2`` (directories of a path go too)."""
-    return str(name or "").rstrip("/").rsplit("/", 1)[-1]
-
-
-def forest(nodes: Sequence[Mapping[str, Any]]) -> tuple[list[Hashable], dict[Hashable, list[Hashable]]]:
-    """The experiment graph as roots and ordered children lists; every node appears exactly once.
-
-    A node whose parent is absent from ``nodes`` is a root; so is the first node met on a parent cycle,
-    so a damaged view still renders instead of looping.
-
-    Returns:
-        ``(root ids, {id: [child ids in node order]})``.
-    """
-    ids = [n.get("id") for n in nodes]
-    known = set(ids)
-    children: dict[Hashable, list[Hashable]] = {i: [] for i in ids}
-    roots: list[Hashable] = []
-    for n in nodes:
-        pid = n.get("parent_id")
-        if pid is not None and pid in known and pid != n.get("id"):
-            children[pid].append(n.get("id"))
-        else:
-            roots.append(n.get("id"))
-    reached: set[Hashable] = set()
-
-    def reach(start: Hashable) -> None:
-        stack = [start]
-        while stack:
-            i = stack.pop()
-            if i not in reached:
-                reached.add(i)
-                stack.extend(children.get(i, ()))
-
-    for r in roots:
-        reach(r)
-    for i in ids:
-        if i not in reached:  # on a cycle: cut the link into it
-            for kids in children.values():
-                if i in kids:
-                    kids.remove(i)
-            roots.append(i)
-            reach(i)
-    return roots, children
 
 
 def _layout(roots: list[Hashable], children: dict[Hashable, list[Hashable]]) -> dict[Hashable, tuple[float, int]]:

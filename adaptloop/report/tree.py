@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.text import Text
 from rich.tree import Tree
 
-from adaptloop.report.html import forest, node_label, node_score, short_encoder
+from adaptloop.report.nodes import forest, node_label, node_score, short_encoder
 
 __all__ = ["DROPPED_MARK", "WINNER_MARK", "render_tree", "tree_text"]
 

@@ -23,7 +23,10 @@ import secrets
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Header, HTTPException, Request
@@ -32,9 +35,14 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from adaptloop.agent.predict import predictor
+from adaptloop.config import ServeSettings
+from adaptloop.data.spans import check_spans
+from adaptloop.errors import NotFoundError
 from adaptloop.serve.batching import MicroBatcher
+from adaptloop.serve.chat import add_chat_routes
 from adaptloop.serve.traces import TraceWriter
 from adaptloop.store import registry
+from adaptloop.store.db import TraceRow
 from adaptloop.workspace import Workspace
 
 POLL_S = 1.0  # how often the server checks whether `production` moved
@@ -116,12 +124,29 @@ def _metrics():
     }
 
 
+@dataclass
+class _Server:
+    """What the routes of one app share: the workspace, its ``[serve]`` settings, the served model, the
+    micro-batcher, the Prometheus metrics and (while the app runs) the trace writer."""
+
+    ws: Workspace
+    cfg: ServeSettings
+    slot: ModelSlot
+    batcher: MicroBatcher
+    reg: Any
+    m: dict[str, Any]
+    state: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def writer(self) -> TraceWriter:
+        return self.state["writer"]
+
+
 def create_app(ws: Workspace) -> FastAPI:
     """The FastAPI app for a workspace (its ``[serve]`` settings)."""
     cfg = ws.settings.serve
     slot = ModelSlot(ws)
     reg, m = _metrics()
-    state: dict[str, Any] = {}
 
     def on_batch(n: int, _seconds: float) -> None:
         m["batch"].observe(n)
@@ -129,35 +154,52 @@ def create_app(ws: Workspace) -> FastAPI:
 
     batcher = MicroBatcher(forward, slot.current, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
                            on_batch=on_batch)
+    s = _Server(ws, cfg, slot, batcher, reg, m)
+    app = FastAPI(title="adaptloop", lifespan=_lifespan(s),
+                  description="Predictions from the production model; every one is traced.")
+    _add_guards(app, s)
+    _add_predict_routes(app, s)
+    _add_status_routes(app, s)
+    add_chat_routes(app, slot=slot, batcher=batcher, writer=lambda: s.state["writer"], max_chars=cfg.max_chars)
+    _add_admin_routes(app, s)
+    return app
+
+
+def _lifespan(s: _Server):
+    """Load the production model, start the trace writer, the batcher and the watcher that hot-swaps the
+    model when ``production`` moves; stop them in reverse when the app shuts down."""
 
     async def watch() -> None:
         loop = asyncio.get_running_loop()
         while True:
             await asyncio.sleep(POLL_S)
             try:
-                await loop.run_in_executor(None, slot.refresh)
+                await loop.run_in_executor(None, s.slot.refresh)
             except Exception:  # a half-written registry or a busy database: try again next tick
                 continue
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
-        if not slot.refresh():
-            from adaptloop.errors import NotFoundError
-
+        if not s.slot.refresh():
             raise NotFoundError("no production model to serve; train one with `adaptloop new`")
-        state["writer"] = TraceWriter(ws.store, flush_ms=cfg.trace_flush_ms,
-                                      spool=ws.root / ".adaptloop" / "spool")
-        await batcher.start()
+        s.state["writer"] = TraceWriter(s.ws.store, flush_ms=s.cfg.trace_flush_ms,
+                                        spool=s.ws.root / ".adaptloop" / "spool")
+        await s.batcher.start()
         watcher = asyncio.create_task(watch())
         try:
             yield
         finally:
             watcher.cancel()
-            await batcher.stop()
-            state["writer"].close()
+            await s.batcher.stop()
+            s.state["writer"].close()
 
-    app = FastAPI(title="adaptloop", lifespan=lifespan,
-                  description="Predictions from the production model; every one is traced.")
+    return lifespan
+
+
+def _add_guards(app: FastAPI, s: _Server) -> None:
+    """Request metrics, 413 for an oversized body, 503 (never a 500) when the model or the store fails, and
+    422 with the first problem named for a malformed body."""
+    cfg, m = s.cfg, s.m
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
@@ -185,6 +227,11 @@ def create_app(ws: Workspace) -> FastAPI:
         return JSONResponse({"error": f"{where or 'body'}: {first.get('msg')}", "detail": exc.errors()},
                             status_code=422)
 
+
+def _add_predict_routes(app: FastAPI, s: _Server) -> None:
+    """``POST /v1/predict`` (micro-batched, every output traced) and ``POST /v1/feedback``."""
+    cfg, ws = s.cfg, s.ws
+
     @app.post("/v1/predict")
     async def predict(body: PredictIn) -> dict[str, Any]:
         texts = body.inputs if body.inputs is not None else ([body.input] if body.input is not None else None)
@@ -197,11 +244,11 @@ def create_app(ws: Workspace) -> FastAPI:
                 raise HTTPException(413, f"an input has {len(t)} characters; at most {cfg.max_chars}")
             if not t.strip():
                 raise HTTPException(422, "inputs must be non-empty text")
-        version, outputs = await batcher.submit(texts)
+        version, outputs = await s.batcher.submit(texts)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-        rows = [{"id": uuid.uuid4().hex, "ts": now, "task_id": slot.task_id, "model_version": version, "input": t,
-                 "output": o, "meta": body.meta or {}, "origin": "serve"} for t, o in zip(texts, outputs)]
-        state["writer"].add(rows)
+        rows = [{"id": uuid.uuid4().hex, "ts": now, "task_id": s.slot.task_id, "model_version": version,
+                 "input": t, "output": o, "meta": body.meta or {}, "origin": "serve"} for t, o in zip(texts, outputs)]
+        s.writer.add(rows)
         return {"model_version": version,
                 "outputs": [{"trace_id": r["id"], **o} for r, o in zip(rows, outputs)]}
 
@@ -209,46 +256,48 @@ def create_app(ws: Workspace) -> FastAPI:
     async def feedback(body: FeedbackIn) -> dict[str, Any]:
         if body.label is None and body.verdict is None and body.entities is None:
             raise HTTPException(422, "feedback needs a 'label' (the correct one), 'entities' and/or a 'verdict'")
-        writer: TraceWriter = state["writer"]
+        writer = s.writer
         if not writer.is_pending(body.trace_id):
-            from adaptloop.store.db import TraceRow
-
             known = await asyncio.get_running_loop().run_in_executor(None, ws.store.get, TraceRow, body.trace_id)
             if known is None:
                 raise HTTPException(404, f"no trace {body.trace_id}; use a trace_id from /v1/predict")
         spans = None
         if body.entities is not None:
-            from adaptloop.data.spans import check_spans
-
             row = await asyncio.get_running_loop().run_in_executor(None, writer.text_of, ws.store, body.trace_id)
             spans, why = check_spans(row or "", body.entities) if row is not None else ([], "")
             if why:
                 raise HTTPException(422, f"feedback 'entities': {why}")
             spans = [list(sp) for sp in spans]
         writer.feedback(body.trace_id, body.label, body.verdict, body.source, spans)
-        m["feedback"].inc()
+        s.m["feedback"].inc()
         return {"trace_id": body.trace_id, "accepted": True}
+
+
+def _add_status_routes(app: FastAPI, s: _Server) -> None:
+    """``GET /healthz`` (model version, trace backlog, swaps) and ``GET /metrics`` (Prometheus text)."""
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:
-        version, _ = slot.current()
-        return {"status": "ok", "model_version": version, "trace_backlog": state["writer"].backlog,
-                "swaps": slot.swaps}
+        version, _ = s.slot.current()
+        return {"status": "ok", "model_version": version, "trace_backlog": s.writer.backlog,
+                "swaps": s.slot.swaps}
 
     @app.get("/metrics")
     async def metrics() -> PlainTextResponse:
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-        writer: TraceWriter = state["writer"]
+        writer, m = s.writer, s.m
         m["backlog"].set(writer.backlog)
         m["written"].set(writer.written)
-        m["version"].set(slot.version_id or 0)
-        m["swaps"].set(slot.swaps)
-        return PlainTextResponse(generate_latest(reg).decode(), media_type=CONTENT_TYPE_LATEST)
+        m["version"].set(s.slot.version_id or 0)
+        m["swaps"].set(s.slot.swaps)
+        return PlainTextResponse(generate_latest(s.reg).decode(), media_type=CONTENT_TYPE_LATEST)
 
-    from adaptloop.serve.chat import add_chat_routes
 
-    add_chat_routes(app, slot=slot, batcher=batcher, writer=lambda: state["writer"], max_chars=cfg.max_chars)
+def _add_admin_routes(app: FastAPI, s: _Server) -> None:
+    """``POST /v1/admin/promote`` and ``/v1/admin/rollback``, behind ``Bearer <[serve] admin_token>``; the
+    served model follows at once."""
+    cfg, ws, slot = s.cfg, s.ws, s.slot
 
     def admin(authorization: str | None) -> None:
         if not cfg.admin_token:
@@ -260,8 +309,6 @@ def create_app(ws: Workspace) -> FastAPI:
     @app.post("/v1/admin/promote")
     async def promote(body: PromoteIn, authorization: str | None = Header(None)) -> dict[str, Any]:
         admin(authorization)
-        from adaptloop.errors import NotFoundError
-
         try:
             mv = registry.resolve(ws.store, body.version)
         except NotFoundError as exc:
@@ -273,8 +320,6 @@ def create_app(ws: Workspace) -> FastAPI:
     @app.post("/v1/admin/rollback")
     async def rollback_(authorization: str | None = Header(None)) -> dict[str, Any]:
         admin(authorization)
-        from adaptloop.errors import NotFoundError
-
         try:
             result = registry.rollback(ws.store, reason="rolled back by an admin", who="admin over HTTP")
         except NotFoundError as exc:
@@ -282,4 +327,19 @@ def create_app(ws: Workspace) -> FastAPI:
         await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
         return {**result, "serving": slot.current()[0]}
 
-    return app
+
+def run_server(ws: Workspace, host: str | None = None, port: int | None = None, *,
+               on_start: Callable[[Path, str, int], None] | None = None) -> None:
+    """Serve ``production`` with uvicorn until Ctrl-C (``host``/``port`` default to ``[serve]``);
+    ``on_start(workspace root, host, port)`` is called just before the server starts.
+
+    Raises:
+        NotFoundError: no model is in production (said before the server starts).
+    """
+    import uvicorn
+
+    registry.resolve(ws.store, "production")  # a clear error before the server starts
+    cfg = ws.settings.serve
+    if on_start is not None:
+        on_start(ws.root, host or cfg.host, port or cfg.port)
+    uvicorn.run(create_app(ws), host=host or cfg.host, port=port or cfg.port, log_level="warning")

@@ -1,0 +1,5 @@
+"""``python -m adaptloop.cli``: the same as the ``adaptloop`` command."""
+
+from adaptloop.cli import main
+
+main()

@@ -1,0 +1,61 @@
+"""What every command shares: the offline defaults, the group that turns errors into exit codes, the options."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import click
+import typer
+from rich.markup import escape
+from typer.core import TyperGroup
+
+from adaptloop.errors import AdaptloopError
+from adaptloop.report.terminal import err
+
+if TYPE_CHECKING:
+    from adaptloop.workspace import Workspace
+
+# Offline by default: nothing may wait on a model hub (users with a hub can set it to 0).
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+class Group(TyperGroup):
+    """Maps user errors to one line on stderr and exit code 2, Ctrl-C to 130."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AdaptloopError as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            ctx.exit(2)
+        except KeyboardInterrupt:
+            err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
+            ctx.exit(130)
+        except Exception as exc:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if not isinstance(exc, SQLAlchemyError):
+                raise
+            first = str(exc).splitlines()[0]
+            err.print("[red]error:[/] " + escape(f"the store failed ({first}); check [store] url in "
+                      "adaptloop.toml and that the database is reachable"), highlight=False,
+                      soft_wrap=True)
+            ctx.exit(2)
+
+
+WorkspaceOpt = Annotated[Path | None, typer.Option(
+    "--workspace", "-w", help="Workspace folder [default: $ADAPTLOOP_WORKSPACE, else the current "
+                              "directory].", show_default=False)]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
+
+
+def open_workspace(workspace: Path | None) -> Workspace:
+    """The workspace at ``workspace`` (default: $ADAPTLOOP_WORKSPACE, else the current directory)."""
+    from adaptloop.workspace import Workspace
+
+    return Workspace.open(workspace)

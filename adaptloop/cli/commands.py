@@ -1,0 +1,200 @@
+"""The model-side commands: init, new, eval, predict, runs, report, doctrine, convert, models.
+
+Each parses its arguments, makes one call and renders the result (:mod:`adaptloop.report.terminal`), or
+prints it as one JSON object with ``--json``. What a command calls is imported when it runs, so that
+``adaptloop --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from adaptloop.cli.base import JsonOpt, WorkspaceOpt, open_workspace
+from adaptloop.report.terminal import (
+    emit_json,
+    progress,
+    show_cold_start,
+    show_convert,
+    show_doctrine,
+    show_eval,
+    show_init,
+    show_models,
+    show_predictions,
+    show_quarantined,
+    show_report_written,
+    show_runs,
+    show_spec,
+)
+
+
+def init(
+    path: Annotated[Path | None, typer.Argument(help="Folder to create [default: the workspace].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a workspace: adaptloop.toml (settings) and .adaptloop/ (store, artifacts)."""
+    from adaptloop.config import resolve_workspace
+    from adaptloop.workspace import init_workspace
+
+    root = init_workspace(path or resolve_workspace(workspace))
+    if as_json:
+        emit_json({"workspace": str(root), "config": str(root / "adaptloop.toml")})
+    else:
+        show_init(root)
+
+
+def new(
+    prompt: Annotated[str | None, typer.Argument(help="The task in plain words.")] = None,
+    data: Annotated[Path | None, typer.Option(
+        "--data", "-d", help="JSONL: {text, label} (classification) or {text, spans} / {tokens, tags} "
+                             "(extraction; IOB2, IOB1 or BILOU tags).")] = None,
+    eval_data: Annotated[Path | None, typer.Option(
+        "--eval-data", help="Optional gold JSONL in the same format: the frozen eval set and dev are drawn "
+                            "from it (half each) and it is never trained on.")] = None,
+    budget: Annotated[str | None, typer.Option(
+        help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cold start: spec → frozen eval set → curation → search → promote the winner.
+
+    The prompt and the data decide the task family: text + label is classification, text +
+    spans or tokens + tags is extraction (a prompt like "detect PII" picks extraction when a
+    file holds both). Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
+    budget, selects on a dev split, scores the winner on the frozen eval set and promotes
+    it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
+    """
+    from adaptloop.cli.flows import start_new
+
+    ws = open_workspace(workspace)
+    kind, r = start_new(ws, prompt, data, eval_data, budget, resume=resume, progress=progress,
+                        on_loaded=show_quarantined, on_spec=show_spec)
+    if as_json:
+        emit_json(r)
+        return
+    show_cold_start(ws, kind, r)
+
+
+def eval_(
+    data: Annotated[Path, typer.Option("--data", "-d", help="Labelled JSONL the model never saw.")],
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Version (v3) or alias [default: production].")] = None,
+    limit: Annotated[int, typer.Option(help="Generation: score only the first N records (0 = all).")] = 0,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Score a model on labelled data: accuracy, macro-F1 and a per-class table.
+
+    For an extraction model: entity-level (seqeval, exact span) micro precision, recall and
+    F1, macro-F1 and a per-type table. For a generation model: exact match of final answers
+    (math, labels), pass@1 in the sandbox (code) or ROUGE-L (summaries), format compliance
+    and the diagnosis of the failures.
+    """
+    from adaptloop.agent.predict import evaluate_file
+
+    ws = open_workspace(workspace)
+    with progress() as bars:
+        r = evaluate_file(ws, data, model, progress=bars, limit=limit)
+    if as_json:
+        emit_json(r)
+        return
+    show_eval(r, data)
+
+
+def predict(
+    texts: Annotated[list[str], typer.Argument(help="One or more texts to classify (or extract from).")],
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Version or alias [default: production].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Classify texts — or, for an extraction model, find their entities (character offsets,
+    labels and scores) — with the production model (or --model)."""
+    from adaptloop.agent.predict import predict_texts
+
+    r = predict_texts(open_workspace(workspace), texts, model)
+    if as_json:
+        emit_json(r)
+        return
+    show_predictions(r)
+
+
+def runs(
+    run: Annotated[int | None, typer.Argument(help="Show one run [default: all].")] = None,
+    show_graph: Annotated[bool, typer.Option(
+        "--graph", help="Draw each run's experiment graph as a tree (gains green, drops red, ★ winner).")] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The experiment graph: every node, why it was tried, and its scores."""
+    from adaptloop.report.runs import runs_listing
+
+    ws = open_workspace(workspace)
+    report = runs_listing(ws, run)
+    if as_json:
+        emit_json({"runs": report})
+        return
+    show_runs(ws, report, show_graph)
+
+
+def report(
+    run: Annotated[int | None, typer.Argument(help="The run [default: the latest].")] = None,
+    out_path: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="HTML file to write [default: WORKSPACE/reports/run-N.html].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Write one self-contained HTML page for a run: graph, curves, confusions, findings, decisions."""
+    from adaptloop.report.runs import write_run_report
+
+    r = write_run_report(open_workspace(workspace), run, out_path)
+    if as_json:
+        emit_json(r)
+    else:
+        show_report_written(r)
+
+
+def doctrine(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """What the agent does by default (regimes, interventions) and what it has learned across runs."""
+    from adaptloop.report.listings import doctrine_listing
+
+    report = doctrine_listing(open_workspace(workspace))
+    if as_json:
+        emit_json(report)
+        return
+    show_doctrine(report)
+
+
+def convert(
+    data: Annotated[Path, typer.Argument(help="Entity JSONL: {text, spans} or {tokens, tags} (IOB2, IOB1, BILOU).")],
+    to: Annotated[str, typer.Option("--to", help="Target format: 'spans' (character offsets) or 'tags' (IOB2).")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where to write the converted JSONL.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Convert extraction data between text + character spans and tokens + IOB2 tags.
+
+    Tags are read in any supported scheme and written as IOB2 over word units (words and
+    single punctuation marks, split at every entity boundary). Malformed lines are not
+    written; each is listed with its reason.
+    """
+    from adaptloop.data.convert import convert_extraction
+
+    report = convert_extraction(data, to, output)
+    if as_json:
+        emit_json(report)
+        return
+    show_convert(report)
+
+
+def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
+    """The registry: model versions, their aliases and the events that set them."""
+    from adaptloop.report.listings import models_listing
+
+    report = models_listing(open_workspace(workspace))
+    if as_json:
+        emit_json(report)
+        return
+    show_models(report)

@@ -1,0 +1,91 @@
+"""The two commands whose work is more than one call into the agent: `new` and `improve`.
+
+These sequences (read the data, pick the family, run the cold start; import, wait for failures, run a
+cycle) belong in :mod:`adaptloop.agent` (``coldstart`` / ``improve``), next to what they call. They sit
+here, free of any rendering (what to show comes in as callbacks), so that they can move there verbatim.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+from adaptloop.agent import improve
+from adaptloop.agent.budget import parse_budget
+from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
+from adaptloop.agent.generation import GenerationColdStart
+from adaptloop.data.generation import LoadedSamples, load_generation
+from adaptloop.data.sources import Loaded, family_for, load_for
+from adaptloop.data.spec import infer_extraction_spec, infer_spec
+from adaptloop.errors import AdaptloopError
+from adaptloop.workspace import Workspace
+
+__all__ = ["improve_cycles", "start_new"]
+
+Progress = Callable[[str, int | None], Callable[[int], None]]
+ProgressScope = Callable[[], AbstractContextManager[Progress]]
+
+
+def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: Path | None, budget: str | None,
+              *, resume: bool, progress: ProgressScope, on_loaded: Callable[[Loaded | LoadedSamples], None],
+              on_spec: Callable[[dict[str, Any]], None]) -> tuple[str, dict[str, Any]]:
+    """`adaptloop new`: resume the last interrupted run, or load ``data`` (and the gold ``eval_data``) and
+    run a cold start within ``budget``; a generation task goes to the causal-LM cold start.
+
+    ``on_loaded`` sees each loaded file (its quarantined lines), ``on_spec`` the task read from the prompt
+    and the data, both before the search starts; ``progress()`` opens the progress bars of the search.
+
+    Returns:
+        ``("generation" | "search", the result as a dict)``.
+    """
+    if resume:
+        run_id = resumable_run(ws)
+        with progress() as bars:
+            result = ColdStart(ws, run_id, progress=bars).run()
+        return "search", result.to_dict()
+    if not prompt or data is None:
+        raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
+                             "`adaptloop new --help`")
+    seconds = parse_budget(budget or ws.settings.agent.budget)
+    if family_for(data, prompt) == "generation":
+        samples = load_generation(data)
+        on_loaded(samples)
+        with progress() as bars:
+            return "generation", GenerationColdStart(ws, samples, prompt, seconds, progress=bars).run().to_dict()
+    loaded = load_for(data, prompt)
+    gold = load_for(eval_data, family=loaded.family) if eval_data is not None else None
+    for part in (loaded, gold):
+        if part is not None:
+            on_loaded(part)
+    infer = infer_extraction_spec if loaded.family == "extraction" else infer_spec
+    on_spec(infer(prompt, loaded.examples, source=str(data)).to_dict())
+    with progress() as bars:
+        result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold)
+    return "search", result.to_dict()
+
+
+def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, *, watch: bool, interval: float,
+                   progress: ProgressScope, on_import: Callable[[dict[str, Any]], None],
+                   on_wait: Callable[[int, int], None]) -> Iterator[dict[str, Any]]:
+    """`adaptloop improve`: import ``traces_file`` first (``on_import`` sees what it added), then one
+    improve cycle, or (``watch``) a cycle whenever ``[improve] min_failures`` new failures have feedback,
+    checking every ``interval`` seconds (``on_wait(failures, needed)`` meanwhile). Yields each cycle's
+    result as a dict."""
+    seconds = parse_budget(budget or ws.settings.improve.budget)
+    if traces_file is not None:
+        on_import(improve.import_traces(ws, str(traces_file)))
+    while True:
+        if watch:
+            n = improve.new_failures(ws)
+            if n < ws.settings.improve.min_failures:
+                on_wait(n, ws.settings.improve.min_failures)
+                time.sleep(interval)
+                continue
+        with progress() as bars:
+            result = improve.ImproveCycle(ws, seconds, progress=bars).run().to_dict()
+        yield result
+        if not watch:
+            return
