@@ -279,3 +279,151 @@ class GateResult:
         return {"passed": self.passed, "epsilon": self.epsilon, "metric": self.metric, "n_broken": self.n_broken,
                 "reasons": self.reasons, "notes": self.notes, "sets": [dataclasses.asdict(s) for s in self.sets],
                 "pooled": dataclasses.asdict(self.pooled) if self.pooled else None}
+
+
+# ---------------------------------------------------------------------------- diagnosis
+FINDING_KINDS = ("confusable_pair", "over_prediction", "under_prediction", "overfit", "underfit", "label_noise",
+                 "slice",
+         # extraction (``diagnose.entities``)
+         "spurious_entities", "boundary_errors", "type_confusion",
+         # generation (``diagnose.generation``)
+         "format_errors", "wrong_content", "truncation", "repetition", "extraction_failure", "length_drift")
+MOVES = (
+    "contrastive",  # hard negatives + contrastive pairs for confusable labels
+    "larger-encoder",
+    "reweight",  # class re-weighting
+    "threshold",  # decision bias / abstention tuned on dev
+    "fewer-epochs",
+    "lower-lr",
+    "more-epochs",
+    "finetune",
+    "clean",  # drop suspected label issues
+    "augment",  # typo / casing / truncation variants
+    # extraction
+    "negatives",  # entity-free sentences mined from the training text
+    "span-threshold",  # per-type confidence thresholds tuned on dev
+    "diversify",  # entity surface forms swapped between same-type mentions
+    "lora",
+    # generation
+    "sft", "format-normalise", "prompt-template", "cot", "larger-model", "more-tokens", "decoding",
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One thing wrong with a model, with its evidence and what might fix it.
+
+    Attributes:
+        kind: one of ``FINDING_KINDS``.
+        summary: one readable line, with the numbers.
+        severity: in [0, 1]; ranks findings (see the module docstring for what it measures).
+        target: what the finding is about: ``{"labels": [a, b]}`` (sorted) for confusable_pair and
+            label_noise, ``{"label": x}`` for over/under_prediction, ``{"slice": name}`` for slice,
+            ``{}`` for overfit/underfit.
+        evidence: JSON-serialisable counts, and ``example_ids`` (at most ``MAX_EXAMPLES``).
+        suggests: intervention names from ``MOVES``, most promising first.
+
+    Raises:
+        ValueError: on an unknown kind or intervention, or a severity outside [0, 1].
+    """
+
+    kind: str
+    summary: str
+    severity: float
+    target: dict[str, Any] = field(default_factory=dict)
+    evidence: dict[str, Any] = field(default_factory=dict)
+    suggests: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in FINDING_KINDS:
+            raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {', '.join(FINDING_KINDS)}")
+        if not 0.0 <= self.severity <= 1.0:
+            raise ValueError(f"severity must lie in [0, 1], got {self.severity}")
+        unknown = [s for s in self.suggests if s not in MOVES]
+        if unknown:
+            raise ValueError(f"unknown interventions {unknown}; expected some of {', '.join(MOVES)}")
+        object.__setattr__(self, "suggests", tuple(self.suggests))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)  # deep copies target and evidence
+        d["suggests"] = list(self.suggests)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(kind=d["kind"], summary=d["summary"], severity=float(d["severity"]),
+                   target=dict(d.get("target", {})), evidence=dict(d.get("evidence", {})),
+                   suggests=tuple(d.get("suggests", ())))
+
+
+def finding_rank(f: Finding) -> tuple[float, int, str]:
+    return (-f.severity, FINDING_KINDS.index(f.kind), f.summary)
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Every finding about one model on one dev set, highest severity first.
+
+    Attributes:
+        findings: sorted on construction by severity (ties: kind order, then summary).
+        n: rows diagnosed.
+        errors: rows whose prediction was wrong.
+    """
+
+    findings: tuple[Finding, ...] = ()
+    n: int = 0
+    errors: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "findings", tuple(sorted(self.findings, key=finding_rank)))
+
+    def top(self, kind: str | None = None) -> Finding | None:
+        """The most severe finding (of ``kind``, when given), or None."""
+        return next((f for f in self.findings if kind is None or f.kind == kind), None)
+
+    def of_kind(self, kind: str) -> list[Finding]:
+        return [f for f in self.findings if f.kind == kind]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"n": self.n, "errors": self.errors, "findings": [f.to_dict() for f in self.findings]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Diagnosis:
+        return cls(findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
+                   n=int(d["n"]), errors=int(d["errors"]))
+
+
+# ---------------------------------------------------------------------------- production traces
+@dataclass(frozen=True)
+class Verdict:
+    """A trace's triage: whether it may be learned from, why, and with what trust.
+
+    Attributes:
+        triage: ok | fixable | poison | out_of_scope | unlabelled | unjudged.
+        kind: why: injection, contradiction, burst, eval_conflict, label_noise, drift, or the
+            fix pattern.
+        label: the label it would be learned with (classification; ok / fixable).
+        spans: the entities it would be learned with (extraction; ok / fixable).
+        failure: the model's answer was wrong by its feedback.
+    """
+
+    id: str
+    triage: str
+    kind: str
+    reason: str
+    trust: float
+    label: str | None = None
+    failure: bool = False
+    spans: tuple[tuple[int, int, str], ...] | None = None
+
+
+@dataclass(frozen=True)
+class CarriedTrace:
+    """A trusted trace (``ok`` / ``fixable``) judged by an earlier cycle that no model in
+    production's line has learned from yet: it joins the next cycle's curriculum."""
+
+    id: str
+    text: str
+    label: str | None  # its feedback label (classification)
+    triage: str  # ok | fixable
+    spans: tuple[tuple[int, int, str], ...] | None = None  # its feedback entities (extraction)

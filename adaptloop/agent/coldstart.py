@@ -46,7 +46,7 @@ from adaptloop.store.db import (
 )
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Pipeline, TaskSpec
+from adaptloop.types import EvalSet, Finding, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,8 @@ class ColdStartResult:
 def _node_dict(n: Node) -> dict[str, Any]:
     return {"id": n.id, "name": n.name, "parent_id": n.parent_id, "status": n.status,
             "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
-            "move": n.move, "finding": n.finding, "dev": n.dev_metrics, "eval": n.eval_metrics,
+            "move": n.move, "finding": n.finding, "proposer": n.proposer or "doctrine",
+            "dev": n.dev_metrics, "eval": n.eval_metrics,
             "train_seconds": round(n.train_seconds, 1),
             "started_at": n.started_at.isoformat(),
             "finished_at": n.finished_at.isoformat() if n.finished_at else None}
@@ -88,7 +89,7 @@ def _node_dict(n: Node) -> dict[str, Any]:
 class ColdStart:
     """Runs the search for one prepared run.
 
-    Each round: build the graph state → the doctrine proposes (or waits, or stops) → the
+    Each round: build the graph state → the policy proposes (or waits, or stops) → the
     node is recorded with its hypothesis → the executor trains it → its dev predictions are
     diagnosed (findings stored with evidence) → its gain over the parent is stored as an
     outcome the doctrine learns from; a drop is recorded as a rollback.
@@ -184,11 +185,11 @@ class ColdStart:
     # -- steps ----------------------------------------------------------------------------
     def _state(self, spec: TaskSpec, book: RecipeBook, clock: Clock, workers: int) -> SearchState:
         store = self.ws.store
-        by_node: dict[int, list[dict[str, Any]]] = {}
+        by_node: dict[int, list[Finding]] = {}
         for f in store.findings(self.run_id):
             by_node.setdefault(f.node_id, []).append(
-                {"kind": f.kind, "summary": f.summary, "severity": f.severity, "target": f.target,
-                 "suggests": f.suggests})
+                Finding(kind=f.kind, summary=f.summary, severity=f.severity, target=dict(f.target or {}),
+                        evidence=dict(f.evidence or {}), suggests=tuple(f.suggests or ())))
         rows = store.nodes(self.run_id)
         names = {n.id: n.name for n in rows}
         finish_order = {n.id: i for i, n in enumerate(

@@ -29,22 +29,20 @@ from adaptloop.data import recipes
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv
 from adaptloop.search.graph import GraphNode
-from adaptloop.types import Pipeline
+from adaptloop.types import Finding, Pipeline
 
 
-def _noisy_pair(findings: Sequence[dict[str, Any]]) -> bool:
+def _noisy_pair(findings: Sequence[Finding]) -> bool:
     """A confusable pair that is also a label-noise pair: the confusion is (partly) in the labels."""
-    noisy = {tuple(f["target"]["labels"]) for f in findings
-             if f["kind"] == "label_noise" and "labels" in f.get("target", {})}
-    return any(f["kind"] == "confusable_pair" and tuple(f["target"].get("labels", ())) in noisy
-               for f in findings)
+    noisy = {tuple(f.target["labels"]) for f in findings if f.kind == "label_noise" and "labels" in f.target}
+    return any(f.kind == "confusable_pair" and tuple(f.target.get("labels", ())) in noisy for f in findings)
 
 
-def _over_predicting(findings: Sequence[dict[str, Any]]) -> bool:
+def _over_predicting(findings: Sequence[Finding]) -> bool:
     """Extraction: spurious entities, or a type over-predicted, weigh on the errors."""
-    def weighs(f: dict[str, Any]) -> bool:
-        over = f["kind"] == "over_prediction" and "negatives" in f.get("suggests", ())  # not a class's
-        return (f["kind"] == "spurious_entities" or over) and f.get("severity", 0.0) >= 0.25
+    def weighs(f: Finding) -> bool:
+        over = f.kind == "over_prediction" and "negatives" in f.suggests  # not a class's
+        return (f.kind == "spurious_entities" or over) and f.severity >= 0.25
 
     return any(weighs(f) for f in findings)
 
@@ -56,7 +54,7 @@ class Regime:
     below: float  # applies to a node scoring below this (checked top to bottom)
     prefer: tuple[str, ...]  # intervention families, most preferred first
     says: str
-    match: Callable[[Sequence[dict[str, Any]]], bool] | None = None  # on the node's findings, before the score
+    match: Callable[[Sequence[Finding]], bool] | None = None  # on the node's findings, before the score
     focus: tuple[str, ...] = ()  # finding kinds whose suggestions go first within a family
 
 
@@ -91,7 +89,7 @@ SMALL_DATA_PER_CLASS = 50
 C0 = 0.5  # UCT exploration at the start of the budget
 
 
-def regime_of(score: float, findings: Sequence[dict[str, Any]] = ()) -> Regime:
+def regime_of(score: float, findings: Sequence[Finding] = ()) -> Regime:
     """The first regime (after 'drop', which the search applies itself) that matches a node."""
     for r in REGIMES[1:]:
         if (r.match(findings) if r.match else score < r.below):
@@ -159,8 +157,8 @@ class DoctrinePolicy:
         ctx = iv.Context(ladder=s.ladder, oos_label=s.oos_label, parent_model=node.model_path,
                          parent_name=node.name, findings=node.findings)
         pairs: list[tuple[str, dict[str, Any] | None]] = []
-        for f in sorted(node.findings, key=lambda f: -f.get("severity", 0.0)):
-            pairs += [(m, f) for m in f.get("suggests", ()) if m in iv.BY_NAME]
+        for f in sorted(node.findings, key=lambda f: -f.severity):
+            pairs += [(m, f) for m in f.suggests if m in iv.BY_NAME]
         standing = [m for m in (STANDING_EXTRACTION if s.family == "extraction" else STANDING)
                     if (m != "clean" or s.n_label_issues > 0)
                     and (m != "augment" or s.n_train < SMALL_DATA_PER_CLASS * s.n_classes)]
@@ -180,15 +178,15 @@ class DoctrinePolicy:
                 continue  # one large trained model at a time (measured: two mpnet taggers side by side each
                 # got 0.15 epoch of a 45-minute WNUT run)
             fam = iv.BY_NAME[move].family
-            pr = self.priority(move, fam, regime, f.get("severity", 0.0) if f else 0.0, s)
-            pr += 1.0 if f and f["kind"] in regime.focus else 0.0
+            pr = self.priority(move, fam, regime, f.severity if f else 0.0, s)
+            pr += 1.0 if f and f.kind in regime.focus else 0.0
             key = _key(child)
             if key in out and out[key].priority >= pr:
                 continue
             why = iv.hypothesis(move, f)
             out[key] = Proposal(
                 name=move, pipeline=child, parent=node.name, move=move, kind=kind,
-                intervention=f"{move}{iv.describe_target(f)}", finding=f["kind"] if f else None,
+                intervention=f"{move}{iv.describe_target(f)}", finding=f.kind if f else None,
                 reason=f"{regime.name} regime ({regime.says}), {fam} move: {why}", priority=pr,
                 detail={"regime": regime.name, "family": fam})
         return sorted(out.values(), key=lambda p: -p.priority)

@@ -45,7 +45,7 @@ from adaptloop.evaluate.gate import first_model
 from adaptloop.store import registry
 from adaptloop.store.db import Dataset, EvalSetRow, FindingRow, Node, Quarantine, Removal, Run, Task, utcnow
 from adaptloop.train.base import FitContext, Progress, no_progress
-from adaptloop.types import Pipeline, RunState, TaskSpec, content_hash
+from adaptloop.types import Finding, Pipeline, RunState, TaskSpec, content_hash
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -288,8 +288,8 @@ class GenerationColdStart:
         return got.samples, f"; {got.accepted} of its targets are the teacher's worked solutions"
 
     @staticmethod
-    def _why_sft(kind: str, recipe: str, findings: list[dict[str, Any]]) -> str:
-        top = findings[0]["summary"] if findings else "no failure found"
+    def _why_sft(kind: str, recipe: str, findings: list[Finding]) -> str:
+        top = findings[0].summary if findings else "no failure found"
         how = "chain-of-thought targets (worked solutions)" if recipe == "cot" else "the data's targets"
         return f"base model: {top}; a full fine-tune on {how} teaches the task and its output format"
 
@@ -385,9 +385,9 @@ class GenerationColdStart:
         findings = diagnose(spec.output["kind"], scored)
         with store.session() as s:
             for f in findings:
-                s.add(FindingRow(run_id=run_id, node_id=node_id, kind=f["kind"], summary=f["summary"],
-                                 severity=f["severity"], evidence=f["evidence"], suggests=f["suggests"]))
-        top = findings[0]["summary"] if findings else "no finding"
+                s.add(FindingRow(run_id=run_id, node_id=node_id, kind=f.kind, summary=f.summary,
+                                 severity=f.severity, evidence=f.evidence, suggests=list(f.suggests)))
+        top = findings[0].summary if findings else "no finding"
         name = store.get(Node, node_id).name
         store.decide(run_id, "diagnosis", f"'{name}' dev {metric} {scored[metric]:.4f} (format ok "
                      f"{scored['format_ok']:.2f}); top: {top}", node_id=node_id)

@@ -10,7 +10,7 @@ from typing import Any
 
 from adaptloop.data.generation import Sample
 from adaptloop.diagnose.generation import score_outputs
-from adaptloop.types import content_hash
+from adaptloop.types import Finding, content_hash
 
 # The generation cold start's moves, in the order it considers them: (name, when, what it does).
 GENERATION_MOVES = (
@@ -37,7 +37,7 @@ REPETITION_PENALTY = 1.15
 SHOTS = 3  # worked examples in a prompt-template fix (each costs its tokens on every input)
 
 
-def decode_moves(kind: str, findings: Sequence[dict[str, Any]], max_new_tokens: int, *, zero_shot: bool = False
+def decode_moves(kind: str, findings: Sequence[Finding], max_new_tokens: int, *, zero_shot: bool = False
                  ) -> list[tuple[str, dict[str, Any], float, str]]:
     """Decode-time interventions the findings call for, most severe finding first.
 
@@ -54,18 +54,18 @@ def decode_moves(kind: str, findings: Sequence[dict[str, Any]], max_new_tokens: 
     """
     moves: list[tuple[float, tuple[str, dict[str, Any], float, str]]] = []
     for f in findings:
-        sev, summary = f["severity"], f["summary"]
-        if f["kind"] in ("format_errors", "extraction_failure", "length_drift") and kind != "text" \
-                and "format-normalise" in f["suggests"]:
+        sev, summary = f.severity, f.summary
+        if f.kind in ("format_errors", "extraction_failure", "length_drift") and kind != "text" \
+                and "format-normalise" in f.suggests:
             moves.append((sev, ("format-normalise", {"normalise": kind}, 0.0,
                                 f"{summary}: put outputs into the {kind} format where their content allows")))
-            if zero_shot and f["kind"] == "format_errors":
+            if zero_shot and f.kind == "format_errors":
                 moves.append((sev * 0.99, ("prompt-template", {"shots": SHOTS}, 1.5,
                                            f"{summary}: show {SHOTS} worked examples before each input")))
-        elif f["kind"] == "repetition" and sev >= 0.05 and kind != "code":
+        elif f.kind == "repetition" and sev >= 0.05 and kind != "code":
             moves.append((sev, ("decoding", {"decoding": {"repetition_penalty": REPETITION_PENALTY}}, 1.0,
                                 f"{summary}: decode with a repetition penalty of {REPETITION_PENALTY}")))
-        elif f["kind"] == "truncation" and sev >= 0.1 and kind != "label" and max_new_tokens < MAX_DECODE:
+        elif f.kind == "truncation" and sev >= 0.1 and kind != "label" and max_new_tokens < MAX_DECODE:
             longer = min(MAX_DECODE, 2 * max_new_tokens)
             moves.append((sev, ("more-tokens", {"max_new_tokens": longer}, longer / max(1, max_new_tokens),
                                 f"{summary}: decode up to {longer} tokens")))

@@ -32,24 +32,30 @@ from sqlalchemy import select
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
 from adaptloop.agent.policy import Proposal
-from adaptloop.agent.predict import embedding_cache, load_version, predict_chunked, predictor, score_rows
+from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, _store_dataset
 from adaptloop.agent.refit import refit_plan, settled_pipeline
+from adaptloop.agent.traffic import (
+    as_given,
+    carried_example,
+    failure_taxonomy,
+    judge,
+    learnable,
+    trace_views,
+)
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
-from adaptloop.data.spans import strat_key
 from adaptloop.data.split import stratified_split
-from adaptloop.data.traces import read_traces
-from adaptloop.diagnose.span_triage import SpanVerdict, SpanView, span_triage
-from adaptloop.diagnose.taxonomy import Cluster, Failure, taxonomy
-from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView, Verdict, reference_odds, triage
-from adaptloop.errors import DataError, NotFoundError
+from adaptloop.diagnose.reference import reference_odds
+from adaptloop.diagnose.taxonomy import Cluster
+from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
+from adaptloop.errors import DataError
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry
-from adaptloop.store.db import EvalSetRow, ModelVersionRow, Quarantine, Removal, Run, TraceRow, TraceUse, utcnow
+from adaptloop.store.db import EvalSetRow, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Example, RunState, TaskSpec
+from adaptloop.types import CarriedTrace, EvalSet, Example, RunState, TaskSpec, Verdict
 from adaptloop.workspace import Workspace
 
 WATCHDOG_MIN = 30  # trusted traces needed before production is compared with the version it replaced
@@ -80,22 +86,6 @@ class ImproveResult:
         return dict(self.__dict__, wall_seconds=round(self.wall_seconds, 1))
 
 
-def import_traces(ws: Workspace, path: str, *, task_id: int | None = None) -> dict[str, Any]:
-    """Read a trace file into the store: new ids added, known ids skipped, bad lines quarantined."""
-    traces, bad = read_traces(path)
-    if task_id is None:
-        try:
-            task_id = registry.resolve(ws.store, "production").task_id
-        except NotFoundError:
-            task_id = None
-    new = ws.store.add_traces([t.row(f"import:{path}", task_id) for t in traces])
-    with ws.store.session() as s:
-        for q in bad:
-            s.add(Quarantine(source=f"traces:{path}", line_no=q.line_no, raw=q.raw, reason=q.reason))
-    return {"file": str(path), "read": len(traces), "new": new, "already_stored": len(traces) - new,
-            "quarantined": len(bad)}
-
-
 class ImproveCycle:
     """One cycle on the workspace's ``production`` model; see the module docstring.
 
@@ -123,16 +113,61 @@ class ImproveCycle:
             raise DataError(f"improve supports classification and extraction tasks so far; production model "
                             f"v{mv.id} is {spec.family} (its traces are still recorded and shown by "
                             "`adaptloop traces`)")
-        parent_run = store.get(Run, mv.lineage["run_id"])
-        parent_data = store.run_state(mv.lineage["run_id"]).datasets
-        parent_train, parent_dev = _examples(ws, parent_data["raw"]), _examples(ws, parent_data["dev"])
+        parent_run, parent_train, parent_dev = self._parent(mv)
         eval_sets = self._eval_sets(mv.task_id)
+        run, views, verdicts = self._judge(mv, spec, model, parent_run, parent_train, eval_sets)
+        trusted = [learnable(v, views[i].text) for i, v in enumerate(verdicts)
+                   if v.triage in ("ok", "fixable") and v.label]
+        # the watchdog also counts feedback only the label-noise rule doubted: that rule trusts
+        # production's own training data, which is what the watchdog puts in question
+        doubted = [as_given(views[i]) for i, v in enumerate(verdicts) if v.kind == "label_noise"]
+        rolled = self._watchdog(run, spec, model, trusted + [e for e in doubted if e is not None])
+        if rolled is not None:  # the curriculum replays the restored version's data
+            mv, spec, model = rolled
+            parent_run, parent_train, parent_dev = self._parent(mv)
+        fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
+        carried, clusters, base = self._failures(run, mv, views, verdicts, fixable, rolled is not None)
+        n_carried = sum(1 for c in carried if c.triage == "fixable")
+        if not verdicts:
+            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason="no new traces to judge; "
+                                                      "production stays"))
+        if len(fixable) + n_carried < self.cfg.min_failures:
+            reason = (f"{len(fixable) + n_carried} fixable failures (this cycle {len(fixable)}, carried "
+                      f"{n_carried}), fewer than the {self.cfg.min_failures} a retrain needs ([improve] "
+                      "min_failures); production stays and they wait for the next cycle")
+            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
 
+        trusted += [carried_example(spec, c) for c in carried
+                    if (c.spans is not None if spec.family == "extraction" else c.label in spec.labels)]
+        base["curriculum"] = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets,
+                                              mv.task_id)
+        search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
+        store.update(Run, run.id, budget_s=max(30.0, search_s))
+        result = ColdStart(ws, run.id, progress=self.progress, make_trainer=self.make_trainer,
+                           executor=self.executor, promote=False,
+                           first=self._incumbent_recipe(parent_run, spec)).run()
+        if result.version is None:
+            return self._close(run, t0, ImproveResult(**base, decision="refused",
+                                                      reason=f"no candidate: {result.stop_reason}"))
+        return self._close(run, t0, self._decide(run, spec, mv, model, result.version, parent_train, parent_dev,
+                                                 eval_sets, base))
+
+    # -- phases ---------------------------------------------------------------------------
+    def _parent(self, mv: ModelVersionRow) -> tuple[Run, list[Example], list[Example]]:
+        """The run that trained a version, and its training and dev data (what a cycle replays)."""
+        parent_run = self.ws.store.get(Run, mv.lineage["run_id"])
+        data = self.ws.store.run_state(parent_run).datasets
+        return parent_run, _examples(self.ws, data["raw"]), _examples(self.ws, data["dev"])
+
+    def _judge(self, mv: ModelVersionRow, spec: TaskSpec, model: Any, parent_run: Run, parent_train: list[Example],
+               eval_sets: list[tuple[str, list[Example]]]) -> tuple[Run, list[Any], list[Verdict]]:
+        """Every trace not judged yet, triaged; the verdicts written back to the traces of a new run."""
+        store = self.ws.store
         rows = store.all(select(TraceRow).where(TraceRow.triage.is_(None))
                          .where((TraceRow.task_id == mv.task_id) | TraceRow.task_id.is_(None))
                          .order_by(TraceRow.ts, TraceRow.id))
-        views = self._views(rows, model)
-        verdicts = self._triage(views, spec, parent_train, eval_sets)
+        views = trace_views(rows, model, self.progress)
+        verdicts = judge(views, spec, parent_train, eval_sets, self.embed, self.ws.settings.train.seed)
         by_id = {v.id: v for v in verdicts}
         counts = Counter(v.triage for v in verdicts)
         poison = Counter(v.kind for v in verdicts if v.triage == "poison")
@@ -147,56 +182,39 @@ class ImproveCycle:
                 row.task_id = mv.task_id
         store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
             f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
+        return run, views, verdicts
 
-        trusted = [_learnable(v, views[i].text) for i, v in enumerate(verdicts)
-                   if v.triage in ("ok", "fixable") and v.label]
-        # the watchdog also counts feedback only the label-noise rule doubted: that rule trusts
-        # production's own training data, which is what the watchdog puts in question
-        doubted = [_as_given(views[i]) for i, v in enumerate(verdicts) if v.kind == "label_noise"]
-        rolled = self._watchdog(run, spec, model, trusted + [e for e in doubted if e is not None])
-        if rolled is not None:  # the curriculum replays the restored version's data
-            mv, spec, model = rolled
-            parent_data = store.run_state(mv.lineage["run_id"]).datasets
-            parent_train, parent_dev = _examples(ws, parent_data["raw"]), _examples(ws, parent_data["dev"])
+    def _failures(self, run: Run, mv: ModelVersionRow, views: list[Any], verdicts: list[Verdict],
+                  fixable: list[tuple[Verdict, Any]],
+                  rolled_back: bool) -> tuple[list[CarriedTrace], list[Cluster], dict[str, Any]]:
+        """Drift reported, earlier cycles' trusted traces carried in, the failure taxonomy built; also the
+        result's fields so far."""
+        store = self.ws.store
         drift = [views[i].text for i, v in enumerate(verdicts) if v.triage == "out_of_scope"]
         if drift:
             store.decide(run.id, "drift", f"{len(drift)} traces are far from every known class (out of scope): "
                          "reported, never trained on", examples=drift[:10])
-        fixable = [(v, views[i]) for i, v in enumerate(verdicts) if v.triage == "fixable"]
         carried = store.carried_trusted(mv.task_id, run.id)
-        n_carried = sum(1 for c in carried if c[3] == "fixable")
         if carried:
+            n_carried = sum(1 for c in carried if c.triage == "fixable")
             store.decide(run.id, "carried", f"{len(carried)} trusted traces from earlier cycles that no promoted "
                          f"model has learned from yet ({n_carried} fixable failures) join this cycle")
-        clusters = self._taxonomy(fixable)
+        clusters = failure_taxonomy(fixable, self.embed, self.ws.settings.train.seed)
         store.decide(run.id, "taxonomy", f"{len(clusters)} failure clusters; top: " + "; ".join(
             f"{c.name} ({c.count})" for c in clusters[:3]), clusters=[c.to_dict() for c in clusters[:20]])
         base = dict(traces={"judged": len(verdicts), "carried": len(carried), "drift_examples": drift[:5]},
-                    triage=dict(counts), rolled_back=rolled is not None,
-                    poison=dict(poison),
+                    triage=dict(Counter(v.triage for v in verdicts)), rolled_back=rolled_back,
+                    poison=dict(Counter(v.kind for v in verdicts if v.triage == "poison")),
                     taxonomy=[c.to_dict() for c in clusters], incumbent=f"v{mv.id}", run_id=run.id)
-        if not verdicts:
-            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason="no new traces to judge; "
-                                                      "production stays"))
-        if len(fixable) + n_carried < self.cfg.min_failures:
-            reason = (f"{len(fixable) + n_carried} fixable failures (this cycle {len(fixable)}, carried "
-                      f"{n_carried}), fewer than the {self.cfg.min_failures} a retrain needs ([improve] "
-                      "min_failures); production stays and they wait for the next cycle")
-            return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
+        return carried, clusters, base
 
-        trusted += [_carried_example(spec, *c) for c in carried
-                    if (c[4] is not None if spec.family == "extraction" else c[2] in spec.labels)]
-        cur = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets, mv.task_id)
-        search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
-        store.update(Run, run.id, budget_s=max(30.0, search_s))
-        result = ColdStart(ws, run.id, progress=self.progress, make_trainer=self.make_trainer,
-                           executor=self.executor, promote=False,
-                           first=self._incumbent_recipe(parent_run, spec)).run()
-        base["curriculum"] = cur
-        if result.version is None:
-            return self._close(run, t0, ImproveResult(**base, decision="refused",
-                                                      reason=f"no candidate: {result.stop_reason}"))
-        cand = store.get(ModelVersionRow, result.version)
+    def _decide(self, run: Run, spec: TaskSpec, mv: ModelVersionRow, model: Any, version: int,
+                parent_train: list[Example], parent_dev: list[Example], eval_sets: list[tuple[str, list[Example]]],
+                base: dict[str, Any]) -> ImproveResult:
+        """The candidate against production: the dev duel, then the gate (and the blend when only
+        breakage refused it); promote or refuse, with the rule that decided."""
+        ws, store = self.ws, self.ws.store
+        cand = store.get(ModelVersionRow, version)
         candidate = load_trained(ws.artifacts.path(cand.artifact), embeddings=embedding_cache(ws.root))
         duel = self._dev_duel(run, spec, model, candidate, parent_train + parent_dev)
         if duel is not None and duel.candidate < duel.incumbent:
@@ -205,8 +223,7 @@ class ImproveCycle:
                       f"vs {duel.candidate:.4f}; the candidate is not better even on the data that selected it")
             registry.refuse(store, cand.id, reason)
             store.decide(run.id, "refused", reason, candidate=cand.id, incumbent=mv.id, dev_duel=asdict(duel))
-            return self._close(run, t0, ImproveResult(**base, decision="refused", reason=reason,
-                                                      candidate=f"v{cand.id}"))
+            return ImproveResult(**base, decision="refused", reason=reason, candidate=f"v{cand.id}")
         # binding: the eval sets that existed before this cycle (the current one and every earlier
         # checkpoint's), both rules; this cycle's checkpoint set binds on the noise rule only (it holds
         # the incumbent's own failures) and on both from the next cycle
@@ -236,8 +253,7 @@ class ImproveCycle:
             registry.refuse(store, cand.id, reason, g)
             decision = "refused"
         store.decide(run.id, decision, reason, candidate=cand.id, incumbent=mv.id, gate=g.to_dict())
-        return self._close(run, t0, ImproveResult(**base, decision=decision, reason=reason,
-                                                  candidate=f"v{cand.id}", gate=g.to_dict()))
+        return ImproveResult(**base, decision=decision, reason=reason, candidate=f"v{cand.id}", gate=g.to_dict())
 
     # -- steps ----------------------------------------------------------------------------
     def _incumbent_recipe(self, parent_run: Run, spec: TaskSpec) -> list[Proposal]:
@@ -285,70 +301,6 @@ class ImproveCycle:
         rows = self.ws.store.all(select(EvalSetRow).where(EvalSetRow.task_id == task_id)
                                  .order_by(EvalSetRow.created_at))
         return [(r.id, list(EvalSet.from_dict(self.ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
-
-    def _views(self, rows: list[TraceRow], model: Any) -> list[TraceView] | list[SpanView]:
-        """Trace rows as triage sees them; the model predicts those without an output."""
-        if predictor(model).family == "extraction":
-            return self._span_views(rows, model)
-        missing = [i for i, r in enumerate(rows) if not (r.output or {}).get("label")]
-        preds: dict[int, tuple[str, float]] = {}
-        if missing:
-            probs = predict_chunked(model, [rows[i].input for i in missing], progress=self.progress,
-                                    what="predict traces without output")
-            for i, p in zip(missing, probs):
-                preds[i] = (model.labels[int(p.argmax())], float(p.max()))
-        out = []
-        for i, r in enumerate(rows):
-            pred, conf = preds.get(i) or ((r.output or {}).get("label"), (r.output or {}).get("score"))
-            out.append(TraceView(id=r.id, text=r.input, pred=pred, confidence=conf,
-                                 feedback_label=r.feedback_label, verdict=r.feedback_verdict,
-                                 source=r.feedback_source, ts=r.feedback_ts or r.ts))
-        return out
-
-    def _span_views(self, rows: list[TraceRow], model: Any) -> list[SpanView]:
-        missing = [i for i, r in enumerate(rows) if "entities" not in (r.output or {})]
-        bar = self.progress("predict traces without output", len(missing))
-        preds: dict[int, list[dict[str, Any]]] = {}
-        for s in range(0, len(missing), 256):
-            part = missing[s:s + 256]
-            for i, ents in zip(part, model.predict_spans([rows[i].input for i in part])):
-                preds[i] = ents
-            bar(len(part))
-        out = []
-        for i, r in enumerate(rows):
-            ents = preds[i] if i in preds else (r.output or {})["entities"]
-            fb = None if r.feedback_spans is None else tuple(tuple(sp) for sp in r.feedback_spans)
-            out.append(SpanView(id=r.id, text=r.input, pred=tuple((e["start"], e["end"], e["label"]) for e in ents),
-                                feedback=fb, verdict=r.feedback_verdict, source=r.feedback_source,
-                                ts=r.feedback_ts or r.ts))
-        return out
-
-    def _triage(self, views: list[TraceView] | list[SpanView], spec: TaskSpec, parent_train: list[Example],
-                eval_sets: list[tuple[str, list[Example]]]) -> list[Verdict]:
-        if not views:
-            return []
-        evals = [e for _, es in eval_sets for e in es]
-        if spec.family == "extraction":
-            return span_triage(views, self.embed([v.text for v in views]), types=spec.labels,
-                               train=[(e.text, e.spans) for e in parent_train], embed=self.embed,
-                               eval_examples=[(e.text, e.spans) for e in evals],
-                               eval_x=self.embed([e.text for e in evals]) if evals else None)
-        x = self.embed([v.text for v in views])
-        tx = self.embed([e.text for e in parent_train])
-        ex = self.embed([e.text for e in evals]) if evals else None
-        return triage(views, x, labels=spec.labels, train_texts=[e.text for e in parent_train],
-                      train_labels=[e.label for e in parent_train], train_x=tx,
-                      eval_labels=[e.label for e in evals], eval_x=ex, oos_label=spec.out_of_scope_label,
-                      seed=self.ws.settings.train.seed, embed=self.embed)
-
-    def _taxonomy(self, fixable: list[tuple[Verdict, Any]]) -> list[Cluster]:
-        if fixable and isinstance(fixable[0][0], SpanVerdict):
-            return span_taxonomy(fixable)
-        failures = [Failure(id=v.id, text=t.text, pred=t.pred or "", label=v.label or "", pattern=v.kind)
-                    for v, t in fixable]
-        if not failures:
-            return []
-        return taxonomy(failures, self.embed([f.text for f in failures]), seed=self.ws.settings.train.seed)
 
     def _curriculum(self, run: Run, spec: TaskSpec, trusted: list[Example], clusters: list[Cluster],
                     parent_train: list[Example], parent_dev: list[Example],
@@ -502,49 +454,6 @@ def replay_share(share: float, n_parent: int, n_new: int) -> float:
     return min(1.0, max(share, n_new / n_parent))
 
 
-def _learnable(v: Verdict, text: str) -> Example:
-    """A trusted trace as a training example (extraction: with its corrected entities)."""
-    if isinstance(v, SpanVerdict):
-        return Example(text=text, label=v.label or "O", spans=v.spans or (), source=f"trace:{v.id}")
-    return Example(text=text, label=v.label or "", source=f"trace:{v.id}")
-
-
-def _as_given(view: TraceView | SpanView) -> Example | None:
-    """A trace with its feedback taken as given (None without one)."""
-    if isinstance(view, SpanView):
-        return None if view.feedback is None else _trace_example(view.id, view.text, None, view.feedback)
-    return None if view.feedback_label is None else _trace_example(view.id, view.text, view.feedback_label)
-
-
-def _carried_example(spec: TaskSpec, id_: str, text: str, label: str | None, _triage: str,
-                     spans: list[list[Any]] | None) -> Example:
-    return _trace_example(id_, text, label, spans or () if spec.family == "extraction" else None)
-
-
-def _trace_example(id_: str, text: str, label: str | None, spans: Any = None) -> Example:
-    """A trace as an example: with its entities when ``spans`` is given, else with its label."""
-    if spans is not None:
-        got = tuple(tuple(sp) for sp in spans)
-        return Example(text=text, label=strat_key(got), spans=got, source=f"trace:{id_}")
-    return Example(text=text, label=label or "", source=f"trace:{id_}")
-
-
-def span_taxonomy(fixable: list[tuple[Verdict, Any]]) -> list[Cluster]:
-    """Extraction failures grouped by their main error and the entity type it concerns, largest first."""
-    groups: dict[tuple[str, str], list[tuple[Verdict, Any]]] = {}
-    for v, view in fixable:
-        gold = set(getattr(v, "spans", None) or ())
-        pred = set(view.pred or ())
-        types = Counter(lab for *_, lab in (gold ^ pred)) or Counter(lab for *_, lab in gold) or Counter({"O": 1})
-        groups.setdefault((v.kind, types.most_common(1)[0][0]), []).append((v, view))
-    out = [Cluster(name=f"{kind.replace('_', ' ')} {typ}", kind="entity", count=len(members),
-                   pairs=[(kind, typ, len(members))],
-                   examples=[{"text": view.text[:200], "kind": kind} for _, view in members[:3]],
-                   ids=[v.id for v, _ in members])
-           for (kind, typ), members in groups.items()]
-    return sorted(out, key=lambda c: -c.count)
-
-
 def _unique(examples: list[Example]) -> list[Example]:
     """The first example of each id, in order (a replayed row may also be a hard negative)."""
     seen: dict[str, Example] = {}
@@ -553,12 +462,3 @@ def _unique(examples: list[Example]) -> list[Example]:
     return list(seen.values())
 
 
-def new_failures(ws: Workspace) -> int:
-    """Unjudged traces whose feedback says the model was wrong (what `improve --watch` waits for)."""
-    def wrong(out: dict[str, Any] | None, label: str | None, verdict: str | None, spans: list | None) -> bool:
-        if verdict == "wrong" or (label is not None and label != (out or {}).get("label")):
-            return True
-        found = {(e["start"], e["end"], e["label"]) for e in (out or {}).get("entities", [])}
-        return spans is not None and {tuple(sp) for sp in spans} != found
-
-    return sum(1 for row in ws.store.unjudged_feedback() if wrong(*row))

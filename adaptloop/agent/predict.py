@@ -182,7 +182,8 @@ def evaluate_generation(spec: TaskSpec, model, path: str | Path, *, limit: int =
     wrong = [{**r, "prompt": s.prompt[:300]} for r, s in zip(scored["rows"], samples) if not r["correct"]]
     return {"n": scored["n"], "quarantined": len(loaded.quarantined), "kind": kind,
             spec.primary_metric: scored[spec.primary_metric], "format_ok": scored["format_ok"],
-            "findings": [{k: f[k] for k in ("kind", "summary", "severity")} for f in diagnose(kind, scored)],
+            "findings": [{"kind": f.kind, "summary": f.summary, "severity": f.severity}
+                         for f in diagnose(kind, scored)],
             "examples_wrong": wrong[:20]}
 
 

@@ -17,9 +17,12 @@ from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
 from adaptloop.data.spec import infer_extraction_spec, infer_spec
 from adaptloop.data.split import held_out_split
+from adaptloop.diagnose.token_issues import token_label_issues
+from adaptloop.errors import DataError
 from adaptloop.store.db import Dataset, EvalSetRow, Quarantine, Removal, Run, Task
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Example, RunState
+from adaptloop.train.logreg import out_of_fold_proba
+from adaptloop.types import EvalSet, Example, RunState, TaskSpec
 from adaptloop.workspace import Workspace
 
 
@@ -61,8 +64,6 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     """
     settings = ws.settings
     if gold is not None and gold.family != loaded.family:
-        from adaptloop.errors import DataError
-
         raise DataError(f"{gold.source} holds {gold.family} records but {loaded.source} {loaded.family}; "
                         "the gold file must have the training data's format")
     if loaded.family == "extraction":
@@ -89,29 +90,7 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 
     # 2. the eval set, frozen before any training
     seed = settings.train.seed
-    gold_dev: list[Example] | None = None
-    if gold is not None:
-        g = list(gold.examples)
-        g = curate.apply_drops(g, curate.find_exact_duplicates(g))
-        held, gold_dev, how = held_out_split(g, fraction=0.5, seed=seed)
-        pool, split_from = deduped, g
-    else:
-        held, pool, how = held_out_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
-                                         max_n=settings.agent.eval_max)
-        split_from = deduped
-    eval_set = EvalSet(tuple(held))
-    eval_address = ws.artifacts.put_json(eval_set.to_dict())
-    if ws.store.get(EvalSetRow, eval_set.id) is None:
-        ws.store.add(EvalSetRow(id=eval_set.id, task_id=task.id, artifact=eval_address,
-                                n=len(held), report=curate.class_balance(held)))
-    ws.store.update(Run, run.id, eval_set_id=eval_set.id)
-    if how == "group":
-        how_held = (f"whole groups ({len({e.group for e in held})} of {len({e.group for e in split_from})}, "
-                    "by the records' group field): it measures unseen groups, not copies of training ones")
-    else:
-        how_held = f"stratified over {len(set(e.label for e in held))} classes"
-    ws.store.decide(run.id, "eval_set_frozen", f"eval set {eval_set.id}: {len(held)} examples, {how_held}, "
-                    "frozen before any training", split=how)
+    held, gold_dev, pool, eval_address = _freeze_eval_set(ws, task.id, run.id, deduped, gold)
 
     # 3. decontaminate the pool against the eval set, then near-duplicates within it
     bar = progress("decontaminate", 2)
@@ -131,30 +110,9 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         dev, train, _how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
-    n_issues, curated, issue_rows = 0, list(train), []
-    if embed_fn is not None and spec.family == "extraction" and len(train) >= 20:
-        from adaptloop.diagnose.token_issues import token_label_issues
-
-        issue_rows, flagged = token_label_issues(train, spec.labels, settings.train.encoder, seed=seed,
-                                                 progress=progress)
-        issues = [curate.Drop(i, "label_issue", f"{k} token(s) flagged by cleanlab")
-                  for i, k in sorted(flagged.items())]
-        _record_drops(ws, task.id, train, issues)
-        curated = curate.apply_drops(train, issues)
-        n_issues = len(issues)
-    elif embed_fn is not None and len(train) >= 20:
-        from adaptloop.train.logreg import out_of_fold_proba
-
-        x = embed_fn([e.text for e in train])
-        y = np.array([spec.labels.index(e.label) for e in train])
-        probs = out_of_fold_proba(x, y, len(spec.labels), seed=seed,
-                                  progress=progress("cleanlab (out-of-fold)", 5))
-        issues = curate.find_label_issues(y, probs)
-        issue_rows = [{"id": train[d.index].id, "label": train[d.index].label,
-                       "suggested": spec.labels[int(probs[d.index].argmax())]} for d in issues]
-        _record_drops(ws, task.id, train, issues)
-        curated = curate.apply_drops(train, issues)
-        n_issues = len(issues)
+    issue_rows, issues = _label_issues(ws, spec, train, embed_fn, progress)
+    _record_drops(ws, task.id, train, issues)
+    curated, n_issues = curate.apply_drops(train, issues), len(issues)
     balance = curate.class_balance(train)
     state = RunState(
         spec=spec,
@@ -177,6 +135,59 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     ws.store.save_state(run.id, state)
     ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues", **state.curation)
     return task.id, run.id
+
+
+def _freeze_eval_set(ws: Workspace, task_id: int, run_id: int, deduped: list[Example],
+                     gold: Loaded | None) -> tuple[list[Example], list[Example] | None, list[Example], str]:
+    """Hold out the eval set (from ``gold`` when given: half eval, half dev) and freeze it before any
+    training. Returns (eval examples, gold dev or None, the pool left to train on, its address)."""
+    settings, seed = ws.settings, ws.settings.train.seed
+    gold_dev: list[Example] | None = None
+    if gold is not None:
+        g = list(gold.examples)
+        g = curate.apply_drops(g, curate.find_exact_duplicates(g))
+        held, gold_dev, how = held_out_split(g, fraction=0.5, seed=seed)
+        pool, split_from = deduped, g
+    else:
+        held, pool, how = held_out_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
+                                         max_n=settings.agent.eval_max)
+        split_from = deduped
+    eval_set = EvalSet(tuple(held))
+    eval_address = ws.artifacts.put_json(eval_set.to_dict())
+    if ws.store.get(EvalSetRow, eval_set.id) is None:
+        ws.store.add(EvalSetRow(id=eval_set.id, task_id=task_id, artifact=eval_address,
+                                n=len(held), report=curate.class_balance(held)))
+    ws.store.update(Run, run_id, eval_set_id=eval_set.id)
+    if how == "group":
+        how_held = (f"whole groups ({len({e.group for e in held})} of {len({e.group for e in split_from})}, "
+                    "by the records' group field): it measures unseen groups, not copies of training ones")
+    else:
+        how_held = f"stratified over {len(set(e.label for e in held))} classes"
+    ws.store.decide(run_id, "eval_set_frozen", f"eval set {eval_set.id}: {len(held)} examples, {how_held}, "
+                    "frozen before any training", split=how)
+    return held, gold_dev, pool, eval_address
+
+
+def _label_issues(ws: Workspace, spec: TaskSpec, train: list[Example],
+                  embed_fn: Callable[[list[str]], np.ndarray] | None,
+                  progress: Progress) -> tuple[list[dict[str, Any]], list[curate.Drop]]:
+    """Training examples whose label the data doubts (cleanlab on out-of-fold probabilities of the
+    cheapest backend; per token for extraction), as rows (id, label, suggested) and as drops."""
+    seed = ws.settings.train.seed
+    if embed_fn is None or len(train) < 20:
+        return [], []
+    if spec.family == "extraction":
+        rows, flagged = token_label_issues(train, spec.labels, ws.settings.train.encoder, seed=seed,
+                                           progress=progress)
+        return rows, [curate.Drop(i, "label_issue", f"{k} token(s) flagged by cleanlab")
+                      for i, k in sorted(flagged.items())]
+    x = embed_fn([e.text for e in train])
+    y = np.array([spec.labels.index(e.label) for e in train])
+    probs = out_of_fold_proba(x, y, len(spec.labels), seed=seed, progress=progress("cleanlab (out-of-fold)", 5))
+    issues = curate.find_label_issues(y, probs)
+    rows = [{"id": train[d.index].id, "label": train[d.index].label,
+             "suggested": spec.labels[int(probs[d.index].argmax())]} for d in issues]
+    return rows, issues
 
 
 def recipe_book(ws: Workspace, run: Run) -> RecipeBook:

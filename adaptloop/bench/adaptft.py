@@ -240,13 +240,12 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     backends and the workspace encoder); ``workers`` overrides ``[search] workers``.
     """
     from adaptloop.agent.coldstart import cold_start
-    from adaptloop.agent.improve import ImproveCycle, import_traces
+    from adaptloop.agent.improve import ImproveCycle
     from adaptloop.agent.predict import load_version
-    from adaptloop.config import Settings
+    from adaptloop.agent.traffic import import_traces
     from adaptloop.data.sources import load_for
     from adaptloop.train import trainer_for
     from adaptloop.train.base import no_progress
-    from adaptloop.workspace import Workspace, init_workspace
 
     progress = progress or no_progress
     make_trainer = make_trainer or trainer_for
@@ -257,13 +256,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     # (same ids), so the agent would import nothing and every stage would be a no-op
     shutil.rmtree(folder / "ws", ignore_errors=True)
     files = write_generated(g, folder / "logs")
-    settings = Settings()
-    settings = settings.model_copy(update={
-        "train": settings.train.model_copy(update={"encoder": scenario.encoder, "ladder": [scenario.encoder],
-                                                   "seed": seed}),
-        "improve": settings.improve.model_copy(update={"min_failures": sizes.min_failures}),
-        "search": settings.search.model_copy(update={"workers": workers or settings.search.workers})})
-    ws = Workspace.open(init_workspace(folder / "ws", settings=settings))
+    ws = _workspace(scenario, folder / "ws", sizes, seed, workers)
     scale = scenario.budget_scale if sizes.scale_budgets else 1.0
     base_s, improve_s = sizes.base_budget_s * scale, sizes.improve_budget_s * scale
     log(f"[{scenario.name}] cold start on {len(g.seed_rows)} seed examples ({base_s:.0f}s)")
@@ -298,22 +291,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
                         "triage": _triage_quality(ws, stage.answers()), "imported": imported["new"],
                         "wall_s": round(time.monotonic() - t0, 1), "reason": result.reason[:300]}
         prev["agent"] = now
-        # naive: every feedback label so far; naive-latest: this stage's; oracle: only the truly fixable
-        # logs so far, true labels
-        latest = answers_so_far[-len(stage.logs):]
-        for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
-                             ("naive-latest", [(a["text"], a["feedback"]) for a in latest]),
-                             ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
-            if method == "naive-latest" and len(latest) == len(answers_so_far):  # stage 1: naive's very data
-                row[method], prev[method] = dict(row["naive"], wall_s=0.0), prev["naive"]
-                continue
-            t0 = time.monotonic()
-            model = fit(seed_ex + [_example(scenario, t, lab, method) for t, lab in rows
-                                   if _known(scenario, lab, spec.labels)])
-            now = score(model)
-            row[method] = {**_compare(prev[method], now), "decision": "promoted", "train": len(rows) + len(seed_ex),
-                           "wall_s": round(time.monotonic() - t0, 1)}
-            prev[method] = now
+        _baselines(scenario, row, prev, answers_so_far, len(stage.logs), seed_ex, spec, fit, score)
         stages_out.append(row)
         log(f"[{scenario.name}] stage {stage.number} ({stage.poison_rate:.0%} poison): " + ", ".join(
             f"{m} {row[m]['metric']:.4f}" for m in METHODS) + f"; agent {row['agent']['decision']}, "
@@ -323,6 +301,41 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
             "test_examples": len(test), "base": {"metric": base_score["metric"], "version": f"v{cold.version}",
                                                  "winner": (cold.winner or {}).get("node")},
             "stages": stages_out, "wall_s": round(time.monotonic() - t_start, 1), "files": files}
+
+
+def _workspace(scenario: Scenario, root: Path, sizes: Sizes, seed: int, workers: int | None) -> Any:
+    """A fresh workspace for one scenario: its encoder alone on the ladder, the sizes' failure minimum."""
+    from adaptloop.config import Settings
+    from adaptloop.workspace import Workspace, init_workspace
+
+    settings = Settings()
+    settings = settings.model_copy(update={
+        "train": settings.train.model_copy(update={"encoder": scenario.encoder, "ladder": [scenario.encoder],
+                                                   "seed": seed}),
+        "improve": settings.improve.model_copy(update={"min_failures": sizes.min_failures}),
+        "search": settings.search.model_copy(update={"workers": workers or settings.search.workers})})
+    return Workspace.open(init_workspace(root, settings=settings))
+
+
+def _baselines(scenario: Scenario, row: dict[str, Any], prev: dict[str, Any], answers_so_far: list[dict[str, Any]],
+               n_latest: int, seed_ex: list[Any], spec: Any, fit: Callable[[list[Any]], Any],
+               score: Callable[[Any], dict[str, Any]]) -> None:
+    """The methods beside the agent, into ``row``: naive (every feedback label so far), naive-latest
+    (this stage's), oracle (only the truly fixable logs so far, with their true labels)."""
+    latest = answers_so_far[-n_latest:]
+    for method, rows in (("naive", [(a["text"], a["feedback"]) for a in answers_so_far]),
+                         ("naive-latest", [(a["text"], a["feedback"]) for a in latest]),
+                         ("oracle", [(a["text"], a["label"]) for a in answers_so_far if not a["poison"]])):
+        if method == "naive-latest" and len(latest) == len(answers_so_far):  # stage 1: naive's very data
+            row[method], prev[method] = dict(row["naive"], wall_s=0.0), prev["naive"]
+            continue
+        t0 = time.monotonic()
+        model = fit(seed_ex + [_example(scenario, t, lab, method) for t, lab in rows
+                               if _known(scenario, lab, spec.labels)])
+        now = score(model)
+        row[method] = {**_compare(prev[method], now), "decision": "promoted", "train": len(rows) + len(seed_ex),
+                       "wall_s": round(time.monotonic() - t0, 1)}
+        prev[method] = now
 
 
 def _scorer(spec: Any, test: list[Any], progress: Any) -> Callable[[Any], dict[str, Any]]:

@@ -68,7 +68,7 @@ def new(
     budget, selects on a dev split, scores the winner on the frozen eval set and promotes
     it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
     """
-    from adaptloop.cli.flows import start_new
+    from adaptloop.agent.flows import start_new
 
     ws = open_workspace(workspace)
     kind, r = start_new(ws, prompt, data, eval_data, budget, resume=resume, progress=progress,

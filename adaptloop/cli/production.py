@@ -68,7 +68,7 @@ def traces_import(
     workspace: WorkspaceOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Import traces logged elsewhere: idempotent by id; malformed lines are quarantined with the reason."""
-    from adaptloop.agent.improve import import_traces
+    from adaptloop.agent.traffic import import_traces
 
     r = import_traces(open_workspace(workspace), str(file))
     if as_json:
@@ -123,7 +123,7 @@ def improve(
     Poisonous traces (injections, contradictory premises, feedback bursts, labels that contradict the
     training data or a frozen eval example) are kept and shown, never trained on.
     """
-    from adaptloop.cli.flows import improve_cycles
+    from adaptloop.agent.flows import improve_cycles
 
     cycles = improve_cycles(open_workspace(workspace), traces_file, budget, watch=watch, interval=interval,
                             progress=progress, on_import=show_improve_import, on_wait=show_waiting)

@@ -26,12 +26,12 @@ from adaptloop.diagnose.findings import (
     Diagnosis,
     Finding,
     _pair,
-    _rank,
     _severity,
     fit_gap,
     label_noise,
 )
 from adaptloop.evaluate.rows import row_wrong
+from adaptloop.types import finding_rank
 
 Row = Mapping[str, Any]
 MAX_NOISE_PAIRS = 5
@@ -169,4 +169,4 @@ def diagnose_entities(rows: Sequence[Row], labels: Sequence[str], *,
         findings += label_noise(label_issues, n_train=n_train, n_classes=len(labels) + 1,
                                 unit="training words")[:MAX_NOISE_PAIRS]
     wrong = sum(1 for r in rows if row_wrong(r))
-    return Diagnosis(findings=tuple(sorted(findings, key=_rank)), n=len(rows), errors=wrong)
+    return Diagnosis(findings=tuple(sorted(findings, key=finding_rank)), n=len(rows), errors=wrong)

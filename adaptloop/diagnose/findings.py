@@ -18,33 +18,13 @@ before it speaks: one or two misrouted examples are noise, not a finding.
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("confusable_pair", "over_prediction", "under_prediction", "overfit", "underfit", "label_noise", "slice",
-         # extraction (``diagnose.entities``)
-         "spurious_entities", "boundary_errors", "type_confusion")
-INTERVENTIONS = (
-    "contrastive",  # hard negatives + contrastive pairs for confusable labels
-    "larger-encoder",
-    "reweight",  # class re-weighting
-    "threshold",  # decision bias / abstention tuned on dev
-    "fewer-epochs",
-    "lower-lr",
-    "more-epochs",
-    "finetune",
-    "clean",  # drop suspected label issues
-    "augment",  # typo / casing / truncation variants
-    # extraction
-    "negatives",  # entity-free sentences mined from the training text
-    "span-threshold",  # per-type confidence thresholds tuned on dev
-    "diversify",  # entity surface forms swapped between same-type mentions
-    "lora",
-)
+from adaptloop.types import Diagnosis, Finding, finding_rank
+
 MAX_EXAMPLES = 10  # example ids kept as evidence; most confident mistakes first
 
 # class_errors: predicted >= 1.5x as often as it occurs (or the reverse). This alone bounds
@@ -66,90 +46,6 @@ TYPO_SHARE = 0.5  # share of unknown words one edit from a known word at which t
 _WORD = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")
 
 Row = Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing wrong with a model, with its evidence and what might fix it.
-
-    Attributes:
-        kind: one of ``KINDS``.
-        summary: one readable line, with the numbers.
-        severity: in [0, 1]; ranks findings (see the module docstring for what it measures).
-        target: what the finding is about: ``{"labels": [a, b]}`` (sorted) for confusable_pair and
-            label_noise, ``{"label": x}`` for over/under_prediction, ``{"slice": name}`` for slice,
-            ``{}`` for overfit/underfit.
-        evidence: JSON-serialisable counts, and ``example_ids`` (at most ``MAX_EXAMPLES``).
-        suggests: intervention names from ``INTERVENTIONS``, most promising first.
-
-    Raises:
-        ValueError: on an unknown kind or intervention, or a severity outside [0, 1].
-    """
-
-    kind: str
-    summary: str
-    severity: float
-    target: dict[str, Any] = field(default_factory=dict)
-    evidence: dict[str, Any] = field(default_factory=dict)
-    suggests: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise ValueError(f"unknown finding kind {self.kind!r}; expected one of {', '.join(KINDS)}")
-        if not 0.0 <= self.severity <= 1.0:
-            raise ValueError(f"severity must lie in [0, 1], got {self.severity}")
-        unknown = [s for s in self.suggests if s not in INTERVENTIONS]
-        if unknown:
-            raise ValueError(f"unknown interventions {unknown}; expected some of {', '.join(INTERVENTIONS)}")
-        object.__setattr__(self, "suggests", tuple(self.suggests))
-
-    def to_dict(self) -> dict[str, Any]:
-        d = dataclasses.asdict(self)  # deep copies target and evidence
-        d["suggests"] = list(self.suggests)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Finding:
-        return cls(kind=d["kind"], summary=d["summary"], severity=float(d["severity"]),
-                   target=dict(d.get("target", {})), evidence=dict(d.get("evidence", {})),
-                   suggests=tuple(d.get("suggests", ())))
-
-
-def _rank(f: Finding) -> tuple[float, int, str]:
-    return (-f.severity, KINDS.index(f.kind), f.summary)
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    """Every finding about one model on one dev set, highest severity first.
-
-    Attributes:
-        findings: sorted on construction by severity (ties: kind order, then summary).
-        n: rows diagnosed.
-        errors: rows whose prediction was wrong.
-    """
-
-    findings: tuple[Finding, ...] = ()
-    n: int = 0
-    errors: int = 0
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "findings", tuple(sorted(self.findings, key=_rank)))
-
-    def top(self, kind: str | None = None) -> Finding | None:
-        """The most severe finding (of ``kind``, when given), or None."""
-        return next((f for f in self.findings if kind is None or f.kind == kind), None)
-
-    def of_kind(self, kind: str) -> list[Finding]:
-        return [f for f in self.findings if f.kind == kind]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"n": self.n, "errors": self.errors, "findings": [f.to_dict() for f in self.findings]}
-
-    @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> Diagnosis:
-        return cls(findings=tuple(Finding.from_dict(f) for f in d.get("findings", ())),
-                   n=int(d["n"]), errors=int(d["errors"]))
 
 
 def _wrong(rows: Iterable[Row]) -> list[Row]:
@@ -229,7 +125,7 @@ def confusable_pairs(rows: Sequence[Row], *, top: int = 5, min_errors: int = 2) 
                       "errors": len(wrong), "example_ids": _example_ids(errs)},
             suggests=("contrastive", "larger-encoder"),
         ))
-    return sorted(findings, key=_rank)[:top]
+    return sorted(findings, key=finding_rank)[:top]
 
 
 def class_errors(rows: Sequence[Row], labels: Sequence[str], *, min_support: int = 3, min_errors: int = 3,
@@ -281,7 +177,7 @@ def class_errors(rows: Sequence[Row], labels: Sequence[str], *, min_support: int
                           "example_ids": _example_ids(fn)},
                 suggests=("reweight", "augment"),
             ))
-    return sorted(findings, key=_rank)
+    return sorted(findings, key=finding_rank)
 
 
 def _train_accuracy(points: Sequence[Mapping[str, Any]]) -> float | None:
@@ -368,7 +264,7 @@ def fit_gap(curve: Sequence[Mapping[str, Any]], *, dev_accuracy: float | None,
             findings.append(Finding(kind=kind, summary=f"{kind}: " + "; ".join(r for _, r in reasons),
                                     severity=_severity(max(size for size, _ in reasons)),
                                     target={}, evidence=dict(evidence), suggests=suggests))
-    return sorted(findings, key=_rank)
+    return sorted(findings, key=finding_rank)
 
 
 def label_noise(issues: Sequence[Mapping[str, Any]], *, n_train: int, n_classes: int | None = None,
@@ -411,7 +307,7 @@ def label_noise(issues: Sequence[Mapping[str, Any]], *, n_train: int, n_classes:
                       "example_ids": [it["id"] for it in its[:MAX_EXAMPLES]]},
             suggests=("clean",),
         ))
-    return sorted(findings, key=_rank)
+    return sorted(findings, key=finding_rank)
 
 
 def word_tokens(text: str) -> list[str]:
@@ -504,7 +400,7 @@ def slices(rows: Sequence[Row], *, vocabulary: Iterable[str] | None = None, min_
                       "example_ids": _example_ids(errs)},
             suggests=suggests[name],
         ))
-    return sorted(findings, key=_rank)
+    return sorted(findings, key=finding_rank)
 
 
 def diagnose(rows: Sequence[Row], labels: Sequence[str], *, curve: Sequence[Mapping[str, Any]] | None = None,

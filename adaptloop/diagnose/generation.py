@@ -14,6 +14,7 @@ from typing import Any
 from adaptloop.data.generation import Sample, code_tests
 from adaptloop.data.outputs import extract_code, final_answer
 from adaptloop.evaluate.generation import exact_match, format_ok, rouge_l
+from adaptloop.types import Finding
 
 METRIC = {"math": "exact_match", "label": "exact_match", "code": "pass_at_1", "summary": "rouge_l",
           "text": "rouge_l"}
@@ -84,7 +85,7 @@ def repetitive(text: str, n: int = 4, share: float = 0.5) -> bool:
     return repeats >= 3 and repeats / len(grams) >= share
 
 
-def diagnose(kind: str, scored: dict[str, Any]) -> list[dict[str, Any]]:
+def diagnose(kind: str, scored: dict[str, Any]) -> list[Finding]:
     """Findings for one model's scored dev rows, most severe first.
 
     Kinds of finding: ``format_errors`` (outputs that do not parse as the task demands),
@@ -97,14 +98,14 @@ def diagnose(kind: str, scored: dict[str, Any]) -> list[dict[str, Any]]:
     if not n:
         return []
     wrong = [r for r in rows if not r["correct"]]
-    out: list[dict[str, Any]] = []
+    out: list[Finding] = []
 
     def add(kind_: str, hits: list[dict], summary: str, suggests: list[str]) -> None:
         if hits:
-            out.append({"kind": kind_, "summary": summary, "severity": round(len(hits) / n, 4),
-                        "evidence": {"count": len(hits), "n": n, "examples": [
-                            {"id": r["id"], "output": r["output"][:300]} for r in hits[:3]]},
-                        "suggests": suggests})
+            out.append(Finding(kind=kind_, summary=summary, severity=round(len(hits) / n, 4),
+                               evidence={"count": len(hits), "n": n, "examples": [
+                                   {"id": r["id"], "output": r["output"][:300]} for r in hits[:3]]},
+                               suggests=tuple(suggests)))
 
     fmt = [r for r in wrong if not r["format_ok"]]
     add("format_errors", fmt, f"{len(fmt)} of {n} outputs do not parse as {FORMAT[kind]} output",
@@ -126,4 +127,4 @@ def diagnose(kind: str, scored: dict[str, Any]) -> list[dict[str, Any]]:
         drift = [r for r in rows if r["ref_len"] and not 0.5 <= r["out_len"] / r["ref_len"] <= 2.0]
         add("length_drift", drift, f"outputs are {ratio:.1f}× the references' length in words",
             ["sft", "format-normalise"])
-    return sorted(out, key=lambda f: -f["severity"])
+    return sorted(out, key=lambda f: -f.severity)

@@ -26,17 +26,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from adaptloop.diagnose.reference import nearest, unit_rows
 from adaptloop.diagnose.triage import (
     EVAL_DUP_SIM,
     TraceView,
-    Verdict,
     bursts,
     contradiction,
     injection,
-    nearest,
     retraction,
-    unit_rows,
 )
+from adaptloop.types import Verdict
 
 Span = tuple[int, int, str]
 CONTEXT_CHARS = 30  # characters of context either side of a mention, for its embedding
@@ -59,11 +58,6 @@ class SpanView:
     verdict: str | None = None
     source: str | None = None
     ts: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class SpanVerdict(Verdict):
-    spans: tuple[Span, ...] | None = None  # the entities it would be learned with (ok / fixable)
 
 
 def mention(text: str, span: Span) -> str:
@@ -136,7 +130,7 @@ def type_conflicts(views: Sequence[SpanView], train: Sequence[tuple[str, Sequenc
 def span_triage(views: Sequence[SpanView], x: np.ndarray, *, types: Sequence[str],
                 train: Sequence[tuple[str, Sequence[Span]]], embed: Callable[[list[str]], np.ndarray],
                 eval_examples: Sequence[tuple[str, Sequence[Span]]] = (),
-                eval_x: np.ndarray | None = None) -> list[SpanVerdict]:
+                eval_x: np.ndarray | None = None) -> list[Verdict]:
     """One verdict per trace (same order as ``views``); ``x`` are the traces' text embeddings,
     ``eval_x`` the frozen eval examples', ``embed`` embeds mentions."""
     burst = bursts([TraceView(v.id, v.text, None, None, feedback_label=None if v.feedback is None
@@ -147,28 +141,28 @@ def span_triage(views: Sequence[SpanView], x: np.ndarray, *, types: Sequence[str
     else:
         e_idx, e_sim = np.zeros(len(views), dtype=int), np.zeros(len(views))
     known = set(types)
-    out: list[SpanVerdict] = []
+    out: list[Verdict] = []
     for i, v in enumerate(views):
         spans = v.feedback if v.feedback is not None else (v.pred if v.verdict == "correct" else None)
         failure = (spans is not None and v.pred is not None and set(spans) != set(v.pred)) or v.verdict == "wrong"
         near = eval_examples[e_idx[i]] if e_sim[i] >= EVAL_DUP_SIM else None
         found = _poison(v, spans, known, burst.get(v.id), conflicts.get(i), near, e_sim[i])
         if found:
-            out.append(SpanVerdict(v.id, "poison", found[0], found[1], 0.0, failure=failure))
+            out.append(Verdict(v.id, "poison", found[0], found[1], 0.0, failure=failure))
             continue
         if spans is None:
             if v.verdict == "wrong":
-                out.append(SpanVerdict(v.id, "unlabelled", "no_correction", "marked wrong without corrected "
+                out.append(Verdict(v.id, "unlabelled", "no_correction", "marked wrong without corrected "
                                        "entities", 0.0, failure=True))
             else:
-                out.append(SpanVerdict(v.id, "unjudged", "", "no feedback and no failure signal", 0.0))
+                out.append(Verdict(v.id, "unjudged", "", "no feedback and no failure signal", 0.0))
             continue
         if not failure:
-            out.append(SpanVerdict(v.id, "ok", "confirmed", f"feedback confirms {len(spans)} entities", 1.0,
+            out.append(Verdict(v.id, "ok", "confirmed", f"feedback confirms {len(spans)} entities", 1.0,
                                    label=_label(spans), spans=tuple(spans)))
             continue
         kind = main_error(v.pred or (), spans)
-        out.append(SpanVerdict(v.id, "fixable", kind, f"{kind}: the model found {len(v.pred or ())} entities, "
+        out.append(Verdict(v.id, "fixable", kind, f"{kind}: the model found {len(v.pred or ())} entities, "
                                f"the trusted correction has {len(spans)}", 1.0, label=_label(spans),
                                spans=tuple(spans), failure=True))
     return out

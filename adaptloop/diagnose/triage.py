@@ -30,6 +30,19 @@ from dataclasses import dataclass
 import numpy as np
 
 from adaptloop.data.curate import normalize_text
+from adaptloop.diagnose.findings import _one_edit_from, training_vocabulary
+from adaptloop.diagnose.reference import (
+    DRIFT_QUANTILE,
+    drift_threshold,
+    knn_conflict,
+    knn_labels,
+    knn_size,
+    nearest,
+    reference_model,
+    reference_odds,
+    unit_rows,
+)
+from adaptloop.types import Verdict
 
 # instruction text aimed at a model or a labeller, not a user's request
 INJECTION = re.compile(
@@ -90,10 +103,7 @@ CONCENTRATION = 0.8  # a source whose feedbacks in a window are this much one la
 SWARM_SIM = 0.9  # cosine at or above: near-identical texts (one message with small edits)
 SEGMENT_SPLIT = re.compile(r"[.!?;:\n]+|[<>\[\]{}|#\"`()=*]+|\s[-—–]+\s")
 CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
-KNN = 10  # nearest training examples consulted (fewer for a small training set: see knn_size)
-KNN_AGREE = 0.8  # they contradict a feedback label when this share agree on another and none has it
 LOW_CONFIDENCE = 0.3  # no feedback and the model's top score below this: a failure signal
-DRIFT_QUANTILE = 0.01  # farther from the training data than this share of training examples are
 
 
 @dataclass(frozen=True)
@@ -108,17 +118,6 @@ class TraceView:
     verdict: str | None = None
     source: str | None = None
     ts: dt.datetime | None = None
-
-
-@dataclass(frozen=True)
-class Verdict:
-    id: str
-    triage: str  # ok | fixable | poison | out_of_scope | unlabelled | unjudged
-    kind: str  # why: injection, contradiction, burst, eval_conflict, label_noise, drift, or the fix pattern
-    reason: str
-    trust: float
-    label: str | None = None  # the label it would be learned with (ok / fixable)
-    failure: bool = False
 
 
 def words(text: str) -> list[str]:
@@ -173,87 +172,6 @@ def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
             for v in run:
                 out[v.id] = f"{len(run)} identical '{label}' feedbacks from source '{source}' within {window}"
     return out
-
-
-def unit_rows(x: np.ndarray) -> np.ndarray:
-    """Each row scaled to unit length (an all-zero row stays zero)."""
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-
-def nearest(a: np.ndarray, b: np.ndarray, *, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """For each row of ``a``: the index of and cosine to its nearest row of ``b``."""
-    a, b = unit_rows(a), unit_rows(b)
-    idx, sim = np.zeros(len(a), dtype=int), np.zeros(len(a))
-    for s in range(0, len(a), chunk):
-        m = a[s:s + chunk] @ b.T
-        idx[s:s + chunk] = m.argmax(1)
-        sim[s:s + chunk] = m.max(1)
-    return idx, sim
-
-
-def drift_threshold(train_x: np.ndarray) -> float:
-    """The cosine below which a point is farther from the training data than ~all training
-    points are from each other (leave-one-out nearest neighbour, ``DRIFT_QUANTILE``)."""
-    x = unit_rows(train_x)
-    sims = []
-    for s in range(0, len(x), 2048):
-        m = x[s:s + 2048] @ x.T
-        for i in range(len(m)):
-            m[i, s + i] = -1.0
-        sims.append(m.max(1))
-    return float(np.quantile(np.concatenate(sims), DRIFT_QUANTILE)) if sims else -1.0
-
-
-def reference_model(train_labels: Sequence[str], train_x: np.ndarray, labels: Sequence[str], *,
-                    seed: int = 0) -> Callable[[np.ndarray], np.ndarray] | None:
-    """A logistic regression on the trusted training data alone: embeddings → probabilities over
-    ``labels`` (1e-12 for a label without training examples); None with fewer than two classes."""
-    from adaptloop.train.logreg import fit_logreg
-
-    index = {lab: i for i, lab in enumerate(labels)}
-    keep = [j for j, lab in enumerate(train_labels) if lab in index]
-    ys = np.array([index[train_labels[j]] for j in keep])
-    if len(set(ys.tolist())) < 2:
-        return None
-    clf = fit_logreg(train_x[keep], ys, c=10.0, seed=seed)
-
-    def probs(x: np.ndarray) -> np.ndarray:
-        out = np.full((len(x), len(labels)), 1e-12)
-        if len(x):
-            out[:, clf.classes_] = clf.predict_proba(x)
-        return out
-
-    return probs
-
-
-def reference_odds(views: Sequence[TraceView], x: np.ndarray, train_labels: Sequence[str], train_x: np.ndarray,
-                   labels: Sequence[str], *, seed: int = 0,
-                   ref: Callable[[np.ndarray], np.ndarray] | None = None,
-                   ) -> tuple[np.ndarray, np.ndarray, list[str | None]]:
-    """How strongly a model of the trusted training data alone disagrees with each feedback label.
-
-    Logistic regression on the training data only (the traces' own labels never vote, so many
-    texts of one class flipped to another cannot vouch for each other); returns every view's
-    log-odds ``log(p(top class) / p(feedback label))`` (0 when the reference agrees), the
-    probability of its feedback label (both NaN without a feedback label, or for a label with no
-    training example to compare with) and the reference's top class (None where NaN). ``ref``: the
-    ``reference_model`` of these training data, when the caller has already fitted it.
-    """
-    index = {lab: i for i, lab in enumerate(labels)}
-    odds, conf = np.full(len(views), np.nan), np.full(len(views), np.nan)
-    top: list[str | None] = [None] * len(views)
-    ys = {index[lab] for lab in train_labels if lab in index}
-    have = [i for i, v in enumerate(views) if v.feedback_label in index and index[v.feedback_label] in ys]
-    ref = ref or reference_model(train_labels, train_x, labels, seed=seed)
-    if not have or ref is None:
-        return odds, conf, top
-    probs = ref(x[have])
-    given = probs[np.arange(len(have)), [index[views[i].feedback_label] for i in have]]
-    odds[have] = np.log(probs.max(1) / np.maximum(given, 1e-12))
-    conf[have] = given
-    for j, i in enumerate(have):
-        top[i] = labels[int(probs[j].argmax())]
-    return odds, conf, top
 
 
 def segments(text: str) -> list[str]:
@@ -403,8 +321,6 @@ def _windows(vs: Sequence[TraceView], min_count: int, window: dt.timedelta) -> l
 
 def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[str], median_words: float) -> str:
     """The surface pattern of a fixable failure: typo, truncated, casing, or confusable."""
-    from adaptloop.diagnose.findings import _one_edit_from
-
     ws = words(text)
     if any(w not in vocabulary and _one_edit_from(w, vocabulary) for w in ws):
         return "typo"
@@ -416,101 +332,113 @@ def fix_pattern(text: str, pred: str | None, label: str, vocabulary: frozenset[s
     return "confusable" if pred is not None else "paraphrase"
 
 
+@dataclass
+class _Evidence:
+    """What the rules read about the traces of one triage, computed once for all of them."""
+
+    labels: set[str]
+    burst: dict[str, str]
+    odds: np.ndarray
+    conf: np.ndarray
+    ref_top: list[str]
+    pairs: Counter
+    near_train: np.ndarray
+    knn: list
+    drift_at: float
+    steered: dict[str, tuple[str, str]]
+    eval_labels: Sequence[str]
+    e_idx: np.ndarray
+    e_sim: np.ndarray
+    vocab: frozenset[str]
+    median_words: float
+    oos_label: str | None
+
+
 def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], train_texts: Sequence[str],
            train_labels: Sequence[str], train_x: np.ndarray, eval_labels: Sequence[str] = (),
            eval_x: np.ndarray | None = None, oos_label: str | None = None, seed: int = 0,
            embed: Callable[[list[str]], np.ndarray] | None = None) -> list[Verdict]:
     """One verdict per trace (same order as ``views``); ``x`` are the traces' embeddings; ``embed``
     (texts → embeddings, same encoder) lets triage read the parts of an input on their own."""
-    from adaptloop.diagnose.findings import training_vocabulary
-
     burst = bursts(views)
     ref = reference_model(train_labels, train_x, labels, seed=seed)
     odds, conf, ref_top = reference_odds(views, x, train_labels, train_x, labels, seed=seed, ref=ref)
-    burst = {**source_bursts(views, x, odds), **burst}
-    pairs = Counter((ref_top[i], v.feedback_label) for i, v in enumerate(views)
-                    if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label)
-    _, near_train = nearest(x, train_x) if len(train_x) else (None, np.ones(len(views)))
-    knn = _knn_labels(x, train_x, train_labels, k=knn_size(train_labels))
     drift_at = drift_threshold(train_x) if len(train_x) > 1 else -1.0
-    steered = steering(views, labels, ref, embed, train_x, drift_at, odds) if ref is not None and embed else {}
     if eval_x is not None and len(eval_x):
         e_idx, e_sim = nearest(x, eval_x)
     else:
         e_idx, e_sim = np.zeros(len(views), dtype=int), np.zeros(len(views))
-    vocab = training_vocabulary(train_texts)
-    median_words = float(np.median([len(words(t)) for t in train_texts])) if train_texts else 8.0
-    known = set(labels)
-    out = []
-    for i, v in enumerate(views):
-        label = v.feedback_label if v.feedback_label is not None else (v.pred if v.verdict == "correct" else None)
-        failure = ((label is not None and v.pred is not None and label != v.pred) or v.verdict == "wrong")
-        trust = float(conf[i]) if not np.isnan(conf[i]) else 0.5
-        if label is not None and label not in known:
-            out.append(Verdict(v.id, "poison", "unknown_label", f"feedback label '{label}' is not a class of "
-                               "this task", 0.0, failure=failure))
-            continue
-        hit = injection(v.text)
-        if hit:
-            out.append(Verdict(v.id, "poison", "injection", f"instruction text in the input: '{hit}'", 0.0,
-                               failure=failure))
-            continue
-        took_back = retraction(v.text)
-        if took_back and label is not None:
-            out.append(Verdict(v.id, "poison", "negation", f"the input takes its request back ('{took_back}'); "
-                               f"the label '{label}' no longer describes it", 0.0, failure=failure))
-            continue
-        why = contradiction(v.text)
-        if why and label is not None:
-            out.append(Verdict(v.id, "poison", "contradiction", f"contradictory premises: {why}", 0.0,
-                               failure=failure))
-            continue
-        if v.id in burst:
-            out.append(Verdict(v.id, "poison", "burst", burst[v.id], 0.0, failure=failure))
-            continue
-        if label is not None and e_sim[i] >= EVAL_DUP_SIM and eval_labels[e_idx[i]] != label:
-            out.append(Verdict(v.id, "poison", "eval_conflict",
-                               f"near-duplicate (cosine {e_sim[i]:.2f}) of a frozen eval example labelled "
-                               f"'{eval_labels[e_idx[i]]}', feedback says '{label}'", 0.0, failure=failure))
-            continue
-        if label is not None and odds[i] >= REFERENCE_ODDS:
-            out.append(Verdict(v.id, "poison", "label_noise",
-                               f"feedback '{label}' contradicts the training data: a model of it alone finds "
-                               f"'{label}' {np.exp(odds[i]):.0f}x less likely than its top class "
-                               f"(p={conf[i]:.2f})", trust, failure=failure))
-            continue
-        n_pair = pairs.get((ref_top[i], label), 0)
-        if label is not None and odds[i] >= PAIR_ODDS and n_pair >= PAIR_MIN:
-            out.append(Verdict(v.id, "poison", "label_noise",
-                               f"systematic relabelling: {n_pair} traces the training data puts in "
-                               f"'{ref_top[i]}' are labelled '{label}' (p={conf[i]:.2f})", trust, failure=failure))
-            continue
-        # after the label-noise rules: an input whose whole text contradicts its label is mislabelled,
-        # not steered; steering is a label only the odd part of the input supports
-        if v.id in steered and label is not None:
-            out.append(Verdict(v.id, "poison", steered[v.id][0], steered[v.id][1], 0.0, failure=failure))
-            continue
-        if near_train[i] < drift_at and label != oos_label:
-            out.append(Verdict(v.id, "out_of_scope", "drift",
-                               f"nearest training example at cosine {near_train[i]:.2f}, below the "
-                               f"{DRIFT_QUANTILE:.0%} training quantile {drift_at:.2f}", trust, failure=failure))
-            continue
-        if label is None:
-            signal = _signal(v, knn[i])
-            if v.verdict == "wrong" or signal:
-                out.append(Verdict(v.id, "unlabelled", "no_correction",
-                                   signal or "marked wrong without a corrected label", 0.0, failure=True))
-            else:
-                out.append(Verdict(v.id, "unjudged", "", "no feedback and no failure signal", 0.0))
-            continue
-        if not failure:
-            out.append(Verdict(v.id, "ok", "confirmed", f"feedback confirms '{label}'", trust, label=label))
-            continue
-        pattern = fix_pattern(v.text, v.pred, label, vocab, median_words)
-        out.append(Verdict(v.id, "fixable", pattern,
-                           f"{pattern}: model said '{v.pred}', trusted correction '{label}' (p={trust:.2f})",
-                           trust, label=label, failure=True))
-    return out
+    ev = _Evidence(
+        labels=set(labels), burst={**source_bursts(views, x, odds), **burst}, odds=odds, conf=conf, ref_top=ref_top,
+        pairs=Counter((ref_top[i], v.feedback_label) for i, v in enumerate(views)
+                      if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label),
+        near_train=nearest(x, train_x)[1] if len(train_x) else np.ones(len(views)),
+        knn=knn_labels(x, train_x, train_labels, k=knn_size(train_labels)), drift_at=drift_at,
+        steered=steering(views, labels, ref, embed, train_x, drift_at, odds) if ref is not None and embed else {},
+        eval_labels=eval_labels, e_idx=e_idx, e_sim=e_sim, vocab=training_vocabulary(train_texts),
+        median_words=float(np.median([len(words(t)) for t in train_texts])) if train_texts else 8.0,
+        oos_label=oos_label)
+    return [_verdict(i, v, ev) for i, v in enumerate(views)]
+
+
+def _poison(i: int, v: TraceView, label: str | None, ev: _Evidence) -> tuple[str, str, float] | None:
+    """The first poison rule a trace meets, in order: (kind, reason, trust); None when none does."""
+    trust = float(ev.conf[i]) if not np.isnan(ev.conf[i]) else 0.5
+    if label is not None and label not in ev.labels:
+        return "unknown_label", f"feedback label '{label}' is not a class of this task", 0.0
+    hit = injection(v.text)
+    if hit:
+        return "injection", f"instruction text in the input: '{hit}'", 0.0
+    took_back = retraction(v.text)
+    if took_back and label is not None:
+        return ("negation", f"the input takes its request back ('{took_back}'); the label '{label}' no longer "
+                "describes it", 0.0)
+    why = contradiction(v.text)
+    if why and label is not None:
+        return "contradiction", f"contradictory premises: {why}", 0.0
+    if v.id in ev.burst:
+        return "burst", ev.burst[v.id], 0.0
+    if label is None:
+        return None
+    if ev.e_sim[i] >= EVAL_DUP_SIM and ev.eval_labels[ev.e_idx[i]] != label:
+        return ("eval_conflict", f"near-duplicate (cosine {ev.e_sim[i]:.2f}) of a frozen eval example labelled "
+                f"'{ev.eval_labels[ev.e_idx[i]]}', feedback says '{label}'", 0.0)
+    if ev.odds[i] >= REFERENCE_ODDS:
+        return ("label_noise", f"feedback '{label}' contradicts the training data: a model of it alone finds "
+                f"'{label}' {np.exp(ev.odds[i]):.0f}x less likely than its top class (p={ev.conf[i]:.2f})", trust)
+    n_pair = ev.pairs.get((ev.ref_top[i], label), 0)
+    if ev.odds[i] >= PAIR_ODDS and n_pair >= PAIR_MIN:
+        return ("label_noise", f"systematic relabelling: {n_pair} traces the training data puts in "
+                f"'{ev.ref_top[i]}' are labelled '{label}' (p={ev.conf[i]:.2f})", trust)
+    # after the label-noise rules: an input whose whole text contradicts its label is mislabelled,
+    # not steered; steering is a label only the odd part of the input supports
+    if v.id in ev.steered:
+        return ev.steered[v.id][0], ev.steered[v.id][1], 0.0
+    return None
+
+
+def _verdict(i: int, v: TraceView, ev: _Evidence) -> Verdict:
+    label = v.feedback_label if v.feedback_label is not None else (v.pred if v.verdict == "correct" else None)
+    failure = ((label is not None and v.pred is not None and label != v.pred) or v.verdict == "wrong")
+    trust = float(ev.conf[i]) if not np.isnan(ev.conf[i]) else 0.5
+    poison = _poison(i, v, label, ev)
+    if poison is not None:
+        return Verdict(v.id, "poison", poison[0], poison[1], poison[2], failure=failure)
+    if ev.near_train[i] < ev.drift_at and label != ev.oos_label:
+        return Verdict(v.id, "out_of_scope", "drift", f"nearest training example at cosine {ev.near_train[i]:.2f}, "
+                       f"below the {DRIFT_QUANTILE:.0%} training quantile {ev.drift_at:.2f}", trust, failure=failure)
+    if label is None:
+        signal = _signal(v, ev.knn[i])
+        if v.verdict == "wrong" or signal:
+            return Verdict(v.id, "unlabelled", "no_correction", signal or "marked wrong without a corrected label",
+                           0.0, failure=True)
+        return Verdict(v.id, "unjudged", "", "no feedback and no failure signal", 0.0)
+    if not failure:
+        return Verdict(v.id, "ok", "confirmed", f"feedback confirms '{label}'", trust, label=label)
+    pattern = fix_pattern(v.text, v.pred, label, ev.vocab, ev.median_words)
+    return Verdict(v.id, "fixable", pattern,
+                   f"{pattern}: model said '{v.pred}', trusted correction '{label}' (p={trust:.2f})",
+                   trust, label=label, failure=True)
 
 
 def _signal(v: TraceView, votes: Counter) -> str:
@@ -522,31 +450,3 @@ def _signal(v: TraceView, votes: Counter) -> str:
     return ""
 
 
-def knn_size(train_labels: Sequence[str]) -> int:
-    """Neighbours consulted: ``KNN``, but no more than about half the smallest class (plus one),
-    so that a prototypical example of a class with 8 training rows can still be outvoted by it
-    (measured when the neighbours also judged feedback labels: recall of wrong feedback on snips
-    seed sets 0.89 with 10 neighbours, 0.96 with 5; now they only raise the disagreement signal)."""
-    counts = Counter(train_labels)
-    return min(KNN, max(3, min(counts.values()) // 2 + 1)) if counts else KNN
-
-
-def _knn_labels(x: np.ndarray, train_x: np.ndarray, train_labels: Sequence[str],
-                k: int = KNN) -> list[Counter]:
-    """Label counts among the k nearest training examples of each row (empty without training data)."""
-    if not len(train_x):
-        return [Counter() for _ in range(len(x))]
-    a, b = unit_rows(x), unit_rows(train_x)
-    out: list[Counter] = []
-    for s in range(0, len(a), 2048):
-        top = np.argsort(-(a[s:s + 2048] @ b.T), axis=1)[:, :k]
-        out.extend(Counter(train_labels[j] for j in row) for row in top)
-    return out
-
-
-def knn_conflict(votes: Counter, label: str) -> str | None:
-    """The label the nearest training examples agree on when the feedback label is absent among them."""
-    if not votes or label in votes:
-        return None
-    top, n = votes.most_common(1)[0]
-    return top if n >= KNN_AGREE * sum(votes.values()) else None

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from adaptloop.types import Finding
+
 UNEXPANDABLE = ("ensemble", "refit", "threshold", "span-threshold")  # strategies whose nodes get no children
 
 
@@ -30,7 +32,7 @@ class GraphNode:
     move: str = ""  # catalogue name of the intervention (or baseline, ensemble, merge, refit)
     seconds: float = 0.0
     model_path: str | None = None
-    findings: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
     order: int = 0  # finishing order; later = larger
 
     @property

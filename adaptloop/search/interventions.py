@@ -15,7 +15,7 @@ from typing import Any
 
 from adaptloop.data import recipes
 from adaptloop.train.base import TAGGER_DEFAULTS
-from adaptloop.types import Pipeline
+from adaptloop.types import Finding, Pipeline
 
 FINETUNE_DEFAULTS = {"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3}
 LORA_DEFAULTS = {"epochs": 2.0, "lr": 1e-3, "head_lr": 2e-3}
@@ -37,18 +37,16 @@ class Context:
     oos_label: str | None = None
     parent_model: str | None = None  # saved model folder of the parent
     parent_name: str = ""
-    findings: tuple[dict[str, Any], ...] = field(default_factory=tuple)  # the parent's findings
+    findings: tuple[Finding, ...] = field(default_factory=tuple)  # the parent's findings
 
     def labels_of(self, kind: str) -> list[list[str]]:
-        return [f["target"]["labels"] for f in self.findings
-                if f["kind"] == kind and "labels" in f.get("target", {})]
+        return [list(f.target["labels"]) for f in self.findings if f.kind == kind and "labels" in f.target]
 
     def label_of(self, kind: str) -> list[str]:
-        return [f["target"]["label"] for f in self.findings
-                if f["kind"] == kind and "label" in f.get("target", {})]
+        return [f.target["label"] for f in self.findings if f.kind == kind and "label" in f.target]
 
 
-Transform = Callable[[Pipeline, dict[str, Any] | None, Context], Pipeline | None]
+Transform = Callable[[Pipeline, Finding | None, Context], Pipeline | None]
 
 
 def _hp(p: Pipeline, **changes: Any) -> Pipeline:
@@ -56,7 +54,7 @@ def _hp(p: Pipeline, **changes: Any) -> Pipeline:
 
 
 def _recipe(op: str, add: bool) -> Transform:
-    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+    def apply(p: Pipeline, _f: Finding | None, _c: Context) -> Pipeline | None:
         ops = recipes.parse(p.recipe)
         if (op in ops) == add:
             return None
@@ -65,7 +63,7 @@ def _recipe(op: str, add: bool) -> Transform:
 
 
 def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
-    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+    def apply(p: Pipeline, _f: Finding | None, _c: Context) -> Pipeline | None:
         if p.strategy == "tagger" and strategy == "lora":  # extraction: LoRA of the tagger
             return replace(p, strategy="tagger-lora", hparams=dict(TAGGER_LORA_DEFAULTS))
         if p.strategy in TRAINED:
@@ -75,7 +73,7 @@ def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
     return apply
 
 
-def larger_encoder(p: Pipeline, _f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | None:
     """The next installed rung of the ladder, frozen (a larger encoder fine-tuned does not fit CPU budgets).
 
     A tagger stays a tagger (extraction has no frozen backend); the doctrine skips it where
@@ -90,11 +88,11 @@ def larger_encoder(p: Pipeline, _f: dict[str, Any] | None, c: Context) -> Pipeli
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
 
 
-def contrastive(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+def contrastive(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
     """Fine-tune with hard negatives of the confusable pairs in every batch + a SupCon loss."""
     pairs = [list(pr) for pr in c.labels_of("confusable_pair")][:MAX_PAIRS]
-    if f and "labels" in f.get("target", {}) and list(f["target"]["labels"]) not in pairs:
-        pairs = [list(f["target"]["labels"]), *pairs][:MAX_PAIRS]
+    if f and "labels" in f.target and list(f.target["labels"]) not in pairs:
+        pairs = [list(f.target["labels"]), *pairs][:MAX_PAIRS]
     if not pairs:
         return None
     pairs = sorted(pairs)  # one pipeline per set of pairs, whichever finding proposed it
@@ -104,8 +102,8 @@ def contrastive(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline |
     return _hp(base, pairs=pairs, contrastive=0.5)
 
 
-def reweight(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
-    labels = [f["target"]["label"]] if f and "label" in f.get("target", {}) else []
+def reweight(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
+    labels = [f.target["label"]] if f and "label" in f.target else []
     labels += [lab for lab in c.label_of("under_prediction") if lab not in labels]
     current = p.hparams.get("class_weight") or {}
     if not labels or not isinstance(current, dict) or all(current.get(lab) for lab in labels):
@@ -113,11 +111,11 @@ def reweight(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | No
     return _hp(p, class_weight={**current, **{lab: UPWEIGHT for lab in labels}})
 
 
-def threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+def threshold(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
     """Per-class bias for over-predicted classes and abstention to the out-of-scope label."""
     if p.strategy in ("threshold", "refit") or not c.parent_model:
         return None
-    labels = [f["target"]["label"]] if f and "label" in f.get("target", {}) else []
+    labels = [f.target["label"]] if f and "label" in f.target else []
     labels += [lab for lab in c.label_of("over_prediction") if lab not in labels]
     if not labels and c.oos_label is None:
         return None
@@ -126,7 +124,7 @@ def threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | N
                              "abstain": c.oos_label}, seed=p.seed)
 
 
-def span_threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipeline | None:
+def span_threshold(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
     """Per-type confidence thresholds on the parent tagger, tuned on dev."""
     if p.strategy not in TAGGERS or not c.parent_model:
         return None
@@ -135,7 +133,7 @@ def span_threshold(p: Pipeline, f: dict[str, Any] | None, c: Context) -> Pipelin
 
 
 def _scale(key: str, factor: float, floor: float) -> Transform:
-    def apply(p: Pipeline, _f: dict[str, Any] | None, _c: Context) -> Pipeline | None:
+    def apply(p: Pipeline, _f: Finding | None, _c: Context) -> Pipeline | None:
         if p.strategy not in TRAINED:
             return None
         defaults = TAGGER_DEFAULTS if p.strategy in TAGGERS else FINETUNE_DEFAULTS
@@ -197,10 +195,10 @@ CATALOGUE += (
 BY_NAME = {i.name: i for i in CATALOGUE}
 
 
-def describe_target(finding: dict[str, Any] | None) -> str:
+def describe_target(finding: Finding | None) -> str:
     if not finding:
         return ""
-    t = finding.get("target", {})
+    t = finding.target
     if "labels" in t:
         return f" ({' ↔ '.join(t['labels'])})"
     if "label" in t:
@@ -210,15 +208,15 @@ def describe_target(finding: dict[str, Any] | None) -> str:
     return ""
 
 
-def apply(name: str, parent: Pipeline, finding: dict[str, Any] | None, ctx: Context) -> Pipeline | None:
+def apply(name: str, parent: Pipeline, finding: Finding | None, ctx: Context) -> Pipeline | None:
     """The child pipeline of ``parent`` under intervention ``name`` (None: not applicable)."""
     return BY_NAME[name].apply(parent, finding, ctx)
 
 
-def hypothesis(name: str, finding: dict[str, Any] | None) -> str:
+def hypothesis(name: str, finding: Finding | None) -> str:
     text = BY_NAME[name].hypothesis.format(target=describe_target(finding))
     if finding:
-        text += f" — finding: {finding.get('summary', finding.get('kind'))}"
+        text += f" — finding: {finding.summary or finding.kind}"
     return text
 
 

@@ -32,7 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
 from adaptloop.errors import NotFoundError
-from adaptloop.types import RunState
+from adaptloop.types import CarriedTrace, RunState
 
 
 def utcnow() -> dt.datetime:
@@ -473,11 +473,11 @@ class Store:
                 .where(TraceRow.triage.is_(None))
                 .where(_has_feedback())).all()]
 
-    def carried_trusted(self, task_id: int, cycle_id: int) -> list[tuple[Any, ...]]:
-        """(id, input, feedback label, verdict, feedback entities) of trusted traces (``ok`` / ``fixable``) judged by an
-        earlier cycle that no model in production's line has learned from yet: never in a frozen eval
-        set, and never in the training or dev data of a cycle that promoted. A cycle with too few
-        failures, or one the gate refused, leaves its trusted traces to the next."""
+    def carried_trusted(self, task_id: int, cycle_id: int) -> list[CarriedTrace]:
+        """Trusted traces (``ok`` / ``fixable``) judged by an earlier cycle that no model in production's
+        line has learned from yet: never in a frozen eval set, and never in the training or dev data of
+        a cycle that promoted. A cycle with too few failures, or one the gate refused, leaves its
+        trusted traces to the next."""
         with self._session() as s:
             promoted = select(Decision.run_id).where(Decision.kind == "promoted")
             spent = select(TraceUse.trace_id).where((TraceUse.role == "eval") | TraceUse.run_id.in_(promoted))
@@ -489,7 +489,8 @@ class Store:
                        TraceRow.feedback_label.is_not(None) | TraceRow.feedback_spans.is_not(None),
                        TraceRow.id.not_in(spent))
                 .order_by(TraceRow.ts, TraceRow.id)).all()
-        return [tuple(r) for r in rows]
+        return [CarriedTrace(id=r[0], text=r[1], label=r[2], triage=r[3],
+                             spans=None if r[4] is None else tuple(tuple(sp) for sp in r[4])) for r in rows]
 
     def verdicts(self, ids: list[str]) -> dict[str, str | None]:
         """Trace id → triage verdict (None: not judged yet), for the ids that are stored."""

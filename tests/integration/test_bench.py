@@ -118,9 +118,11 @@ def test_a_tiny_bench_end_to_end_behind_the_fake_trainer(tmp_path):
               log=lambda m: None, make_trainer=fake_trainer, embed_fn=lambda t: _features(t), workers=1)
     snips, wnut = doc["scenarios"]
     assert len(snips["stages"]) == 3 and len(wnut["stages"]) == 3 and wnut["metric"] != "accuracy"
+    for sc in (snips, wnut):
+        for st in sc["stages"]:  # the agent keeps production unless a candidate passed: never below the base
+            assert st["agent"]["metric"] >= sc["base"]["metric"] - 1e-9 or st["agent"]["decision"] == "promoted"
     for st in snips["stages"] + wnut["stages"]:
         assert {"agent", "naive", "naive-latest", "oracle"} <= set(st)
-        assert st["agent"]["decision"] in ("promoted", "refused", "no-op")
         assert 0 <= st["agent"]["triage"]["precision"] <= 1 and st["agent"]["triage"]["tp"] > 0
         assert st["naive"]["train"] > st["oracle"]["train"]  # naive also learns the poison
         # naive-latest: the seed + this stage's logs only (every earlier stage's are dropped)

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import select
 
 from adaptloop.agent.coldstart import cold_start
-from adaptloop.agent.improve import ImproveCycle, import_traces, span_taxonomy
+from adaptloop.agent.improve import ImproveCycle
+from adaptloop.agent.traffic import import_traces, span_taxonomy
 from adaptloop.data.sources import load_extraction
 from adaptloop.diagnose.span_triage import SpanView, span_triage, type_conflicts
+from adaptloop.store import registry
 from adaptloop.store.db import TraceRow, TraceUse
 from adaptloop.train.fake import _features, fake_trainer
 from adaptloop.workspace import Workspace, init_workspace
@@ -115,7 +117,9 @@ def test_improve_on_a_tagger_learns_trusted_span_feedback_only(tmp_path, pii):
     p.write_text("".join(json.dumps(x) + "\n" for x in logs))
     assert import_traces(ws, str(p))["new"] == 81
     result = ImproveCycle(ws, 60, make_trainer=fake_trainer, embed_fn=lambda t: _features(t)).run()
-    assert result.decision in ("promoted", "refused"), result.reason
+    # the stand-in tagger's candidate scores below production on this cycle's dev rows: the dev duel refuses it
+    assert result.decision == "refused" and "dev split" in result.reason, result.reason
+    assert registry.events(ws.store)[-1].event == "refused"
     assert result.poison.get("injection") == 1 and result.curriculum["trusted_traces"] > 40
     row = ws.store.get(TraceRow, "inj")
     assert row.triage == "poison" and "instruction text" in row.reason

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import func, select
 
 from adaptloop.agent.coldstart import cold_start
-from adaptloop.agent.improve import ImproveCycle, import_traces, new_failures
+from adaptloop.agent.improve import ImproveCycle
+from adaptloop.agent.traffic import import_traces, new_failures
 from adaptloop.data.sources import load_classification
 from adaptloop.errors import NotFoundError
 from adaptloop.store import registry
@@ -73,11 +74,10 @@ def test_improve_triages_trains_on_trusted_traces_only_and_gates(ws, tmp_path, b
     assert result.gate is not None and len(result.gate["sets"]) == 2
     assert len(result.checkpoint) == 1 and result.checkpoint[0]["n"] == result.curriculum["checkpoint_eval"]
     assert result.gate["sets"][1]["eval_set"] == result.checkpoint[0]["eval_set"]
-    assert result.decision in ("promoted", "refused")
-    if result.decision == "promoted":
-        assert registry.alias_target(ws.store, "production") != v1
-    else:
-        assert registry.alias_target(ws.store, "production") == v1 and result.reason.startswith("refused")
+    # poison quarantined, the corrected failures learned: the candidate must pass and be promoted
+    assert result.decision == "promoted", result.reason
+    assert registry.alias_target(ws.store, "production") != v1 and result.gate["passed"]
+    assert registry.events(ws.store)[-1].data["notes"]  # the gate that promoted it is kept with the event
 
     # the audit: no trace triaged poisonous is in any training, dev or eval set
     with ws.store._session() as s:
@@ -128,8 +128,10 @@ def test_trusted_traces_of_a_cycle_that_did_not_retrain_carry_over_to_the_next(w
     import_traces(ws, str(write_jsonl(tmp_path / "b.jsonl", later)))
     second = ImproveCycle(ws, 30, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed).run()
     assert second.traces["carried"] >= first.triage.get("ok", 0) + first.triage.get("fixable", 0) > 0
-    assert second.decision in ("promoted", "refused") and second.curriculum["trusted_traces"] > len(rows) - 150
-    assert ws.store.carried_trusted(1, second.run_id + 1) == [] or second.decision == "refused"
+    # clean traffic, twice as much of it: the candidate learns it and is promoted, which spends the carried traces
+    assert second.decision == "promoted", second.reason
+    assert second.curriculum["trusted_traces"] > len(rows) - 150
+    assert ws.store.carried_trusted(1, second.run_id + 1) == []
 
 
 def test_the_watchdog_rolls_back_a_production_model_worse_on_fresh_trusted_traffic(ws, tmp_path, banking_sample):

@@ -1,5 +1,7 @@
 """The experiment graph (UCT, rollback, merge, recovery), the interventions and the doctrine."""
 
+from dataclasses import replace
+
 import pytest
 
 from adaptloop.agent.doctrine import REGIMES, DoctrinePolicy, regime_of
@@ -8,7 +10,7 @@ from adaptloop.data.recipes import RecipeBook, merge, parse
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv
 from adaptloop.search.graph import GraphNode
-from adaptloop.types import Example, Pipeline
+from adaptloop.types import Example, Finding, Pipeline
 
 ENC, BIG = "small-enc", "big-enc"
 
@@ -27,8 +29,13 @@ def state(nodes, left=3000.0, budget=3600.0, **kw):
     return SearchState(**{**base, **kw})
 
 
-PAIR = {"kind": "confusable_pair", "summary": "a ↔ b", "severity": 0.4, "target": {"labels": ["a", "b"]},
-        "suggests": ["contrastive", "larger-encoder"]}
+def finding(kind: str, severity: float = 0.0, summary: str = "", **kw) -> Finding:
+    return Finding(kind=kind, summary=summary, severity=severity, target=kw.get("target", {}),
+                   suggests=tuple(kw.get("suggests", ())))
+
+
+PAIR = finding("confusable_pair", 0.4, "a ↔ b", target={"labels": ["a", "b"]},
+               suggests=["contrastive", "larger-encoder"])
 
 
 # -- graph --------------------------------------------------------------------------------
@@ -87,8 +94,8 @@ def test_recipe_book_materialises_compositions():
 def test_interventions_transform_pipelines():
     frozen = Pipeline("raw", "frozen", ENC, {"C": 10.0})
     ctx = iv.Context(ladder=(ENC, BIG), oos_label="oos", parent_model="/m/p", parent_name="p",
-                     findings=(PAIR, {"kind": "under_prediction", "target": {"label": "c"}},
-                               {"kind": "over_prediction", "target": {"label": "d"}}))
+                     findings=(PAIR, finding("under_prediction", target={"label": "c"}),
+                               finding("over_prediction", target={"label": "d"})))
     c = iv.apply("contrastive", frozen, PAIR, ctx)
     assert c.strategy == "finetune" and c.hparams["pairs"] == [["a", "b"]] and c.hparams["contrastive"] > 0
     assert "C" not in c.hparams and c.encoder == ENC
@@ -135,16 +142,15 @@ def test_near_ceiling_diagnosis_targets_the_confusable_pair_first():
 
 
 def test_a_confusable_pair_with_noisy_labels_is_cleaned_first():
-    noise = {"kind": "label_noise", "severity": 0.2, "target": {"labels": ["a", "b"]}, "suggests": ["clean"],
-             "summary": "a/b flagged"}
+    noise = finding("label_noise", 0.2, "a/b flagged", target={"labels": ["a", "b"]}, suggests=["clean"])
     assert regime_of(0.95, [PAIR, noise]).name == "noisy-labels" and regime_of(0.95, [PAIR]).name == "near-ceiling"
-    oov = {"kind": "slice", "severity": 0.6, "target": {"slice": "typos_or_oov"}, "suggests": ["augment"]}
+    oov = finding("slice", 0.6, target={"slice": "typos_or_oov"}, suggests=["augment"])
     p = DoctrinePolicy().propose(state([node("baseline", 0.93, findings=[PAIR, noise, oov])], n_label_issues=30))
     assert p.move == "clean" and "a ↔ b" in p.intervention and "noisy-labels" in p.reason
 
 
 def test_low_score_fixes_the_data_first():
-    noise = {"kind": "label_noise", "severity": 0.1, "target": {"labels": ["a", "b"]}, "suggests": ["clean"]}
+    noise = finding("label_noise", 0.1, target={"labels": ["a", "b"]}, suggests=["clean"])
     p = DoctrinePolicy().propose(state([node("baseline", 0.55, findings=[noise, PAIR])], n_label_issues=40))
     assert p.move == "clean" and p.pipeline.recipe == "clean"
 
@@ -209,7 +215,7 @@ def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
 
 
 def test_contrastive_is_one_pipeline_whichever_pair_proposed_it():
-    other = {**PAIR, "target": {"labels": ["c", "d"]}, "severity": 0.2}
+    other = replace(PAIR, target={"labels": ["c", "d"]}, severity=0.2)
     ctx = iv.Context(findings=(PAIR, other))
     frozen = Pipeline("raw", "frozen", ENC)
     assert iv.apply("contrastive", frozen, PAIR, ctx) == iv.apply("contrastive", frozen, other, ctx)
@@ -240,8 +246,8 @@ def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
 
 
 # -- extraction -----------------------------------------------------------------------------
-OVER = {"kind": "over_prediction", "summary": "'PER' is over-predicted", "severity": 0.6,
-        "target": {"label": "PER"}, "suggests": ["negatives", "span-threshold", "clean"]}
+OVER = finding("over_prediction", 0.6, "'PER' is over-predicted", target={"label": "PER"},
+               suggests=["negatives", "span-threshold", "clean"])
 
 
 def test_extraction_starts_with_a_tagger_and_only_proposes_extraction_moves():
@@ -283,9 +289,9 @@ def test_extraction_transforms():
 
 def test_precision_first_regime_only_for_entity_over_prediction():
     assert regime_of(0.8, [OVER]).name == "precision-first"
-    cls_over = {**OVER, "suggests": ["threshold", "reweight"]}  # a classifier's over-predicted class
+    cls_over = replace(OVER, suggests=("threshold", "reweight"))  # a classifier's over-predicted class
     assert regime_of(0.8, [cls_over]).name == "mid"
-    assert regime_of(0.8, [{**OVER, "severity": 0.1}]).name == "mid"
+    assert regime_of(0.8, [replace(OVER, severity=0.1)]).name == "mid"
 
 
 def test_one_large_tagger_at_a_time_with_a_lower_learning_rate():

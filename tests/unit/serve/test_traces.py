@@ -7,7 +7,7 @@ from adaptloop.workspace import Workspace, init_workspace
 
 
 def test_the_trace_writer_keeps_span_feedback_and_the_watch_counts_it(tmp_path):
-    from adaptloop.agent.improve import new_failures
+    from adaptloop.agent.traffic import new_failures
     from adaptloop.serve.traces import TraceWriter
 
     ws = Workspace.open(init_workspace(tmp_path / "ws"))

@@ -1,8 +1,6 @@
-"""The two commands whose work is more than one call into the agent: `new` and `improve`.
-
-These sequences (read the data, pick the family, run the cold start; import, wait for failures, run a
-cycle) belong in :mod:`adaptloop.agent` (``coldstart`` / ``improve``), next to what they call. They sit
-here, free of any rendering (what to show comes in as callbacks), so that they can move there verbatim.
+"""The two ways into the loop as a user starts them: ``start_new`` (read the data, pick the family,
+run the cold start, or resume one) and ``improve_cycles`` (import traces, wait for failures, run a
+cycle). Free of any rendering: what to show comes in as callbacks, so the CLI only parses and renders.
 """
 
 from __future__ import annotations
@@ -13,10 +11,11 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
-from adaptloop.agent import improve
 from adaptloop.agent.budget import parse_budget
 from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
 from adaptloop.agent.generation import GenerationColdStart
+from adaptloop.agent.improve import ImproveCycle
+from adaptloop.agent.traffic import import_traces, new_failures
 from adaptloop.data.generation import LoadedSamples, load_generation
 from adaptloop.data.sources import Loaded, family_for, load_for
 from adaptloop.data.spec import infer_extraction_spec, infer_spec
@@ -76,16 +75,16 @@ def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, 
     result as a dict."""
     seconds = parse_budget(budget or ws.settings.improve.budget)
     if traces_file is not None:
-        on_import(improve.import_traces(ws, str(traces_file)))
+        on_import(import_traces(ws, str(traces_file)))
     while True:
         if watch:
-            n = improve.new_failures(ws)
+            n = new_failures(ws)
             if n < ws.settings.improve.min_failures:
                 on_wait(n, ws.settings.improve.min_failures)
                 time.sleep(interval)
                 continue
         with progress() as bars:
-            result = improve.ImproveCycle(ws, seconds, progress=bars).run().to_dict()
+            result = ImproveCycle(ws, seconds, progress=bars).run().to_dict()
         yield result
         if not watch:
             return
