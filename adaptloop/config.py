@@ -136,6 +136,9 @@ def load_settings(root: Path) -> Settings:
         WorkspaceError: the folder is not a workspace or the file is invalid.
     """
     path = root / CONFIG_NAME
+    if root.is_file():
+        raise WorkspaceError(f"{root} is a file, not a workspace folder; pass the folder that holds {CONFIG_NAME} "
+                             "to --workspace")
     if not root.is_dir():
         raise WorkspaceError(f"workspace {root} does not exist; create it with `adaptloop init {root}`")
     if not path.is_file():
@@ -155,10 +158,13 @@ def load_settings(root: Path) -> Settings:
 
 
 def write_settings(root: Path, settings: Settings) -> Path:
-    """Write ``adaptloop.toml`` atomically."""
+    """Write ``adaptloop.toml`` atomically, readable by its owner only (mode 0600: it holds the admin token)."""
     path = root / CONFIG_NAME
     tmp = path.with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(settings.model_dump()), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(tomli_w.dumps(settings.model_dump()))
+    os.chmod(tmp, 0o600)  # an existing tmp file keeps its mode through O_CREAT
     os.replace(tmp, path)
     return path
 

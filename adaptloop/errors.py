@@ -5,7 +5,8 @@
     ├── DataError               a data file that cannot be used (missing, empty, wrong fields, ...)
     ├── LabelError              labels that do not fit the task (one class, unknown at eval time)
     ├── BudgetError             a budget string that does not parse
-    └── NotFoundError           a task, run, model version or alias that does not exist
+    ├── NotFoundError           a task, run, model version or alias that does not exist
+    └── RunFailed               a run stopped by an error: it is marked failed, nothing promoted (exit 3)
 
 Every message names the problem and the fix, in one sentence each.
 """
@@ -35,3 +36,14 @@ class BudgetError(AdaptloopError):
 
 class NotFoundError(AdaptloopError):
     """A named object is not in the store."""
+
+
+class RunFailed(AdaptloopError):
+    """A run stopped by an error inside it: the run and its running nodes are marked failed with the
+    error, and nothing was promoted."""
+
+    def __init__(self, run_id: int, exc: BaseException) -> None:
+        self.run_id = run_id
+        first = (str(exc).splitlines() or [""])[0][:300]
+        super().__init__(f"run {run_id} failed ({type(exc).__name__}: {first}); nothing was promoted; "
+                         f"`adaptloop runs {run_id}` shows where it stopped")

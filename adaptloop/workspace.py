@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,8 +34,30 @@ class Workspace:
         """
         root = resolve_workspace(workspace)
         settings = load_settings(root)
-        return cls(root, settings, Store(store_url(root, settings)),
-                   ArtifactStore(root / STATE_DIR / "artifacts"))
+        url = store_url(root, settings)
+        _check_store_file(root, url)
+        return cls(root, settings, Store(url), ArtifactStore(root / STATE_DIR / "artifacts"))
+
+
+def _check_store_file(root: Path, url: str) -> None:
+    """Refuse to open an SQLite store that would start empty beside a history's artifacts (a deleted
+    ``store.db``), or that cannot be written (a read-only workspace).
+
+    Raises:
+        WorkspaceError: the store file is missing while artifacts exist, or the folder is read-only.
+    """
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or ":memory:" in url:
+        return
+    db = Path(url.removeprefix(prefix))
+    artifacts = root / STATE_DIR / "artifacts"
+    if not db.exists() and artifacts.is_dir() and any(p.is_dir() for p in artifacts.iterdir()):
+        raise WorkspaceError(f"{db} is missing but {artifacts} holds models and data: the history that names them "
+                             "is gone; restore the file from a backup, or start a new workspace with "
+                             "`adaptloop init NEW_FOLDER`")
+    if not os.access(db.parent if not db.exists() else db, os.W_OK):
+        raise WorkspaceError(f"workspace {root} is read-only ({db} cannot be written); copy it somewhere writable or "
+                             "fix its permissions")
 
 
 def init_workspace(path: str | Path, *, settings: Settings | None = None) -> Path:

@@ -10,22 +10,30 @@ from adaptloop.errors import BudgetError
 _UNITS = {"s": 1, "m": 60, "h": 3600}
 
 
+MIN_BUDGET_S = 10.0  # a budget under this cannot cover even the first pipeline and the final scoring
+MAX_BUDGET_S = 48 * 3600.0
+
+
 def parse_budget(text: str) -> float:
-    """Seconds in ``90s``, ``20m``, ``1h``, ``1h30m`` or a bare number of minutes.
+    """Seconds in ``90s``, ``20m``, ``1h`` or ``1h30m``, between ``MIN_BUDGET_S`` and ``MAX_BUDGET_S``.
 
     Raises:
-        BudgetError: the text does not parse or is not positive.
+        BudgetError: the text does not parse, has no unit, or is out of range.
     """
     t = str(text).strip().lower()
     if re.fullmatch(r"\d+(\.\d+)?", t):
-        seconds = float(t) * 60
-    else:
-        parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smh])", t)
-        if not parts or re.sub(r"\s+", "", "".join(a + b for a, b in parts)) != re.sub(r"\s+", "", t):
-            raise BudgetError(f"budget '{text}' does not parse; write it like 90s, 20m or 1h30m")
-        seconds = sum(float(a) * _UNITS[b] for a, b in parts)
-    if seconds <= 0:
-        raise BudgetError(f"budget '{text}' must be more than zero; write it like 20m")
+        raise BudgetError(f"budget '{text}' has no unit; write {t}s, {t}m or {t}h")
+    parts = re.findall(r"(\d+(?:\.\d+)?)\s*([smh])", t)
+    if not parts or re.sub(r"\s+", "", "".join(a + b for a, b in parts)) != re.sub(r"\s+", "", t):
+        raise BudgetError(f"budget '{text}' does not parse; write it like 90s, 20m or 1h30m")
+    seconds = sum(float(a) * _UNITS[b] for a, b in parts)
+    if seconds < MIN_BUDGET_S:
+        raise BudgetError(f"budget '{text}' is under the {MIN_BUDGET_S:.0f}s minimum: the first pipeline always "
+                          "runs to the end and the winner is then scored on the frozen eval set; give at least "
+                          f"{MIN_BUDGET_S:.0f}s (a useful cold start takes minutes)")
+    if seconds > MAX_BUDGET_S:
+        raise BudgetError(f"budget '{text}' is over the {MAX_BUDGET_S / 3600:.0f}h maximum; a run that long is "
+                          "better split: stop, look at `adaptloop runs`, and `new --resume`")
     return seconds
 
 

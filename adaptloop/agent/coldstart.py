@@ -23,14 +23,14 @@ from adaptloop.agent.doctrine import DoctrinePolicy
 from adaptloop.agent.executor import Executor, Trial, TrialOutcome, make_executor
 from adaptloop.agent.policy import WAIT, Policy, Proposal, SearchState, Stop
 from adaptloop.agent.predict import embedding_cache, score_rows
-from adaptloop.agent.prepare import prepare, recipe_book
+from adaptloop.agent.prepare import fail_run, prepare, recipe_book
 from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.data import recipes
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.data.sources import Loaded
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
-from adaptloop.errors import NotFoundError
+from adaptloop.errors import AdaptloopError, NotFoundError, RunFailed
 from adaptloop.evaluate.gate import first_model
 from adaptloop.evaluate.metrics import primary, scalars
 from adaptloop.evaluate.rows import constant_rows, metrics_of
@@ -129,15 +129,15 @@ class ColdStart:
         spec = store.run_state(run).spec
         clock = Clock(run.budget_s, spent=run.spent_s)
         started = time.monotonic()
-        book = recipe_book(ws, run)
         executor = self.executor
-        if executor is None:
-            parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S else 1
-            executor = make_executor(ws.settings.search.executor, parallel)
         running: dict[Future, tuple[Node, Callable[[int], None]]] = {}
         starting: Node | None = None
         stop = ""
         try:
+            book = recipe_book(ws, run)
+            if executor is None:
+                parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S else 1
+                executor = make_executor(ws.settings.search.executor, parallel)
             while True:
                 state = self._state(spec, book, clock, executor.workers)
                 pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
@@ -178,8 +178,14 @@ class ColdStart:
             store.update(Run, self.run_id, status="interrupted", spent_s=clock.spent)
             store.decide(self.run_id, "interrupted", "stopped by the user; `--resume` continues")
             raise
+        except Exception as exc:  # the run and its unfinished nodes are marked failed; a user's error keeps its line
+            nodes = [n for n, _ in running.values()] + ([starting] if starting else [])
+            fail_run(store, self.run_id, exc, nodes=[n.id for n in nodes], spent_s=clock.spent)
+            if isinstance(exc, AdaptloopError):
+                raise
+            raise RunFailed(self.run_id, exc) from exc
         finally:
-            if self.executor is None:
+            if self.executor is None and executor is not None:
                 executor.shutdown()
 
     # -- steps ----------------------------------------------------------------------------
@@ -420,7 +426,7 @@ def resumable_run(ws: Workspace) -> int:
     Raises:
         NotFoundError: there is none.
     """
-    rows = ws.store.all(select(Run).where(Run.status != "done").order_by(Run.id.desc()))
+    rows = ws.store.all(select(Run).where(Run.status.not_in(("done", "failed"))).order_by(Run.id.desc()))
     if not rows:
         raise NotFoundError("no interrupted run to resume in this workspace; start one with "
                             "`adaptloop new PROMPT --data FILE`")

@@ -33,7 +33,7 @@ from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
 from adaptloop.agent.policy import Proposal
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
-from adaptloop.agent.prepare import _examples, _store_dataset
+from adaptloop.agent.prepare import _examples, _store_dataset, fail_run
 from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.agent.traffic import (
     as_given,
@@ -49,7 +49,7 @@ from adaptloop.data.split import stratified_split
 from adaptloop.diagnose.reference import reference_odds
 from adaptloop.diagnose.taxonomy import Cluster
 from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
-from adaptloop.errors import DataError
+from adaptloop.errors import AdaptloopError, DataError, RunFailed
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry
 from adaptloop.store.db import EvalSetRow, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
@@ -106,6 +106,23 @@ class ImproveCycle:
         self.cfg = ws.settings.improve
 
     def run(self) -> ImproveResult:
+        """One cycle; an error after its run was opened marks the run failed (``RunFailed``)."""
+        self._run_id: int | None = None
+        try:
+            return self._run()
+        except KeyboardInterrupt:
+            if self._run_id is not None:
+                self.ws.store.update(Run, self._run_id, status="interrupted", finished_at=utcnow())
+            raise
+        except Exception as exc:
+            if self._run_id is None:
+                raise
+            fail_run(self.ws.store, self._run_id, exc)
+            if isinstance(exc, AdaptloopError):
+                raise
+            raise RunFailed(self._run_id, exc) from exc
+
+    def _run(self) -> ImproveResult:
         t0 = time.monotonic()
         ws, store = self.ws, self.ws.store
         mv, spec, model = load_version(ws, "production", cached=True)
@@ -173,6 +190,7 @@ class ImproveCycle:
         poison = Counter(v.kind for v in verdicts if v.triage == "poison")
         run = store.add(Run(task_id=mv.task_id, kind="improve", budget_s=self.budget_s, state={},
                             eval_set_id=parent_run.eval_set_id))
+        self._run_id = run.id
         with store.session() as s:
             for r in rows:
                 v = by_id[r.id]

@@ -6,6 +6,7 @@ trained; every removal carries its reason. ``recipe_book`` reads a prepared run'
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -18,8 +19,8 @@ from adaptloop.data.sources import Loaded
 from adaptloop.data.spec import infer_extraction_spec, infer_spec
 from adaptloop.data.split import held_out_split
 from adaptloop.diagnose.token_issues import token_label_issues
-from adaptloop.errors import DataError
-from adaptloop.store.db import Dataset, EvalSetRow, Quarantine, Removal, Run, Task
+from adaptloop.errors import AdaptloopError, DataError, LabelError, RunFailed
+from adaptloop.store.db import Dataset, EvalSetRow, Node, Quarantine, Removal, Run, Task, utcnow
 from adaptloop.train.base import Progress, no_progress
 from adaptloop.train.logreg import out_of_fold_proba
 from adaptloop.types import EvalSet, Example, RunState, TaskSpec
@@ -60,9 +61,9 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
 
     ``gold``: a separate gold file; the frozen eval set and dev are split from it (half
     each) and nothing of it is trained on. Without it both come from ``loaded``.
-    Nothing is written when the data fails validation (``infer_spec`` raises first).
+    Nothing is written when the data fails validation (``infer_spec`` and ``_check_enough`` raise first);
+    a run that fails after that is marked failed (``RunFailed``).
     """
-    settings = ws.settings
     if gold is not None and gold.family != loaded.family:
         raise DataError(f"{gold.source} holds {gold.family} records but {loaded.source} {loaded.family}; "
                         "the gold file must have the training data's format")
@@ -70,9 +71,24 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         spec = infer_extraction_spec(prompt, loaded.examples, source=loaded.source)
     else:
         spec = infer_spec(prompt, loaded.examples, source=loaded.source)
+    _check_enough(spec, loaded, gold)
     task = ws.store.add(Task(name=spec.name, prompt=prompt, family=spec.family,
                              spec=spec.to_dict()))
     run = ws.store.add(Run(task_id=task.id, kind="coldstart", budget_s=budget_s, state={}))
+    try:
+        _prepare_run(ws, task, run, spec, loaded, gold, progress, embed_fn)
+    except Exception as exc:  # no run is left "running" with half its data
+        fail_run(ws.store, run.id, exc)
+        if isinstance(exc, AdaptloopError):
+            raise
+        raise RunFailed(run.id, exc) from exc
+    return task.id, run.id
+
+
+def _prepare_run(ws: Workspace, task: Task, run: Run, spec: TaskSpec, loaded: Loaded, gold: Loaded | None,
+                 progress: Progress, embed_fn: Callable[[list[str]], np.ndarray] | None) -> None:
+    """Quarantine, curation, the frozen eval set, dev and the label issues of a new run; its state."""
+    settings = ws.settings
     for part in (loaded, gold) if gold is not None else (loaded,):
         with ws.store.session() as s:
             for q in part.quarantined:
@@ -134,7 +150,55 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
     )
     ws.store.save_state(run.id, state)
     ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues", **state.curation)
-    return task.id, run.id
+
+
+MIN_PER_CLASS = 3  # one example for the frozen eval set, one for dev, one to train on
+MIN_EXAMPLES = 3  # extraction: sentences, one for each of the same three parts
+
+
+def _check_enough(spec: TaskSpec, loaded: Loaded, gold: Loaded | None) -> None:
+    """Refuse data too small to hold out an eval set and a dev split and still train, before anything
+    is written; and a gold file with labels the training data lacks.
+
+    Raises:
+        DataError: not enough examples.
+        LabelError: the gold file has labels (entity types) the training data does not.
+    """
+    if gold is not None:
+        found = ({s[2] for e in gold.examples for s in e.spans} if spec.family == "extraction"
+                 else {e.label for e in gold.examples})
+        unknown = sorted(found - set(spec.labels))
+        if unknown:
+            raise LabelError(f"{gold.source} has {len(unknown)} label(s) the training data lacks "
+                             f"({', '.join(unknown[:5])}); the model could never predict them — add training "
+                             "examples for them or remove them from the gold file")
+        if len(gold.examples) < 2:
+            raise DataError(f"{gold.source} has {len(gold.examples)} usable example(s); the gold file gives the eval "
+                            "set and dev half each: it needs at least 2")
+        return
+    if spec.family == "extraction":
+        if len(loaded.examples) < MIN_EXAMPLES:
+            raise DataError(f"{loaded.source} has {len(loaded.examples)} usable sentences; at least {MIN_EXAMPLES} "
+                            "are needed to hold out an eval set and a dev split and still train — add data")
+        return
+    counts = Counter(e.label for e in loaded.examples)
+    enough = [lab for lab, n in counts.items() if n >= MIN_PER_CLASS]
+    if len(enough) < 2:
+        small = ", ".join(f"'{lab}' ({n})" for lab, n in sorted(counts.items(), key=lambda kv: kv[1])[:3])
+        raise DataError(f"{loaded.source}: {len(enough)} of {len(counts)} classes have the {MIN_PER_CLASS} examples "
+                        f"a class needs (one for the frozen eval set, one for dev, one to train on); smallest: "
+                        f"{small}; add examples")
+
+
+def fail_run(store: Any, run_id: int, exc: BaseException, *, nodes: Sequence[int] = (),
+             spent_s: float | None = None) -> None:
+    """Mark a run (and its unfinished nodes) failed with the error, so that no run is left "running"."""
+    error = f"{type(exc).__name__}: {exc}"[:500]
+    for node_id in nodes:
+        store.update(Node, node_id, status="failed", finished_at=utcnow(), eval_metrics={"error": error})
+    fields = {"status": "failed", "finished_at": utcnow()} | ({"spent_s": spent_s} if spent_s is not None else {})
+    store.update(Run, run_id, **fields)
+    store.decide(run_id, "failed", f"stopped by an error: {error}; nothing was promoted", error=error)
 
 
 def _freeze_eval_set(ws: Workspace, task_id: int, run_id: int, deduped: list[Example],

@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from sqlalchemy import select
 
 from adaptloop.agent.predict import predict_chunked, predictor
+from adaptloop.data.sources import read_text
 from adaptloop.data.spans import strat_key
 from adaptloop.data.traces import read_traces
 from adaptloop.diagnose.span_triage import SpanView, span_triage
@@ -24,7 +26,9 @@ from adaptloop.workspace import Workspace
 
 
 def import_traces(ws: Workspace, path: str, *, task_id: int | None = None) -> dict[str, Any]:
-    """Read a trace file into the store: new ids added, known ids skipped, bad lines quarantined."""
+    """Read a trace file into the store: new ids added, known ids skipped, bad lines quarantined (once:
+    importing the same file again quarantines nothing twice). Every line is accounted for: read,
+    quarantined or blank."""
     traces, bad = read_traces(path)
     if task_id is None:
         try:
@@ -32,11 +36,16 @@ def import_traces(ws: Workspace, path: str, *, task_id: int | None = None) -> di
         except NotFoundError:
             task_id = None
     new = ws.store.add_traces([t.row(f"import:{path}", task_id) for t in traces])
+    source = f"traces:{path}"
     with ws.store.session() as s:
+        kept = set(s.execute(select(Quarantine.line_no, Quarantine.raw).where(Quarantine.source == source)).all())
         for q in bad:
-            s.add(Quarantine(source=f"traces:{path}", line_no=q.line_no, raw=q.raw, reason=q.reason))
+            if (q.line_no, q.raw) not in kept:
+                s.add(Quarantine(source=source, line_no=q.line_no, raw=q.raw, reason=q.reason))
+    lines = read_text(path).split("\n")
+    blank = sum(1 for line in lines if not line.strip()) - (not lines[-1].strip())  # the final newline ends a line
     return {"file": str(path), "read": len(traces), "new": new, "already_stored": len(traces) - new,
-            "quarantined": len(bad)}
+            "quarantined": len(bad), "blank": blank, "lines": len(traces) + len(bad) + blank}
 
 
 def new_failures(ws: Workspace) -> int:

@@ -11,7 +11,7 @@ import typer
 from rich.markup import escape
 from typer.core import TyperGroup
 
-from adaptloop.errors import AdaptloopError
+from adaptloop.errors import AdaptloopError, RunFailed
 from adaptloop.report.terminal import err
 
 if TYPE_CHECKING:
@@ -25,27 +25,48 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
 class Group(TyperGroup):
-    """Maps user errors to one line on stderr and exit code 2, Ctrl-C to 130."""
+    """Maps user errors to one line on stderr and exit code 2, a run stopped by an error to 3 (nothing
+    promoted), Ctrl-C to 130, and anything unexpected to one line and 1 (its traceback kept in a file)."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except RunFailed as exc:
+            err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
+            ctx.exit(3)
         except AdaptloopError as exc:
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
             ctx.exit(130)
+        except (typer.TyperException, typer.Exit, typer.Abort, click.ClickException, click.exceptions.Exit,
+                click.Abort):
+            raise  # usage errors and exits: typer prints and exits as usual
         except Exception as exc:
             from sqlalchemy.exc import SQLAlchemyError
 
             if not isinstance(exc, SQLAlchemyError):
-                raise
+                where = _keep_traceback(exc)
+                err.print("[red]error:[/] " + escape(f"unexpected {type(exc).__name__}: {str(exc)[:200]} — a bug in "
+                          f"adaptloop; its traceback is in {where}"), highlight=False, soft_wrap=True)
+                ctx.exit(1)
             first = str(exc).splitlines()[0]
             err.print("[red]error:[/] " + escape(f"the store failed ({first}); check [store] url in "
                       "adaptloop.toml and that the database is reachable"), highlight=False,
                       soft_wrap=True)
             ctx.exit(2)
+
+
+def _keep_traceback(exc: BaseException) -> Path:
+    """Write the traceback of an unexpected error to a file (for a bug report) and return its path."""
+    import tempfile
+    import traceback
+
+    fd, name = tempfile.mkstemp(prefix="adaptloop-error-", suffix=".txt")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    return Path(name)
 
 
 WorkspaceOpt = Annotated[Path | None, typer.Option(

@@ -150,7 +150,7 @@ def rollback(
 
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address [default: [serve] host].")] = None,
-    port: Annotated[int | None, typer.Option(help="Port [default: [serve] port].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: [serve] port].", min=1, max=65535)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
     """Serve the production model over HTTP: POST /v1/predict, /v1/feedback; GET /healthz, /metrics.

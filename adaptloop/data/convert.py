@@ -25,7 +25,10 @@ def convert_extraction(data: Path, to: str, output: Path) -> dict[str, Any]:
     """
     if to not in ("spans", "tags"):
         raise AdaptloopError(f"--to must be 'spans' or 'tags', not '{to}'")
+    if output.is_dir():
+        raise AdaptloopError(f"--output {output} is a folder; give a file name, e.g. {output / 'converted.jsonl'}")
     loaded = load_extraction(data)
+    output.parent.mkdir(parents=True, exist_ok=True)
     with output.open("w", encoding="utf-8") as f:
         for e in loaded.examples:
             if to == "spans":

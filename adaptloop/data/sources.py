@@ -48,7 +48,7 @@ def read_text(path: str | Path) -> str:
     if not raw.strip():
         raise DataError(f"data file {p} is empty; it needs one JSON object per line")
     try:
-        return raw.decode("utf-8")
+        return raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is not data
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{p} is not UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "

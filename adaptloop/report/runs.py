@@ -44,5 +44,6 @@ def write_run_report(ws: Workspace, run: int | None = None, out_path: Path | Non
     ``WORKSPACE/reports/run-N.html``); what was written, and how many nodes and findings it shows."""
     run_id = run if run is not None else latest_run(ws)
     view = build_view(ws, run_id)
-    path = write_report(view, out_path or ws.root / "reports" / f"run-{run_id}.html")
+    out = out_path or ws.root / "reports"
+    path = write_report(view, out / f"run-{run_id}.html" if out.is_dir() or out_path is None else out)
     return {"run": run_id, "report": str(path), "nodes": len(view["nodes"]), "findings": len(view["findings"])}

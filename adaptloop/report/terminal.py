@@ -184,6 +184,9 @@ def _show_generation_cold_start(r: dict[str, Any]) -> None:
 
 def show_eval(r: dict[str, Any], data: Path) -> None:
     """A model's scores on a labelled file: per-class (or per-type) table and the headline metrics."""
+    if r.get("quarantined"):
+        err.print(f"[yellow]{r['quarantined']} malformed lines of {data} were skipped and not scored[/]; the scores "
+                  "below cover the rest only (fix those lines to score them)")
     if "kind" in r:
         metric = next(k for k in ("exact_match", "pass_at_1", "rouge_l") if k in r)
         for f in r["findings"]:

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
+import logging
 import secrets
 import threading
 import time
@@ -32,35 +34,51 @@ from typing import Any, Literal
 from fastapi import FastAPI, Header, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from adaptloop.agent.predict import predictor
 from adaptloop.config import ServeSettings
 from adaptloop.data.spans import check_spans
-from adaptloop.errors import NotFoundError
+from adaptloop.errors import NotFoundError, WorkspaceError
 from adaptloop.serve.batching import MicroBatcher
 from adaptloop.serve.chat import add_chat_routes
 from adaptloop.serve.traces import TraceWriter
 from adaptloop.store import registry
-from adaptloop.store.db import TraceRow
+from adaptloop.store.db import Task, TraceRow
+from adaptloop.types import TaskSpec
 from adaptloop.workspace import Workspace
 
 POLL_S = 1.0  # how often the server checks whether `production` moved
+log = logging.getLogger(__name__)
 
 
-class PredictIn(BaseModel):
+class _Text(BaseModel):
+    """A body whose every string must be storable text: UTF-8 encodable (JSON's ``"\\ud800"`` is not)."""
+
+    @model_validator(mode="after")
+    def _utf8(self):
+        try:
+            json.dumps(self.model_dump(), ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the body holds text that is not valid Unicode (a lone surrogate such as "
+                             "\\ud800); send UTF-8 text") from None
+        return self
+
+
+class PredictIn(_Text):
     inputs: list[str] | None = Field(None, description="Texts to predict on (a batch).")
     input: str | None = Field(None, description="A single text (instead of inputs).")
     meta: dict[str, Any] | None = Field(None, description="Kept with every trace of this request.")
 
 
-class FeedbackIn(BaseModel):
-    trace_id: str
-    label: str | None = Field(None, description="The corrected (or confirmed) label.")
+class FeedbackIn(_Text):
+    trace_id: str = Field(..., max_length=64)
+    label: str | None = Field(None, max_length=200, description="The corrected (or confirmed) label.")
     entities: list[dict[str, Any]] | None = Field(
-        None, description="Extraction: the corrected entities [{start, end, label}, ...]; [] for none.")
+        None, max_length=1000, description="Extraction: the corrected entities [{start, end, label}, ...]; [] for "
+                                           "none.")
     verdict: Literal["correct", "wrong"] | None = None
-    source: str | None = Field(None, description="Who says so (a user id, a reviewer, a system).")
+    source: str | None = Field(None, max_length=200, description="Who says so (a user id, a reviewer, a system).")
 
 
 class PromoteIn(BaseModel):
@@ -76,6 +94,7 @@ class ModelSlot:
         self.version_id: int | None = None
         self.model: Any = None
         self.task_id: int | None = None
+        self.spec: TaskSpec | None = None  # the served model's task: what feedback may say
         self._lock = threading.Lock()
         self.swaps = 0
 
@@ -92,9 +111,10 @@ class ModelSlot:
             return False
         mv = registry.resolve(self.ws.store, f"v{target}")
         model = load_trained(self.ws.artifacts.path(mv.artifact))  # loaded before the swap: no gap
+        spec = TaskSpec.from_dict(self.ws.store.get(Task, mv.task_id).spec)
         with self._lock:
             swapped = self.version_id is not None
-            self.version_id, self.model, self.task_id = mv.id, model, mv.task_id
+            self.version_id, self.model, self.task_id, self.spec = mv.id, model, mv.task_id, spec
         self.swaps += swapped
         return True
 
@@ -157,6 +177,7 @@ def create_app(ws: Workspace) -> FastAPI:
     s = _Server(ws, cfg, slot, batcher, reg, m)
     app = FastAPI(title="adaptloop", lifespan=_lifespan(s),
                   description="Predictions from the production model; every one is traced.")
+    app.state.slot = slot
     _add_guards(app, s)
     _add_predict_routes(app, s)
     _add_status_routes(app, s)
@@ -196,36 +217,82 @@ def _lifespan(s: _Server):
     return lifespan
 
 
+class _Body:
+    """ASGI wrapper: a request body is read whole before the app sees it, and refused with 413 past
+    ``limit`` bytes whatever ``Content-Length`` says (a chunked body has none); a JSON endpoint's
+    body is read as JSON whatever its content type (``curl -d`` sends a form type)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        body, more = bytearray(), True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.limit:
+                await self._refuse(send)
+                return
+        headers = [(k, v) for k, v in scope["headers"] if k not in (b"content-type", b"content-length")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        done = False
+
+        async def replay() -> dict[str, Any]:
+            nonlocal done
+            if done:
+                return await receive()
+            done = True
+            return {"type": "http.request", "body": bytes(body), "more_body": False}
+
+        await self.app({**scope, "headers": headers}, replay, send)
+
+    async def _refuse(self, send: Callable) -> None:
+        blob = json.dumps({"error": f"the body is over the {self.limit}-byte limit; send fewer or shorter inputs "
+                                    "per request"}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(blob)).encode())]})
+        await send({"type": "http.response.body", "body": blob})
+
+
 def _add_guards(app: FastAPI, s: _Server) -> None:
-    """Request metrics, 413 for an oversized body, 503 (never a 500) when the model or the store fails, and
-    422 with the first problem named for a malformed body."""
+    """Request metrics (by endpoint, unknown paths as one series), 413 for an oversized body (``_Body``), 503
+    (never a 500) when the model or the store fails — logged, its cause kept out of the reply — and 422
+    with the first problem named for a malformed body."""
     cfg, m = s.cfg, s.m
+    paths = {"/v1/predict", "/v1/feedback", "/v1/chat/completions", "/healthz", "/metrics", "/v1/admin/promote",
+             "/v1/admin/rollback", "/docs", "/openapi.json"}
+
+    # inside ``observe`` (added later, so outside): its refusals are counted like any other reply
+    app.add_middleware(_Body, limit=cfg.max_inputs * (cfg.max_chars + 16) + 4096)
 
     @app.middleware("http")
     async def observe(request: Request, call_next):
         t0 = time.perf_counter()
-        size = request.headers.get("content-length")
-        limit = cfg.max_inputs * (cfg.max_chars + 16) + 4096
-        if size is not None and size.isdigit() and int(size) > limit:
-            response = JSONResponse({"error": f"body of {size} bytes is over the {limit}-byte limit; send "
-                                              "fewer or shorter inputs per request"}, status_code=413)
-        else:
-            try:
-                response = await call_next(request)
-            except Exception as exc:  # never a 500: the model or the store failed, say so
-                response = JSONResponse({"error": f"temporarily unavailable: {type(exc).__name__}: {exc}"},
-                                        status_code=503)
-        path = request.url.path
-        m["requests"].labels(path, str(response.status_code)).inc()
-        m["latency"].labels(path).observe(time.perf_counter() - t0)
+        try:
+            response = await call_next(request)
+        except Exception:  # never a 500: the model or the store failed; the log says why
+            ref = uuid.uuid4().hex[:12]
+            log.exception("503 on %s %s (ref %s)", request.method, request.url.path, ref)
+            response = JSONResponse({"error": f"temporarily unavailable: the model or the store failed (ref {ref} "
+                                              "in the server log); retry later"}, status_code=503)
+        series = request.url.path if request.url.path in paths else "(other)"
+        m["requests"].labels(series, str(response.status_code)).inc()
+        m["latency"].labels(series).observe(time.perf_counter() - t0)
         return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):
-        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid body"}
-        where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-        return JSONResponse({"error": f"{where or 'body'}: {first.get('msg')}", "detail": exc.errors()},
-                            status_code=422)
+        # never echo the input back: it may be huge, or not encodable at all
+        errors = [{"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": e.get("type", "")}
+                  for e in exc.errors()] or [{"loc": [], "msg": "invalid body", "type": ""}]
+        where = ".".join(p for p in errors[0]["loc"] if p != "body")
+        return JSONResponse({"error": f"{where or 'body'}: {errors[0]['msg']}", "detail": errors}, status_code=422)
 
 
 def _add_predict_routes(app: FastAPI, s: _Server) -> None:
@@ -261,6 +328,9 @@ def _add_predict_routes(app: FastAPI, s: _Server) -> None:
             known = await asyncio.get_running_loop().run_in_executor(None, ws.store.get, TraceRow, body.trace_id)
             if known is None:
                 raise HTTPException(404, f"no trace {body.trace_id}; use a trace_id from /v1/predict")
+        wrong = _feedback_problem(s.slot.spec, body)
+        if wrong:
+            raise HTTPException(422, wrong)
         spans = None
         if body.entities is not None:
             row = await asyncio.get_running_loop().run_in_executor(None, writer.text_of, ws.store, body.trace_id)
@@ -271,6 +341,27 @@ def _add_predict_routes(app: FastAPI, s: _Server) -> None:
         writer.feedback(body.trace_id, body.label, body.verdict, body.source, spans)
         s.m["feedback"].inc()
         return {"trace_id": body.trace_id, "accepted": True}
+
+
+def _feedback_problem(spec: TaskSpec | None, body: FeedbackIn) -> str:
+    """What is wrong with feedback for the served task ('' when nothing): a label that is not one of its
+    classes, entities for a classifier, a label for an entity extractor, entities of unknown types."""
+    if spec is None or spec.family == "generation":
+        return ""
+    if spec.family == "classification":
+        if body.entities is not None:
+            return "this task classifies text: send 'label' (one of its classes), not 'entities'"
+        if body.label is not None and body.label not in spec.labels:
+            shown = ", ".join(spec.labels[:5]) + (", ..." if len(spec.labels) > 5 else "")
+            return f"label '{body.label[:80]}' is not a class of this task; it has {len(spec.labels)}: {shown}"
+        return ""
+    if body.label is not None:
+        return "this task extracts entities: send 'entities' [{start, end, label}, ...], not 'label'"
+    unknown = sorted({str(e.get("label")) for e in body.entities or () if e.get("label") not in spec.labels})
+    if unknown:
+        return (f"entity type(s) {', '.join(u[:40] for u in unknown[:5])} are not types of this task; it has "
+                f"{', '.join(spec.labels)}")
+    return ""
 
 
 def _add_status_routes(app: FastAPI, s: _Server) -> None:
@@ -302,8 +393,8 @@ def _add_admin_routes(app: FastAPI, s: _Server) -> None:
     def admin(authorization: str | None) -> None:
         if not cfg.admin_token:
             raise HTTPException(403, "admin endpoints are off; set [serve] admin_token in adaptloop.toml")
-        given = (authorization or "").removeprefix("Bearer ").strip()
-        if not secrets.compare_digest(given, cfg.admin_token):
+        scheme, _, given = (authorization or "").strip().partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), cfg.admin_token):
             raise HTTPException(401, "send 'Authorization: Bearer <[serve] admin_token from adaptloop.toml>'")
 
     @app.post("/v1/admin/promote")
@@ -340,6 +431,23 @@ def run_server(ws: Workspace, host: str | None = None, port: int | None = None, 
 
     registry.resolve(ws.store, "production")  # a clear error before the server starts
     cfg = ws.settings.serve
+    host, port = host or cfg.host, port or cfg.port
+    _check_port(host, port)
     if on_start is not None:
-        on_start(ws.root, host or cfg.host, port or cfg.port)
-    uvicorn.run(create_app(ws), host=host or cfg.host, port=port or cfg.port, log_level="warning")
+        on_start(ws.root, host, port)
+    uvicorn.run(create_app(ws), host=host, port=port, log_level="warning")
+
+
+def _check_port(host: str, port: int) -> None:
+    """Raises WorkspaceError when ``host:port`` cannot be bound (taken, or not an address of this machine)."""
+    import socket
+
+    if not 1 <= port <= 65535:
+        raise WorkspaceError(f"port {port} is out of range; use 1-65535 (--port or [serve] port)")
+    try:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+    except OSError as exc:
+        raise WorkspaceError(f"cannot serve on {host}:{port} ({exc.strerror or exc}); stop what uses the port or "
+                             "pick another with --port") from None

@@ -211,6 +211,20 @@ class RegistryEvent(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class FeedbackEvent(Base):
+    """Every feedback a trace received, in the order it came (append-only); the trace row holds the
+    latest, which is the one that counts."""
+
+    __tablename__ = "feedback_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trace_id: Mapped[str] = mapped_column(String(64), index=True)
+    label: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    spans: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
+    verdict: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    source: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class TraceRow(Base):
     """One inference: what came in, what the model said, the feedback, and the triage verdict.
 
@@ -405,7 +419,8 @@ class Store:
 
     def set_feedback(self, items: list[tuple[Any, ...]]) -> int:
         """Attach feedback ``(trace id, label, verdict, source[, entities])`` to stored traces, in one
-        transaction. A trace with new feedback is judged again. Returns how many ids were found."""
+        transaction: each is kept as a ``FeedbackEvent`` and the trace takes the latest. A trace with new
+        feedback is judged again. Returns how many ids were found."""
         found = 0
         with self.session() as s:
             for trace_id, label, verdict, source, *spans in items:
@@ -413,6 +428,8 @@ class Store:
                 if row is None:
                     continue
                 found += 1
+                s.add(FeedbackEvent(trace_id=trace_id, label=label, verdict=verdict, source=source,
+                                    spans=spans[0] if spans else None))
                 row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
                 row.feedback_spans = spans[0] if spans else None
                 row.feedback_ts = utcnow()

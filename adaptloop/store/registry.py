@@ -96,10 +96,11 @@ def events(store: Store) -> list[RegistryEvent]:
 
 
 def production_stack(store: Store) -> list[int]:
-    """The versions production has pointed at, oldest first, with rolled-back ones popped."""
+    """The versions production has pointed at, oldest first, with rolled-back ones popped (a promotion of
+    the version already in production changes nothing)."""
     stack: list[int] = []
     for e in events(store):
-        if e.alias != "production":
+        if e.alias != "production" or (stack and stack[-1] == e.version_id):
             continue
         if e.event == "rolled_back" and len(stack) > 1 and stack[-2] == e.version_id:
             stack.pop()

@@ -6,15 +6,18 @@ from adaptloop.agent.budget import Clock, parse_budget
 from adaptloop.errors import BudgetError
 
 
-@pytest.mark.parametrize("text,seconds", [("90s", 90), ("20m", 1200), ("1h30m", 5400),
-                                          ("2", 120), ("1.5m", 90)])
+@pytest.mark.parametrize("text,seconds", [("90s", 90), ("20m", 1200), ("1h30m", 5400), ("10s", 10),
+                                          ("1.5m", 90), ("48h", 172800)])
 def test_parse_budget(text, seconds):
     assert parse_budget(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["abc", "", "0m", "20x", "m20", "10m abc"])
-def test_bad_budget(text):
-    with pytest.raises(BudgetError, match="budget"):
+@pytest.mark.parametrize("text, words", [("abc", "does not parse"), ("", "does not parse"), ("0m", "minimum"),
+                                         ("20x", "does not parse"), ("m20", "does not parse"),
+                                         ("10m abc", "does not parse"), ("30", "no unit; write 30s, 30m or 30h"),
+                                         ("1s", "10s minimum"), ("100h", "48h maximum")])
+def test_bad_budget(text, words):
+    with pytest.raises(BudgetError, match=words):
         parse_budget(text)
 
 

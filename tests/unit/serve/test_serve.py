@@ -51,21 +51,20 @@ def test_predict_traces_every_input_and_takes_feedback(served):
     assert body["model_version"] == "v2" and len(body["outputs"]) == 2
     out = body["outputs"][0]
     assert {"trace_id", "label", "score"} <= set(out)
-    f = client.post("/v1/feedback", json={"trace_id": out["trace_id"], "label": "card_arrival", "source": "agent-1"})
+    label = client.app.state.slot.spec.labels[0]  # feedback must name a class of the served task
+    f = client.post("/v1/feedback", json={"trace_id": out["trace_id"], "label": label, "source": "agent-1"})
     assert f.status_code == 200 and f.json()["accepted"]
     wait_for(lambda: stored(ws) == 2)
-    wait_for(lambda: ws.store.get(TraceRow, out["trace_id"]).feedback_label == "card_arrival")
+    wait_for(lambda: ws.store.get(TraceRow, out["trace_id"]).feedback_label == label)
     row = ws.store.get(TraceRow, out["trace_id"])
     assert row.model_version == "v2" and row.output["label"] == out["label"] and row.meta == {"user": "u1"}
     assert client.post("/v1/feedback", json={"trace_id": "nope", "label": "x"}).status_code == 404
     assert client.post("/v1/feedback", json={"trace_id": out["trace_id"]}).status_code == 422
-    # corrected entities (an extraction task's feedback) are checked against the trace's text
+    # feedback must fit the served task: entities are an extraction task's, not a classifier's
     second = body["outputs"][1]["trace_id"]
-    f = client.post("/v1/feedback", json={"trace_id": second, "entities": [{"start": 0, "end": 3, "label": "X"}]})
-    assert f.status_code == 200
-    wait_for(lambda: ws.store.get(TraceRow, second).feedback_spans == [[0, 3, "X"]])
-    bad = client.post("/v1/feedback", json={"trace_id": second, "entities": [{"start": 0, "end": 99, "label": "X"}]})
-    assert bad.status_code == 422 and "out of range" in bad.json()["detail"]
+    bad = client.post("/v1/feedback", json={"trace_id": second, "entities": [{"start": 0, "end": 3, "label": "X"}]})
+    assert bad.status_code == 422 and "classifies text" in bad.json()["detail"]
+    assert ws.store.get(TraceRow, second).feedback_spans is None
 
 
 def test_limits_and_malformed_bodies_never_500(served):
