@@ -31,7 +31,7 @@ from adaptloop.data.sources import Loaded
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.errors import AdaptloopError, NotFoundError, RunFailed
-from adaptloop.evaluate.gate import first_model
+from adaptloop.evaluate.gate import first_model, paired_bootstrap
 from adaptloop.evaluate.metrics import primary, scalars
 from adaptloop.evaluate.rows import constant_rows, metrics_of
 from adaptloop.search import graph
@@ -337,8 +337,10 @@ class ColdStart:
             # a model no better than a constant answer is not worth serving: the first model's gate
             # (an improve cycle's candidate faces the dev duel and the gate against production instead)
             first = first_model(spec.primary_metric, run.eval_set_id or "", len(rows), primary(m, spec.primary_metric),
-                                baseline=baseline, predicts=constant)
+                                baseline=baseline, predicts=constant,
+                                ci=paired_bootstrap(spec, base_rows, rows, seed=ws.settings.train.seed))
             useless = not first.passed
+            weak = first.passed and first.sets[0].ci_low <= 0
             if useless and self.promote:
                 why = (f"the winner's {spec.primary_metric} on the frozen eval set, "
                        f"{primary(m, spec.primary_metric):.4f}, is no better than predicting {constant} "
@@ -350,6 +352,9 @@ class ColdStart:
                 registry.promote(store, mv.id, first,
                                  f"cold start: best on dev, {spec.primary_metric} {m[spec.primary_metric]:.4f} on "
                                  f"frozen eval set {run.eval_set_id}, above {baseline:.4f} for predicting {constant}")
+                if weak:  # served, but the user is told it is barely a model
+                    store.decide(self.run_id, "warning", f"v{mv.id} is promoted but {first.notes[-1]}; give it more "
+                                 "budget, more data or a larger encoder", node_id=best.id)
             else:
                 registry.nominate(store, mv.id, f"best on dev of improve run {self.run_id}; the regression gate "
                                                 "decides whether it is promoted")
@@ -357,7 +362,9 @@ class ColdStart:
             winner = {"node": best.name, "node_id": best.id, "selected_on_dev": selected.name,
                       "dev": selected.dev_metrics,
                       "eval": scalars(m), "constant_baseline": {"predicts": constant, spec.primary_metric: baseline,
-                                            "no_better": useless},
+                                            "no_better": useless, "gain_interval": [first.sets[0].ci_low,
+                                                                                    first.sets[0].ci_high],
+                                            "not_beyond_noise": weak},
                       "promoted": self.promote and not useless}
             if refits:  # for the record: the dev-selected original on the same eval set
                 orig = load_trained(ws.artifacts.path(selected.model_artifact), embeddings=embedding_cache(ws.root))

@@ -192,17 +192,24 @@ def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Seq
 
 
 def first_model(metric: str, eval_set: str, n: int, score: float, *, baseline: float | None = None,
-                predicts: str = "") -> GateResult:
+                predicts: str = "", ci: tuple[float, float] | None = None) -> GateResult:
     """The gate of a task's first model (a cold start): there is no incumbent, so the winner faces
     the best constant answer on the frozen eval set (``baseline``, what ``predicts`` scores; None
-    where no constant answer applies, as for generation) and passes when it beats it."""
+    where no constant answer applies, as for generation) and passes when it beats it. ``ci``: the
+    paired bootstrap interval of the gain over the constant answer; a pass whose interval reaches
+    zero says so in its notes (better, but not beyond noise)."""
+    lo, hi = ci if ci is not None else (0.0, 0.0)
     if baseline is None:
-        passed, note = True, f"first model: no incumbent; {metric} {score:.4f} on the frozen eval set {eval_set} ({n})"
+        passed, notes = True, [f"first model: no incumbent; {metric} {score:.4f} on the frozen eval set {eval_set} "
+                               f"({n})"]
     else:
         passed = score > baseline + 1e-9
-        note = (f"first model: {metric} {score:.4f} on the frozen eval set {eval_set} ({n}) vs {baseline:.4f} "
-                f"for predicting {predicts}")
+        notes = [f"first model: {metric} {score:.4f} on the frozen eval set {eval_set} ({n}) vs {baseline:.4f} "
+                 f"for predicting {predicts}"]
+        if passed and ci is not None and lo <= 0:
+            notes.append(f"not better than predicting {predicts} beyond noise: 95% interval of the gain "
+                         f"[{lo:+.4f}, {hi:+.4f}] reaches zero")
     reasons = [] if passed else [f"no better than predicting {predicts}: {metric} {score:.4f} <= {baseline:.4f}"]
     result = SetResult(eval_set=eval_set, n=n, incumbent=baseline if baseline is not None else 0.0, candidate=score,
-                       ci_low=0.0, ci_high=0.0, broken=[], fixed=0, passed=passed, reasons=reasons, notes=[note])
+                       ci_low=lo, ci_high=hi, broken=[], fixed=0, passed=passed, reasons=reasons, notes=notes)
     return GateResult(passed=passed, epsilon=0, metric=metric, sets=[result])

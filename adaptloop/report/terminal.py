@@ -139,6 +139,12 @@ def show_cold_start(ws: Workspace, kind: str, r: dict[str, Any]) -> None:
         return
     if r["winner"]:
         _show_promoted(r)
+        base = r["winner"].get("constant_baseline") or {}
+        if base.get("not_beyond_noise"):
+            lo, hi = base["gain_interval"]
+            err.print(f"[yellow]warning:[/] it is not better than predicting {escape(base['predicts'])} beyond noise "
+                      f"(95% interval of the gain [{lo:+.4f}, {hi:+.4f}]); give it more budget, more data or a larger "
+                      "encoder")
 
 
 def _show_promoted(r: dict[str, Any]) -> None:

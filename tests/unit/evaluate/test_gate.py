@@ -151,3 +151,14 @@ def test_an_extraction_gate_counts_broken_entities_not_sentences():
     assert len(r.broken) == 3 and r.fixed == 0 and "breaks 3 entities" in r.reasons[0]
     assert r.broken[0]["label"] == [0, 4, "PER"] and r.broken[0]["now"] == [[0, 4, "LOC"]]
     assert compare(spec, "e", cand, inc, epsilon=0).fixed == 3
+
+
+def test_the_first_models_gate_beats_the_constant_answer_and_says_when_only_by_noise():
+    from adaptloop.evaluate.gate import first_model
+
+    clear = first_model("f1", "e", 40, 0.30, baseline=0.0, predicts="no entities", ci=(0.12, 0.45))
+    weak = first_model("f1", "e", 40, 0.02, baseline=0.0, predicts="no entities", ci=(-0.01, 0.06))
+    none = first_model("f1", "e", 40, 0.0, baseline=0.0, predicts="no entities", ci=(0.0, 0.0))
+    assert clear.passed and len(clear.notes) == 1
+    assert weak.passed and "beyond noise" in weak.notes[-1] and weak.sets[0].ci_low < 0
+    assert not none.passed and none.reasons == ["no better than predicting no entities: f1 0.0000 <= 0.0000"]
