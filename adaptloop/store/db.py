@@ -217,6 +217,7 @@ class FeedbackEvent(Base):
 
     __tablename__ = "feedback_events"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)  # set by the server
     trace_id: Mapped[str] = mapped_column(String(64), index=True)
     label: Mapped[str | None] = mapped_column(String(200), nullable=True)
     spans: Mapped[list[Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
@@ -418,20 +419,25 @@ class Store:
         return len(fresh)
 
     def set_feedback(self, items: list[tuple[Any, ...]]) -> int:
-        """Attach feedback ``(trace id, label, verdict, source[, entities])`` to stored traces, in one
-        transaction: each is kept as a ``FeedbackEvent`` and the trace takes the latest. A trace with new
-        feedback is judged again. Returns how many ids were found."""
+        """Attach feedback ``(trace id, label, verdict, source[, entities[, event id]])`` to stored traces, in
+        one transaction: each is kept as a ``FeedbackEvent`` and the trace takes the latest. An event id
+        already stored is skipped (a replayed journal). A trace with new feedback is judged again.
+        Returns how many ids were found."""
         found = 0
+        padded = [(*item, None, None)[:6] for item in items]  # entities and event id are optional
         with self.session() as s:
-            for trace_id, label, verdict, source, *spans in items:
+            ids = [p[5] for p in padded if p[5]]
+            known = set(s.scalars(select(FeedbackEvent.event_id).where(FeedbackEvent.event_id.in_(ids)))) \
+                if ids else set()
+            for trace_id, label, verdict, source, spans, event_id in padded:
                 row = s.get(TraceRow, trace_id)
-                if row is None:
+                if row is None or (event_id and event_id in known):
                     continue
                 found += 1
-                s.add(FeedbackEvent(trace_id=trace_id, label=label, verdict=verdict, source=source,
-                                    spans=spans[0] if spans else None))
+                s.add(FeedbackEvent(event_id=event_id, trace_id=trace_id, label=label, verdict=verdict,
+                                    source=source, spans=spans))
                 row.feedback_label, row.feedback_verdict, row.feedback_source = label, verdict, source
-                row.feedback_spans = spans[0] if spans else None
+                row.feedback_spans = spans
                 row.feedback_ts = utcnow()
                 row.triage = row.kind = row.reason = None  # new evidence: judge it again
                 row.trust = row.cycle_id = None
