@@ -58,14 +58,21 @@ def parse_ts(value: Any) -> dt.datetime:
     Raises:
         ValueError: neither.
     """
+    fix = "write 'ts' as ISO 8601 (2026-11-01T10:00:00Z) or Unix seconds"
     if isinstance(value, bool):
-        raise ValueError("a boolean is not a timestamp")
+        raise ValueError(f"'ts' is a boolean; {fix}")
     if isinstance(value, (int, float)):
-        return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).replace(tzinfo=None)
+        try:
+            return dt.datetime.fromtimestamp(float(value), dt.timezone.utc).replace(tzinfo=None)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError(f"'ts' {value} is out of range; {fix}") from None
     if isinstance(value, str):
-        t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        try:
+            t = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"'ts' {value[:40]!r} is not a time; {fix}") from None
         return t.astimezone(dt.timezone.utc).replace(tzinfo=None) if t.tzinfo else t
-    raise ValueError(f"{type(value).__name__} is not a timestamp")
+    raise ValueError(f"'ts' is a {type(value).__name__}; {fix}")
 
 
 def parse_output(value: Any) -> dict[str, Any] | None:
