@@ -75,8 +75,10 @@ def new(
                         on_loaded=show_quarantined, on_spec=show_spec)
     if as_json:
         emit_json(r)
-        return
-    show_cold_start(ws, kind, r)
+    else:
+        show_cold_start(ws, kind, r)
+    if r.get("version") is None:  # no pipeline finished: say so in the exit code too
+        raise typer.Exit(3)
 
 
 def eval_(

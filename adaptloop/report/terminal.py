@@ -137,6 +137,10 @@ def show_cold_start(ws: Workspace, kind: str, r: dict[str, Any]) -> None:
         out.print(f"[bold yellow]not promoted: v{r['version']}[/] ({r['winner']['node']}) is registered "
                   "but no model is in production")
         return
+    if not r["winner"]:
+        err.print(f"[red]nothing was promoted:[/] no pipeline finished; `adaptloop runs {r['run_id']}` shows each "
+                  "node's error")
+        return
     if r["winner"]:
         _show_promoted(r)
         base = r["winner"].get("constant_baseline") or {}
