@@ -244,6 +244,7 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     from adaptloop.agent.predict import load_version
     from adaptloop.agent.traffic import import_traces
     from adaptloop.data.sources import load_for
+    from adaptloop.store import registry
     from adaptloop.train import trainer_for
     from adaptloop.train.base import no_progress
 
@@ -263,7 +264,13 @@ def run_scenario(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int,
     cold = cold_start(ws, load_for(files["seed"], scenario.prompt), scenario.prompt, base_s,
                       progress=progress, make_trainer=make_trainer, embed_fn=embed_fn)
     if cold.version is None:
-        raise DataError(f"scenario {scenario.name}: the cold start promoted nothing ({cold.stop_reason})")
+        raise DataError(f"scenario {scenario.name}: the cold start trained nothing ({cold.stop_reason})")
+    if registry.alias_target(ws.store, "production") is None:  # the winner was refused: no better than a constant
+        log(f"[{scenario.name}] the cold start's winner v{cold.version} was not promoted ({cold.stop_reason}); "
+            "the benchmark deploys it as the base all methods start from")
+        registry.force_promote(ws.store, cold.version, who="adaptft-bench",
+                               why="the benchmark's base: the cold start's winner, deployed whether or not it "
+                                   "beats a constant answer")
     _, spec, base = load_version(ws, "production", cached=True)
     gold = "spans" if scenario.family == "extraction" else "label"
     test = [_example(scenario, r["text"], r[gold]) for r in g.test_rows]
