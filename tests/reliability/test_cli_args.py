@@ -81,3 +81,25 @@ def test_eval_says_how_many_lines_it_skipped(trained, tmp_path, banking_sample):
         f.write("{broken\n")
     r = call("eval", "--data", path, "-w", trained)
     assert r.exit_code == 0 and "1 malformed lines" in r.output and "not scored" in r.output
+
+
+@pytest.mark.parametrize("toml, words", [
+    ("this is = not [toml", "is not valid TOML"),
+    ("[search]\nworkers = 'many'\n", "setting 'search.workers'"),
+    ("[agent]\neval_fraction = 7\n", "setting 'agent.eval_fraction'"),
+])
+def test_a_broken_settings_file(tmp_path, toml, words):
+    root = tmp_path / "w"
+    call("init", root)
+    (root / "adaptloop.toml").write_text(toml)
+    r = call("models", "-w", root)
+    assert r.exit_code == 2 and words in r.output and "fix" in r.output
+
+
+def test_a_missing_workspace_and_a_missing_data_file(tmp_path):
+    r = call("runs", "-w", tmp_path / "nowhere")
+    assert r.exit_code == 2 and "does not exist; create it with `adaptloop init" in r.output
+    root = tmp_path / "w"
+    call("init", root)
+    r = call("new", "route things", "--data", tmp_path / "missing.jsonl", "--budget", "20s", "-w", root)
+    assert r.exit_code == 2 and "does not exist" in r.output

@@ -177,3 +177,26 @@ def test_settings_file_is_private(tmp_path):
     root = init_workspace(tmp_path / "w")
     mode = stat.S_IMODE(os.stat(root / "adaptloop.toml").st_mode)
     assert mode == 0o600
+
+
+@pytest.mark.parametrize("method, path, body, status, words", [
+    ("post", "/v1/predict", {"inputs": []}, 422, "send {"),
+    ("post", "/v1/predict", {}, 422, "send {"),
+    ("post", "/v1/predict", {"inputs": ["  "]}, 422, "non-empty text"),
+    ("post", "/v1/predict", {"inputs": ["x"] * 9}, 413, "at most 8"),
+    ("post", "/v1/predict", {"input": "y" * 201}, 413, "at most 200"),
+    ("post", "/v1/predict", {"inputs": [5]}, 422, "inputs"),
+    ("post", "/v1/predict", {"inputs": "one text"}, 422, "inputs"),
+    ("post", "/v1/feedback", {"label": "x"}, 422, "trace_id"),
+    ("post", "/v1/feedback", {"trace_id": "nope", "verdict": "wrong"}, 404, "no trace nope"),
+    ("get", "/v1/predict", None, 405, ""),
+    ("post", "/v1/admin/promote", {"version": "v1"}, 401, "Bearer"),
+])
+def test_malformed_requests_get_their_status_and_one_line(served, method, path, body, status, words):
+    ws, client = served
+    r = client.post(path, json=body) if method == "post" else client.get(path)
+    assert r.status_code == status
+    if words:
+        assert words in error_line(r)
+    time.sleep(0.2)
+    assert count(ws, TraceRow) == 0 and count(ws, FeedbackEvent) == 0
