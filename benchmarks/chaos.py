@@ -5,7 +5,7 @@
 On a banking77 subset (6 intents) with the real backends, four kinds of trial:
 
 - ``new``: ``adaptloop new --budget 20s`` killed at a random moment, then ``new --resume``;
-- ``improve``: ``adaptloop improve --budget 40s`` on imported traffic, killed at a random moment;
+- ``improve``: fresh traffic imported, then ``adaptloop improve --budget 40s`` killed at a random moment;
 - ``promote``: a process moving ``production`` back and forth (admin promotions and rollbacks),
   killed at a random moment;
 - ``serve``: ``adaptloop serve`` under load (predictions and feedback from 8 client threads),
@@ -86,7 +86,8 @@ def subset(split: str, per_class: int, offset: int = 0) -> list[dict]:
 
 
 def trial_new(ws: Path, data: Path, rng: random.Random) -> dict:
-    rc = killed(["new", "route banking messages", "--data", str(data), "--budget", "20s"], ws, rng.uniform(1, 25))
+    # a run on this data takes about 7 s (3 s of it starting Python): the kill lands in any phase
+    rc = killed(["new", "route banking messages", "--data", str(data), "--budget", "20s"], ws, rng.uniform(0.5, 7))
     ok, why = consistent(ws)
     resumed = None
     if rc == -9:
@@ -96,8 +97,10 @@ def trial_new(ws: Path, data: Path, rng: random.Random) -> dict:
     return {"killed": rc == -9, "consistent": ok and ok2, "resumed": resumed, "detail": why2 if ok else why}
 
 
-def trial_improve(ws: Path, rng: random.Random) -> dict:
-    rc = killed(["improve", "--budget", "40s"], ws, rng.uniform(1, 45))
+def trial_improve(ws: Path, traffic: Path, rng: random.Random) -> dict:
+    """Fresh traffic (new ids), then an improve cycle killed at a random moment."""
+    sh("traces", "import", str(traffic), ws=ws)
+    rc = killed(["improve", "--budget", "40s"], ws, rng.uniform(0.5, 30))
     ok, why = consistent(ws)
     return {"killed": rc == -9, "consistent": ok, "detail": why}
 
@@ -227,15 +230,14 @@ def main() -> None:
     for _ in range(a.trials):
         results["new"].append(trial_new(ws, data, rng))
     r = sh("new", "route banking messages", "--data", str(data), "--budget", "30s", ws=ws)  # a production model
-    traffic = tmp / "traffic.jsonl"
     rows = subset("train", 40, offset=20)
     labels = sorted({x["label"] for x in rows})
-    traffic.write_text("".join(json.dumps({"id": f"c{i}", "input": x["text"], "feedback": {
-        "label": x["label"] if rng.random() > 0.2 else rng.choice(labels), "source": f"u{i % 5}"}}) + "\n"
-        for i, x in enumerate(rows)))
-    sh("traces", "import", str(traffic), ws=ws)
-    for _ in range(a.trials):
-        results["improve"].append(trial_improve(ws, rng))
+    for k in range(a.trials):
+        traffic = tmp / f"traffic-{k}.jsonl"
+        traffic.write_text("".join(json.dumps({"id": f"c{k}-{i}", "input": x["text"], "feedback": {
+            "label": x["label"] if rng.random() > 0.2 else rng.choice(labels), "source": f"u{i % 5}"}}) + "\n"
+            for i, x in enumerate(rows)))
+        results["improve"].append(trial_improve(ws, traffic, rng))
     for _ in range(a.trials):
         results["promote"].append(trial_promote(ws, rng))
     texts = [x["text"] for x in rows]

@@ -433,7 +433,8 @@ def resumable_run(ws: Workspace) -> int:
     Raises:
         NotFoundError: there is none.
     """
-    rows = ws.store.all(select(Run).where(Run.status.not_in(("done", "failed"))).order_by(Run.id.desc()))
+    rows = ws.store.all(select(Run).where(Run.status.not_in(("done", "failed", "abandoned")), Run.kind == "coldstart")
+                        .order_by(Run.id.desc()))
     if not rows:
         raise NotFoundError("no interrupted run to resume in this workspace; start one with "
                             "`adaptloop new PROMPT --data FILE`")

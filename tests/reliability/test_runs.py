@@ -85,3 +85,10 @@ def test_a_failing_trainer_fails_its_node_not_the_run(ws, tmp_path, banking_samp
     assert ws.store.get(Run, r.run_id).status == "done"
     assert {n.status for n in ws.store.all(select(Node))} == {"failed"}
     assert json.dumps(r.to_dict())  # the result still renders
+
+
+def test_resume_never_picks_an_improve_cycle(ws):
+    task = ws.store.add(Task(name="t", prompt="p", family="classification", spec={}))
+    ws.store.add(Run(task_id=task.id, kind="improve", budget_s=60, status="running", state={}))
+    with pytest.raises(NotFoundError, match="no interrupted run"):
+        resumable_run(ws)
