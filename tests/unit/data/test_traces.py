@@ -28,7 +28,7 @@ def test_trace_parsing_and_quarantine(tmp_path):
     assert len(bad) == 6
     assert any("not valid JSON" in r for r in reasons) and any("no 'id'" in r for r in reasons)
     assert any("verdict" in r for r in reasons) and any("repeats" in r for r in reasons)
-    assert any("Invalid isoformat" in r or "isoformat" in r for r in reasons)
+    assert any("is not a time; write 'ts' as ISO 8601" in r for r in reasons)
     with pytest.raises(DataError, match="does not exist"):
         read_traces(tmp_path / "missing.jsonl")
 
