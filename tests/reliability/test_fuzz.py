@@ -4,6 +4,7 @@ and the counts add up."""
 
 import json
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -38,25 +39,13 @@ def nonblank(rows) -> int:
     return sum(1 for r in rows if r.strip())
 
 
+@pytest.mark.parametrize("reader", [load_classification, load_extraction], ids=["classification", "extraction"])
 @FUZZ
 @given(rows=lines)
-def test_classification_reader_accounts_for_every_line(tmp_path, rows):
-    path = write(tmp_path, "c.jsonl", rows)
+def test_readers_account_for_every_line(tmp_path, reader, rows):
+    path = write(tmp_path, "d.jsonl", rows)
     try:
-        loaded = load_classification(path)
-    except AdaptloopError as exc:
-        assert "\n" not in str(exc)
-        return
-    assert len(loaded.examples) + len(loaded.quarantined) == nonblank(rows)
-    assert all(q.reason for q in loaded.quarantined)
-
-
-@FUZZ
-@given(rows=lines)
-def test_extraction_reader_accounts_for_every_line(tmp_path, rows):
-    path = write(tmp_path, "e.jsonl", rows)
-    try:
-        loaded = load_extraction(path)
+        loaded = reader(path)
     except AdaptloopError as exc:
         assert "\n" not in str(exc)
         return
