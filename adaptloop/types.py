@@ -111,21 +111,73 @@ class Example(_Dict):
 
 
 @dataclass(frozen=True)
-class EvalSet:
-    """A frozen evaluation set; its id is the hash of its examples' ids."""
+class Sample:
+    """One prompt and its reference completion.
 
-    examples: tuple[Example, ...]
+    Attributes:
+        prompt: the user's turn (the last one when ``context`` holds earlier turns).
+        target: the reference completion (the assistant's turn).
+        context: earlier chat turns ``(role, content)`` before ``prompt``, system prompt included.
+        extra: fields the metric needs (tests, entry point, more references).
+        id: content hash of (context, prompt, target).
+        source: where it came from.
+    """
+
+    prompt: str
+    target: str
+    context: tuple[tuple[str, str], ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    id: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", content_hash([list(map(list, self.context)), self.prompt,
+                                                         self.target])[:16])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "target": self.target, "context": [list(c) for c in self.context],
+                "extra": dict(self.extra), "id": self.id, "source": self.source}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Sample:
+        return cls(prompt=d["prompt"], target=d["target"], context=tuple(tuple(c) for c in d.get("context", ())),
+                   extra=dict(d.get("extra") or {}), id=d.get("id", ""), source=d.get("source", ""))
+
+    def messages(self, *, with_target: bool = False) -> list[dict[str, str]]:
+        """The chat turns, ending with the user's prompt (and the target when asked)."""
+        out = [{"role": r, "content": c} for r, c in self.context] + [{"role": "user", "content": self.prompt}]
+        return out + ([{"role": "assistant", "content": self.target}] if with_target else [])
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """A frozen evaluation set; its id is the hash of its items' ids.
+
+    Classification and extraction hold labelled ``examples``; generation holds ``samples``
+    (prompt → reference). One of the two is empty.
+    """
+
+    examples: tuple[Example, ...] = ()
+    samples: tuple[Sample, ...] = ()
+
+    @property
+    def items(self) -> tuple[Example, ...] | tuple[Sample, ...]:
+        """What a predictor scores: the examples, or the samples of a generation task."""
+        return self.samples or self.examples
 
     @property
     def id(self) -> str:
-        return content_hash(sorted(e.id for e in self.examples))[:16]
+        return content_hash(sorted(e.id for e in self.items))[:16]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "examples": [e.to_dict() for e in self.examples]}
+        key = "samples" if self.samples else "examples"
+        return {"id": self.id, key: [e.to_dict() for e in self.items]}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvalSet:
-        s = cls(tuple(Example.from_dict(e) for e in d["examples"]))
+        s = cls(examples=tuple(Example.from_dict(e) for e in d.get("examples", ())),
+                samples=tuple(Sample.from_dict(e) for e in d.get("samples", ())))
         if "id" in d and d["id"] != s.id:
             raise ValueError(f"eval set content does not match its id {d['id']}")
         return s

@@ -19,21 +19,15 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
-from adaptloop.agent.doctrine import DoctrinePolicy
-from adaptloop.agent.executor import Executor, Trial, TrialOutcome, make_executor
+from adaptloop.agent.executor import Executor, InlineExecutor, Trial, TrialOutcome, make_executor
+from adaptloop.agent.families import Family, family_of
 from adaptloop.agent.policy import WAIT, Policy, Proposal, SearchState, Stop
-from adaptloop.agent.predict import embedding_cache, score_rows
-from adaptloop.agent.prepare import fail_run, prepare, recipe_book
-from adaptloop.agent.refit import refit_cost, refit_plan
-from adaptloop.data import recipes
-from adaptloop.data.recipes import RecipeBook
-from adaptloop.data.sources import Loaded
-from adaptloop.diagnose.entities import diagnose_entities
-from adaptloop.diagnose.findings import diagnose, training_vocabulary
+from adaptloop.agent.predict import embedding_cache
+from adaptloop.agent.prepare import fail_run
 from adaptloop.errors import AdaptloopError, NotFoundError, RunFailed
 from adaptloop.evaluate.gate import first_model, paired_bootstrap
 from adaptloop.evaluate.metrics import primary, scalars
-from adaptloop.evaluate.rows import constant_rows, metrics_of
+from adaptloop.evaluate.rows import metrics_of
 from adaptloop.search import graph
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
@@ -44,9 +38,9 @@ from adaptloop.store.db import (
     Run,
     utcnow,
 )
-from adaptloop.train import Trainer, load_trained, trainer_for
+from adaptloop.train import Trainer, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Finding, Pipeline, TaskSpec
+from adaptloop.types import EvalSet, Finding, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -100,7 +94,7 @@ class ColdStart:
         progress: progress-bar factory.
         make_trainer: strategy -> Trainer (the seam tests fill with a fake; must pickle by
             reference for worker processes, i.e. a module-level function).
-        policy: chooses each trial (default: the doctrine).
+        policy: chooses each trial (default: the task family's, e.g. the doctrine).
         executor: where trials run (default: from settings; one worker runs inline).
         promote: point ``production`` at the winner (cold start); False registers it as the
             ``candidate`` only, for the regression gate of an improve cycle to decide.
@@ -117,11 +111,9 @@ class ColdStart:
         self.run_id = run_id
         self.progress = progress
         self.make_trainer = make_trainer
-        cfg = ws.settings
-        self.policy = policy or DoctrinePolicy(plateau_rounds=cfg.agent.plateau_rounds,
-                                               c0=cfg.search.exploration)
+        self.policy = policy
         self.executor = executor
-        self._vocabulary: frozenset[str] | None = None
+        self.family: Family | None = None
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -133,15 +125,17 @@ class ColdStart:
         running: dict[Future, tuple[Node, Callable[[int], None]]] = {}
         starting: Node | None = None
         stop = ""
+        family = self.family = family_of(spec.family)
         try:
-            book = recipe_book(ws, run)
+            book = family.data(ws, run)
+            policy = self.policy or family.policy(ws, run, book)
             if executor is None:
-                parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S else 1
+                parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S and family.parallel else 1
                 executor = make_executor(ws.settings.search.executor, parallel)
             while True:
                 state = self._state(spec, book, clock, executor.workers)
                 pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
-                choice = pending[0] if pending else self.policy.propose(state)
+                choice = pending[0] if pending else policy.propose(state)
                 full = len(running) >= executor.workers
                 if choice is WAIT or (isinstance(choice, Proposal) and full):
                     if not running:
@@ -165,8 +159,9 @@ class ColdStart:
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
-                              deadline=time.time() + clock.left - FINAL_RESERVE_S, device=_device(ws),
-                              threads=_threads(ws, executor.workers))
+                              deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s),
+                              device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
+                              progress=self.progress if isinstance(executor, InlineExecutor) else None)
                 starting = node  # an inline executor trains inside submit: Ctrl-C lands here
                 running[executor.submit(trial)] = (node, bar)
                 starting = None
@@ -189,7 +184,7 @@ class ColdStart:
                 executor.shutdown()
 
     # -- steps ----------------------------------------------------------------------------
-    def _state(self, spec: TaskSpec, book: RecipeBook, clock: Clock, workers: int) -> SearchState:
+    def _state(self, spec: TaskSpec, data: Any, clock: Clock, workers: int) -> SearchState:
         store = self.ws.store
         by_node: dict[int, list[Finding]] = {}
         for f in store.findings(self.run_id):
@@ -205,29 +200,13 @@ class ColdStart:
             status=n.status, score=primary(n.dev_metrics, spec.primary_metric) if n.dev_metrics else 0.0,
             intervention=n.intervention, move=n.move or "", seconds=n.train_seconds,
             model_path=str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None,
-            findings=tuple(by_node.get(n.id, ())), order=finish_order.get(n.id, 10**6 + n.id))
+            findings=tuple(by_node.get(n.id, ())), order=finish_order.get(n.id, 10**6 + n.id),
+            dev=dict(n.dev_metrics or {}), chosen=dict(n.chosen or {}), curve=tuple(n.curve or ()))
             for n in rows)
-        plan = refit_plan(rows, spec) if not any(n.status == "running" for n in rows) else None
-        settings = self.ws.settings
-        return SearchState(
-            nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
-            encoder=settings.train.encoder, n_train=len(book.raw), n_classes=len(spec.labels),
-            n_label_issues=len(book.issue_ids), ladder=self._ladder(), oos_label=spec.out_of_scope_label,
-            seed=settings.train.seed, learned=store.learned(spec.family), workers=workers,
-            # classification on CPU has a frozen larger rung; extraction has none, so there a
-            # larger tagger competes on its (size-scaled) cost instead of being ruled out
-            trainable=None if _device(self.ws) != "cpu" or spec.family == "extraction" else (settings.train.encoder,),
-            refit_seconds=refit_cost(plan, len(book.raw), len(book.dev)) if plan else None,
-            target=settings.search.target or None, family=spec.family)
-
-    def _ladder(self) -> tuple[str, ...]:
-        """The installed rungs of the encoder ladder (the default encoder first if it is on it)."""
-        from adaptloop.train.packaged import is_available
-
-        ladder = self.ws.settings.train.ladder
-        enc = self.ws.settings.train.encoder
-        rungs = ladder[ladder.index(enc):] if enc in ladder else [enc]
-        return tuple(r for r in rungs if r == enc or is_available(r))
+        assert self.family is not None
+        run = store.get(Run, self.run_id)
+        return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
+                           workers=workers, **self.family.facts(self.ws, run, spec, data, rows, _device(self.ws)))
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None
@@ -244,7 +223,7 @@ class ColdStart:
         return node
 
     def _collect(self, future: Future, node: Node, bar: Callable[[int], None], *, spec: TaskSpec,
-                 book: RecipeBook) -> None:
+                 book: Any) -> None:
         """Record a finished trial, diagnose it, store its outcome; record a drop as a rollback."""
         store = self.ws.store
         bar(1)
@@ -267,17 +246,10 @@ class ColdStart:
             return  # a refit: nothing honest to diagnose on dev
         run: Run = store.get(Run, self.run_id)
         rows = self.ws.artifacts.get_jsonl(out.predictions_artifact)
-        pipe = Pipeline.from_dict(node.pipeline)
-        noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
-        issues = list(store.run_state(run).label_issues or ()) if noisy else None
-        if spec.family == "extraction":
-            diag = diagnose_entities(rows, list(spec.labels), curve=out.curve, dev_f1=dev.get("f1"),
-                                     label_issues=issues, n_train=len(book.raw))
-        else:
-            diag = diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
-                            label_issues=issues, n_train=len(book.raw), vocabulary=self._vocab(book))
+        assert self.family is not None
+        findings = self.family.diagnose(self.ws, run, spec, book, node, rows, out)
         with store.session() as s:
-            for f in diag.findings:
+            for f in findings:
                 s.add(FindingRow(run_id=self.run_id, node_id=node.id, kind=f.kind, summary=f.summary,
                                  severity=f.severity, target=f.target, evidence=f.evidence,
                                  suggests=list(f.suggests)))
@@ -292,14 +264,9 @@ class ColdStart:
                              f"'{node.name}' ({score:.4f}) fell {-gain:.4f} below its parent '{parent.name}': "
                              "it is not expanded; the next expansion starts from the best node",
                              node_id=node.id, gain=gain)
-        top = diag.findings[0].summary if diag.findings else "no finding"
+        top = findings[0].summary if findings else "no finding"
         store.decide(self.run_id, "diagnosis", f"'{node.name}' dev {spec.primary_metric} {score:.4f}; "
-                     f"{len(diag.findings)} findings; top: {top}", node_id=node.id)
-
-    def _vocab(self, book: RecipeBook) -> frozenset[str]:
-        if self._vocabulary is None:
-            self._vocabulary = training_vocabulary(e.text for e in book.raw)
-        return self._vocabulary
+                     f"{len(findings)} findings; top: {top}", node_id=node.id)
 
     def _finish(self, spec: TaskSpec, clock: Clock, stop: str, wall: float) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -313,9 +280,8 @@ class ColdStart:
                       and n.pipeline["hparams"].get("of") == selected.name]
             best = refits[-1] if refits else selected
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.run_state(run).eval_artifact))
-            model = load_trained(ws.artifacts.path(best.model_artifact), embeddings=embedding_cache(ws.root))
-            rows = score_rows(model, eval_set.examples, progress=self.progress,
-                              what="score winner on eval set")
+            family = self.family or family_of(spec.family)
+            rows = family.score_eval(ws, best, eval_set, progress=self.progress, what="score winner on eval set")
             m = metrics_of(spec, rows)
             store.update(Node, best.id, eval_metrics=m,
                          predictions_artifact=ws.artifacts.put_jsonl(rows))
@@ -332,7 +298,7 @@ class ColdStart:
                 lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
                          "datasets": store.run_state(run).datasets, "pipeline": best.pipeline},
                 reason=f"winner of {run.kind} run {self.run_id}")
-            constant, base_rows = constant_rows(rows)
+            constant, base_rows = family.baseline(spec, eval_set, rows)
             baseline = primary(metrics_of(spec, base_rows), spec.primary_metric)
             # a model no better than a constant answer is not worth serving: the first model's gate
             # (an improve cycle's candidate faces the dev duel and the gate against production instead)
@@ -367,9 +333,8 @@ class ColdStart:
                                             "not_beyond_noise": weak},
                       "promoted": self.promote and not useless}
             if refits:  # for the record: the dev-selected original on the same eval set
-                orig = load_trained(ws.artifacts.path(selected.model_artifact), embeddings=embedding_cache(ws.root))
-                om = metrics_of(spec, score_rows(orig, eval_set.examples, progress=self.progress,
-                                                 what="score original on eval set"))
+                om = metrics_of(spec, family.score_eval(ws, selected, eval_set, progress=self.progress,
+                                                        what="score original on eval set"))
                 store.update(Node, selected.id, eval_metrics=om)
                 winner["eval_before_refit"] = scalars(om)
         else:
@@ -382,17 +347,19 @@ class ColdStart:
                                curation=store.run_state(run).curation)
 
 
-def cold_start(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
+def cold_start(ws: Workspace, loaded: Any, prompt: str, budget_s: float, *,
                progress: Progress = no_progress,
                make_trainer: Callable[[str], Trainer] = trainer_for,
                embed_fn: Callable[[list[str]], np.ndarray] | None | str = "encoder",
-               executor: Executor | None = None, gold: Loaded | None = None) -> ColdStartResult:
-    """Prepare a new run and search it. ``embed_fn`` feeds cleanlab (None skips it)."""
+               executor: Executor | None = None, gold: Any = None, teacher: Any = None) -> ColdStartResult:
+    """Prepare a new run of ``loaded``'s task family and search it. ``embed_fn`` feeds cleanlab (None
+    skips it); ``teacher`` writes worked solutions for a generation task's math data."""
     t0 = time.monotonic()
     if embed_fn == "encoder":
         embed_fn = encoder_embedder(ws, progress)
-    _, run_id = prepare(ws, loaded, prompt, budget_s, progress=progress,
-                        embed_fn=embed_fn if callable(embed_fn) else None, gold=gold)
+    run_id = family_of(loaded.family).prepare(ws, loaded, prompt, budget_s, progress=progress,
+                                              embed_fn=embed_fn if callable(embed_fn) else None, gold=gold,
+                                              teacher=teacher)
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
                      executor=executor).run()

@@ -27,7 +27,7 @@ from adaptloop.errors import WorkspaceError
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.store.db import Run
 from adaptloop.train import FitContext
-from adaptloop.types import Pipeline
+from adaptloop.types import Pipeline, Progress, no_progress
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,8 @@ class Trial:
     make_trainer: Callable[[str], Any]
     device: str = "cpu"
     threads: int = 0  # torch threads in a worker process (0: leave as is)
+    runner: Callable[[Trial], TrialOutcome] | None = None  # the family's trial (default: train_trial)
+    progress: Progress | None = field(default=None, compare=False)  # bars, for a trial run in this process
 
 
 @dataclass
@@ -60,22 +62,45 @@ class TrialOutcome:
 
 
 def run_trial(trial: Trial) -> TrialOutcome:
-    """Train, save and score one node. Failures of the pipeline are outcomes, not exceptions."""
+    """Run one trial with its family's runner (what the executors call)."""
+    return (trial.runner or train_trial)(trial)
+
+
+def limit_threads(threads: int) -> None:
+    """torch and BLAS (scikit-learn) share the cores out between workers (0: leave as is)."""
+    if threads:
+        from threadpoolctl import threadpool_limits
+
+        from adaptloop.train.encoder import set_threads
+
+        set_threads(threads)
+        threadpool_limits(threads)
+
+
+def save_model(ws: Workspace, model: Any, meta: Callable[[Path], None] | None = None) -> str:
+    """Save a fitted model as an artifact (``meta`` adds to its folder first); returns its address."""
+    staging = ws.artifacts.staging_dir()
+    try:
+        model.save(staging)
+        if meta is not None:
+            meta(staging)
+        return ws.artifacts.put_dir(staging)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def train_trial(trial: Trial) -> TrialOutcome:
+    """Train, save and score one node of a labelled task (classification, extraction). Failures of
+    the pipeline are outcomes, not exceptions."""
     t0 = time.monotonic()
     ws = Workspace.open(Path(trial.root))
     run = ws.store.get(Run, trial.run_id)
     spec = ws.store.run_state(run).spec
     book = recipe_book(ws, run)
     pipe = Pipeline.from_dict(trial.pipeline)
-    if trial.threads:  # torch and BLAS (scikit-learn) share the cores out between workers
-        from threadpoolctl import threadpool_limits
-
-        from adaptloop.train.encoder import set_threads
-
-        set_threads(trial.threads)
-        threadpool_limits(trial.threads)
+    limit_threads(trial.threads)
     ctx = FitContext(deadline=time.monotonic() + (trial.deadline - time.time()), device=trial.device,
-                     embeddings=embedding_cache(trial.root))
+                     embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress)
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)
@@ -89,12 +114,7 @@ def run_trial(trial: Trial) -> TrialOutcome:
         log.warning("node %s failed: %s", trial.name, exc)
         return TrialOutcome(trial.node_id, "failed", error=str(exc)[:500],
                             train_seconds=time.monotonic() - t0)
-    staging = ws.artifacts.staging_dir()
-    try:
-        model.save(staging)
-        address = ws.artifacts.put_dir(staging)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+    address = save_model(ws, model)
     out = TrialOutcome(trial.node_id, "done", model_artifact=address, curve=result.curve,
                        chosen=result.chosen, notes=result.notes)
     if pipe.strategy != "refit":  # a refit trained on dev: its dev score would be a lie

@@ -13,7 +13,6 @@ from typing import Any
 
 from adaptloop.agent.budget import parse_budget
 from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
-from adaptloop.agent.generation import GenerationColdStart
 from adaptloop.agent.improve import ImproveCycle
 from adaptloop.agent.traffic import import_traces, new_failures
 from adaptloop.data.generation import LoadedSamples, load_generation
@@ -32,7 +31,7 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
               *, resume: bool, progress: ProgressScope, on_loaded: Callable[[Loaded | LoadedSamples], None],
               on_spec: Callable[[dict[str, Any]], None]) -> tuple[str, dict[str, Any]]:
     """`adaptloop new`: resume the last interrupted run, or load ``data`` (and the gold ``eval_data``) and
-    run a cold start within ``budget``; a generation task goes to the causal-LM cold start.
+    run a cold start within ``budget`` (every task family through the same loop).
 
     ``on_loaded`` sees each loaded file (its quarantined lines), ``on_spec`` the task read from the prompt
     and the data, both before the search starts; ``progress()`` opens the progress bars of the search.
@@ -44,7 +43,7 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
         run_id = resumable_run(ws)
         with progress() as bars:
             result = ColdStart(ws, run_id, progress=bars).run()
-        return "search", result.to_dict()
+        return ("generation" if result.spec.family == "generation" else "search"), result.to_dict()
     if not prompt or data is None:
         raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
                              "`adaptloop new --help`")
@@ -53,7 +52,7 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
         samples = load_generation(data)
         on_loaded(samples)
         with progress() as bars:
-            return "generation", GenerationColdStart(ws, samples, prompt, seconds, progress=bars).run().to_dict()
+            return "generation", cold_start(ws, samples, prompt, seconds, progress=bars).to_dict()
     loaded = load_for(data, prompt)
     gold = load_for(eval_data, family=loaded.family) if eval_data is not None else None
     for part in (loaded, gold):

@@ -62,6 +62,7 @@ class Proposal:
     priority: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
     proposer: str = "doctrine"  # who chose it: the doctrine, an LLM planner, the improve cycle
+    reserve_s: float = 0.0  # seconds of the budget the trial must leave (its own scoring, the winner's)
 
 
 @dataclass(frozen=True)

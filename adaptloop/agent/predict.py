@@ -123,9 +123,18 @@ class Generate:
         return self.model.generate([self.shown(s) for s in samples], batch_size=batch_size,
                                    progress=progress(what, len(samples)))
 
-    def rows(self, examples: Sequence[Example], *, progress: Progress = no_progress,
-             what: str = "score") -> list[Row]:
-        raise TypeError("a generation model is scored on samples: use evaluate_generation")
+    def rows(self, examples: Sequence[Sample], *, progress: Progress = no_progress,  # type: ignore[override]
+             what: str = "score", batch_size: int = 16) -> list[Row]:
+        """Decode every sample and score it for the task's kind (id, output, score, correct, format_ok, ...)."""
+        return self.scored(examples, self.outputs(examples, batch_size=batch_size, progress=progress, what=what))
+
+    def scored(self, samples: Sequence[Sample], outputs: Sequence[str]) -> list[Row]:
+        """Outputs already decoded for ``samples``, scored for the task's kind."""
+        tok = getattr(self.model, "tok", None)
+        n_tokens = [len(tok(o, add_special_tokens=False)["input_ids"]) for o in outputs] if tok else []
+        return score_outputs(self.how.get("task_kind", "text"), samples, outputs,
+                             labels=getattr(self.model, "labels", ()), n_tokens=n_tokens,
+                             max_new_tokens=getattr(self.model, "max_new_tokens", 0))["rows"]
 
     def answer(self, texts: Sequence[str], *, top_k: int = 1) -> list[Row]:
         return [{"output": o} for o in self.model.generate([self.shown(Sample(prompt=t, target="")) for t in texts])]
@@ -174,11 +183,8 @@ def evaluate_generation(spec: TaskSpec, model, path: str | Path, *, limit: int =
     loaded = load_generation(path)
     samples = list(loaded.samples[:limit] if limit else loaded.samples)
     kind = spec.output["kind"]
-    gen = Generate(model)
-    outputs = gen.outputs(samples, batch_size=batch_size, progress=progress, what="decode " + Path(path).name)
-    n_tokens = [len(model.tok(o, add_special_tokens=False)["input_ids"]) for o in outputs]
-    scored = score_outputs(kind, samples, outputs, labels=spec.labels, n_tokens=n_tokens,
-                           max_new_tokens=model.max_new_tokens)
+    rows = Generate(model).rows(samples, batch_size=batch_size, progress=progress, what="decode " + Path(path).name)
+    scored = {**metrics_of(spec, rows), "rows": rows}
     wrong = [{**r, "prompt": s.prompt[:300]} for r, s in zip(scored["rows"], samples) if not r["correct"]]
     return {"n": scored["n"], "quarantined": len(loaded.quarantined), "kind": kind,
             spec.primary_metric: scored[spec.primary_metric], "format_ok": scored["format_ok"],

@@ -15,50 +15,19 @@ usable prompt or target is quarantined with its reason.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from adaptloop.data.sources import Quarantined, _pick, _records
 from adaptloop.errors import DataError
-from adaptloop.types import content_hash
+from adaptloop.types import Sample
 
 PROMPT_FIELDS = ("prompt", "question", "text", "input", "instruction")
 TARGET_FIELDS = ("answer", "target", "summary", "output", "completion", "code", "canonical_solution", "label")
 EXTRA_FIELDS = ("test_list", "test_setup_code", "test", "entry_point", "references", "task_id", "title")
 ROLES = ("system", "user", "assistant")
+__all__ = ["Sample", "LoadedSamples", "load_generation", "infer_kind"]
 KINDS = ("math", "code", "summary", "label", "text")
-
-
-@dataclass(frozen=True)
-class Sample:
-    """One prompt and its reference completion.
-
-    Attributes:
-        prompt: the user's turn (the last one when ``context`` holds earlier turns).
-        target: the reference completion (the assistant's turn).
-        context: earlier chat turns ``(role, content)`` before ``prompt``, system prompt included.
-        extra: fields the metric needs (tests, entry point, more references).
-        id: content hash of (context, prompt, target).
-        source: where it came from.
-    """
-
-    prompt: str
-    target: str
-    context: tuple[tuple[str, str], ...] = ()
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
-    id: str = ""
-    source: str = ""
-
-    def __post_init__(self) -> None:
-        if not self.id:
-            object.__setattr__(self, "id", content_hash([list(map(list, self.context)), self.prompt,
-                                                         self.target])[:16])
-
-    def messages(self, *, with_target: bool = False) -> list[dict[str, str]]:
-        """The chat turns, ending with the user's prompt (and the target when asked)."""
-        out = [{"role": r, "content": c} for r, c in self.context] + [{"role": "user", "content": self.prompt}]
-        return out + ([{"role": "assistant", "content": self.target}] if with_target else [])
 
 
 @dataclass(frozen=True)

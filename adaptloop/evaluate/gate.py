@@ -94,6 +94,10 @@ def paired_bootstrap(spec: TaskSpec, incumbent: Sequence[dict[str, Any]], candid
         counts = [entity_counts([r["text"] for r in rows], [r["gold"] for r in rows], [r["pred"] for r in rows])
                   for rows in (candidate, incumbent)]
         deltas = micro_f1(counts[0][idx].sum(axis=1)) - micro_f1(counts[1][idx].sum(axis=1))
+    elif spec.family == "generation":  # the metric is the mean of a per-row score
+        diff = (np.array([r["score"] for r in candidate], dtype=float)
+                - np.array([r["score"] for r in incumbent], dtype=float))
+        deltas = diff[idx].mean(axis=1)
     else:
         n_boot = min(n_boot, 300)  # a full metric per resample: keep it to seconds
         deltas = np.array([primary(metrics_of(spec, [candidate[i] for i in ix]), spec.primary_metric)

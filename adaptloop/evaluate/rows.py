@@ -16,7 +16,10 @@ def row_wrong(row: dict[str, Any]) -> bool:
 
 
 def row_correct(row: dict[str, Any]) -> bool:
-    """Whether a scored row is right (classification: the label; extraction: every span)."""
+    """Whether a scored row is right (classification: the label; extraction: every span; generation:
+    full marks on the kind's metric)."""
+    if "output" in row:
+        return bool(row["correct"])
     return not row_wrong(row) if "gold" in row else row["label"] == row["pred"]
 
 
@@ -31,6 +34,11 @@ def constant_rows(rows: Sequence[dict[str, Any]]) -> tuple[str, list[dict[str, A
 
 
 def metrics_of(spec: TaskSpec, rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The task's metrics over scored rows (generation rows carry their own per-row score)."""
+    if spec.family == "generation":
+        n = len(rows)
+        return {"n": n, spec.primary_metric: sum(r["score"] for r in rows) / n if n else 0.0,
+                "format_ok": sum(r["format_ok"] for r in rows) / n if n else 0.0}
     if spec.family == "extraction":
         return entity_metrics([r["text"] for r in rows], [r["gold"] for r in rows], [r["pred"] for r in rows],
                               labels=spec.labels)

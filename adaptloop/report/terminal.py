@@ -120,11 +120,10 @@ def show_spec(spec: dict[str, Any]) -> None:
 
 def show_cold_start(ws: Workspace, kind: str, r: dict[str, Any]) -> None:
     """What `adaptloop new` did: the data, the graph, why it stopped and what was promoted."""
-    if kind == "generation":
-        _show_generation_cold_start(r)
-        return
     c = r["curation"]
-    if c:
+    if kind == "generation":
+        _show_generation_data(r)
+    elif c:
         err.print(f"[bold]data[/] {c['source']} examples → eval {c['eval']} (frozen "
                   f"{r['eval_set_id']}), dev {c['dev']}, train {c['train']}; removed "
                   f"{c['exact_or_conflicting_duplicates']} duplicates, {c['eval_overlap']} eval "
@@ -160,6 +159,11 @@ def _show_promoted(r: dict[str, Any]) -> None:
                   f"entity F1 {e['f1']:.4f} (precision {e['precision']:.4f}, recall {e['recall']:.4f}), "
                   f"macro-F1 {e['macro_f1']:.4f}")
         return
+    if r["spec"]["family"] == "generation":
+        metric = r["spec"]["primary_metric"]
+        out.print(f"[bold green]promoted v{r['version']}[/] ({w['node']}) as production: frozen eval {metric} "
+                  f"{w['eval'][metric]:.4f} (format ok {w['eval']['format_ok']:.2f})")
+        return
     if "in_scope_accuracy" in w["eval"]:
         extra = (f", in-scope accuracy {w['eval']['in_scope_accuracy']:.4f}, oos recall "
                  f"{w['eval']['oos_recall']}")
@@ -168,28 +172,12 @@ def _show_promoted(r: dict[str, Any]) -> None:
               f"{w['eval']['macro_f1']:.4f}{extra}")
 
 
-def _show_generation_cold_start(r: dict[str, Any]) -> None:
-    """`new` for a generation task: the data, one row per node, and the promoted model."""
+def _show_generation_data(r: dict[str, Any]) -> None:
+    """The data line of a generation task: its samples, output kind, splits and model."""
     c, spec = r["curation"], r["spec"]
-    metric = spec["primary_metric"]
     err.print(f"[bold]data[/] {c['source']} samples ({c['output_kind']}) → eval {c['eval']} (frozen "
-              f"{r['eval_set_id']}), dev {c['dev']}, train {c['train']}; model {spec['output']['base']}")
-    t = Table(title=f"run {r['run_id']}: {len(r['nodes'])} nodes")
-    for col in ("id", "node", "strategy", "recipe", f"dev {metric}", "format ok", "eval", "train s", "why"):
-        t.add_column(col)
-    for n in r["nodes"]:
-        d = n["dev"] or {}
-        t.add_row(str(n["id"]), n["name"], n["pipeline"]["strategy"], n["pipeline"]["recipe"],
-                  f"{d.get(metric, 0):.4f}" if d else "-", f"{d.get('format_ok', 0):.2f}" if d else "-",
-                  f"{n['eval'][metric]:.4f}" if n["eval"] else "", f"{n['train_seconds']:.0f}",
-                  escape(n["reason"][:70]))
-    out.print(t)
-    out.print(f"stopped: {escape(r['stop_reason'])}  ({r['wall_seconds']:.0f}s); `adaptloop runs {r['run_id']}` "
-              "has every decision")
-    if r["winner"]:
-        w = r["winner"]
-        out.print(f"[bold green]promoted v{r['version']}[/] ({w['node']}) as production: frozen eval {metric} "
-                  f"{w['eval'][metric]:.4f} (format ok {w['eval']['format_ok']:.2f})")
+              f"{r['eval_set_id']}), dev {c['dev']}, train {c['train']}; {c.get('unusable_targets', 0)} targets "
+              f"that cannot be right removed; model {spec['output']['base']}")
 
 
 def show_eval(r: dict[str, Any], data: Path) -> None:

@@ -34,6 +34,9 @@ class GraphNode:
     model_path: str | None = None
     findings: tuple[Finding, ...] = field(default_factory=tuple)
     order: int = 0  # finishing order; later = larger
+    dev: dict[str, Any] = field(default_factory=dict)  # every dev metric (score is the primary one)
+    chosen: dict[str, Any] = field(default_factory=dict)  # what the fit settled on (epochs, timings)
+    curve: tuple[dict[str, Any], ...] = ()  # dev checks during training
 
     @property
     def strategy(self) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
-STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora", "span-threshold")
+STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora", "span-threshold",
+              "zero-shot", "sft", "sft-lora")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -35,6 +36,14 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.span_threshold import SpanThresholdTrainer
 
         return SpanThresholdTrainer()
+    if strategy == "zero-shot":
+        from adaptloop.train.causal import ZeroShot
+
+        return ZeroShot()
+    if strategy in ("sft", "sft-lora"):
+        from adaptloop.train.causal import CausalTrainer
+
+        return CausalTrainer(lora=strategy == "sft-lora")
     raise ValueError(f"unknown strategy '{strategy}'; choose one of {', '.join(STRATEGIES)}")
 
 

@@ -39,7 +39,7 @@ from adaptloop.data.generation import Sample
 from adaptloop.train.base import FitContext
 from adaptloop.train.loop import UpdatePlan
 from adaptloop.train.packaged import cache_dir
-from adaptloop.types import NodeResult, Pipeline
+from adaptloop.types import NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
 
@@ -192,6 +192,8 @@ class CausalLM:
         self.normalise = ""  # a task kind: outputs are put into its format (evaluate.generation)
         self.fast = None  # a LlamaCppDecoder for an untrained packaged GGUF model (train.llamacpp)
         self.shots: tuple[tuple[str, str], ...] = ()  # worked examples shown before every input (few-shot)
+        self.untrained = False  # the base model as published: saved as its name, not its weights
+        self.llama_cpp = False  # an untrained model decodes through llama.cpp when it can
 
     def with_decoding(self, *, max_new_tokens: int | None = None, decoding: dict[str, float] | None = None,
                       normalise: str | None = None, labels: Sequence[str] | None = None,
@@ -202,7 +204,7 @@ class CausalLM:
         lm.presentation, lm.labels = dict(self.presentation), tuple(self.labels if labels is None else labels)
         lm.decoding = dict(self.decoding if decoding is None else decoding)
         lm.normalise = self.normalise if normalise is None else normalise
-        lm.fast = self.fast
+        lm.fast, lm.untrained, lm.llama_cpp = self.fast, self.untrained, self.llama_cpp
         lm.shots = self.shots if shots is None else tuple((str(p), str(t)) for p, t in shots)
         return lm
 
@@ -287,14 +289,18 @@ class CausalLM:
         return max(self.max_length, min(DECODE_CONTEXT, context) - max_new_tokens)
 
     def save(self, folder: Path) -> None:
+        """Weights, tokenizer and decode-time settings; an untrained model keeps only its name (it
+        loads from its package or hub again)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self.model.save_pretrained(folder / "lm")
-        self.tok.save_pretrained(folder / "lm")
+        if not self.untrained:
+            self.model.save_pretrained(folder / "lm")
+            self.tok.save_pretrained(folder / "lm")
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "causal", "base": self.name, "max_new_tokens": self.max_new_tokens,
              "max_length": self.max_length, "decoding": self.decoding, "normalise": self.normalise,
-             "shots": [list(x) for x in self.shots]}, indent=1))
+             "shots": [list(x) for x in self.shots], "untrained": self.untrained, "llama_cpp": self.llama_cpp},
+            indent=1))
 
 
 def _stop_ids(tok, model) -> list[int]:
@@ -362,9 +368,14 @@ def load_causal(folder: Path, *, device: str = "cpu") -> CausalLM:
     hf_logging.disable_progress_bar()
     meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
     dev = torch.device(device)
-    model = AutoModelForCausalLM.from_pretrained(Path(folder) / "lm", dtype=_dtype(dev)).to(dev)
-    lm = CausalLM(meta["base"], model.eval(), AutoTokenizer.from_pretrained(Path(folder) / "lm"),
-                  max_new_tokens=meta["max_new_tokens"], max_length=meta["max_length"])
+    if meta.get("untrained"):
+        lm = load_base(meta["base"], device=device, max_new_tokens=meta["max_new_tokens"],
+                       llama_cpp=meta.get("llama_cpp", False))
+        lm.untrained, lm.llama_cpp = True, meta.get("llama_cpp", False)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(Path(folder) / "lm", dtype=_dtype(dev)).to(dev)
+        lm = CausalLM(meta["base"], model.eval(), AutoTokenizer.from_pretrained(Path(folder) / "lm"),
+                      max_new_tokens=meta["max_new_tokens"], max_length=meta["max_length"])
     lm.presentation = {k: meta[k] for k in ("task_kind", "instruction", "recipe") if k in meta}
     lm.labels = tuple(meta.get("labels", ()))
     lm.decoding, lm.normalise = dict(meta.get("decoding", {})), meta.get("normalise", "")
@@ -421,15 +432,29 @@ def dev_loss(model, tok, rows: Sequence[tuple[list[int], list[int]]], device: to
     return total / max(1, count)
 
 
+class ZeroShot:
+    """The untrained model as a strategy: "fitting" loads it (the node every fine-tune must beat)."""
+
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Sample], dev: Sequence[Sample],
+            ctx: FitContext) -> tuple[CausalLM, NodeResult]:
+        t0 = time.monotonic()
+        hp = pipeline.hparams
+        lm = load_base(pipeline.encoder, device=ctx.device, max_new_tokens=int(hp.get("max_new_tokens", 256)),
+                       llama_cpp=bool(hp.get("llama_cpp", False)))
+        lm.untrained, lm.llama_cpp = True, bool(hp.get("llama_cpp", False))
+        return lm, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0, notes="no training: the base model")
+
+
 class CausalTrainer:
     """Supervised fine-tuning of a causal LM on completions: full (``lora=False``) or LoRA."""
 
     def __init__(self, *, lora: bool = False) -> None:
         self.lora = lora
 
-    def fit(self, pipeline: Pipeline, train: Sequence[Sample], dev: Sequence[Sample],
+    def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Sample], dev: Sequence[Sample],
             ctx: FitContext) -> tuple[CausalLM, NodeResult]:
-        """Train from the base model ``pipeline.encoder``; never mutates its inputs.
+        """Train from the base model ``pipeline.encoder`` on samples as the task presents them (the
+        ``Trainer`` protocol; ``spec`` is not needed here); never mutates its inputs.
 
         Returns:
             The model (merged when LoRA) and its NodeResult; ``dev_metrics["loss"]`` is the best

@@ -1,6 +1,6 @@
 """The generation cold start through the CLI with a tiny real causal LM on banking77 messages: the family
 from the prompt and the data, the eval set frozen before any training, base → fine-tune nodes with
-findings, promotion, `eval` (exact match + diagnosis), `predict` and the chat endpoint. (The pure pieces,
+findings, the first model's gate (a useless model is refused), `eval` (exact match + diagnosis), `predict` and the chat endpoint. (The pure pieces,
 targets, presentation, family choice, diagnosis and decode moves, are in tests/unit.)"""
 
 from __future__ import annotations
@@ -35,6 +35,12 @@ def gen_ws(tmp_path_factory, tiny_lm):
     test = write_jsonl(root / "test.jsonl", subset(read_rows("banking77", "test"), 3, 3))
     r = one_json(run("new", "reply with the intent name of each banking message", "--data", data,
                      "--budget", "100s", "--json", "-w", ws))
+    # the tiny random LM answers nothing right, so the cold start refuses it (asserted below); an admin's
+    # forced promotion puts it in production for the eval, predict and serving tests
+    from adaptloop.store import registry
+    from adaptloop.workspace import Workspace
+
+    registry.force_promote(Workspace.open(ws).store, r["version"], who="tests", why="serve the tiny model")
     return {"ws": ws, "new": r, "test": test}
 
 
@@ -52,10 +58,12 @@ def test_generation_cold_start_freezes_eval_first_and_promotes(gen_ws):
     assert r["nodes"][1]["pipeline"]["hparams"]["instruction"] == "short"
     assert all("exact_match" in n["dev"] for n in r["nodes"] if n["status"] == "done")
     assert r["winner"] and r["version"] == 1
+    # no better than always answering the most frequent label on the frozen eval set: registered, refused
+    assert r["winner"]["promoted"] is False and r["winner"]["constant_baseline"]["no_better"]
     store = Workspace.open(gen_ws["ws"]).store
     kinds = [d.kind for d in store.all(select(Decision).order_by(Decision.id))]
     assert kinds.index("eval_set_frozen") < kinds.index("expand")
-    assert "select" in kinds and "diagnosis" in kinds
+    assert "select" in kinds and "diagnosis" in kinds and "refuse" in kinds
     assert store.all(select(FindingRow))  # the base model's failures are diagnosed
     assert [q.reason for q in store.all(select(Quarantine))][0].startswith("missing or empty target")
 

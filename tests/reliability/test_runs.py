@@ -56,18 +56,18 @@ def test_an_error_inside_the_search_marks_the_run_failed(ws, tmp_path, banking_s
         calls["n"] += 1
         return Exploding()
 
-    def boom(_ws, _run_id):  # an error outside any trial: the search itself fails
+    def boom(self, _ws, _run):  # an error outside any trial: the search itself fails
         raise RuntimeError("the disk went away")
 
-    import adaptloop.agent.coldstart as cs
+    from adaptloop.agent.families import Labelled
 
-    original = cs.recipe_book
-    cs.recipe_book = boom
+    original = Labelled.data
+    Labelled.data = boom
     try:
         with pytest.raises(RunFailed, match="run 1 failed .*the disk went away.*nothing was promoted"):
             cold_start(ws, load_classification(data), "route banking", 30, make_trainer=trainer, embed_fn=None)
     finally:
-        cs.recipe_book = original
+        Labelled.data = original
     run = ws.store.get(Run, 1)
     assert run.status == "failed" and run.finished_at is not None
     kinds = [d.kind for d in ws.store.all(select(Decision).where(Decision.run_id == 1))]

@@ -1,6 +1,6 @@
-"""The generation agent behind fake model seams: decode-time moves follow the findings, targets that
-cannot be right leave the pool, the cold start asks a (scripted) teacher and runs decode moves, few-shot
-examples."""
+"""The generation family behind fake model seams: decode-time moves follow the findings, targets that
+cannot be right leave the pool, the cold start (the one loop) asks a (scripted) teacher and runs decode
+moves, few-shot examples."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import json
 
 from sqlalchemy import select
 
-from adaptloop.agent.generation import GenerationColdStart, decode_moves, unusable_targets
+from adaptloop.agent.coldstart import cold_start
+from adaptloop.agent.generation_moves import decode_moves, unusable_targets
 from adaptloop.data.generation import LoadedSamples, Sample
 from adaptloop.data.teacher import TeacherClient
 from adaptloop.diagnose.generation import diagnose, score_outputs
@@ -74,9 +75,16 @@ class FakeLM:
 
 
 class FakeTrainer:
+    """The seam's trainer: ``zero-shot`` loads the fake base, ``sft`` records what it was given."""
+
     seen: list[list[Sample]] = []
 
-    def fit(self, pipeline, train, dev, ctx):
+    def __init__(self, strategy: str) -> None:
+        self.strategy = strategy
+
+    def fit(self, spec, pipeline, train, dev, ctx):
+        if self.strategy == "zero-shot":
+            return FakeLM(), NodeResult(dev_metrics={}, train_seconds=0.0)
         FakeTrainer.seen.append(list(train))
         return FakeLM(), NodeResult(dev_metrics={"loss": 1.0}, train_seconds=0.1, curve=[], notes="planned")
 
@@ -88,9 +96,8 @@ def test_cold_start_asks_the_teacher_and_runs_decode_moves(tmp_path):
     transport, calls = scripted(right_every=1)
     loaded = LoadedSamples(samples=tuple(PROBLEMS), quarantined=(), source="mini.jsonl")
     FakeTrainer.seen = []
-    r = GenerationColdStart(ws, loaded, "solve math word problems", 600, make_trainer=lambda s: FakeTrainer(),
-                            load_model=lambda name, **kw: FakeLM(),
-                            teacher=TeacherClient("http://t/v1", transport=transport)).run()
+    r = cold_start(ws, loaded, "solve math word problems", 600, make_trainer=FakeTrainer, embed_fn=None,
+                   teacher=TeacherClient("http://t/v1", transport=transport))
     decisions = {d.kind: d for d in ws.store.all(select(Decision))}
     assert "teacher" in decisions and decisions["teacher"].data["accepted"] == len(calls) > 0
     trained_on = FakeTrainer.seen[0]

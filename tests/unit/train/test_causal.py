@@ -52,7 +52,7 @@ def test_sft_learns_the_completions_and_changes_the_weights(tiny_lm, tmp_path, l
     pipe = Pipeline(recipe="raw", strategy="sft-lora" if lora else "sft", encoder=tiny_lm,
                     hparams={"epochs": 40.0 if lora else 60.0, "lr": 2e-2 if lora else 1e-2, "batch_size": 4,
                              "max_new_tokens": 4, "lora_r": 8})
-    model, result = CausalTrainer(lora=lora).fit(pipe, train, [], FitContext())  # no dev: no checks
+    model, result = CausalTrainer(lora=lora).fit(None, pipe, train, [], FitContext())  # no dev: no checks
     after = model.model.state_dict()
     assert any(not torch.equal(before[k], after[k]) for k in before if k in after)
     loss1 = dev_loss(model.model, model.tok, rows, torch.device("cpu"))
@@ -121,7 +121,7 @@ def test_dev_checks_keep_the_best_state(tiny_lm):
     train = [Sample(prompt=p, target=t) for p, t in PAIRS]
     pipe = Pipeline(recipe="raw", strategy="sft", encoder=tiny_lm,
                     hparams={"epochs": 8.0, "lr": 1e-2, "batch_size": 2, "evals_per_epoch": 1})
-    _model, result = CausalTrainer().fit(pipe, train, train[:2], FitContext())
+    _model, result = CausalTrainer().fit(None, pipe, train, train[:2], FitContext())
     scores = [c["dev_score"] for c in result.curve]
     assert len(scores) >= 5 and result.dev_metrics["score"] == pytest.approx(max(scores))
     assert result.chosen["steps_run"] >= 1
@@ -129,4 +129,4 @@ def test_dev_checks_keep_the_best_state(tiny_lm):
 
 def test_fit_refuses_empty_training_data(tiny_lm):
     with pytest.raises(ValueError, match="no training samples"):
-        CausalTrainer().fit(Pipeline(recipe="raw", strategy="sft", encoder=tiny_lm), [], [], FitContext())
+        CausalTrainer().fit(None, Pipeline(recipe="raw", strategy="sft", encoder=tiny_lm), [], [], FitContext())

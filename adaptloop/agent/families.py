@@ -1,0 +1,147 @@
+"""What a task family supplies to the one loop (``agent.coldstart.ColdStart``).
+
+The loop proposes, runs trials, diagnoses, selects on dev, gates and promotes the same way for
+every family; a family supplies the pieces that differ:
+
+- ``prepare``: read the user's data into a run (spec, frozen eval set, curated splits);
+- ``data``: the run's training data as its trials and its diagnosis read it;
+- ``facts``: what its policy sees beyond the graph and the clock (``SearchState`` fields);
+- ``policy``: its default policy (the doctrine for labelled data, the generation plan);
+- ``runner``: the trial function (train, save, score dev) the executor runs;
+- ``diagnose``: findings from a node's scored dev rows;
+- ``score_eval`` and ``baseline``: the winner's rows on the frozen eval set, and what the best
+  constant answer scores on the same rows (the first model's gate).
+
+``family_of(name)`` is the only place a family name picks code. Generation lives in
+``agent.generation``; classification and extraction share a doctrine and a trial, and differ in
+their diagnosis and their cleanlab step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from adaptloop.agent.doctrine import DoctrinePolicy
+from adaptloop.agent.executor import Trial, TrialOutcome, train_trial
+from adaptloop.agent.generation import GENERATION
+from adaptloop.agent.policy import Policy
+from adaptloop.agent.predict import embedding_cache, score_rows
+from adaptloop.agent.prepare import prepare, recipe_book
+from adaptloop.agent.refit import refit_cost, refit_plan
+from adaptloop.data import recipes
+from adaptloop.data.recipes import RecipeBook
+from adaptloop.diagnose.entities import diagnose_entities
+from adaptloop.diagnose.findings import diagnose, training_vocabulary
+from adaptloop.evaluate.rows import constant_rows
+from adaptloop.store.db import Node, Run
+from adaptloop.train import load_trained
+from adaptloop.train.base import Progress, no_progress
+from adaptloop.types import EvalSet, Finding, Pipeline, TaskSpec
+from adaptloop.workspace import Workspace
+
+Row = dict[str, Any]
+
+
+class Family(Protocol):
+    name: str
+    parallel: bool  # trials may run side by side (False: one at a time, e.g. a causal LM on CPU)
+
+    def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress,
+                embed_fn: Callable[[list[str]], np.ndarray] | None, gold: Any, teacher: Any) -> int: ...
+
+    def data(self, ws: Workspace, run: Run) -> Any: ...
+
+    def facts(self, ws: Workspace, run: Run, spec: TaskSpec, data: Any, rows: Sequence[Node],
+              device: str) -> dict[str, Any]: ...
+
+    def policy(self, ws: Workspace, run: Run, data: Any) -> Policy: ...
+
+    runner: Callable[[Trial], TrialOutcome]
+
+    def diagnose(self, ws: Workspace, run: Run, spec: TaskSpec, data: Any, node: Node, rows: list[Row],
+                 out: TrialOutcome) -> list[Finding]: ...
+
+    def score_eval(self, ws: Workspace, node: Node, eval_set: EvalSet, *, progress: Progress,
+                   what: str) -> list[Row]: ...
+
+    def baseline(self, spec: TaskSpec, eval_set: EvalSet, rows: list[Row]) -> tuple[str, list[Row]]: ...
+
+
+class Labelled:
+    """Classification and extraction: examples with labels or spans, the recipe book, the doctrine."""
+
+    parallel = True
+    runner = staticmethod(train_trial)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._vocab: dict[int, frozenset[str]] = {}
+
+    def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress = no_progress,
+                embed_fn: Callable[[list[str]], np.ndarray] | None = None, gold: Any = None,
+                teacher: Any = None) -> int:
+        return prepare(ws, loaded, prompt, budget_s, progress=progress, embed_fn=embed_fn, gold=gold)[1]
+
+    def data(self, ws: Workspace, run: Run) -> RecipeBook:
+        return recipe_book(ws, run)
+
+    def facts(self, ws: Workspace, run: Run, spec: TaskSpec, data: RecipeBook, rows: Sequence[Node],
+              device: str) -> dict[str, Any]:
+        settings = ws.settings
+        plan = refit_plan(rows, spec) if not any(n.status == "running" for n in rows) else None
+        return dict(
+            encoder=settings.train.encoder, n_train=len(data.raw), n_classes=len(spec.labels),
+            n_label_issues=len(data.issue_ids), ladder=_ladder(ws), oos_label=spec.out_of_scope_label,
+            seed=settings.train.seed, learned=ws.store.learned(spec.family),
+            # classification on CPU has a frozen larger rung; extraction has none, so there a
+            # larger tagger competes on its (size-scaled) cost instead of being ruled out
+            trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),
+            refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
+            target=settings.search.target or None, family=spec.family)
+
+    def policy(self, ws: Workspace, run: Run, data: Any) -> Policy:
+        return DoctrinePolicy(plateau_rounds=ws.settings.agent.plateau_rounds, c0=ws.settings.search.exploration)
+
+    def diagnose(self, ws: Workspace, run: Run, spec: TaskSpec, data: RecipeBook, node: Node, rows: list[Row],
+                 out: TrialOutcome) -> list[Finding]:
+        pipe = Pipeline.from_dict(node.pipeline)
+        noisy = "clean" not in recipes.parse(pipe.recipe) if pipe.recipe != "train+dev" else False
+        issues = list(ws.store.run_state(run).label_issues or ()) if noisy else None
+        dev = out.dev_metrics
+        if self.name == "extraction":
+            return diagnose_entities(rows, list(spec.labels), curve=out.curve, dev_f1=dev.get("f1"),
+                                     label_issues=issues, n_train=len(data.raw)).findings
+        if run.id not in self._vocab:
+            self._vocab[run.id] = training_vocabulary(e.text for e in data.raw)
+        return diagnose(rows, list(spec.labels), curve=out.curve, dev_accuracy=dev.get("accuracy"),
+                        label_issues=issues, n_train=len(data.raw), vocabulary=self._vocab[run.id]).findings
+
+    def score_eval(self, ws: Workspace, node: Node, eval_set: EvalSet, *, progress: Progress = no_progress,
+                   what: str = "score winner on eval set") -> list[Row]:
+        model = load_trained(ws.artifacts.path(node.model_artifact), embeddings=embedding_cache(ws.root))
+        return score_rows(model, eval_set.examples, progress=progress, what=what)
+
+    def baseline(self, spec: TaskSpec, eval_set: EvalSet, rows: list[Row]) -> tuple[str, list[Row]]:
+        return constant_rows(rows)
+
+
+def _ladder(ws: Workspace) -> tuple[str, ...]:
+    """The installed rungs of the encoder ladder (the default encoder first if it is on it)."""
+    from adaptloop.train.packaged import is_available
+
+    ladder = ws.settings.train.ladder
+    enc = ws.settings.train.encoder
+    rungs = ladder[ladder.index(enc):] if enc in ladder else [enc]
+    return tuple(r for r in rungs if r == enc or is_available(r))
+
+
+def family_of(name: str) -> Family:
+    """The family module for a task family's name."""
+    if name == "generation":
+        return GENERATION
+    if name in ("classification", "extraction"):
+        return Labelled(name)
+    raise ValueError(f"unknown task family {name!r}; use classification, extraction or generation")
