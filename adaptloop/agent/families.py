@@ -48,6 +48,7 @@ Row = dict[str, Any]
 class Family(Protocol):
     name: str
     parallel: bool  # trials may run side by side (False: one at a time, e.g. a causal LM on CPU)
+    improves: bool  # an improve cycle can retrain it from production traffic
 
     def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress,
                 embed_fn: Callable[[list[str]], np.ndarray] | None, gold: Any, teacher: Any) -> int: ...
@@ -74,6 +75,7 @@ class Labelled:
     """Classification and extraction: examples with labels or spans, the recipe book, the doctrine."""
 
     parallel = True
+    improves = True
     runner = staticmethod(train_trial)
 
     def __init__(self, name: str) -> None:

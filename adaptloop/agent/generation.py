@@ -433,6 +433,7 @@ def _write_generation_meta(folder: Path, spec: TaskSpec, text: str, recipe: str)
 class GenerationFamily:
     name = "generation"
     parallel = False  # a causal LM trains on every core
+    improves = False  # production cycles for generation models are not built yet (traces are recorded)
     runner = staticmethod(generation_trial)
 
     def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress = no_progress,

@@ -31,6 +31,7 @@ from sqlalchemy import select
 
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
+from adaptloop.agent.families import family_of
 from adaptloop.agent.policy import Proposal
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, _store_dataset, fail_run
@@ -126,7 +127,7 @@ class ImproveCycle:
         t0 = time.monotonic()
         ws, store = self.ws, self.ws.store
         mv, spec, model = load_version(ws, "production", cached=True)
-        if spec.family not in ("classification", "extraction"):
+        if not family_of(spec.family).improves:
             raise DataError(f"improve supports classification and extraction tasks so far; production model "
                             f"v{mv.id} is {spec.family} (its traces are still recorded and shown by "
                             "`adaptloop traces`)")
@@ -387,7 +388,7 @@ class ImproveCycle:
         from adaptloop.train.ensemble import EnsembleModel
 
         dev = _examples(self.ws, self.ws.store.run_state(run.id).datasets["dev"])
-        if not dev or spec.family != "classification":
+        if not dev or not hasattr(candidate, "predict_proba"):  # a blend mixes class probabilities
             return None
         texts = [e.text for e in dev]
         y = np.array([spec.labels.index(e.label) for e in dev])

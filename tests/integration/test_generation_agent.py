@@ -1,7 +1,8 @@
 """The generation cold start through the CLI with a tiny real causal LM on banking77 messages: the family
 from the prompt and the data, the eval set frozen before any training, base → fine-tune nodes with
-findings, the first model's gate (a useless model is refused), `eval` (exact match + diagnosis), `predict` and the chat endpoint. (The pure pieces,
-targets, presentation, family choice, diagnosis and decode moves, are in tests/unit.)"""
+findings, the first model's gate (a useless model is refused), `eval` (exact match + diagnosis),
+`predict` and the chat endpoint. (The pure pieces, targets, presentation, family choice, diagnosis and
+decode moves, are in tests/unit.)"""
 
 from __future__ import annotations
 

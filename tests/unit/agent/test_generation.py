@@ -123,3 +123,90 @@ def test_few_shot_picks_short_distinct_examples_as_shown():
     assert len(shots) == 3 and len({t for _p, t in shots}) == 3
     assert all(p.startswith("Q: message") for p, _t in shots)
     assert shots == few_shot(samples, 3, seed=0, show=lambda s: Sample(prompt=f"Q: {s.prompt}", target=s.target))
+
+
+def _plan_state(nodes, seconds_left=600.0):
+    from adaptloop.agent.policy import SearchState
+
+    return SearchState(nodes=tuple(nodes), seconds_left=seconds_left, budget=900.0, encoder="lm", n_train=100,
+                       n_classes=3, family="generation")
+
+
+def _plan():
+    from adaptloop.agent.generation import GenerationData, GenerationPlan
+    from adaptloop.types import TaskSpec
+
+    spec = TaskSpec(name="t", prompt="p", family="generation", labels=("a", "b", "c"),
+                    primary_metric="exact_match", output={"kind": "label", "base": "lm", "max_new_tokens": 8})
+    train = tuple(Sample(prompt=f"m{i}", target="abc"[i % 3]) for i in range(30))
+    data = GenerationData(spec=spec, train=train, dev=train[:10], n_eval=20, recipe="raw")
+    return GenerationPlan(data)
+
+
+def test_the_generation_plan_is_a_policy_base_then_sft_then_a_follow_up():
+    from adaptloop.agent.policy import WAIT, Proposal, Stop
+    from adaptloop.search.graph import GraphNode
+
+    plan = _plan()
+    first = plan.propose(_plan_state([]))
+    assert isinstance(first, Proposal) and first.name == "base" and first.pipeline.strategy == "zero-shot"
+    assert first.pipeline.hparams["instruction"] == "full"
+    running = GraphNode("base", None, first.pipeline.to_dict(), status="running")
+    assert plan.propose(_plan_state([running])) is WAIT
+    base = GraphNode("base", None, first.pipeline.to_dict(), score=0.0, chosen={"decode_s": 2.0}, order=0)
+    sft = plan.propose(_plan_state([base]))
+    assert isinstance(sft, Proposal) and sft.name == "sft" and sft.parent == "base"
+    assert sft.pipeline.hparams["instruction"] == "short"  # a closed label set trains without the list
+    assert sft.reserve_s == 1.3 * 2.0 * (10 + 20)  # the decoding of dev and eval is kept back
+    # no time to train: the plan stops rather than start a fine-tune it cannot finish
+    assert isinstance(plan.propose(_plan_state([base], seconds_left=sft.reserve_s + 10)), Stop)
+    # dev loss still falling at the planned end: train longer
+    done = GraphNode("sft", "base", sft.pipeline.to_dict(), score=0.8, order=1, seconds=100,
+                     curve=({"dev_score": -2.0}, {"dev_score": -1.0}),
+                     chosen={"decode_s": 0.5, "fit_seconds": 100, "notes": "planned 10 steps done", "epochs": 1})
+    follow = plan.propose(_plan_state([base, done]))
+    assert isinstance(follow, Proposal) and follow.name == "more-epochs" and follow.pipeline.hparams["epochs"] == 2
+    # over-fitting instead: LoRA
+    over = GraphNode("sft", "base", sft.pipeline.to_dict(), score=0.8, order=1, seconds=100,
+                     curve=({"dev_score": -1.0}, {"dev_score": -2.0}), chosen={"fit_seconds": 100, "notes": "x"})
+    assert plan.propose(_plan_state([base, over])).name == "lora"
+    # no findings, the follow-up done: nothing left to try
+    lora = GraphNode("lora", "base", sft.pipeline.to_dict(), score=0.7, order=2)
+    stop = plan.propose(_plan_state([base, over, lora]))
+    assert isinstance(stop, Stop) and stop.reason == "planned nodes done"
+
+
+def test_the_generation_plan_applies_decode_moves_to_the_best_node():
+    from adaptloop.agent.policy import Proposal
+    from adaptloop.search.graph import GraphNode
+    from adaptloop.types import Finding
+
+    plan = _plan()
+    pipe = {"recipe": "raw", "strategy": "sft", "encoder": "lm", "hparams": {"instruction": "short"}, "seed": 0}
+    fmt = Finding(kind="format_errors", summary="3 of 10 outputs do not parse", severity=0.3,
+                  suggests=("format-normalise",))
+    base = GraphNode("base", None, {**pipe, "strategy": "zero-shot"}, score=0.0, chosen={"decode_s": 1.0}, order=0)
+    sft = GraphNode("sft", "base", pipe, score=0.6, order=1, findings=(fmt,), chosen={"fit_seconds": 500})
+    move = plan.propose(_plan_state([base, sft], seconds_left=100))
+    assert isinstance(move, Proposal) and move.name == "format-normalise" and move.parent == "sft"
+    assert move.pipeline.hparams["decode"] == {"normalise": "label"} and move.pipeline.hparams["of"] == "sft"
+    # not enough time to decode dev once more: a move that decodes is skipped, and said so
+    worse = GraphNode("format-normalise", "sft", move.pipeline.to_dict(), score=0.5, order=2)
+    stop = plan.propose(_plan_state([base, sft, worse], seconds_left=30))
+    assert "prompt-template" not in stop.reason  # prompt-template is for the untrained model only
+    assert stop.reason.startswith("'sft' used the budget")
+
+
+def test_an_eval_set_of_samples_keeps_its_id_and_reads_the_stored_format():
+    from adaptloop.types import EvalSet
+
+    held = (Sample(prompt="q1", target="a"), Sample(prompt="q2", target="b", extra={"test": "x"}))
+    es = EvalSet(samples=held)
+    assert es.items == held and es.examples == ()
+    back = EvalSet.from_dict(json.loads(json.dumps(es.to_dict())))
+    assert back == es and back.id == es.id
+    # the id is the content hash of the sample ids, as eval sets of generation runs were always stored
+    from adaptloop.types import content_hash
+
+    stored = {"id": content_hash(sorted(s.id for s in held))[:16], "samples": [s.to_dict() for s in held]}
+    assert EvalSet.from_dict(stored).id == stored["id"]
