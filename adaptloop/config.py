@@ -110,6 +110,22 @@ class GenerationSettings(BaseModel):
                              "each).")
 
 
+class LLMSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    url: str = Field("", description="OpenAI-compatible API root (a hosted API, vLLM, llama.cpp, or adaptloop's own "
+                     "`serve` at http://HOST:PORT/v1) of the LLM planner; empty = offline, the doctrine decides alone.")
+    model: str = Field("", description="Model name sent to the endpoint.")
+    api_key_env: str = Field("ADAPTLOOP_LLM_API_KEY", description="Environment variable that holds the API key "
+                             "(never the key itself: this file is not a secret store); unset = no key.")
+    timeout: float = Field(60.0, gt=0, description="Seconds per request before it counts as failed.")
+    retries: int = Field(2, ge=0, description="Retries of a request that failed to connect or timed out.")
+    max_tokens: int = Field(400, ge=16, description="Most tokens one answer may take.")
+    max_tokens_per_run: int = Field(200_000, ge=0, description="Tokens (prompt + answer) one run may spend; past "
+                                    "it the doctrine decides alone.")
+    price_in: float = Field(0.0, ge=0, description="Price per million prompt tokens (for the cost shown by `runs`).")
+    price_out: float = Field(0.0, ge=0, description="Price per million answer tokens.")
+
+
 class Settings(BaseModel):
     """Everything adaptloop.toml can hold."""
 
@@ -121,6 +137,7 @@ class Settings(BaseModel):
     serve: ServeSettings = ServeSettings()
     improve: ImproveSettings = ImproveSettings()
     generation: GenerationSettings = GenerationSettings()
+    llm: LLMSettings = LLMSettings()
 
 
 def resolve_workspace(workspace: str | Path | None) -> Path:

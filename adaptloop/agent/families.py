@@ -27,16 +27,18 @@ import numpy as np
 from adaptloop.agent.doctrine import DoctrinePolicy
 from adaptloop.agent.executor import Trial, TrialOutcome, train_trial
 from adaptloop.agent.generation import GENERATION
+from adaptloop.agent.llm_policy import LLMPolicy
 from adaptloop.agent.policy import Policy
 from adaptloop.agent.predict import embedding_cache, score_rows
 from adaptloop.agent.prepare import prepare, recipe_book
 from adaptloop.agent.refit import refit_cost, refit_plan
 from adaptloop.data import recipes
+from adaptloop.data.llm import LLMClient
 from adaptloop.data.recipes import RecipeBook
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.evaluate.rows import constant_rows
-from adaptloop.store.db import Node, Run
+from adaptloop.store.db import LLMCall, Node, Run
 from adaptloop.train import load_trained
 from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import EvalSet, Finding, Pipeline, TaskSpec
@@ -105,7 +107,14 @@ class Labelled:
             target=settings.search.target or None, family=spec.family)
 
     def policy(self, ws: Workspace, run: Run, data: Any) -> Policy:
-        return DoctrinePolicy(plateau_rounds=ws.settings.agent.plateau_rounds, c0=ws.settings.search.exploration)
+        """The doctrine; with ``[llm] url`` set, the LLM planner with the doctrine as its fallback."""
+        doctrine = DoctrinePolicy(plateau_rounds=ws.settings.agent.plateau_rounds, c0=ws.settings.search.exploration)
+        client = LLMClient.from_settings(ws.settings.llm)
+        if client is None:
+            return doctrine
+        run_id = run.id
+        return LLMPolicy(doctrine, client, record=lambda r: ws.store.add(LLMCall(run_id=run_id, **r)),
+                         max_tokens_per_run=ws.settings.llm.max_tokens_per_run)
 
     def diagnose(self, ws: Workspace, run: Run, spec: TaskSpec, data: RecipeBook, node: Node, rows: list[Row],
                  out: TrialOutcome) -> list[Finding]:

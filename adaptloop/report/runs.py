@@ -5,11 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from adaptloop.agent.coldstart import _node_dict
 from adaptloop.errors import NotFoundError
 from adaptloop.report.html import write_report
 from adaptloop.report.view import build_view, latest_run
-from adaptloop.store.db import EvalSetRow
+from adaptloop.store.db import EvalSetRow, LLMCall
 from adaptloop.workspace import Workspace
 
 __all__ = ["runs_listing", "write_run_report"]
@@ -35,8 +37,19 @@ def runs_listing(ws: Workspace, run: int | None = None) -> list[dict[str, Any]]:
             "nodes": [_node_dict(n) for n in ws.store.nodes(r.id)],
             "decisions": [{"kind": d.kind, "reason": d.reason, "at": d.created_at.isoformat()}
                           for d in ws.store.decisions(r.id)],
+            "llm": llm_usage(ws, r.id),
         })
     return report
+
+
+def llm_usage(ws: Workspace, run_id: int) -> dict[str, Any]:
+    """What the run asked of the LLM: requests, how many were followed, tokens and their cost at ``[llm]`` prices."""
+    calls = ws.store.all(select(LLMCall).where(LLMCall.run_id == run_id))
+    tin, tout = sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
+    cfg = ws.settings.llm
+    return {"requests": len(calls), "followed": sum(c.outcome == "followed" for c in calls),
+            "prompt_tokens": tin, "completion_tokens": tout,
+            "cost": round((tin * cfg.price_in + tout * cfg.price_out) / 1e6, 6)}
 
 
 def write_run_report(ws: Workspace, run: int | None = None, out_path: Path | None = None) -> dict[str, Any]:

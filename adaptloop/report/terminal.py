@@ -76,7 +76,7 @@ def score(metrics: dict[str, Any] | None) -> str:
 def nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     """A run's nodes, one row each, with why each was tried in the caption."""
     t = Table(title=title, show_lines=False)
-    for col in ("id", "node", "parent", "strategy", "recipe", "dev", "eval", "sec", "status"):
+    for col in ("id", "node", "parent", "strategy", "recipe", "dev", "eval", "sec", "status", "by"):
         t.add_column(col)
     t.caption = "\n".join(escape(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}")
                           for n in nodes)
@@ -84,7 +84,7 @@ def nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     for n in nodes:
         t.add_row(str(n["id"]), n["name"], str(n["parent_id"] or "-"), n["pipeline"]["strategy"],
                   n["pipeline"]["recipe"], score(n["dev"]), score(n["eval"]),
-                  f"{n['train_seconds']:.0f}", n["status"])
+                  f"{n['train_seconds']:.0f}", n["status"], n.get("proposer") or "doctrine")
     return t
 
 
@@ -236,6 +236,11 @@ def show_runs(ws: Workspace, runs: list[dict[str, Any]], graph: bool) -> None:
     for r in runs:
         out.print(nodes_table(r["nodes"], f"run {r['id']} ({r['status']}, "
                                           f"{r['spent_s']:.0f}s of {r['budget_s']:.0f}s)"))
+        llm = r.get("llm") or {}
+        if llm.get("requests"):
+            out.print(f"  LLM planner: {llm['requests']} requests, {llm['followed']} followed (the doctrine decided "
+                      f"the rest); {llm['prompt_tokens']:,} prompt + {llm['completion_tokens']:,} answer tokens"
+                      + (f", cost {llm['cost']:.4f}" if llm["cost"] else ""))
         for d in r["decisions"]:
             out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {escape(d['reason'])}")
 

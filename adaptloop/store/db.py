@@ -31,6 +31,7 @@ from adaptloop.store.tables import (  # re-exported: the tables are imported fro
     EvalSetRow,
     FeedbackEvent,
     FindingRow,
+    LLMCall,
     ModelVersionRow,
     Node,
     Outcome,
@@ -47,8 +48,8 @@ from adaptloop.store.tables import (  # re-exported: the tables are imported fro
 from adaptloop.types import CarriedTrace, RunState
 
 __all__ = [
-    "Base", "Dataset", "Decision", "EvalSetRow", "FeedbackEvent", "FindingRow", "ModelVersionRow", "Node", "Outcome",
-    "Quarantine", "RegistryEvent", "Removal", "Run", "Store", "Task", "TraceRow", "TraceUse", "utcnow"
+    "Base", "Dataset", "Decision", "EvalSetRow", "FeedbackEvent", "FindingRow", "LLMCall", "ModelVersionRow", "Node",
+    "Outcome", "Quarantine", "RegistryEvent", "Removal", "Run", "Store", "Task", "TraceRow", "TraceUse", "utcnow"
 ]
 
 

@@ -164,6 +164,23 @@ class Decision(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class LLMCall(Base):
+    """One request to the LLM (planner, judge, teacher): the prompt, the answer, tokens, and what it fed."""
+
+    __tablename__ = "llm_calls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"), nullable=True)
+    role: Mapped[str] = mapped_column(String(20))  # planner | judge | teacher
+    fed: Mapped[str] = mapped_column(String(120), default="")  # the node (or trace) the answer decided
+    messages: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    response: Mapped[str] = mapped_column(Text, default="")
+    outcome: Mapped[str] = mapped_column(Text, default="")  # followed | rejected: why
+    prompt_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    completion_tokens: Mapped[int] = mapped_column(Integer, default=0)
+    seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ModelVersionRow(Base):
     __tablename__ = "model_versions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
