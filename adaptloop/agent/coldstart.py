@@ -99,13 +99,15 @@ class ColdStart:
         promote: point ``production`` at the winner (cold start); False registers it as the
             ``candidate`` only, for the regression gate of an improve cycle to decide.
         first: proposals started before the policy is asked (an improve cycle's incumbent recipe).
+        llm: the LLM planner's client (default: one for ``[llm] url``; a ``ReplayClient`` replays a run).
     """
 
     def __init__(self, ws: Workspace, run_id: int, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for,
                  policy: Policy | None = None, executor: Executor | None = None,
-                 promote: bool = True, first: Sequence[Proposal] = ()) -> None:
+                 promote: bool = True, first: Sequence[Proposal] = (), llm: Any = None) -> None:
         self.ws = ws
+        self.llm = llm
         self.first = tuple(first)
         self.promote = promote
         self.run_id = run_id
@@ -128,7 +130,7 @@ class ColdStart:
         family = self.family = family_of(spec.family)
         try:
             book = family.data(ws, run)
-            policy = self.policy or family.policy(ws, run, book)
+            policy = self.policy or family.policy(ws, run, book, self.llm)
             if executor is None:
                 parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S and family.parallel else 1
                 executor = make_executor(ws.settings.search.executor, parallel)
@@ -205,8 +207,12 @@ class ColdStart:
             for n in rows)
         assert self.family is not None
         run = store.get(Run, self.run_id)
+        facts = self.family.facts(self.ws, run, spec, data, rows, _device(self.ws))
+        replayed = getattr(self.llm, "run_id", None)
+        if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
+            facts["learned"] = store.learned(spec.family, as_of=(replayed, self.run_id))
         return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
-                           workers=workers, **self.family.facts(self.ws, run, spec, data, rows, _device(self.ws)))
+                           workers=workers, **facts)
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None
@@ -351,9 +357,11 @@ def cold_start(ws: Workspace, loaded: Any, prompt: str, budget_s: float, *,
                progress: Progress = no_progress,
                make_trainer: Callable[[str], Trainer] = trainer_for,
                embed_fn: Callable[[list[str]], np.ndarray] | None | str = "encoder",
-               executor: Executor | None = None, gold: Any = None, teacher: Any = None) -> ColdStartResult:
+               executor: Executor | None = None, gold: Any = None, teacher: Any = None,
+               llm: Any = None) -> ColdStartResult:
     """Prepare a new run of ``loaded``'s task family and search it. ``embed_fn`` feeds cleanlab (None
-    skips it); ``teacher`` writes worked solutions for a generation task's math data."""
+    skips it); ``teacher`` writes worked solutions for a generation task's math data; ``llm`` is the
+    planner's client (default: from ``[llm]``)."""
     t0 = time.monotonic()
     if embed_fn == "encoder":
         embed_fn = encoder_embedder(ws, progress)
@@ -362,7 +370,7 @@ def cold_start(ws: Workspace, loaded: Any, prompt: str, budget_s: float, *,
                                               teacher=teacher)
     ws.store.update(Run, run_id, spent_s=time.monotonic() - t0)
     return ColdStart(ws, run_id, progress=progress, make_trainer=make_trainer,
-                     executor=executor).run()
+                     executor=executor, llm=llm).run()
 
 
 def encoder_embedder(ws: Workspace, progress: Progress = no_progress,

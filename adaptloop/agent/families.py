@@ -60,7 +60,7 @@ class Family(Protocol):
     def facts(self, ws: Workspace, run: Run, spec: TaskSpec, data: Any, rows: Sequence[Node],
               device: str) -> dict[str, Any]: ...
 
-    def policy(self, ws: Workspace, run: Run, data: Any) -> Policy: ...
+    def policy(self, ws: Workspace, run: Run, data: Any, llm: Any = None) -> Policy: ...
 
     runner: Callable[[Trial], TrialOutcome]
 
@@ -106,10 +106,11 @@ class Labelled:
             refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
             target=settings.search.target or None, family=spec.family)
 
-    def policy(self, ws: Workspace, run: Run, data: Any) -> Policy:
-        """The doctrine; with ``[llm] url`` set, the LLM planner with the doctrine as its fallback."""
+    def policy(self, ws: Workspace, run: Run, data: Any, llm: Any = None) -> Policy:
+        """The doctrine; with an LLM client (``llm``, else one for ``[llm] url``), the LLM planner with the
+        doctrine as its fallback."""
         doctrine = DoctrinePolicy(plateau_rounds=ws.settings.agent.plateau_rounds, c0=ws.settings.search.exploration)
-        client = LLMClient.from_settings(ws.settings.llm)
+        client = llm or LLMClient.from_settings(ws.settings.llm)
         if client is None:
             return doctrine
         run_id = run.id

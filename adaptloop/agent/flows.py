@@ -11,14 +11,18 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+
 from adaptloop.agent.budget import parse_budget
 from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
 from adaptloop.agent.improve import ImproveCycle
 from adaptloop.agent.traffic import import_traces, new_failures
 from adaptloop.data.generation import LoadedSamples, load_generation
+from adaptloop.data.llm import ReplayClient
 from adaptloop.data.sources import Loaded, family_for, load_for
 from adaptloop.data.spec import infer_extraction_spec, infer_spec
-from adaptloop.errors import AdaptloopError
+from adaptloop.errors import AdaptloopError, NotFoundError
+from adaptloop.store.db import LLMCall, Run
 from adaptloop.workspace import Workspace
 
 __all__ = ["improve_cycles", "start_new"]
@@ -29,10 +33,11 @@ ProgressScope = Callable[[], AbstractContextManager[Progress]]
 
 def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: Path | None, budget: str | None,
               *, resume: bool, progress: ProgressScope, on_loaded: Callable[[Loaded | LoadedSamples], None],
-              on_spec: Callable[[dict[str, Any]], None]) -> tuple[str, dict[str, Any]]:
+              on_spec: Callable[[dict[str, Any]], None], replay: int | None = None) -> tuple[str, dict[str, Any]]:
     """`adaptloop new`: resume the last interrupted run, or load ``data`` (and the gold ``eval_data``) and
     run a cold start within ``budget`` (every task family through the same loop).
 
+    ``replay``: the LLM planner answers from run ``replay``'s stored requests, with no endpoint.
     ``on_loaded`` sees each loaded file (its quarantined lines), ``on_spec`` the task read from the prompt
     and the data, both before the search starts; ``progress()`` opens the progress bars of the search.
 
@@ -60,9 +65,26 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
             on_loaded(part)
     infer = infer_extraction_spec if loaded.family == "extraction" else infer_spec
     on_spec(infer(prompt, loaded.examples, source=str(data)).to_dict())
+    llm = replay_client(ws, replay) if replay is not None else None
     with progress() as bars:
-        result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold)
+        result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold, llm=llm)
     return "search", result.to_dict()
+
+
+def replay_client(ws: Workspace, run_id: int) -> ReplayClient:
+    """The planner's stored answers of run ``run_id``, to re-decide it offline.
+
+    Raises:
+        NotFoundError: the run does not exist or asked the LLM planner nothing.
+    """
+    if ws.store.get(Run, run_id) is None:
+        raise NotFoundError(f"no run {run_id} to replay; `adaptloop runs` lists them")
+    calls = ws.store.all(select(LLMCall).where(LLMCall.run_id == run_id, LLMCall.role == "planner")
+                         .order_by(LLMCall.id))
+    if not calls:
+        raise NotFoundError(f"run {run_id} asked the LLM planner nothing: there is nothing to replay "
+                            "(set [llm] url to plan with an LLM)")
+    return ReplayClient([(c.response, c.outcome, c.prompt_tokens, c.completion_tokens) for c in calls], run_id)
 
 
 def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, *, watch: bool, interval: float,

@@ -451,7 +451,7 @@ class GenerationFamily:
         return dict(encoder=spec.output["base"], n_train=len(data.train), n_classes=len(spec.labels),
                     seed=ws.settings.train.seed, family=spec.family)
 
-    def policy(self, ws: Workspace, run: Run, data: GenerationData) -> Policy:
+    def policy(self, ws: Workspace, run: Run, data: GenerationData, llm: Any = None) -> Policy:
         return GenerationPlan(data, seed=ws.settings.train.seed, llama_cpp=ws.settings.generation.llama_cpp)
 
     def diagnose(self, ws: Workspace, run: Run, spec: TaskSpec, data: GenerationData, node: Node, rows: list[Row],

@@ -57,6 +57,9 @@ def new(
     budget: Annotated[str | None, typer.Option(
         help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
+    replay: Annotated[int | None, typer.Option(
+        "--replay", metavar="RUN", help="Re-decide with the LLM planner's answers stored by run RUN, offline "
+                                        "(no endpoint): same data and budget give the same graph.")] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -72,7 +75,7 @@ def new(
 
     ws = open_workspace(workspace)
     kind, r = start_new(ws, prompt, data, eval_data, budget, resume=resume, progress=progress,
-                        on_loaded=show_quarantined, on_spec=show_spec)
+                        on_loaded=show_quarantined, on_spec=show_spec, replay=replay)
     if as_json:
         emit_json(r)
     else:

@@ -149,3 +149,48 @@ class LLMClient:
 
     def close(self) -> None:
         self._client.close()
+
+
+class ReplayClient:
+    """Answers from a stored run's requests, in order, with no endpoint: ``adaptloop new --replay RUN``.
+
+    Each stored answer is parsed again (a malformed one, or a failed request, raises the ``LLMError``
+    it raised then), so a policy re-decides the run exactly as it did. Past the stored requests it
+    raises: the replayed run asked for more than the stored one did.
+
+    Args:
+        calls: ``(response, outcome, prompt tokens, answer tokens)`` of the stored requests, oldest first.
+    """
+
+    url = "replay"
+
+    def __init__(self, calls: Sequence[tuple[str, str, int, int]], run_id: int | None = None) -> None:
+        self._calls = list(calls)
+        self.run_id = run_id  # the replayed run
+        self.used = 0
+
+    def complete(self, messages: Sequence[Message], schema: type[T]) -> Reply[T]:
+        if self.used >= len(self._calls):
+            raise LLMError(f"the replayed run asks more than the {len(self._calls)} stored requests",
+                           messages=messages)
+        text, outcome, tin, tout = self._calls[self.used]
+        self.used += 1
+        failed = outcome.startswith("rejected: ") and not _policy_rejection(outcome)
+        try:
+            parsed = parse_json(text, schema)
+        except ValueError as exc:
+            failed, outcome = True, outcome if outcome.startswith("rejected: ") else f"rejected: {exc}"
+        if failed:
+            raise LLMError(outcome.removeprefix("rejected: "), text=text, prompt_tokens=tin, completion_tokens=tout,
+                           messages=messages)
+        return Reply(parsed, text, list(messages), tin, tout, 0.0)
+
+    def close(self) -> None:
+        pass
+
+
+def _policy_rejection(outcome: str) -> bool:
+    """Whether a stored rejection came from checking a parsed answer (the policy re-checks it), not
+    from the request (a timeout, a failure, a malformed answer: replayed as that error)."""
+    return not any(k in outcome for k in ("timed out after", " failed: ", "refused the request",
+                                           "malformed answer", "token budget"))

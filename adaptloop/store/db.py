@@ -162,11 +162,15 @@ class Store:
     def findings(self, run_id: int) -> list[FindingRow]:
         return self.all(select(FindingRow).where(FindingRow.run_id == run_id).order_by(FindingRow.id))
 
-    def learned(self, family: str | None = None) -> dict[str, tuple[int, float, float]]:
-        """Per intervention: (times tried, mean dev gain, mean seconds), over every run."""
+    def learned(self, family: str | None = None, *, as_of: tuple[int, int] | None = None
+                ) -> dict[str, tuple[int, float, float]]:
+        """Per intervention: (times tried, mean dev gain, mean seconds), over every run; ``as_of=(run, this)``:
+        only what runs before ``run`` learned, and what run ``this`` has learned itself (a replay of ``run``)."""
         stmt = select(Outcome.intervention, func.count(), func.avg(Outcome.gain), func.avg(Outcome.cost_s))
         if family is not None:
             stmt = stmt.where(Outcome.family == family)
+        if as_of is not None:
+            stmt = stmt.where((Outcome.run_id < as_of[0]) | (Outcome.run_id == as_of[1]))
         with self._session() as s:
             rows = s.execute(stmt.group_by(Outcome.intervention)).all()
         return {r[0]: (int(r[1]), float(r[2]), float(r[3])) for r in rows}

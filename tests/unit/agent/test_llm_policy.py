@@ -136,3 +136,40 @@ def test_the_cold_start_asks_the_planner_and_stores_every_call(tmp_path, banking
     assert calls[0].outcome.startswith("rejected: unknown move") and calls[0].run_id == r.run_id
     assert any(c.outcome == "followed" and c.fed in {n.name for n in nodes} for c in calls)
     assert all(c.messages and c.prompt_tokens == 100 for c in calls)
+
+
+def test_replay_re_decides_a_stored_run_offline_to_the_same_graph(tmp_path, banking_sample):
+    from adaptloop.agent.coldstart import cold_start
+    from adaptloop.agent.flows import replay_client
+    from adaptloop.data.sources import load_classification
+    from adaptloop.errors import NotFoundError
+    from adaptloop.store.db import Decision, Node
+    from adaptloop.train.fake import fake_trainer
+    from adaptloop.workspace import Workspace, init_workspace
+    from tests.conftest import subset, write_jsonl
+
+    ws = Workspace.open(init_workspace(tmp_path / "ws"))
+    ws.settings.search.workers = 1
+    data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 6, 40)))
+    script = [_answer("distill"), "not json", "still not json", _answer("lora"), _answer("clean")] + \
+        [_answer("finetune")] * 30
+    with ScriptedLLM(script) as server:
+        ws.settings.llm.url, ws.settings.llm.timeout, ws.settings.llm.retries = server.url, 5.0, 0
+        first = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None)
+    ws.settings.llm.url = "http://127.0.0.1:9/v1"  # nothing listens there: a replay must not ask
+    again = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None,
+                       llm=replay_client(ws, first.run_id))
+
+    def graph(run_id):
+        nodes = ws.store.all(select(Node).where(Node.run_id == run_id).order_by(Node.id))
+        return [(n.name, n.proposer, n.pipeline, n.parent_id and ws.store.get(Node, n.parent_id).name) for n in nodes]
+
+    def decisions(run_id):
+        return [(d.kind, d.reason) for d in ws.store.all(select(Decision).where(Decision.run_id == run_id)
+                                                          .order_by(Decision.id)) if d.kind not in ("eval_set_frozen",)]
+
+    assert graph(again.run_id) == graph(first.run_id)
+    assert {p for _n, p, _pipe, _parent in graph(first.run_id)} == {"doctrine", "llm"}
+    assert [k for k, _ in decisions(again.run_id)] == [k for k, _ in decisions(first.run_id)]
+    with pytest.raises(NotFoundError, match="no run 99 to replay"):
+        replay_client(ws, 99)
