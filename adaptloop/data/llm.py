@@ -75,14 +75,16 @@ class LLMClient:
         timeout: seconds per request.
         retries: retries of a request that timed out or failed to connect.
         max_tokens: the longest answer.
+        http_client: an ``httpx.Client`` to send through (tests give one with a scripted transport).
     """
 
     def __init__(self, url: str, model: str = "", *, api_key: str | None = None, timeout: float = 60.0,
-                 retries: int = 2, max_tokens: int = 400) -> None:
+                 retries: int = 2, max_tokens: int = 400, http_client: Any = None) -> None:
         from openai import OpenAI
 
         self.url, self.model, self.max_tokens, self.timeout = url.rstrip("/"), model or "default", max_tokens, timeout
-        self._client = OpenAI(base_url=self.url, api_key=api_key or "none", timeout=timeout, max_retries=retries)
+        self._client = OpenAI(base_url=self.url, api_key=api_key or "none", timeout=timeout, max_retries=retries,
+                              http_client=http_client)
         self.json_schema = True  # offered until the server refuses it
 
     @classmethod
@@ -122,18 +124,26 @@ class LLMClient:
                                completion_tokens=tout, messages=sent) from None
         return Reply(parsed, text, sent, tin, tout, time.monotonic() - t0)
 
-    def _ask(self, messages: list[Message], schema: type[BaseModel]) -> tuple[str, int, int]:
+    def text(self, messages: Sequence[Message]) -> tuple[str, int, int]:
+        """A free-text answer (the teacher's worked solution) and its prompt and answer tokens.
+
+        Raises:
+            LLMError: the endpoint failed or timed out.
+        """
+        return self._ask(list(messages), None)
+
+    def _ask(self, messages: list[Message], schema: type[BaseModel] | None) -> tuple[str, int, int]:
         import openai
 
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": 0,
                                   "max_tokens": self.max_tokens}
-        if self.json_schema:
+        if self.json_schema and schema is not None:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": schema.__name__, "schema": schema.model_json_schema()}}
         try:
             r = self._client.chat.completions.create(**kwargs)
         except openai.BadRequestError:
-            if not self.json_schema:
+            if not self.json_schema or schema is None:
                 raise LLMError(f"{self.url} refused the request (400)", messages=messages) from None
             self.json_schema = False  # the server does not take structured output: parse and validate instead
             return self._ask(messages, schema)

@@ -6,8 +6,9 @@ worked solution of each training problem. A solution is kept only when its final
 the gold one (rejection sampling: a teacher's wrong reasoning never becomes a target); the rest
 keep their original target. Nothing is sent unless a URL is configured.
 
-The HTTP client is a seam: ``TeacherClient(transport=...)`` takes any ``httpx`` transport, so
-tests script the teacher with ``httpx.MockTransport``.
+The requests go through the one LLM client (``data.llm``, the official ``openai`` client). Its HTTP
+client is a seam: ``TeacherClient(transport=...)`` takes any ``httpx`` transport, so tests script the
+teacher with ``httpx.MockTransport``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field, replace
 import httpx
 
 from adaptloop.data.generation import Sample
+from adaptloop.data.llm import LLMClient, LLMError
 from adaptloop.data.outputs import final_answer, normalise_output
 from adaptloop.errors import DataError
 
@@ -31,7 +33,7 @@ TEACHER_INSTRUCTION = ("Solve the problem step by step, one short step per line.
 
 
 class TeacherClient:
-    """``POST {url}/chat/completions`` (OpenAI-compatible), non-streaming, greedy.
+    """The teacher role of the one LLM client (``data.llm.LLMClient``): greedy free-text answers.
 
     Args:
         url: the API root, e.g. ``http://127.0.0.1:8080/v1``.
@@ -43,10 +45,11 @@ class TeacherClient:
 
     def __init__(self, url: str, model: str = "", *, api_key: str | None = None, timeout: float = 60.0,
                  transport: httpx.BaseTransport | None = None, max_tokens: int = 512) -> None:
-        self.url, self.model, self.max_tokens = url.rstrip("/"), model, max_tokens
+        self.url = url.rstrip("/")
         key = api_key if api_key is not None else os.environ.get(API_KEY_ENV, "")
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(timeout=timeout, headers=headers, transport=transport)
+        self._http = httpx.Client(transport=transport) if transport is not None else None
+        self.llm = LLMClient(url, model, api_key=key or None, timeout=timeout, retries=0, max_tokens=max_tokens,
+                             http_client=self._http)
 
     def complete(self, messages: Sequence[dict[str, str]]) -> str:
         """The assistant's reply to ``messages``.
@@ -54,17 +57,14 @@ class TeacherClient:
         Raises:
             DataError: the endpoint failed or answered in another shape.
         """
-        body = {"model": self.model, "messages": list(messages), "temperature": 0, "max_tokens": self.max_tokens}
         try:
-            r = self._http.post(f"{self.url}/chat/completions", json=body)
-            r.raise_for_status()
-            return str(r.json()["choices"][0]["message"]["content"])
-        except (httpx.HTTPError, KeyError, IndexError, TypeError, ValueError) as exc:
-            raise DataError(f"teacher endpoint {self.url} failed ({exc}); check [generation] teacher_url, "
-                            f"teacher_model and ${API_KEY_ENV}") from exc
+            return self.llm.text(messages)[0]
+        except LLMError as exc:
+            raise DataError(f"teacher endpoint {self.url} failed ({exc.reason}); check [generation] teacher_url, "
+                            f"teacher_model and ${API_KEY_ENV}") from None
 
     def close(self) -> None:
-        self._http.close()
+        self.llm.close()
 
 
 @dataclass(frozen=True)
