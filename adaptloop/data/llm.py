@@ -153,8 +153,9 @@ class LLMClient:
             raise LLMError(f"{self.url} failed: {type(exc).__name__}: {str(exc)[:200]}", messages=messages) from None
         text = (r.choices[0].message.content or "") if r.choices else ""
         usage = r.usage
-        tin = usage.prompt_tokens if usage else sum(len(m["content"]) for m in messages) // 4
-        tout = usage.completion_tokens if usage else len(text) // 4
+        # a server that omits usage (or part of it) is counted at ~4 characters a token
+        tin = getattr(usage, "prompt_tokens", None) or sum(len(m["content"]) for m in messages) // 4
+        tout = getattr(usage, "completion_tokens", None) or len(text) // 4
         return text, tin, tout
 
     def close(self) -> None:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from adaptloop.agent.predict import Generate, predictor
 from adaptloop.data.generation import Sample
+from adaptloop.train.causal import render_prompt
 
 
 class ChatMessage(BaseModel):
@@ -70,17 +71,19 @@ def add_chat_routes(app: FastAPI, *, slot, batcher, writer: Callable[[], Any], m
         limit = body.max_tokens or model.max_new_tokens
         created = int(time.time())
         if not body.stream:
-            def complete(m) -> tuple[str, int]:
-                text = m.generate([as_sample(m, messages)], max_new_tokens=limit)[0]
-                return text, len(m.tok(text, add_special_tokens=False)["input_ids"])
+            def complete(m) -> tuple[str, int, int]:
+                sample = as_sample(m, messages)
+                text = m.generate([sample], max_new_tokens=limit)[0]
+                shown = len(m.tok(render_prompt(m.tok, sample), add_special_tokens=False)["input_ids"])
+                return text, shown, len(m.tok(text, add_special_tokens=False)["input_ids"])
 
-            version, (text, n) = await batcher.call(complete)
+            version, (text, shown, n) = await batcher.call(complete)
             finish = "length" if n >= limit else "stop"
             trace_id = trace(version, slot.task_id, messages[-1]["content"], text, finish)
             return {"id": f"chatcmpl-{trace_id}", "object": "chat.completion", "created": created, "model": version,
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                                  "finish_reason": finish}],
-                    "usage": {"completion_tokens": n}}
+                    "usage": {"prompt_tokens": shown, "completion_tokens": n, "total_tokens": shown + n}}
 
         version, model = slot.current()
         pieces = model.stream(as_sample(model, messages), max_new_tokens=limit)

@@ -28,7 +28,7 @@ def _served_smollm2(root):
     ws = Workspace.open(init_workspace(root))
     lm = load_base(DEFAULT_CAUSAL, max_new_tokens=160)
     lm.untrained = True
-    spec = TaskSpec(name="chat", prompt="chat", family="generation", primary_metric="rouge_l",
+    spec = TaskSpec(name="chat", prompt="chat", family="generation", labels=[], primary_metric="rouge_l",
                     output={"kind": "text", "base": DEFAULT_CAUSAL, "max_new_tokens": 160})
     task = ws.store.add(Task(name="chat", prompt="chat", family="generation", spec=spec.to_dict()))
     run = ws.store.add(Run(task_id=task.id, kind="coldstart", budget_s=0, state={}))
@@ -68,7 +68,8 @@ def test_the_planner_runs_end_to_end_on_smollm2_and_falls_back_cleanly(tmp_path,
         ws = Workspace.open(init_workspace(tmp_path / "ws"))
         ws.settings.search.workers = 1
         ws.settings.llm.url = f"http://127.0.0.1:{port}/v1"
-        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 120
+        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 80
+        ws.settings.llm.max_tokens_per_run = 6000  # about three requests; then the doctrine alone
         ws.settings.agent.plateau_rounds = 1  # a short search: a few planner requests
         data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 4, 20)))
         r = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None)
