@@ -54,6 +54,8 @@ class TaskSpec(_Dict):
         out_of_scope_label: a label meaning "none of the above" (e.g. clinc150's ``oos``), if any.
         output: generation only: ``{"kind": math|code|summary|label|text, "instruction": text put
             before each input, "max_new_tokens": decoding limit, "base": the causal LM}``.
+        definitions: label or entity type → what it covers (when the task was drafted, not read from data).
+        edge_cases: the boundary rules the drafted task states.
     """
 
     name: str
@@ -64,11 +66,14 @@ class TaskSpec(_Dict):
     secondary_metrics: tuple[str, ...] = ("macro_f1",)
     out_of_scope_label: str | None = None
     output: dict[str, Any] = field(default_factory=dict)
+    definitions: dict[str, str] = field(default_factory=dict)
+    edge_cases: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["labels"] = list(self.labels)
         d["secondary_metrics"] = list(self.secondary_metrics)
+        d["edge_cases"] = list(self.edge_cases)
         return d
 
     @classmethod
@@ -76,6 +81,7 @@ class TaskSpec(_Dict):
         d = dict(d)
         d["labels"] = tuple(d["labels"])
         d["secondary_metrics"] = tuple(d.get("secondary_metrics", ("macro_f1",)))
+        d["edge_cases"] = tuple(d.get("edge_cases", ()))
         return cls(**d)
 
 

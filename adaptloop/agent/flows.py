@@ -5,6 +5,7 @@ cycle). Free of any rendering: what to show comes in as callbacks, so the CLI on
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -16,6 +17,7 @@ from sqlalchemy import select
 from adaptloop.agent.budget import parse_budget
 from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
 from adaptloop.agent.improve import ImproveCycle
+from adaptloop.agent.synthesize import draft_task
 from adaptloop.agent.traffic import import_traces, new_failures
 from adaptloop.data.generation import LoadedSamples, load_generation
 from adaptloop.data.llm import ReplayClient
@@ -33,13 +35,17 @@ ProgressScope = Callable[[], AbstractContextManager[Progress]]
 
 def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: Path | None, budget: str | None,
               *, resume: bool, progress: ProgressScope, on_loaded: Callable[[Loaded | LoadedSamples], None],
-              on_spec: Callable[[dict[str, Any]], None], replay: int | None = None) -> tuple[str, dict[str, Any]]:
+              on_spec: Callable[[dict[str, Any]], None], replay: int | None = None,
+              on_draft: Callable[[dict[str, Any]], bool] = lambda _: True,
+              on_note: Callable[[str], None] = lambda _: None) -> tuple[str, dict[str, Any]]:
     """`adaptloop new`: resume the last interrupted run, or load ``data`` (and the gold ``eval_data``) and
     run a cold start within ``budget`` (every task family through the same loop).
 
     ``replay``: the LLM planner answers from run ``replay``'s stored requests, with no endpoint.
     ``on_loaded`` sees each loaded file (its quarantined lines), ``on_spec`` the task read from the prompt
     and the data, both before the search starts; ``progress()`` opens the progress bars of the search.
+    With no ``data`` the task is drafted from the prompt (``agent.synthesize``): ``on_draft`` sees the drafted
+    spec before any data is written and accepts it (True) or not; ``on_note`` sees what the drafter does.
 
     Returns:
         ``("generation" | "search", the result as a dict)``.
@@ -49,16 +55,23 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
         with progress() as bars:
             result = ColdStart(ws, run_id, progress=bars).run()
         return ("generation" if result.spec.family == "generation" else "search"), result.to_dict()
-    if not prompt or data is None:
-        raise AdaptloopError("`new` needs a PROMPT and --data FILE (or --resume); see "
+    if not prompt:
+        raise AdaptloopError("`new` needs a PROMPT (and --data FILE, or a task it can draft; or --resume); see "
                              "`adaptloop new --help`")
     seconds = parse_budget(budget or ws.settings.agent.budget)
-    if family_for(data, prompt) == "generation":
+    draft = None
+    if data is None:
+        draft = draft_task(ws, prompt, confirm=on_draft, on_progress=on_note)
+        on_note(f"drafted data in {draft.train.parent}: {draft.counts}")
+        data, eval_data = draft.train, eval_data or draft.eval
+    if draft is None and family_for(data, prompt) == "generation":
         samples = load_generation(data)
         on_loaded(samples)
         with progress() as bars:
             return "generation", cold_start(ws, samples, prompt, seconds, progress=bars).to_dict()
-    loaded = load_for(data, prompt)
+    loaded = load_for(data, prompt, family=draft.family if draft else None)
+    if draft is not None:
+        loaded = dataclasses.replace(loaded, definitions=draft.definitions, edge_cases=draft.edge_cases)
     gold = load_for(eval_data, family=loaded.family) if eval_data is not None else None
     for part in (loaded, gold):
         if part is not None:

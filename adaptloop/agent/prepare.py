@@ -6,6 +6,7 @@ trained; every removal carries its reason. ``recipe_book`` reads a prepared run'
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -71,6 +72,8 @@ def prepare(ws: Workspace, loaded: Loaded, prompt: str, budget_s: float, *,
         spec = infer_extraction_spec(prompt, loaded.examples, source=loaded.source)
     else:
         spec = infer_spec(prompt, loaded.examples, source=loaded.source)
+    if loaded.definitions or loaded.edge_cases:  # a drafted task says what its labels mean
+        spec = dataclasses.replace(spec, definitions=dict(loaded.definitions), edge_cases=tuple(loaded.edge_cases))
     _check_enough(spec, loaded, gold)
     task = ws.store.add(Task(name=spec.name, prompt=prompt, family=spec.family,
                              spec=spec.to_dict()))

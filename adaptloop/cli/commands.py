@@ -19,9 +19,11 @@ from adaptloop.report.terminal import (
     show_cold_start,
     show_convert,
     show_doctrine,
+    show_draft,
     show_eval,
     show_init,
     show_models,
+    show_note,
     show_predictions,
     show_quarantined,
     show_report_written,
@@ -60,6 +62,8 @@ def new(
     replay: Annotated[int | None, typer.Option(
         "--replay", metavar="RUN", help="Re-decide with the LLM planner's answers stored by run RUN, offline "
                                         "(no endpoint): same data and budget give the same graph.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Accept a task drafted from the prompt (no --data) "
+                                                          "without asking.")] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
@@ -67,7 +71,10 @@ def new(
 
     The prompt and the data decide the task family: text + label is classification, text +
     spans or tokens + tags is extraction (a prompt like "detect PII" picks extraction when a
-    file holds both). Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
+    file holds both). With no --data the task is drafted from the prompt: by the LLM at
+    [llm] url (spec, then the eval set, then training data), or offline for PII detection
+    (Faker templates); the draft is shown for confirmation first (--yes accepts it).
+    Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
     budget, selects on a dev split, scores the winner on the frozen eval set and promotes
     it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
     """
@@ -75,13 +82,29 @@ def new(
 
     ws = open_workspace(workspace)
     kind, r = start_new(ws, prompt, data, eval_data, budget, resume=resume, progress=progress,
-                        on_loaded=show_quarantined, on_spec=show_spec, replay=replay)
+                        on_loaded=show_quarantined, on_spec=show_spec, replay=replay,
+                        on_draft=lambda d: confirm_draft(d, yes=yes), on_note=show_note)
     if as_json:
         emit_json(r)
     else:
         show_cold_start(ws, kind, r)
     if r.get("version") is None:  # no pipeline finished: say so in the exit code too
         raise typer.Exit(3)
+
+
+def confirm_draft(draft: dict, *, yes: bool) -> bool:
+    """Show a task drafted from the prompt; accept it with --yes, else ask (no terminal: say to pass --yes)."""
+    import sys
+
+    from adaptloop.errors import AdaptloopError
+
+    show_draft(draft)
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise AdaptloopError("the task above was drafted from the prompt; pass --yes to accept it (there is no "
+                             "terminal to ask in)")
+    return typer.confirm("train on this task?", default=True)
 
 
 def eval_(

@@ -35,6 +35,8 @@ class Loaded:
     quarantined: tuple[Quarantined, ...] = field(default_factory=tuple)
     source: str = ""
     family: str = "classification"
+    definitions: dict[str, str] = field(default_factory=dict)  # drafted tasks: what each label covers
+    edge_cases: tuple[str, ...] = ()
 
 
 def read_text(path: str | Path) -> str:

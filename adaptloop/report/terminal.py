@@ -118,6 +118,19 @@ def show_spec(spec: dict[str, Any]) -> None:
         err.print(f"[bold]out-of-scope label[/] {spec['out_of_scope_label']}")
 
 
+def show_draft(d: dict[str, Any]) -> None:
+    """A task drafted from the prompt, for confirmation: family, each label with its definition, edge cases."""
+    err.print(f"[bold]drafted task[/] family={d['family']}  data by {escape(d['teacher'])}")
+    for label in d["labels"]:
+        err.print(f"  [cyan]{escape(label)}[/]: {escape(d['definitions'].get(label, ''))}")
+    for rule in d.get("edge_cases", []):
+        err.print(f"  [dim]edge case:[/] {escape(rule)}")
+
+
+def show_note(text: str) -> None:
+    err.print(f"[dim]{escape(text)}[/]")
+
+
 def show_cold_start(ws: Workspace, kind: str, r: dict[str, Any]) -> None:
     """What `adaptloop new` did: the data, the graph, why it stopped and what was promoted."""
     c = r["curation"]

@@ -120,3 +120,24 @@ def test_templates_are_held_out_whole(tmp_path):
     assert all(groups) and not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
     frozen = next(d for d in w.store.decisions(run_id) if d.kind == "eval_set_frozen")
     assert frozen.data["split"] == "group" and "whole groups" in frozen.reason
+
+
+def test_a_pii_model_from_the_prompt_alone_offline(tmp_path, monkeypatch):
+    """No --data, no endpoint: Faker-drafted data, a real tagger, scored on the public presidio test set
+    (at this size and budget the score is low; benchmarks/results/pii-from-prompt.json has the 20m run)."""
+    import adaptloop.agent.synthesize as synth
+
+    monkeypatch.setattr(synth, "SYNTH_TRAIN", 400)
+    monkeypatch.setattr(synth, "SYNTH_EVAL", 120)
+    ws = tmp_path / "ws"
+    assert run("init", ws).exit_code == 0
+    cfg = ws / "adaptloop.toml"
+    settings = tomllib.loads(cfg.read_text())
+    settings["train"]["ladder"] = settings["train"]["ladder"][:1]
+    cfg.write_text(tomli_w.dumps(settings))
+    r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "90s", "--json", "-w", ws))
+    assert r["spec"]["family"] == "extraction" and "PERSON" in r["spec"]["definitions"]
+    assert r["spec"]["edge_cases"] and r["winner"] and r["winner"]["eval"]["f1"] > 0.0
+    test = write_jsonl(tmp_path / "test.jsonl", read_rows("presidio_pii", "test")[:60])
+    scored = one_json(run("eval", "--data", test, "--json", "-w", ws))
+    assert scored["n"] == 60 and scored["n_gold"] > 0 and "PERSON" in scored["per_type"]

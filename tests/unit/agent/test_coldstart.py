@@ -83,7 +83,8 @@ def test_budget_stops_the_loop(ws, data, monkeypatch):
     # each trial takes a third of the budget: whatever the machine's load, one to three fit
     r = cold_start(ws, data, "route banking messages", 3.0,
                    make_trainer=lambda s: FakeTrainer(delay=1.0), embed_fn=fake_embed)
-    assert r.stop_reason == "budget spent"
+    # the loop's own check or the policy's (nothing affordable in what is left): either way, the budget
+    assert r.stop_reason == "budget spent" or r.stop_reason.startswith("no affordable intervention left")
     assert 1 <= len(r.nodes) <= 3
 
 

@@ -20,3 +20,13 @@ def test_help_explains_commands():
     for cmd in ("init", "new", "eval", "predict", "runs", "models"):
         assert cmd in r.stdout
     assert "frozen eval set" in run("new", "--help").stdout
+
+
+def test_new_without_data_drafts_or_says_what_to_give(tmp_path):
+    ws = tmp_path / "ws"
+    assert run("init", ws).exit_code == 0
+    r = run("new", "build me a sentiment classifier", "-w", ws)
+    assert r.exit_code == 2 and "--data FILE" in r.stderr and "[llm] url" in r.stderr
+    assert "Traceback" not in r.stderr
+    r = run("new", "build me a PII detection model", "-w", ws)  # no terminal to ask in
+    assert r.exit_code == 2 and "pass --yes" in r.stderr and "PERSON" in r.stderr
