@@ -124,6 +124,10 @@ class LLMSettings(BaseModel):
                                     "it the doctrine decides alone.")
     price_in: float = Field(0.0, ge=0, description="Price per million prompt tokens (for the cost shown by `runs`).")
     price_out: float = Field(0.0, ge=0, description="Price per million answer tokens.")
+    judge_max: int = Field(100, ge=0, description="Production traces without feedback the LLM judges per improve "
+                           "cycle (a verdict, a corrected label or entities, a rationale); 0 = no judge.")
+    judge_trust: float = Field(0.5, gt=0, le=1, description="Training weight of a trace only the judge labelled "
+                               "(gold feedback weighs 1); judged traces never enter an eval set.")
 
 
 class Settings(BaseModel):

@@ -485,3 +485,4 @@ class CarriedTrace:
     label: str | None  # its feedback label (classification)
     triage: str  # ok | fixable
     spans: tuple[tuple[int, int, str], ...] | None = None  # its feedback entities (extraction)
+    source: str | None = None  # who gave the feedback (``llm-judge:…`` for the LLM judge)

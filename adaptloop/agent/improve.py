@@ -22,16 +22,17 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
 from adaptloop.agent.families import family_of
+from adaptloop.agent.llm_judge import judge_unlabelled, judged
 from adaptloop.agent.policy import Proposal
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, _store_dataset, fail_run
@@ -46,6 +47,7 @@ from adaptloop.agent.traffic import (
 )
 from adaptloop.data import curate
 from adaptloop.data.augment import augment
+from adaptloop.data.llm import LLMClient
 from adaptloop.data.split import stratified_split
 from adaptloop.diagnose.reference import reference_odds
 from adaptloop.diagnose.taxonomy import Cluster
@@ -53,7 +55,7 @@ from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
 from adaptloop.errors import AdaptloopError, DataError, RunFailed
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry
-from adaptloop.store.db import EvalSetRow, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
+from adaptloop.store.db import EvalSetRow, LLMCall, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import CarriedTrace, EvalSet, Example, RunState, TaskSpec, Verdict
@@ -96,12 +98,13 @@ class ImproveCycle:
         progress: progress-bar factory.
         make_trainer / executor: as for ``ColdStart`` (the seams tests fill with fakes).
         embed_fn: texts → embeddings (default: the workspace encoder through its cache).
+        llm: the LLM judge's client (default: from ``[llm]``; none offline).
     """
 
     def __init__(self, ws: Workspace, budget_s: float, *, progress: Progress = no_progress,
                  make_trainer: Callable[[str], Trainer] = trainer_for, executor: Executor | None = None,
-                 embed_fn: Callable[[list[str]], np.ndarray] | None = None) -> None:
-        self.ws, self.budget_s, self.progress = ws, budget_s, progress
+                 embed_fn: Callable[[list[str]], np.ndarray] | None = None, llm: Any = None) -> None:
+        self.ws, self.budget_s, self.progress, self.llm = ws, budget_s, progress, llm
         self.make_trainer, self.executor = make_trainer, executor
         self.embed = embed_fn or encoder_embedder(ws, progress, what="embed")
         self.cfg = ws.settings.improve
@@ -134,8 +137,9 @@ class ImproveCycle:
         parent_run, parent_train, parent_dev = self._parent(mv)
         eval_sets = self._eval_sets(mv.task_id)
         run, views, verdicts = self._judge(mv, spec, model, parent_run, parent_train, eval_sets)
+        by_judge = {views[i].id for i in range(len(verdicts)) if judged(views[i].source)}
         trusted = [learnable(v, views[i].text) for i, v in enumerate(verdicts)
-                   if v.triage in ("ok", "fixable") and v.label]
+                   if v.triage in ("ok", "fixable") and v.label and v.id not in by_judge]
         # the watchdog also counts feedback only the label-noise rule doubted: that rule trusts
         # production's own training data, which is what the watchdog puts in question
         doubted = [as_given(views[i]) for i, v in enumerate(verdicts) if v.kind == "label_noise"]
@@ -155,10 +159,16 @@ class ImproveCycle:
                       "min_failures); production stays and they wait for the next cycle")
             return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
 
-        trusted += [carried_example(spec, c) for c in carried
-                    if (c.spans is not None if spec.family == "extraction" else c.label in spec.labels)]
+        usable = [c for c in carried
+                  if (c.spans is not None if spec.family == "extraction" else c.label in spec.labels)]
+        trusted += [carried_example(spec, c) for c in usable if not judged(c.source)]
+        # what only the LLM judge labelled trains, lighter than people's labels, and is never held out
+        weight = ws.settings.llm.judge_trust
+        by_llm = [replace(learnable(v, views[i].text), weight=weight) for i, v in enumerate(verdicts)
+                  if v.triage in ("ok", "fixable") and v.label and v.id in by_judge]
+        by_llm += [replace(carried_example(spec, c), weight=weight) for c in usable if judged(c.source)]
         base["curriculum"] = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets,
-                                              mv.task_id)
+                                              mv.task_id, by_llm)
         search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S
         store.update(Run, run.id, budget_s=max(30.0, search_s))
         result = ColdStart(ws, run.id, progress=self.progress, make_trainer=self.make_trainer,
@@ -181,9 +191,14 @@ class ImproveCycle:
                eval_sets: list[tuple[str, list[Example]]]) -> tuple[Run, list[Any], list[Verdict]]:
         """Every trace not judged yet, triaged; the verdicts written back to the traces of a new run."""
         store = self.ws.store
-        rows = store.all(select(TraceRow).where(TraceRow.triage.is_(None))
-                         .where((TraceRow.task_id == mv.task_id) | TraceRow.task_id.is_(None))
-                         .order_by(TraceRow.ts, TraceRow.id))
+        query = (select(TraceRow).where(TraceRow.triage.is_(None))
+                 .where((TraceRow.task_id == mv.task_id) | TraceRow.task_id.is_(None))
+                 .order_by(TraceRow.ts, TraceRow.id))
+        rows = store.all(query)
+        client = self.llm or LLMClient.from_settings(self.ws.settings.llm)
+        judge_counts = judge_unlabelled(self.ws, client, spec, rows) if client and rows else {}
+        if judge_counts:  # its answers are feedback now: read the traces again
+            rows = store.all(query)
         views = trace_views(rows, model, self.progress)
         verdicts = judge(views, spec, parent_train, eval_sets, self.embed, self.ws.settings.train.seed)
         by_id = {v.id: v for v in verdicts}
@@ -193,12 +208,18 @@ class ImproveCycle:
                             eval_set_id=parent_run.eval_set_id))
         self._run_id = run.id
         with store.session() as s:
+            if judge_counts:
+                s.execute(update(LLMCall).where(LLMCall.role == "judge", LLMCall.run_id.is_(None))
+                          .values(run_id=run.id))
             for r in rows:
                 v = by_id[r.id]
                 row = s.get(TraceRow, r.id)
                 row.triage, row.kind, row.reason, row.trust, row.cycle_id = (
                     v.triage, v.kind, v.reason, round(v.trust, 4), run.id)
                 row.task_id = mv.task_id
+        if judge_counts:
+            store.decide(run.id, "llm_judge", "the LLM judged traces without feedback: " + ", ".join(
+                f"{k} {n}" for k, n in sorted(judge_counts.items())), counts=judge_counts)
         store.decide(run.id, "triage", f"judged {len(verdicts)} traces: " + ", ".join(
             f"{k} {n}" for k, n in counts.most_common()), counts=dict(counts), poison=dict(poison))
         return run, views, verdicts
@@ -323,8 +344,10 @@ class ImproveCycle:
 
     def _curriculum(self, run: Run, spec: TaskSpec, trusted: list[Example], clusters: list[Cluster],
                     parent_train: list[Example], parent_dev: list[Example],
-                    eval_sets: list[tuple[str, list[Example]]], task_id: int) -> dict[str, int]:
-        """Freeze this cycle's checkpoint eval set, then write train and dev for the search."""
+                    eval_sets: list[tuple[str, list[Example]]], task_id: int,
+                    by_llm: Sequence[Example] = ()) -> dict[str, int]:
+        """Freeze this cycle's checkpoint eval set (people's labels only), then write train and dev for the
+        search; ``by_llm`` (traces only the LLM judge labelled) joins training, never eval or dev."""
         ws, store, seed = self.ws, self.ws.store, self.ws.settings.train.seed
         agent = ws.settings.agent
         given = trusted
@@ -346,6 +369,8 @@ class ImproveCycle:
                               detail=d.detail))
         rest = curate.apply_drops(rest, drops)
         dev_new, train_new = stratified_split(rest, fraction=agent.dev_fraction, seed=seed + 8)
+        judge_drops = curate.find_eval_overlap(list(by_llm), old_eval + dev_new)
+        train_new += curate.apply_drops(list(by_llm), judge_drops)
         share = replay_share(self.cfg.replay, len(parent_train), len(rest))
         replay = (stratified_split(parent_train, fraction=share, seed=seed + 9)[0] if 0 < share < 1
                   else list(parent_train) if share else [])
@@ -366,7 +391,8 @@ class ImproveCycle:
             for role, part in (("train", train_new), ("dev", dev_new), ("eval", held), ("dropped", dropped)):
                 for e in part:
                     s.add(TraceUse(trace_id=e.source.removeprefix("trace:"), run_id=run.id, role=role))
-        counts = {"trusted_traces": len(trusted), "checkpoint_eval": len(held), "eval_overlap": len(drops),
+        counts = {"trusted_traces": len(trusted), "judge_labelled": len(by_llm), "checkpoint_eval": len(held),
+                  "eval_overlap": len(drops),
                   "traces_train": len(train_new), "traces_dev": len(dev_new), "replay": len(replay),
                   "hard_negatives": len(hard), "pattern_variants": len(variants), "train": len(train),
                   "dev": len(dev)}

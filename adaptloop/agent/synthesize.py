@@ -26,6 +26,7 @@ from pydantic import BaseModel, Field
 from adaptloop.data import curate
 from adaptloop.data.llm import LLMClient, LLMError
 from adaptloop.data.sources import load_for
+from adaptloop.data.spans import locate
 from adaptloop.data.spec import slug
 from adaptloop.errors import AdaptloopError
 from adaptloop.store.db import LLMCall
@@ -234,17 +235,10 @@ def _record(w: Written, labels: tuple[str, ...], extraction: bool, asked: str | 
     if not extraction:
         label = w.label if w.label in labels else None
         return {"text": w.text, "label": label} if label else None
-    spans, taken = [], []
-    for ent in w.entities:
-        if ent.label not in labels or not ent.text:
-            continue
-        start = w.text.find(ent.text)
-        while start >= 0 and any(s < start + len(ent.text) and start < e for s, e in taken):
-            start = w.text.find(ent.text, start + 1)
-        if start < 0:
-            return None  # an entity that is not in the text: the example cannot be trusted
-        taken.append((start, start + len(ent.text)))
-        spans.append({"start": start, "end": start + len(ent.text), "label": ent.label})
+    found = locate(w.text, [(e.text, e.label) for e in w.entities if e.label in labels])
+    if found is None:
+        return None  # an entity that is not in the text: the example cannot be trusted
+    spans = [{"start": s, "end": e, "label": t} for s, e, t in found]
     if asked and not any(s["label"] == asked for s in spans):
         return None
-    return {"text": w.text, "spans": sorted(spans, key=lambda s: s["start"])}
+    return {"text": w.text, "spans": spans}

@@ -232,3 +232,19 @@ def diversify(examples: Sequence, *, seed: int = 0) -> list:
         if text != e.text:
             out.append(Example(text=text, label=e.label, spans=tuple(spans), source=f"{e.source}#diversified"))
     return out
+
+
+def locate(text: str, entities: Sequence[tuple[str, str]]) -> list[tuple[int, int, str]] | None:
+    """Character spans for ``(entity text, label)`` pairs an LLM named, each at its first occurrence not
+    already taken, sorted; None when one of them is not in ``text`` (the answer cannot be trusted)."""
+    spans: list[tuple[int, int, str]] = []
+    for value, label in entities:
+        if not value:
+            continue
+        start = text.find(value)
+        while start >= 0 and any(s < start + len(value) and start < e for s, e, _ in spans):
+            start = text.find(value, start + 1)
+        if start < 0:
+            return None
+        spans.append((start, start + len(value), label))
+    return sorted(spans)

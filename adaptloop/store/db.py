@@ -290,14 +290,15 @@ class Store:
             spent = select(TraceUse.trace_id).where((TraceUse.role == "eval") | TraceUse.run_id.in_(promoted))
             rows = s.execute(
                 select(TraceRow.id, TraceRow.input, TraceRow.feedback_label, TraceRow.triage,
-                       TraceRow.feedback_spans)
+                       TraceRow.feedback_spans, TraceRow.feedback_source)
                 .where(TraceRow.task_id == task_id, TraceRow.triage.in_(("ok", "fixable")),
                        TraceRow.cycle_id != cycle_id,
                        TraceRow.feedback_label.is_not(None) | TraceRow.feedback_spans.is_not(None),
                        TraceRow.id.not_in(spent))
                 .order_by(TraceRow.ts, TraceRow.id)).all()
         return [CarriedTrace(id=r[0], text=r[1], label=r[2], triage=r[3],
-                             spans=None if r[4] is None else tuple(tuple(sp) for sp in r[4])) for r in rows]
+                             spans=None if r[4] is None else tuple(tuple(sp) for sp in r[4]), source=r[5])
+                for r in rows]
 
     def verdicts(self, ids: list[str]) -> dict[str, str | None]:
         """Trace id → triage verdict (None: not judged yet), for the ids that are stored."""

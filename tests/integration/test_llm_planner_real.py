@@ -1,6 +1,7 @@
-"""The LLM planner against a real language model end to end: adaptloop's own `serve` of the untrained
+"""The LLM planner and judge against a real language model end to end: adaptloop's own `serve` of the untrained
 SmolLM2-135M-Instruct (offline, from its PyPI package) on `/v1/chat/completions`, called through the
-official `openai` client by a cold start. Whatever the small model writes, the run completes: every
+official `openai` client by a cold start and an improve cycle. Whatever the small model writes, both
+complete: every
 answer is either followed (a valid move) or rejected with its reason and the doctrine's proposal runs,
 and every request is stored with its tokens."""
 
@@ -41,15 +42,17 @@ def _served_smollm2(root):
     return ws
 
 
-def test_the_planner_runs_end_to_end_on_smollm2_and_falls_back_cleanly(tmp_path, banking_sample):
+def test_the_planner_and_judge_run_end_to_end_on_smollm2_and_fall_back_cleanly(tmp_path, banking_sample):
     import uvicorn
 
     from adaptloop.agent.coldstart import cold_start
+    from adaptloop.agent.improve import ImproveCycle
+    from adaptloop.agent.traffic import import_traces
     from adaptloop.data.sources import load_classification
     from adaptloop.report.runs import llm_usage
     from adaptloop.serve.app import create_app
     from adaptloop.store.db import LLMCall, Node
-    from adaptloop.train.fake import fake_trainer
+    from adaptloop.train.fake import _features, fake_trainer
     from adaptloop.workspace import Workspace, init_workspace
     from tests.conftest import subset, write_jsonl
 
@@ -73,6 +76,15 @@ def test_the_planner_runs_end_to_end_on_smollm2_and_falls_back_cleanly(tmp_path,
         ws.settings.agent.plateau_rounds = 1  # a short search: a few planner requests
         data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 4, 20)))
         r = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None)
+        # production: a few traces without feedback for the judge, enough corrected ones for a cycle
+        rows = subset(banking_sample, 4, 30, offset=20)
+        traces = [{"id": f"g{i}", "input": x["text"], "output": {"label": x["label"]},
+                   "feedback": {"label": x["label"], "source": "user"}} for i, x in enumerate(rows[:-3])]
+        traces += [{"id": f"u{i}", "input": x["text"], "output": {"label": x["label"]}}
+                   for i, x in enumerate(rows[-3:])]
+        import_traces(ws, str(write_jsonl(tmp_path / "traces.jsonl", traces)))
+        ws.settings.llm.judge_max = 3
+        improved = ImproveCycle(ws, 120, make_trainer=fake_trainer, embed_fn=_features).run()
     finally:
         server.should_exit = True
         thread.join(timeout=30)
@@ -88,3 +100,10 @@ def test_the_planner_runs_end_to_end_on_smollm2_and_falls_back_cleanly(tmp_path,
     print(f"SmolLM2 planner: {usage['requests']} requests, {usage['followed']} followed, "
           f"{usage['prompt_tokens']} + {usage['completion_tokens']} tokens; "
           + "; ".join(sorted({c.outcome[:90] for c in calls})))
+    judged = ws.store.all(select(LLMCall).where(LLMCall.role == "judge"))
+    assert len(judged) == 3 and all(c.run_id == improved.run_id for c in judged)
+    assert all(c.outcome == "unsure" or c.outcome.startswith(("followed", "rejected: ")) for c in judged)
+    assert improved.decision in ("promoted", "refused", "no-op")
+    print(f"SmolLM2 judge: {len(judged)} traces, outcomes " + "; ".join(sorted({c.outcome[:90] for c in judged}))
+          + f"; tokens {sum(c.prompt_tokens for c in judged)} + {sum(c.completion_tokens for c in judged)}; "
+          f"cycle: {improved.decision}")
