@@ -81,6 +81,8 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
     llm = replay_client(ws, replay) if replay is not None else None
     with progress() as bars:
         result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold, llm=llm)
+    if draft is not None:  # the drafter's requests belong to the run they made
+        ws.store.claim_llm_calls("synth", result.run_id)
     return "search", result.to_dict()
 
 

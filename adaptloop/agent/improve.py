@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select, update
+from sqlalchemy import select
 
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
@@ -55,7 +55,7 @@ from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
 from adaptloop.errors import AdaptloopError, DataError, RunFailed
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry
-from adaptloop.store.db import EvalSetRow, LLMCall, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
+from adaptloop.store.db import EvalSetRow, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
 from adaptloop.train import Trainer, load_trained, trainer_for
 from adaptloop.train.base import Progress, no_progress
 from adaptloop.types import CarriedTrace, EvalSet, Example, RunState, TaskSpec, Verdict
@@ -207,10 +207,9 @@ class ImproveCycle:
         run = store.add(Run(task_id=mv.task_id, kind="improve", budget_s=self.budget_s, state={},
                             eval_set_id=parent_run.eval_set_id))
         self._run_id = run.id
+        if judge_counts:
+            store.claim_llm_calls("judge", run.id)
         with store.session() as s:
-            if judge_counts:
-                s.execute(update(LLMCall).where(LLMCall.role == "judge", LLMCall.run_id.is_(None))
-                          .values(run_id=run.id))
             for r in rows:
                 v = by_id[r.id]
                 row = s.get(TraceRow, r.id)

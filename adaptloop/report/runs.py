@@ -47,7 +47,10 @@ def llm_usage(ws: Workspace, run_id: int) -> dict[str, Any]:
     calls = ws.store.all(select(LLMCall).where(LLMCall.run_id == run_id))
     tin, tout = sum(c.prompt_tokens for c in calls), sum(c.completion_tokens for c in calls)
     cfg = ws.settings.llm
-    return {"requests": len(calls), "followed": sum(c.outcome == "followed" for c in calls),
+    roles: dict[str, int] = {}
+    for c in calls:
+        roles[c.role] = roles.get(c.role, 0) + 1
+    return {"requests": len(calls), "followed": sum(c.outcome == "followed" for c in calls), "by_role": roles,
             "prompt_tokens": tin, "completion_tokens": tout,
             "cost": round((tin * cfg.price_in + tout * cfg.price_out) / 1e6, 6)}
 

@@ -251,7 +251,8 @@ def show_runs(ws: Workspace, runs: list[dict[str, Any]], graph: bool) -> None:
                                           f"{r['spent_s']:.0f}s of {r['budget_s']:.0f}s)"))
         llm = r.get("llm") or {}
         if llm.get("requests"):
-            out.print(f"  LLM planner: {llm['requests']} requests, {llm['followed']} followed (the doctrine decided "
+            roles = ", ".join(f"{n} {role}" for role, n in sorted(llm.get("by_role", {}).items()))
+            out.print(f"  LLM: {llm['requests']} requests ({roles}), {llm['followed']} followed (the doctrine decided "
                       f"the rest); {llm['prompt_tokens']:,} prompt + {llm['completion_tokens']:,} answer tokens"
                       + (f", cost {llm['cost']:.4f}" if llm["cost"] else ""))
         for d in r["decisions"]:

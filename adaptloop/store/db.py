@@ -20,6 +20,7 @@ from sqlalchemy import (
     inspect,
     select,
     text,
+    update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -279,6 +280,11 @@ class Store:
                 select(TraceRow.output, TraceRow.feedback_label, TraceRow.feedback_verdict, TraceRow.feedback_spans)
                 .where(TraceRow.triage.is_(None))
                 .where(has_feedback())).all()]
+
+    def claim_llm_calls(self, role: str, run_id: int) -> None:
+        """Give ``role``'s LLM requests made before any run existed (no run id yet) to ``run_id``."""
+        with self.session() as s:
+            s.execute(update(LLMCall).where(LLMCall.role == role, LLMCall.run_id.is_(None)).values(run_id=run_id))
 
     def carried_trusted(self, task_id: int, cycle_id: int) -> list[CarriedTrace]:
         """Trusted traces (``ok`` / ``fixable``) judged by an earlier cycle that no model in production's
