@@ -123,3 +123,26 @@ def tiny_lm(tmp_path_factory) -> str:
     LlamaForCausalLM(cfg).save_pretrained(folder)
     tok.save_pretrained(folder)
     return str(folder)
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """A throwaway PostgreSQL server for the session (tests/pg.py). Skipped where PostgreSQL is not
+    installed, unless ADAPTLOOP_REQUIRE_POSTGRES=1 (CI), where its absence fails."""
+    from tests.pg import PostgresServer, bindir
+
+    if bindir() is None:
+        if os.environ.get("ADAPTLOOP_REQUIRE_POSTGRES") == "1":
+            pytest.fail("PostgreSQL is required (ADAPTLOOP_REQUIRE_POSTGRES=1) but pg_ctl is not installed")
+        pytest.skip("PostgreSQL is not installed (apt-get install postgresql)")
+    server = PostgresServer(tmp_path_factory.mktemp("pg")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """A fresh, empty store on each backend: SQLite in the test's folder, a new PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return request.getfixturevalue("pg_server").fresh_database()

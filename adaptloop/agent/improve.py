@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -32,17 +32,15 @@ from sqlalchemy import select
 from adaptloop.agent.coldstart import ColdStart, encoder_embedder
 from adaptloop.agent.executor import Executor
 from adaptloop.agent.families import family_of
-from adaptloop.agent.llm_judge import judge_unlabelled, judged
+from adaptloop.agent.llm_judge import judge_unlabelled, trusted_examples
 from adaptloop.agent.policy import Proposal
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, _store_dataset, fail_run
 from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.agent.traffic import (
     as_given,
-    carried_example,
     failure_taxonomy,
     judge,
-    learnable,
     trace_views,
 )
 from adaptloop.data import curate
@@ -137,9 +135,8 @@ class ImproveCycle:
         parent_run, parent_train, parent_dev = self._parent(mv)
         eval_sets = self._eval_sets(mv.task_id)
         run, views, verdicts = self._judge(mv, spec, model, parent_run, parent_train, eval_sets)
-        by_judge = {views[i].id for i in range(len(verdicts)) if judged(views[i].source)}
-        trusted = [learnable(v, views[i].text) for i, v in enumerate(verdicts)
-                   if v.triage in ("ok", "fixable") and v.label and v.id not in by_judge]
+        # what only the LLM judge labelled trains, lighter than people's labels, and is never held out
+        trusted, by_llm = trusted_examples(spec, verdicts, views, weight=ws.settings.llm.judge_trust)
         # the watchdog also counts feedback only the label-noise rule doubted: that rule trusts
         # production's own training data, which is what the watchdog puts in question
         doubted = [as_given(views[i]) for i, v in enumerate(verdicts) if v.kind == "label_noise"]
@@ -159,14 +156,8 @@ class ImproveCycle:
                       "min_failures); production stays and they wait for the next cycle")
             return self._close(run, t0, ImproveResult(**base, decision="no-op", reason=reason))
 
-        usable = [c for c in carried
-                  if (c.spans is not None if spec.family == "extraction" else c.label in spec.labels)]
-        trusted += [carried_example(spec, c) for c in usable if not judged(c.source)]
-        # what only the LLM judge labelled trains, lighter than people's labels, and is never held out
-        weight = ws.settings.llm.judge_trust
-        by_llm = [replace(learnable(v, views[i].text), weight=weight) for i, v in enumerate(verdicts)
-                  if v.triage in ("ok", "fixable") and v.label and v.id in by_judge]
-        by_llm += [replace(carried_example(spec, c), weight=weight) for c in usable if judged(c.source)]
+        people, judged_only = trusted_examples(spec, [], [], carried, weight=ws.settings.llm.judge_trust)
+        trusted, by_llm = trusted + people, by_llm + judged_only
         base["curriculum"] = self._curriculum(run, spec, trusted, clusters, parent_train, parent_dev, eval_sets,
                                               mv.task_id, by_llm)
         search_s = self.budget_s - (time.monotonic() - t0) - GATE_RESERVE_S

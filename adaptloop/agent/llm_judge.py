@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from adaptloop.agent.traffic import carried_example, learnable
 from adaptloop.data.llm import LLMError
 from adaptloop.data.spans import locate
 from adaptloop.store.db import LLMCall, TraceRow
-from adaptloop.types import TaskSpec
+from adaptloop.types import CarriedTrace, Example, TaskSpec, Verdict
 from adaptloop.workspace import Workspace
 
-__all__ = ["JUDGE_SOURCE", "judge_unlabelled", "judged"]
+__all__ = ["JUDGE_SOURCE", "judge_unlabelled", "judged", "trusted_examples"]
 
 JUDGE_SOURCE = "llm-judge"
 
@@ -48,6 +51,23 @@ _ASK = ("You check a model's answer for the task: {prompt}\n{task}\nInput: {inpu
 def judged(source: str | None) -> bool:
     """True when the feedback came from the LLM judge."""
     return bool(source) and str(source).startswith(JUDGE_SOURCE)
+
+
+def trusted_examples(spec: TaskSpec, verdicts: Sequence[Verdict], views: Sequence[Any],
+                     carried: Sequence[CarriedTrace] = (), *, weight: float) -> tuple[list[Example], list[Example]]:
+    """Trusted traces (``ok`` / ``fixable`` with a label) of this cycle and carried from earlier ones, as
+    training examples: (those people labelled, those only the judge labelled, at training weight ``weight``)."""
+    people: list[Example] = []
+    by_llm: list[Example] = []
+    for v, view in zip(verdicts, views):
+        if v.triage in ("ok", "fixable") and v.label:
+            e = learnable(v, view.text)
+            (by_llm.append(replace(e, weight=weight)) if judged(view.source) else people.append(e))
+    for c in carried:
+        if c.spans is not None if spec.family == "extraction" else c.label in spec.labels:
+            e = carried_example(spec, c)
+            (by_llm.append(replace(e, weight=weight)) if judged(c.source) else people.append(e))
+    return people, by_llm
 
 
 def judge_unlabelled(ws: Workspace, client: Any, spec: TaskSpec, rows: list[TraceRow], *,

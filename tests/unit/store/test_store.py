@@ -26,8 +26,8 @@ def test_artifacts_are_content_addressed_and_atomic(tmp_path):
     assert leftovers == []
 
 
-def test_registry_is_append_only_and_resolves_aliases(tmp_path):
-    store = Store(f"sqlite:///{tmp_path/'s.db'}")
+def test_registry_is_append_only_and_resolves_aliases(store_url):
+    store = Store(store_url)
     task = store.add(Task(name="t", prompt="p", family="classification", spec={}))
     run = store.add(Run(task_id=task.id, budget_s=1))
     node = store.add(Node(run_id=run.id, name="n", intervention="i", reason="r", pipeline={}))
@@ -58,10 +58,10 @@ def test_registry_is_append_only_and_resolves_aliases(tmp_path):
         registry.resolve(store, "staging")
 
 
-def test_older_store_gets_new_columns(tmp_path):
+def test_older_store_gets_new_columns(store_url):
     from sqlalchemy import inspect, text
 
-    url = f"sqlite:///{tmp_path/'old.db'}"
+    url = store_url
     store = Store(url)
     with store.engine.begin() as conn:
         conn.execute(text("ALTER TABLE nodes DROP COLUMN chosen"))
