@@ -38,6 +38,10 @@ class NotFoundError(AdaptloopError):
     """A named object is not in the store."""
 
 
+class PromotionConflict(AdaptloopError):
+    """An alias moved between reading it and moving it (another process promoted or rolled back first)."""
+
+
 class RunFailed(AdaptloopError):
     """A run stopped by an error inside it: the run and its running nodes are marked failed with the
     error, and nothing was promoted."""

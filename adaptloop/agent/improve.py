@@ -50,7 +50,7 @@ from adaptloop.data.split import stratified_split
 from adaptloop.diagnose.reference import reference_odds
 from adaptloop.diagnose.taxonomy import Cluster
 from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
-from adaptloop.errors import AdaptloopError, DataError, RunFailed
+from adaptloop.errors import AdaptloopError, DataError, PromotionConflict, RunFailed
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry
 from adaptloop.store.db import EvalSetRow, ModelVersionRow, Removal, Run, TraceRow, TraceUse, utcnow
@@ -276,8 +276,12 @@ class ImproveCycle:
             summary = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken, "
                                 f"{s.fixed} fixed" for s in g.sets)
             reason = f"passed the gate on {len(g.sets)} eval sets ({summary}); rules: " + "; ".join(g.notes)
-            registry.promote(store, cand.id, g, reason)
-            decision = "promoted"
+            try:  # a compare-and-set: another cycle or an admin may have moved production meanwhile
+                registry.promote(store, cand.id, g, reason, replacing=mv.id)
+                decision = "promoted"
+            except PromotionConflict as exc:
+                reason, decision = f"not promoted: {exc}", "refused"
+                registry.refuse(store, cand.id, reason, g)
         else:
             reason = "refused: " + "; ".join(g.reasons)
             registry.refuse(store, cand.id, reason, g)
@@ -373,7 +377,7 @@ class ImproveCycle:
         if pattern_labels:
             variants = augment([e for e in parent_train if e.label in pattern_labels], seed=seed)
             variants = [e for e in variants if e.source.startswith("augment")] or variants
-        train = _unique(train_new + replay + hard + variants)
+        train = curate.first_of_each_id(train_new + replay + hard + variants)  # a replayed row may be a hard one
         dev = list(parent_dev) + dev_new
         placed = {e.source for part in (train_new, dev_new, held) for e in part}
         dropped = list({e.source: e for e in given if e.source not in placed}.values())
@@ -487,13 +491,3 @@ def replay_share(share: float, n_parent: int, n_new: int) -> float:
     if share <= 0 or n_parent == 0:
         return 0.0
     return min(1.0, max(share, n_new / n_parent))
-
-
-def _unique(examples: list[Example]) -> list[Example]:
-    """The first example of each id, in order (a replayed row may also be a hard negative)."""
-    seen: dict[str, Example] = {}
-    for e in examples:
-        seen.setdefault(e.id, e)
-    return list(seen.values())
-
-

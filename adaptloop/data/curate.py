@@ -149,6 +149,14 @@ def class_balance(examples: Sequence[Example]) -> dict:
     }
 
 
+def first_of_each_id(examples: Sequence[Example]) -> list[Example]:
+    """The first example of each id, in order."""
+    seen: dict[str, Example] = {}
+    for e in examples:
+        seen.setdefault(e.id, e)
+    return list(seen.values())
+
+
 def apply_drops(examples: Sequence[Example], drops: Sequence[Drop]) -> list[Example]:
     """The examples whose indices are not dropped (new list; input untouched)."""
     gone = {d.index for d in drops}

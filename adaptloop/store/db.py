@@ -100,6 +100,8 @@ class Store:
                     if col.name not in have:
                         ddl = col.type.compile(dialect=self.engine.dialect)
                         conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
+                for index in table.indexes:  # indexes added since (the registry's compare-and-set)
+                    index.create(conn, checkfirst=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from adaptloop.errors import NotFoundError
+from adaptloop.errors import NotFoundError, PromotionConflict
 from adaptloop.store.db import ModelVersionRow, RegistryEvent, Store
 from adaptloop.types import GateResult
 
@@ -24,24 +26,55 @@ def register(store: Store, *, task_id: int, node_id: int, artifact: str,
     return mv
 
 
+_ANY = object()  # a move that does not depend on where the alias points now
+
+
 def _event(store: Store, version_id: int, event: str, *, alias: str | None, reason: str,
-           data: dict[str, Any] | None = None) -> None:
+           data: dict[str, Any] | None = None, expected: Any = _ANY) -> None:
+    """Append an event; one that moves ``alias`` is a compare-and-set (``expected``: the version the alias
+    must still point at, None for "at nothing"; a move without it retries past concurrent ones).
+
+    Raises:
+        PromotionConflict: the alias no longer points at ``expected``.
+    """
     if store.get(ModelVersionRow, version_id) is None:
         raise NotFoundError(f"model version v{version_id} does not exist; see `adaptloop models`")
-    store.add(RegistryEvent(version_id=version_id, event=event, alias=alias, reason=reason,
-                            data=json.loads(json.dumps(data)) if data is not None else None))
+    payload = json.loads(json.dumps(data)) if data is not None else None
+    if alias is None:
+        store.add(RegistryEvent(version_id=version_id, event=event, alias=None, reason=reason, data=payload))
+        return
+    for _attempt in range(20):
+        try:
+            with store.session() as s:
+                moves = s.scalar(select(func.count()).select_from(RegistryEvent).where(RegistryEvent.alias == alias))
+                last = s.scalar(select(RegistryEvent.version_id).where(RegistryEvent.alias == alias)
+                                .order_by(RegistryEvent.id.desc()).limit(1))
+                if expected is not _ANY and last != expected:
+                    raise PromotionConflict(f"'{alias}' moved to v{last} while v{version_id} was being decided "
+                                            f"(it pointed at v{expected}); nothing was changed")
+                s.add(RegistryEvent(version_id=version_id, event=event, alias=alias, alias_seq=moves + 1,
+                                    reason=reason, data=payload))
+            return
+        except (IntegrityError, OperationalError):  # another move took this sequence number first
+            if expected is not _ANY:
+                raise PromotionConflict(f"another process moved '{alias}' while v{version_id} was being decided; "
+                                        "nothing was changed") from None
+            time.sleep(0.05 * (1 + _attempt))
+    raise PromotionConflict(f"'{alias}' kept moving; v{version_id} was not set")
 
 
-def promote(store: Store, version_id: int, gate: GateResult, reason: str) -> None:
+def promote(store: Store, version_id: int, gate: GateResult, reason: str, *, replacing: Any = _ANY) -> None:
     """Point ``production`` at a version whose gate passed; the gate is kept with the event.
+    ``replacing``: the version the gate compared against; if production moved since, nothing changes.
 
     Raises:
         ValueError: the gate refused it (an admin's override is ``force_promote``).
+        PromotionConflict: production no longer points at ``replacing``.
     """
     if not gate.passed:
         raise ValueError(f"v{version_id} did not pass its gate ({'; '.join(gate.reasons)}); "
                          "only an admin's forced promotion can override a gate")
-    _event(store, version_id, "promoted", alias="production", reason=reason, data=gate.to_dict())
+    _event(store, version_id, "promoted", alias="production", reason=reason, data=gate.to_dict(), expected=replacing)
 
 
 def refuse(store: Store, version_id: int, reason: str, gate: GateResult | None = None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -198,10 +198,14 @@ class RegistryEvent(Base):
     for a forced promotion or a rollback."""
 
     __tablename__ = "registry_events"
+    # an alias moves by compare-and-set: each move takes the alias's next sequence number, and the unique
+    # index lets only one of two concurrent moves have it (SQLite and PostgreSQL alike, no lock)
+    __table_args__ = (Index("uq_registry_alias_seq", "alias", "alias_seq", unique=True),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"))
     event: Mapped[str] = mapped_column(String(40))
     alias: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    alias_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     reason: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

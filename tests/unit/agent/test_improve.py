@@ -249,3 +249,25 @@ def test_replay_keeps_at_least_as_many_old_rows_as_new_ones():
     assert replay_share(0.15, 10_000, 500) == 0.15  # a big parent: the configured share
     assert replay_share(0.15, 600, 450) == 0.75 and replay_share(0.15, 600, 5000) == 1.0
     assert replay_share(0.0, 600, 450) == 0.0 and replay_share(0.15, 0, 10) == 0.0
+
+
+def test_a_cycle_whose_production_moved_meanwhile_is_refused_and_changes_nothing(ws, tmp_path, banking_sample):
+    seed_rows = subset(banking_sample, 5, 12)
+    cold_start(ws, load_classification(write_jsonl(tmp_path / "seed.jsonl", seed_rows)), "route banking messages",
+               60, make_trainer=lambda s: FakeTrainer(), embed_fn=fake_embed)
+    v1 = registry.resolve(ws.store, "production")
+    other = registry.register(ws.store, task_id=v1.task_id, node_id=v1.node_id, artifact=v1.artifact,
+                              metrics=v1.metrics, lineage={}, reason="another team's version")
+    import_traces(ws, str(write_jsonl(tmp_path / "traces.jsonl", traffic(subset(banking_sample, 5, 80, offset=12),
+                                                                          wrong=0.2))))
+
+    class AdminMidway(FakeTrainer):  # an admin promotes another version while the cycle trains
+        def fit(self, *args, **kwargs):
+            if registry.alias_target(ws.store, "production") == v1.id:
+                registry.force_promote(ws.store, other.id, who="admin", why="meanwhile")
+            return super().fit(*args, **kwargs)
+
+    result = ImproveCycle(ws, 60, make_trainer=lambda s: AdminMidway(), embed_fn=fake_embed).run()
+    assert result.gate["passed"], "the gate lets it through (as in the first test): the compare-and-set stops it"
+    assert result.decision == "refused" and f"moved to v{other.id}" in result.reason
+    assert registry.alias_target(ws.store, "production") == other.id
