@@ -146,3 +146,23 @@ def store_url(request, tmp_path):
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return request.getfixturevalue("pg_server").fresh_database()
+
+
+def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
+    """`adaptloop init ws`, with the encoder ladder cut to MiniLM (tiny models only, even where mpnet is
+    installed) and, given one, another store URL."""
+    import tomli_w
+
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    assert run("init", ws).exit_code == 0
+    cfg = ws / "adaptloop.toml"
+    settings = tomllib.loads(cfg.read_text())
+    settings["train"]["ladder"] = settings["train"]["ladder"][:1]
+    if store_url:
+        settings["store"]["url"] = store_url
+    cfg.write_text(tomli_w.dumps(settings))
+    return ws

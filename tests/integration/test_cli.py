@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from adaptloop.store.db import Node, Run, Task
 from adaptloop.workspace import Workspace
-from tests.conftest import one_json, run, subset, write_jsonl
+from tests.conftest import init_tiny_workspace, one_json, run, subset, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -22,14 +22,8 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, banking_train, banking_test):
     root = tmp_path_factory.mktemp("cli")
-    ws = root / "ws"
-    assert run("init", ws).exit_code == 0
-    # tiny models only: keep the encoder ladder to MiniLM even where mpnet is installed
-    cfg = ws / "adaptloop.toml"
-    settings = tomllib.loads(cfg.read_text())
-    settings["train"]["ladder"] = settings["train"]["ladder"][:1]
-    cfg.write_text(tomli_w.dumps(settings))
-    assert "mpnet" not in cfg.read_text()
+    ws = init_tiny_workspace(root / "ws")
+    assert "mpnet" not in (ws / "adaptloop.toml").read_text()
     train = write_jsonl(root / "train.jsonl", subset(banking_train, 5, 24))
     test = write_jsonl(root / "test.jsonl", subset(banking_test, 5, 12))
     r = one_json(run("new", "route banking customer messages", "--data", train, "--budget", "75s",

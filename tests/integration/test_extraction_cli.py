@@ -6,14 +6,8 @@ tests/unit/agent/test_prepare.py.)"""
 from __future__ import annotations
 
 import pytest
-import tomli_w
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from tests.conftest import one_json, read_rows, run, write_jsonl
+from tests.conftest import init_tiny_workspace, one_json, read_rows, run, write_jsonl
 
 pytestmark = pytest.mark.integration
 
@@ -21,12 +15,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def pii(tmp_path_factory):
     root = tmp_path_factory.mktemp("pii")
-    ws = root / "ws"
-    assert run("init", ws).exit_code == 0
-    cfg = ws / "adaptloop.toml"
-    settings = tomllib.loads(cfg.read_text())
-    settings["train"]["ladder"] = settings["train"]["ladder"][:1]  # tiny models only
-    cfg.write_text(tomli_w.dumps(settings))
+    ws = init_tiny_workspace(root / "ws")
     train_rows = read_rows("presidio_pii", "train")[:160]
     types = {s["label"] for r in train_rows for s in r["spans"]}
     test_rows = [r for r in read_rows("presidio_pii", "test") if all(s["label"] in types for s in r["spans"])][:40]
@@ -129,12 +118,7 @@ def test_a_pii_model_from_the_prompt_alone_offline(tmp_path, monkeypatch):
 
     monkeypatch.setattr(synth, "SYNTH_TRAIN", 400)
     monkeypatch.setattr(synth, "SYNTH_EVAL", 120)
-    ws = tmp_path / "ws"
-    assert run("init", ws).exit_code == 0
-    cfg = ws / "adaptloop.toml"
-    settings = tomllib.loads(cfg.read_text())
-    settings["train"]["ladder"] = settings["train"]["ladder"][:1]
-    cfg.write_text(tomli_w.dumps(settings))
+    ws = init_tiny_workspace(tmp_path / "ws")
     r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "90s", "--json", "-w", ws))
     assert r["spec"]["family"] == "extraction" and "PERSON" in r["spec"]["definitions"]
     assert r["spec"]["edge_cases"] and r["winner"] and r["winner"]["eval"]["f1"] > 0.0

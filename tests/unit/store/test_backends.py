@@ -4,7 +4,6 @@ back what the other wrote."""
 
 from __future__ import annotations
 
-import tomli_w
 from sqlalchemy import select
 
 from adaptloop.agent.coldstart import cold_start
@@ -14,21 +13,12 @@ from adaptloop.data.sources import load_classification
 from adaptloop.store import registry
 from adaptloop.store.db import Decision, TraceRow
 from adaptloop.train.fake import FakeTrainer, _features
-from adaptloop.workspace import Workspace, init_workspace
-from tests.conftest import one_json, run, subset, write_jsonl
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
+from adaptloop.workspace import Workspace
+from tests.conftest import init_tiny_workspace, one_json, run, subset, write_jsonl
 
 
 def test_cold_start_traffic_and_improve_on_each_backend(store_url, tmp_path, banking_sample):
-    root = init_workspace(tmp_path / "ws")
-    cfg = root / "adaptloop.toml"
-    settings = tomllib.loads(cfg.read_text())
-    settings["store"]["url"] = store_url
-    cfg.write_text(tomli_w.dumps(settings))
+    root = init_tiny_workspace(tmp_path / "ws", store_url=store_url)
     ws = Workspace.open(root)
     assert ws.store.engine.url.get_backend_name() == store_url.split(":")[0].split("+")[0]
     ws.settings.search.workers, ws.settings.agent.plateau_rounds = 1, 1
