@@ -53,11 +53,6 @@ class Drafted:
     eval: Path
     counts: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "labels": list(self.labels), "definitions": self.definitions,
-                "edge_cases": list(self.edge_cases), "teacher": self.teacher, "train": str(self.train),
-                "eval": str(self.eval), "counts": self.counts}
-
 
 Confirm = Callable[[dict[str, Any]], bool]
 
