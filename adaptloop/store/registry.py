@@ -55,7 +55,9 @@ def _event(store: Store, version_id: int, event: str, *, alias: str | None, reas
                 s.add(RegistryEvent(version_id=version_id, event=event, alias=alias, alias_seq=moves + 1,
                                     reason=reason, data=payload))
             return
-        except (IntegrityError, OperationalError):  # another move took this sequence number first
+        except (IntegrityError, OperationalError) as exc:  # another move took this sequence number first
+            if isinstance(exc, OperationalError) and "locked" not in str(exc):
+                raise  # not SQLite's busy writer: a real database error
             if expected is not _ANY:
                 raise PromotionConflict(f"another process moved '{alias}' while v{version_id} was being decided; "
                                         "nothing was changed") from None
