@@ -61,6 +61,8 @@ class SearchSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     executor: Literal["local", "ray"] = Field(
         "local", description="Where trials run: 'local' worker processes, or 'ray' (pip install ray).")
+    ray_address: str = Field("", description="The Ray cluster to join, e.g. 'ray://head:10001' or "
+                             "'10.0.0.5:6379' ('' = RAY_ADDRESS, else a local cluster).")
     workers: int = Field(2, ge=1, description="Trials run in parallel (each gets cores/workers threads).")
     exploration: float = Field(0.5, ge=0, description="UCT exploration at the start; decays to 0 with the budget.")
     target: float = Field(0.0, ge=0, le=1, description="Stop once the best dev score reaches this (0 = none).")

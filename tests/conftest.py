@@ -140,6 +140,21 @@ def pg_server(tmp_path_factory):
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """A local Ray cluster (head + two worker CPUs) for the session (tests/ray_cluster.py). Skipped where
+    Ray is not installed, unless ADAPTLOOP_REQUIRE_RAY=1 (CI), where its absence fails."""
+    from tests.ray_cluster import RayCluster, ray_cli
+
+    if ray_cli() is None:
+        if os.environ.get("ADAPTLOOP_REQUIRE_RAY") == "1":
+            pytest.fail("Ray is required (ADAPTLOOP_REQUIRE_RAY=1) but is not installed")
+        pytest.skip("Ray is not installed (pip install 'ray[default]')")
+    cluster = RayCluster(cpus=2).start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     """A fresh, empty store on each backend: SQLite in the test's folder, a new PostgreSQL database."""

@@ -133,7 +133,9 @@ class ColdStart:
             policy = self.policy or family.policy(ws, run, book, self.llm)
             if executor is None:
                 parallel = ws.settings.search.workers if clock.left >= PARALLEL_MIN_S and family.parallel else 1
-                executor = make_executor(ws.settings.search.executor, parallel)
+                search = ws.settings.search
+                executor = make_executor(search.executor, parallel, ray_address=search.ray_address,
+                                         device_setting=ws.settings.train.device)
             while True:
                 state = self._state(spec, book, clock, executor.workers)
                 pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
@@ -203,7 +205,8 @@ class ColdStart:
             intervention=n.intervention, move=n.move or "", seconds=n.train_seconds,
             model_path=str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None,
             findings=tuple(by_node.get(n.id, ())), order=finish_order.get(n.id, 10**6 + n.id),
-            dev=dict(n.dev_metrics or {}), chosen=dict(n.chosen or {}), curve=tuple(n.curve or ()))
+            dev=dict(n.dev_metrics or {}), chosen=dict(n.chosen or {}), curve=tuple(n.curve or ()),
+            crashed=bool((n.eval_metrics or {}).get("crashed")))
             for n in rows)
         assert self.family is not None
         run = store.get(Run, self.run_id)
@@ -239,10 +242,10 @@ class ColdStart:
             raise
         except Exception as exc:  # a worker that died is a failed node, not a crashed search
             log.warning("node %s crashed: %s", node.name, exc)
-            out = TrialOutcome(node.id, "failed", error=f"{type(exc).__name__}: {exc}"[:500])
+            out = TrialOutcome(node.id, "crashed", error=f"{type(exc).__name__}: {exc}"[:500])
         if out.status != "done":
             store.update(Node, node.id, status="failed", finished_at=utcnow(), train_seconds=out.train_seconds,
-                         eval_metrics={"error": out.error})
+                         eval_metrics={"error": out.error, **({"crashed": True} if out.status == "crashed" else {})})
             return
         dev = scalars(out.dev_metrics)
         store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,

@@ -252,6 +252,22 @@ class DoctrinePolicy:
             hp["lr"] = iv.LARGER_TAGGER_LR
         return hp
 
+    def _baseline(self, s: SearchState) -> Proposal:
+        """The first node: the cheapest strong pipeline for the family."""
+        if s.family == "extraction":
+            return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
+                            pipeline=Pipeline(recipe="raw", strategy="tagger", encoder=s.encoder, seed=s.seed,
+                                              hparams=self._tagger_hparams(s)),
+                            intervention="start",
+                            reason="token classification on the default encoder, fine-tuned on deduplicated "
+                                   "data (extraction has no frozen shortcut); its errors are the first "
+                                   "diagnosis")
+        return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
+                        pipeline=Pipeline(recipe="raw", strategy="frozen", encoder=s.encoder, seed=s.seed),
+                        intervention="start",
+                        reason="cheapest strong baseline: frozen encoder embeddings + logistic regression "
+                               "on deduplicated data; its errors are the first diagnosis")
+
     # -- the decision ---------------------------------------------------------------------
     def propose(self, s: SearchState) -> Proposal | Stop | None:
         """The next trial, a ``Stop`` with its reason, or ``WAIT`` (None) for a running trial."""
@@ -260,21 +276,15 @@ class DoctrinePolicy:
         if not finished:
             if running:
                 return WAIT
-            if any(n.status == "failed" for n in s.nodes):
+            failed = [n for n in s.nodes if n.status == "failed"]
+            if failed and not (all(n.crashed for n in failed) and len(failed) < 2):
                 return Stop("the baseline pipeline failed; see the node's error")
-            if s.family == "extraction":
-                return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
-                                pipeline=Pipeline(recipe="raw", strategy="tagger", encoder=s.encoder, seed=s.seed,
-                                                  hparams=self._tagger_hparams(s)),
-                                intervention="start",
-                                reason="token classification on the default encoder, fine-tuned on deduplicated "
-                                       "data (extraction has no frozen shortcut); its errors are the first "
-                                       "diagnosis")
-            return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
-                            pipeline=Pipeline(recipe="raw", strategy="frozen", encoder=s.encoder, seed=s.seed),
-                            intervention="start",
-                            reason="cheapest strong baseline: frozen encoder embeddings + logistic regression "
-                                   "on deduplicated data; its errors are the first diagnosis")
+            first = self._baseline(s)
+            if failed:  # the process running it died, not the pipeline: once more
+                return Proposal(**{**first.__dict__, "name": _unique(first.name, s.nodes),
+                                   "reason": f"the worker running '{failed[0].name}' died (not the pipeline): "
+                                             f"trying it once more; {first.reason}"})
+            return first
         b = graph.best(s.nodes)
         assert b is not None
         if s.target is not None and b.score >= s.target:

@@ -15,7 +15,8 @@ import signal
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any, Protocol
@@ -50,7 +51,7 @@ class Trial:
 @dataclass
 class TrialOutcome:
     node_id: int
-    status: str  # done | failed
+    status: str  # done | failed (the pipeline) | crashed (the process running it died)
     error: str = ""
     model_artifact: str | None = None
     predictions_artifact: str | None = None
@@ -162,11 +163,19 @@ class LocalExecutor:
 
     def __init__(self, workers: int = 2) -> None:
         self.workers = workers
-        self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn"),
-                                         initializer=_ignore_sigint)
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"),
+                                   initializer=_ignore_sigint)
 
     def submit(self, trial: Trial) -> Future:
-        return self._pool.submit(run_trial, trial)
+        try:
+            return self._pool.submit(run_trial, trial)
+        except BrokenProcessPool:  # a worker died (killed, out of memory): its trials failed, the rest go on
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = self._new_pool()
+            return self._pool.submit(run_trial, trial)
 
     def shutdown(self) -> None:
         """Stop now: queued trials are cancelled and running ones killed (their nodes are
@@ -177,35 +186,80 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-class RayExecutor:
-    """Trials as Ray tasks (``ray.init()`` joins ``RAY_ADDRESS`` or starts a local cluster).
+NETWORK_STRATEGIES = frozenset({"frozen", "finetune", "lora", "tagger", "tagger-lora", "zero-shot", "sft",
+                                "sft-lora"})  # run a network (a GPU helps); the rest combine fitted models
 
-    The workspace folder and the store must be reachable from every Ray worker (a shared
-    file system and a PostgreSQL store URL).
+
+def trial_resources(trial: Trial, *, cluster_gpus: float, device_setting: str = "auto") -> dict[str, float]:
+    """What one trial asks a cluster for, from its pipeline: the CPU threads it was given, and one GPU
+    when its strategy runs a network, the cluster has a GPU and ``[train] device`` allows it."""
+    gpu = (cluster_gpus >= 1 and device_setting != "cpu"
+           and trial.pipeline.get("strategy") in NETWORK_STRATEGIES)
+    return {"num_cpus": float(max(1, trial.threads)), "num_gpus": 1.0 if gpu else 0.0}
+
+
+def _ray_trial(trial: Trial) -> TrialOutcome:
+    """A trial in a Ray worker: the workspace must be visible here (a shared file system)."""
+    if not Path(trial.root, "adaptloop.toml").is_file():
+        import socket
+
+        raise WorkspaceError(f"workspace {trial.root} is not visible on Ray node {socket.gethostname()}; "
+                             "put it on a file system every node mounts at the same path")
+    return run_trial(trial)
+
+
+class RayExecutor:
+    """Trials as Ray tasks on the cluster at ``address`` (``RAY_ADDRESS`` when empty; a local
+    cluster when neither is set).
+
+    Each trial asks for the cores it was given and, when its pipeline runs a network and the
+    cluster has one, a GPU (Ray then sets ``CUDA_VISIBLE_DEVICES`` and the trial trains on
+    ``cuda``). A trial is never retried: a worker that dies fails its node, and the search goes
+    on. The workspace folder and the store must be reachable from every Ray node (a shared
+    file system, and a PostgreSQL store URL when the nodes are separate machines).
     """
 
-    def __init__(self, workers: int = 2) -> None:
+    def __init__(self, workers: int = 2, *, address: str = "", device_setting: str = "auto") -> None:
         try:
             import ray
         except ModuleNotFoundError:
             raise WorkspaceError("search.executor = 'ray' needs Ray: pip install 'ray[default]', "
                                  "or set search.executor = 'local'") from None
-        if not ray.is_initialized():
-            ray.init()
+        self._ray = ray
+        self._owned = not ray.is_initialized()
+        if self._owned:
+            try:
+                ray.init(address=address or None, log_to_driver=False, logging_level=logging.WARNING)
+            except ConnectionError as exc:
+                raise WorkspaceError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'} ({exc}); "
+                                     "start one with `ray start --head`, or fix search.ray_address") from None
         self.workers = workers
-        self._remote = ray.remote(run_trial)
+        self.device_setting = device_setting
+        self.cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
+        self._remote = ray.remote(max_retries=0)(_ray_trial)
+        self._refs: list[Any] = []
 
     def submit(self, trial: Trial) -> Future:
-        return self._remote.remote(trial).future()
+        res = trial_resources(trial, cluster_gpus=self.cluster_gpus, device_setting=self.device_setting)
+        trial = replace(trial, progress=None, device="cuda" if res["num_gpus"] else "cpu")
+        ref = self._remote.options(name=f"trial {trial.name}", **res).remote(trial)
+        self._refs.append(ref)
+        return ref.future()
 
     def shutdown(self) -> None:
-        pass
+        """Cancel what is still running (no orphan trains after an interrupt) and leave the cluster."""
+        ready, pending = self._ray.wait(self._refs, num_returns=len(self._refs), timeout=0)
+        for ref in pending:
+            self._ray.cancel(ref, force=True)
+        self._refs = []
+        if self._owned and self._ray.is_initialized():
+            self._ray.shutdown()
 
 
-def make_executor(kind: str, workers: int) -> Executor:
-    """The executor named in settings; one worker runs inline (no process to spawn)."""
+def make_executor(kind: str, workers: int, *, ray_address: str = "", device_setting: str = "auto") -> Executor:
+    """The executor named in settings; one local worker runs inline (no process to spawn)."""
     if kind == "ray":
-        return RayExecutor(workers)
+        return RayExecutor(workers, address=ray_address, device_setting=device_setting)
     if workers <= 1:
         return InlineExecutor()
     return LocalExecutor(workers)

@@ -37,6 +37,7 @@ class GraphNode:
     dev: dict[str, Any] = field(default_factory=dict)  # every dev metric (score is the primary one)
     chosen: dict[str, Any] = field(default_factory=dict)  # what the fit settled on (epochs, timings)
     curve: tuple[dict[str, Any], ...] = ()  # dev checks during training
+    crashed: bool = False  # failed because the process running it died, not because of the pipeline
 
     @property
     def strategy(self) -> str:

@@ -17,14 +17,13 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
-    inspect,
     select,
-    text,
     update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
 from adaptloop.errors import NotFoundError
+from adaptloop.store import migrate
 from adaptloop.store.tables import (  # re-exported: the tables are imported from here across the package
     Base,
     Dataset,
@@ -82,26 +81,8 @@ class Store:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA foreign_keys=ON")
                 cur.close()
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
+        migrate.upgrade(self.engine)  # a fresh store gets the schema; an older one what it lacks
         self._session = sessionmaker(self.engine, expire_on_commit=False)
-
-    def _add_missing_columns(self) -> None:
-        """Bring a store written by an older adaptloop up to date.
-
-        Only additive changes happen between versions (new nullable or defaulted columns),
-        so adding what is missing is the whole migration.
-        """
-        insp = inspect(self.engine)
-        with self.engine.begin() as conn:
-            for table in Base.metadata.sorted_tables:
-                have = {c["name"] for c in insp.get_columns(table.name)}
-                for col in table.columns:
-                    if col.name not in have:
-                        ddl = col.type.compile(dialect=self.engine.dialect)
-                        conn.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{col.name}" {ddl}'))
-                for index in table.indexes:  # indexes added since (the registry's compare-and-set)
-                    index.create(conn, checkfirst=True)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -73,6 +73,7 @@ class Node(Base):
     """One trained pipeline in the experiment graph."""
 
     __tablename__ = "nodes"
+    __table_args__ = (Index("ix_nodes_run_id", "run_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("nodes.id"), nullable=True)
@@ -156,6 +157,7 @@ class Decision(Base):
     """Anything the agent decided, with its reason (stop, select, promote, ...)."""
 
     __tablename__ = "decisions"
+    __table_args__ = (Index("ix_decisions_run_id", "run_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
     kind: Mapped[str] = mapped_column(String(40))
@@ -235,6 +237,7 @@ class TraceRow(Base):
     """
 
     __tablename__ = "traces"
+    __table_args__ = (Index("ix_traces_ts", "ts"), Index("ix_traces_triage", "triage"))
     id: Mapped[str] = mapped_column(String(120), primary_key=True)
     ts: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     task_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -260,6 +263,7 @@ class TraceUse(Base):
     """A trace that went into a training set or a frozen eval set: the audit trail."""
 
     __tablename__ = "trace_uses"
+    __table_args__ = (Index("ix_trace_uses_trace_id", "trace_id"), Index("ix_trace_uses_run_id", "run_id"))
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     trace_id: Mapped[str] = mapped_column(ForeignKey("traces.id"))
     run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))

@@ -59,12 +59,14 @@ def test_registry_is_append_only_and_resolves_aliases(store_url):
 
 
 def test_older_store_gets_new_columns(store_url):
+    """A store written before migrations (no alembic_version), by a release that lacked a column."""
     from sqlalchemy import inspect, text
 
     url = store_url
     store = Store(url)
     with store.engine.begin() as conn:
         conn.execute(text("ALTER TABLE nodes DROP COLUMN chosen"))
+        conn.execute(text("DROP TABLE alembic_version"))
     store.engine.dispose()
     again = Store(url)
     assert "chosen" in {c["name"] for c in inspect(again.engine).get_columns("nodes")}
