@@ -104,11 +104,11 @@ def replay_client(ws: Workspace, run_id: int) -> ReplayClient:
 
 def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, *, watch: bool, interval: float,
                    progress: ProgressScope, on_import: Callable[[dict[str, Any]], None],
-                   on_wait: Callable[[int, int], None]) -> Iterator[dict[str, Any]]:
+                   on_wait: Callable[[int, int], None], **cycle_options: Any) -> Iterator[dict[str, Any]]:
     """`adaptloop improve`: import ``traces_file`` first (``on_import`` sees what it added), then one
     improve cycle, or (``watch``) a cycle whenever ``[improve] min_failures`` new failures have feedback,
     checking every ``interval`` seconds (``on_wait(failures, needed)`` meanwhile). Yields each cycle's
-    result as a dict."""
+    result as a dict; ``cycle_options`` go to each ``ImproveCycle`` (the trainer and embedder seams)."""
     seconds = parse_budget(budget or ws.settings.improve.budget)
     if traces_file is not None:
         on_import(import_traces(ws, str(traces_file)))
@@ -120,7 +120,7 @@ def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, 
                 time.sleep(interval)
                 continue
         with progress() as bars:
-            result = ImproveCycle(ws, seconds, progress=bars).run().to_dict()
+            result = ImproveCycle(ws, seconds, progress=bars, **cycle_options).run().to_dict()
         yield result
         if not watch:
             return
