@@ -192,9 +192,13 @@ def write_settings(root: Path, settings: Settings) -> Path:
     return path
 
 
+STORE_URL_ENV = "ADAPTLOOP_STORE_URL"
+
+
 def store_url(root: Path, settings: Settings) -> str:
-    """The store URL with relative sqlite paths anchored at the workspace."""
-    url = settings.store.url
+    """The store URL — ``ADAPTLOOP_STORE_URL`` when set (a password stays out of adaptloop.toml), else
+    ``[store] url`` — with relative sqlite paths anchored at the workspace."""
+    url = os.environ.get(STORE_URL_ENV) or settings.store.url
     prefix = "sqlite:///"
     if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
         return prefix + str((root / url[len(prefix):]).resolve())

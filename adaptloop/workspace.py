@@ -26,15 +26,16 @@ class Workspace:
     artifacts: ArtifactStore
 
     @classmethod
-    def open(cls, workspace: str | Path | None = None) -> Workspace:
-        """Open an existing workspace.
+    def open(cls, workspace: str | Path | None = None, *, store: str | None = None) -> Workspace:
+        """Open an existing workspace (``store``: this store URL, over the settings and the environment —
+        what a trial on another machine is handed by the run that started it).
 
         Raises:
             WorkspaceError: it does not exist or its settings are invalid.
         """
         root = resolve_workspace(workspace)
         settings = load_settings(root)
-        url = store_url(root, settings)
+        url = store or store_url(root, settings)
         _check_store_file(root, url)
         return cls(root, settings, Store(url), ArtifactStore(root / STATE_DIR / "artifacts"))
 

@@ -155,6 +155,21 @@ def ray_cluster():
     cluster.stop()
 
 
+@pytest.fixture(autouse=True)
+def _store_backend(request, monkeypatch):
+    """With ADAPTLOOP_TEST_STORE=postgresql, every workspace the test opens keeps its store in a fresh
+    database on the throwaway PostgreSQL server (through ADAPTLOOP_STORE_URL, which wins over [store] url);
+    CI runs the unit and reliability tiers a second time this way. Tests that pick their backend
+    (``store_url``) ran on both in the main pass and are skipped."""
+    if os.environ.get("ADAPTLOOP_TEST_STORE") != "postgresql":
+        return
+    if "store_url" in request.fixturenames:
+        pytest.skip("runs on both backends in the main pass already")
+    if request.node.get_closest_marker("sqlite_only"):
+        pytest.skip("about the SQLite file itself")
+    monkeypatch.setenv("ADAPTLOOP_STORE_URL", request.getfixturevalue("pg_server").fresh_database())
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
     """A fresh, empty store on each backend: SQLite in the test's folder, a new PostgreSQL database."""

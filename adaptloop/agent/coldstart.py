@@ -19,7 +19,14 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.budget import Clock
-from adaptloop.agent.executor import Executor, InlineExecutor, Trial, TrialOutcome, make_executor
+from adaptloop.agent.executor import (
+    Executor,
+    InlineExecutor,
+    Trial,
+    TrialOutcome,
+    make_executor,
+    worker_died,
+)
 from adaptloop.agent.families import Family, family_of
 from adaptloop.agent.policy import WAIT, Policy, Proposal, SearchState, Stop
 from adaptloop.agent.predict import embedding_cache
@@ -165,7 +172,8 @@ class ColdStart:
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
                               deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s),
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
-                              progress=self.progress if isinstance(executor, InlineExecutor) else None)
+                              progress=self.progress if isinstance(executor, InlineExecutor) else None,
+                              store=ws.store.engine.url.render_as_string(hide_password=False))
                 starting = node  # an inline executor trains inside submit: Ctrl-C lands here
                 running[executor.submit(trial)] = (node, bar)
                 starting = None
@@ -242,7 +250,8 @@ class ColdStart:
             raise
         except Exception as exc:  # a worker that died is a failed node, not a crashed search
             log.warning("node %s crashed: %s", node.name, exc)
-            out = TrialOutcome(node.id, "crashed", error=f"{type(exc).__name__}: {exc}"[:500])
+            out = TrialOutcome(node.id, "crashed" if worker_died(exc) else "failed",
+                               error=f"{type(exc).__name__}: {exc}"[:500])
         if out.status != "done":
             store.update(Node, node.id, status="failed", finished_at=utcnow(), train_seconds=out.train_seconds,
                          eval_metrics={"error": out.error, **({"crashed": True} if out.status == "crashed" else {})})

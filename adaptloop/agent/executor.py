@@ -46,6 +46,7 @@ class Trial:
     threads: int = 0  # torch threads in a worker process (0: leave as is)
     runner: Callable[[Trial], TrialOutcome] | None = None  # the family's trial (default: train_trial)
     progress: Progress | None = field(default=None, compare=False)  # bars, for a trial run in this process
+    store: str | None = None  # the run's store URL (a worker elsewhere need not resolve it the same way)
 
 
 @dataclass
@@ -60,6 +61,15 @@ class TrialOutcome:
     chosen: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     train_seconds: float = 0.0
+
+
+WORKER_DEATHS = frozenset({"BrokenProcessPool", "WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
+                           "LocalRayletDiedError", "ActorDiedError"})  # the process went, not the pipeline
+
+
+def worker_died(exc: BaseException) -> bool:
+    """Whether a trial's exception says its process died (a pool's or Ray's), not that its code raised."""
+    return type(exc).__name__ in WORKER_DEATHS
 
 
 def run_trial(trial: Trial) -> TrialOutcome:
@@ -94,7 +104,7 @@ def train_trial(trial: Trial) -> TrialOutcome:
     """Train, save and score one node of a labelled task (classification, extraction). Failures of
     the pipeline are outcomes, not exceptions."""
     t0 = time.monotonic()
-    ws = Workspace.open(Path(trial.root))
+    ws = Workspace.open(Path(trial.root), store=trial.store)
     run = ws.store.get(Run, trial.run_id)
     spec = ws.store.run_state(run).spec
     book = recipe_book(ws, run)

@@ -348,7 +348,7 @@ def _keep(ws: Workspace, run_id: int, name: str, model: Any) -> None:
 def generation_trial(trial: Trial) -> TrialOutcome:
     """Fit (or apply a decode-time move to the parent), score dev, time the decoding and save one node."""
     t0 = time.monotonic()
-    ws = Workspace.open(Path(trial.root))
+    ws = Workspace.open(Path(trial.root), store=trial.store)
     run = ws.store.get(Run, trial.run_id)
     data = generation_data(ws, run)
     spec, kind, pipe = data.spec, data.kind, Pipeline.from_dict(trial.pipeline)

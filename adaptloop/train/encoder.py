@@ -7,6 +7,7 @@ other HF id or local path is handed to transformers as is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -37,6 +38,13 @@ def pick_device(setting: str = "auto") -> torch.device:
     if setting == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(setting)
+
+
+def cuda_bf16(device: torch.device) -> contextlib.AbstractContextManager:
+    """bf16 autocast on a CUDA card that has it (fp32 master weights kept); a no-op elsewhere."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
 
 
 def set_threads(threads: int) -> None:
@@ -94,7 +102,8 @@ def embed(tok: PreTrainedTokenizerBase, model: PreTrainedModel, texts: Sequence[
     with torch.inference_mode():
         for start in range(0, len(texts), batch_size):
             idx = order[start:start + batch_size]
-            e = encode_batch(tok, model, [texts[i] for i in idx], device).float().cpu().numpy()
+            with cuda_bf16(device):
+                e = encode_batch(tok, model, [texts[i] for i in idx], device).float().cpu().numpy()
             if out is None:
                 out = np.zeros((len(texts), e.shape[1]), dtype=np.float32)
             out[idx] = e

@@ -22,7 +22,7 @@ import torch
 
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
-from adaptloop.train.encoder import encode_batch, load_base
+from adaptloop.train.encoder import cuda_bf16, encode_batch, load_base
 from adaptloop.train.frozen import _embeddings, full_head
 from adaptloop.train.logreg import fit_logreg
 from adaptloop.train.loop import UpdatePlan
@@ -129,7 +129,7 @@ def _dev_accuracy(tok, enc, head, texts, y, device) -> float:
     enc.eval()
     order = np.argsort([len(t) for t in texts])
     correct = 0
-    with torch.inference_mode():
+    with torch.inference_mode(), cuda_bf16(device):
         for s in range(0, len(texts), 128):
             idx = order[s:s + 128]
             logits = head(encode_batch(tok, enc, [texts[i] for i in idx], device))
@@ -201,12 +201,13 @@ class FineTuneTrainer:
         while not plan.stop:
             for batch in _with_hard_negatives(_batches(lengths, cfg.batch_size, rng), pools,
                                               0.25, rng):
-                z = encode_batch(tok, enc, [texts[i] for i in batch], device)
-                logits = head(z)
                 yb = torch.from_numpy(y[batch]).to(device)
-                loss = torch.nn.functional.cross_entropy(logits, yb, weight=weights)
-                if cfg.contrastive > 0:
-                    loss = loss + cfg.contrastive * supervised_contrastive(z, yb, cfg.temperature)
+                with cuda_bf16(device):
+                    z = encode_batch(tok, enc, [texts[i] for i in batch], device)
+                    logits = head(z)
+                    loss = torch.nn.functional.cross_entropy(logits, yb, weight=weights)
+                    if cfg.contrastive > 0:
+                        loss = loss + cfg.contrastive * supervised_contrastive(z.float(), yb, cfg.temperature)
                 loss.backward()
                 bar(1)
                 if plan.after_step(params + list(head.parameters()), opt, loss,

@@ -28,7 +28,7 @@ from adaptloop.data.spans import Span, snap
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
-from adaptloop.train.encoder import resolve_encoder
+from adaptloop.train.encoder import cuda_bf16, resolve_encoder
 from adaptloop.train.loop import UpdatePlan
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
@@ -176,7 +176,7 @@ class SpanTagger:
         cnt: list[dict[tuple[int, int], int]] = [{} for _ in texts]
         order = sorted(range(len(w["input_ids"])), key=lambda i: len(w["input_ids"][i]))
         self.model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), cuda_bf16(device):
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
                 batch = self.tok.pad({"input_ids": [w["input_ids"][i] for i in idx]}, return_tensors="pt")
@@ -306,9 +306,10 @@ class TaggerTrainer:
                 enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
                 width = enc["input_ids"].shape[1]
                 y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch]).to(device)
-                out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
-                loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), y.reshape(-1),
-                                                         ignore_index=-100)
+                with cuda_bf16(device):
+                    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+                    loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), y.reshape(-1),
+                                                             ignore_index=-100)
                 loss.backward()
                 mask = y != -100
                 bar(1)

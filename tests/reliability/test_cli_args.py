@@ -38,6 +38,7 @@ def test_a_file_given_as_workspace(tmp_path):
     assert r.exit_code == 2 and "is a file, not a workspace folder" in r.output
 
 
+@pytest.mark.sqlite_only
 def test_a_deleted_store_is_not_replaced_by_an_empty_history(trained):
     (trained / ".adaptloop" / "store.db").unlink()
     r = call("models", "-w", trained)

@@ -37,11 +37,11 @@ def seed(tmp_path, banking_sample):
 
 
 class TrialWatch:
-    """Watches the Ray worker processes: a worker running a trial is titled `ray::trial <node>`.
-    With ``kill``, the first one seen is SIGKILLed."""
+    """Watches the Ray worker processes: a worker running a trial is titled `ray::trial <node>`. The
+    worker of the first trial after the baseline is SIGKILLed ``kill_after`` seconds into it."""
 
-    def __init__(self, kill: bool = False) -> None:
-        self.kill, self.seen, self.killed = kill, set(), []
+    def __init__(self, kill_after: float) -> None:
+        self.kill_after, self.seen, self.killed = kill_after, {}, []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
 
@@ -58,44 +58,37 @@ class TrialWatch:
             ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
             for line in ps.splitlines():
                 pid, _, args = line.strip().partition(" ")
-                if args.startswith("ray::trial "):
-                    name = args.removeprefix("ray::trial ").strip()
-                    self.seen.add(name)
-                    if self.kill and not self.killed:
-                        os.kill(int(pid), signal.SIGKILL)
-                        self.killed.append(name)
+                if not args.startswith("ray::trial "):
+                    continue
+                name = args.removeprefix("ray::trial ").strip()
+                first_seen = self.seen.setdefault(name, time.monotonic())
+                if (not self.killed and name != "baseline"
+                        and time.monotonic() - first_seen >= self.kill_after):
+                    os.kill(int(pid), signal.SIGKILL)
+                    self.killed.append(name)
             time.sleep(0.05)
 
 
-def test_a_cold_start_runs_its_trials_as_ray_tasks(ray_ws, seed):
-    with TrialWatch() as watch:
+def test_a_cold_start_runs_on_ray_and_goes_on_past_a_killed_worker(ray_ws, seed):
+    with TrialWatch(kill_after=0.5) as watch:
         r = cold_start(ray_ws, seed, "route banking messages", 150, embed_fn=_features,
-                       make_trainer=functools.partial(fake_trainer, delay=0.5))
-    nodes = ray_ws.store.nodes(r.run_id)
-    done = [n for n in nodes if n.status == "done"]
-    assert len(done) >= 3 and r.version is not None
-    assert registry.alias_target(ray_ws.store, "production") == r.version
-    assert {n.name for n in done} <= watch.seen  # each trial ran in a Ray worker process
+                       make_trainer=functools.partial(fake_trainer, delay=1.5))
+    nodes = {n.name: n for n in ray_ws.store.nodes(r.run_id)}
+    done = [n for n in nodes.values() if n.status == "done"]
+    assert {n.name for n in done} <= set(watch.seen)  # each trial ran in a Ray worker process
     for n in done:  # what the workers wrote is there for the driver
         assert ray_ws.artifacts.path(n.model_artifact).is_dir()
         assert n.pipeline["strategy"] == "refit" or ray_ws.artifacts.get_jsonl(n.predictions_artifact)
     overlaps = [(a.name, b.name) for a in done for b in done
                 if a.id < b.id and b.started_at < a.finished_at and a.started_at < b.finished_at]
     assert overlaps, "no two trials ran at the same time on the two workers"
-
-
-def test_a_killed_ray_worker_fails_its_trial_and_the_search_goes_on(ray_ws, seed):
-    with TrialWatch(kill=True) as watch:
-        r = cold_start(ray_ws, seed, "route banking messages", 150, embed_fn=_features,
-                       make_trainer=functools.partial(fake_trainer, delay=2.0))
+    # the killed worker failed its trial, recorded as a crash, and the search went on
     assert len(watch.killed) == 1
-    nodes = {n.name: n for n in ray_ws.store.nodes(r.run_id)}
     victim = nodes[watch.killed[0]]
-    assert victim.status == "failed", victim.eval_metrics
+    assert victim.status == "failed" and victim.eval_metrics.get("crashed"), victim.eval_metrics
     assert "died" in victim.eval_metrics["error"].lower()
-    done = [n for n in nodes.values() if n.status == "done"]
-    assert len(done) >= 2 and any(n.started_at > victim.finished_at for n in done)  # the search went on
-    assert r.version is not None
+    assert any(n.started_at > victim.finished_at for n in done)
+    assert r.version is not None and registry.alias_target(ray_ws.store, "production") == r.version
 
 
 def _trial(strategy: str, threads: int = 1) -> Trial:

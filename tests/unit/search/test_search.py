@@ -302,3 +302,14 @@ def test_one_large_tagger_at_a_time_with_a_lower_learning_rate():
                    recipe="clean")
     s = state([base, running], family="extraction", left=3000.0)
     assert "larger-encoder" not in [p.move for p in DoctrinePolicy().candidates(base, s)]
+
+
+def test_a_baseline_whose_worker_died_is_tried_once_more_and_a_failed_one_stops_the_search():
+    doctrine = DoctrinePolicy()
+    crashed = replace(node("baseline", 0.0, status="failed"), crashed=True)
+    again = doctrine.propose(state([crashed]))
+    assert isinstance(again, Proposal) and again.name == "baseline-2" and again.move == "baseline"
+    assert "died" in again.reason and again.pipeline.strategy == "frozen"
+    twice = replace(node("baseline-2", 0.0, status="failed"), crashed=True)
+    assert isinstance(doctrine.propose(state([crashed, twice])), Stop)  # not a third time
+    assert isinstance(doctrine.propose(state([node("baseline", 0.0, status="failed")])), Stop)  # its code failed

@@ -11,6 +11,7 @@ import random
 import shutil
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from adaptloop.agent.improve import ImproveCycle
@@ -28,6 +29,7 @@ def _fake(_strategy):
     return FakeTrainer()
 
 
+@pytest.mark.sqlite_only
 def test_an_older_store_opens_lists_and_improves(tmp_path):
     root = tmp_path / "ws"
     shutil.copytree(FIXTURES / "workspace", root)

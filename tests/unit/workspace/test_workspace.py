@@ -2,9 +2,12 @@
 
 import json
 
+import pytest
+
 from adaptloop.workspace import Workspace, init_workspace
 
 
+@pytest.mark.sqlite_only
 def test_workspace_open_uses_relative_sqlite_url(tmp_path, monkeypatch):
     root = init_workspace(tmp_path / "ws")
     monkeypatch.chdir(tmp_path)

@@ -21,9 +21,9 @@ INDEXES = (("ix_traces_ts", "traces", ["ts"]), ("ix_traces_triage", "traces", ["
 
 def upgrade() -> None:
     for name, table, columns in INDEXES:
-        op.create_index(name, table, columns)
+        op.create_index(name, table, columns, if_not_exists=True)
 
 
 def downgrade() -> None:
     for name, table, _ in reversed(INDEXES):
-        op.drop_index(name, table_name=table)
+        op.drop_index(name, table_name=table, if_exists=True)
