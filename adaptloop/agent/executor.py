@@ -218,6 +218,18 @@ def _ray_trial(trial: Trial) -> TrialOutcome:
     return run_trial(trial)
 
 
+def _ray_errors_to_log() -> None:
+    """Ray's driver prints cluster errors ("a worker died") to stdout, where `--json` promises one JSON
+    object: send them to this module's log (stderr) instead. The dead worker's trial records it anyway."""
+    import ray._private.worker as ray_worker  # no public hook for this
+
+    def to_log(data: dict, ignore_prefix: bool = False) -> None:
+        log.warning("ray (%s): %s", data.get("pid", ""), " ".join(map(str, data.get("lines", []))))
+
+    if hasattr(ray_worker, "print_to_stdstream"):
+        ray_worker.print_to_stdstream = to_log
+
+
 class RayExecutor:
     """Trials as Ray tasks on the cluster at ``address`` (``RAY_ADDRESS`` when empty; a local
     cluster when neither is set).
@@ -243,6 +255,7 @@ class RayExecutor:
             except ConnectionError as exc:
                 raise WorkspaceError(f"cannot reach the Ray cluster at {address or 'RAY_ADDRESS'} ({exc}); "
                                      "start one with `ray start --head`, or fix search.ray_address") from None
+        _ray_errors_to_log()
         self.workers = workers
         self.device_setting = device_setting
         self.cluster_gpus = float(ray.cluster_resources().get("GPU", 0))
@@ -258,9 +271,10 @@ class RayExecutor:
 
     def shutdown(self) -> None:
         """Cancel what is still running (no orphan trains after an interrupt) and leave the cluster."""
-        ready, pending = self._ray.wait(self._refs, num_returns=len(self._refs), timeout=0)
-        for ref in pending:
-            self._ray.cancel(ref, force=True)
+        if self._refs:
+            _, pending = self._ray.wait(self._refs, num_returns=len(self._refs), timeout=0)
+            for ref in pending:
+                self._ray.cancel(ref, force=True)
         self._refs = []
         if self._owned and self._ray.is_initialized():
             self._ray.shutdown()
