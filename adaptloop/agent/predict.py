@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from adaptloop.agent.export import attach_export
 from adaptloop.data.generation import Sample, load_generation
 from adaptloop.data.prompts import present
 from adaptloop.data.sources import load_for
@@ -168,12 +169,14 @@ def embedding_cache(root: str | Path) -> Any:
 
 def load_version(ws: Workspace, ref: str | None, *, cached: bool = False) -> tuple[ModelVersionRow, TaskSpec,
                                                                                 TrainedModel]:
-    """A model version, its task spec and the loaded model; ``cached``: frozen-encoder classifiers
-    embed through the workspace's embedding cache (for evaluation, not serving)."""
+    """A model version, its task spec and the loaded model (through its ONNX export when one passed its
+    parity check: ``agent/export.py``); ``cached``: frozen-encoder classifiers embed through the
+    workspace's embedding cache (for evaluation, not serving)."""
     mv = registry.resolve(ws.store, ref)
     spec = TaskSpec.from_dict(ws.store.get(Task, mv.task_id).spec)
     cache = embedding_cache(ws.root) if cached else None
-    return mv, spec, load_trained(ws.artifacts.path(mv.artifact), embeddings=cache)
+    model = load_trained(ws.artifacts.path(mv.artifact), embeddings=cache)
+    return mv, spec, attach_export(ws, mv.artifact, model)  # an accepted ONNX export serves when there is one
 
 
 def evaluate_generation(spec: TaskSpec, model, path: str | Path, *, limit: int = 0, batch_size: int = 16,

@@ -21,6 +21,7 @@ from adaptloop.report.terminal import (
     show_doctrine,
     show_draft,
     show_eval,
+    show_export,
     show_init,
     show_models,
     show_note,
@@ -148,6 +149,29 @@ def predict(
         emit_json(r)
         return
     show_predictions(r)
+
+
+def export(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="Version (v3) or alias [default: production].")] = None,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Export a classifier to ONNX (fp32 and int8) for fast CPU serving, checked against torch on the
+    version's frozen eval set: it serves only if it predicts the same on ≥ 99.5% of the set and the
+    primary metric moves ≤ 0.3 points (int8 tried first, then fp32); else torch keeps serving.
+
+    `serve`, `predict` and `eval` use an accepted export from then on. The verdict is recorded as a
+    decision of the version's run.
+    """
+    from adaptloop.agent.export import export_version
+
+    with progress() as bars:
+        r = export_version(open_workspace(workspace), model, progress=bars)
+    if as_json:
+        emit_json(r)
+        return
+    show_export(r)
 
 
 def runs(

@@ -259,6 +259,20 @@ def show_runs(ws: Workspace, runs: list[dict[str, Any]], graph: bool) -> None:
             out.print(f"  [dim]{d['at'][11:19]}[/] {d['kind']}: {escape(d['reason'])}")
 
 
+def show_export(r: dict[str, Any]) -> None:
+    """What the ONNX export tried, and what serves."""
+    t = Table(title=f"export of {r['version']} on eval set {r['eval_set']} (n={r['n']})")
+    for col in ("precision", "same prediction as torch", "metric", "scoring s", "passed"):
+        t.add_column(col)
+    metric = next(k for k in r["torch"] if k != "seconds")
+    t.add_row("torch", "-", f"{r['torch'][metric]:.4f}", f"{r['torch']['seconds']:.1f}", "-")
+    for x in r["tried"]:
+        t.add_row(x["precision"], f"{x['agreement']:.2%}", f"{x[metric]:.4f}", f"{x['seconds']:.1f}",
+                  "[green]yes[/]" if x["passed"] else "[red]no[/]")
+    out.print(t)
+    out.print(r["reason"])
+
+
 def show_report_written(r: dict[str, Any]) -> None:
     err.print(f"report for run {r['run']}: {r['report']}  (open it in a browser; it needs no network)")
 

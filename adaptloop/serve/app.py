@@ -104,6 +104,7 @@ class ModelSlot:
 
     def refresh(self) -> bool:
         """Load the version ``production`` points at if it is not the one served. True on a swap."""
+        from adaptloop.agent.export import attach_export
         from adaptloop.train import load_trained
 
         target = registry.alias_target(self.ws.store, "production")
@@ -111,6 +112,7 @@ class ModelSlot:
             return False
         mv = registry.resolve(self.ws.store, f"v{target}")
         model = load_trained(self.ws.artifacts.path(mv.artifact))  # loaded before the swap: no gap
+        model = attach_export(self.ws, mv.artifact, model)  # its ONNX export, when one passed parity
         spec = TaskSpec.from_dict(self.ws.store.get(Task, mv.task_id).spec)
         with self._lock:
             swapped = self.version_id is not None

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,6 +48,7 @@ class EncoderClassifier:
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.embeddings: EmbeddingCache | None = None  # see ``share_embeddings``
+        self.onnx: Any = None  # an exported encoder (train.onnx_export.attach): embeds instead of torch
 
     def _modules(self):
         if self.encoder is not None:
@@ -54,6 +56,8 @@ class EncoderClassifier:
         return load_base(self.encoder_name)
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        if self.onnx is not None:
+            return self.onnx.embed(list(texts))
         if self.encoder is None and self.embeddings is not None:
             return self.embeddings.get(self.encoder_name, list(texts))
         tok, model = self._modules()

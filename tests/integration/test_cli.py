@@ -160,3 +160,27 @@ def test_traces_improve_and_rollback_through_the_cli(trained, banking_train):
         bad = run("rollback", "-w", ws)
         assert bad.exit_code == 2 and "no earlier version" in bad.stderr
     assert run("improve", "--help").exit_code == 0 and "regression" in run("improve", "--help").stdout
+
+
+def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monkeypatch):
+    from adaptloop.agent import export as ex
+    from adaptloop.agent.predict import load_version
+    from adaptloop.train.onnx_export import classifiers
+
+    root, texts = trained["ws"], ["my card still hasn't arrived", "I lost my card", "how do I top up by cheque"]
+    before = [p["label"] for p in one_json(run("predict", *texts, "--json", "-w", root))["predictions"]]
+    ws = Workspace.open(root)
+    monkeypatch.setattr(ex, "METRIC_TOLERANCE", -1.0)  # a check no export passes: refused, torch serves
+    refused = ex.export_version(ws)
+    assert refused["serves"] is None and "keeps serving with torch" in refused["reason"]
+    assert [p.name for p in ex.export_dir(ws, refused["artifact"]).iterdir()] == ["export.json"]
+    assert all(c.onnx is None for c in classifiers(load_version(ws, None)[2]))
+    monkeypatch.undo()
+    r = one_json(run("export", "--json", "-w", root))
+    assert r["serves"] in ("int8", "fp32") and r["tried"][-1]["agreement"] >= ex.AGREEMENT_MIN, r
+    assert (ex.export_dir(ws, r["artifact"]) / "enc-0" / "model.int8.onnx").is_file()
+    assert all(c.onnx is not None for c in classifiers(load_version(ws, None)[2]))  # predict, eval, serve use it
+    after = [p["label"] for p in one_json(run("predict", *texts, "--json", "-w", root))["predictions"]]
+    assert after == before
+    runs = one_json(run("runs", "--json", "-w", root))["runs"]
+    assert [d["kind"] for rr in runs for d in rr["decisions"]].count("export") == 2

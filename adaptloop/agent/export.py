@@ -1,0 +1,124 @@
+"""A model version exported for serving (ONNX), under a parity check on its frozen eval set.
+
+The version's own run froze an eval set before training; torch and the export both score it. The
+export may serve only when its predictions equal torch's on at least 99.5% of that set and the
+primary metric moves by at most 0.3 points. int8 is tried first (the fastest), then fp32; when
+neither holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
+beside the graphs in ``.adaptloop/exports/<artifact>/export.json`` (an artifact is immutable:
+the export sits beside it, not in it), and every export is a decision of the version's run.
+``attach_export`` is how `serve`, `predict` and `eval` pick it up.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from adaptloop.config import STATE_DIR
+from adaptloop.errors import WorkspaceError
+from adaptloop.evaluate.metrics import primary
+from adaptloop.evaluate.rows import metrics_of
+from adaptloop.store import registry
+from adaptloop.store.db import EvalSetRow, Node, Run
+from adaptloop.types import EvalSet, Progress, no_progress
+from adaptloop.workspace import Workspace
+
+AGREEMENT_MIN = 0.995  # share of the eval set on which the export predicts what torch predicts
+METRIC_TOLERANCE = 0.003  # |primary metric of the export - torch's|, absolute
+VERDICT = "export.json"
+
+
+def export_dir(ws: Workspace, artifact: str) -> Path:
+    return ws.root / STATE_DIR / "exports" / artifact
+
+
+def served_precision(ws: Workspace, artifact: str) -> str | None:
+    """The precision the export of ``artifact`` serves in (int8 / fp32), or None: torch serves."""
+    path = export_dir(ws, artifact) / VERDICT
+    if not path.is_file():
+        return None
+    return json.loads(path.read_text(encoding="utf-8")).get("serves")
+
+
+def attach_export(ws: Workspace, artifact: str, model: Any, threads: int = 0) -> Any:
+    """``model`` embedding through its accepted export when there is one (else unchanged)."""
+    precision = served_precision(ws, artifact)
+    if precision is None:
+        return model
+    from adaptloop.train.onnx_export import attach
+
+    return attach(model, export_dir(ws, artifact), precision, threads)
+
+
+def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress = no_progress) -> dict[str, Any]:
+    """Export version ``ref`` (default: production) to ONNX and judge it against torch on its run's
+    frozen eval set; what was tried and what serves.
+
+    Raises:
+        NotFoundError: no such version.
+        WorkspaceError: the version is not a classifier (the exporter covers encoder classifiers).
+    """
+    from adaptloop.agent.predict import score_rows
+    from adaptloop.train import load_trained
+    from adaptloop.train.onnx_export import PRECISIONS, attach, classifiers, export
+
+    store = ws.store
+    mv = registry.resolve(store, ref)
+    run = store.get(Run, store.get(Node, mv.node_id).run_id)
+    spec = store.run_state(run).spec
+    path = ws.artifacts.path(mv.artifact)
+    model = load_trained(path)
+    if spec.family != "classification" or not classifiers(model):
+        raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
+                             "(frozen, fine-tuned, LoRA, their ensembles and thresholds); it keeps serving with torch")
+    eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.get(EvalSetRow, run.eval_set_id).artifact))
+    examples = eval_set.examples
+    t0 = time.monotonic()
+    base_rows = score_rows(model, examples, progress=progress, what="score with torch")
+    torch_s = time.monotonic() - t0
+    base_metric = primary(metrics_of(spec, base_rows), spec.primary_metric)
+    folder = export_dir(ws, mv.artifact)
+    staging = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    t0 = time.monotonic()
+    export(model, staging)
+    export_s = time.monotonic() - t0
+    tried, serves = [], None
+    for precision in PRECISIONS:
+        candidate = attach(load_trained(path), staging, precision)
+        t0 = time.monotonic()
+        rows = score_rows(candidate, examples, progress=progress, what=f"score with ONNX {precision}")
+        seconds = time.monotonic() - t0
+        agree = sum(a["pred"] == b["pred"] for a, b in zip(base_rows, rows)) / max(1, len(rows))
+        metric = primary(metrics_of(spec, rows), spec.primary_metric)
+        ok = agree >= AGREEMENT_MIN and abs(metric - base_metric) <= METRIC_TOLERANCE
+        tried.append({"precision": precision, "agreement": round(agree, 5), spec.primary_metric: round(metric, 5),
+                      "seconds": round(seconds, 2), "passed": ok})
+        if ok:
+            serves = precision
+            break
+    t = tried[-1]
+    if serves:
+        reason = (f"v{mv.id} serves through ONNX {serves}: same prediction as torch on {t['agreement']:.2%} of eval "
+                  f"set {eval_set.id} (n={len(examples)}, ≥ {AGREEMENT_MIN:.1%}), {spec.primary_metric} "
+                  f"{t[spec.primary_metric]:.4f} vs {base_metric:.4f} (within {METRIC_TOLERANCE}); "
+                  f"scoring it took {t['seconds']:.1f}s vs torch {torch_s:.1f}s")
+    else:
+        reason = (f"v{mv.id} keeps serving with torch: no export agreed with it closely enough on eval set "
+                  f"{eval_set.id} (n={len(examples)}): " + "; ".join(
+                      f"{x['precision']} {x['agreement']:.2%} same, {spec.primary_metric} {x[spec.primary_metric]:.4f}"
+                      for x in tried) + f" vs torch {base_metric:.4f}")
+    verdict = {"version": f"v{mv.id}", "artifact": mv.artifact, "eval_set": eval_set.id, "n": len(examples),
+               "torch": {spec.primary_metric: round(base_metric, 5), "seconds": round(torch_s, 2)},
+               "export_seconds": round(export_s, 1), "tried": tried, "serves": serves, "reason": reason}
+    if not serves:  # the graphs are not kept; the verdict is
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+    (staging / VERDICT).write_text(json.dumps(verdict, indent=1), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    staging.rename(folder)
+    store.decide(run.id, "export", reason, version=f"v{mv.id}", serves=serves, tried=tried)
+    return verdict
