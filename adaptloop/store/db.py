@@ -94,6 +94,19 @@ class Store:
             s.add(obj)
         return obj
 
+    def add_once(self, obj: Base, pk: Any) -> None:
+        """Insert ``obj`` unless a row with primary key ``pk`` exists: content-addressed rows (datasets) that
+        two processes may write at the same moment; the one that loses the race finds the row there."""
+        from sqlalchemy.exc import IntegrityError
+
+        if self.get(type(obj), pk) is not None:
+            return
+        try:
+            self.add(obj)
+        except IntegrityError:
+            if self.get(type(obj), pk) is None:
+                raise
+
     def update(self, cls: type[Base], pk: Any, **fields: Any) -> None:
         with self.session() as s:
             row = s.get(cls, pk)

@@ -46,6 +46,24 @@ def _improve(root: str, watch: bool, barrier, results) -> None:
     results.put(("watch" if watch else "once", result["decision"], result["reason"], result.get("candidate")))
 
 
+def _collect(results, procs, timeout: float) -> list[tuple]:
+    """Each process's result; fails as soon as one has died without one (its traceback is on stderr)."""
+    import queue
+
+    out: list[tuple] = []
+    t0 = time.monotonic()
+    while len(out) < len(procs):
+        try:
+            out.append(results.get(timeout=1))
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode not in (None, 0)]
+            assert not dead, f"an improve process died (exit codes {dead}); see its traceback above"
+            assert time.monotonic() - t0 < timeout, "the improve processes did not finish"
+    for p in procs:
+        p.join(timeout=60)
+    return out
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -136,9 +154,7 @@ def test_serve_watch_and_a_second_improve_share_one_store(store_url, tmp_path, b
             procs = [ctx.Process(target=_improve, args=(str(root), watch, barrier, results)) for watch in (True, False)]
             for p in procs:
                 p.start()
-            outcomes = [results.get(timeout=240) for _ in procs]
-            for p in procs:
-                p.join(timeout=60)
+            outcomes = _collect(results, procs, timeout=240)
             production = registry.alias_target(ws.store, "production")
             _wait(lambda: (_healthz(port) or {}).get("model_version") == f"v{production}", 30, "the hot swap")
             time.sleep(0.5)  # traffic on the new model too
