@@ -17,13 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -50,38 +49,7 @@ def workspace(search: dict) -> Path:
     return ws
 
 
-class Killer:
-    """SIGKILLs the Ray worker of the first trial after the baseline, ``after`` seconds into it."""
-
-    def __init__(self, after: float) -> None:
-        self.after, self.killed, self.at = after, None, None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        seen: dict[int, tuple[str, float]] = {}
-        while not self._stop.is_set() and self.killed is None:
-            ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-            for line in ps.splitlines():
-                pid, _, args = line.strip().partition(" ")
-                if args.startswith("ray::trial ") and not args.endswith(" baseline"):
-                    name, t0 = seen.setdefault(int(pid), (args.removeprefix("ray::trial ").strip(), time.time()))
-                    if time.time() - t0 >= self.after:
-                        os.kill(int(pid), signal.SIGKILL)
-                        self.killed, self.at = name, time.time()
-                        return
-            time.sleep(0.2)
-
-    def __enter__(self) -> Killer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-def cold_start(label: str, dataset: str, budget: str, search: dict, killer: Killer | None = None) -> dict:
+def cold_start(label: str, dataset: str, budget: str, search: dict, killer: Any = None) -> dict:
     ws = workspace(search)
     t0 = time.monotonic()
     new = subprocess.run([*EXE, "new", f"classify {dataset} messages by intent", "--data",
@@ -101,8 +69,8 @@ def cold_start(label: str, dataset: str, budget: str, search: dict, killer: Kill
     if killer is not None:
         runs = json.loads(subprocess.run([*EXE, "runs", "--json", "-w", str(ws)], check=True,
                                          capture_output=True, text=True).stdout)["runs"][0]
-        killed_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(killer.at)) if killer.at else "9"
-        out["killed"] = {"node": killer.killed,
+        killed_at = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(killer.killed_at)) if killer.killed_at else "9"
+        out["killed"] = {"node": killer.killed[0] if killer.killed else None,
                          "decisions_after": [f"{d['kind']}: {d['reason']}"[:240] for d in runs["decisions"]
                                              if d["at"] >= killed_at]}
     return out
@@ -115,14 +83,14 @@ def main() -> None:
     ap.add_argument("--kill-after", type=float, default=5.0, help="seconds into the trial before its worker dies")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    from tests.ray_cluster import RayCluster
+    from tests.ray_cluster import RayCluster, TrialWatch
 
     results = [cold_start("local processes", args.dataset, args.budget, {"executor": "local", "workers": 2})]
     cluster = RayCluster(cpus=2).start()
     try:
         ray = {"executor": "ray", "ray_address": cluster.address, "workers": 2}
         results.append(cold_start("ray, 2-CPU local cluster", args.dataset, args.budget, ray))
-        with Killer(args.kill_after) as killer:
+        with TrialWatch(args.kill_after) as killer:
             results.append(cold_start("ray, a worker killed", args.dataset, args.budget, ray, killer))
     finally:
         cluster.stop()

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/serve_load.py                      # 10,000 requests, concurrency 32
     .venv/bin/python benchmarks/serve_load.py --workspace WS       # serve an existing workspace
+    .venv/bin/python benchmarks/serve_load.py --workspace WS --onnx  # export both versions to ONNX first
 
 Without --workspace it builds one: two quick cold starts on banking77 subsets (frozen MiniLM, the
 embedded default), so the registry holds v1 and v2 with v2 in production. It starts the real
@@ -141,6 +142,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=10_000)
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--onnx", action="store_true",
+                    help="`adaptloop export` both versions first (served through ONNX where it passes parity)")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve-load.json")
     a = ap.parse_args()
     sys.path.insert(0, str(REPO))
@@ -160,6 +163,12 @@ def main() -> None:
     other = max(v.id for v in registry.versions(w.store) if v.id != current)
     import httpx
 
+    exports = {}
+    if a.onnx:
+        for v in (current, other):
+            done = subprocess.run([*EXE, "export", "-m", f"v{v}", "--json", "-w", str(ws)], check=True,
+                                  capture_output=True, text=True)
+            exports[f"v{v}"] = json.loads(done.stdout)
     with running_server(ws) as base:
         texts = [r["text"] for r in rows("banking77", "test")]
         result = asyncio.run(load(base, texts, a.requests, a.concurrency, w.settings.serve.admin_token, f"v{other}"))
@@ -170,7 +179,9 @@ def main() -> None:
     batch_lines = [ln for ln in metrics.splitlines() if ln.startswith("adaptloop_batch_size_")]
     result.update({"traces_stored": after - before, "traces_missing": a.requests - (after - before),
                    "workspace": str(ws), "promoted": f"v{current} → v{other}",
-                   "batch_size_histogram": batch_lines, "machine": f"{os.cpu_count()} CPU cores"})
+                   "batch_size_histogram": batch_lines, "machine": f"{os.cpu_count()} CPU cores",
+                   "exports": {v: {k: e[k] for k in ("serves", "tried", "torch", "n", "reason")}
+                               for v, e in exports.items()}})
     a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
     print(json.dumps({k: v for k, v in result.items() if k != "batch_size_histogram"}, indent=1))

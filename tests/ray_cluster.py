@@ -1,14 +1,18 @@
 """A throwaway local Ray cluster for the tests: ``ray start --head`` with two CPUs (two worker
-processes run trials at once), in its own short temp folder, stopped with ``ray stop`` at the end."""
+processes run trials at once), in its own short temp folder, stopped with ``ray stop`` at the end;
+and ``TrialWatch``, which sees (and kills) the Ray workers running trials."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 
@@ -45,3 +49,37 @@ class RayCluster:
             self._ray("stop", "--force")
         finally:
             shutil.rmtree(self.temp, ignore_errors=True)
+
+
+class TrialWatch:
+    """Watches the Ray worker processes: a worker running a trial is titled `ray::trial <node>`. The
+    worker of the first trial after the baseline is SIGKILLed ``kill_after`` seconds into it."""
+
+    def __init__(self, kill_after: float) -> None:
+        self.kill_after, self.seen, self.killed, self.killed_at = kill_after, {}, [], None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> TrialWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+            for line in ps.splitlines():
+                pid, _, args = line.strip().partition(" ")
+                if not args.startswith("ray::trial "):
+                    continue
+                name = args.removeprefix("ray::trial ").strip()
+                first_seen = self.seen.setdefault(name, time.monotonic())
+                if (not self.killed and name != "baseline"
+                        and time.monotonic() - first_seen >= self.kill_after):
+                    os.kill(int(pid), signal.SIGKILL)
+                    self.killed.append(name)
+                    self.killed_at = time.time()
+            time.sleep(0.05)

@@ -5,11 +5,6 @@ the executor, the cluster, the pickling, the artifacts and the failure path are 
 from __future__ import annotations
 
 import functools
-import os
-import signal
-import subprocess
-import threading
-import time
 
 import pytest
 
@@ -20,6 +15,7 @@ from adaptloop.store import registry
 from adaptloop.train.fake import _features, fake_trainer
 from adaptloop.workspace import Workspace, init_workspace
 from tests.conftest import subset, write_jsonl
+from tests.ray_cluster import TrialWatch
 
 
 @pytest.fixture
@@ -34,39 +30,6 @@ def ray_ws(tmp_path, ray_cluster):
 @pytest.fixture
 def seed(tmp_path, banking_sample):
     return load_classification(write_jsonl(tmp_path / "seed.jsonl", subset(banking_sample, 5, 30)))
-
-
-class TrialWatch:
-    """Watches the Ray worker processes: a worker running a trial is titled `ray::trial <node>`. The
-    worker of the first trial after the baseline is SIGKILLed ``kill_after`` seconds into it."""
-
-    def __init__(self, kill_after: float) -> None:
-        self.kill_after, self.seen, self.killed = kill_after, {}, []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._watch, daemon=True)
-
-    def __enter__(self) -> TrialWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-    def _watch(self) -> None:
-        while not self._stop.is_set():
-            ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True).stdout
-            for line in ps.splitlines():
-                pid, _, args = line.strip().partition(" ")
-                if not args.startswith("ray::trial "):
-                    continue
-                name = args.removeprefix("ray::trial ").strip()
-                first_seen = self.seen.setdefault(name, time.monotonic())
-                if (not self.killed and name != "baseline"
-                        and time.monotonic() - first_seen >= self.kill_after):
-                    os.kill(int(pid), signal.SIGKILL)
-                    self.killed.append(name)
-            time.sleep(0.05)
 
 
 def test_a_cold_start_runs_on_ray_and_goes_on_past_a_killed_worker(ray_ws, seed):
