@@ -2,10 +2,10 @@
 
 The part of an ``EncoderClassifier`` that costs (tokens → transformer → mean pool → L2 norm) is
 exported by torch as one ONNX graph, then quantized to int8 by ONNX Runtime's dynamic quantizer
-(weights int8, activations quantized on the fly: the standard CPU recipe for transformer
-encoders); the linear head stays in numpy. Ensembles and thresholded models export every
-encoder they hold. ``attach`` puts the exported encoders under a loaded model, which then embeds
-through ONNX Runtime: no torch forward pass at serving time.
+(matmul weights int8 with a scale per output channel, activations quantized on the fly: the
+standard CPU recipe for transformer encoders); the linear head stays in numpy. Ensembles and
+thresholded models export every encoder they hold. ``attach`` puts the exported encoders under a
+loaded model, which then embeds through ONNX Runtime: no torch forward pass at serving time.
 
 An export folder:
 
@@ -82,7 +82,10 @@ def export(model: Any, folder: Path) -> list[Path]:
                               input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
                               dynamic_shapes={"input_ids": {0: batch, 1: tokens},
                                               "attention_mask": {0: batch, 1: tokens}})
-        quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8)
+        # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
+        # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
+        quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
+                         per_channel=True, op_types_to_quantize=["MatMul"])
         tok.save_pretrained(dest)
         written.append(dest)
     return written
