@@ -74,7 +74,11 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     if spec.family != "classification" or not classifiers(model):
         raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
                              "(frozen, fine-tuned, LoRA, their ensembles and thresholds); it keeps serving with torch")
-    eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.get(EvalSetRow, run.eval_set_id).artifact))
+    frozen = store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
+    if frozen is None:
+        raise WorkspaceError(f"v{mv.id} comes from run {run.id}, which froze no eval set: there is nothing to check "
+                             "an export against; export a version from a cold start or an improve cycle")
+    eval_set = EvalSet.from_dict(ws.artifacts.get_json(frozen.artifact))
     examples = eval_set.examples
     t0 = time.monotonic()
     base_rows = score_rows(model, examples, progress=progress, what="score with torch")
