@@ -88,8 +88,7 @@ def samples_from_rows(rows: Sequence[Row]) -> list[Sample]:
 def _store_samples(ws: Workspace, task_id: int, role: str, samples: Sequence[Sample], source: str) -> str:
     address = ws.artifacts.put_jsonl(_sample_rows(samples))
     did = f"{role}:{address[:24]}"
-    ws.store.add_once(Dataset(id=did, task_id=task_id, role=role, source=source, artifact=address, n=len(samples)),
-                      did)
+    ws.store.add_once(Dataset(id=did, task_id=task_id, role=role, source=source, artifact=address, n=len(samples)))
     return address
 
 
@@ -133,7 +132,7 @@ def prepare_generation(ws: Workspace, loaded: LoadedSamples, prompt: str, budget
     eval_set = EvalSet(samples=tuple(held))
     eval_address = ws.artifacts.put_json(eval_set.to_dict())
     store.add_once(EvalSetRow(id=eval_set.id, task_id=task.id, artifact=eval_address, n=len(held),
-                              report={"kind": spec.output["kind"]}), eval_set.id)
+                              report={"kind": spec.output["kind"]}))
     store.update(Run, run.id, eval_set_id=eval_set.id)
     store.decide(run.id, "eval_set_frozen", f"eval set {eval_set.id}: {len(held)} samples (seeded content hash), "
                  "frozen before any training")

@@ -350,7 +350,7 @@ class ImproveCycle:
         es = EvalSet(tuple(held))
         address = ws.artifacts.put_json(es.to_dict())
         store.add_once(EvalSetRow(id=es.id, task_id=task_id, artifact=address, n=len(held),
-                                  report=curate.class_balance(held)), es.id)
+                                  report=curate.class_balance(held)))
         store.decide(run.id, "eval_set_frozen", f"checkpoint eval set {es.id}: {len(held)} held-out trusted "
                      "traces, frozen before any training; every later candidate must pass it too (ratchet)")
         old_eval = [e for _, ex in eval_sets for e in ex] + list(held)

@@ -41,7 +41,7 @@ def _store_dataset(ws: Workspace, task_id: int, role: str, examples: Sequence[Ex
     address = ws.artifacts.put_jsonl(_rows(examples))
     did = f"{role}:{address[:24]}"
     ws.store.add_once(Dataset(id=did, task_id=task_id, role=role, source=source, artifact=address,
-                              n=len(examples)), did)
+                              n=len(examples)))
     return address
 
 
@@ -221,7 +221,7 @@ def _freeze_eval_set(ws: Workspace, task_id: int, run_id: int, deduped: list[Exa
     eval_set = EvalSet(tuple(held))
     eval_address = ws.artifacts.put_json(eval_set.to_dict())
     ws.store.add_once(EvalSetRow(id=eval_set.id, task_id=task_id, artifact=eval_address,
-                                 n=len(held), report=curate.class_balance(held)), eval_set.id)
+                                 n=len(held), report=curate.class_balance(held)))
     ws.store.update(Run, run_id, eval_set_id=eval_set.id)
     if how == "group":
         how_held = (f"whole groups ({len({e.group for e in held})} of {len({e.group for e in split_from})}, "

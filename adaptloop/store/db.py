@@ -94,11 +94,13 @@ class Store:
             s.add(obj)
         return obj
 
-    def add_once(self, obj: Base, pk: Any) -> None:
-        """Insert ``obj`` unless a row with primary key ``pk`` exists: content-addressed rows (datasets) that
-        two processes may write at the same moment; the one that loses the race finds the row there."""
+    def add_once(self, obj: Base) -> None:
+        """Insert ``obj`` unless a row with its primary key exists: content-addressed rows (datasets, eval
+        sets) that two processes may write at the same moment; the one that loses the race finds the row."""
+        from sqlalchemy import inspect
         from sqlalchemy.exc import IntegrityError
 
+        pk = inspect(type(obj)).primary_key_from_instance(obj)
         if self.get(type(obj), pk) is not None:
             return
         try:

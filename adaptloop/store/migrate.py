@@ -3,7 +3,7 @@
 A store is brought to the head revision on open, on SQLite and PostgreSQL alike, so every command
 works on a store written by any earlier release. On PostgreSQL a transaction-scoped advisory lock
 makes processes that open one store at once migrate it one after the other. Writing a new
-revision: ``alembic -c adaptloop/store/migrations/alembic.ini revision -m "..."`` (docs/deploy.md).
+revision: ``alembic -c adaptloop/store/migrations/alembic.ini revision -m "..."`` (docs/scale-out.md).
 """
 
 from __future__ import annotations

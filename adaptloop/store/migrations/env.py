@@ -1,6 +1,6 @@
 """Alembic's environment for the store: runs on the connection ``store.migrate`` hands it (online
 only; the store decides when to migrate, on open). ``alembic`` on the command line works too, with
-``-x url=<store URL>`` (see docs/deploy.md)."""
+``-x url=<store URL>`` (see docs/scale-out.md)."""
 
 from __future__ import annotations
 
