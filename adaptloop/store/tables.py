@@ -11,7 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, validates
 
 
 def utcnow() -> dt.datetime:
@@ -151,6 +151,11 @@ class Quarantine(Base):
     raw: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+    @validates("raw")
+    def _no_nul(self, _key: str, raw: str) -> str:
+        """A NUL character is kept visibly escaped: PostgreSQL text cannot hold it, and the line must not be lost."""
+        return raw.replace("\x00", "\\x00")
 
 
 class Decision(Base):
