@@ -4,7 +4,7 @@ Every reporting command takes ``--json`` and then prints exactly one JSON object
 (progress bars and messages go to stderr). Errors a user can fix print one line and exit 2.
 
 The commands live in :mod:`adaptloop.cli.commands` (model side), :mod:`adaptloop.cli.production`
-(traces, improve, rollback, serve) and :mod:`adaptloop.cli.bench`; how results print lives in
+(traces, improve, rollback, serve, ui) and :mod:`adaptloop.cli.bench`; how results print lives in
 :mod:`adaptloop.report.terminal` and :mod:`adaptloop.report.terminal_production`.
 """
 
@@ -41,6 +41,7 @@ app.add_typer(traces_app, name="traces")
 app.command()(production.improve)
 app.command()(production.rollback)
 app.command()(production.serve)
+app.command()(production.ui)
 app.add_typer(bench_app, name="bench")
 
 

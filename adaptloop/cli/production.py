@@ -15,6 +15,7 @@ import typer
 from adaptloop.cli.base import Group, JsonOpt, WorkspaceOpt, open_workspace
 from adaptloop.report.terminal import emit_json, progress
 from adaptloop.report.terminal_production import (
+    show_dashboard,
     show_improve,
     show_improve_import,
     show_rollback,
@@ -153,12 +154,30 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port [default: [serve] port].", min=1, max=65535)] = None,
     workspace: WorkspaceOpt = None,
 ) -> None:
-    """Serve the production model over HTTP: POST /v1/predict, /v1/feedback; GET /healthz, /metrics.
+    """Serve the production model over HTTP: POST /v1/predict, /v1/feedback; GET /healthz, /metrics; and
+    the dashboard at / (runs, models, traffic, task; it updates live).
 
     Every prediction is traced in the store (batched, off the request path). The server switches to a
-    newly promoted model without dropping a request. Promote/rollback over HTTP (/v1/admin/...) need
-    `Authorization: Bearer <[serve] admin_token>` from adaptloop.toml.
+    newly promoted model without dropping a request. Promote/rollback over HTTP (/v1/admin/..., and the
+    dashboard's buttons) need `Authorization: Bearer <[serve] admin_token>` from adaptloop.toml.
     """
     from adaptloop.serve.app import run_server
 
     run_server(open_workspace(workspace), host, port, on_start=show_serving)
+
+
+def ui(
+    host: Annotated[str | None, typer.Option(help="Bind address [default: [serve] host].")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: [serve] port].", min=1, max=65535)] = None,
+    workspace: WorkspaceOpt = None,
+) -> None:
+    """Serve the dashboard without a model: every run and its experiment graph, the model registry with
+    its gate results, traffic and triage, the task and its frozen eval sets. Read-only unless
+    [serve] admin_token is set (then the promote / roll back buttons take it).
+
+    Open the printed address in a browser; pages update live while a run or an improve cycle writes to
+    the same store (run `adaptloop new` or `adaptloop improve` in another terminal).
+    """
+    from adaptloop.serve.app import run_ui
+
+    run_ui(open_workspace(workspace), host, port, on_start=show_dashboard)

@@ -26,7 +26,8 @@ from typing import Any
 from adaptloop.report.nodes import forest, node_label, node_score, short_encoder
 from adaptloop.report.nodes import is_number as _is_num
 
-__all__ = ["chart_svg", "forest", "node_label", "node_score", "render_html", "short_encoder", "write_report"]
+__all__ = ["CSS", "chart_svg", "forest", "node_label", "node_score", "render_html", "render_sections", "short_encoder",
+           "write_report"]
 
 # graph layout, in SVG pixels
 BOX_W, BOX_H = 200, 62  # three short text lines per node box
@@ -60,11 +61,14 @@ text-align:left;vertical-align:top}th{background:#f6f8fa}td.num{text-align:right
 svg text{font-family:system-ui,sans-serif}
 g.node rect{fill:#fff;stroke:#8c959f;stroke-width:1.3}g.node text.name{font-weight:600;font-size:13px}
 g.node text{font-size:11.5px;fill:#1f2328}
+g.node.up rect{fill:#dafbe1}g.node.down rect{fill:#ffebe9}
 g.node.winner rect{fill:#fff8c5;stroke:#bf8700;stroke-width:3}
-g.node.dropped rect{fill:#f6f8fa;stroke-dasharray:6 3}g.node.dropped text{fill:#6e7781}
+g.node.dropped rect{fill:#f6f8fa;stroke-dasharray:6 3}g.node.dropped text{fill:#57606a}
 g.node.status-failed rect{fill:#ffebe9;stroke:#cf222e;stroke-dasharray:4 2}
 g.node.status-interrupted rect{fill:#fff1e5;stroke:#bc4c00;stroke-dasharray:2 2}
-g.node.status-running rect{stroke:#1f6feb;stroke-width:2}g.node text.gain{fill:#1a7f37}g.node text.drop{fill:#cf222e}
+g.node.status-running rect{stroke:#1f6feb;stroke-width:2}
+g.node.rolled-back rect{stroke:#8250df;stroke-width:2.5;stroke-dasharray:3 3}
+g.node text.gain{fill:#1a7f37}g.node text.drop{fill:#cf222e}
 g.edge path{fill:none;stroke:#8c959f;stroke-width:1.4}g.edge polygon{fill:#8c959f}
 g.edge.to-dropped path{stroke-dasharray:6 3}g.edge text{font-size:11px;fill:#57606a;text-anchor:middle;
 paint-order:stroke;stroke:#fff;stroke-width:4px}
@@ -177,9 +181,14 @@ def _node_svg(node: Mapping[str, Any], x: float, y: float, metric: str, parent_s
         delta = score - parent_score
         score_text += f" ({delta:+.3f})"
         score_class += " gain" if delta > 0 else " drop" if delta < 0 else ""
+        classes += ["up"] * (delta > 0) + ["down"] * (delta < 0)
+    classes += ["rolled-back"] * bool(node.get("rolled_back"))
     if status != "done":
         score_text += f" · {status}"
-    tip = [f"{node_label(node)} [{status}]", f"intervention: {node.get('intervention') or '—'}"]
+    tip = [f"{node_label(node)} [{status}]", f"intervention: {node.get('intervention') or '—'}"
+           + (f" (proposed by {node['proposer']})" if node.get("proposer") else "")]
+    if node.get("rolled_back"):
+        tip.append("its model version was promoted, then rolled back")
     if node.get("reason"):
         tip.append(f"hypothesis: {node['reason']}")
     if pipe:
@@ -190,7 +199,7 @@ def _node_svg(node: Mapping[str, Any], x: float, y: float, metric: str, parent_s
         tip.append("eval: " + ", ".join(f"{k}={_num(v)}" for k, v in node["eval"].items()))
     if _is_num(node.get("train_seconds")):
         tip.append(f"train: {node['train_seconds']:.1f} s")
-    mark = "★ " if node.get("winner") else "↩ " if node.get("dropped") else ""
+    mark = "★ " if node.get("winner") else "↩ " if node.get("dropped") or node.get("rolled_back") else ""
     return (f'<g class="{" ".join(classes)}" id="node-{_e(node.get("id"))}" data-id="{_e(node.get("id"))}" '
             f'data-name="{_e(node.get("name"))}" data-status="{_e(status)}" transform="translate({x:.1f},{y:.1f})">'
             f"<title>{_e(chr(10).join(tip))}</title>"
@@ -229,7 +238,10 @@ def _graph(nodes: list[Mapping[str, Any]], metric: str) -> str:
                        node_score(by_id[parent_of[n.get("id")]], metric) if n.get("id") in parent_of else None)
              for n in by_id.values()]
     legend = ('<p class="legend"><span><i style="background:#fff8c5;border-color:#bf8700"></i>winner ★</span>'
+              '<span><i style="background:#dafbe1"></i>better than its parent</span>'
+              '<span><i style="background:#ffebe9"></i>worse</span>'
               '<span><i style="background:#f6f8fa;border-style:dashed"></i>rolled back ↩</span>'
+              '<span><i style="border-color:#8250df;border-style:dashed"></i>version rolled back from production</span>'
               '<span><i style="background:#ffebe9;border-color:#cf222e;border-style:dashed"></i>failed</span>'
               '<span><i style="background:#fff1e5;border-color:#bc4c00;border-style:dotted"></i>interrupted</span>'
               "<span>edge label = intervention; hover a box for its hypothesis</span></p>")
@@ -430,6 +442,16 @@ def _decisions(view: Mapping[str, Any]) -> str:
 
 
 # ------------------------------------------------------------------------------------------------ public
+def render_sections(view: Mapping[str, Any]) -> str:
+    """The sections of a run's page (header, graph, curves, confusions, per class, findings, decisions) as
+    one HTML fragment: the body of :func:`render_html`, and what the dashboard's run page embeds."""
+    run = view.get("run") or {}
+    metric = str(run.get("primary_metric") or "accuracy")
+    nodes = [n for n in (view.get("nodes") or []) if isinstance(n, Mapping)]
+    return "".join([_header(view, nodes, metric), _graph(nodes, metric), _curves(nodes), _confusions(view),
+                    _per_class(view), _findings(view, nodes), _decisions(view)])
+
+
 def render_html(view: Mapping[str, Any]) -> str:
     """One self-contained HTML page for a search run.
 
@@ -440,11 +462,8 @@ def render_html(view: Mapping[str, Any]) -> str:
         The page as a string: inline CSS and SVG only, no script and no external resource.
     """
     run = view.get("run") or {}
-    metric = str(run.get("primary_metric") or "accuracy")
-    nodes = [n for n in (view.get("nodes") or []) if isinstance(n, Mapping)]
     title = f"adaptloop run {run.get('id', '?')} — {run.get('task') or 'search'}"
-    body = "".join([_header(view, nodes, metric), _graph(nodes, metric), _curves(nodes), _confusions(view),
-                    _per_class(view), _findings(view, nodes), _decisions(view)])
+    body = render_sections(view)
     return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>{body}</main></body></html>\n")

@@ -15,9 +15,9 @@ from rich.table import Table
 
 from adaptloop.report.terminal import err, out
 
-__all__ = ["show_adaptft", "show_bench_log", "show_generated", "show_improve", "show_improve_import", "show_rollback",
-           "show_serving", "show_trace_audit", "show_trace_import", "show_trace_quarantine", "show_trace_summary",
-           "show_traces", "show_waiting"]
+__all__ = ["show_adaptft", "show_bench_log", "show_dashboard", "show_generated", "show_improve", "show_improve_import",
+           "show_rollback", "show_serving", "show_trace_audit", "show_trace_import", "show_trace_quarantine",
+           "show_trace_summary", "show_traces", "show_waiting"]
 
 
 def _by_count(counts: dict[str, int]) -> str:
@@ -139,8 +139,13 @@ def show_rollback(r: dict[str, Any]) -> None:
 
 def show_serving(root: Path, host: str, port: int) -> None:
     """`adaptloop serve`: where the server listens, printed before it starts."""
-    err.print(f"serving production from {root} on http://{host}:{port} "
-              "(Ctrl-C stops; queued traces are written first)")
+    err.print(f"serving production from {root} on http://{host}:{port} (dashboard at /; "
+              "Ctrl-C stops; queued traces are written first)")
+
+
+def show_dashboard(root: Path, host: str, port: int) -> None:
+    """`adaptloop ui`: where the dashboard listens, printed before it starts."""
+    err.print(f"dashboard for {root} on http://{host}:{port}/ (Ctrl-C stops)")
 
 
 def show_bench_log(message: str) -> None:

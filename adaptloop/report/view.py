@@ -38,7 +38,10 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
     spec = TaskSpec.from_dict(task.spec)
     metric = spec.primary_metric
     rows = store.nodes(run_id)
-    winner_ids = {v.node_id for v in registry.versions(store) if (v.lineage or {}).get("run_id") == run_id}
+    versions = registry.versions(store)
+    winner_ids = {v.node_id for v in versions if (v.lineage or {}).get("run_id") == run_id}
+    rolled = {e.data.get("from") for e in registry.events(store) if e.event == "rolled_back" and e.data}
+    rolled_nodes = {v.node_id for v in versions if v.id in rolled}
     names = {n.id: n.name for n in rows}
     gnodes = [GraphNode(name=n.name, parent=names.get(n.parent_id) if n.parent_id else None,
                         pipeline=n.pipeline, status=n.status,
@@ -50,7 +53,8 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
               "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
               "dev": n.dev_metrics or {}, "eval": scalars(n.eval_metrics or {}) or None,
               "train_seconds": round(n.train_seconds, 1), "winner": n.id in winner_ids,
-              "dropped": n.name in gone, "curve": n.curve or [], "move": n.move, "finding": n.finding}
+              "dropped": n.name in gone, "curve": n.curve or [], "move": n.move, "finding": n.finding,
+              "proposer": n.proposer, "rolled_back": n.id in rolled_nodes}
              for n in rows]
     confusions: list[dict[str, Any]] = []
     per_class: dict[str, Any] = {}

@@ -7,6 +7,7 @@
     GET  /metrics             Prometheus text
     POST /v1/admin/promote    {"version": "v4"}  (Authorization: Bearer <[serve] admin_token>)
     POST /v1/admin/rollback
+    GET  /  (and /runs/{id}, /models, /traffic, /task)  the dashboard (``serve.dashboard``)
 
 Traces are written by ``serve.traces.TraceWriter`` off the request path. The model is hot
 swapped when ``production`` moves — by the admin endpoints or by any other process (an
@@ -25,8 +26,8 @@ import secrets
 import threading
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -42,6 +43,7 @@ from adaptloop.data.spans import check_spans
 from adaptloop.errors import NotFoundError, WorkspaceError
 from adaptloop.serve.batching import MicroBatcher
 from adaptloop.serve.chat import add_chat_routes
+from adaptloop.serve.dashboard import PAGES, add_dashboard
 from adaptloop.serve.traces import TraceWriter
 from adaptloop.store import registry
 from adaptloop.store.db import Task, TraceRow
@@ -184,7 +186,17 @@ def create_app(ws: Workspace) -> FastAPI:
     _add_predict_routes(app, s)
     _add_status_routes(app, s)
     add_chat_routes(app, slot=slot, batcher=batcher, writer=lambda: s.state["writer"], max_chars=cfg.max_chars)
-    _add_admin_routes(app, s)
+    _add_admin_routes(app, ws, cfg, refresh=slot.refresh, serving=lambda: slot.current()[0])
+    add_dashboard(app, ws)
+    return app
+
+
+def create_ui_app(ws: Workspace) -> FastAPI:
+    """The dashboard without a model (``adaptloop ui``): every page, and the admin endpoints (they move
+    ``production``; a server elsewhere follows within ``POLL_S``)."""
+    app = FastAPI(title="adaptloop dashboard", docs_url=None, redoc_url=None)
+    _add_admin_routes(app, ws, ws.settings.serve, refresh=lambda: False, serving=lambda: None)
+    add_dashboard(app, ws)
     return app
 
 
@@ -268,7 +280,7 @@ def _add_guards(app: FastAPI, s: _Server) -> None:
     with the first problem named for a malformed body."""
     cfg, m = s.cfg, s.m
     paths = {"/v1/predict", "/v1/feedback", "/v1/chat/completions", "/healthz", "/metrics", "/v1/admin/promote",
-             "/v1/admin/rollback", "/docs", "/openapi.json"}
+             "/v1/admin/rollback", "/docs", "/openapi.json", "/ui/stamp", "/ui/traces", *PAGES}
 
     # inside ``observe`` (added later, so outside): its refusals are counted like any other reply
     app.add_middleware(_Body, limit=cfg.max_inputs * (cfg.max_chars + 16) + 4096)
@@ -303,6 +315,7 @@ def _add_predict_routes(app: FastAPI, s: _Server) -> None:
 
     @app.post("/v1/predict")
     async def predict(body: PredictIn) -> dict[str, Any]:
+        t0 = time.perf_counter()
         texts = body.inputs if body.inputs is not None else ([body.input] if body.input is not None else None)
         if not texts:
             raise HTTPException(422, "send {\"inputs\": [text, ...]} or {\"input\": text}")
@@ -315,8 +328,9 @@ def _add_predict_routes(app: FastAPI, s: _Server) -> None:
                 raise HTTPException(422, "inputs must be non-empty text")
         version, outputs = await s.batcher.submit(texts)
         now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        meta = {"latency_ms": round(1000 * (time.perf_counter() - t0), 1), **(body.meta or {})}  # the caller's wins
         rows = [{"id": uuid.uuid4().hex, "ts": now, "task_id": s.slot.task_id, "model_version": version,
-                 "input": t, "output": o, "meta": body.meta or {}, "origin": "serve"} for t, o in zip(texts, outputs)]
+                 "input": t, "output": o, "meta": meta, "origin": "serve"} for t, o in zip(texts, outputs)]
         s.writer.add(rows)
         return {"model_version": version,
                 "outputs": [{"trace_id": r["id"], **o} for r, o in zip(rows, outputs)]}
@@ -387,10 +401,10 @@ def _add_status_routes(app: FastAPI, s: _Server) -> None:
         return PlainTextResponse(generate_latest(s.reg).decode(), media_type=CONTENT_TYPE_LATEST)
 
 
-def _add_admin_routes(app: FastAPI, s: _Server) -> None:
+def _add_admin_routes(app: FastAPI, ws: Workspace, cfg: ServeSettings, *, refresh: Callable[[], Any],
+                      serving: Callable[[], str | None]) -> None:
     """``POST /v1/admin/promote`` and ``/v1/admin/rollback``, behind ``Bearer <[serve] admin_token>``; the
-    served model follows at once."""
-    cfg, ws, slot = s.cfg, s.ws, s.slot
+    served model follows at once (``refresh``; ``serving``: the version served after it)."""
 
     def admin(authorization: str | None) -> None:
         if not cfg.admin_token:
@@ -407,8 +421,8 @@ def _add_admin_routes(app: FastAPI, s: _Server) -> None:
         except NotFoundError as exc:
             raise HTTPException(404, str(exc)) from None
         registry.force_promote(ws.store, mv.id, who="admin over HTTP", why=body.reason or "promoted by an admin")
-        await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
-        return {"production": f"v{mv.id}", "serving": slot.current()[0]}
+        await asyncio.get_running_loop().run_in_executor(None, refresh)
+        return {"production": f"v{mv.id}", "serving": serving()}
 
     @app.post("/v1/admin/rollback")
     async def rollback_(authorization: str | None = Header(None)) -> dict[str, Any]:
@@ -417,8 +431,8 @@ def _add_admin_routes(app: FastAPI, s: _Server) -> None:
             result = registry.rollback(ws.store, reason="rolled back by an admin", who="admin over HTTP")
         except NotFoundError as exc:
             raise HTTPException(409, str(exc)) from None
-        await asyncio.get_running_loop().run_in_executor(None, slot.refresh)
-        return {**result, "serving": slot.current()[0]}
+        await asyncio.get_running_loop().run_in_executor(None, refresh)
+        return {**result, "serving": serving()}
 
 
 def run_server(ws: Workspace, host: str | None = None, port: int | None = None, *,
@@ -438,6 +452,41 @@ def run_server(ws: Workspace, host: str | None = None, port: int | None = None, 
     if on_start is not None:
         on_start(ws.root, host, port)
     uvicorn.run(create_app(ws), host=host, port=port, log_level="warning")
+
+
+def run_ui(ws: Workspace, host: str | None = None, port: int | None = None, *,
+           on_start: Callable[[Path, str, int], None] | None = None) -> None:
+    """Serve the dashboard alone (no model) with uvicorn until Ctrl-C; like :func:`run_server` otherwise."""
+    import uvicorn
+
+    cfg = ws.settings.serve
+    host, port = host or cfg.host, port or cfg.port
+    _check_port(host, port)
+    if on_start is not None:
+        on_start(ws.root, host, port)
+    uvicorn.run(create_ui_app(ws), host=host, port=port, log_level="warning")
+
+
+@contextmanager
+def in_background(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
+    """Run ``app`` with uvicorn in a thread on a free port of ``host``; yields its base URL (``http://host:port``)
+    and stops the server on exit. For tests, scripts and notebooks that need a real HTTP server."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(app, host=host, port=0, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, name="adaptloop-http", daemon=True)
+    thread.start()
+    t0 = time.monotonic()
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() - t0 > 60:
+            raise WorkspaceError("the HTTP server did not start; its log says why")
+        time.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
 
 
 def _check_port(host: str, port: int) -> None:

@@ -1,0 +1,105 @@
+// adaptloop dashboard: live updates, trace filters, admin buttons. No dependencies, no external requests.
+(function () {
+  "use strict";
+  var poll = Number(document.body.dataset.pollMs) || 2000;
+  var dot = document.getElementById("live-dot");
+  var stamp = null;
+  var busy = false;
+
+  // ------------------------------------------------------------------ live: reload [data-live] regions
+  function openDetails(el) {
+    return Array.prototype.map.call(el.querySelectorAll("details"), function (d) { return d.open; });
+  }
+  function swap(fresh) {
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      var next = fresh.getElementById(el.id);
+      if (!next || el.contains(document.activeElement) && document.activeElement.matches("input,select")) return;
+      var open = openDetails(el);
+      el.className = next.className;
+      el.innerHTML = next.innerHTML;
+      el.querySelectorAll("details").forEach(function (d, i) { if (i < open.length) d.open = open[i]; });
+    });
+    restoreToken();
+    document.dispatchEvent(new CustomEvent("dashboard:updated"));
+  }
+  function refresh() {
+    return fetch(location.href, { headers: { "Accept": "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (text) { swap(new DOMParser().parseFromString(text, "text/html")); });
+  }
+  function tick() {
+    if (busy || document.hidden) return;
+    busy = true;
+    fetch("/ui/stamp").then(function (r) { return r.json(); }).then(function (d) {
+      dot && dot.classList.add("on");
+      if (stamp !== null && d.stamp !== stamp) { stamp = d.stamp; return refresh(); }
+      stamp = d.stamp;
+    }).catch(function () { dot && dot.classList.remove("on"); })
+      .then(function () { busy = false; });
+  }
+  if (document.querySelector("[data-live]")) { tick(); setInterval(tick, poll); }
+
+  // ------------------------------------------------------------------ trace table filters
+  var form = document.getElementById("trace-filter");
+  var table = document.getElementById("trace-table");
+  var timer = null;
+  function load(params) {
+    var qs = new URLSearchParams(params);
+    fetch("/ui/traces?" + qs.toString()).then(function (r) { return r.text(); }).then(function (html) {
+      table.innerHTML = html;
+      qs.delete("page");
+      history.replaceState(null, "", "/traffic?" + new URLSearchParams(params).toString() + "#traces");
+      document.dispatchEvent(new CustomEvent("dashboard:filtered"));
+    });
+  }
+  function filters() {
+    var params = {};
+    new FormData(form).forEach(function (v, k) { if (v) params[k] = v; });
+    return params;
+  }
+  if (form && table) {
+    form.addEventListener("submit", function (e) { e.preventDefault(); load(filters()); });
+    form.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(function () { load(filters()); }, 250); });
+    form.addEventListener("change", function () { clearTimeout(timer); load(filters()); });
+    table.addEventListener("click", function (e) {
+      var a = e.target.closest("a[data-page]");
+      if (!a) return;
+      e.preventDefault();
+      var params = filters();
+      params.page = a.dataset.page;
+      load(params);
+    });
+  }
+
+  // ------------------------------------------------------------------ admin: promote / roll back
+  var KEY = "adaptloop-admin-token";
+  function token() { return sessionStorage.getItem(KEY) || ""; }
+  function restoreToken() {
+    var input = document.getElementById("admin-token");
+    if (input && !input.value) input.value = token();
+    document.querySelectorAll("[data-admin]").forEach(function (b) { b.disabled = !token(); });
+  }
+  function say(text) { var out = document.getElementById("admin-result"); if (out) out.textContent = text; }
+  function admin(path, body) {
+    return fetch(path, { method: "POST", headers: { "Authorization": "Bearer " + token(), "Content-Type": "application/json" },
+                         body: JSON.stringify(body || {}) })
+      .then(function (r) { return r.json().then(function (d) { return { ok: r.ok, d: d }; }); })
+      .then(function (x) {
+        if (!x.ok) { say("refused: " + (x.d.detail || x.d.error || "error")); return; }
+        say("production is now " + (x.d.production || x.d.to));
+        stamp = null; refresh();
+      }, function () { say("the server did not answer"); });
+  }
+  document.addEventListener("input", function (e) {
+    if (e.target.id !== "admin-token") return;
+    sessionStorage.setItem(KEY, e.target.value);
+    restoreToken();
+  });
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest("button[data-admin]");
+    if (!b || b.disabled) return;
+    if (b.id === "rollback") admin("/v1/admin/rollback");
+    else if (b.dataset.version) admin("/v1/admin/promote", { version: b.dataset.version, reason: "promoted from the dashboard" });
+  });
+  restoreToken();
+})();
