@@ -5,7 +5,9 @@ Every trace gets one verdict with a recorded reason and a trust score in [0, 1]:
 - ``ok``: the feedback confirms the model (trustworthy: training data).
 - ``fixable``: a failure with a valid input and a trustworthy corrected label.
 - ``poison``: kept and shown, never trained on — prompt injection or instruction text in the
-  input, a request the input itself takes back ("never mind, ..."), contradictory premises,
+  input, a request the input itself takes back ("never mind, ...", or a part of it that withdraws
+  the message and does not itself carry the label), contradictory premises (a clause and its own
+  negation, or two parts that make two requests of different classes),
   a burst of identical feedback from one source, a label that conflicts with a near-duplicate
   in a frozen eval set, or a label the training data contradicts: a logistic regression on the
   training data alone (never on the traces, whose systematic flips would vouch for each other)
@@ -98,7 +100,42 @@ STEER_ODDS = PAIR_ODDS  # without its steering part, the input must contradict t
 STEER_GAIN = 1.0  # ... and this much more strongly than the whole input does
 MIN_REST_WORDS = 3  # ... and keep at least this many words
 SEGMENT_CONF = 0.7  # a part "reads as" a class at this probability, and the other class 12x less likely
+# ... or, relative evidence (with 77 or 150 classes a clear part seldom reaches 0.7): the part that reads as
+# the feedback label finds the other part's class LABEL_PART_ODDS nats less likely, the other part finds
+# the label OTHER_PART_ODDS nats less likely than its own class, and the whole input reads as the label
+# DILUTION nats less than the label's part does (the other part pulls the input away from the label
+# instead of adding to it, as the sentences of one request do). Measured with benchmarks/triage_recall.py
+# (both generators, 9 stages each): of the label-anchored pairs, 4.0 / 3.0 / 0.1 caught 35 two-request
+# inputs for 19 false alarms on clean traffic, 5.0 / 4.0 / 0.2 32 for 14, 2.5 / 2.5 / no dilution 63 for 195
+# (banking77 messages often tell two things that each read as another class)
+LABEL_PART_ODDS = 5.0
+REQUEST_MIN_WORDS = 5  # ... each part a request of its own: a greeting or sign-off ("cheers in advance") is not
+OTHER_PART_ODDS = 4.0
+DILUTION = 0.1
 SEGMENT_MIN_WORDS = 3
+# coordinators that join two requests in one sentence ("... and ...", "... plus ..."): a part of the input
+# is also each side of one, for the contradiction rule only
+COORDINATOR = re.compile(r"\s*,?\s+(?:and|plus|also|as well as)\s+", re.IGNORECASE)
+# the writer takes the request back or says it no longer stands: cancelling or disowning a message,
+# saying the problem went away, or that no answer is needed. A linguistic category (retraction and
+# resolution), not the wording of one generator; it only counts in a part of the input that does not
+# itself carry the label (see ``steering``), so "I don't need this card any more, cancel it" is a request
+CANCEL_CUE = re.compile(
+    r"\b(never ?mind|nvm|scratch (that|this)|forget (it|that|this|about (it|this|that)|(what )?i (said|asked|wrote))"
+    r"|(ignore|disregard|withdraw|retract|cancel|drop|skip|close|delete|dismiss) (this|that|my|the (above|previous|"
+    r"earlier|last)) ?(one|request|question|message|ticket|query|note|e-?mail|post)\b"
+    r"|(ignore|disregard) (this|that|it)\b"
+    r"|take (it|that) back|(skip|drop) (this|that|it)\W*$"
+    r"|(no longer|do not|don't|dont) (need|want|require) (an? |any )?(answer|reply|response|help|assistance|action)"
+    r"|no longer (relevant|applies|apply|an issue|a problem|necessary)"
+    r"|not (relevant|applicable|an issue|a problem) (any ?more|now)|(doesn't|does not|no longer) apply"
+    r"|no (reply|answer|response|action|help) (is )?(needed|necessary|required)"
+    r"|(please )?(do not|don't|dont) (action|process|reply|respond|answer|bother)\b"
+    r"|(is|are|was|got|all|it's|its|been) (resolved|solved|sorted)|(resolved|solved|sorted|fixed) (it|itself|now)\b"
+    r"|figured (it )?out|worked it out|all good( now)?|false alarm|my (mistake|bad)"
+    r"|(sent|posted|wrote|written|typed|submitted) (this |it )?(by (mistake|accident)|in error)"
+    r"|but i (do not|don't|dont|didn't)\W*$)",
+    re.IGNORECASE)
 CONCENTRATION = 0.8  # a source whose feedbacks in a window are this much one label concentrates on it
 SWARM_SIM = 0.9  # cosine at or above: near-identical texts (one message with small edits)
 SEGMENT_SPLIT = re.compile(r"[.!?;:\n]+|[<>\[\]{}|#\"`()=*]+|\s[-—–]+\s")
@@ -191,11 +228,26 @@ def names_label(text: str, label: str) -> bool:
     return bool(lw) and (lw <= set(words(text)) or label.lower() in text.lower())
 
 
+def parts(text: str) -> list[str]:
+    """The segments of an input and, where a segment joins two requests with a coordinator, each side."""
+    out = segments(text)
+    for sg in list(out):
+        sides = [p.strip(" ,") for p in COORDINATOR.split(sg)]
+        if len(sides) > 1:
+            out += [p for p in sides if re.search(r"[^\W\d_]{2,}", p) and p not in out]
+    return out
+
+
+def retraction_cue(text: str) -> str | None:
+    m = CANCEL_CUE.search(text)
+    return m.group(0).strip() if m else None
+
+
 def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[np.ndarray], np.ndarray],
              embed: Callable[[list[str]], np.ndarray], train_x: np.ndarray, drift_at: float,
              full_odds: np.ndarray) -> dict[str, tuple[str, str]]:
-    """Trace id → (kind, reason) for inputs whose parts steer or contradict, judged by what the parts
-    do, not how they are worded:
+    """Trace id → (kind, reason) for inputs whose parts steer, contradict or take the request back,
+    judged by what the parts do, not how they are worded:
 
     - **injection** (a part names the feedback label) or **steering** (a part is unlike any
       training text: another language, markup, an encoded payload; ``SEGMENT_MIN_WORDS`` words or
@@ -203,12 +255,16 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
       >= ``STEER_ODDS`` for the reference model of the training data, ``STEER_GAIN`` more than for
       the whole input (the part carried the label: a greeting whose removal tips a borderline
       input is not steering);
-    - **contradiction**: two parts of one input each read as a different class, confidently
-      (p >= ``SEGMENT_CONF``, the other class ``exp(REFERENCE_ODDS)`` times less likely).
+    - **contradiction**: two parts of one input (sentences, or the sides of an "and") each read as
+      a different class: each finds the other's class ``exp(SEGMENT_ODDS)`` times less likely than
+      its own (relative evidence: with 77 or 150 classes a clear part seldom reaches an absolute
+      probability);
+    - **negation**: a part retracts the request or says it no longer stands (``CANCEL_CUE``) and
+      is not what carries the label: the rest of the input reads as the label more than it does.
     """
     index = {lab: i for i, lab in enumerate(labels)}
     row = {v.id: i for i, v in enumerate(views)}
-    todo = [(v, segments(v.text)) for v in views if v.feedback_label in index]
+    todo = [(v, parts(v.text)) for v in views if v.feedback_label in index]
     todo = [(v, segs) for v, segs in todo if len(segs) >= 2]
     if not todo:
         return {}
@@ -217,15 +273,23 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
     sx = embed(flat)
     sp = ref(sx)
     _, s_near = nearest(sx, train_x) if len(train_x) else (None, np.ones(len(flat)))
+    full_p = ref(embed([v.text for v in views]))
     rests: dict[str, tuple[str, str]] = {}  # id → (the input without its odd parts, the first odd part)
+    took_back: dict[str, tuple[str, str, str]] = {}  # id → (the input without its cue parts, the part, the cue)
     out: dict[str, tuple[str, str]] = {}
     for v, segs in todo:
-        odd = [sg for sg in segs if names_label(sg, v.feedback_label)
+        whole = segments(v.text)
+        odd = [sg for sg in whole if names_label(sg, v.feedback_label)
                or (s_near[at[sg]] < drift_at and len(words(sg)) >= SEGMENT_MIN_WORDS)]
-        rest = " ".join(sg for sg in segs if sg not in odd)
+        rest = " ".join(sg for sg in whole if sg not in odd)
         if odd and len(words(rest)) >= MIN_REST_WORDS:
             rests[v.id] = (rest, odd[0])
-        read = [(sg, int(sp[at[sg]].argmax())) for sg in segs
+        cued = [(sg, retraction_cue(sg)) for sg in whole]
+        cued = [(sg, c) for sg, c in cued if c]
+        kept = " ".join(sg for sg in whole if sg not in {c[0] for c in cued})
+        if cued and len(words(kept)) >= MIN_REST_WORDS:
+            took_back[v.id] = (kept, cued[0][0], cued[0][1])
+        read = [(sg, int(sp[at[sg]].argmax())) for sg in whole
                 if sg not in odd and len(words(sg)) >= SEGMENT_MIN_WORDS and sp[at[sg]].max() >= SEGMENT_CONF]
         for i, (a, ka) in enumerate(read):
             hit = next(((b, kb) for b, kb in read[i + 1:] if kb != ka
@@ -236,10 +300,28 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
                              f"'{labels[ka]}' (p={sp[at[a]][ka]:.2f}), '{hit[0][:60]}' as '{labels[hit[1]]}' "
                              f"(p={sp[at[hit[0]]][hit[1]]:.2f})")
                 break
+        if v.id not in out:
+            pair = _pulls_away(v, segs, odd, sp, at, index, full_p[row[v.id]])
+            if pair:
+                a, b, kb = pair
+                out[v.id] = ("contradiction", f"parts of the input read as different classes: '{a[:60]}' as "
+                             f"'{v.feedback_label}' (p={sp[at[a]][index[v.feedback_label]]:.2f}), '{b[:60]}' as "
+                             f"'{labels[kb]}' (p={sp[at[b]][kb]:.2f}), and the whole input less as "
+                             f"'{v.feedback_label}' than the first part alone")
+    by_id = {v.id: v for v, _ in todo}
+    if took_back:
+        ids = [i for i in took_back if i not in out]
+        kp = ref(embed([took_back[i][0] for i in ids])) if ids else []
+        for i, p in zip(ids, kp):
+            lab = index[by_id[i].feedback_label]
+            part, cue = took_back[i][1], took_back[i][2]
+            if sp[at[part]][lab] < p[lab]:
+                out[i] = ("negation", f"the part '{part[:60]}' takes the request back ('{cue}') and is not what "
+                          f"carries the label: the rest reads as '{by_id[i].feedback_label}' (p={p[lab]:.2f}, "
+                          f"the part p={sp[at[part]][lab]:.2f}); the label no longer describes the input")
     if rests:
         ids = list(rests)
         rp = ref(embed([rests[i][0] for i in ids]))
-        by_id = {v.id: v for v, _ in todo}
         for i, p in zip(ids, rp):
             v = by_id[i]
             lab = index[v.feedback_label]
@@ -253,6 +335,24 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
                           "input reads as "
                           f"'{labels[int(p.argmax())]}' ('{v.feedback_label}' {np.exp(odds):.0f}x less likely)")
     return out
+
+
+def _pulls_away(v: TraceView, segs: Sequence[str], odd: Sequence[str], sp: np.ndarray, at: dict[str, int],
+                index: dict[str, int], whole: np.ndarray) -> tuple[str, str, int] | None:
+    """(the part that reads as the label, the part that reads as another class, that class) when two
+    parts of the input make two requests (``LABEL_PART_ODDS``, ``OTHER_PART_ODDS``, ``DILUTION``)."""
+    lab = index[v.feedback_label]
+    ok = [sg for sg in segs if sg not in odd and len(words(sg)) >= REQUEST_MIN_WORDS]
+    for a in ok:
+        pa = sp[at[a]]
+        if int(pa.argmax()) != lab or np.log(whole[lab] / pa[lab]) > -DILUTION:
+            continue
+        for b in ok:
+            pb, kb = sp[at[b]], int(sp[at[b]].argmax())
+            if (kb != lab and a not in b and b not in a and np.log(pa[lab] / pa[kb]) >= LABEL_PART_ODDS
+                    and np.log(pb[kb] / pb[lab]) >= OTHER_PART_ODDS):
+                return a, b, kb
+    return None
 
 
 def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *, min_count: int = BURST_MIN,

@@ -169,3 +169,51 @@ def test_a_source_concentrating_on_one_doubted_label_is_a_burst_a_reviewer_is_no
     assert {f"a{i}" for i in range(4)} <= set(out) and "source 'u:1'" in out["a0"]
     assert not any(k.startswith("r") for k in out)
     assert {"s0", "s1", "s2"} <= set(out) and "near-identical" in out["s2"]
+
+
+def test_retraction_cues_are_a_category_of_taking_a_message_back_not_domain_verbs():
+    from adaptloop.diagnose.triage import retraction_cue
+
+    for text in ("oh, please disregard this message", "forget what I asked earlier", "no answer needed anymore",
+                 "it got sorted in the meantime", "I no longer need a reply", "posted this in error, sorry",
+                 "my bad, wrong chat window", "skip this one"):
+        assert retraction_cue(text), text
+    for text in ("I want to withdraw cash abroad", "the shop charged me twice by mistake", "cancel my transfer",
+                 "I don't need this card anymore", "it does not matter which card I use", "no matter where I pay"):
+        assert not retraction_cue(text), text
+
+
+def test_a_part_that_takes_the_request_back_and_does_not_carry_the_label_is_negation():
+    from adaptloop.diagnose.triage import reference_model, steering
+
+    embed, texts, labels, tx = _bow_world()
+    ref = reference_model(labels, tx, ("arrival", "fx"))
+    views = [TraceView("back", "the card I ordered never came. Oh, forget what I asked, no reply needed",
+                       "arrival", 0.6, "arrival"),
+             TraceView("ask", "still waiting for the card to arrive. where is my card", "arrival", 0.9, "arrival"),
+             TraceView("own", "skip this one. euro to pound rate", "fx", 0.9, "fx")]
+    out = steering(views, ("arrival", "fx"), ref, embed, tx, -1.0, np.zeros(len(views)))
+    assert out["back"][0] == "negation" and "forget what I asked" in out["back"][1]
+    assert "ask" not in out
+    assert out["own"][0] == "negation"  # a bare cue part: the request it leaves is the label's, yet withdrawn
+
+
+def test_two_requests_in_one_input_contradict_by_relative_evidence(monkeypatch):
+    # a part that clearly reads as the label, another that clearly reads as another class, and the whole
+    # input read as the label less than its own part: two requests, whatever joins them ("and" here)
+    from adaptloop.diagnose import triage as t
+
+    embed, texts, labels, tx = _bow_world()
+    ref = t.reference_model(labels, tx, ("arrival", "fx"))
+    monkeypatch.setattr(t, "SEGMENT_CONF", 1.01)  # the absolute rule off: only relative evidence
+    monkeypatch.setattr(t, "LABEL_PART_ODDS", 1.0)  # a 12-text world is never as sure as MiniLM on 77 classes
+    monkeypatch.setattr(t, "OTHER_PART_ODDS", 1.0)
+    views = [TraceView("two", "when will my new card be delivered and which rate do you use to exchange money",
+                       "arrival", 0.5, "arrival"),
+             TraceView("one", "when will my new card be delivered and still waiting for the card to arrive",
+                       "arrival", 0.9, "arrival"),
+             TraceView("short", "when will my new card be delivered and euro rate", "arrival", 0.9, "arrival")]
+    out = t.steering(views, ("arrival", "fx"), ref, embed, tx, -1.0, np.zeros(len(views)))
+    assert out["two"][0] == "contradiction" and "'fx'" in out["two"][1]
+    assert "one" not in out
+    assert "short" not in out  # "euro rate" is too short to be a request of its own
