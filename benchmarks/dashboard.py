@@ -34,6 +34,7 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 WIDTHS = {"": (1280, 900), "-phone": (390, 844)}
+MAX_HEIGHT = 2000  # a desktop screenshot shows the top of a long page
 
 
 def pages(ws) -> dict[str, str]:
@@ -61,7 +62,8 @@ def screenshots(root: Path, out: Path) -> list[Path]:
             for name, path in pages(ws).items():
                 page.goto(url + path, wait_until="load")
                 target = out / f"dashboard-{name}{suffix}.png"
-                page.screenshot(path=str(target), full_page=suffix == "")
+                height = min(page.evaluate("document.documentElement.scrollHeight"), MAX_HEIGHT) if not suffix else h
+                page.screenshot(path=str(target), full_page=True, clip={"x": 0, "y": 0, "width": w, "height": height})
                 written.append(target)
                 print(f"wrote {target.relative_to(REPO) if target.is_relative_to(REPO) else target}")
             page.close()
@@ -73,10 +75,10 @@ def build_big(root: Path, n_traces: int, n_runs: int, seed: int = 0) -> None:
     """A workspace with ``n_runs`` runs (alternating cold starts and improve cycles, fake trainer) and
     ``n_traces`` traces with feedback and verdicts, spread over a week."""
     from adaptloop.agent.coldstart import cold_start
-    from adaptloop.agent.improve import improve
+    from adaptloop.agent.improve import ImproveCycle
     from adaptloop.data.sources import load_classification
     from adaptloop.store.db import TraceRow
-    from adaptloop.train.fake import FakeTrainer
+    from adaptloop.train.fake import FakeTrainer, _features
     from adaptloop.workspace import Workspace, init_workspace
     from tests.conftest import read_fixture, subset, write_jsonl
 
@@ -91,7 +93,8 @@ def build_big(root: Path, n_traces: int, n_runs: int, seed: int = 0) -> None:
     made = 0
     for i in range(n_runs):
         if i % 2 == 0 or not ws.store.runs():
-            cold_start(ws, data, "route banking messages", 20, make_trainer=lambda s: FakeTrainer(), embed_fn=None)
+            cold_start(ws, data, "route banking messages", 20, make_trainer=lambda s: FakeTrainer(),
+                       embed_fn=_features)
         else:
             batch = []
             for _ in range(max(1, n_traces // n_runs)):
@@ -103,7 +106,8 @@ def build_big(root: Path, n_traces: int, n_runs: int, seed: int = 0) -> None:
                               "origin": "serve"})
                 made += 1
             ws.store.add_traces(batch)
-            improve(ws, make_trainer=lambda s: FakeTrainer(), embed_fn=None)
+            ImproveCycle(ws, 20, make_trainer=lambda s: FakeTrainer(), embed_fn=_features).run()
+        print(f"run {i + 1}/{n_runs} done", flush=True)
     rest = []
     while made < n_traces:
         r = rng.choice(sample)

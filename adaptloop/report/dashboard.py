@@ -14,7 +14,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import BigInteger, case, cast, func, or_, select
 
 from adaptloop.evaluate.metrics import primary
 from adaptloop.store import registry
@@ -37,7 +37,7 @@ __all__ = ["TraceFilter", "models_timeline", "runs_overview", "stamp", "task_ove
            "traffic_overview"]
 
 BUCKETS = 48  # bars in a traffic chart
-LATENCY_SAMPLE = 20_000  # newest traces whose latency is charted
+LATENCY_SAMPLE = 5_000  # newest traces whose latency is charted
 BROKEN_SHOWN = 25  # broken examples listed per eval set of a gate
 POISON_SHOWN = 20  # newest poison traces listed; the trace table filters the rest
 PAGE = 50  # trace table rows per page
@@ -175,12 +175,45 @@ def _buckets(times: list[dt.datetime]) -> tuple[dt.datetime, dt.timedelta, int]:
     return lo, width, min(BUCKETS, int((hi - lo) / width) + 1)
 
 
+def _epoch(dialect: str) -> Any:
+    """SQL: a trace's time as whole seconds since 1970 (integer, so ``//`` is integer division everywhere)."""
+    if dialect == "postgresql":
+        return cast(func.extract("epoch", TraceRow.ts), BigInteger)
+    return cast(func.strftime("%s", TraceRow.ts), BigInteger)
+
+
+def _volume(s: Any, dialect: str) -> tuple[dict[str, Any], Counter, int]:
+    """Traces, feedback and verdicts per time bucket, aggregated by the database (a page stays quick on
+    millions of traces); also the verdict totals and the feedback total."""
+    lo, hi = s.execute(select(func.min(TraceRow.ts), func.max(TraceRow.ts))).one()
+    if lo is None:
+        return {"buckets": []}, Counter(), 0
+    lo, width, n = _buckets([lo, hi])
+    step = max(60, int(width.total_seconds()))
+    lo_s = int(lo.replace(tzinfo=dt.timezone.utc).timestamp()) if lo.tzinfo is None else int(lo.timestamp())
+    bucket = (_epoch(dialect) - lo_s) // step
+    fb = func.sum(case((has_feedback(), 1), else_=0))
+    counts: dict[int, Counter] = defaultdict(Counter)
+    verdicts: Counter = Counter()
+    feedback = 0
+    stmt = select(bucket, TraceRow.triage, func.count(), fb).group_by(bucket, TraceRow.triage)
+    for b, triage, k, f in s.execute(stmt):
+        c = counts[min(max(int(b or 0), 0), n - 1)]
+        c["traces"] += int(k)
+        c["feedback"] += int(f or 0)
+        c[triage or "unjudged"] += int(k)
+        verdicts[triage or "unjudged"] += int(k)
+        feedback += int(f or 0)
+    return ({"start": lo, "width_s": float(step), "buckets": [dict(counts.get(i, Counter())) for i in range(n)]},
+            verdicts, feedback)
+
+
 def traffic_overview(ws: Workspace) -> dict[str, Any]:
     """Trace volume, feedback and triage verdicts over time, latency, drift, the poison quarantine, the
     malformed lines set aside at import, the latest failure taxonomy, and the filter choices."""
     store = ws.store
     with store.session() as s:
-        rows = s.execute(select(TraceRow.ts, TraceRow.triage, has_feedback())).all()
+        volume, verdicts, with_feedback = _volume(s, store.engine.dialect.name)
         lat = s.execute(select(TraceRow.ts, TraceRow.meta).where(TraceRow.origin == "serve")
                         .order_by(TraceRow.ts.desc()).limit(LATENCY_SAMPLE)).all()
         poison = s.scalars(select(TraceRow).where(TraceRow.triage == "poison").order_by(TraceRow.ts.desc())
@@ -189,7 +222,7 @@ def traffic_overview(ws: Workspace) -> dict[str, Any]:
                    "kind": r.kind, "reason": r.reason} for r in poison]
         kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
                                .group_by(TraceRow.kind)).all())
-        choices = {"verdict": sorted({t or "unjudged" for (t,) in s.execute(select(TraceRow.triage).distinct())}),
+        choices = {"verdict": sorted(verdicts),
                    "kind": sorted(k for (k,) in s.execute(select(TraceRow.kind).distinct()) if k),
                    "version": sorted(v for (v,) in s.execute(select(TraceRow.model_version).distinct()) if v),
                    "source": sorted(v for (v,) in s.execute(select(TraceRow.feedback_source).distinct()
@@ -198,17 +231,6 @@ def traffic_overview(ws: Workspace) -> dict[str, Any]:
                               .order_by(Quarantine.id.desc()).limit(POISON_SHOWN)).all()
         malformed = [{"file": q.source.removeprefix("traces:"), "line": q.line_no, "reason": q.reason, "raw": q.raw}
                      for q in malformed]
-    volume: dict[str, Any] = {"buckets": []}
-    if rows:
-        lo, width, n = _buckets([r[0] for r in rows])
-        counts: dict[int, Counter] = defaultdict(Counter)
-        for ts, triage, fb in rows:
-            c = counts[min(int((ts - lo) / width), n - 1)]
-            c["traces"] += 1
-            c["feedback"] += bool(fb)
-            c[triage or "unjudged"] += 1
-        volume = {"start": lo, "width_s": width.total_seconds(),
-                  "buckets": [dict(counts.get(i, Counter())) for i in range(n)]}
     latency: dict[str, Any] = {"buckets": []}
     samples = [(ts, float(m["latency_ms"])) for ts, m in lat if isinstance(m, dict)
                and isinstance(m.get("latency_ms"), (int, float))]
@@ -219,9 +241,8 @@ def traffic_overview(ws: Workspace) -> dict[str, Any]:
             by[min(int((ts - lo) / width), n - 1)].append(ms)
         latency = {"start": lo, "width_s": width.total_seconds(), "n": len(samples),
                    "buckets": [_percentiles(by.get(i, [])) for i in range(n)]}
-    verdicts = Counter(t or "unjudged" for _, t, _ in rows)
     judged = sum(n for v, n in verdicts.items() if v != "unjudged")
-    return {"total": len(rows), "with_feedback": sum(bool(r[2]) for r in rows), "verdicts": dict(verdicts),
+    return {"total": sum(verdicts.values()), "with_feedback": with_feedback, "verdicts": dict(verdicts),
             "drift_share": verdicts.get("out_of_scope", 0) / judged if judged else None,
             "volume": volume, "latency": latency, "poison": poison, "poison_by_kind": kinds,
             "malformed": malformed, "taxonomy": _taxonomy(ws), "choices": choices}
