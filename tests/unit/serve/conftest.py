@@ -1,6 +1,8 @@
 """A workspace with a cold start, imported traffic (poison included) and one improve cycle, behind the fake
 trainer: what the dashboard tests read."""
 
+import os
+
 import pytest
 
 from adaptloop.agent.coldstart import cold_start
@@ -17,11 +19,14 @@ HOSTILE = "<script>window.__pwned = 1</script> my card <b>never</b> arrived"
 
 
 @pytest.fixture(scope="module")
-def dash_ws(tmp_path_factory) -> Workspace:
+def dash_ws(request, tmp_path_factory) -> Workspace:
     """Run 1: a cold start (v1). Run 2: an improve cycle on 400 traces with feedback (20% wrong, planted
-    injection and burst), one of them with markup in its text. ``[serve] admin_token`` is set."""
+    injection and burst), one of them with markup in its text. ``[serve] admin_token`` is set. On a fresh
+    PostgreSQL database in the PostgreSQL pass (module-scoped: the per-test switch comes too late for it)."""
     tmp = tmp_path_factory.mktemp("dash")
-    ws = Workspace.open(init_workspace(tmp / "ws"))
+    url = (request.getfixturevalue("pg_server").fresh_database()
+           if os.environ.get("ADAPTLOOP_TEST_STORE") == "postgresql" else None)
+    ws = Workspace.open(init_workspace(tmp / "ws"), store=url)
     ws.settings.search.workers = 1
     ws.settings.agent.plateau_rounds = 1
     ws.settings.serve.admin_token = ADMIN_TOKEN
