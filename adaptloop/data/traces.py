@@ -86,12 +86,26 @@ def parse_output(value: Any) -> dict[str, Any] | None:
     raise ValueError("output must be null, a label string or an object with 'label'")
 
 
+def has_nul(value: Any) -> bool:
+    """Whether any string in ``value`` (keys included, at any depth) holds a NUL character."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(has_nul(k) or has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_nul(v) for v in value)
+    return False
+
+
 def parse_trace(obj: dict[str, Any]) -> Trace:
     """Validate one trace object.
 
     Raises:
         ValueError: with the reason the line is quarantined.
     """
+    if has_nul(obj):
+        raise ValueError("a NUL character (\\u0000) in the line: no store keeps it (PostgreSQL text cannot hold "
+                         "one); remove it from the log")
     tid = obj.get("id")
     if not isinstance(tid, (str, int)) or isinstance(tid, bool) or str(tid).strip() == "":
         raise ValueError("no 'id': traces are imported idempotently by id; give every line one")

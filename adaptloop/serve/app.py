@@ -40,6 +40,7 @@ from pydantic import BaseModel, Field, model_validator
 from adaptloop.agent.predict import predictor
 from adaptloop.config import ServeSettings
 from adaptloop.data.spans import check_spans
+from adaptloop.data.traces import has_nul
 from adaptloop.errors import NotFoundError, WorkspaceError
 from adaptloop.serve.batching import MicroBatcher
 from adaptloop.serve.chat import add_chat_routes
@@ -59,11 +60,14 @@ class _Text(BaseModel):
 
     @model_validator(mode="after")
     def _utf8(self):
+        body = self.model_dump()
         try:
-            json.dumps(self.model_dump(), ensure_ascii=False).encode("utf-8")
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise ValueError("the body holds text that is not valid Unicode (a lone surrogate such as "
                              "\\ud800); send UTF-8 text") from None
+        if has_nul(body):
+            raise ValueError("the body holds a NUL character (\\u0000), which no store keeps; remove it")
         return self
 
 

@@ -77,6 +77,15 @@ def test_lone_surrogates_get_422_not_503(served, body):
     assert count(ws, TraceRow) == 0
 
 
+@pytest.mark.parametrize("body", ['{"inputs": ["card \\u0000 lost"]}', '{"inputs": ["ok"], "meta": {"\\u0000": 1}}'])
+def test_nul_characters_get_422_not_a_stuck_trace(served, body):
+    ws, client = served
+    r = client.post("/v1/predict", content=body, headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and "NUL character" in error_line(r)
+    time.sleep(0.3)
+    assert count(ws, TraceRow) == 0
+
+
 def test_chunked_oversized_body_is_refused_and_nothing_stored(served):
     ws, client = served
     trace = one_trace(client)

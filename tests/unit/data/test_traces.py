@@ -19,13 +19,16 @@ def test_trace_parsing_and_quarantine(tmp_path):
     assert parse_trace({"id": 5, "ts": 0, "input": {"text": "x"}, "output": None}).output is None
     lines = [json.dumps(good), "{not json", json.dumps({"input": "no id"}), json.dumps({"id": "t2", "input": ""}),
              json.dumps({"id": "t3", "input": "x", "feedback": {"verdict": "maybe"}}), json.dumps(good),
-             json.dumps({"id": "t4", "input": "fine", "ts": "yesterday"})]
+             json.dumps({"id": "t4", "input": "fine", "ts": "yesterday"}),
+             json.dumps({"id": "t5", "input": "card\x00 lost"}), json.dumps({"id": "t6", "input": "ok",
+                                                                          "meta": {"k\x00": 1}})]
     p = tmp_path / "t.jsonl"
     p.write_text("\n".join(lines) + "\n")
     traces, bad = read_traces(p)
     assert [t.id for t in traces] == ["t1"]
     reasons = [q.reason for q in bad]
-    assert len(bad) == 6
+    assert len(bad) == 8
+    assert sum("NUL character" in r for r in reasons) == 2  # PostgreSQL text cannot hold one: never stored
     assert any("not valid JSON" in r for r in reasons) and any("no 'id'" in r for r in reasons)
     assert any("verdict" in r for r in reasons) and any("repeats" in r for r in reasons)
     assert any("is not a time; write 'ts' as ISO 8601" in r for r in reasons)
