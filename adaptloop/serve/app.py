@@ -144,6 +144,10 @@ def _metrics():
         "predictions": Counter("adaptloop_predictions_total", "Inputs predicted", registry=reg),
         "batch": Histogram("adaptloop_batch_size", "Inputs per forward pass", registry=reg,
                            buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256)),
+        "forward": Histogram("adaptloop_forward_seconds", "Seconds per forward pass (tokenization included)",
+                             registry=reg, buckets=(.002, .005, .01, .02, .05, .1, .2, .5, 1, 2)),
+        "queued": Histogram("adaptloop_queue_seconds", "Seconds a request waited for its forward pass to start",
+                            registry=reg, buckets=(.001, .002, .005, .01, .02, .05, .1, .2, .5, 1)),
         "feedback": Counter("adaptloop_feedback_total", "Feedback received", registry=reg),
         "backlog": Gauge("adaptloop_trace_backlog", "Traces waiting to be written", registry=reg),
         "written": Gauge("adaptloop_traces_written", "Traces written by this server", registry=reg),
@@ -176,9 +180,12 @@ def create_app(ws: Workspace) -> FastAPI:
     slot = ModelSlot(ws)
     reg, m = _metrics()
 
-    def on_batch(n: int, _seconds: float) -> None:
+    def on_batch(n: int, seconds: float, queued: list[float]) -> None:
         m["batch"].observe(n)
         m["predictions"].inc(n)
+        m["forward"].observe(seconds)
+        for q in queued:
+            m["queued"].observe(q)
 
     batcher = MicroBatcher(forward, slot.current, max_batch=cfg.max_batch, max_wait_ms=cfg.max_wait_ms,
                            on_batch=on_batch)
@@ -278,6 +285,43 @@ class _Body:
         await send({"type": "http.response.body", "body": blob})
 
 
+class _Observe:
+    """ASGI wrapper (plain ASGI: a ``BaseHTTPMiddleware`` costs more per request than the model's share of
+    it): request metrics by endpoint and status, and a 503 — never a 500 — when the model or the store
+    fails, logged with a reference and its cause kept out of the reply."""
+
+    def __init__(self, app: Any, paths: set[str], m: dict[str, Any]) -> None:
+        self.app, self.paths, self.m = app, paths, m
+
+    async def __call__(self, scope: dict[str, Any], receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0, status, started = time.perf_counter(), 500, False
+
+        async def watch(message: dict[str, Any]) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                status, started = message["status"], True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception:  # the model or the store failed; the log says why
+            ref = uuid.uuid4().hex[:12]
+            log.exception("503 on %s %s (ref %s)", scope.get("method"), scope.get("path"), ref)
+            if started:  # the reply is half sent: nothing else can be said on this connection
+                return
+            status = 503
+            await JSONResponse({"error": f"temporarily unavailable: the model or the store failed (ref {ref} in "
+                                         "the server log); retry later"}, status_code=503)(scope, receive, send)
+        finally:
+            path = scope.get("path", "")
+            series = path if path in self.paths else "(other)"
+            self.m["requests"].labels(series, str(status)).inc()
+            self.m["latency"].labels(series).observe(time.perf_counter() - t0)
+
+
 def _add_guards(app: FastAPI, s: _Server) -> None:
     """Request metrics (by endpoint, unknown paths as one series), 413 for an oversized body (``_Body``), 503
     (never a 500) when the model or the store fails — logged, its cause kept out of the reply — and 422
@@ -286,23 +330,9 @@ def _add_guards(app: FastAPI, s: _Server) -> None:
     paths = {"/v1/predict", "/v1/feedback", "/v1/chat/completions", "/healthz", "/metrics", "/v1/admin/promote",
              "/v1/admin/rollback", "/docs", "/openapi.json", "/ui/stamp", "/ui/traces", *PAGES}
 
-    # inside ``observe`` (added later, so outside): its refusals are counted like any other reply
+    # inside ``_Observe`` (added later, so outside): its refusals are counted like any other reply
     app.add_middleware(_Body, limit=cfg.max_inputs * (cfg.max_chars + 16) + 4096)
-
-    @app.middleware("http")
-    async def observe(request: Request, call_next):
-        t0 = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception:  # never a 500: the model or the store failed; the log says why
-            ref = uuid.uuid4().hex[:12]
-            log.exception("503 on %s %s (ref %s)", request.method, request.url.path, ref)
-            response = JSONResponse({"error": f"temporarily unavailable: the model or the store failed (ref {ref} "
-                                              "in the server log); retry later"}, status_code=503)
-        series = request.url.path if request.url.path in paths else "(other)"
-        m["requests"].labels(series, str(response.status_code)).inc()
-        m["latency"].labels(series).observe(time.perf_counter() - t0)
-        return response
+    app.add_middleware(_Observe, paths=paths, m=m)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError):

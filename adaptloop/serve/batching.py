@@ -24,15 +24,17 @@ class MicroBatcher:
         slot: returns the (version, model) to use for the next batch.
         max_batch: inputs per forward pass.
         max_wait_ms: how long the first request of a batch waits for company.
+        on_batch: called after each forward pass with (inputs, seconds of the pass, seconds each
+            request of the batch waited in the queue before the pass began).
     """
 
     def __init__(self, run: Callable[[Any, list[str]], list[Any]], slot: Callable[[], tuple[str, Any]], *,
                  max_batch: int = 64, max_wait_ms: float = 5.0,
-                 on_batch: Callable[[int, float], None] | None = None) -> None:
+                 on_batch: Callable[[int, float, list[float]], None] | None = None) -> None:
         self.run, self.slot = run, slot
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000
         self.on_batch = on_batch
-        self._q: asyncio.Queue[tuple[list[str], asyncio.Future]] | None = None
+        self._q: asyncio.Queue[tuple[list[str], asyncio.Future, float]] | None = None
         self._task: asyncio.Task | None = None
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="adaptloop-model")
 
@@ -52,8 +54,9 @@ class MicroBatcher:
     async def submit(self, texts: Sequence[str]) -> tuple[str, list[Any]]:
         """The (model version, outputs) for ``texts``, computed in some shared batch."""
         assert self._q is not None, "MicroBatcher.start() was not awaited"
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        await self._q.put((list(texts), fut))
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future = loop.create_future()
+        await self._q.put((list(texts), fut, loop.time()))
         return await fut
 
     async def call(self, fn: Callable[[Any], Any]) -> tuple[str, Any]:
@@ -80,19 +83,21 @@ class MicroBatcher:
                 batch.append(item)
                 n += len(item[0])
             version, model = self.slot()
-            texts = [t for ts, _ in batch for t in ts]
+            texts = [t for ts, _, _ in batch for t in ts]
+            started = loop.time()
+            queued = [started - at for _, _, at in batch]
             t0 = time.perf_counter()
             try:
                 outputs = await loop.run_in_executor(self._pool, self.run, model, texts)
             except Exception as exc:  # hand the failure to every waiting request
-                for _, fut in batch:
+                for _, fut, _ in batch:
                     if not fut.done():
                         fut.set_exception(exc)
                 continue
             if self.on_batch:
-                self.on_batch(len(texts), time.perf_counter() - t0)
+                self.on_batch(len(texts), time.perf_counter() - t0, queued)
             i = 0
-            for ts, fut in batch:
+            for ts, fut, _ in batch:
                 if not fut.done():
                     fut.set_result((version, outputs[i:i + len(ts)]))
                 i += len(ts)

@@ -142,36 +142,46 @@ class _Pages:
     def render(self, name: str, **ctx: Any) -> str:
         return self.env.get_template(name).render(admin=self.admin, **ctx)
 
+    def page(self, name: str, read: Callable[[], dict[str, Any]]) -> str:
+        """A whole page, stamped with the store's fingerprint taken before its data was read: a change that
+        lands while it renders makes the page's next poll reload it."""
+        stamp = data.stamp(self.ws)
+        return self.render(name, stamp=stamp, **read())
+
     def overview(self) -> str:
-        summary = self.ws.store.trace_summary()
-        models = data.models_timeline(self.ws)
-        return self.render("overview.html", page="overview", runs=data.runs_overview(self.ws), summary=summary,
-                           models=models)
+        return self.page("overview.html", lambda: dict(
+            page="overview", runs=data.runs_overview(self.ws), summary=self.ws.store.trace_summary(),
+            models=data.models_timeline(self.ws)))
 
     def run(self, run_id: int) -> str:
-        view = build_view(self.ws, run_id)
-        live = view["run"]["status"] == "running" or any(n["status"] == "running" for n in view["nodes"])
-        nodes = [{**n, "score": (n["dev"] or {}).get(view["run"]["primary_metric"])} for n in view["nodes"]]
-        return self.render("run.html", page="overview", view=view, nodes=nodes, live=live,
-                           sections=Markup(render_sections(view)))
+        def read() -> dict[str, Any]:
+            view = build_view(self.ws, run_id)
+            live = view["run"]["status"] == "running" or any(n["status"] == "running" for n in view["nodes"])
+            nodes = [{**n, "score": (n["dev"] or {}).get(view["run"]["primary_metric"])} for n in view["nodes"]]
+            return dict(page="overview", view=view, nodes=nodes, live=live, sections=Markup(render_sections(view)))
+
+        return self.page("run.html", read)
 
     def models(self) -> str:
-        return self.render("models.html", page="models", models=data.models_timeline(self.ws))
+        return self.page("models.html", lambda: dict(page="models", models=data.models_timeline(self.ws)))
 
     def traffic(self, f: data.TraceFilter) -> str:
-        t = data.traffic_overview(self.ws)
-        series = [v for v in ("ok", "fixable", "poison", "out_of_scope", "unlabelled", "unjudged")
-                  if t["verdicts"].get(v)]
-        return self.render("traffic.html", page="traffic", t=t, f=f, table=data.trace_table(self.ws, f),
-                           volume_svg=stacked_bars(t["volume"], series, "traces per interval by triage verdict"),
-                           feedback_svg=stacked_bars(t["volume"], ["feedback"], "feedback per interval"),
-                           latency_svg=latency_lines(t["latency"]), series=series)
+        def read() -> dict[str, Any]:
+            t = data.traffic_overview(self.ws)
+            series = [v for v in ("ok", "fixable", "poison", "out_of_scope", "unlabelled", "unjudged")
+                      if t["verdicts"].get(v)]
+            return dict(page="traffic", t=t, f=f, table=data.trace_table(self.ws, f), series=series,
+                        volume_svg=stacked_bars(t["volume"], series, "traces per interval by triage verdict"),
+                        feedback_svg=stacked_bars(t["volume"], ["feedback"], "feedback per interval"),
+                        latency_svg=latency_lines(t["latency"]))
+
+        return self.page("traffic.html", read)
 
     def traces(self, f: data.TraceFilter) -> str:
         return self.render("traces.html", f=f, table=data.trace_table(self.ws, f))
 
     def task(self) -> str:
-        return self.render("task.html", page="task", tasks=data.task_overview(self.ws))
+        return self.page("task.html", lambda: dict(page="task", tasks=data.task_overview(self.ws)))
 
 
 def add_dashboard(app: FastAPI, ws: Workspace) -> None:

@@ -180,6 +180,7 @@ def test_a_model_failure_is_503_without_internals_and_logged(served, caplog):
     assert r.status_code == 503 and "secret" not in r.text and "ref " in error_line(r)
     assert any("503 on POST /v1/predict" in rec.getMessage() for rec in caplog.records)
     assert count(ws, TraceRow) == 0
+    assert 'adaptloop_requests_total{endpoint="/v1/predict",status="503"} 1.0' in client.get("/metrics").text
 
 
 def test_settings_file_is_private(tmp_path):

@@ -3,7 +3,7 @@
   "use strict";
   var poll = Number(document.body.dataset.pollMs) || 2000;
   var dot = document.getElementById("live-dot");
-  var stamp = null;
+  var stamp = document.body.dataset.stamp;  // the store as this page shows it
   var busy = false;
 
   // ------------------------------------------------------------------ live: reload [data-live] regions
@@ -13,12 +13,13 @@
   function swap(fresh) {
     document.querySelectorAll("[data-live]").forEach(function (el) {
       var next = fresh.getElementById(el.id);
-      if (!next || el.contains(document.activeElement) && document.activeElement.matches("input,select")) return;
+      if (!next) return;  // forms live outside the live regions: typing is never interrupted
       var open = openDetails(el);
       el.className = next.className;
       el.innerHTML = next.innerHTML;
       el.querySelectorAll("details").forEach(function (d, i) { if (i < open.length) d.open = open[i]; });
     });
+    stamp = fresh.body.dataset.stamp || stamp;
     restoreToken();
     document.dispatchEvent(new CustomEvent("dashboard:updated"));
   }
@@ -32,8 +33,7 @@
     busy = true;
     fetch("/ui/stamp").then(function (r) { return r.json(); }).then(function (d) {
       dot && dot.classList.add("on");
-      if (stamp !== null && d.stamp !== stamp) { stamp = d.stamp; return refresh(); }
-      stamp = d.stamp;
+      if (d.stamp !== stamp) return refresh();  // the refreshed page brings its own stamp
     }).catch(function () { dot && dot.classList.remove("on"); })
       .then(function () { busy = false; });
   }
@@ -87,7 +87,7 @@
       .then(function (x) {
         if (!x.ok) { say("refused: " + (x.d.detail || x.d.error || "error")); return; }
         say("production is now " + (x.d.production || x.d.to));
-        stamp = null; refresh();
+        refresh();
       }, function () { say("the server did not answer"); });
   }
   document.addEventListener("input", function (e) {

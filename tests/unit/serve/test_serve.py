@@ -87,6 +87,8 @@ def test_health_metrics_admin_and_hot_swap(served):
     client.post("/v1/predict", json={"input": "hello"})
     text = client.get("/metrics").text
     assert "adaptloop_requests_total" in text and "adaptloop_batch_size_bucket" in text
+    # what tuning the batcher needs: time in the queue before a forward pass, and the pass itself
+    assert "adaptloop_queue_seconds_count 1.0" in text and "adaptloop_forward_seconds_count 1.0" in text
     assert client.post("/v1/admin/rollback").status_code == 401
     auth = {"Authorization": f"Bearer {ws.settings.serve.admin_token}"}
     assert client.post("/v1/admin/promote", json={"version": "v9"}, headers=auth).status_code == 404
