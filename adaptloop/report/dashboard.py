@@ -22,6 +22,7 @@ from adaptloop.store.db import (
     Dataset,
     Decision,
     EvalSetRow,
+    FeedbackEvent,
     Node,
     Quarantine,
     RegistryEvent,
@@ -44,12 +45,12 @@ PAGE = 50  # trace table rows per page
 
 
 def stamp(ws: Workspace) -> str:
-    """A short fingerprint of everything the pages show; it changes when a node, decision, registry event
-    or trace is added or a run changes state (what the pages poll to update live)."""
+    """A short fingerprint of everything the pages show; it changes when a node, decision, registry event,
+    feedback or trace is added or a run or node changes state (what the pages poll to update live)."""
     with ws.store.session() as s:
         parts = [s.scalar(select(func.max(Node.id))), s.scalar(select(func.max(Decision.id))),
-                 s.scalar(select(func.max(RegistryEvent.id))), s.scalar(select(func.count()).select_from(TraceRow)),
-                 s.scalar(select(func.count()).select_from(TraceRow).where(TraceRow.triage.is_not(None))),
+                 s.scalar(select(func.max(RegistryEvent.id))), s.scalar(select(func.max(FeedbackEvent.id))),
+                 s.scalar(select(func.count()).select_from(TraceRow)),  # a triage is a cycle's decisions too
                  tuple(s.execute(select(Run.id, Run.status, Run.spent_s)).all()),
                  tuple(s.execute(select(Node.id, Node.status)).all())]
     return hashlib.sha1(repr(parts).encode()).hexdigest()[:16]
@@ -63,7 +64,9 @@ def _spec(ws: Workspace, task_id: int) -> TaskSpec | None:
 def runs_overview(ws: Workspace) -> list[dict[str, Any]]:
     """Every cold start and improve cycle, newest first: status, budget, nodes, best dev score, outcome."""
     store = ws.store
-    promoted = {(v.lineage or {}).get("run_id"): f"v{v.id}" for v in registry.versions(store)}
+    run_of = {v.id: (v.lineage or {}).get("run_id") for v in registry.versions(store)}
+    promoted = {run_of.get(e.version_id): f"v{e.version_id}" for e in registry.events(store)
+                if e.event in ("promoted", "forced")}  # a refused candidate is registered too, never promoted
     out = []
     for r in reversed(store.runs()):
         spec = _spec(ws, r.task_id)
@@ -71,7 +74,8 @@ def runs_overview(ws: Workspace) -> list[dict[str, Any]]:
         nodes = store.nodes(r.id)
         scores = [primary(n.dev_metrics, metric) for n in nodes if n.dev_metrics]
         decisions = store.decisions(r.id)
-        ends = [d for d in decisions if d.kind in ("promoted", "refused", "no-op", "stop", "rolled_back", "watchdog")]
+        ends = [d for d in decisions if d.kind in ("promoted", "refused", "refuse", "no-op", "stop", "rolled_back",
+                                                   "watchdog", "failed", "interrupted")]
         out.append({"id": r.id, "kind": r.kind, "status": r.status, "task": (store.get(Task, r.task_id).name
                                                                             if spec else ""),
                     "started_at": r.started_at, "finished_at": r.finished_at, "budget_s": r.budget_s,
@@ -148,9 +152,8 @@ class TraceFilter:
         if self.version:
             stmt = stmt.where(TraceRow.model_version == self.version)
         if self.q:
-            like = f"%{self.q}%"
-            stmt = stmt.where(or_(TraceRow.input.ilike(like), TraceRow.reason.ilike(like),
-                                  TraceRow.feedback_label.ilike(like)))
+            stmt = stmt.where(or_(*(c.icontains(self.q, autoescape=True)  # "100%" and "a_b" are text, not patterns
+                                    for c in (TraceRow.input, TraceRow.reason, TraceRow.feedback_label))))
         return stmt
 
 
@@ -161,11 +164,30 @@ def trace_table(ws: Workspace, f: TraceFilter) -> dict[str, Any]:
         rows = s.scalars(f.where(select(TraceRow)).order_by(TraceRow.ts.desc(), TraceRow.id)
                          .offset(max(f.page, 0) * PAGE).limit(PAGE)).all()
         out = [{"id": r.id, "ts": r.ts, "version": r.model_version, "input": r.input,
-                "pred": (r.output or {}).get("label") if isinstance(r.output, dict) else None,
-                "feedback": r.feedback_label or r.feedback_verdict or ("entities" if r.feedback_spans else None),
+                "pred": _shown_output(r.output), "feedback": _shown_feedback(r),
                 "source": r.feedback_source, "verdict": r.triage or "unjudged", "kind": r.kind, "reason": r.reason}
                for r in rows]
     return {"rows": out, "total": total, "page": f.page, "pages": max(1, -(-total // PAGE))}
+
+
+def _shown_output(output: Any) -> str | None:
+    """A trace's answer in a table cell: the label, the entities (type: text), or the completion."""
+    if not isinstance(output, dict):
+        return None if output is None else str(output)
+    if output.get("label") is not None:
+        return str(output["label"])
+    if isinstance(output.get("entities"), list):
+        return "; ".join(f"{e.get('label', '?')}: {e.get('text', '')}" if isinstance(e, dict) else str(e)
+                         for e in output["entities"]) or "(no entities)"
+    return None if output.get("output") is None else str(output["output"])
+
+
+def _shown_feedback(r: TraceRow) -> str | None:
+    if r.feedback_label is not None:
+        return r.feedback_label
+    if r.feedback_spans is not None:
+        return f"{len(r.feedback_spans)} entities" if r.feedback_spans else "(no entities)"
+    return r.feedback_verdict
 
 
 def _buckets(times: list[dt.datetime]) -> tuple[dt.datetime, dt.timedelta, int]:
@@ -188,8 +210,9 @@ def _volume(s: Any, dialect: str) -> tuple[dict[str, Any], Counter, int]:
     lo, hi = s.execute(select(func.min(TraceRow.ts), func.max(TraceRow.ts))).one()
     if lo is None:
         return {"buckets": []}, Counter(), 0
-    lo, width, n = _buckets([lo, hi])
-    step = max(60, int(width.total_seconds()))
+    span = int((hi - lo).total_seconds())
+    step = max(60, -(-span // BUCKETS))  # whole seconds, wide enough that BUCKETS cover the span
+    n = span // step + 1
     lo_s = int(lo.replace(tzinfo=dt.timezone.utc).timestamp()) if lo.tzinfo is None else int(lo.timestamp())
     bucket = (_epoch(dialect) - lo_s) // step
     fb = func.sum(case((has_feedback(), 1), else_=0))
@@ -218,10 +241,10 @@ def traffic_overview(ws: Workspace) -> dict[str, Any]:
                         .order_by(TraceRow.ts.desc()).limit(LATENCY_SAMPLE)).all()
         poison = s.scalars(select(TraceRow).where(TraceRow.triage == "poison").order_by(TraceRow.ts.desc())
                            .limit(POISON_SHOWN)).all()
-        poison = [{"id": r.id, "ts": r.ts, "input": r.input, "feedback": r.feedback_label, "source": r.feedback_source,
-                   "kind": r.kind, "reason": r.reason} for r in poison]
-        kinds = dict(s.execute(select(TraceRow.kind, func.count()).where(TraceRow.triage == "poison")
-                               .group_by(TraceRow.kind)).all())
+        poison = [{"id": r.id, "ts": r.ts, "input": r.input, "feedback": _shown_feedback(r) or "",
+                   "source": r.feedback_source or "", "kind": r.kind or "", "reason": r.reason or ""} for r in poison]
+        kinds = {k or "unknown": n for k, n in s.execute(select(TraceRow.kind, func.count())
+                                                         .where(TraceRow.triage == "poison").group_by(TraceRow.kind))}
         choices = {"verdict": sorted(verdicts),
                    "kind": sorted(k for (k,) in s.execute(select(TraceRow.kind).distinct()) if k),
                    "version": sorted(v for (v,) in s.execute(select(TraceRow.model_version).distinct()) if v),

@@ -87,9 +87,9 @@ class FeedbackIn(_Text):
     source: str | None = Field(None, max_length=200, description="Who says so (a user id, a reviewer, a system).")
 
 
-class PromoteIn(BaseModel):
-    version: str = Field(..., description="A model version, e.g. v4.")
-    reason: str | None = None
+class PromoteIn(_Text):
+    version: str = Field(..., description="A model version, e.g. v4.", max_length=40)
+    reason: str | None = Field(None, max_length=500)
 
 
 class ModelSlot:
@@ -513,6 +513,7 @@ def in_background(app: FastAPI, host: str = "127.0.0.1") -> Iterator[str]:
     t0 = time.monotonic()
     while not server.started:
         if not thread.is_alive() or time.monotonic() - t0 > 60:
+            server.should_exit = True
             raise WorkspaceError("the HTTP server did not start; its log says why")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]

@@ -50,7 +50,7 @@ CHART_W, CHART_H, PAD_L, PAD_B = 720, 180, 44, 26
 def _env() -> Environment:
     env = Environment(loader=PackageLoader("adaptloop.serve", "templates"), autoescape=select_autoescape(["html"]),
                       trim_blocks=True, lstrip_blocks=True)
-    env.filters.update(when=_when, num=_num, secs=_secs, clip=_clip)
+    env.filters.update(when=_when, num=_num, secs=_secs, clip=_clip, unit=_unit)
     env.globals.update(verdict_colors=VERDICT_COLORS, poll_ms=POLL_MS)
     return env
 
@@ -67,6 +67,15 @@ def _secs(x: Any) -> str:
     if not isinstance(x, (int, float)):
         return "—"
     return f"{x:.0f} s" if x < 120 else f"{x / 60:.1f} min"
+
+
+def _unit(x: Any, text: str = "") -> str:
+    """A gate's label / answer in a table cell: an entity ``[start, end, type]`` as its text and type."""
+    if isinstance(x, (list, tuple)) and len(x) == 3 and isinstance(x[0], int) and isinstance(x[1], int):
+        return f"{text[x[0]:x[1]]} ({x[2]})"
+    if isinstance(x, (list, tuple)):
+        return "; ".join(_unit(e, text) for e in x) or "(none)"
+    return _clip(x, 200)
 
 
 def _clip(x: Any, n: int = 120) -> str:
@@ -198,8 +207,11 @@ def add_dashboard(app: FastAPI, ws: Workspace) -> None:
 
     def trace_filter(verdict: str = "", kind: str = "", source: str = "", version: str = "", q: str = "",
                      page: int = Query(0, ge=0, le=1_000_000)) -> data.TraceFilter:
-        return data.TraceFilter(verdict=verdict[:40], kind=kind[:60], source=source[:200], version=version[:40],
-                                q=q[:200], page=page)
+        def clean(text: str, n: int) -> str:  # no NUL: PostgreSQL refuses it in a query
+            return text.replace("\x00", "")[:n]
+
+        return data.TraceFilter(verdict=clean(verdict, 40), kind=clean(kind, 60), source=clean(source, 200),
+                                version=clean(version, 40), q=clean(q, 200), page=page)
 
     @router.get("/", response_class=HTMLResponse)
     async def overview() -> HTMLResponse:

@@ -43,14 +43,17 @@
   var form = document.getElementById("trace-filter");
   var table = document.getElementById("trace-table");
   var timer = null;
+  var asked = 0;  // only the newest filter's answer is shown, whatever order the answers arrive in
   function load(params) {
-    var qs = new URLSearchParams(params);
-    fetch("/ui/traces?" + qs.toString()).then(function (r) { return r.text(); }).then(function (html) {
-      table.innerHTML = html;
-      qs.delete("page");
-      history.replaceState(null, "", "/traffic?" + new URLSearchParams(params).toString() + "#traces");
-      document.dispatchEvent(new CustomEvent("dashboard:filtered"));
-    });
+    var qs = new URLSearchParams(params).toString();
+    var mine = ++asked;
+    fetch("/ui/traces?" + qs).then(function (r) { return r.ok ? r.text() : Promise.reject(r.status); })
+      .then(function (html) {
+        if (mine !== asked) return;
+        table.innerHTML = html;
+        history.replaceState(null, "", "/traffic?" + qs + "#traces");
+        document.dispatchEvent(new CustomEvent("dashboard:filtered"));
+      }, function () { /* the table keeps what it showed; the next change asks again */ });
   }
   function filters() {
     var params = {};
@@ -85,9 +88,9 @@
                          body: JSON.stringify(body || {}) })
       .then(function (r) { return r.json().then(function (d) { return { ok: r.ok, d: d }; }); })
       .then(function (x) {
-        if (!x.ok) { say("refused: " + (x.d.detail || x.d.error || "error")); return; }
+        if (!x.ok) { say("refused: " + (typeof x.d.error === "string" ? x.d.error : x.d.detail || "error")); return; }
         say("production is now " + (x.d.production || x.d.to));
-        refresh();
+        refresh().catch(function () { /* the next poll reloads */ });
       }, function () { say("the server did not answer"); });
   }
   document.addEventListener("input", function (e) {

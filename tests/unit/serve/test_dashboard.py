@@ -39,6 +39,9 @@ def test_every_page_shows_its_parts(dash_ws, client):
     assert [r.kind for r in runs] == ["coldstart", "improve"]
     home = client.get("/").text
     assert all(f'href="/runs/{r.id}"' in home for r in runs)
+    shown = {r["id"]: r["version"] for r in data.runs_overview(dash_ws)}  # only versions that were promoted
+    promoted = {e.version_id for e in registry.events(dash_ws.store) if e.event in ("promoted", "forced")}
+    assert {v for v in shown.values() if v} == {f"v{i}" for i in promoted}
     assert f'id="production">v{registry.alias_target(dash_ws.store, "production")}<' in home
 
     page = client.get(f"/runs/{runs[1].id}").text  # the improve cycle: graph, moves with who proposed them
@@ -91,6 +94,8 @@ def test_trace_table_filters_and_pages_on_the_server(dash_ws, client):
     tail = client.get(f"/ui/traces?page={last}").text
     assert tail.count('<tr class="trace"') == total - last * data.PAGE and "‹ newer" in tail
     assert "No trace matches." in client.get("/ui/traces?q=no-such-text-anywhere").text
+    assert "No trace matches." in client.get("/ui/traces?q=%25%25%25").text  # "%" is text, not a wildcard
+    assert client.get("/ui/traces?q=%00card").status_code == 200  # a NUL is dropped, not sent to the database
     assert client.get("/ui/traces?page=-1").status_code == 422
 
 
