@@ -18,11 +18,11 @@ ADMIN_TOKEN = "dashboard-test-token"
 HOSTILE = "<script>window.__pwned = 1</script> my card <b>never</b> arrived"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def dash_ws(request, tmp_path_factory) -> Workspace:
     """Run 1: a cold start (v1). Run 2: an improve cycle on 400 traces with feedback (20% wrong, planted
     injection and burst), one of them with markup in its text. ``[serve] admin_token`` is set. On a fresh
-    PostgreSQL database in the PostgreSQL pass (module-scoped: the per-test switch comes too late for it)."""
+    PostgreSQL database in the PostgreSQL pass (session-scoped: the per-test switch comes too late for it)."""
     tmp = tmp_path_factory.mktemp("dash")
     url = (request.getfixturevalue("pg_server").fresh_database()
            if os.environ.get("ADAPTLOOP_TEST_STORE") == "postgresql" else None)

@@ -83,7 +83,7 @@ def test_every_page_loads_clean_readable_and_fits_a_phone(browser, site):
         page, problems = watched(browser, url, width)
         for path in paths:
             page.goto(url + path, wait_until="load")
-            page.wait_for_timeout(300)  # a poll or two: the live script runs too
+            page.wait_for_timeout(100)  # a poll: the live script runs too
             assert page.evaluate("window.__pwned") is None
             assert page.locator("nav a[aria-current=page]").count() == 1, path
             assert page.evaluate(CONTRAST_JS) == [], f"{path} at {width}px: text below WCAG AA contrast"
