@@ -69,14 +69,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(ws: Path) -> Iterator[str]:
-    """`adaptloop serve` on a free loopback port; yields its base URL once /healthz answers.
-    On exit it is stopped gracefully (the trace writer flushes what is queued)."""
+def running(cmd: list[str], log_path: Path) -> Iterator[str]:
+    """A server process started with ``cmd`` plus ``--port PORT`` on a free loopback port; yields its base
+    URL once /healthz answers. On exit it is stopped gracefully (`adaptloop serve` flushes its traces)."""
     import httpx
 
     port = free_port()
-    log = (Path(ws).parent / "serve.log").open("w")  # the server's stderr, for a post-mortem
-    server = subprocess.Popen([*EXE, "serve", "--port", str(port), "-w", str(ws)], stderr=log)
+    log = log_path.open("w")  # the server's stderr, for a post-mortem
+    proc = subprocess.Popen([*cmd, "--port", str(port)], stderr=log)
     base = f"http://127.0.0.1:{port}"
     try:
         for _ in range(600):
@@ -87,9 +87,14 @@ def running_server(ws: Path) -> Iterator[str]:
                 time.sleep(0.5)
         yield base
     finally:
-        server.terminate()
-        server.wait(timeout=120)
+        proc.terminate()
+        proc.wait(timeout=120)
         log.close()
+
+
+def running_server(ws: Path):
+    """`adaptloop serve` on ``ws`` (see :func:`running`); its stderr goes to serve.log beside ``ws``."""
+    return running([*EXE, "serve", "-w", str(ws)], Path(ws).parent / "serve.log")
 
 
 async def closed_loop(base: str, texts: list[str], n: int, concurrency: int, token: str | None = None,
@@ -204,27 +209,6 @@ def write_peer_model(ws: Path, version: str, folder: Path) -> bool:
     return True
 
 
-@contextmanager
-def running_peer(folder: Path) -> Iterator[str]:
-    import httpx
-
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, str(REPO / "benchmarks" / "peer_server.py"), str(folder),
-                             "--port", str(port)], stderr=(folder / "peer.log").open("w"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(600):
-            try:
-                if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.5)
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=60)
-
-
 def measure(base: str, texts: list[str], a: argparse.Namespace, token: str | None = None,
             promote_to: str | None = None) -> dict:
     """Warm up, then the open loop at ``--open-rate``, then the closed loop at ``--concurrency``."""
@@ -290,7 +274,8 @@ def main() -> None:
     if a.peer and not has_peer:
         report["peer"] = "skipped: the production model is not a single encoder classifier"
     elif has_peer:
-        with running_peer(peer_dir) as base:
+        with running([sys.executable, str(REPO / "benchmarks" / "peer_server.py"), str(peer_dir)],
+                     peer_dir / "peer.log") as base:
             report["peer"] = measure(base, texts, a)
         ours, theirs = result["closed_loop"]["throughput_rps"], report["peer"]["closed_loop"]["throughput_rps"]
         report["throughput_ratio"] = round(ours / theirs, 2) if theirs else None

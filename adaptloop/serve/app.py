@@ -477,20 +477,18 @@ def run_server(ws: Workspace, host: str | None = None, port: int | None = None, 
     Raises:
         NotFoundError: no model is in production (said before the server starts).
     """
-    import uvicorn
-
     registry.resolve(ws.store, "production")  # a clear error before the server starts
-    cfg = ws.settings.serve
-    host, port = host or cfg.host, port or cfg.port
-    _check_port(host, port)
-    if on_start is not None:
-        on_start(ws.root, host, port)
-    uvicorn.run(create_app(ws), host=host, port=port, log_level="warning")
+    _run(create_app, ws, host, port, on_start)
 
 
 def run_ui(ws: Workspace, host: str | None = None, port: int | None = None, *,
            on_start: Callable[[Path, str, int], None] | None = None) -> None:
     """Serve the dashboard alone (no model) with uvicorn until Ctrl-C; like :func:`run_server` otherwise."""
+    _run(create_ui_app, ws, host, port, on_start)
+
+
+def _run(make: Callable[[Workspace], FastAPI], ws: Workspace, host: str | None, port: int | None,
+         on_start: Callable[[Path, str, int], None] | None) -> None:
     import uvicorn
 
     cfg = ws.settings.serve
@@ -498,7 +496,7 @@ def run_ui(ws: Workspace, host: str | None = None, port: int | None = None, *,
     _check_port(host, port)
     if on_start is not None:
         on_start(ws.root, host, port)
-    uvicorn.run(create_ui_app(ws), host=host, port=port, log_level="warning")
+    uvicorn.run(make(ws), host=host, port=port, log_level="warning")
 
 
 @contextmanager
