@@ -245,7 +245,7 @@ def retraction_cue(text: str) -> str | None:
 
 def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[np.ndarray], np.ndarray],
              embed: Callable[[list[str]], np.ndarray], train_x: np.ndarray, drift_at: float,
-             full_odds: np.ndarray) -> dict[str, tuple[str, str]]:
+             full_odds: np.ndarray, x: np.ndarray | None = None) -> dict[str, tuple[str, str]]:
     """Trace id → (kind, reason) for inputs whose parts steer, contradict or take the request back,
     judged by what the parts do, not how they are worded:
 
@@ -273,7 +273,7 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
     sx = embed(flat)
     sp = ref(sx)
     _, s_near = nearest(sx, train_x) if len(train_x) else (None, np.ones(len(flat)))
-    full_p = ref(embed([v.text for v in views]))
+    full_p = ref(x if x is not None else embed([v.text for v in views]))  # x: the views' own embeddings
     rests: dict[str, tuple[str, str]] = {}  # id → (the input without its odd parts, the first odd part)
     took_back: dict[str, tuple[str, str, str]] = {}  # id → (the input without its cue parts, the part, the cue)
     out: dict[str, tuple[str, str]] = {}
@@ -474,7 +474,7 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
                       if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label),
         near_train=nearest(x, train_x)[1] if len(train_x) else np.ones(len(views)),
         knn=knn_labels(x, train_x, train_labels, k=knn_size(train_labels)), drift_at=drift_at,
-        steered=steering(views, labels, ref, embed, train_x, drift_at, odds) if ref is not None and embed else {},
+        steered=steering(views, labels, ref, embed, train_x, drift_at, odds, x) if ref is not None and embed else {},
         eval_labels=eval_labels, e_idx=e_idx, e_sim=e_sim, vocab=training_vocabulary(train_texts),
         median_words=float(np.median([len(words(t)) for t in train_texts])) if train_texts else 8.0,
         oos_label=oos_label)
