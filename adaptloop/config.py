@@ -85,8 +85,10 @@ class ImproveSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
     budget: str = Field("15m", description="Default wall budget of one improve cycle.")
     epsilon: int = Field(2, ge=0, description="Previously-correct eval examples a candidate may break, per eval set.")
-    replay: float = Field(0.15, ge=0, le=1, description="Share of the parent's training data replayed (at "
-                          "least as many old rows as new ones: all of a small parent; 0 = none).")
+    replay: float = Field(1.0, ge=0, le=1, description="Share of the parent's training data replayed (at "
+                          "least as many old rows as new ones; 0 = none). All of it by default: a cycle that "
+                          "learns a few hundred traces must not forget the rows that taught every other "
+                          "class; lower it when the parent's data is large and each retrain slow.")
     min_failures: int = Field(20, ge=1, description="Judged failures needed before a cycle retrains "
                               "(and before `improve --watch` starts one).")
     top_clusters: int = Field(5, ge=0, description="Failure clusters that get hard negatives in the curriculum.")

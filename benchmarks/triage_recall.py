@@ -62,10 +62,13 @@ def embedder(encoder: str, cache: Path):
 def score(verdicts, answers) -> dict:
     truth = {a["id"]: a for a in answers}
     tp = fp = fn = 0
-    misses, alarms, kinds = Counter(), Counter(), Counter()
+    misses, alarms, kinds, styles, style_misses = Counter(), Counter(), Counter(), Counter(), Counter()
     for v in verdicts:
         a = truth[v.id]
         kinds[a["kind"]] += a["poison"]
+        if a["poison"] and a.get("style"):
+            styles[f"{a['kind']}/{a['style']}"] += 1
+            style_misses[f"{a['kind']}/{a['style']}"] += v.triage != "poison"
         flagged = v.triage == "poison"
         if flagged and a["poison"]:
             tp += 1
@@ -78,7 +81,9 @@ def score(verdicts, answers) -> dict:
     return {"precision": round(tp / max(tp + fp, 1), 3), "recall": round(tp / max(tp + fn, 1), 3),
             "poison": tp + fn, "flagged": tp + fp, "misses_by_kind": dict(misses.most_common()),
             "poison_by_kind": {k: n for k, n in kinds.items() if n},
-            "false_alarms_by_verdict_kind": dict(alarms.most_common())}
+            "false_alarms_by_verdict_kind": dict(alarms.most_common()),
+            **({"poison_by_style": dict(sorted(styles.items())), "misses_by_style": dict(sorted(
+                (k, n) for k, n in style_misses.items() if n))} if styles else {})}
 
 
 def run_scenario(name: str, embed_cache: Path, traffic: str = "a") -> dict:
@@ -87,7 +92,7 @@ def run_scenario(name: str, embed_cache: Path, traffic: str = "a") -> dict:
     from adaptloop.train.logreg import fit_logreg
 
     sc = SCENARIOS[name]
-    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0, traffic=traffic)
+    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0, traffic=traffic, detail=True)
     emb = embedder(sc.encoder, embed_cache)
     labels = sorted({r["label"] for r in g.seed_rows})
     index = {lab: i for i, lab in enumerate(labels)}
@@ -142,9 +147,13 @@ def main() -> None:
         flagged = sum(s["flagged"] for s in stages)
         misses: Counter = sum((Counter(s["misses_by_kind"]) for s in stages), Counter())
         kinds: Counter = sum((Counter(s["poison_by_kind"]) for s in stages), Counter())
+        styles: Counter = sum((Counter(s.get("poison_by_style", {})) for s in stages), Counter())
+        missed: Counter = sum((Counter(s.get("misses_by_style", {})) for s in stages), Counter())
         summary[f"all/{t}"] = {"precision": round(caught / max(flagged, 1), 3),
                                "recall": round(caught / max(poison, 1), 3),
-                               "recall_by_kind": {k: round(1 - misses[k] / n, 3) for k, n in sorted(kinds.items())}}
+                               "recall_by_kind": {k: round(1 - misses[k] / n, 3) for k, n in sorted(kinds.items())},
+                               **({"recall_by_style": {k: round(1 - missed[k] / n, 3) for k, n in sorted(
+                                   styles.items())}} if styles else {})}
     out = {"what": "triage poison precision / recall per AdaptFT stage (seed 0, FULL sizes, logreg "
                    "production model on seed embeddings), per traffic generator", "traffic": args.traffic,
            "scenarios": results, "summary": summary}

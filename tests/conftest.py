@@ -160,11 +160,11 @@ def _store_backend(request, monkeypatch):
     """With ADAPTLOOP_TEST_STORE=postgresql, every workspace the test opens keeps its store in a fresh
     database on the throwaway PostgreSQL server (through ADAPTLOOP_STORE_URL, which wins over [store] url);
     CI runs the unit and reliability tiers a second time this way. Tests that pick their backend
-    (``store_url``) ran on both in the main pass and are skipped."""
+    (``store_url``) run their SQLite case in the main pass and their PostgreSQL case in this one."""
     if os.environ.get("ADAPTLOOP_TEST_STORE") != "postgresql":
         return
     if "store_url" in request.fixturenames:
-        pytest.skip("runs on both backends in the main pass already")
+        return
     if request.node.get_closest_marker("sqlite_only"):
         pytest.skip("about the SQLite file itself")
     monkeypatch.setenv("ADAPTLOOP_STORE_URL", request.getfixturevalue("pg_server").fresh_database())
@@ -172,9 +172,16 @@ def _store_backend(request, monkeypatch):
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request, tmp_path):
-    """A fresh, empty store on each backend: SQLite in the test's folder, a new PostgreSQL database."""
+    """A fresh, empty store on each backend: SQLite in the test's folder, a new PostgreSQL database.
+    The SQLite case runs in the main pass, the PostgreSQL case in CI's PostgreSQL pass
+    (ADAPTLOOP_TEST_STORE=postgresql), so that neither pass runs a test twice."""
+    on_pg_pass = os.environ.get("ADAPTLOOP_TEST_STORE") == "postgresql"
     if request.param == "sqlite":
+        if on_pg_pass:
+            pytest.skip("the SQLite case ran in the main pass")
         return f"sqlite:///{tmp_path / 'store.db'}"
+    if not on_pg_pass:
+        pytest.skip("the PostgreSQL case runs in the PostgreSQL pass (ADAPTLOOP_TEST_STORE=postgresql)")
     return request.getfixturevalue("pg_server").fresh_database()
 
 

@@ -111,7 +111,8 @@ class Generated:
 TRAFFIC = ("a", "b")  # bench.generate, and bench.generate_b: written apart from the triage, as a held-out check
 
 
-def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int, traffic: str = "a") -> Generated:
+def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int, traffic: str = "a",
+             detail: bool = False) -> Generated:
     """The seed set, the stages' logs (with answers) and the test sample of one scenario; ``traffic``
     picks the log generator of a classification scenario (``TRAFFIC``).
 
@@ -141,7 +142,8 @@ def generate(scenario: Scenario, *, datasets: Path, sizes: Sizes, seed: int, tra
     if traffic == "b":
         from adaptloop.bench.generate_b import generate_stages as generate_b
 
-        stages = generate_b(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name, seed=seed)
+        stages = generate_b(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name, seed=seed,
+                            detail=detail)
     else:
         stages = generate_stages(pool, labels, rates=RATES, per_stage=sizes.per_stage, prefix=scenario.name,
                                  seed=seed)

@@ -98,7 +98,12 @@ PAIR_MIN = 5
 # data disagrees with, or many sources sending one label on near-identical texts, is a burst.
 STEER_ODDS = PAIR_ODDS  # without its steering part, the input must contradict the label this strongly
 STEER_GAIN = 1.0  # ... and this much more strongly than the whole input does
-MIN_REST_WORDS = 3  # ... and keep at least this many words
+MIN_REST_WORDS = 3  # a retraction's rest keeps at least this many words
+# ... and a steered input's rest this many: a request of its own, not a greeting or sign-off left over
+# when the part naming the label is the request itself ("... routing number. Kind regards, Emma").
+# Measured with benchmarks/triage_recall.py: at 3, 26 such false alarms over both generators' 18 stages;
+# at 5, precision 0.927 -> 0.946 (a) and 0.930 -> 0.950 (b), recall unchanged on a, 0.870 -> 0.865 on b
+STEER_REST_WORDS = 5
 SEGMENT_CONF = 0.7  # a part "reads as" a class at this probability, and the other class 12x less likely
 # ... or, relative evidence (with 77 or 150 classes a clear part seldom reaches 0.7): the part that reads as
 # the feedback label finds the other part's class LABEL_PART_ODDS nats less likely, the other part finds
@@ -140,6 +145,12 @@ CONCENTRATION = 0.8  # a source whose feedbacks in a window are this much one la
 SWARM_SIM = 0.9  # cosine at or above: near-identical texts (one message with small edits)
 SEGMENT_SPLIT = re.compile(r"[.!?;:\n]+|[<>\[\]{}|#\"`()=*]+|\s[-—–]+\s")
 CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
+# a feedback label none of its nearest neighbours carries, while KNN_AGREE of them agree on another,
+# PEER_MIN or more of them other sources' traces of this batch, and the training data's top class is not
+# the label either: mislabelled. Measured with benchmarks/triage_recall.py (both generators): mislabel
+# recall 0.951 -> 0.954 (a), 0.872 -> 0.900 (b), precision 0.946 -> 0.937 (a), 0.950 -> 0.937 (b); with
+# PEER_MIN 2 / 4: b mislabel recall 0.903 / 0.889, precision 0.931 / 0.939
+PEER_MIN = 3
 LOW_CONFIDENCE = 0.3  # no feedback and the model's top score below this: a failure signal
 
 
@@ -193,6 +204,22 @@ def retraction(text: str) -> str | None:
 def injection(text: str) -> str | None:
     m = INJECTION.search(text)
     return m.group(0) if m else None
+
+
+def label_identifier(text: str, label: str, vocabulary: frozenset[str] = frozenset()) -> str | None:
+    """The feedback label written as the system's identifier inside the input (``AddToPlaylist``,
+    ``ADDTOPLAYLIST``, ``card_arrival``): the words of a label of two or more words run together
+    or joined by ``_``, as no user writes them but as someone who knows the task's label names and
+    wants one does. A match that is an ordinary word of the training texts (a label ``e_mail`` in
+    "email") does not count; hyphens ("carry-on") and spaces ("add to playlist") are how people
+    write words, and are left to the steering rule, which asks what the rest of the input says."""
+    parts = [p for p in re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label)) if p]
+    if len(parts) < 2:
+        return None
+    m = re.search(r"(?<![^\W_])" + "_?".join(map(re.escape, parts)) + r"(?![^\W_])", text, re.IGNORECASE)
+    if m is None or m.group(0).replace("_", "").lower() in vocabulary:
+        return None
+    return m.group(0)
 
 
 def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
@@ -282,7 +309,7 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
         odd = [sg for sg in whole if names_label(sg, v.feedback_label)
                or (s_near[at[sg]] < drift_at and len(words(sg)) >= SEGMENT_MIN_WORDS)]
         rest = " ".join(sg for sg in whole if sg not in odd)
-        if odd and len(words(rest)) >= MIN_REST_WORDS:
+        if odd and len(words(rest)) >= STEER_REST_WORDS:
             rests[v.id] = (rest, odd[0])
         cued = [(sg, retraction_cue(sg)) for sg in whole]
         cued = [(sg, c) for sg, c in cued if c]
@@ -363,7 +390,11 @@ def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *
       them, ``min_count`` or more), most of whose inputs the training data says are something
       else (log-odds >= ``PAIR_ODDS``): a reviewer working through a queue labels many classes;
     - ``min_count`` or more feedbacks with one label on near-identical inputs (cosine >= ``SWARM_SIM``)
-      within ``window``, from any sources, that the training data says are something else.
+      within ``window``, from any sources, that the training data says are something else;
+    - one input, word for word, labelled alike ``min_count`` or more times within ``window`` by two
+      or more sources, when the training data's top class for it is another (a relay: real users
+      seldom send the very same words within the hour, and a lesson repeated is one lesson, so
+      little is lost when a genuine one is held back).
 
     Views without a time are left out: neither pattern can be told from a queue worked through later.
     """
@@ -385,6 +416,17 @@ def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *
                 out.setdefault(v.id, f"source '{source}' put '{label}' on {n} of its {len(run)} feedbacks within "
                                      f"{window}; the training data says {sum(against[w.id] for w in mine)} of "
                                      "those inputs are something else")
+    relayed: dict[tuple[str, str], list[TraceView]] = defaultdict(list)
+    for v in views:  # one input, word for word, sent again and again from several sources
+        if v.feedback_label is not None and odds[at[v.id]] > 0:
+            relayed[(normalize_text(v.text), v.feedback_label)].append(v)
+    for (_t, label), vs in relayed.items():
+        for run in _windows(vs, min_count, window):
+            if len({w.source for w in run}) >= 2:
+                for v in run:
+                    out.setdefault(v.id, f"the same input labelled '{label}' {len(run)} times within {window} from "
+                                         f"{len({w.source for w in run})} sources; the training data reads it as "
+                                         "another class")
     by_label: dict[str, list[TraceView]] = defaultdict(list)
     for v in views:
         if v.feedback_label is not None and against[v.id]:
@@ -401,6 +443,31 @@ def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *
                     out.setdefault(v.id, f"{len(run)} near-identical inputs labelled '{label}' within {window} from "
                                          f"{len({w.source for w in run})} source(s); the training data says "
                                          "they are something else")
+    return out
+
+
+def peer_votes(views: Sequence[TraceView], x: np.ndarray, train_x: np.ndarray, train_labels: Sequence[str],
+               k: int, *, chunk: int = 1024) -> list[tuple[Counter, int]]:
+    """Per view: the labels of its ``k`` nearest neighbours among the training data and the other
+    sources' labelled traces of this batch, and how many of those neighbours are such traces. A
+    source's own traces are left out, so one reviewer's consistent flips cannot vouch for each
+    other; people who labelled alike independently can. Computed ``chunk`` rows at a time."""
+    out: list[tuple[Counter, int]] = [(Counter(), 0) for _ in views]
+    have = [i for i, v in enumerate(views) if v.feedback_label is not None]
+    if not have:
+        return out
+    ux, ut = unit_rows(x[have]), unit_rows(train_x) if len(train_x) else np.zeros((0, x.shape[1]))
+    src = np.array([views[i].source or f"#{i}" for i in have], dtype=object)
+    pool = list(train_labels) + [views[i].feedback_label for i in have]
+    n_train = len(train_labels)
+    for lo in range(0, len(have), chunk):
+        sim = np.concatenate([ux[lo:lo + chunk] @ ut.T, ux[lo:lo + chunk] @ ux.T], axis=1)
+        sim[:, n_train:][src[lo:lo + chunk, None] == src[None, :]] = -np.inf  # a source's own traces
+        kk = min(k, sim.shape[1])
+        top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
+        for r, row in enumerate(top):
+            row = [j for j in row if np.isfinite(sim[r, j])]
+            out[have[lo + r]] = (Counter(pool[j] for j in row), sum(j >= n_train for j in row))
     return out
 
 
@@ -444,6 +511,7 @@ class _Evidence:
     pairs: Counter
     near_train: np.ndarray
     knn: list
+    peers: list
     drift_at: float
     steered: dict[str, tuple[str, str]]
     eval_labels: Sequence[str]
@@ -474,6 +542,7 @@ def triage(views: Sequence[TraceView], x: np.ndarray, *, labels: Sequence[str], 
                       if odds[i] >= PAIR_ODDS and ref_top[i] != v.feedback_label),
         near_train=nearest(x, train_x)[1] if len(train_x) else np.ones(len(views)),
         knn=knn_labels(x, train_x, train_labels, k=knn_size(train_labels)), drift_at=drift_at,
+        peers=peer_votes(views, x, train_x, train_labels, knn_size(train_labels)),
         steered=steering(views, labels, ref, embed, train_x, drift_at, odds, x) if ref is not None and embed else {},
         eval_labels=eval_labels, e_idx=e_idx, e_sim=e_sim, vocab=training_vocabulary(train_texts),
         median_words=float(np.median([len(words(t)) for t in train_texts])) if train_texts else 8.0,
@@ -489,6 +558,10 @@ def _poison(i: int, v: TraceView, label: str | None, ev: _Evidence) -> tuple[str
     hit = injection(v.text)
     if hit:
         return "injection", f"instruction text in the input: '{hit}'", 0.0
+    named = label_identifier(v.text, label, ev.vocab) if label is not None else None
+    if named:
+        return ("injection", f"the input writes the label's identifier '{named}': text addressed to the system "
+                "that sorts it, not a user's request", 0.0)
     took_back = retraction(v.text)
     if took_back and label is not None:
         return ("negation", f"the input takes its request back ('{took_back}'); the label '{label}' no longer "
@@ -510,6 +583,11 @@ def _poison(i: int, v: TraceView, label: str | None, ev: _Evidence) -> tuple[str
     if ev.odds[i] >= PAIR_ODDS and n_pair >= PAIR_MIN:
         return ("label_noise", f"systematic relabelling: {n_pair} traces the training data puts in "
                 f"'{ev.ref_top[i]}' are labelled '{label}' (p={ev.conf[i]:.2f})", trust)
+    votes, n_peer = ev.peers[i]
+    other = knn_conflict(votes, label) if n_peer >= PEER_MIN and ev.odds[i] > 0 else None
+    if other is not None:
+        return ("label_noise", f"its nearest neighbours, {n_peer} of them other sources' traces, agree on "
+                f"'{other}' ({votes[other]} of {sum(votes.values())}) and none says '{label}'", trust)
     # after the label-noise rules: an input whose whole text contradicts its label is mislabelled,
     # not steered; steering is a label only the odd part of the input supports
     if v.id in ev.steered:

@@ -116,10 +116,10 @@ def test_a_pii_model_from_the_prompt_alone_offline(tmp_path, monkeypatch):
     (at this size and budget the score is low; benchmarks/results/pii-from-prompt.json has the 20m run)."""
     import adaptloop.agent.synthesize as synth
 
-    monkeypatch.setattr(synth, "SYNTH_TRAIN", 400)
-    monkeypatch.setattr(synth, "SYNTH_EVAL", 120)
+    monkeypatch.setattr(synth, "SYNTH_TRAIN", 200)
+    monkeypatch.setattr(synth, "SYNTH_EVAL", 60)
     ws = init_tiny_workspace(tmp_path / "ws")
-    r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "90s", "--json", "-w", ws))
+    r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "60s", "--json", "-w", ws))
     assert r["spec"]["family"] == "extraction" and "PERSON" in r["spec"]["definitions"]
     assert r["spec"]["edge_cases"] and r["winner"] and r["winner"]["eval"]["f1"] > 0.0
     test = write_jsonl(tmp_path / "test.jsonl", read_rows("presidio_pii", "test")[:60])

@@ -71,8 +71,8 @@ def test_the_planner_and_judge_run_end_to_end_on_smollm2_and_fall_back_cleanly(t
         ws = Workspace.open(init_workspace(tmp_path / "ws"))
         ws.settings.search.workers = 1
         ws.settings.llm.url = f"http://127.0.0.1:{port}/v1"
-        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 80
-        ws.settings.llm.max_tokens_per_run = 4000  # about two requests; then the doctrine alone
+        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 64
+        ws.settings.llm.max_tokens_per_run = 2000  # about one request; then the doctrine alone
         ws.settings.agent.plateau_rounds = 1  # a short search: a few planner requests
         data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 4, 20)))
         r = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None)

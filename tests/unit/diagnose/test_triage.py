@@ -139,7 +139,8 @@ def test_a_part_that_names_the_label_is_steering_whatever_its_wording():
     ref = reference_model(labels, tx, ("arrival", "fx"))
     views = [TraceView("inj", "my card has not arrived and delivery is late. Kindly file it under FX please",
                        "fx", 0.5, "fx"),
-             TraceView("json", 'my card never came {"override": "fx"}', "fx", 0.5, "fx"),
+             TraceView("json", 'my new card never came {"override": "fx"}', "fx", 0.5, "fx"),
+             TraceView("sign", "where is my card. fx team, thanks", "fx", 0.5, "fx"),
              TraceView("ok", "Hello there. my card has not arrived yet", "arrival", 0.9, "arrival"),
              TraceView("mix", "my card never came. currency exchange rate for euros today", "arrival", 0.6, "arrival")]
     x = embed([v.text for v in views])
@@ -147,9 +148,10 @@ def test_a_part_that_names_the_label_is_steering_whatever_its_wording():
     out = steering(views, ("arrival", "fx"), ref, embed, tx, -1.0, odds)
     assert out["inj"][0] == "injection" and "names the feedback label" in out["inj"][1]
     assert out["json"][0] == "injection"
+    assert "sign" not in out  # what is left without the part is a sign-off, not a request of its own
     assert "ok" not in out
     assert out["mix"][0] == "contradiction" and "'arrival'" in out["mix"][1] and "'fx'" in out["mix"][1]
-    assert len(x) == 4
+    assert len(x) == 5
 
 
 def test_a_source_concentrating_on_one_doubted_label_is_a_burst_a_reviewer_is_not():
@@ -168,7 +170,7 @@ def test_a_source_concentrating_on_one_doubted_label_is_a_burst_a_reviewer_is_no
     out = source_bursts(views, embed([v.text for v in views]), odds)
     assert {f"a{i}" for i in range(4)} <= set(out) and "source 'u:1'" in out["a0"]
     assert not any(k.startswith("r") for k in out)
-    assert {"s0", "s1", "s2"} <= set(out) and "near-identical" in out["s2"]
+    assert {"s0", "s1", "s2"} <= set(out) and "the same input" in out["s2"]  # word for word: a relay
 
 
 def test_retraction_cues_are_a_category_of_taking_a_message_back_not_domain_verbs():
@@ -217,3 +219,62 @@ def test_two_requests_in_one_input_contradict_by_relative_evidence(monkeypatch):
     assert out["two"][0] == "contradiction" and "'fx'" in out["two"][1]
     assert "one" not in out
     assert "short" not in out  # "euro rate" is too short to be a request of its own
+
+
+def test_the_label_written_as_an_identifier_is_an_injection_a_word_people_write_is_not():
+    from adaptloop.diagnose.triage import label_identifier
+
+    for text in ("show me the trailer. put AddToPlaylist on it", "find Check In <span>ADDTOPLAYLIST</span>",
+                 '{"intent": "Addtoplaylist"}', "route to add_to_playlist now"):
+        assert label_identifier(text, "AddToPlaylist"), text
+    assert label_identifier("please add to playlist my song", "AddToPlaylist") is None  # people's spacing
+    assert label_identifier("what are the carry-on rules", "carry_on") is None  # a hyphenated word
+    assert label_identifier("reachaddtoplaylists", "AddToPlaylist") is None  # inside a longer token
+    assert label_identifier("card_arrival please", "arrival") is None  # a one-word label names nothing odd
+    assert label_identifier("send an email", "e_mail", frozenset({"email"})) is None  # a word of the data
+    assert label_identifier("where is my card? label=card_arrival", "card_arrival") == "card_arrival"
+
+    embed, texts, labels, tx = _bow_world()
+    labels = ["card_arrival" if lab == "arrival" else "exchange_rate" for lab in labels]
+    views = [TraceView("inj", "which rate do you use to exchange money CARDARRIVAL", "exchange_rate", 0.6,
+                       "card_arrival"),
+             TraceView("ok", "my card arrival is late", "card_arrival", 0.9, "card_arrival")]
+    v = triage(views, embed([w.text for w in views]), labels=("card_arrival", "exchange_rate"), train_texts=texts,
+               train_labels=labels, train_x=tx)
+    assert v[0].triage == "poison" and v[0].kind == "injection" and "CARDARRIVAL" in v[0].reason
+    assert v[1].triage == "ok"
+
+
+def test_one_input_relayed_by_several_sources_against_the_training_data_is_a_burst():
+    from adaptloop.diagnose.triage import source_bursts
+
+    embed, texts, labels, tx = _bow_world()
+    t0 = dt.datetime(2026, 1, 1, 9)
+    views = [TraceView(f"r{i}", "where is my card", "arrival", 0.9, "fx", source=("u:1", "u:2")[i % 2],
+                       ts=t0 + dt.timedelta(minutes=3 * i)) for i in range(4)]
+    views += [TraceView(f"k{i}", "euro to pound rate", "fx", 0.9, "fx", source=("u:1", "u:2")[i % 2],
+                        ts=t0 + dt.timedelta(minutes=3 * i)) for i in range(4)]  # repeated, the data agrees
+    x = embed([v.text for v in views])
+    out = source_bursts(views, x, np.array([0.5] * 4 + [-1.0] * 4))  # doubted, below the pair rule's odds
+    assert {f"r{i}" for i in range(4)} <= set(out) and "from 2 sources" in out["r0"]
+    assert not any(k.startswith("k") for k in out)
+    one = [TraceView(v.id, v.text, v.pred, v.confidence, v.feedback_label, source="u:1", ts=v.ts) for v in views[:4]]
+    assert not source_bursts(one, x[:4], np.array([0.5] * 4))  # one source: the identical-repeat rule's case
+
+
+def test_neighbours_from_other_sources_refute_a_reviewers_consistent_flip(monkeypatch):
+    # the reference's own rules off: only the neighbours' votes can flag
+    monkeypatch.setattr(triage_mod, "REFERENCE_ODDS", 1e9)
+    monkeypatch.setattr(triage_mod, "PAIR_MIN", 10**9)
+    rng = np.random.default_rng(3)
+    centers, train_x, train_labels, train_texts = _clusters(rng, n_train=10)
+    near_a = [centers[0] + rng.normal(0, 0.05, 16) for _ in range(12)]  # closer to each other than to training
+    views = [TraceView(f"flip{i}", f"item a again {i}", "a", 0.9, "b", source="rev") for i in range(6)]
+    views += [TraceView(f"peer{i}", f"item a too {i}", "a", 0.9, "a", source=f"u:{i}") for i in range(6)]
+    v = {r.id: r for r in triage(views, np.array(near_a), labels=("a", "b", "c"), train_texts=train_texts,
+                                 train_labels=train_labels, train_x=train_x)}
+    assert all(v[f"flip{i}"].triage == "poison" and "other sources" in v[f"flip{i}"].reason for i in range(6))
+    assert not any(v[f"peer{i}"].triage == "poison" for i in range(6))
+    alone = triage(views[:6], np.array(near_a[:6]), labels=("a", "b", "c"), train_texts=train_texts,
+                   train_labels=train_labels, train_x=train_x)
+    assert not any(r.triage == "poison" for r in alone)  # the reviewer's own traces do not count
