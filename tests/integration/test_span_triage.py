@@ -117,8 +117,10 @@ def test_improve_on_a_tagger_learns_trusted_span_feedback_only(tmp_path, pii):
     p.write_text("".join(json.dumps(x) + "\n" for x in logs))
     assert import_traces(ws, str(p))["new"] == 81
     result = ImproveCycle(ws, 60, make_trainer=fake_trainer, embed_fn=lambda t: _features(t)).run()
-    # the stand-in tagger's candidate scores below production on this cycle's dev rows: the dev duel refuses it
-    assert result.decision == "refused" and "dev split" in result.reason, result.reason
+    # the stand-in tagger learns nothing from the spans: its candidate is no better than production,
+    # refused by the dev duel (lower on this cycle's dev rows) or by the gate (no measured gain)
+    assert result.decision == "refused", result.reason
+    assert "dev split" in result.reason or "no measured gain" in result.reason, result.reason
     assert registry.events(ws.store)[-1].event == "refused"
     assert result.poison.get("injection") == 1 and result.curriculum["trusted_traces"] > 40
     row = ws.store.get(TraceRow, "inj")
