@@ -213,7 +213,7 @@ def label_identifier(text: str, label: str, vocabulary: frozenset[str] = frozens
     wants one does. A match that is an ordinary word of the training texts (a label ``e_mail`` in
     "email") does not count; hyphens ("carry-on") and spaces ("add to playlist") are how people
     write words, and are left to the steering rule, which asks what the rest of the input says."""
-    parts = [p for p in re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label)) if p]
+    parts = label_parts(label)
     if len(parts) < 2:
         return None
     m = re.search(r"(?<![^\W_])" + "_?".join(map(re.escape, parts)) + r"(?![^\W_])", text, re.IGNORECASE)
@@ -243,9 +243,14 @@ def segments(text: str) -> list[str]:
     return [p.strip() for p in SEGMENT_SPLIT.split(text) if p and re.search(r"[^\W\d_]{2,}", p)]
 
 
+def label_parts(label: str) -> list[str]:
+    """A label name split into its parts (``card_arrival``, ``AddToPlaylist``, ``card-arrival``)."""
+    return [p for p in re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label)) if p]
+
+
 def label_words(label: str) -> set[str]:
     """The words of a label name (``card_arrival``, ``AddToPlaylist``, ``card-arrival``)."""
-    ws = {w for w in words(" ".join(re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label))))}
+    ws = set(words(" ".join(label_parts(label))))
     return {w for w in ws if w not in STOP and len(w) > 2} or ws
 
 
@@ -461,7 +466,8 @@ def peer_votes(views: Sequence[TraceView], x: np.ndarray, train_x: np.ndarray, t
     pool = list(train_labels) + [views[i].feedback_label for i in have]
     n_train = len(train_labels)
     for lo in range(0, len(have), chunk):
-        sim = np.concatenate([ux[lo:lo + chunk] @ ut.T, ux[lo:lo + chunk] @ ux.T], axis=1)
+        block = ux[lo:lo + chunk]
+        sim = np.concatenate([block @ ut.T, block @ ux.T], axis=1)
         sim[:, n_train:][src[lo:lo + chunk, None] == src[None, :]] = -np.inf  # a source's own traces
         kk = min(k, sim.shape[1])
         top = np.argpartition(-sim, kk - 1, axis=1)[:, :kk]
