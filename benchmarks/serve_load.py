@@ -4,6 +4,7 @@
     .venv/bin/python benchmarks/serve_load.py --workspace WS       # serve an existing workspace
     .venv/bin/python benchmarks/serve_load.py --workspace WS --onnx  # export both versions to ONNX first
     .venv/bin/python benchmarks/serve_load.py --peer               # and the hand-written peer, same model
+    .venv/bin/python benchmarks/serve_load.py --workspace WS --hold  # production alone, no promotion mid-load
 
 Without --workspace it builds one: two quick cold starts on banking77 subsets (frozen MiniLM, the
 embedded default), so the registry holds v1 and v2 with v2 in production. It starts the real
@@ -229,6 +230,8 @@ def main() -> None:
                     help="`adaptloop export` both versions first (served through ONNX where it passes parity)")
     ap.add_argument("--peer", action="store_true",
                     help="also measure benchmarks/peer_server.py (FastAPI + sentence-transformers) on the same model")
+    ap.add_argument("--hold", action="store_true",
+                    help="no promotion mid-load: every request is answered by the production model")
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "serve-load.json")
     a = ap.parse_args()
     sys.path.insert(0, str(REPO))
@@ -245,12 +248,14 @@ def main() -> None:
     with w.store._session() as s:
         before = s.scalar(select(func.count()).select_from(TraceRow))
     current = registry.alias_target(w.store, "production")
-    other = max(v.id for v in registry.versions(w.store) if v.id != current)
+    other = max((v.id for v in registry.versions(w.store) if v.id != current), default=None)
+    if other is None and not a.hold:
+        raise SystemExit("the workspace holds one model version: nothing to promote mid-load; pass --hold")
     import httpx
 
     exports = {}
     if a.onnx:
-        for v in (current, other):
+        for v in (current,) if a.hold else (current, other):
             done = subprocess.run([*EXE, "export", "-m", f"v{v}", "--json", "-w", str(ws)], check=True,
                                   capture_output=True, text=True)
             exports[f"v{v}"] = json.loads(done.stdout)
@@ -258,7 +263,7 @@ def main() -> None:
     peer_dir = ws.parent / "peer-model"
     has_peer = a.peer and write_peer_model(ws, f"v{current}", peer_dir)
     with running_server(ws) as base:
-        result = measure(base, texts, a, w.settings.serve.admin_token, f"v{other}")
+        result = measure(base, texts, a, w.settings.serve.admin_token, None if a.hold else f"v{other}")
         metrics = httpx.get(base + "/metrics").text
         result["closed_loop"]["served_after"] = httpx.get(base + "/healthz").json()["model_version"]
     sent = 200 + result["open_loop"]["requests"] + a.requests
@@ -266,7 +271,7 @@ def main() -> None:
         after = s.scalar(select(func.count()).select_from(TraceRow))
     keep = ("adaptloop_batch_size_", "adaptloop_queue_seconds_", "adaptloop_forward_seconds_")
     result.update({"traces_stored": after - before, "traces_missing": sent - (after - before),
-                   "workspace": str(ws), "promoted": f"v{current} → v{other}",
+                   "workspace": str(ws), "promoted": "none (--hold)" if a.hold else f"v{current} → v{other}",
                    "histograms": [ln for ln in metrics.splitlines() if ln.startswith(keep)],
                    "exports": {v: {k: e[k] for k in ("serves", "tried", "torch", "n", "reason")}
                                for v, e in exports.items()}})

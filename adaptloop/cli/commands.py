@@ -1,4 +1,4 @@
-"""The model-side commands: init, new, eval, predict, runs, report, doctrine, convert, models.
+"""The model-side commands: init, new, eval, predict, export, distill, runs, report, doctrine, convert, models.
 
 Each parses its arguments, makes one call and renders the result (:mod:`adaptloop.report.terminal`), or
 prints it as one JSON object with ``--json``. What a command calls is imported when it runs, so that
@@ -18,6 +18,7 @@ from adaptloop.report.terminal import (
     progress,
     show_cold_start,
     show_convert,
+    show_distill,
     show_doctrine,
     show_draft,
     show_eval,
@@ -172,6 +173,42 @@ def export(
         emit_json(r)
         return
     show_export(r)
+
+
+def distill(
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="The teacher: version (v3) or alias [default: production].")] = None,
+    layers: Annotated[int, typer.Option(
+        help="Transformer layers the student keeps of the task's encoder (MiniLM-L6 has 6; 2 runs ~3x as "
+             "fast).", min=1)] = 2,
+    budget: Annotated[str, typer.Option(help="Wall budget: teacher's labels, training, gate, speed checks.")] = "10m",
+    promote: Annotated[bool, typer.Option(
+        "--promote", help="Serve the student when the gate's noise and break rules pass against the teacher.")] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Distil a classifier (an ensemble, a base-size encoder) into one small student that is cheap to
+    serve: the task's encoder cut to --layers layers, trained on the teacher's probabilities over its
+    training texts and over production traffic (poison left out).
+
+    The student is gated against its teacher on every frozen eval set: not worse beyond noise and no
+    more broken than [improve] epsilon allows (its gain is speed, so the gain rule is waived). Both
+    models' texts/s on this machine are measured and recorded. Without --promote it stays a candidate
+    (an admin can promote it over `serve`'s /v1/admin/promote). `adaptloop export -m vN` then makes
+    it faster still.
+
+    Example: adaptloop distill --layers 2 --budget 15m --promote
+    """
+    from adaptloop.agent.budget import parse_budget
+    from adaptloop.agent.distill import distill_version
+
+    with progress() as bars:
+        r = distill_version(open_workspace(workspace), model, layers=layers, budget_s=parse_budget(budget),
+                            promote=promote, progress=bars)
+    if as_json:
+        emit_json(r)
+        return
+    show_distill(r)
 
 
 def runs(

@@ -273,6 +273,22 @@ def show_export(r: dict[str, Any]) -> None:
     out.print(r["reason"])
 
 
+def show_distill(r: dict[str, Any]) -> None:
+    """A student against its teacher: speed, agreement, the gate, the decision."""
+    fit, speed = r["fit"], r["texts_per_second"]
+    t = Table(title=f"{r['student']}: {fit['layers']}-layer student of {r['teacher']}")
+    for col in ("model", "texts/s (torch)", "eval sets"):
+        t.add_column(col)
+    sets = r["gate"]["sets"]
+    t.add_row(r["teacher"], f"{speed['teacher']:.0f}", ", ".join(f"{s['incumbent']:.4f}" for s in sets))
+    t.add_row(r["student"], f"{speed['student']:.0f}", ", ".join(f"{s['candidate']:.4f}" for s in sets))
+    out.print(t)
+    out.print(f"trained on {fit['texts']} texts ({fit['with_gold']} with gold labels) in {fit['seconds']:.0f}s; "
+              f"dev agreement with the teacher {fit['dev_agreement_before']:.3f} → {fit['dev_agreement']:.3f} "
+              f"({fit['stop']})")
+    out.print(f"[bold]{r['decision']}[/]: {r['reason']}")
+
+
 def show_report_written(r: dict[str, Any]) -> None:
     err.print(f"report for run {r['run']}: {r['report']}  (open it in a browser; it needs no network)")
 

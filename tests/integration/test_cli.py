@@ -184,3 +184,30 @@ def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monk
     assert after == before
     runs = one_json(run("runs", "--json", "-w", root))["runs"]
     assert [d["kind"] for rr in runs for d in rr["decisions"]].count("export") == 2
+
+
+def test_distill_makes_a_smaller_student_gated_against_its_teacher(trained):
+    """A 1-layer student of production, on its training texts and the traces imported above."""
+    from adaptloop.agent.predict import load_version
+    from adaptloop.store import registry
+    from adaptloop.train.onnx_export import classifiers
+
+    root = trained["ws"]
+    ws = Workspace.open(root)
+    teacher = registry.resolve(ws.store, "production")
+    r = one_json(run("distill", "--layers", "1", "--budget", "45s", "--promote", "--json", "-w", root))
+    assert r["teacher"] == f"v{teacher.id}" and r["fit"]["layers"] == 1, r
+    assert r["fit"]["texts"] > r["fit"]["with_gold"] > 0  # training texts with labels, traffic without
+    assert r["fit"]["dev_agreement"] >= r["fit"]["dev_agreement_before"]
+    assert r["texts_per_second"]["student"] > 0 and r["texts_per_second"]["teacher"] > 0
+    pooled = r["gate"].get("pooled")
+    binding = all(s["passed"] for s in r["gate"]["sets"]) and (not pooled or pooled["passed"])
+    assert r["decision"] == ("promoted" if binding else "refused"), r
+    assert registry.alias_target(ws.store, "production") == (int(r["student"][1:]) if binding else teacher.id)
+    _, _, student = load_version(ws, r["student"])
+    (clf,) = classifiers(student)
+    assert clf.encoder.config.num_hidden_layers == 1 and len(clf.encoder.encoder.layer) == 1
+    assert student.predict_proba(["I lost my card"]).shape == (1, len(student.labels))
+    runs = one_json(run("runs", "--json", "-w", root))["runs"]
+    kinds = [d["kind"] for rr in runs for d in rr["decisions"]]
+    assert "distill" in kinds and r["decision"] in kinds

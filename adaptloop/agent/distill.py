@@ -1,0 +1,170 @@
+"""A production model distilled into one small student, gated against it, for cheap serving.
+
+What the cold start selects may be slow to serve: an ensemble of three encoders, a base-size
+encoder. ``distill_version`` trains a student on the default encoder cut to a few layers
+(``train/distill.py``) on the teacher's probabilities over its own training texts (with their
+gold labels) and over production traffic (no labels: what serving saw; traces triage called
+poison never teach), with the teacher's dev texts to select on. The student then faces the
+teacher on every frozen eval set of the task, under the gate's rules:
+
+- the **noise** and **break** rules bind as for any candidate: not worse beyond noise, and no
+  more broken than the gate allows;
+- the **gain** rule does not: a student's gain is its speed, not fixes. Its speed is measured
+  here, texts a second for teacher and student on the same eval texts, and recorded.
+
+The student is registered either way; it is promoted only when asked (``promote``) and the gate's
+binding rules pass. Every step is a decision of a ``distill`` run.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from typing import Any
+
+from sqlalchemy import select
+
+from adaptloop.agent.predict import embedding_cache, load_version, score_rows
+from adaptloop.agent.prepare import _examples
+from adaptloop.errors import PromotionConflict, WorkspaceError
+from adaptloop.evaluate.gate import gate
+from adaptloop.store import registry
+from adaptloop.store.db import EvalSetRow, Node, Run, TraceRow, utcnow
+from adaptloop.train import load_trained
+from adaptloop.train.base import FitContext
+from adaptloop.train.distill import DistillConfig, distill
+from adaptloop.train.encoder import pick_device
+from adaptloop.types import EvalSet, Progress, no_progress
+from adaptloop.workspace import Workspace
+
+SPEED_TEXTS = 256  # eval texts each model embeds once to measure its texts a second
+
+
+def texts_per_second(model: Any, texts: list[str]) -> float:
+    """Texts a second ``model`` scores on this machine, in batches as serving runs them (one warm-up batch)."""
+    texts = texts[:SPEED_TEXTS]
+    if not texts:
+        return 0.0
+    model.predict_proba(texts[:8])
+    t0 = time.monotonic()
+    for start in range(0, len(texts), 32):
+        model.predict_proba(texts[start:start + 32])
+    return len(texts) / max(1e-9, time.monotonic() - t0)
+
+
+def _traffic(ws: Workspace, task_id: int, known: set[str], limit: int) -> list[str]:
+    """Distinct inputs production served for the task (not poison, not already known), newest first."""
+    rows = ws.store.all(select(TraceRow.input).where((TraceRow.task_id == task_id) | TraceRow.task_id.is_(None))
+                        .where((TraceRow.triage.is_(None)) | (TraceRow.triage != "poison"))
+                        .order_by(TraceRow.ts.desc()).limit(limit * 2))
+    out: list[str] = []
+    for text in rows:
+        if text not in known and text.strip():
+            known.add(text)
+            out.append(text)
+    return out[:limit]
+
+
+def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, budget_s: float = 600.0,
+                    max_traffic: int = 20_000, promote: bool = False,
+                    progress: Progress = no_progress) -> dict[str, Any]:
+    """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
+    the teacher; promote it when ``promote`` and the binding rules pass. Returns what happened.
+
+    Raises:
+        NotFoundError: no such version.
+        WorkspaceError: the version is not a classifier, or its run kept no training data.
+    """
+    t0 = time.monotonic()
+    store = ws.store
+    mv, spec, teacher = load_version(ws, ref or "production", cached=True)
+    if spec.family != "classification":
+        raise WorkspaceError(f"v{mv.id} is a {spec.family} model: distillation makes classifiers; "
+                             "it keeps serving as it is")
+    parent = store.get(Run, store.get(Node, mv.node_id).run_id)
+    data = store.run_state(parent).datasets
+    if "raw" not in data:
+        raise WorkspaceError(f"v{mv.id} comes from run {parent.id}, which kept no training data to distil on")
+    train, dev = _examples(ws, data["raw"]), (_examples(ws, data["dev"]) if data.get("dev") else [])
+    encoder = ws.settings.train.encoder  # the default encoder: the one every workspace has
+    index = {lab: i for i, lab in enumerate(spec.labels)}
+    seen = {e.text for e in train} | {e.text for e in dev}
+    traffic = _traffic(ws, mv.task_id, set(seen), max_traffic)
+    texts = [e.text for e in train] + traffic
+    gold = [index.get(e.label) for e in train] + [None] * len(traffic)
+    dev_texts = [e.text for e in dev]
+    cfg = DistillConfig(layers=layers)
+    # the teacher's data and spec: a later improve cycle replays them with the student in production
+    run = store.add(Run(task_id=mv.task_id, kind="distill", budget_s=budget_s, state=parent.state,
+                        eval_set_id=parent.eval_set_id))
+    store.decide(run.id, "distill", f"v{mv.id} teaches a {layers}-layer {encoder} student on {len(train)} "
+                 f"training texts (gold labels kept) and {len(traffic)} production inputs (no labels; poison "
+                 f"left out), selected on {len(dev_texts)} dev texts by agreement with the teacher",
+                 teacher=mv.id, train=len(train), traffic=len(traffic), dev=len(dev_texts))
+    bar = progress("teacher's probabilities", 2)
+    soft = teacher.predict_proba(texts)
+    bar(1)
+    dev_soft = teacher.predict_proba(dev_texts)
+    bar(1)
+    pipeline = {"strategy": "distill", "encoder": encoder, "hparams": {"layers": layers}, "teacher": mv.id}
+    node = store.add(Node(run_id=run.id, parent_id=mv.node_id, name=f"student-{layers}L", intervention="distill",
+                          reason=f"a {layers}-layer student of v{mv.id}, cheaper to serve", pipeline=pipeline,
+                          proposer="distill"))
+    # what is left after the teacher's labels, less a fifth for the gate and the speed checks
+    deadline = time.monotonic() + max(30.0, (budget_s - (time.monotonic() - t0)) * 0.8)
+    student, info = distill(spec.labels, encoder, texts, soft, gold, dev_texts, dev_soft,
+                            FitContext(deadline=deadline, progress=progress,
+                                       device=str(pick_device(ws.settings.train.device))),
+                            cfg, seed=ws.settings.train.seed)
+    folder = ws.artifacts.staging_dir()
+    student.save(folder)
+    address = ws.artifacts.put_dir(folder)
+    curve = info.pop("curve")
+    # no dev_metrics: agreement with a teacher is not the task's metric, and a refit has no student to retrain
+    store.update(Node, node.id, status="done", finished_at=utcnow(), model_artifact=address, curve=curve,
+                 chosen={"dev_agreement": info["dev_agreement"], "steps": info["steps"]},
+                 train_seconds=info["seconds"])
+    cand = registry.register(store, task_id=mv.task_id, node_id=node.id, artifact=address,
+                             metrics={"dev_agreement": info["dev_agreement"]},
+                             lineage={"run_id": run.id, "teacher": mv.id, "distill": {"layers": layers}},
+                             reason=f"{layers}-layer student of v{mv.id}")
+    student = load_trained(ws.artifacts.path(address), embeddings=embedding_cache(ws.root))
+    sets = [(r.id, list(EvalSet.from_dict(ws.artifacts.get_json(r.artifact)).examples))
+            for r in store.all(select(EvalSetRow).where(EvalSetRow.task_id == mv.task_id)
+                               .order_by(EvalSetRow.created_at))]
+    g = gate(spec, [(sid, score_rows(teacher, ex, progress=progress, what=f"gate: teacher on {sid}"),
+                     score_rows(student, ex, progress=progress, what=f"gate: student on {sid}"))
+                    for sid, ex in sets], epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed)
+    binding = bool(g.sets) and all(r.passed for r in g.sets) and (g.pooled is None or g.pooled.passed)
+    speed_texts = [e.text for _, ex in sets for e in ex] or dev_texts
+    _, _, served = load_version(ws, f"v{mv.id}")  # as serving loads it: no embedding cache
+    speed = {"teacher": round(texts_per_second(served, speed_texts), 1),
+             "student": round(texts_per_second(load_trained(ws.artifacts.path(address)), speed_texts), 1)}
+    scores = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken, "
+                       f"{s.fixed} fixed" for s in g.sets)
+    how = (f"{speed['student']:.0f} texts/s vs the teacher's {speed['teacher']:.0f} on this machine (torch); "
+           f"eval sets {scores}")
+    if not binding:
+        why = [r for s in g.sets for r in s.reasons] + (g.pooled.reasons if g.pooled else [])
+        reason = f"refused: v{cand.id} is worse than its teacher v{mv.id}: " + "; ".join(why)
+        registry.refuse(store, cand.id, reason, g)
+        decision = "refused"
+    elif not promote:
+        reason = (f"v{cand.id} passes the gate's noise and break rules against its teacher v{mv.id} ({how}); "
+                  f"kept as a candidate: `adaptloop distill --promote`, or an admin's /v1/admin/promote, serves it")
+        decision = "candidate"
+    else:
+        reason = (f"v{cand.id} replaces its teacher v{mv.id}: the gate's noise and break rules pass and its gain "
+                  f"is speed ({how})")
+        try:
+            waived = replace(g, passed=True, gain=g.gain + " (waived for a student: its gain is speed)")
+            registry.promote(store, cand.id, waived, reason, replacing=mv.id)
+            decision = "promoted"
+        except PromotionConflict as exc:
+            reason, decision = f"not promoted: {exc}", "refused"
+            registry.refuse(store, cand.id, reason, g)
+    store.decide(run.id, decision, reason, candidate=cand.id, incumbent=mv.id, gate=g.to_dict(), speed=speed)
+    store.update(Run, run.id, status="done", finished_at=utcnow(), spent_s=time.monotonic() - t0)
+    return {"decision": decision, "reason": reason, "teacher": f"v{mv.id}", "student": f"v{cand.id}",
+            "texts_per_second": speed, "fit": info, "gate": g.to_dict(), "run_id": run.id,
+            "wall_seconds": round(time.monotonic() - t0, 1)}

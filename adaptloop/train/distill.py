@@ -1,0 +1,168 @@
+"""A student classifier distilled from a teacher's probabilities: the cheap model to serve.
+
+The student is the default encoder cut to its first ``layers`` transformer layers (a MiniLM-L6
+cut to 2 runs about 3x as many texts a second; the embeddings and the first layers keep most of
+what a sentence encoder knows) with a linear head, trained on the teacher's soft labels:
+
+- the head starts as logistic regression on the cut encoder's frozen embeddings against the
+  teacher's top class (LP-FT, as ``finetune`` does), so the first updates do not tear it apart;
+- the loss is the cross-entropy against the teacher's distribution sharpened or softened by a
+  temperature (Hinton et al.'s knowledge distillation; the teacher hands over probabilities, so
+  its log-probabilities stand in for its logits), mixed with the gold label where a text has one;
+- texts without a label (production traffic) count as much as labelled ones: that is what a
+  student learns from that its teacher did not;
+- the dev score is agreement with the teacher's top class on held-out texts, so selection needs
+  no gold labels; the best state is kept and the deadline ends the run.
+
+The result is an ordinary ``EncoderClassifier`` with its encoder included: it saves, loads,
+exports to ONNX and serves like every other classifier.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from adaptloop.train.base import FitContext
+from adaptloop.train.classifier import EncoderClassifier
+from adaptloop.train.encoder import embed, encode_batch, load_base
+from adaptloop.train.finetune import _batches
+from adaptloop.train.frozen import full_head
+from adaptloop.train.logreg import fit_logreg
+from adaptloop.train.loop import UpdatePlan
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """How a student is cut and trained; validated on construction."""
+
+    layers: int = 2  # transformer layers the student keeps from the default encoder
+    epochs: float = 4.0  # upper bound; the deadline and early stopping may end sooner
+    lr: float = 2e-4  # a cut encoder has lost its top layers: it must move further than a fine-tune
+    head_lr: float = 2e-3
+    batch_size: int = 32
+    temperature: float = 2.0  # softens the teacher's distribution: its second choices teach too
+    gold_weight: float = 0.3  # share of the loss on the gold label, where a text has one
+    warmup: float = 0.06
+    evals_per_epoch: int = 2
+    patience: int = 3
+
+    def __post_init__(self) -> None:
+        if self.layers < 1:
+            raise ValueError(f"a student keeps at least 1 transformer layer, not {self.layers}")
+        if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0 or self.temperature <= 0:
+            raise ValueError("epochs, lr, head_lr and temperature must be positive")
+        if not 0.0 <= self.gold_weight <= 1.0:
+            raise ValueError(f"gold_weight is a share in [0, 1], not {self.gold_weight}")
+
+
+def cut_layers(encoder: torch.nn.Module, layers: int) -> torch.nn.Module:
+    """A copy of ``encoder`` that keeps its first ``layers`` transformer layers (its config says so,
+    so the copy saves and reloads as the smaller model). Encoders with fewer layers stay whole.
+
+    Raises:
+        ValueError: no layer list found (not a BERT-, MPNet- or RoBERTa-style encoder).
+    """
+    out = copy.deepcopy(encoder)
+    stack = getattr(getattr(out, "encoder", None), "layer", None)
+    if not isinstance(stack, torch.nn.ModuleList):
+        raise ValueError(f"{type(encoder).__name__} has no encoder.layer list to cut")
+    keep = min(layers, len(stack))
+    out.encoder.layer = torch.nn.ModuleList(list(stack)[:keep])
+    out.config.num_hidden_layers = keep
+    return out
+
+
+def soft_targets(proba: np.ndarray, temperature: float) -> np.ndarray:
+    """The teacher's distribution at ``temperature`` (1: as given; above 1: softer)."""
+    logp = np.log(np.clip(proba, 1e-9, 1.0)) / temperature
+    logp -= logp.max(1, keepdims=True)
+    p = np.exp(logp)
+    return (p / p.sum(1, keepdims=True)).astype(np.float32)
+
+
+def _agreement(tok, enc, head, texts: Sequence[str], want: np.ndarray, device: torch.device) -> float:
+    if not len(texts):
+        return 0.0
+    z = torch.from_numpy(embed(tok, enc, list(texts), device=device)).to(device)
+    with torch.inference_mode():
+        got = head(z).argmax(-1).cpu().numpy()
+    enc.train()
+    return float((got == want).mean())
+
+
+def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teacher: np.ndarray,
+            gold: Sequence[int | None], dev_texts: Sequence[str], dev_teacher: np.ndarray, ctx: FitContext,
+            cfg: DistillConfig = DistillConfig(), seed: int = 0) -> tuple[EncoderClassifier, dict]:
+    """Train a student on ``texts`` with the teacher's probabilities ``teacher`` (n, k) and the gold
+    label index of each text (None where there is none). Returns the student and what the fit did:
+    dev agreement with the teacher before and after, the curve, the stop reason, seconds."""
+    t0 = time.monotonic()
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    device = torch.device(ctx.device)
+    k = len(labels)
+    tok, base = load_base(encoder_name)
+    enc = cut_layers(base, cfg.layers).to(device)
+    target = soft_targets(teacher, cfg.temperature)
+    top = teacher.argmax(1)
+    has_gold = np.array([g is not None for g in gold])
+    gold_ids = np.array([g if g is not None else 0 for g in gold], dtype=np.int64)
+    dev_top = dev_teacher.argmax(1) if len(dev_texts) else np.zeros(0, dtype=int)
+
+    # LP: the head starts as logistic regression on the cut encoder's embeddings against the teacher's top class
+    x = embed(tok, enc, list(texts), device=device)
+    w, b = full_head(fit_logreg(x, top, c=10.0, seed=seed), k)
+    head = torch.nn.Linear(w.shape[1], k).to(device)
+    with torch.no_grad():
+        head.weight.copy_(torch.from_numpy(w))
+        head.bias.copy_(torch.from_numpy(np.maximum(b, -30.0)))
+    enc.train()
+    params = [p for p in enc.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+                            weight_decay=0.01)
+    steps_per_epoch = max(1, math.ceil(len(texts) / cfg.batch_size))
+    plan = UpdatePlan(opt, total=int(cfg.epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch, ctx=ctx,
+                      warmup=cfg.warmup, patience=cfg.patience, reserve_evals=3, score_key="dev_agreement",
+                      eval_every=max(1, steps_per_epoch // cfg.evals_per_epoch) if len(dev_texts) else 10**9,
+                      eval_seconds=lambda per_step: per_step * len(dev_texts) / cfg.batch_size / 3)
+    before = _agreement(tok, enc, head, dev_texts, dev_top, device)
+    plan.start(before)
+    bar = ctx.progress(f"distil a {cfg.layers}-layer student", plan.total)
+    lengths = [len(t) for t in texts]
+    tt = cfg.temperature
+    while not plan.stop:
+        for batch in _batches(lengths, cfg.batch_size, rng):
+            logits = head(encode_batch(tok, enc, [texts[i] for i in batch], device))
+            soft = torch.from_numpy(target[batch]).to(device)
+            # T² keeps the soft term's gradients on the scale of the hard term's (Hinton et al.)
+            loss = -(soft * torch.log_softmax(logits / tt, -1)).sum(-1).mean() * tt * tt
+            g = torch.from_numpy(has_gold[batch]).to(device)
+            if cfg.gold_weight > 0 and bool(g.any()):
+                hard = torch.nn.functional.cross_entropy(logits[g], torch.from_numpy(gold_ids[batch]).to(device)[g])
+                loss = (1 - cfg.gold_weight) * loss + cfg.gold_weight * hard
+            loss.backward()
+            bar(1)
+            yb = top[batch]
+            if plan.after_step(params + list(head.parameters()), opt, loss,
+                               score=lambda: _agreement(tok, enc, head, dev_texts, dev_top, device),
+                               state=lambda: (enc.state_dict(), head.state_dict()),
+                               hits=int((logits.detach().argmax(-1).cpu().numpy() == yb).sum()), seen=len(batch)):
+                break
+    if plan.best_state is not None:
+        enc.load_state_dict(plan.best_state[0])
+        head.load_state_dict(plan.best_state[1])
+    enc.eval()
+    student = EncoderClassifier(labels, encoder_name, head.weight.detach().cpu().numpy(),
+                                head.bias.detach().cpu().numpy(), enc.cpu(), tok)
+    info = {"layers": cfg.layers, "texts": len(texts), "with_gold": int(has_gold.sum()),
+            "dev_agreement_before": round(before, 4), "dev_agreement": round(plan.best_score, 4),
+            "stop": plan.stop, "steps": plan.step, "curve": plan.curve,
+            "seconds": round(time.monotonic() - t0, 1)}
+    return student, info

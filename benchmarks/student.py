@@ -1,0 +1,104 @@
+"""A banking77 cold-start model and its distilled student: test accuracy, throughput, latency, peer.
+
+    .venv/bin/python benchmarks/student.py                         # cold start, distil, measure both
+    .venv/bin/python benchmarks/student.py --workspace WS          # reuse a workspace this script built
+
+1. `adaptloop new` on banking77's train split (``--budget``), unless ``--workspace`` holds a model;
+2. `adaptloop distill --layers L --promote` (before any traffic: the test texts that the load test
+   sends later must never reach a student as unlabelled traffic);
+3. `adaptloop eval` of teacher and student on the whole test split;
+4. `benchmarks/serve_load.py --hold --onnx --peer` on the student (production after step 2), then
+   `adaptloop rollback` and the same on the teacher: each exported to ONNX under its parity check,
+   closed loop at concurrency 32 and open loop at 50 requests/s, beside the hand-written peer.
+
+Prints and writes benchmarks/results/student-banking77.json (the two load reports beside it:
+serve-load-student.json, serve-load-teacher.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+REPO = Path(__file__).resolve().parents[1]
+DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "datasets"))
+EXE = [sys.executable, "-m", "adaptloop.cli"]
+RESULTS = REPO / "benchmarks" / "results"
+
+
+def cli(*args: str, ws: Path) -> dict:
+    """One adaptloop command with --json; its JSON answer (the last line that parses)."""
+    t0 = time.monotonic()
+    done = subprocess.run([*EXE, *args, "--json", "-w", str(ws)], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"adaptloop {' '.join(args)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    out = json.loads(done.stdout)
+    print(f"adaptloop {args[0]}: {time.monotonic() - t0:.0f}s", flush=True)
+    return out
+
+
+def load(ws: Path, name: str, requests: int) -> dict:
+    out = RESULTS / f"serve-load-{name}.json"
+    subprocess.run([sys.executable, str(REPO / "benchmarks" / "serve_load.py"), "--workspace", str(ws), "--hold",
+                    "--onnx", "--peer", "--requests", str(requests), "--out", str(out)], check=True,
+                   stdout=subprocess.DEVNULL)
+    r = json.loads(out.read_text(encoding="utf-8"))
+    ours = r["adaptloop"]
+    peer = r.get("peer") if isinstance(r.get("peer"), dict) else None
+    return {"closed_rps": ours["closed_loop"]["throughput_rps"], "closed_p99_ms": ours["closed_loop"]["p99_ms"],
+            "open_p99_ms": ours["open_loop"]["p99_ms"], "open_rate": ours["open_loop"]["rate_rps"],
+            "serves": {v: e["serves"] for v, e in ours["exports"].items()},
+            "peer_closed_rps": peer["closed_loop"]["throughput_rps"] if peer else None,
+            "peer_open_p99_ms": peer["open_loop"]["p99_ms"] if peer else None,
+            "ratio_to_peer": r.get("throughput_ratio"), "report": str(out.relative_to(REPO))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--budget", default="10m", help="the cold start's budget")
+    ap.add_argument("--distill-budget", default="15m")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--requests", type=int, default=5000, help="closed-loop requests per load test")
+    ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--out", type=Path, default=RESULTS / "student-banking77.json")
+    a = ap.parse_args()
+    t0 = time.monotonic()
+    ws = a.workspace or Path(tempfile.mkdtemp(prefix="adaptloop-student-")) / "ws"
+    data = DATASETS / "banking77"
+    report: dict = {"machine": f"{os.cpu_count()} CPU cores, client on the same machine", "workspace": str(ws)}
+    if not (ws / "adaptloop.toml").is_file():
+        subprocess.run([*EXE, "init", str(ws)], check=True, capture_output=True)
+    models = cli("models", ws=ws)
+    if "production" not in models["aliases"]:
+        new = cli("new", "route banking customer messages to one of 77 intents", "--data",
+                  str(data / "train.jsonl"), "--budget", a.budget, ws=ws)
+        winner = new.get("winner") or {}
+        report["cold_start"] = {"winner": winner.get("node"), "pipeline": winner.get("pipeline"), "budget": a.budget}
+    teacher = cli("models", ws=ws)["aliases"]["production"]
+    d = cli("distill", "--layers", str(a.layers), "--budget", a.distill_budget, "--promote", ws=ws)
+    report["distill"] = {k: d[k] for k in ("decision", "reason", "teacher", "student", "texts_per_second",
+                                           "wall_seconds", "fit")}
+    student = d["student"]
+    for name, version in (("teacher", teacher), ("student", student)):
+        ev = cli("eval", "--data", str(data / "test.jsonl"), "--model", version, ws=ws)
+        report[name] = {"version": version, "test_accuracy": ev["accuracy"], "test_n": ev["n"]}
+    if d["decision"] == "promoted":
+        report["student"]["load"] = load(ws, "student", a.requests)
+        cli("rollback", "--reason", "benchmark: measure the teacher", ws=ws)
+    report["teacher"]["load"] = load(ws, "teacher", a.requests)
+    report["accuracy_gap_points"] = round(100 * (report["teacher"]["test_accuracy"]
+                                                 - report["student"]["test_accuracy"]), 2)
+    report["wall_s"] = round(time.monotonic() - t0, 1)
+    a.out.write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(report, indent=1))
+
+
+if __name__ == "__main__":
+    main()
