@@ -79,6 +79,12 @@ class ServeSettings(BaseModel):
     max_inputs: int = Field(256, ge=1, description="Inputs per request; more is answered 413.")
     max_chars: int = Field(4000, ge=1, description="Characters per input; longer is answered 413.")
     trace_flush_ms: float = Field(200.0, gt=0, description="Traces are written to the store in batches this often.")
+    min_throughput: float = Field(0.0, ge=0, description="Texts a second the production classifier must score "
+                                  "on this machine (torch, batches of 32). When a cold start's winner is "
+                                  "slower (an ensemble, a base-size encoder), `new` distils a student of it "
+                                  "and serves that if the gate passes it against its teacher. 0 = no limit.")
+    student_layers: int = Field(2, ge=1, description="Transformer layers a student keeps of the default encoder.")
+    student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput.")
 
 
 class ImproveSettings(BaseModel):

@@ -87,7 +87,8 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
         raise WorkspaceError(f"v{mv.id} comes from run {parent.id}, which kept no training data to distil on")
     train, dev = _examples(ws, data["raw"]), (_examples(ws, data["dev"]) if data.get("dev") else [])
     encoder = ws.settings.train.encoder  # the default encoder: the one every workspace has
-    index = {lab: i for i, lab in enumerate(spec.labels)}
+    labels = list(getattr(teacher, "labels", spec.labels))  # the order of the teacher's probabilities
+    index = {lab: i for i, lab in enumerate(labels)}
     seen = {e.text for e in train} | {e.text for e in dev}
     traffic = _traffic(ws, mv.task_id, set(seen), max_traffic)
     texts = [e.text for e in train] + traffic
@@ -112,7 +113,7 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
                           proposer="distill"))
     # what is left after the teacher's labels, less a fifth for the gate and the speed checks
     deadline = time.monotonic() + max(30.0, (budget_s - (time.monotonic() - t0)) * 0.8)
-    student, info = distill(spec.labels, encoder, texts, soft, gold, dev_texts, dev_soft,
+    student, info = distill(labels, encoder, texts, soft, gold, dev_texts, dev_soft,
                             FitContext(deadline=deadline, progress=progress,
                                        device=str(pick_device(ws.settings.train.device))),
                             cfg, seed=ws.settings.train.seed)
@@ -168,3 +169,36 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
     return {"decision": decision, "reason": reason, "teacher": f"v{mv.id}", "student": f"v{cand.id}",
             "texts_per_second": speed, "fit": info, "gate": g.to_dict(), "run_id": run.id,
             "wall_seconds": round(time.monotonic() - t0, 1)}
+
+
+def fit_to_serving(ws: Workspace, *, progress: Progress = no_progress) -> dict[str, Any] | None:
+    """``[serve] min_throughput`` after a cold start: production's texts a second on this machine, and
+    when they fall short, a student distilled and promoted in its place (if the gate passes it).
+    None when no limit is set. The measurement and the outcome are decisions of production's run."""
+    limit = ws.settings.serve.min_throughput
+    if limit <= 0:
+        return None
+    mv, spec, model = load_version(ws, "production")
+    if spec.family != "classification":
+        return None
+    run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
+    frozen = ws.store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
+    texts = [e.text for e in EvalSet.from_dict(ws.artifacts.get_json(frozen.artifact)).examples] if frozen else []
+    rate = round(texts_per_second(model, texts), 1)
+    if rate >= limit:
+        why = f"v{mv.id} scores {rate:.0f} texts/s on this machine, within [serve] min_throughput {limit:.0f}"
+        ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
+        return {"version": f"v{mv.id}", "texts_per_second": rate, "limit": limit, "reason": why}
+    why = (f"v{mv.id} scores {rate:.0f} texts/s on this machine, below [serve] min_throughput {limit:.0f}: "
+           f"distilling a {ws.settings.serve.student_layers}-layer student of it")
+    ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
+    from adaptloop.agent.budget import parse_budget
+
+    r = distill_version(ws, f"v{mv.id}", layers=ws.settings.serve.student_layers,
+                        budget_s=parse_budget(ws.settings.serve.student_budget), promote=True, progress=progress)
+    student_rate = r["texts_per_second"]["student"]
+    if r["decision"] == "promoted" and student_rate < limit:
+        r["reason"] += (f"; it scores {student_rate:.0f} texts/s, still under the limit: fewer layers "
+                        "([serve] student_layers) or `adaptloop export` may close the gap")
+    return {"version": r["student"] if r["decision"] == "promoted" else f"v{mv.id}", "texts_per_second": rate,
+            "limit": limit, "reason": why + "; " + r["reason"], "distill": r}

@@ -211,3 +211,23 @@ def test_distill_makes_a_smaller_student_gated_against_its_teacher(trained):
     runs = one_json(run("runs", "--json", "-w", root))["runs"]
     kinds = [d["kind"] for rr in runs for d in rr["decisions"]]
     assert "distill" in kinds and r["decision"] in kinds
+
+
+def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughput(tmp_path, banking_train):
+    ws = init_tiny_workspace(tmp_path / "ws")
+    cfg = ws / "adaptloop.toml"
+    settings = tomllib.loads(cfg.read_text())
+    settings["serve"].update(min_throughput=1e9, student_layers=1, student_budget="30s")  # no model is this fast
+    cfg.write_text(tomli_w.dumps(settings))
+    train = write_jsonl(tmp_path / "train.jsonl", subset(banking_train, 4, 16))
+    r = one_json(run("new", "route banking customer messages", "--data", train, "--budget", "30s", "--json",
+                     "-w", ws))
+    sized = r["serving"]
+    assert sized["texts_per_second"] < sized["limit"] and "below [serve] min_throughput" in sized["reason"], sized
+    d = sized["distill"]
+    assert d["teacher"] == f"v{r['version']}" and d["fit"]["layers"] == 1
+    ms = one_json(run("models", "--json", "-w", ws))
+    assert ms["aliases"]["production"] == sized["version"] == (d["student"] if d["decision"] == "promoted"
+                                                               else d["teacher"])
+    kinds = [x["kind"] for rr in one_json(run("runs", "--json", "-w", ws))["runs"] for x in rr["decisions"]]
+    assert "serving" in kinds and "distill" in kinds
