@@ -85,6 +85,9 @@ class ServeSettings(BaseModel):
                                   "and serves that if the gate passes it against its teacher. 0 = no limit.")
     student_layers: int = Field(2, ge=1, description="Transformer layers a student keeps of the default encoder.")
     student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput.")
+    student_margin: float = Field(0.5, ge=0, le=100, description="Points of accuracy a student may lose to its "
+                                  "teacher on each frozen eval set (breaks minus fixes, as a share of the set); "
+                                  "the noise rule binds besides.")
 
 
 class ImproveSettings(BaseModel):

@@ -82,7 +82,7 @@ def _node_dict(n: Node) -> dict[str, Any]:
             "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
             "move": n.move, "finding": n.finding, "proposer": n.proposer or "doctrine",
             "dev": n.dev_metrics, "eval": n.eval_metrics,
-            "train_seconds": round(n.train_seconds, 1),
+            "train_seconds": round(n.train_seconds, 1), "texts_per_second": n.texts_per_second,
             "started_at": n.started_at.isoformat(),
             "finished_at": n.finished_at.isoformat() if n.finished_at else None}
 
@@ -259,7 +259,7 @@ class ColdStart:
         dev = scalars(out.dev_metrics)
         store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,
                      model_artifact=out.model_artifact, predictions_artifact=out.predictions_artifact,
-                     train_seconds=out.train_seconds, finished_at=utcnow())
+                     train_seconds=out.train_seconds, texts_per_second=out.texts_per_second, finished_at=utcnow())
         if not dev:
             return  # a refit: nothing honest to diagnose on dev
         run: Run = store.get(Run, self.run_id)

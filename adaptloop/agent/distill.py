@@ -7,8 +7,10 @@ gold labels) and over production traffic (no labels: what serving saw; traces tr
 poison never teach), with the teacher's dev texts to select on. The student then faces the
 teacher on every frozen eval set of the task, under the gate's rules:
 
-- the **noise** and **break** rules bind as for any candidate: not worse beyond noise, and no
-  more broken than the gate allows;
+- the **noise** rule binds as for any candidate: not worse beyond noise;
+- the break rule becomes a **margin**: on each set it may break more than it fixes by at most
+  ``[serve] student_margin`` points (fixes that clearly outnumber breaks would ask a smaller model
+  to be better than its teacher);
 - the **gain** rule does not: a student's gain is its speed, not fixes. Its speed is measured
   here, texts a second for teacher and student on the same eval texts, and recorded.
 
@@ -28,6 +30,7 @@ from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
+from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store import registry
 from adaptloop.store.db import EvalSetRow, Node, Run, TraceRow, utcnow
 from adaptloop.train import load_trained
@@ -36,20 +39,6 @@ from adaptloop.train.distill import DistillConfig, distill
 from adaptloop.train.encoder import pick_device
 from adaptloop.types import EvalSet, Progress, no_progress
 from adaptloop.workspace import Workspace
-
-SPEED_TEXTS = 256  # eval texts each model embeds once to measure its texts a second
-
-
-def texts_per_second(model: Any, texts: list[str]) -> float:
-    """Texts a second ``model`` scores on this machine, in batches as serving runs them (one warm-up batch)."""
-    texts = texts[:SPEED_TEXTS]
-    if not texts:
-        return 0.0
-    model.predict_proba(texts[:8])
-    t0 = time.monotonic()
-    for start in range(0, len(texts), 32):
-        model.predict_proba(texts[start:start + 32])
-    return len(texts) / max(1e-9, time.monotonic() - t0)
 
 
 def _traffic(ws: Workspace, task_id: int, known: set[str], limit: int) -> list[str]:
@@ -135,12 +124,14 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
                                .order_by(EvalSetRow.created_at))]
     g = gate(spec, [(sid, score_rows(teacher, ex, progress=progress, what=f"gate: teacher on {sid}"),
                      score_rows(student, ex, progress=progress, what=f"gate: student on {sid}"))
-                    for sid, ex in sets], epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed)
+                    for sid, ex in sets], epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed,
+             margin=ws.settings.serve.student_margin / 100)
     binding = bool(g.sets) and all(r.passed for r in g.sets) and (g.pooled is None or g.pooled.passed)
     speed_texts = [e.text for _, ex in sets for e in ex] or dev_texts
     _, _, served = load_version(ws, f"v{mv.id}")  # as serving loads it: no embedding cache
     speed = {"teacher": round(texts_per_second(served, speed_texts), 1),
              "student": round(texts_per_second(load_trained(ws.artifacts.path(address)), speed_texts), 1)}
+    store.update(Node, node.id, texts_per_second=speed["student"])
     scores = "; ".join(f"{s.eval_set}: {s.incumbent:.4f} → {s.candidate:.4f}, {len(s.broken)} broken, "
                        f"{s.fixed} fixed" for s in g.sets)
     how = (f"{speed['student']:.0f} texts/s vs the teacher's {speed['teacher']:.0f} on this machine (torch); "
@@ -151,11 +142,11 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
         registry.refuse(store, cand.id, reason, g)
         decision = "refused"
     elif not promote:
-        reason = (f"v{cand.id} passes the gate's noise and break rules against its teacher v{mv.id} ({how}); "
+        reason = (f"v{cand.id} passes the gate's noise and margin rules against its teacher v{mv.id} ({how}); "
                   f"kept as a candidate: `adaptloop distill --promote`, or an admin's /v1/admin/promote, serves it")
         decision = "candidate"
     else:
-        reason = (f"v{cand.id} replaces its teacher v{mv.id}: the gate's noise and break rules pass and its gain "
+        reason = (f"v{cand.id} replaces its teacher v{mv.id}: the gate's noise and margin rules pass and its gain "
                   f"is speed ({how})")
         try:
             waived = replace(g, passed=True, gain=g.gain + " (waived for a student: its gain is speed)")

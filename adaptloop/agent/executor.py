@@ -26,12 +26,15 @@ from adaptloop.agent.prepare import recipe_book
 from adaptloop.agent.refit import refit, refit_plan
 from adaptloop.errors import WorkspaceError
 from adaptloop.evaluate.rows import metrics_of
+from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store.db import Run
 from adaptloop.train import FitContext
+from adaptloop.train.classifier import detach_embeddings
 from adaptloop.types import Pipeline, Progress, no_progress
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
+NODE_SPEED_TEXTS = 64  # dev texts a node's model scores once to measure its speed (seconds for a base encoder)
 
 @dataclass(frozen=True)
 class Trial:
@@ -61,6 +64,7 @@ class TrialOutcome:
     chosen: dict[str, Any] = field(default_factory=dict)
     notes: str = ""
     train_seconds: float = 0.0
+    texts_per_second: float | None = None  # its model, scoring dev texts in batches (evaluate.speed)
 
 
 WORKER_DEATHS = frozenset({"BrokenProcessPool", "WorkerCrashedError", "NodeDiedError", "OutOfMemoryError",
@@ -133,6 +137,11 @@ def train_trial(trial: Trial) -> TrialOutcome:
         out.dev_metrics = metrics_of(spec, rows)
         out.predictions_artifact = ws.artifacts.put_jsonl(rows)
     out.train_seconds = time.monotonic() - t0
+    # as serving will run it: without the embedding cache its fit and dev scoring shared
+    speed_texts = [e.text for e in book["dev"]]
+    if speed_texts:
+        out.texts_per_second = round(texts_per_second(detach_embeddings(model), speed_texts,
+                                                      limit=NODE_SPEED_TEXTS), 1)
     return out
 
 

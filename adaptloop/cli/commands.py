@@ -183,7 +183,7 @@ def distill(
              "fast).", min=1)] = 2,
     budget: Annotated[str, typer.Option(help="Wall budget: teacher's labels, training, gate, speed checks.")] = "10m",
     promote: Annotated[bool, typer.Option(
-        "--promote", help="Serve the student when the gate's noise and break rules pass against the teacher.")] = False,
+        "--promote", help="Serve the student when the gate's noise and margin rules pass.")] = False,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:

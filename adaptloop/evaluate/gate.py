@@ -26,7 +26,12 @@ With two or more binding sets the noise rule also applies to all of them pooled:
 each hide a drop that their union shows. And a third rule, **gain**: over every set together
 (binding and this cycle's fresh checkpoint), the candidate must fix more units than it breaks.
 Every set's result carries, in ``notes``, which rule decided and with what numbers, whether it
-passed or not. False-promotion and
+passed or not.
+
+A **student** (a smaller model distilled from the incumbent, ``agent.distill``) is not meant to be
+better: its gain is speed. For it the breaks rule is a non-inferiority margin (``margin_rule``:
+breaks may exceed fixes by a set share of the units) and the gain rule is waived; the noise
+rule binds as for any candidate. False-promotion and
 false-refusal rates of these rules, by simulation: ``benchmarks/gate_simulation.py``.
 
 Pure functions over per-example rows (``evaluate.rows.score_rows``); nothing here trains.
@@ -133,12 +138,26 @@ def break_rule(b: float, f: int, n_broken: int, *, epsilon: int, unit: str) -> t
                                  f"P(≤{b:g} of {b + f:g} | ½) = {p:.3f}, must be ≤ {BREAK_ALPHA})")
 
 
+def margin_rule(b: float, f: int, n_broken: int, n: int, *, margin: float, unit: str) -> tuple[bool, str]:
+    """The breaks rule of a candidate whose gain is not accuracy (a student, whose gain is speed):
+    it may break more than it fixes by at most ``margin`` (a share) of the set's ``n`` units. A
+    non-inferiority margin on the point estimate: demanding that fixes outnumber breaks would ask
+    a smaller model to be better than its teacher."""
+    allowed = margin * n
+    shown = (f"breaks {n_broken} {unit} the incumbent got right" + (f" (weighted {b:g})" if b != n_broken else "")
+             + f", fixes {f}")
+    ok = b - f <= allowed
+    return ok, (f"{shown}; {b - f:g} more broken than fixed, {'within' if ok else 'beyond'} the margin of "
+                f"{margin * 100:g}% of {n} {unit} ({allowed:.1f})")
+
+
 def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
             candidate: Sequence[dict[str, Any]], *, epsilon: int | None = 2, n_boot: int = 1000,
-            seed: int = 0, doubted: frozenset[str] = frozenset()) -> SetResult:
+            seed: int = 0, doubted: frozenset[str] = frozenset(), margin: float | None = None) -> SetResult:
     """Both rules on one eval set (``epsilon=None``: the noise rule only); rows must be in the same
     order (same example ids). ``doubted``: ids of examples whose gold label the data doubts (their
-    broken units weigh ``DOUBT_WEIGHT``)."""
+    broken units weigh ``DOUBT_WEIGHT``). ``margin``: the breaks rule is ``margin_rule`` instead
+    (a candidate that must be as good, not better)."""
     if [r["id"] for r in incumbent] != [r["id"] for r in candidate]:
         raise ValueError("incumbent and candidate rows are not the same examples in the same order")
     broken, fixed = broken_units(incumbent, candidate)
@@ -147,8 +166,14 @@ def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
     lo, hi = paired_bootstrap(spec, incumbent, candidate, n_boot=n_boot, seed=seed)
     weighted = sum(DOUBT_WEIGHT if x["id"] in doubted else 1.0 for x in broken)
     reasons, notes, p = [], [], None
-    if epsilon is not None:
-        unit = "entities" if spec.family == "extraction" else "examples"
+    unit = "entities" if spec.family == "extraction" else "examples"
+    if epsilon is not None and margin is not None:
+        units = sum(len(r["gold"]) if "gold" in r else 1 for r in candidate)
+        ok, note = margin_rule(weighted, fixed, len(broken), units, margin=margin, unit=unit)
+        notes.append(f"eval set {eval_set}: {note}")
+        if not ok:
+            reasons.append(notes[-1])
+    elif epsilon is not None:
         ok, p, note = break_rule(weighted, fixed, len(broken), epsilon=epsilon, unit=unit)
         notes.append(f"eval set {eval_set}: {note}")
         if not ok:
@@ -166,19 +191,20 @@ def compare(spec: TaskSpec, eval_set: str, incumbent: Sequence[dict[str, Any]],
 def gate(spec: TaskSpec, sets: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]], *,
          epsilon: int = 2, n_boot: int = 1000, seed: int = 0,
          fresh: Sequence[tuple[str, Sequence[dict[str, Any]], Sequence[dict[str, Any]]]] = (),
-         doubted: frozenset[str] = frozenset()) -> GateResult:
+         doubted: frozenset[str] = frozenset(), margin: float | None = None) -> GateResult:
     """The gate over every eval set ``(id, incumbent rows, candidate rows)``: pass only if all pass.
 
     ``fresh`` sets (a checkpoint frozen in this very cycle, full of the incumbent's own failures)
     bind on the noise rule only: the candidate must not be worse there beyond noise. Two or more
     binding ``sets`` are also pooled for the noise rule. ``doubted``: example ids whose gold label
-    the data doubts (see ``compare``). And the **gain** rule: over every set together, binding and
+    the data doubts (see ``compare``); ``margin``: the binding sets' breaks rule is ``margin_rule``
+    (a student faces its teacher so). And the **gain** rule: over every set together, binding and
     fresh, the candidate must fix more units than it breaks — a candidate that changes nothing, or
     trades as many errors as it fixes, gives no reason to replace the incumbent (a strong model fed
     systematic flips was replaced by one exactly as good on every eval set and a point worse on
     test: ``benchmarks/planted_flips.py``)."""
-    results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed, doubted=doubted)
-               for sid, inc, cand in sets]
+    results = [compare(spec, sid, inc, cand, epsilon=epsilon, n_boot=n_boot, seed=seed, doubted=doubted,
+                       margin=margin) for sid, inc, cand in sets]
     results += [compare(spec, sid, inc, cand, epsilon=None, n_boot=n_boot, seed=seed)
                 for sid, inc, cand in fresh]
     pooled = None

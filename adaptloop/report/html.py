@@ -25,6 +25,8 @@ from typing import Any
 
 from adaptloop.report.nodes import forest, node_label, node_score, short_encoder
 from adaptloop.report.nodes import is_number as _is_num
+from adaptloop.report.nodes import ticks as _ticks
+from adaptloop.report.tradeoff import tradeoff_section
 
 __all__ = ["CSS", "chart_svg", "forest", "node_label", "node_score", "render_html", "render_sections", "short_encoder",
            "write_report"]
@@ -120,19 +122,6 @@ def _layout(roots: list[Hashable], children: dict[Hashable, list[Hashable]]) -> 
                 pos[i] = (next_col, depth)
                 next_col += 1
     return pos
-
-
-def _ticks(lo: float, hi: float, n: int = 5) -> tuple[list[float], float, float, int]:
-    """Round tick values covering [lo, hi]: ``(ticks, axis_lo, axis_hi, decimals)``."""
-    if not hi > lo:
-        pad = abs(lo) * 0.05 or 0.5
-        lo, hi = lo - pad, hi + pad
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
-    lo2, hi2 = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
-    ticks = [lo2 + i * step for i in range(round((hi2 - lo2) / step) + 1)]
-    return ticks, lo2, hi2, max(0, -math.floor(math.log10(step)))
 
 
 # ------------------------------------------------------------------------------------------------ sections
@@ -443,13 +432,15 @@ def _decisions(view: Mapping[str, Any]) -> str:
 
 # ------------------------------------------------------------------------------------------------ public
 def render_sections(view: Mapping[str, Any]) -> str:
-    """The sections of a run's page (header, graph, curves, confusions, per class, findings, decisions) as
+    """The sections of a run's page (header, graph, curves, score against speed, confusions, per class,
+    findings, decisions) as
     one HTML fragment: the body of :func:`render_html`, and what the dashboard's run page embeds."""
     run = view.get("run") or {}
     metric = str(run.get("primary_metric") or "accuracy")
     nodes = [n for n in (view.get("nodes") or []) if isinstance(n, Mapping)]
-    return "".join([_header(view, nodes, metric), _graph(nodes, metric), _curves(nodes), _confusions(view),
-                    _per_class(view), _findings(view, nodes), _decisions(view)])
+    return "".join([_header(view, nodes, metric), _graph(nodes, metric), _curves(nodes),
+                    tradeoff_section(nodes, metric), _confusions(view), _per_class(view), _findings(view, nodes),
+                    _decisions(view)])
 
 
 def render_html(view: Mapping[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The experiment graph of a view, shared by the HTML page and the terminal tree: scores, labels, the forest."""
+"""The experiment graph of a view, shared by the HTML page and the terminal tree: scores, labels, the forest,
+and the axis ticks of its charts."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
-__all__ = ["forest", "is_number", "node_label", "node_score", "short_encoder"]
+__all__ = ["forest", "is_number", "node_label", "node_score", "short_encoder", "ticks"]
 
 
 def is_number(x: Any) -> bool:
@@ -73,3 +74,16 @@ def forest(nodes: Sequence[Mapping[str, Any]]) -> tuple[list[Hashable], dict[Has
             roots.append(i)
             reach(i)
     return roots, children
+
+
+def ticks(lo: float, hi: float, n: int = 5) -> tuple[list[float], float, float, int]:
+    """Round tick values covering [lo, hi]: ``(ticks, axis_lo, axis_hi, decimals)``."""
+    if not hi > lo:
+        pad = abs(lo) * 0.05 or 0.5
+        lo, hi = lo - pad, hi + pad
+    raw = (hi - lo) / n
+    mag = 10 ** math.floor(math.log10(raw))
+    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw * (1 - 1e-9))
+    lo2, hi2 = math.floor(lo / step + 1e-9) * step, math.ceil(hi / step - 1e-9) * step
+    marks = [lo2 + i * step for i in range(round((hi2 - lo2) / step) + 1)]
+    return marks, lo2, hi2, max(0, -math.floor(math.log10(step)))

@@ -76,7 +76,7 @@ def score(metrics: dict[str, Any] | None) -> str:
 def nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     """A run's nodes, one row each, with why each was tried in the caption."""
     t = Table(title=title, show_lines=False)
-    for col in ("id", "node", "parent", "strategy", "recipe", "dev", "eval", "sec", "status", "by"):
+    for col in ("id", "node", "parent", "strategy", "recipe", "dev", "eval", "sec", "texts/s", "status", "by"):
         t.add_column(col)
     t.caption = "\n".join(escape(f"#{n['id']} {n['name']} ({n['intervention']}): {n['reason']}")
                           for n in nodes)
@@ -84,7 +84,8 @@ def nodes_table(nodes: list[dict[str, Any]], title: str) -> Table:
     for n in nodes:
         t.add_row(str(n["id"]), n["name"], str(n["parent_id"] or "-"), n["pipeline"]["strategy"],
                   n["pipeline"]["recipe"], score(n["dev"]), score(n["eval"]),
-                  f"{n['train_seconds']:.0f}", n["status"], n.get("proposer") or "doctrine")
+                  f"{n['train_seconds']:.0f}", f"{n['texts_per_second']:.0f}" if n.get("texts_per_second") else "-",
+                  n["status"], n.get("proposer") or "doctrine")
     return t
 
 

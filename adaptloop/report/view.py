@@ -52,7 +52,8 @@ def build_view(ws: Workspace, run_id: int) -> dict[str, Any]:
     nodes = [{"id": n.id, "name": n.name, "parent_id": n.parent_id, "status": n.status,
               "intervention": n.intervention, "reason": n.reason, "pipeline": n.pipeline,
               "dev": n.dev_metrics or {}, "eval": scalars(n.eval_metrics or {}) or None,
-              "train_seconds": round(n.train_seconds, 1), "winner": n.id in winner_ids,
+              "train_seconds": round(n.train_seconds, 1), "texts_per_second": n.texts_per_second,
+              "winner": n.id in winner_ids,
               "dropped": n.name in gone, "curve": n.curve or [], "move": n.move, "finding": n.finding,
               "proposer": n.proposer, "rolled_back": n.id in rolled_nodes}
              for n in rows]

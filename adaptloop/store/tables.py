@@ -89,6 +89,8 @@ class Node(Base):
     model_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     predictions_artifact: Mapped[str | None] = mapped_column(String(100), nullable=True)
     train_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    # texts a second its model scores on the machine that trained it (evaluate.speed); None: not measured
+    texts_per_second: Mapped[float | None] = mapped_column(Float, nullable=True)
     move: Mapped[str | None] = mapped_column(String(60), nullable=True)  # catalogue name of the intervention
     finding: Mapped[str | None] = mapped_column(String(60), nullable=True)  # kind of finding that suggested it
     proposer: Mapped[str | None] = mapped_column(String(40), nullable=True)  # doctrine | llm | improve

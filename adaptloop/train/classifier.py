@@ -87,18 +87,30 @@ class EncoderClassifier:
         (folder / MODEL_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
+def _frozen(model: object) -> list[EncoderClassifier]:
+    """The frozen-encoder classifiers inside ``model`` (itself, ensemble members, a thresholded base)."""
+    out = [model] if isinstance(model, EncoderClassifier) and model.encoder is None else []
+    for inner in [*getattr(model, "members", ()), getattr(model, "base", None)]:
+        if inner is not None:
+            out += _frozen(inner)
+    return out
+
+
 def share_embeddings(model: object, cache: EmbeddingCache | None) -> object:
     """Let every frozen-encoder classifier inside ``model`` (ensemble members, a thresholded base)
     embed through ``cache``: an evaluation that scores several models on the same texts, or the
     same eval set cycle after cycle, embeds each text once. Not for serving, where every request
     is a new text. Returns ``model``."""
-    if cache is None:
-        return model
-    if isinstance(model, EncoderClassifier) and model.encoder is None:
-        model.embeddings = cache
-    for inner in [*getattr(model, "members", ()), getattr(model, "base", None)]:
-        if inner is not None:
-            share_embeddings(inner, cache)
+    if cache is not None:
+        for clf in _frozen(model):
+            clf.embeddings = cache
+    return model
+
+
+def detach_embeddings(model: object) -> object:
+    """Undo ``share_embeddings``: every text is embedded again, as serving does. Returns ``model``."""
+    for clf in _frozen(model):
+        clf.embeddings = None
     return model
 
 

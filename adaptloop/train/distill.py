@@ -43,7 +43,8 @@ class DistillConfig:
     """How a student is cut and trained; validated on construction."""
 
     layers: int = 2  # transformer layers the student keeps from the default encoder
-    epochs: float = 4.0  # upper bound; the deadline and early stopping may end sooner
+    epochs: float = 10.0  # upper bound; the deadline and early stopping end it sooner (4 epochs on banking77
+    # left dev agreement still rising, 0.886 -> 0.942, and the student 0.7 points short of its teacher)
     lr: float = 2e-4  # a cut encoder has lost its top layers: it must move further than a fine-tune
     head_lr: float = 2e-3
     batch_size: int = 32

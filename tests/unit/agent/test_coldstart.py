@@ -67,6 +67,8 @@ def test_cold_start_freezes_eval_first_and_promotes(ws, data):
     refit = [n for n in nodes if n.pipeline["strategy"] == "refit"]
     assert len(refit) == 1 and refit[0].dev_metrics == {}
     assert refit[0].pipeline["hparams"]["of"] == r.winner["selected_on_dev"]
+    # every candidate's speed is measured after its fit, the refit's too (the report sets it against the score)
+    assert all(n.texts_per_second and n.texts_per_second > 0 for n in nodes if n.status == "done")
     assert r.winner["node"] == "refit" and "eval_before_refit" in r.winner
     assert len(fake.calls[-1].to_dict()) and fake.calls[-1].recipe in ("raw", "clean", "augment", "augment+clean")
     # winner scored on the frozen eval set and promoted

@@ -162,3 +162,18 @@ def test_the_first_models_gate_beats_the_constant_answer_and_says_when_only_by_n
     assert clear.passed and len(clear.notes) == 1
     assert weak.passed and "beyond noise" in weak.notes[-1] and weak.sets[0].ci_low < 0
     assert not none.passed and none.reasons == ["no better than predicting no entities: f1 0.0000 <= 0.0000"]
+
+
+def test_a_student_may_break_more_than_it_fixes_within_its_margin_only():
+    gold = ["a", "b"] * 500  # 1,000 examples
+    inc = rows(gold, gold[:900] + ["c"] * 100)
+    # breaks 23, fixes 16: fixes do not outnumber breaks, but 7 of 1,000 is under a 1% margin
+    student = rows(gold, ["c"] * 23 + gold[23:916] + ["c"] * 84)
+    assert not compare(SPEC, "e", inc, student, epsilon=2).passed
+    r = compare(SPEC, "e", inc, student, epsilon=2, margin=0.01)
+    assert r.passed and r.p_breaks is None and "7 more broken than fixed, within the margin of 1% of 1000" in r.notes[0]
+    r = compare(SPEC, "e", inc, student, epsilon=2, margin=0.005)
+    assert not r.passed and "beyond the margin of 0.5% of 1000 examples (5.0)" in r.reasons[0]
+    # the gate passes the margin on to every binding set (the gain rule is the caller's to waive)
+    g = gate(SPEC, [("e", inc, student)], epsilon=2, margin=0.01)
+    assert g.sets[0].passed and not g.gained

@@ -184,3 +184,20 @@ def test_write_report_replaces_atomically(view, tmp_path):
     assert write_report(view, target) == target
     assert target.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html"]
+
+
+def test_the_page_sets_each_candidates_score_against_its_measured_speed(view):
+    from adaptloop.report.tradeoff import points, tradeoff_section
+
+    assert tradeoff_section(view["nodes"], "accuracy") == ""  # nothing measured: no section
+    speeds = {1: 310.0, 2: 95.5, 4: 40.2, 5: 12.0}  # node 5 failed: no score, so no point
+    nodes = [{**n, "texts_per_second": speeds.get(n["id"])} for n in view["nodes"]]
+    assert [(n["id"], s, split) for n, s, _, split in points(nodes, "accuracy")] == \
+        [(1, 310.0, "dev"), (2, 95.5, "dev"), (4, 40.2, "dev")]
+    page = render_html({**view, "nodes": nodes})
+    section = page[page.index('<section id="tradeoff">'):]
+    section = section[:section.index("</section>")]
+    assert section.count('class="point"') == 3 and "contrastive ★" in section
+    assert "0.9210" in section and "40.2" in section and "texts a second" in section
+    rows = re.findall(r"<tr><td>([^<]+)</td>", section)
+    assert rows == ["baseline", "finetune", "contrastive ★"]  # fastest first
