@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/student.py                         # cold start, distil, measure both
     .venv/bin/python benchmarks/student.py --workspace WS          # reuse a workspace this script built
+    .venv/bin/python benchmarks/student.py --workspace WS --no-teacher-load  # the student's load test only
 
 1. `adaptloop new` on banking77's train split (``--budget``), unless ``--workspace`` holds a model;
 2. `adaptloop distill --layers L --promote` (before any traffic: the test texts that the load test
@@ -67,6 +68,8 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--requests", type=int, default=5000, help="closed-loop requests per load test")
     ap.add_argument("--workspace", type=Path, default=None)
+    ap.add_argument("--no-teacher-load", action="store_true",
+                    help="skip the teacher's load test (its last report stays in serve-load-teacher.json)")
     ap.add_argument("--out", type=Path, default=RESULTS / "student-banking77.json")
     a = ap.parse_args()
     t0 = time.monotonic()
@@ -92,7 +95,8 @@ def main() -> None:
     if d["decision"] == "promoted":
         report["student"]["load"] = load(ws, "student", a.requests)
         cli("rollback", "--reason", "benchmark: measure the teacher", ws=ws)
-    report["teacher"]["load"] = load(ws, "teacher", a.requests)
+    if not a.no_teacher_load:
+        report["teacher"]["load"] = load(ws, "teacher", a.requests)
     report["accuracy_gap_points"] = round(100 * (report["teacher"]["test_accuracy"]
                                                  - report["student"]["test_accuracy"]), 2)
     report["wall_s"] = round(time.monotonic() - t0, 1)
