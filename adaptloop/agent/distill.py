@@ -83,13 +83,15 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
     texts = [e.text for e in train] + traffic
     gold = [index.get(e.label) for e in train] + [None] * len(traffic)
     dev_texts = [e.text for e in dev]
+    dev_gold = [index.get(e.label) for e in dev]
     cfg = DistillConfig(layers=layers)
     # the teacher's data and spec: a later improve cycle replays them with the student in production
     run = store.add(Run(task_id=mv.task_id, kind="distill", budget_s=budget_s, state=parent.state,
                         eval_set_id=parent.eval_set_id))
     store.decide(run.id, "distill", f"v{mv.id} teaches a {layers}-layer {encoder} student on {len(train)} "
                  f"training texts (gold labels kept) and {len(traffic)} production inputs (no labels; poison "
-                 f"left out), selected on {len(dev_texts)} dev texts by agreement with the teacher",
+                 f"left out), selected on {len(dev_texts)} dev texts (by accuracy where they have gold labels, "
+                 "else by agreement with the teacher)",
                  teacher=mv.id, train=len(train), traffic=len(traffic), dev=len(dev_texts))
     bar = progress("teacher's probabilities", 2)
     soft = teacher.predict_proba(texts)
@@ -105,14 +107,15 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
     student, info = distill(labels, encoder, texts, soft, gold, dev_texts, dev_soft,
                             FitContext(deadline=deadline, progress=progress,
                                        device=str(pick_device(ws.settings.train.device))),
-                            cfg, seed=ws.settings.train.seed)
+                            cfg, seed=ws.settings.train.seed, dev_gold=dev_gold)
     folder = ws.artifacts.staging_dir()
     student.save(folder)
     address = ws.artifacts.put_dir(folder)
     curve = info.pop("curve")
     # no dev_metrics: agreement with a teacher is not the task's metric, and a refit has no student to retrain
     store.update(Node, node.id, status="done", finished_at=utcnow(), model_artifact=address, curve=curve,
-                 chosen={"dev_agreement": info["dev_agreement"], "steps": info["steps"]},
+                 chosen={info["selected_on"]: info["dev_score"], "dev_agreement": info["dev_agreement"],
+                         "steps": info["steps"]},
                  train_seconds=info["seconds"])
     cand = registry.register(store, task_id=mv.task_id, node_id=node.id, artifact=address,
                              metrics={"dev_agreement": info["dev_agreement"]},

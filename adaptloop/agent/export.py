@@ -1,7 +1,8 @@
 """A model version exported for serving (ONNX), under a parity check on its frozen eval set.
 
 The version's own run froze an eval set before training; torch and the export both score it. The
-export may serve only when its predictions equal torch's on at least 99.5% of that set and the
+export may serve only when its predictions (a label, or a text's entities) equal torch's on at
+least 99.5% of that set and the
 primary metric moves by at most 0.3 points. int8 is tried first (the fastest), then fp32; when
 neither holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
 beside the graphs in ``.adaptloop/exports/<artifact>/export.json`` (an artifact is immutable:
@@ -29,6 +30,13 @@ from adaptloop.workspace import Workspace
 AGREEMENT_MIN = 0.995  # share of the eval set on which the export predicts what torch predicts
 METRIC_TOLERANCE = 0.003  # |primary metric of the export - torch's|, absolute
 VERDICT = "export.json"
+
+
+def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two rows predict the same: the label, or the same entities (their scores aside)."""
+    if "gold" in a:
+        return {tuple(p[:3]) for p in a["pred"]} == {tuple(p[:3]) for p in b["pred"]}
+    return a["pred"] == b["pred"]
 
 
 def export_dir(ws: Workspace, artifact: str) -> Path:
@@ -59,11 +67,11 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
 
     Raises:
         NotFoundError: no such version.
-        WorkspaceError: the version is not a classifier (the exporter covers encoder classifiers).
+        WorkspaceError: the version is neither an encoder classifier nor a tagger (a causal LM).
     """
     from adaptloop.agent.predict import score_rows
     from adaptloop.train import load_trained
-    from adaptloop.train.onnx_export import PRECISIONS, attach, classifiers, export
+    from adaptloop.train.onnx_export import PRECISIONS, attach, export, exportable
 
     store = ws.store
     mv = registry.resolve(store, ref)
@@ -71,9 +79,10 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     spec = store.run_state(run).spec
     path = ws.artifacts.path(mv.artifact)
     model = load_trained(path)
-    if spec.family != "classification" or not classifiers(model):
+    if not exportable(model):
         raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
-                             "(frozen, fine-tuned, LoRA, their ensembles and thresholds); it keeps serving with torch")
+                             "(frozen, fine-tuned, LoRA, their ensembles and thresholds) and taggers; it keeps "
+                             "serving with torch")
     frozen = store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
     if frozen is None:
         raise WorkspaceError(f"v{mv.id} comes from run {run.id}, which froze no eval set: there is nothing to check "
@@ -96,7 +105,7 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
         t0 = time.monotonic()
         rows = score_rows(candidate, examples, progress=progress, what=f"score with ONNX {precision}")
         seconds = time.monotonic() - t0
-        agree = sum(a["pred"] == b["pred"] for a, b in zip(base_rows, rows)) / max(1, len(rows))
+        agree = sum(_same(a, b) for a, b in zip(base_rows, rows)) / max(1, len(rows))
         metric = primary(metrics_of(spec, rows), spec.primary_metric)
         ok = agree >= AGREEMENT_MIN and abs(metric - base_metric) <= METRIC_TOLERANCE
         tried.append({"precision": precision, "agreement": round(agree, 5), spec.primary_metric: round(metric, 5),

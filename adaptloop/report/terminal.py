@@ -285,7 +285,8 @@ def show_distill(r: dict[str, Any]) -> None:
     t.add_row(r["student"], f"{speed['student']:.0f}", ", ".join(f"{s['candidate']:.4f}" for s in sets))
     out.print(t)
     out.print(f"trained on {fit['texts']} texts ({fit['with_gold']} with gold labels) in {fit['seconds']:.0f}s; "
-              f"dev agreement with the teacher {fit['dev_agreement_before']:.3f} → {fit['dev_agreement']:.3f} "
+              f"dev {fit['selected_on'].removeprefix('dev_')} {fit['dev_score_before']:.3f} → {fit['dev_score']:.3f}, "
+              f"agreement with the teacher {fit['dev_agreement']:.3f} "
               f"({fit['stop']})")
     out.print(f"[bold]{r['decision']}[/]: {r['reason']}")
 

@@ -87,13 +87,21 @@ class EncoderClassifier:
         (folder / MODEL_FILE).write_text(json.dumps(meta, indent=1), encoding="utf-8")
 
 
-def _frozen(model: object) -> list[EncoderClassifier]:
-    """The frozen-encoder classifiers inside ``model`` (itself, ensemble members, a thresholded base)."""
-    out = [model] if isinstance(model, EncoderClassifier) and model.encoder is None else []
+def classifiers(model: object) -> list[EncoderClassifier]:
+    """The encoder classifiers inside ``model``, in a fixed order (itself, ensemble members, a thresholded
+    base)."""
+    if isinstance(model, EncoderClassifier):
+        return [model]
+    out: list[EncoderClassifier] = []
     for inner in [*getattr(model, "members", ()), getattr(model, "base", None)]:
         if inner is not None:
-            out += _frozen(inner)
+            out += classifiers(inner)
     return out
+
+
+def _frozen(model: object) -> list[EncoderClassifier]:
+    """The frozen-encoder classifiers inside ``model``."""
+    return [c for c in classifiers(model) if c.encoder is None]
 
 
 def share_embeddings(model: object, cache: EmbeddingCache | None) -> object:

@@ -11,8 +11,9 @@ what a sentence encoder knows) with a linear head, trained on the teacher's soft
   its log-probabilities stand in for its logits), mixed with the gold label where a text has one;
 - texts without a label (production traffic) count as much as labelled ones: that is what a
   student learns from that its teacher did not;
-- the dev score is agreement with the teacher's top class on held-out texts, so selection needs
-  no gold labels; the best state is kept and the deadline ends the run.
+- the dev score is accuracy on the teacher's dev texts when they carry gold labels (the gate
+  judges a student by accuracy, so selection does too), else agreement with the teacher's top
+  class, which needs no gold label; the best state is kept and the deadline ends the run.
 
 The result is an ordinary ``EncoderClassifier`` with its encoder included: it saves, loads,
 exports to ONNX and serves like every other classifier.
@@ -88,7 +89,8 @@ def soft_targets(proba: np.ndarray, temperature: float) -> np.ndarray:
     return (p / p.sum(1, keepdims=True)).astype(np.float32)
 
 
-def _agreement(tok, enc, head, texts: Sequence[str], want: np.ndarray, device: torch.device) -> float:
+def _hits(tok, enc, head, texts: Sequence[str], want: np.ndarray, device: torch.device) -> float:
+    """Share of ``texts`` whose top class is ``want`` (the teacher's: agreement; gold: accuracy)."""
     if not len(texts):
         return 0.0
     z = torch.from_numpy(embed(tok, enc, list(texts), device=device)).to(device)
@@ -100,10 +102,13 @@ def _agreement(tok, enc, head, texts: Sequence[str], want: np.ndarray, device: t
 
 def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teacher: np.ndarray,
             gold: Sequence[int | None], dev_texts: Sequence[str], dev_teacher: np.ndarray, ctx: FitContext,
-            cfg: DistillConfig = DistillConfig(), seed: int = 0) -> tuple[EncoderClassifier, dict]:
+            cfg: DistillConfig = DistillConfig(), seed: int = 0,
+            dev_gold: Sequence[int | None] = ()) -> tuple[EncoderClassifier, dict]:
     """Train a student on ``texts`` with the teacher's probabilities ``teacher`` (n, k) and the gold
-    label index of each text (None where there is none). Returns the student and what the fit did:
-    dev agreement with the teacher before and after, the curve, the stop reason, seconds."""
+    label index of each text (None where there is none); ``dev_gold``: the dev texts' gold label
+    indices, when every one has one (selection by accuracy, else by agreement). Returns the student
+    and what the fit did: the dev score it was selected on before and after, its dev agreement with
+    the teacher, the curve, the stop reason, seconds."""
     t0 = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -116,6 +121,8 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
     has_gold = np.array([g is not None for g in gold])
     gold_ids = np.array([g if g is not None else 0 for g in gold], dtype=np.int64)
     dev_top = dev_teacher.argmax(1) if len(dev_texts) else np.zeros(0, dtype=int)
+    by_gold = len(dev_gold) == len(dev_texts) > 0 and all(g is not None for g in dev_gold)
+    want, key = (np.array(dev_gold, dtype=np.int64), "dev_accuracy") if by_gold else (dev_top, "dev_agreement")
 
     # LP: the head starts as logistic regression on the cut encoder's embeddings against the teacher's top class
     x = embed(tok, enc, list(texts), device=device)
@@ -130,10 +137,10 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
                             weight_decay=0.01)
     steps_per_epoch = max(1, math.ceil(len(texts) / cfg.batch_size))
     plan = UpdatePlan(opt, total=int(cfg.epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch, ctx=ctx,
-                      warmup=cfg.warmup, patience=cfg.patience, reserve_evals=3, score_key="dev_agreement",
+                      warmup=cfg.warmup, patience=cfg.patience, reserve_evals=3, score_key=key,
                       eval_every=max(1, steps_per_epoch // cfg.evals_per_epoch) if len(dev_texts) else 10**9,
                       eval_seconds=lambda per_step: per_step * len(dev_texts) / cfg.batch_size / 3)
-    before = _agreement(tok, enc, head, dev_texts, dev_top, device)
+    before = _hits(tok, enc, head, dev_texts, want, device)
     plan.start(before)
     bar = ctx.progress(f"distil a {cfg.layers}-layer student", plan.total)
     lengths = [len(t) for t in texts]
@@ -152,18 +159,20 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
             bar(1)
             yb = top[batch]
             if plan.after_step(params + list(head.parameters()), opt, loss,
-                               score=lambda: _agreement(tok, enc, head, dev_texts, dev_top, device),
+                               score=lambda: _hits(tok, enc, head, dev_texts, want, device),
                                state=lambda: (enc.state_dict(), head.state_dict()),
                                hits=int((logits.detach().argmax(-1).cpu().numpy() == yb).sum()), seen=len(batch)):
                 break
     if plan.best_state is not None:
         enc.load_state_dict(plan.best_state[0])
         head.load_state_dict(plan.best_state[1])
+    agreement = _hits(tok, enc, head, dev_texts, dev_top, device) if by_gold else plan.best_score
     enc.eval()
     student = EncoderClassifier(labels, encoder_name, head.weight.detach().cpu().numpy(),
                                 head.bias.detach().cpu().numpy(), enc.cpu(), tok)
     info = {"layers": cfg.layers, "texts": len(texts), "with_gold": int(has_gold.sum()),
-            "dev_agreement_before": round(before, 4), "dev_agreement": round(plan.best_score, 4),
+            "selected_on": key, "dev_score_before": round(before, 4), "dev_score": round(plan.best_score, 4),
+            "dev_agreement": round(agreement, 4),
             "stop": plan.stop, "steps": plan.step, "curve": plan.curve,
             "seconds": round(time.monotonic() - t0, 1)}
     return student, info

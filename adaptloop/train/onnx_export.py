@@ -1,4 +1,4 @@
-"""ONNX export of a trained classifier's encoders, served with ONNX Runtime.
+"""ONNX export of a trained classifier's encoders, or of a tagger, served with ONNX Runtime.
 
 The part of an ``EncoderClassifier`` that costs (tokens → transformer → mean pool → L2 norm) is
 exported by torch as one ONNX graph, then quantized to int8 by ONNX Runtime's dynamic quantizer
@@ -7,11 +7,16 @@ standard CPU recipe for transformer encoders); the linear head stays in numpy. E
 thresholded models export every encoder they hold. ``attach`` puts the exported encoders under a
 loaded model, which then embeds through ONNX Runtime: no torch forward pass at serving time.
 
+A tagger (``SpanTagger``) exports its whole token-classification model (tokens → transformer →
+per-subword tag logits) the same way; windowing, averaging and decoding to character spans stay
+in Python, so the spans come out exactly as torch's decoding makes them.
+
 An export folder:
 
     enc-<i>/model.onnx        fp32 graph of the i-th encoder (``classifiers`` order)
     enc-<i>/model.int8.onnx   the same, dynamically quantized
     enc-<i>/tokenizer*        its tokenizer
+    tagger/model(.int8).onnx  a tagger's graphs (input ids, attention mask → tag logits)
 
 Whether an export may serve (its parity with torch on a frozen eval set) is the agent's call
 (``agent/export.py``).
@@ -27,22 +32,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptloop.train.classifier import EncoderClassifier
+from adaptloop.train.classifier import classifiers
 from adaptloop.train.encoder import MAX_LENGTH, mean_pool
+from adaptloop.train.tagger import SpanTagger
 
 PRECISIONS = ("int8", "fp32")
 _FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
-
-
-def classifiers(model: Any) -> list[EncoderClassifier]:
-    """The encoder classifiers inside ``model``, in a fixed order (itself, ensemble members, a base)."""
-    if isinstance(model, EncoderClassifier):
-        return [model]
-    out: list[EncoderClassifier] = []
-    for inner in [*getattr(model, "members", ()), getattr(model, "base", None)]:
-        if inner is not None:
-            out += classifiers(inner)
-    return out
 
 
 class _Pooled(torch.nn.Module):
@@ -57,55 +52,93 @@ class _Pooled(torch.nn.Module):
         return mean_pool(out.last_hidden_state, attention_mask)
 
 
-def export(model: Any, folder: Path) -> list[Path]:
-    """Write the fp32 and int8 ONNX graphs (and tokenizer) of every encoder in ``model``.
+class _Logits(torch.nn.Module):
+    """A token-classification model up to its per-subword logits, as one graph to export."""
 
-    Raises:
-        ValueError: ``model`` holds no encoder classifier (nothing this exporter knows).
-    """
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+
+
+def exportable(model: Any) -> bool:
+    """Whether this exporter knows ``model``: encoder classifiers (and what holds them) or a tagger."""
+    return isinstance(model, SpanTagger) or bool(classifiers(model))
+
+
+def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str) -> Path:
+    """``module`` (input ids, attention mask → ``output``) as fp32 and int8 graphs, with ``tok``, in ``dest``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    dest.mkdir(parents=True, exist_ok=True)
+    sample = tok(["an example to trace the graph with", "two"], padding=True, return_tensors="pt")
+    batch, tokens = torch.export.Dim("batch", max=4096), torch.export.Dim("tokens", max=512)
+    with torch.no_grad():  # torch.export-based exporter; one self-contained file
+        torch.onnx.export(module.to("cpu").eval(), (sample["input_ids"], sample["attention_mask"]),
+                          str(dest / _FILES["fp32"]), dynamo=True, external_data=False, verbose=False,
+                          input_names=["input_ids", "attention_mask"], output_names=[output],
+                          dynamic_shapes={"input_ids": {0: batch, 1: tokens},
+                                          "attention_mask": {0: batch, 1: tokens}})
+    # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
+    # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
+    quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
+                     per_channel=True, op_types_to_quantize=["MatMul"])
+    tok.save_pretrained(dest)
+    return dest
+
+
+def export(model: Any, folder: Path) -> list[Path]:
+    """Write the fp32 and int8 ONNX graphs (and tokenizer) of every encoder in ``model``, or of a tagger.
+
+    Raises:
+        ValueError: ``model`` is nothing this exporter knows.
+    """
+    if isinstance(model, SpanTagger):
+        return [_write(_Logits(model.model), model.tok, Path(folder) / "tagger", "logits")]
     found = classifiers(model)
     if not found:
-        raise ValueError(f"{type(model).__name__} holds no encoder classifier to export")
+        raise ValueError(f"{type(model).__name__} holds no encoder classifier or tagger to export")
     written = []
     for i, clf in enumerate(found):
         tok, enc = clf._modules()
-        dest = Path(folder) / f"enc-{i}"
-        dest.mkdir(parents=True, exist_ok=True)
-        sample = tok(["an example to trace the graph with", "two"], padding=True, return_tensors="pt")
-        enc = enc.to("cpu").eval()
-        batch, tokens = torch.export.Dim("batch", max=4096), torch.export.Dim("tokens", max=512)
-        with torch.no_grad():  # torch.export-based exporter; one self-contained file
-            torch.onnx.export(_Pooled(enc).eval(), (sample["input_ids"], sample["attention_mask"]),
-                              str(dest / _FILES["fp32"]), dynamo=True, external_data=False, verbose=False,
-                              input_names=["input_ids", "attention_mask"], output_names=["sentence_embedding"],
-                              dynamic_shapes={"input_ids": {0: batch, 1: tokens},
-                                              "attention_mask": {0: batch, 1: tokens}})
-        # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
-        # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
-        quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
-                         per_channel=True, op_types_to_quantize=["MatMul"])
-        tok.save_pretrained(dest)
-        written.append(dest)
+        written.append(_write(_Pooled(enc), tok, Path(folder) / f"enc-{i}", "sentence_embedding"))
     return written
+
+
+def _session(folder: Path, precision: str, threads: int) -> Any:
+    """An ONNX Runtime CPU session on the graph of ``precision`` in ``folder``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.inter_op_num_threads = 1
+    # no busy-waiting between runs: on a small machine the spinning threads take the cores the server's
+    # event loop (and a client on the same box) need between forward passes
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(str(Path(folder) / _FILES[precision]), opts, providers=["CPUExecutionProvider"])
+
+
+class OnnxLogits:
+    """A tagger's per-subword logits from its exported graph (``SpanTagger.token_probs`` calls it)."""
+
+    def __init__(self, folder: Path, precision: str = "int8", threads: int = 0) -> None:
+        self.session = _session(folder, precision, threads)
+        self.precision = precision
+
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {"input_ids": input_ids.astype(np.int64),
+                                       "attention_mask": attention_mask.astype(np.int64)})[0]
 
 
 class OnnxEncoder:
     """Sentence embeddings from an exported encoder through ONNX Runtime (CPU)."""
 
     def __init__(self, folder: Path, precision: str = "int8", threads: int = 0) -> None:
-        import onnxruntime as ort
         from transformers import AutoTokenizer
 
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or os.cpu_count() or 1
-        opts.inter_op_num_threads = 1
-        # no busy-waiting between runs: on a small machine the spinning threads take the cores the server's
-        # event loop (and a client on the same box) need between forward passes
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(Path(folder) / _FILES[precision]), opts,
-                                            providers=["CPUExecutionProvider"])
+        self.session = _session(folder, precision, threads)
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.precision = precision
 
@@ -126,7 +159,11 @@ class OnnxEncoder:
 
 
 def attach(model: Any, folder: Path, precision: str = "int8", threads: int = 0) -> Any:
-    """Make every encoder classifier in ``model`` embed through its exported graph. Returns ``model``."""
+    """Make every encoder classifier in ``model`` embed through its exported graph, or a tagger tag
+    through its own. Returns ``model``."""
+    if isinstance(model, SpanTagger):
+        model.onnx = OnnxLogits(Path(folder) / "tagger", precision, threads)
+        return model
     for i, clf in enumerate(classifiers(model)):
         clf.onnx = OnnxEncoder(Path(folder) / f"enc-{i}", precision, threads)
     return model

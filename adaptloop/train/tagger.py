@@ -165,6 +165,20 @@ class SpanTagger:
         self.max_length = max_length
         self.stride = stride
         self.thresholds = dict(thresholds or {})
+        self.onnx: Any = None  # an exported graph (train.onnx_export.attach): tags instead of torch
+
+    def _probs(self, ids: list[list[int]], device: torch.device) -> np.ndarray:
+        """Tag probabilities of one padded batch, (batch, subwords, tags)."""
+        if self.onnx is not None:
+            batch = self.tok.pad({"input_ids": ids}, return_tensors="np")
+            logits = self.onnx(batch["input_ids"], batch["attention_mask"]).astype(np.float32)
+            logits -= logits.max(-1, keepdims=True)
+            e = np.exp(logits)
+            return e / e.sum(-1, keepdims=True)
+        batch = self.tok.pad({"input_ids": ids}, return_tensors="pt")
+        logits = self.model(input_ids=batch["input_ids"].to(device),
+                            attention_mask=batch["attention_mask"].to(device)).logits
+        return torch.softmax(logits.float(), -1).cpu().numpy()
 
     def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         """Per text: its subwords' character offsets and tag probabilities (windows averaged)."""
@@ -179,10 +193,7 @@ class SpanTagger:
         with torch.inference_mode(), cuda_bf16(device):
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
-                batch = self.tok.pad({"input_ids": [w["input_ids"][i] for i in idx]}, return_tensors="pt")
-                logits = self.model(input_ids=batch["input_ids"].to(device),
-                                    attention_mask=batch["attention_mask"].to(device)).logits
-                probs = torch.softmax(logits.float(), -1).cpu().numpy()
+                probs = self._probs([w["input_ids"][i] for i in idx], device)
                 for row, i in enumerate(idx):
                     t = w["text"][i]
                     for j, (s, e) in enumerate(w["offsets"][i]):

@@ -52,6 +52,23 @@ def test_predict_returns_character_spans(pii):
         assert text[e["start"]:e["end"]] == e["text"] and e["label"] in pii["types"] and 0 < e["score"] <= 1
 
 
+def test_export_makes_the_tagger_tag_through_onnx_with_the_same_spans(pii):
+    from adaptloop.agent import export as ex
+    from adaptloop.agent.predict import load_version
+    from adaptloop.workspace import Workspace
+
+    texts = ["My name is Maria Gonzalez and my phone number is 212-555-0199.", "Call John Smith in Boston."]
+    before = one_json(run("predict", *texts, "--json", "-w", pii["ws"]))["predictions"]
+    r = one_json(run("export", "--json", "-w", pii["ws"]))
+    assert r["serves"] in ("int8", "fp32") and r["tried"][-1]["agreement"] >= ex.AGREEMENT_MIN, r
+    ws = Workspace.open(pii["ws"])
+    assert (ex.export_dir(ws, r["artifact"]) / "tagger" / "model.int8.onnx").is_file()
+    assert load_version(ws, None)[2].onnx is not None  # predict, eval and serve tag through it
+    after = one_json(run("predict", *texts, "--json", "-w", pii["ws"]))["predictions"]
+    assert [[(e["start"], e["end"], e["label"]) for e in p["entities"]] for p in after] == \
+        [[(e["start"], e["end"], e["label"]) for e in p["entities"]] for p in before]
+
+
 def test_eval_with_unknown_entity_types_is_one_clear_line(pii, tmp_path):
     bad = write_jsonl(tmp_path / "bad.jsonl", [{"text": "Visit Mars", "spans": [[6, 10, "PLANET"]]}])
     r = run("eval", "--data", bad, "-w", pii["ws"])
