@@ -79,12 +79,16 @@ class ServeSettings(BaseModel):
     max_inputs: int = Field(256, ge=1, description="Inputs per request; more is answered 413.")
     max_chars: int = Field(4000, ge=1, description="Characters per input; longer is answered 413.")
     trace_flush_ms: float = Field(200.0, gt=0, description="Traces are written to the store in batches this often.")
-    min_throughput: float = Field(0.0, ge=0, description="Texts a second the production classifier must score "
+    min_throughput: float = Field(150.0, ge=0, description="Texts a second the production classifier must score "
                                   "on this machine (torch, batches of 32). When a cold start's winner is "
-                                  "slower (an ensemble, a base-size encoder), `new` distils a student of it "
-                                  "and serves that if the gate passes it against its teacher. 0 = no limit.")
+                                  "slower (an ensemble, a base-size encoder, a 6-layer encoder on a small CPU), "
+                                  "`new` distils a student of it and serves that if the gate passes it against "
+                                  "its teacher. 0 = no limit.")
     student_layers: int = Field(2, ge=1, description="Transformer layers a student keeps of the default encoder.")
-    student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput.")
+    student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput "
+                                "(at most the cold start's own budget).")
+    export: bool = Field(True, description="After `new`, export production to ONNX for serving (kept only if it "
+                         "passes the parity check against torch; `adaptloop export` does the same by hand).")
     student_margin: float = Field(0.5, ge=0, le=100, description="Points of accuracy a student may lose to its "
                                   "teacher on each frozen eval set (breaks minus fixes, as a share of the set); "
                                   "the noise rule binds besides.")

@@ -187,7 +187,8 @@ def store_url(request, tmp_path):
 
 def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
     """`adaptloop init ws`, with the encoder ladder cut to MiniLM (tiny models only, even where mpnet is
-    installed) and, given one, another store URL."""
+    installed), no serving-size step after `new` (no student, no ONNX export: the tests of those turn
+    them on) and, given one, another store URL."""
     import tomli_w
 
     try:
@@ -199,6 +200,7 @@ def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
     cfg = ws / "adaptloop.toml"
     settings = tomllib.loads(cfg.read_text())
     settings["train"]["ladder"] = settings["train"]["ladder"][:1]
+    settings["serve"].update(min_throughput=0.0, export=False)
     if store_url:
         settings["store"]["url"] = store_url
     cfg.write_text(tomli_w.dumps(settings))

@@ -165,10 +165,12 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
             "wall_seconds": round(time.monotonic() - t0, 1)}
 
 
-def fit_to_serving(ws: Workspace, *, progress: Progress = no_progress) -> dict[str, Any] | None:
+def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
+                   progress: Progress = no_progress) -> dict[str, Any] | None:
     """``[serve] min_throughput`` after a cold start: production's texts a second on this machine, and
-    when they fall short, a student distilled and promoted in its place (if the gate passes it).
-    None when no limit is set. The measurement and the outcome are decisions of production's run."""
+    when they fall short, a student distilled and promoted in its place (if the gate passes it), in
+    ``[serve] student_budget`` or ``budget_s`` (the cold start's own), whichever is shorter. None when
+    no limit is set. The measurement and the outcome are decisions of production's run."""
     limit = ws.settings.serve.min_throughput
     if limit <= 0:
         return None
@@ -188,8 +190,9 @@ def fit_to_serving(ws: Workspace, *, progress: Progress = no_progress) -> dict[s
     ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
     from adaptloop.agent.budget import parse_budget
 
+    budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
     r = distill_version(ws, f"v{mv.id}", layers=ws.settings.serve.student_layers,
-                        budget_s=parse_budget(ws.settings.serve.student_budget), promote=True, progress=progress)
+                        budget_s=budget, promote=True, progress=progress)
     student_rate = r["texts_per_second"]["student"]
     if r["decision"] == "promoted" and student_rate < limit:
         r["reason"] += (f"; it scores {student_rate:.0f} texts/s, still under the limit: fewer layers "

@@ -135,3 +135,21 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     staging.rename(folder)
     store.decide(run.id, "export", reason, version=f"v{mv.id}", serves=serves, tried=tried)
     return verdict
+
+
+def export_production(ws: Workspace, *, progress: Progress = no_progress) -> dict[str, Any] | None:
+    """``[serve] export`` after a cold start: production exported under the parity check, when the
+    exporter knows its kind of model (not a causal LM, nor a test's stand-in). None when off or not
+    exportable; the verdict otherwise (refused exports included: torch serves them)."""
+    if not ws.settings.serve.export:
+        return None
+    from adaptloop.train import load_trained
+    from adaptloop.train.onnx_export import exportable
+
+    mv = registry.resolve(ws.store, "production")
+    if not exportable(load_trained(ws.artifacts.path(mv.artifact))):
+        return None
+    try:
+        return export_version(ws, f"v{mv.id}", progress=progress)
+    except WorkspaceError:  # no frozen eval set to check against: torch serves
+        return None

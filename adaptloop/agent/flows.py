@@ -17,6 +17,7 @@ from sqlalchemy import select
 from adaptloop.agent.budget import parse_budget
 from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
 from adaptloop.agent.distill import fit_to_serving
+from adaptloop.agent.export import export_production
 from adaptloop.agent.improve import ImproveCycle
 from adaptloop.agent.synthesize import draft_task
 from adaptloop.agent.traffic import import_traces, new_failures
@@ -82,12 +83,15 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
     llm = replay_client(ws, replay) if replay is not None else None
     with progress() as bars:
         result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold, llm=llm)
-        sized = fit_to_serving(ws, progress=bars) if result.version is not None else None
+        sized = fit_to_serving(ws, budget_s=seconds, progress=bars) if result.version is not None else None
+        exported = export_production(ws, progress=bars) if result.version is not None else None
     if draft is not None:  # the drafter's requests belong to the run they made
         ws.store.claim_llm_calls("synth", result.run_id)
-    if sized is not None:
-        on_note(sized["reason"])
-    return "search", result.to_dict() | ({"serving": sized} if sized is not None else {})
+    for what in (sized, exported):
+        if what is not None:
+            on_note(what["reason"])
+    return "search", result.to_dict() | ({"serving": sized} if sized is not None else {}) | (
+        {"export": exported} if exported is not None else {})
 
 
 def replay_client(ws: Workspace, run_id: int) -> ReplayClient:

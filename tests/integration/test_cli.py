@@ -215,10 +215,12 @@ def test_distill_makes_a_smaller_student_gated_against_its_teacher(trained):
 
 
 def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughput(tmp_path, banking_train):
+    """And exports what serves to ONNX, as `new` does by default."""
     ws = init_tiny_workspace(tmp_path / "ws")
     cfg = ws / "adaptloop.toml"
     settings = tomllib.loads(cfg.read_text())
-    settings["serve"].update(min_throughput=1e9, student_layers=1, student_budget="30s")  # no model is this fast
+    settings["serve"].update(min_throughput=1e9, student_layers=1, student_budget="5m",  # no model is this fast
+                             export=True)
     cfg.write_text(tomli_w.dumps(settings))
     train = write_jsonl(tmp_path / "train.jsonl", subset(banking_train, 4, 16))
     r = one_json(run("new", "route banking customer messages", "--data", train, "--budget", "30s", "--json",
@@ -231,4 +233,7 @@ def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughp
     assert ms["aliases"]["production"] == sized["version"] == (d["student"] if d["decision"] == "promoted"
                                                                else d["teacher"])
     kinds = [x["kind"] for rr in one_json(run("runs", "--json", "-w", ws))["runs"] for x in rr["decisions"]]
-    assert "serving" in kinds and "distill" in kinds
+    assert "serving" in kinds and "distill" in kinds and "export" in kinds
+    assert d["wall_seconds"] < 60  # the student's budget is at most the cold start's (30s), not its own 5m
+    ex = r["export"]
+    assert ex["version"] == sized["version"] and ex["serves"] in ("int8", "fp32", None) and ex["reason"], ex
