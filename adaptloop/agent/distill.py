@@ -174,10 +174,11 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     limit = ws.settings.serve.min_throughput
     if limit <= 0:
         return None
-    mv, spec, model = load_version(ws, "production")
-    if spec.family != "classification":
-        return None
+    mv = registry.resolve(ws.store, "production")
     run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
+    if ws.store.run_state(run).spec.family != "classification":  # decided before loading a causal LM
+        return None
+    _, _, model = load_version(ws, f"v{mv.id}")
     frozen = ws.store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
     texts = [e.text for e in EvalSet.from_dict(ws.artifacts.get_json(frozen.artifact)).examples] if frozen else []
     rate = round(texts_per_second(model, texts), 1)

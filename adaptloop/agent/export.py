@@ -147,7 +147,9 @@ def export_production(ws: Workspace, *, progress: Progress = no_progress) -> dic
     from adaptloop.train.onnx_export import exportable
 
     mv = registry.resolve(ws.store, "production")
-    if not exportable(load_trained(ws.artifacts.path(mv.artifact))):
+    run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
+    if ws.store.run_state(run).spec.family == "generation" or not exportable(
+            load_trained(ws.artifacts.path(mv.artifact))):
         return None
     try:
         return export_version(ws, f"v{mv.id}", progress=progress)
