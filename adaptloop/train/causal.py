@@ -34,7 +34,7 @@ from adaptloop.train.base import FitContext
 from adaptloop.train.causal_weights import _ALIASES, _GGUF, DEFAULT_CAUSAL, resolve_causal
 from adaptloop.train.causal_weights import _gemma3_gguf as _gemma3_gguf
 from adaptloop.train.causal_weights import _smollm2_gguf as _smollm2_gguf
-from adaptloop.train.loop import UpdatePlan
+from adaptloop.train.loop import UpdatePlan, length_batches
 from adaptloop.types import NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -312,12 +312,6 @@ def load_causal(folder: Path, *, device: str = "cpu") -> CausalLM:
     return lm
 
 
-def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    from adaptloop.train.finetune import _batches as length_batches
-
-    return length_batches(lengths, batch_size, rng)
-
-
 def _collate(tok, rows: Sequence[tuple[list[int], list[int]]], device: torch.device) -> dict[str, torch.Tensor]:
     width = max(len(ids) for ids, _ in rows)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -419,7 +413,7 @@ class CausalTrainer:
             plan.start(-dev_loss(model, tok, dev_rows, device))
         bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
-            for batch_idx in _batches([len(r[0]) for r in rows], cfg.batch_size, rng):
+            for batch_idx in length_batches([len(r[0]) for r in rows], cfg.batch_size, rng):
                 model.train()
                 with mixed_precision(device):
                     loss = completion_loss(model, _collate(tok, [rows[i] for i in batch_idx], device))

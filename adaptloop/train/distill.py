@@ -33,10 +33,9 @@ import torch
 from adaptloop.train.base import FitContext
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import embed, encode_batch, load_base
-from adaptloop.train.finetune import _batches
 from adaptloop.train.frozen import full_head
 from adaptloop.train.logreg import fit_logreg
-from adaptloop.train.loop import UpdatePlan
+from adaptloop.train.loop import UpdatePlan, length_batches
 
 
 @dataclass(frozen=True)
@@ -146,7 +145,7 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
     lengths = [len(t) for t in texts]
     tt = cfg.temperature
     while not plan.stop:
-        for batch in _batches(lengths, cfg.batch_size, rng):
+        for batch in length_batches(lengths, cfg.batch_size, rng):
             logits = head(encode_batch(tok, enc, [texts[i] for i in batch], device))
             soft = torch.from_numpy(target[batch]).to(device)
             # T² keeps the soft term's gradients on the scale of the hard term's (Hinton et al.)

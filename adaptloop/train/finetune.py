@@ -25,7 +25,7 @@ from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import cuda_bf16, encode_batch, load_base
 from adaptloop.train.frozen import _embeddings, full_head
 from adaptloop.train.logreg import fit_logreg
-from adaptloop.train.loop import UpdatePlan
+from adaptloop.train.loop import UpdatePlan, length_batches
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -65,18 +65,6 @@ class FineTuneConfig:
         if "pairs" in kw:
             kw["pairs"] = tuple(tuple(p) for p in kw["pairs"])
         return cls(**kw)
-
-
-def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    """Shuffled batches of similar-length examples (less padding, same randomness)."""
-    perm = rng.permutation(len(lengths))
-    chunk = batch_size * 50
-    out: list[list[int]] = []
-    for s in range(0, len(perm), chunk):
-        part = sorted(perm[s:s + chunk].tolist(), key=lambda i: lengths[i])
-        out += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
-    rng.shuffle(out)
-    return out
 
 
 def _with_hard_negatives(batches: list[list[int]], pools: list[tuple[np.ndarray, np.ndarray]], share: float,
@@ -199,7 +187,7 @@ class FineTuneTrainer:
         plan.start(_dev_accuracy(tok, enc, head, dev_texts, y_dev, device))
         bar = ctx.progress("fine-tune" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
-            for batch in _with_hard_negatives(_batches(lengths, cfg.batch_size, rng), pools,
+            for batch in _with_hard_negatives(length_batches(lengths, cfg.batch_size, rng), pools,
                                               0.25, rng):
                 yb = torch.from_numpy(y[batch]).to(device)
                 with cuda_bf16(device):

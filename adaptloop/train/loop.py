@@ -12,9 +12,10 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from adaptloop.train.base import FitContext
@@ -140,3 +141,15 @@ class UpdatePlan:
 
     def notes(self) -> str:
         return f"{self.stop}; best at step {self.best_step} of {self.step}"
+
+
+def length_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
+    """Shuffled batches of similar-length examples (less padding, same randomness)."""
+    perm = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    out: list[list[int]] = []
+    for s in range(0, len(perm), chunk):
+        part = sorted(perm[s:s + chunk].tolist(), key=lambda i: lengths[i])
+        out += [part[i:i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(out)
+    return out

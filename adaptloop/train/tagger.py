@@ -29,7 +29,7 @@ from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
 from adaptloop.train.encoder import cuda_bf16, resolve_encoder
-from adaptloop.train.loop import UpdatePlan
+from adaptloop.train.loop import UpdatePlan, length_batches
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 log = logging.getLogger(__name__)
@@ -248,12 +248,6 @@ def dev_f1(model: SpanTagger, dev: Sequence[Example]) -> float:
     return entity_metrics(texts, _spans(dev), pred)["f1"]
 
 
-def _batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[list[int]]:
-    from adaptloop.train.finetune import _batches as length_batches
-
-    return length_batches(lengths, batch_size, rng)
-
-
 class TaggerTrainer:
     """Full fine-tune (``lora=False``) or LoRA of an encoder with a token-classification head."""
 
@@ -312,7 +306,7 @@ class TaggerTrainer:
         tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride)
         bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
-            for batch in _batches([len(x) for x in ids], cfg.batch_size, rng):
+            for batch in length_batches([len(x) for x in ids], cfg.batch_size, rng):
                 model.train()
                 enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
                 width = enc["input_ids"].shape[1]
