@@ -27,17 +27,17 @@ from typing import Any
 from sqlalchemy import select
 
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
-from adaptloop.agent.prepare import _examples
+from adaptloop.agent.prepare import _examples, eval_sets, run_eval_set
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store import registry
-from adaptloop.store.db import EvalSetRow, Node, Run, TraceRow, utcnow
+from adaptloop.store.db import Node, Run, TraceRow, utcnow
 from adaptloop.train import load_trained
 from adaptloop.train.base import FitContext
 from adaptloop.train.distill import DistillConfig, distill
 from adaptloop.train.encoder import pick_device
-from adaptloop.types import EvalSet, Progress, no_progress
+from adaptloop.types import Progress, no_progress
 from adaptloop.workspace import Workspace
 
 
@@ -122,9 +122,7 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, b
                              lineage={"run_id": run.id, "teacher": mv.id, "distill": {"layers": layers}},
                              reason=f"{layers}-layer student of v{mv.id}")
     student = load_trained(ws.artifacts.path(address), embeddings=embedding_cache(ws.root))
-    sets = [(r.id, list(EvalSet.from_dict(ws.artifacts.get_json(r.artifact)).examples))
-            for r in store.all(select(EvalSetRow).where(EvalSetRow.task_id == mv.task_id)
-                               .order_by(EvalSetRow.created_at))]
+    sets = eval_sets(ws, mv.task_id)
     g = gate(spec, [(sid, score_rows(teacher, ex, progress=progress, what=f"gate: teacher on {sid}"),
                      score_rows(student, ex, progress=progress, what=f"gate: student on {sid}"))
                     for sid, ex in sets], epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed,
@@ -179,8 +177,8 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     if ws.store.run_state(run).spec.family != "classification":  # decided before loading a causal LM
         return None
     _, _, model = load_version(ws, f"v{mv.id}")
-    frozen = ws.store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
-    texts = [e.text for e in EvalSet.from_dict(ws.artifacts.get_json(frozen.artifact)).examples] if frozen else []
+    frozen = run_eval_set(ws, run)
+    texts = [e.text for e in frozen.examples] if frozen is not None else []
     rate = round(texts_per_second(model, texts), 1)
     if rate >= limit:
         why = f"v{mv.id} scores {rate:.0f} texts/s on this machine, within [serve] min_throughput {limit:.0f}"

@@ -23,8 +23,8 @@ from adaptloop.errors import WorkspaceError
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.store import registry
-from adaptloop.store.db import EvalSetRow, Node, Run
-from adaptloop.types import EvalSet, Progress, no_progress
+from adaptloop.store.db import Node, Run
+from adaptloop.types import Progress, no_progress
 from adaptloop.workspace import Workspace
 
 AGREEMENT_MIN = 0.995  # share of the eval set on which the export predicts what torch predicts
@@ -70,6 +70,7 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
         WorkspaceError: the version is neither an encoder classifier nor a tagger (a causal LM).
     """
     from adaptloop.agent.predict import score_rows
+    from adaptloop.agent.prepare import run_eval_set
     from adaptloop.train import load_trained
     from adaptloop.train.onnx_export import PRECISIONS, attach, export, exportable
 
@@ -83,11 +84,10 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
         raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
                              "(frozen, fine-tuned, LoRA, their ensembles and thresholds) and taggers; it keeps "
                              "serving with torch")
-    frozen = store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
-    if frozen is None:
+    eval_set = run_eval_set(ws, run)
+    if eval_set is None:
         raise WorkspaceError(f"v{mv.id} comes from run {run.id}, which froze no eval set: there is nothing to check "
                              "an export against; export a version from a cold start or an improve cycle")
-    eval_set = EvalSet.from_dict(ws.artifacts.get_json(frozen.artifact))
     examples = eval_set.examples
     t0 = time.monotonic()
     base_rows = score_rows(model, examples, progress=progress, what="score with torch")

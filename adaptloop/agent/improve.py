@@ -35,7 +35,7 @@ from adaptloop.agent.families import family_of
 from adaptloop.agent.llm_judge import judge_unlabelled, trusted_examples
 from adaptloop.agent.policy import Proposal
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
-from adaptloop.agent.prepare import _examples, _store_dataset, fail_run
+from adaptloop.agent.prepare import _examples, _store_dataset, eval_sets, fail_run
 from adaptloop.agent.refit import refit_plan, settled_pipeline
 from adaptloop.agent.traffic import (
     as_given,
@@ -332,9 +332,7 @@ class ImproveCycle:
         return mv, spec, model
 
     def _eval_sets(self, task_id: int) -> list[tuple[str, list[Example]]]:
-        rows = self.ws.store.all(select(EvalSetRow).where(EvalSetRow.task_id == task_id)
-                                 .order_by(EvalSetRow.created_at))
-        return [(r.id, list(EvalSet.from_dict(self.ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
+        return eval_sets(self.ws, task_id)
 
     def _curriculum(self, run: Run, spec: TaskSpec, trusted: list[Example], clusters: list[Cluster],
                     parent_train: list[Example], parent_dev: list[Example],

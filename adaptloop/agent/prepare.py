@@ -36,6 +36,20 @@ def _examples(ws: Workspace, address: str) -> list[Example]:
     return [Example.from_dict(r) for r in ws.artifacts.get_jsonl(address)]
 
 
+def eval_sets(ws: Workspace, task_id: int) -> list[tuple[str, list[Example]]]:
+    """Every frozen eval set of a task, oldest first, as (id, examples): what a candidate must pass."""
+    from sqlalchemy import select
+
+    rows = ws.store.all(select(EvalSetRow).where(EvalSetRow.task_id == task_id).order_by(EvalSetRow.created_at))
+    return [(r.id, list(EvalSet.from_dict(ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
+
+
+def run_eval_set(ws: Workspace, run: Run) -> EvalSet | None:
+    """The eval set ``run`` froze before training, or None (it froze none)."""
+    row = ws.store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None
+    return EvalSet.from_dict(ws.artifacts.get_json(row.artifact)) if row is not None else None
+
+
 def _store_dataset(ws: Workspace, task_id: int, role: str, examples: Sequence[Example],
                    source: str = "") -> str:
     address = ws.artifacts.put_jsonl(_rows(examples))
