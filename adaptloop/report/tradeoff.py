@@ -1,8 +1,9 @@
 """Score against speed for every candidate of a run: what a faster model would cost in accuracy.
 
 Each node's dev score (its eval score when it has no dev score: a refit trains on dev) is set
-against the texts a second its model scored on the machine that trained it (``evaluate.speed``,
-measured after the fit). A scatter on a log speed axis, and the same numbers as a table, so the
+against the texts a second its model scored in the worker that trained it (``evaluate.speed``,
+measured after the fit, with that worker's share of the cores: comparable with each other, not
+with a server that has every core). A scatter on a log speed axis, and the same numbers as a table, so the
 page also reads without the picture. Inline SVG, no script.
 """
 
@@ -81,6 +82,6 @@ def tradeoff_section(nodes: list[Mapping[str, Any]], metric: str) -> str:
     table = (f"<table><thead><tr><th>node</th><th>{_e(metric)}</th><th>on</th><th>texts/s</th></tr></thead>"
              f"<tbody>{rows}</tbody></table>")
     return (f'<section id="tradeoff"><h2>Score against speed</h2><p>Each candidate\'s {_e(metric)} against the '
-            "texts a second its model scored on the machine that trained it (batches of 32, torch): what a faster "
-            "model costs. <code>adaptloop distill</code> makes a fast student of a slow winner.</p>"
+            "texts a second its model scored in the worker that trained it (batches of 32, torch, that worker's "
+            "share of the cores: compare them with each other): what a faster model costs. <code>adaptloop distill</code> makes a fast student of a slow winner.</p>"
             f'<div class="pair"><div class="scroll">{_scatter(pts, metric)}</div>{table}</div></section>')
