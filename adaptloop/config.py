@@ -90,8 +90,8 @@ class ServeSettings(BaseModel):
     export: bool = Field(True, description="After `new`, export production to ONNX for serving (kept only if it "
                          "passes the parity check against torch; `adaptloop export` does the same by hand).")
     student_margin: float = Field(0.5, ge=0, le=100, description="Points of accuracy a student may lose to its "
-                                  "teacher on each frozen eval set (breaks minus fixes, as a share of the set); "
-                                  "the noise rule binds besides.")
+                                  "teacher on each frozen eval set beyond noise (breaks minus fixes, as a share of "
+                                  "the set; past it, an exact binomial at the break rule's level).")
 
 
 class ImproveSettings(BaseModel):

@@ -83,5 +83,6 @@ def tradeoff_section(nodes: list[Mapping[str, Any]], metric: str) -> str:
              f"<tbody>{rows}</tbody></table>")
     return (f'<section id="tradeoff"><h2>Score against speed</h2><p>Each candidate\'s {_e(metric)} against the '
             "texts a second its model scored in the worker that trained it (batches of 32, torch, that worker's "
-            "share of the cores: compare them with each other): what a faster model costs. <code>adaptloop distill</code> makes a fast student of a slow winner.</p>"
+            "share of the cores: compare them with each other): what a faster model costs. "
+            "<code>adaptloop distill</code> makes a fast student of a slow winner.</p>"
             f'<div class="pair"><div class="scroll">{_scatter(pts, metric)}</div>{table}</div></section>')
