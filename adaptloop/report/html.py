@@ -77,7 +77,9 @@ paint-order:stroke;stroke:#fff;stroke-width:4px}
 .legend span{display:inline-block;margin-right:14px;font-size:12px;color:#57606a}
 .legend i{display:inline-block;width:14px;height:10px;margin-right:4px;border:1.5px solid #8c959f;vertical-align:middle}
 svg.curve{background:#fff;border:1px solid #eaeef2;border-radius:6px}svg.curve text{font-size:11px;fill:#57606a}
-svg.curve .axis{stroke:#8c959f}svg.curve .grid{stroke:#eaeef2}svg.curve polyline{fill:none;stroke-width:2}
+svg.curve .axis{stroke:#8c959f}svg.curve .grid{stroke:#eaeef2}
+svg.tradeoff{background:#fff;border:1px solid #eaeef2;border-radius:6px}svg.tradeoff text{font-size:11px;fill:#57606a}
+svg.tradeoff .axis{stroke:#8c959f}svg.tradeoff .grid{stroke:#eaeef2}svg.curve polyline{fill:none;stroke-width:2}
 svg.heatmap text{font-size:11px;fill:#1f2328}
 ol.timeline{list-style:none;padding-left:0;border-left:3px solid #d0d7de;margin-left:6px}
 li.decision{position:relative;padding:2px 0 10px 16px}li.decision::before{content:"";position:absolute;left:-8px;

@@ -67,7 +67,7 @@ def _scatter(pts: list[tuple[Mapping[str, Any], float, float, str]], metric: str
                      f'{score:.4f} at {speed:.1f} texts/s</title></circle>'
                      f'<text x="{sx(speed) + 7:.1f}" y="{sy(score) - 5:.1f}">{_e(node_label(n)[:22])}'
                      f'{" ★" if star else ""}</text>')
-    return (f'<svg class="curve tradeoff" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
+    return (f'<svg class="tradeoff" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
             f'aria-label="{_e(metric)} against texts a second">{"".join(parts)}</svg>')
 
 

@@ -107,6 +107,8 @@ def test_report_loads_in_headless_chromium(view, tmp_path):
     if not CHROMIUM.is_file():
         pytest.skip(f"{CHROMIUM} is not installed")
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
+    speeds = {1: 310.0, 2: 95.5, 4: 40.2, 7: 280.0}  # and the score-against-speed section, odd name included
+    view = {**view, "nodes": [{**n, "texts_per_second": speeds.get(n["id"])} for n in view["nodes"]]}
     path = write_report(view, tmp_path / "reports" / "run-3.html")
     assert path.read_text(encoding="utf-8") == render_html(view)
     assert [p.name for p in path.parent.iterdir()] == ["run-3.html"], "the temp file must be renamed away"
@@ -123,7 +125,8 @@ def test_report_loads_in_headless_chromium(view, tmp_path):
             page.goto(path.as_uri(), wait_until="load")
             counts = {sel: page.locator(sel).count()
                       for sel in ("svg.graph g.node", "svg.graph g.edge", "svg.curve", "g.node.winner",
-                                  "g.node.dropped", "g.node.status-failed")}
+                                  "g.node.dropped", "g.node.status-failed", "svg.tradeoff circle.point",
+                                  "#tradeoff tbody tr")}
             winner_name = page.locator("g.node.winner").get_attribute("data-name")
             odd_name = page.locator('g.node[data-id="7"]').get_attribute("data-name")
             graph_box = page.locator("svg.graph").bounding_box()
@@ -132,7 +135,8 @@ def test_report_loads_in_headless_chromium(view, tmp_path):
     assert errors == []
     n_roots = sum(n["parent_id"] is None for n in view["nodes"])
     assert counts == {"svg.graph g.node": len(view["nodes"]), "svg.graph g.edge": len(view["nodes"]) - n_roots,
-                      "svg.curve": 4, "g.node.winner": 1, "g.node.dropped": 2, "g.node.status-failed": 1}
+                      "svg.curve": 4, "g.node.winner": 1, "g.node.dropped": 2, "g.node.status-failed": 1,
+                      "svg.tradeoff circle.point": 4, "#tradeoff tbody tr": 4}
     assert winner_name == "contrastive" and odd_name == ODD_NAME
     assert graph_box is not None and graph_box["width"] > 0 and graph_box["height"] > 0
 
