@@ -57,16 +57,16 @@ def _scatter(pts: list[tuple[Mapping[str, Any], float, float, str]], metric: str
     for t in y_marks:
         parts.append(f'<line class="grid" x1="{LEFT}" y1="{sy(t):.1f}" x2="{LEFT + pw}" y2="{sy(t):.1f}"/>'
                      f'<text x="{LEFT - 6}" y="{sy(t) + 4:.1f}" text-anchor="end">{t:.{y_dec}f}</text>')
-    parts.append(f'<text x="{LEFT + pw / 2}" y="{H - 4}" text-anchor="middle">texts a second on this machine '
-                 f'(log)</text>')
+    parts.append(f'<text x="{LEFT + pw / 2}" y="{H - 4}" text-anchor="middle">texts a second (log)</text>')
     for n, speed, score, split in pts:
         star = bool(n.get("winner"))
         color = "#bf8700" if star else "#1f6feb"
         parts.append(f'<circle class="point" data-node="{_e(n.get("id"))}" cx="{sx(speed):.1f}" cy="{sy(score):.1f}" '
                      f'r="{6 if star else 4}" fill="{color}"><title>{_e(node_label(n))}: {split} {metric} '
                      f'{score:.4f} at {speed:.1f} texts/s</title></circle>'
-                     f'<text x="{sx(speed) + 7:.1f}" y="{sy(score) - 5:.1f}">{_e(node_label(n)[:22])}'
-                     f'{" ★" if star else ""}</text>')
+                     + (f'<text x="{sx(speed) - 7:.1f}" y="{sy(score) - 5:.1f}" text-anchor="end">'
+                        if sx(speed) > LEFT + 0.7 * pw else f'<text x="{sx(speed) + 7:.1f}" y="{sy(score) - 5:.1f}">')
+                     + f'{_e(node_label(n)[:22])}{" ★" if star else ""}</text>')
     return (f'<svg class="tradeoff" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" '
             f'aria-label="{_e(metric)} against texts a second">{"".join(parts)}</svg>')
 
