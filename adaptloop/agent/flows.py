@@ -129,6 +129,10 @@ def improve_cycles(ws: Workspace, traces_file: Path | None, budget: str | None, 
                 continue
         with progress() as bars:
             result = ImproveCycle(ws, seconds, progress=bars, **cycle_options).run().to_dict()
+            if result.get("decision") == "promoted":  # a running server picks the export up when it passes
+                exported = export_production(ws, progress=bars)
+                if exported is not None:
+                    result["export"] = exported
         yield result
         if not watch:
             return

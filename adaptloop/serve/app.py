@@ -101,6 +101,8 @@ class ModelSlot:
         self.model: Any = None
         self.task_id: int | None = None
         self.spec: TaskSpec | None = None  # the served model's task: what feedback may say
+        self.artifact: str | None = None
+        self.precision: str | None = None  # the ONNX export it runs through (int8 / fp32), None: torch
         self._lock = threading.Lock()
         self.swaps = 0
 
@@ -109,20 +111,25 @@ class ModelSlot:
             return f"v{self.version_id}", self.model
 
     def refresh(self) -> bool:
-        """Load the version ``production`` points at if it is not the one served. True on a swap."""
-        from adaptloop.agent.export import attach_export
+        """Load the version ``production`` points at if it is not the one served, or the served one
+        again when an export of it has passed parity since it was loaded (`adaptloop export` while
+        serving, or after an improve cycle's promotion). True on a swap."""
+        from adaptloop.agent.export import attach_export, served_precision
         from adaptloop.train import load_trained
 
         target = registry.alias_target(self.ws.store, "production")
-        if target is None or target == self.version_id:
+        if target is None or (target == self.version_id and (
+                self.artifact is None or served_precision(self.ws, self.artifact) == self.precision)):
             return False
         mv = registry.resolve(self.ws.store, f"v{target}")
         model = load_trained(self.ws.artifacts.path(mv.artifact))  # loaded before the swap: no gap
+        precision = served_precision(self.ws, mv.artifact)
         model = attach_export(self.ws, mv.artifact, model)  # its ONNX export, when one passed parity
         spec = TaskSpec.from_dict(self.ws.store.get(Task, mv.task_id).spec)
         with self._lock:
             swapped = self.version_id is not None
             self.version_id, self.model, self.task_id, self.spec = mv.id, model, mv.task_id, spec
+            self.artifact, self.precision = mv.artifact, precision
         self.swaps += swapped
         return True
 

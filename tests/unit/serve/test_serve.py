@@ -99,3 +99,22 @@ def test_health_metrics_admin_and_hot_swap(served):
     registry.force_promote(ws.store, 2, who="test", why="another process promoted it")
     wait_for(lambda: client.get("/healthz").json()["model_version"] == "v2")
     assert client.post("/v1/predict", json={"input": "hello"}).json()["model_version"] == "v2"
+
+
+def test_the_served_version_is_reloaded_when_an_export_of_it_passes(served):
+    """`adaptloop export` while serving (or after an improve cycle's promotion): the next watch tick
+    loads the same version again, through its export."""
+    import json
+
+    from adaptloop.agent.export import VERDICT, export_dir
+    from adaptloop.serve.app import ModelSlot
+
+    ws, _client = served
+    slot = ModelSlot(ws)
+    assert slot.refresh() and slot.version_id == 2 and slot.precision is None
+    assert not slot.refresh()  # nothing changed
+    folder = export_dir(ws, slot.artifact)
+    folder.mkdir(parents=True)
+    (folder / VERDICT).write_text(json.dumps({"serves": "int8"}))  # the verdict an accepted export leaves
+    assert slot.refresh() and slot.version_id == 2 and slot.precision == "int8" and slot.swaps == 1
+    assert not slot.refresh()
