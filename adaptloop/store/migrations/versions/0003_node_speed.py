@@ -17,6 +17,9 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # a store written before migrations is brought up from 0001 again: the column may be there already
+    if "texts_per_second" in {c["name"] for c in sa.inspect(op.get_bind()).get_columns("nodes")}:
+        return
     with op.batch_alter_table("nodes") as batch:  # SQLite alters a table by copying it
         batch.add_column(sa.Column("texts_per_second", sa.Float(), nullable=True))
 
