@@ -143,15 +143,11 @@ def export_production(ws: Workspace, *, progress: Progress = no_progress) -> dic
     exportable; the verdict otherwise (refused exports included: torch serves them)."""
     if not ws.settings.serve.export:
         return None
-    from adaptloop.train import load_trained
-    from adaptloop.train.onnx_export import exportable
-
     mv = registry.resolve(ws.store, "production")
     run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
-    if ws.store.run_state(run).spec.family == "generation" or not exportable(
-            load_trained(ws.artifacts.path(mv.artifact))):
+    if ws.store.run_state(run).spec.family == "generation":  # decided before loading a causal LM
         return None
-    try:
+    try:  # export_version loads the model once and says when the exporter does not know it
         return export_version(ws, f"v{mv.id}", progress=progress)
-    except WorkspaceError:  # no frozen eval set to check against: torch serves
+    except WorkspaceError:  # not exportable, or no frozen eval set to check against: torch serves
         return None
