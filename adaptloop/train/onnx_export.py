@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from adaptloop.train.classifier import classifiers
-from adaptloop.train.encoder import MAX_LENGTH, mean_pool
+from adaptloop.train.encoder import MAX_LENGTH, mean_pool, padding_chunks
 from adaptloop.train.tagger import SpanTagger
 
 PRECISIONS = ("int8", "fp32")
@@ -144,10 +144,8 @@ class OnnxEncoder:
 
     def embed(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         texts = list(texts)
-        order = np.argsort([len(t) for t in texts], kind="stable")  # little padding per batch
         out: np.ndarray | None = None
-        for start in range(0, len(texts), batch_size):
-            idx = order[start:start + batch_size]
+        for idx in padding_chunks([len(t) for t in texts], batch_size):  # little padding per pass
             batch = self.tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                    max_length=MAX_LENGTH, return_tensors="np")
             e = self.session.run(None, {"input_ids": batch["input_ids"].astype(np.int64),
