@@ -4,9 +4,12 @@
     .venv/bin/python benchmarks/student.py --workspace WS          # reuse a workspace this script built
     .venv/bin/python benchmarks/student.py --workspace WS --no-teacher-load  # the student's load test only
 
-1. `adaptloop new` on banking77's train split (``--budget``), unless ``--workspace`` holds a model;
-2. `adaptloop distill --layers L --promote` (before any traffic: the test texts that the load test
-   sends later must never reach a student as unlabelled traffic);
+1. `adaptloop new` on banking77's train split (``--budget``), unless ``--workspace`` holds a model,
+   with the defaults: a winner slower than ``[serve] min_throughput`` gets a distilled student, gated
+   against it, and production is exported to ONNX under the parity check;
+2. when `new` distilled none (or ``--layers L`` asks for one by hand): `adaptloop distill --promote`
+   (before any traffic: the test texts that the load test sends later must never reach a student
+   as unlabelled traffic);
 3. `adaptloop eval` of teacher and student on the whole test split;
 4. `benchmarks/serve_load.py --hold --onnx --peer` on the student (production after step 2), then
    `adaptloop rollback` and the same on the teacher: each exported to ONNX under its parity check,
@@ -65,7 +68,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", default="10m", help="the cold start's budget")
     ap.add_argument("--distill-budget", default="15m")
-    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--layers", type=int, default=None,
+                    help="distil by hand with this many layers (default: the student `new` distilled itself, "
+                         "[serve] min_throughput; by hand with [serve] student_layers when it made none)")
     ap.add_argument("--requests", type=int, default=5000, help="closed-loop requests per load test")
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--no-teacher-load", action="store_true",
@@ -84,8 +89,17 @@ def main() -> None:
                   str(data / "train.jsonl"), "--budget", a.budget, ws=ws)
         winner = new.get("winner") or {}
         report["cold_start"] = {"winner": winner.get("node"), "pipeline": winner.get("pipeline"), "budget": a.budget}
-    teacher = cli("models", ws=ws)["aliases"]["production"]
-    d = cli("distill", "--layers", str(a.layers), "--budget", a.distill_budget, "--promote", ws=ws)
+        sized = new.get("serving") or {}
+        report["cold_start"]["serving"] = sized.get("reason")
+        report["cold_start"]["export"] = (new.get("export") or {}).get("reason")
+        d = sized.get("distill")  # `new` distilled a student itself ([serve] min_throughput)
+    else:
+        d = None
+    if d is None or a.layers is not None:
+        teacher = d["teacher"] if d else cli("models", ws=ws)["aliases"]["production"]
+        d = cli("distill", *(["--layers", str(a.layers)] if a.layers else []), "--model", teacher,
+                "--budget", a.distill_budget, "--promote", ws=ws)
+    teacher = d["teacher"]
     report["distill"] = {k: d[k] for k in ("decision", "reason", "teacher", "student", "texts_per_second",
                                            "wall_seconds", "fit")}
     student = d["student"]
