@@ -74,7 +74,9 @@ class ServeSettings(BaseModel):
     port: int = Field(8000, ge=1, le=65535, description="Port `adaptloop serve` listens on.")
     admin_token: str = Field("", description="Bearer token for promote/rollback over HTTP ('' = those "
                              "endpoints are off). `adaptloop init` writes a random one.")
-    max_batch: int = Field(64, ge=1, description="Inputs the micro-batcher runs through the model at once.")
+    max_batch: int = Field(16, ge=1, description="Inputs the micro-batcher runs through the model at once (16: "
+                           "while one batch runs, the next one's requests are read; 64 let a batch hold every "
+                           "request of a 32-client load, and the two waited on each other).")
     max_wait_ms: float = Field(5.0, ge=0, description="How long a request waits for others to fill a batch.")
     max_inputs: int = Field(256, ge=1, description="Inputs per request; more is answered 413.")
     max_chars: int = Field(4000, ge=1, description="Characters per input; longer is answered 413.")

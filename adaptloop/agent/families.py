@@ -19,6 +19,7 @@ their diagnosis and their cleanlab step.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -83,6 +84,7 @@ class Labelled:
     def __init__(self, name: str) -> None:
         self.name = name
         self._vocab: dict[int, frozenset[str]] = {}
+        self._rates: dict[int, dict[str, float]] = {}
 
     def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress = no_progress,
                 embed_fn: Callable[[list[str]], np.ndarray] | None = None, gold: Any = None,
@@ -104,7 +106,38 @@ class Labelled:
             # larger tagger competes on its (size-scaled) cost instead of being ruled out
             trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
-            target=settings.search.target or None, family=spec.family)
+            target=settings.search.target or None, family=spec.family,
+            **self._costs(ws, run, data, device))
+
+    def _costs(self, ws: Workspace, run: Run, data: RecipeBook, device: str) -> dict[str, float]:
+        """The search's cost rates, from each rung's speed measured on this machine and the task's texts
+        (``train.machine_speed``; once per machine, then cached), recorded as a ``costs`` decision."""
+        if run.id in self._rates:
+            return self._rates[run.id]
+        from adaptloop.train.machine_speed import encoder_speeds, padded_tokens
+
+        ladder = _ladder(ws)
+        texts = [e.text for e in data.raw[:256]]
+        threads = ws.settings.train.threads or os.cpu_count() or 1
+        speeds = encoder_speeds(ladder[:2], texts, device=device, threads=threads)
+        base = speeds.get(ladder[0])
+        rates: dict[str, float] = {}
+        if base is not None:
+            tokens = padded_tokens(ladder[0], texts)
+            rates = {"sec_per_step": base.step_seconds(32, tokens),  # a classifier's batch
+                     "tagger_sec_per_step": base.step_seconds(16, tokens)}  # a tagger's
+            large = speeds.get(ladder[1]) if len(ladder) > 1 else None
+            if large is not None:
+                rates["larger_slowdown"] = large.step_seconds(16, tokens) / base.step_seconds(16, tokens)
+                rates["embed_rate_large"] = large.texts_per_second(padded_tokens(ladder[1], texts))
+            ws.store.decide(run.id, "costs", "measured on this machine: " + "; ".join(
+                f"{s.encoder.split('/')[-1]} {s.tokens_per_second:.0f} tokens/s forward, "
+                f"a training step {s.step_seconds_fixed:.2f} s + {1000 * s.step_seconds_per_token:.2f} ms a token"
+                for s in speeds.values())
+                + f"; the task's texts pad to {tokens:.1f} tokens", **{k: round(v, 3) for k, v in rates.items()},
+                machine=base.key)
+        self._rates[run.id] = rates
+        return rates
 
     def policy(self, ws: Workspace, run: Run, data: Any, llm: Any = None) -> Policy:
         """The doctrine; with an LLM client (``llm``, else one for ``[llm] url``), the LLM planner with the

@@ -35,7 +35,9 @@ class SearchState:
     workers: int = 1
     trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None
-    sec_per_step: float = 0.5  # measured: MiniLM, batch 32, 2 threads
+    # cost rates: these defaults were measured on one 2-core machine; a run replaces them with this
+    # machine's (train/machine_speed.py, the run's `costs` decision)
+    sec_per_step: float = 0.5  # MiniLM, batch 32, 2 threads
     family: str = "classification"  # the task family: picks the baseline and the applicable moves
     tagger_sec_per_step: float = 0.5  # measured: MiniLM token classification, batch 16, 2 threads
     larger_slowdown: float = 9.0  # a step on the next rung (mpnet-base) vs the default (measured embed ratio)

@@ -29,7 +29,7 @@ class MicroBatcher:
     """
 
     def __init__(self, run: Callable[[Any, list[str]], list[Any]], slot: Callable[[], tuple[str, Any]], *,
-                 max_batch: int = 64, max_wait_ms: float = 5.0,
+                 max_batch: int = 16, max_wait_ms: float = 5.0,
                  on_batch: Callable[[int, float, list[float]], None] | None = None) -> None:
         self.run, self.slot = run, slot
         self.max_batch, self.max_wait = max_batch, max_wait_ms / 1000

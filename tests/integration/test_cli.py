@@ -51,6 +51,8 @@ def test_eval_predict_runs_models(trained):
     assert rs["runs"][0]["nodes"][0]["reason"]
     assert rs["runs"][0]["eval_set_created_at"] < rs["runs"][0]["nodes"][0]["started_at"]
     assert any(d["kind"] == "eval_set_frozen" for d in rs["runs"][0]["decisions"])
+    costs = next(d for d in rs["runs"][0]["decisions"] if d["kind"] == "costs")  # measured on this machine
+    assert "tokens/s forward" in costs["reason"] and "a training step" in costs["reason"]
     ms = one_json(run("models", "--json", "-w", ws))
     assert ms["aliases"] == {"production": "v1"}
     assert [e["event"] for e in ms["events"]] == ["registered", "promoted"]

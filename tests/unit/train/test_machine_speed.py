@@ -1,0 +1,51 @@
+"""Encoder speeds: measured for real on MiniLM, cached per machine, an unloadable encoder left out."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from adaptloop.train import machine_speed
+from adaptloop.train.encoder import DEFAULT_ENCODER, load_base
+from adaptloop.train.machine_speed import EncoderSpeed, encoder_speeds, padded_tokens
+
+TEXTS = ["my card has not arrived yet", "how do I top up by bank transfer?",
+         "I was charged twice for the same coffee this morning, please refund one of them", "cancel it"]
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ADAPTLOOP_CACHE", str(tmp_path))
+    return tmp_path / "speeds.json"
+
+
+def test_minilm_is_measured_once_then_read_from_the_cache(cache, monkeypatch):
+    _, shared = load_base(DEFAULT_ENCODER)
+    before = next(shared.parameters()).detach().clone()
+    got = encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER]
+    assert got.tokens_per_second > 0 and got.step_seconds_per_token > 0 and got.step_seconds_fixed >= 0
+    assert "1 threads" in got.key
+    assert (next(shared.parameters()) == before).all()  # the training steps ran on a copy
+    assert json.loads(cache.read_text())[f"{got.key}|{DEFAULT_ENCODER}"]["encoder"] == DEFAULT_ENCODER
+
+    def never(*_a, **_k):
+        raise AssertionError("measured again although the cache holds it")
+
+    monkeypatch.setattr(machine_speed, "measure", never)
+    assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == got
+
+
+def test_an_encoder_that_does_not_load_is_left_out(cache, tmp_path):
+    assert encoder_speeds([str(tmp_path / "no-such-encoder")], TEXTS, threads=1) == {}
+    assert not cache.exists()
+
+
+def test_rates_scale_with_the_tasks_text_length():
+    s = EncoderSpeed("e", tokens_per_second=1000.0, step_seconds_per_token=0.001)
+    assert s.texts_per_second(20) == 50.0
+    assert s.step_seconds(32, 10) == pytest.approx(0.32)
+    with_update = EncoderSpeed("e", tokens_per_second=1000.0, step_seconds_per_token=0.001, step_seconds_fixed=0.2)
+    assert with_update.step_seconds(32, 10) == pytest.approx(0.52)
+    short, long = padded_tokens(DEFAULT_ENCODER, TEXTS[:2]), padded_tokens(DEFAULT_ENCODER, [TEXTS[2]] * 2)
+    assert 3 < short < long
