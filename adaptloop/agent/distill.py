@@ -54,7 +54,7 @@ def _traffic(ws: Workspace, task_id: int, known: set[str], limit: int) -> list[s
     return out[:limit]
 
 
-def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 2, budget_s: float = 600.0,
+def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, budget_s: float = 600.0,
                     max_traffic: int = 20_000, promote: bool = False,
                     progress: Progress = no_progress) -> dict[str, Any]:
     """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
