@@ -1,5 +1,9 @@
 """Triage poison precision / recall on AdaptFT-Bench logs, without the improve cycle around it.
 
+Extraction scenarios (wnut17, presidio_pii: ``--scenarios wnut17 presidio_pii --traffic a``) stand in
+for production with a MiniLM tagger fitted on the seed set (cached under --cache) and run the span
+triage (``diagnose.span_triage``); their logs come from ``bench.generate_spans`` only.
+
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/triage_recall.py [--scenarios banking77 clinc150 snips]
 
 For each scenario (MiniLM) generates the benchmark's logs (seed 0, FULL sizes: 3 stages of
@@ -86,13 +90,13 @@ def score(verdicts, answers) -> dict:
                 (k, n) for k, n in style_misses.items() if n))} if styles else {})}
 
 
-def run_scenario(name: str, embed_cache: Path, traffic: str = "a") -> dict:
+def run_scenario(name: str, embed_cache: Path, traffic: str = "a", seed: int = 0) -> dict:
     from adaptloop.bench.adaptft import FULL, SCENARIOS, generate
     from adaptloop.diagnose.triage import TraceView, triage
     from adaptloop.train.logreg import fit_logreg
 
     sc = SCENARIOS[name]
-    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=0, traffic=traffic, detail=True)
+    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=seed, traffic=traffic, detail=True)
     emb = embedder(sc.encoder, embed_cache)
     labels = sorted({r["label"] for r in g.seed_rows})
     index = {lab: i for i, lab in enumerate(labels)}
@@ -129,15 +133,79 @@ def run_scenario(name: str, embed_cache: Path, traffic: str = "a") -> dict:
     return {"encoder": sc.encoder, "seed_set": len(seed_texts), "stages": stages}
 
 
+def span_model(sc, seed_rows: list[dict], cache: Path, seed: int):
+    """The production stand-in of an extraction scenario: a MiniLM tagger fitted on the seed set
+    (the benchmark's base pipeline), cached under ``cache``."""
+    from adaptloop.bench.adaptft import _example
+    from adaptloop.train import FitContext, load_trained, trainer_for
+    from adaptloop.types import Pipeline, TaskSpec
+
+    types = sorted({sp["label"] for r in seed_rows for sp in r["spans"]})
+    folder = cache / f"tagger-{sc.name}-{len(seed_rows)}-seed{seed}"
+    if (folder / "adaptloop_model.json").exists():
+        return load_trained(folder), types
+    spec = TaskSpec(name=sc.name, prompt=sc.prompt, family="extraction", labels=tuple(types), primary_metric="f1")
+    examples = [_example(sc, r["text"], r["spans"]) for r in seed_rows]
+    cut = int(0.85 * len(examples))
+    model, _ = trainer_for("tagger").fit(spec, Pipeline("raw", "tagger", encoder=sc.encoder, seed=0),
+                                         examples[:cut], examples[cut:], FitContext())
+    model.save(folder)
+    return model, types
+
+
+def run_span_scenario(name: str, embed_cache: Path, seed: int = 0) -> dict:
+    """An extraction scenario: span triage (``diagnose.span_triage``) of each stage's logs against the
+    seed set (then the earlier stages' trusted corrections), with a seed-set tagger as production."""
+    from adaptloop.bench.adaptft import FULL, SCENARIOS, generate
+    from adaptloop.diagnose.span_triage import SpanView, span_triage
+
+    sc = SCENARIOS[name]
+    g = generate(sc, datasets=DATASETS, sizes=FULL, seed=seed, detail=True)
+    emb = embedder(sc.encoder, embed_cache)
+    model, types = span_model(sc, g.seed_rows, embed_cache, seed)
+    seed = [(r["text"], tuple((sp["start"], sp["end"], sp["label"]) for sp in r["spans"])) for r in g.seed_rows]
+    ev = random.Random(0).sample(range(len(seed)), int(EVAL_SHARE * len(seed)))
+    evals = [seed[i] for i in ev]
+    eval_x = emb([t for t, _ in evals])
+    train = list(seed)
+    stages = []
+    for stage in g.stages:
+        traces = stage.traces()
+        texts = [t["input"] for t in traces]
+        preds = model.predict_spans(texts)
+        views = [SpanView(id=t["id"], text=t["input"], pred=tuple((e["start"], e["end"], e["label"]) for e in p),
+                          feedback=tuple(tuple(sp) for sp in t["feedback"]["entities"]),
+                          source=t["feedback"]["source"], ts=dt.datetime.fromisoformat(t["ts"]))
+                 for t, p in zip(traces, preds)]
+        t0 = time.monotonic()
+        verdicts = span_triage(views, emb(texts), types=types, train=train, embed=emb, eval_examples=evals,
+                               eval_x=eval_x)
+        r = {"stage": stage.number, "train": len(train), "wall_s": round(time.monotonic() - t0, 1),
+             **score(verdicts, stage.answers())}
+        print(f"[{name}] stage {stage.number}: precision {r['precision']:.3f} recall {r['recall']:.3f} "
+              f"(misses {r['misses_by_kind']}, false alarms {r['false_alarms_by_verdict_kind']}, "
+              f"{r['wall_s']}s)", flush=True)
+        stages.append(r)
+        train += [(texts[i], v.spans) for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable")]
+    return {"encoder": sc.encoder, "seed_set": len(seed), "stages": stages}
+
+
+SPAN_SCENARIOS = ("wnut17", "presidio_pii")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--scenarios", nargs="+", default=["banking77", "clinc150", "snips"])
     ap.add_argument("--traffic", nargs="+", default=["a", "b"], choices=["a", "b"],
                     help="log generators: a = bench.generate, b = bench.generate_b (held out from tuning)")
+    ap.add_argument("--seed", type=int, default=0, help="the logs' seed (the rules were set on seed 0)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/adaptloop-triage-recall"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "triage-recall.json")
     args = ap.parse_args()
-    results = {f"{name}/{t}": run_scenario(name, args.cache, t) for t in args.traffic for name in args.scenarios}
+    results = {f"{name}/{t}": run_scenario(name, args.cache, t, args.seed) for t in args.traffic
+               for name in args.scenarios if name not in SPAN_SCENARIOS}
+    results.update({f"{name}/a": run_span_scenario(name, args.cache, args.seed) for name in args.scenarios
+                    if name in SPAN_SCENARIOS and "a" in args.traffic})
     summary = {name: {"min_precision": min(s["precision"] for s in r["stages"]),
                       "min_recall": min(s["recall"] for s in r["stages"])} for name, r in results.items()}
     for t in args.traffic:  # pooled over scenarios and stages, per poison kind
