@@ -55,6 +55,9 @@ log = logging.getLogger(__name__)
 FINAL_RESERVE_S = 20.0  # budget kept back for scoring the winner on the eval set
 MIN_NODE_S = 10.0  # no new node starts with less than this left (the first one always runs)
 PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
+# a trial whose dev score still trails the best node after this share of the run's budget stops there
+# (its best state kept): no single trial eats the budget unless it is on its way to be the best node
+TRIAL_SHARE = 0.3
 
 
 @dataclass(frozen=True)
@@ -167,13 +170,17 @@ class ColdStart:
                     stop = "budget spent"
                     break
                 node = self._start_node(choice)
+                lead = graph.best(state.nodes)
+                cap = lead is not None and choice.pipeline.strategy != "refit"
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
                               deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s),
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
                               progress=self.progress if isinstance(executor, InlineExecutor) else None,
-                              store=ws.store.engine.url.render_as_string(hide_password=False))
+                              store=ws.store.engine.url.render_as_string(hide_password=False),
+                              checkpoint=time.time() + TRIAL_SHARE * clock.budget_s if cap else float("inf"),
+                              incumbent=lead.score if cap else float("-inf"))
                 starting = node  # an inline executor trains inside submit: Ctrl-C lands here
                 running[executor.submit(trial)] = (node, bar)
                 starting = None

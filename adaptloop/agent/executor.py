@@ -50,6 +50,8 @@ class Trial:
     runner: Callable[[Trial], TrialOutcome] | None = None  # the family's trial (default: train_trial)
     progress: Progress | None = field(default=None, compare=False)  # bars, for a trial run in this process
     store: str | None = None  # the run's store URL (a worker elsewhere need not resolve it the same way)
+    checkpoint: float = float("inf")  # wall clock after which a fit still below ``incumbent`` stops
+    incumbent: float = float("-inf")  # the search's best dev score when the trial started
 
 
 @dataclass
@@ -114,8 +116,10 @@ def train_trial(trial: Trial) -> TrialOutcome:
     book = recipe_book(ws, run)
     pipe = Pipeline.from_dict(trial.pipeline)
     limit_threads(trial.threads)
-    ctx = FitContext(deadline=time.monotonic() + (trial.deadline - time.time()), device=trial.device,
-                     embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress)
+    now, wall = time.monotonic(), time.time()
+    ctx = FitContext(deadline=now + (trial.deadline - wall), device=trial.device,
+                     embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress,
+                     checkpoint=now + (trial.checkpoint - wall), incumbent=trial.incumbent)
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)

@@ -40,12 +40,17 @@ class FitContext:
         progress: progress-bar factory.
         device: torch device string.
         embeddings: cache of base-encoder embeddings shared between nodes (may be None).
+        checkpoint: ``time.monotonic()`` value after which a fit whose best dev score is still below
+            ``incumbent`` (the search's best node when it started) stops, keeping its best state.
+        incumbent: the dev score to beat by ``checkpoint``.
     """
 
     deadline: float = float("inf")
     progress: Progress = no_progress
     device: str = "cpu"
     embeddings: object | None = None
+    checkpoint: float = float("inf")
+    incumbent: float = float("-inf")
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -123,12 +123,21 @@ class UpdatePlan:
             self.stop = f"early stop: {self.stale} dev checks ({gap} updates) without gain"
 
     def done(self) -> bool:
-        """Whether the loop ends now (patience, the plan, or the deadline); sets ``stop``."""
+        """Whether the loop ends now (patience, the plan, the deadline, or trailing the incumbent at
+        the checkpoint); sets ``stop``."""
         if not self.stop and self.step >= self.total:
             self.stop = f"planned {self.total} steps done"
         elif not self.stop and self.ctx.seconds_left() <= 0:
             self.stop = "deadline reached"
+        elif not self.stop and self.trailing():
+            self.stop = (f"trailing: best dev {self.best_score:.4f} below the incumbent's {self.ctx.incumbent:.4f} "
+                         "at this trial's share of the budget")
         return bool(self.stop)
+
+    def trailing(self) -> bool:
+        """Past the checkpoint, after a dev check, and still below the incumbent (``FitContext``)."""
+        return (len(self.curve) > 1 and time.monotonic() >= self.ctx.checkpoint
+                and self.best_score < self.ctx.incumbent)
 
     def chosen(self) -> dict[str, Any]:
         """Epochs the kept state trained for (what a refit repeats), planned and run updates, and

@@ -1,5 +1,8 @@
 """Budgets: parsing, the clock, and the epochs a deadline cut carried into the next plan."""
 
+import time
+
+import numpy as np
 import pytest
 
 from adaptloop.agent.budget import Clock, parse_budget
@@ -63,3 +66,29 @@ def test_epochs_a_deadline_cut_do_not_shrink_the_next_cycle_s_plan():
     assert settled_pipeline(node, new_budget=True).hparams["epochs"] == 5.0  # a later cycle
     settled = Node(name="n", pipeline=pipe, chosen={"epochs": 2.0, "cut_by_deadline": False})  # early stopping
     assert settled_pipeline(settled, new_budget=True).hparams["epochs"] == 2.0
+
+
+def test_a_fit_still_behind_the_incumbent_at_its_checkpoint_stops_with_its_best_state():
+    import torch
+
+    from adaptloop.train.base import FitContext
+    from adaptloop.train.loop import UpdatePlan
+
+    def run(incumbent: float, checkpoint: float, eval_every: int = 5) -> UpdatePlan:
+        opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+        p = UpdatePlan(opt, total=50, steps_per_epoch=10, eval_every=eval_every, warmup=0.1, patience=100,
+                       ctx=FitContext(checkpoint=time.monotonic() + checkpoint, incumbent=incumbent))
+        p.start(0.5)
+        score = iter(np.linspace(0.55, 0.95, 10))
+        while not p.done():
+            p.sched.optimizer.step()
+            p.updated(0.0)
+            if p.due():
+                p.checked(float(next(score)), lambda: {"w": p.step})
+        return p
+
+    behind = run(incumbent=0.9, checkpoint=-1.0)  # past the checkpoint at once: the first dev check decides
+    assert behind.step == 5 and behind.stop.startswith("trailing") and behind.best_state == {"w": 5}
+    assert run(incumbent=0.5, checkpoint=-1.0).step == 50  # ahead of the incumbent: runs its plan
+    assert run(incumbent=0.9, checkpoint=3600.0).step == 50  # before the checkpoint nothing is cut
+    assert run(incumbent=0.9, checkpoint=-1.0, eval_every=10**9).step == 50  # no dev checks (a refit): never

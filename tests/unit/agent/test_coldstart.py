@@ -161,3 +161,28 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
     kinds = {d.kind for d in ws.store.decisions(r.run_id)}
     assert {"baseline", "diagnosis", "stop", "select"} <= kinds
     assert ws.store.findings(r.run_id)  # every finished node was diagnosed
+
+
+def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws, data):
+    """The first trial has no one to trail; later ones (refits aside) get the best node's dev score and
+    a checkpoint at TRIAL_SHARE of the budget after they start."""
+    import time
+
+    seen = []
+    fake = FakeTrainer()
+
+    class Recording:
+        def fit(self, spec, pipeline, train, dev, ctx):
+            seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent))
+            return fake.fit(spec, pipeline, train, dev, ctx)
+
+    r = cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: Recording(), embed_fn=fake_embed)
+    first, *later = seen
+    assert first[1] == float("inf") and first[2] == float("-inf")
+    nodes = ws.store.nodes(r.run_id)
+    refits = sum(n.pipeline["strategy"] == "refit" for n in nodes)  # a refit fits its source's pipeline
+    capped = [s for s in later if s[1] != float("inf")]
+    assert len(capped) == len(later) - refits >= 2
+    assert all(0 < s[1] <= coldstart.TRIAL_SHARE * 120 and 0 < s[2] <= 1 for s in capped)
+    best = max(n.dev_metrics["accuracy"] for n in nodes if n.dev_metrics and n.pipeline["strategy"] != "refit")
+    assert max(s[2] for s in capped) <= best
