@@ -8,6 +8,14 @@
    all of train.jsonl.
 3. a default transformers fine-tune: AutoModelForSequenceClassification on the same encoder,
    Trainer defaults with 3 epochs, lr 5e-5, batch 32 (`--skip-finetune` leaves it out).
+4. SetFit (the `setfit` package, offline, its metric a function so nothing is fetched) on the
+   same encoder: contrastive pairs from train.jsonl fine-tune the body, then a logistic
+   regression head on all of train. It has no time budget of its own: its body steps are set
+   to what fits the budget, timed on a probe of 20 steps (`--only setfit`; not in the default
+   set, install with `pip install setfit`).
+
+`--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
+same script run; frozen + LR and the default fine-tune run once and report their wall time.
 
 Prints a table and writes benchmarks/results/coldstart-<dataset>.json.
 """
@@ -138,35 +146,77 @@ def run_default_finetune(dataset: str) -> dict:
             "test": scores([r["label"] for r in test], pred)}
 
 
+def run_setfit(dataset: str, budget: str) -> dict:
+    """SetFit on the default encoder, its body steps fitted to ``budget`` (``--only setfit``)."""
+    import torch
+    from datasets import Dataset
+    from setfit import SetFitModel, Trainer, TrainingArguments
+
+    from adaptloop.agent.budget import parse_budget
+    from adaptloop.train.encoder import resolve_encoder
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    t0 = time.monotonic()
+    seconds = parse_budget(budget)
+    train, test = rows(dataset, "train"), rows(dataset, "test")
+    data = Dataset.from_dict({"text": [r["text"] for r in train], "label": [r["label"] for r in train]})
+
+    def fit(steps: int) -> tuple[SetFitModel, float]:
+        model = SetFitModel.from_pretrained(resolve_encoder(ENCODER), labels=sorted({r["label"] for r in train}))
+        with tempfile.TemporaryDirectory() as out:
+            args = TrainingArguments(output_dir=out, batch_size=16, num_iterations=1, max_steps=steps, seed=0,
+                                     report_to="none", show_progress_bar=False, save_strategy="no")
+            trainer = Trainer(model=model, args=args, train_dataset=data,
+                              metric=lambda pred, gold: {"accuracy": float((pred == gold).mean())})
+            t = time.monotonic()
+            trainer.train()
+        return model, time.monotonic() - t
+
+    _, probe = fit(20)  # pairs, 20 body steps, and the head on every training text
+    _, head = fit(1)
+    per_step = max(probe - head, 1e-3) / 19
+    steps = max(1, int((seconds - (time.monotonic() - t0) - head) / per_step))
+    model, _ = fit(steps)
+    pred = [str(p) for p in model.predict([r["text"] for r in test], batch_size=128)]
+    return {"method": "SetFit (MiniLM body, logistic regression head)", "budget": budget,
+            "body_steps": steps, "seconds_per_step": round(per_step, 3),
+            "wall_seconds": round(time.monotonic() - t0, 1), "test": scores([r["label"] for r in test], pred)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="banking77")
     ap.add_argument("--budget", default="20m")
+    ap.add_argument("--budgets", nargs="+", default=None, help="several budgets in one run, e.g. 2m 5m 10m 20m")
     ap.add_argument("--skip-finetune", action="store_true", help="leave out the slow peer fine-tune")
-    ap.add_argument("--only", choices=["adaptloop", "frozen", "finetune"], default=None)
+    ap.add_argument("--only", choices=["adaptloop", "frozen", "finetune", "setfit"], default=None)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or REPO / "benchmarks" / "results" / f"coldstart-{a.dataset}.json"
     prev = json.loads(out.read_text()) if out.exists() and a.only else {"results": []}
     results = [r for r in prev["results"] if a.only and not r["method"].startswith(
-        {"adaptloop": "adaptloop", "frozen": "frozen", "finetune": "transformers"}[a.only])]
-    steps = {"adaptloop": lambda: run_adaptloop(a.dataset, a.budget),
-             "frozen": lambda: run_frozen_logreg(a.dataset),
-             "finetune": lambda: run_default_finetune(a.dataset)}
-    chosen = [a.only] if a.only else [k for k in steps if not (k == "finetune" and a.skip_finetune)]
+        {"adaptloop": "adaptloop", "frozen": "frozen", "finetune": "transformers", "setfit": "SetFit"}[a.only])]
+    budgets = a.budgets or [a.budget]
+    steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b),
+             "frozen": lambda b: run_frozen_logreg(a.dataset),
+             "finetune": lambda b: run_default_finetune(a.dataset),
+             "setfit": lambda b: run_setfit(a.dataset, b)}
+    chosen = [a.only] if a.only else [k for k in steps if k != "setfit" and not (k == "finetune" and a.skip_finetune)]
     for k in chosen:
-        print(f"== {k}", file=sys.stderr, flush=True)
-        results.append(steps[k]())
+        for b in budgets if k in ("adaptloop", "setfit") else budgets[:1]:
+            print(f"== {k} {b}", file=sys.stderr, flush=True)
+            results.append(steps[k](b))
     report = {"dataset": a.dataset, "machine": f"{os.cpu_count()} CPU cores, torch threads = all",
               "date": time.strftime("%Y-%m-%d"), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print(f"{'method':<62} {'test acc':>8} {'in-scope':>8} {'oos rec':>8} {'wall s':>8}")
+    print(f"{'method':<62} {'budget':>6} {'test acc':>8} {'in-scope':>8} {'oos rec':>8} {'wall s':>8}")
     for r in results:
         t = r["test"]
         ins = f"{t['in_scope_accuracy']:.4f}" if "in_scope_accuracy" in t else "-"
         oos = f"{t['oos_recall']:.4f}" if t.get("oos_recall") is not None else "-"
-        print(f"{r['method'][:62]:<62} {t['accuracy']:>8.4f} {ins:>8} {oos:>8} {r['wall_seconds']:>8.0f}")
+        print(f"{r['method'][:62]:<62} {r.get('budget', '-'):>6} {t['accuracy']:>8.4f} {ins:>8} {oos:>8} "
+              f"{r['wall_seconds']:>8.0f}")
     print(f"written to {out}")
 
 
