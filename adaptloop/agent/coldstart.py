@@ -267,6 +267,9 @@ class ColdStart:
         store.update(Node, node.id, status="done", dev_metrics=dev, curve=out.curve, chosen=out.chosen,
                      model_artifact=out.model_artifact, predictions_artifact=out.predictions_artifact,
                      train_seconds=out.train_seconds, texts_per_second=out.texts_per_second, finished_at=utcnow())
+        if "trailing" in out.notes:
+            store.decide(self.run_id, "cut", f"'{node.name}' stopped after {out.train_seconds:.0f} s: {out.notes}",
+                         node_id=node.id)
         if not dev:
             return  # a refit: nothing honest to diagnose on dev
         run: Run = store.get(Run, self.run_id)

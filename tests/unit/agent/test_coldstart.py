@@ -165,7 +165,8 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
 
 def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws, data):
     """The first trial has no one to trail; later ones (refits aside) get the best node's dev score and
-    a checkpoint at TRIAL_SHARE of the budget after they start."""
+    a checkpoint at TRIAL_SHARE of the budget after they start; a fit cut there is a decision."""
+    import dataclasses
     import time
 
     seen = []
@@ -174,7 +175,10 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
     class Recording:
         def fit(self, spec, pipeline, train, dev, ctx):
             seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent))
-            return fake.fit(spec, pipeline, train, dev, ctx)
+            model, result = fake.fit(spec, pipeline, train, dev, ctx)
+            if len(seen) == 2:  # as a fit the checkpoint stopped reports it
+                result = dataclasses.replace(result, notes="trailing: best dev 0.1 below the incumbent's 0.7")
+            return model, result
 
     r = cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: Recording(), embed_fn=fake_embed)
     first, *later = seen
@@ -186,3 +190,5 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
     assert all(0 < s[1] <= coldstart.TRIAL_SHARE * 120 and 0 < s[2] <= 1 for s in capped)
     best = max(n.dev_metrics["accuracy"] for n in nodes if n.dev_metrics and n.pipeline["strategy"] != "refit")
     assert max(s[2] for s in capped) <= best
+    cuts = [d for d in ws.store.decisions(r.run_id) if d.kind == "cut"]
+    assert len(cuts) == 1 and "trailing" in cuts[0].reason
