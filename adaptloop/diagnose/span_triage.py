@@ -7,8 +7,8 @@ spans is the check on the corrected entities themselves:
 
 - **type conflict** (``label_noise``): a corrected entity the model did not find as given,
   whose type a classifier of the training mentions (its words, and its words in a few words
-  of context, on sentence-encoder embeddings) finds improbable for that type: fewer of the
-  training mentions of the type look less like it than ``TYPE_ALPHA``, out of fold. The classifier never sees
+  of context, on sentence-encoder embeddings) finds improbable for that type: under
+  ``TYPE_ALPHA`` of the type's training mentions look less like it, out of fold. The classifier never sees
   the traces, so a reviewer who tags every person as a location cannot vouch for itself.
 - **eval conflict**: a near-duplicate of a frozen eval example whose entity types disagree
   (the types, not the words: templated data repeats a sentence with other names in it).
