@@ -10,6 +10,7 @@ contend for it. ``InlineExecutor`` runs trials in this process (tests, one worke
 from __future__ import annotations
 
 import logging
+import math
 import shutil
 import signal
 import time
@@ -25,6 +26,7 @@ from adaptloop.agent.predict import embedding_cache, score_rows
 from adaptloop.agent.prepare import recipe_book
 from adaptloop.agent.refit import refit, refit_plan
 from adaptloop.errors import WorkspaceError
+from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store.db import Run
@@ -51,7 +53,7 @@ class Trial:
     progress: Progress | None = field(default=None, compare=False)  # bars, for a trial run in this process
     store: str | None = None  # the run's store URL (a worker elsewhere need not resolve it the same way)
     checkpoint: float = float("inf")  # wall clock after which a fit still below ``incumbent`` stops
-    incumbent: float = float("-inf")  # the search's best dev score when the trial started
+    incumbent: float = float("-inf")  # the search's best dev score when the trial started (later: the store's)
 
 
 @dataclass
@@ -106,6 +108,12 @@ def save_model(ws: Workspace, model: Any, meta: Callable[[Path], None] | None = 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def best_dev(ws: Workspace, run_id: int, metric: str) -> float:
+    """The best dev score among the run's finished nodes (refits, trained on dev, aside)."""
+    return max((primary(n.dev_metrics, metric) for n in ws.store.nodes(run_id)
+                if n.status == "done" and n.dev_metrics and n.pipeline.get("strategy") != "refit"), default=-math.inf)
+
+
 def train_trial(trial: Trial) -> TrialOutcome:
     """Train, save and score one node of a labelled task (classification, extraction). Failures of
     the pipeline are outcomes, not exceptions."""
@@ -119,7 +127,8 @@ def train_trial(trial: Trial) -> TrialOutcome:
     now, wall = time.monotonic(), time.time()
     ctx = FitContext(deadline=now + (trial.deadline - wall), device=trial.device,
                      embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress,
-                     checkpoint=now + (trial.checkpoint - wall), incumbent=trial.incumbent)
+                     checkpoint=now + (trial.checkpoint - wall),
+                     incumbent=lambda: max(trial.incumbent, best_dev(ws, trial.run_id, spec.primary_metric)))
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)

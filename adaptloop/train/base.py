@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -41,8 +41,9 @@ class FitContext:
         device: torch device string.
         embeddings: cache of base-encoder embeddings shared between nodes (may be None).
         checkpoint: ``time.monotonic()`` value after which a fit whose best dev score is still below
-            ``incumbent`` (the search's best node when it started) stops, keeping its best state.
-        incumbent: the dev score to beat by ``checkpoint``.
+            ``incumbent()`` (the search's best node) stops, keeping its best state.
+        incumbent: the dev score to beat by ``checkpoint``, asked again after each dev check past it
+            (other trials finish meanwhile).
     """
 
     deadline: float = float("inf")
@@ -50,7 +51,7 @@ class FitContext:
     device: str = "cpu"
     embeddings: object | None = None
     checkpoint: float = float("inf")
-    incumbent: float = float("-inf")
+    incumbent: Callable[[], float] = field(default=lambda: float("-inf"))
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -60,6 +60,7 @@ class UpdatePlan:
         self.stale = 0
         self.stop = ""
         self.curve: list[dict[str, float]] = []
+        self._incumbent = (0, -math.inf)  # (dev checks when asked, the incumbent's score then)
         self._loss, self._n, self._hits, self._seen = 0.0, 0, 0, 0
         self._t0 = self._t_train = time.monotonic()
 
@@ -130,14 +131,18 @@ class UpdatePlan:
         elif not self.stop and self.ctx.seconds_left() <= 0:
             self.stop = "deadline reached"
         elif not self.stop and self.trailing():
-            self.stop = (f"trailing: best dev {self.best_score:.4f} below the incumbent's {self.ctx.incumbent:.4f} "
+            self.stop = (f"trailing: best dev {self.best_score:.4f} below the best node's {self._incumbent[1]:.4f} "
                          "at this trial's share of the budget")
         return bool(self.stop)
 
     def trailing(self) -> bool:
-        """Past the checkpoint, after a dev check, and still below the incumbent (``FitContext``)."""
-        return (len(self.curve) > 1 and time.monotonic() >= self.ctx.checkpoint
-                and self.best_score < self.ctx.incumbent)
+        """Past the checkpoint, after a dev check, and still below the incumbent (``FitContext``; asked
+        once per dev check)."""
+        if len(self.curve) < 2 or time.monotonic() < self.ctx.checkpoint:
+            return False
+        if self._incumbent[0] != len(self.curve):
+            self._incumbent = (len(self.curve), self.ctx.incumbent())
+        return self.best_score < self._incumbent[1]
 
     def chosen(self) -> dict[str, Any]:
         """Epochs the kept state trained for (what a refit repeats), planned and run updates, and

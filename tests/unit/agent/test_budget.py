@@ -77,7 +77,7 @@ def test_a_fit_still_behind_the_incumbent_at_its_checkpoint_stops_with_its_best_
     def run(incumbent: float, checkpoint: float, eval_every: int = 5) -> UpdatePlan:
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         p = UpdatePlan(opt, total=50, steps_per_epoch=10, eval_every=eval_every, warmup=0.1, patience=100,
-                       ctx=FitContext(checkpoint=time.monotonic() + checkpoint, incumbent=incumbent))
+                       ctx=FitContext(checkpoint=time.monotonic() + checkpoint, incumbent=lambda: incumbent))
         p.start(0.5)
         score = iter(np.linspace(0.55, 0.95, 10))
         while not p.done():
@@ -92,3 +92,16 @@ def test_a_fit_still_behind_the_incumbent_at_its_checkpoint_stops_with_its_best_
     assert run(incumbent=0.5, checkpoint=-1.0).step == 50  # ahead of the incumbent: runs its plan
     assert run(incumbent=0.9, checkpoint=3600.0).step == 50  # before the checkpoint nothing is cut
     assert run(incumbent=0.9, checkpoint=-1.0, eval_every=10**9).step == 50  # no dev checks (a refit): never
+    # the incumbent is asked again after each dev check: a trial that led when it started but trails a
+    # node that finished since stops at its next check
+    bests = iter([0.5, 0.5, 0.99])
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    p = UpdatePlan(opt, total=50, steps_per_epoch=10, eval_every=5, warmup=0.1, patience=100,
+                   ctx=FitContext(checkpoint=time.monotonic() - 1, incumbent=lambda: next(bests)))
+    p.start(0.5)
+    while not p.done():
+        p.sched.optimizer.step()
+        p.updated(0.0)
+        if p.due():
+            p.checked(0.6 + p.step / 1000, lambda: None)
+    assert p.step == 15 and "0.9900" in p.stop

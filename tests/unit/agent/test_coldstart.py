@@ -174,7 +174,7 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
 
     class Recording:
         def fit(self, spec, pipeline, train, dev, ctx):
-            seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent))
+            seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent()))
             model, result = fake.fit(spec, pipeline, train, dev, ctx)
             if len(seen) == 2:  # as a fit the checkpoint stopped reports it
                 result = dataclasses.replace(result, notes="trailing: best dev 0.1 below the incumbent's 0.7")
