@@ -151,7 +151,8 @@ class UpdatePlan:
         used = self.best_step if self.best_state is not None else self.step
         return {"epochs": round(max(used, 1) / self.steps_per_epoch, 4), "planned_steps": self.total,
                 "steps_run": self.step,
-                "cut_by_deadline": self.total < self.requested or self.stop == "deadline reached"}
+                "cut_by_deadline": self.total < self.requested or self.stop == "deadline reached",
+                **({"trailing": True} if self.stop.startswith("trailing") else {})}
 
     def notes(self) -> str:
         return f"{self.stop}; best at step {self.best_step} of {self.step}"

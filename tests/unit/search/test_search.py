@@ -230,6 +230,22 @@ def test_larger_encoders_are_not_fine_tuned_where_only_the_default_is_trainable(
     assert [m for m in pol.candidates(big, state([big])) if m.pipeline.strategy in iv.TRAINED]
 
 
+def test_an_encoder_whose_fit_was_cut_for_trailing_is_not_trained_again():
+    pol = DoctrinePolicy()
+    base = node("baseline", 0.80, strategy="tagger", hparams=dict(iv.TAGGER_DEFAULTS))
+    s = state([base], family="extraction")
+    assert "larger-encoder" in {p.move for p in pol.candidates(base, s)}
+    cut = replace(node("larger-encoder", 0.42, "baseline", strategy="tagger", encoder=BIG, move="larger-encoder",
+                       hparams=dict(iv.TAGGER_DEFAULTS), order=1), chosen={"trailing": True})
+    best = node("negatives", 0.85, "baseline", strategy="tagger", recipe="negatives", order=2,
+                hparams=dict(iv.TAGGER_DEFAULTS))
+    s = state([base, cut, best], family="extraction")
+    assert not [p for p in pol.candidates(best, s) if p.pipeline.encoder == BIG]
+    uncut = replace(cut, chosen={})  # merely worse, not cut: the larger encoder stays a candidate
+    assert [p for p in pol.candidates(best, state([base, uncut, best], family="extraction"))
+            if p.pipeline.encoder == BIG]
+
+
 def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
     pol = DoctrinePolicy(plateau_rounds=2)
     nodes = [node("baseline", 0.80, order=0, findings=[PAIR]),
