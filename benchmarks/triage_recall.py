@@ -163,11 +163,11 @@ def run_span_scenario(name: str, embed_cache: Path, seed: int = 0) -> dict:
     g = generate(sc, datasets=DATASETS, sizes=FULL, seed=seed, detail=True)
     emb = embedder(sc.encoder, embed_cache)
     model, types = span_model(sc, g.seed_rows, embed_cache, seed)
-    seed = [(r["text"], tuple((sp["start"], sp["end"], sp["label"]) for sp in r["spans"])) for r in g.seed_rows]
-    ev = random.Random(0).sample(range(len(seed)), int(EVAL_SHARE * len(seed)))
-    evals = [seed[i] for i in ev]
+    seed_set = [(r["text"], tuple((sp["start"], sp["end"], sp["label"]) for sp in r["spans"])) for r in g.seed_rows]
+    ev = random.Random(0).sample(range(len(seed_set)), int(EVAL_SHARE * len(seed_set)))
+    evals = [seed_set[i] for i in ev]
     eval_x = emb([t for t, _ in evals])
-    train = list(seed)
+    train = list(seed_set)
     stages = []
     for stage in g.stages:
         traces = stage.traces()
@@ -187,7 +187,7 @@ def run_span_scenario(name: str, embed_cache: Path, seed: int = 0) -> dict:
               f"{r['wall_s']}s)", flush=True)
         stages.append(r)
         train += [(texts[i], v.spans) for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable")]
-    return {"encoder": sc.encoder, "seed_set": len(seed), "stages": stages}
+    return {"encoder": sc.encoder, "seed_set": len(seed_set), "stages": stages}
 
 
 SPAN_SCENARIOS = ("wnut17", "presidio_pii")

@@ -170,8 +170,7 @@ class ColdStart:
                     stop = "budget spent"
                     break
                 node = self._start_node(choice)
-                lead = graph.best(state.nodes)
-                cap = lead is not None and choice.pipeline.strategy != "refit"
+                cap = graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
@@ -179,8 +178,7 @@ class ColdStart:
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
                               progress=self.progress if isinstance(executor, InlineExecutor) else None,
                               store=ws.store.engine.url.render_as_string(hide_password=False),
-                              checkpoint=time.time() + TRIAL_SHARE * clock.budget_s if cap else float("inf"),
-                              incumbent=lead.score if cap else float("-inf"))
+                              checkpoint=time.time() + TRIAL_SHARE * clock.budget_s if cap else float("inf"))
                 starting = node  # an inline executor trains inside submit: Ctrl-C lands here
                 running[executor.submit(trial)] = (node, bar)
                 starting = None

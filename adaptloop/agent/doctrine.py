@@ -174,13 +174,12 @@ class DoctrinePolicy:
             if child.strategy in iv.TRAINED and s.trainable is not None and child.encoder not in s.trainable:
                 continue  # e.g. a 110M encoder on a CPU: a fraction of an epoch in the budget
             if child.encoder != s.encoder and child.strategy in iv.TRAINED and any(
-                    n.pipeline.get("encoder") == child.encoder for n in s.running()):
-                continue  # one large trained model at a time (measured: two mpnet taggers side by side each
-                # got 0.15 epoch of a 45-minute WNUT run)
-            if child.encoder != s.encoder and child.strategy in iv.TRAINED and any(
-                    n.pipeline.get("encoder") == child.encoder and n.chosen.get("trailing") for n in s.nodes):
-                continue  # that encoder's fit was already cut for trailing the best node (measured: presidio_pii
-                # at 20m ran a second mpnet tagger, cut again at dev 0.32 after the first at 0.42)
+                    n.pipeline.get("encoder") == child.encoder and (n.status == "running" or n.chosen.get("trailing"))
+                    for n in s.nodes):
+                # one large trained model at a time (measured: two mpnet taggers side by side each got 0.15
+                # epoch of a 45-minute WNUT run), and none again once one was cut for trailing the best node
+                # (measured: presidio_pii at 20m ran a second mpnet tagger, cut again at dev 0.32 after 0.42)
+                continue
             fam = iv.BY_NAME[move].family
             pr = self.priority(move, fam, regime, f.severity if f else 0.0, s)
             pr += 1.0 if f and f.kind in regime.focus else 0.0

@@ -52,8 +52,7 @@ class Trial:
     runner: Callable[[Trial], TrialOutcome] | None = None  # the family's trial (default: train_trial)
     progress: Progress | None = field(default=None, compare=False)  # bars, for a trial run in this process
     store: str | None = None  # the run's store URL (a worker elsewhere need not resolve it the same way)
-    checkpoint: float = float("inf")  # wall clock after which a fit still below ``incumbent`` stops
-    incumbent: float = float("-inf")  # the search's best dev score when the trial started (later: the store's)
+    checkpoint: float = float("inf")  # wall clock after which a fit still below the run's best node stops
 
 
 @dataclass
@@ -128,7 +127,7 @@ def train_trial(trial: Trial) -> TrialOutcome:
     ctx = FitContext(deadline=now + (trial.deadline - wall), device=trial.device,
                      embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress,
                      checkpoint=now + (trial.checkpoint - wall),
-                     incumbent=lambda: max(trial.incumbent, best_dev(ws, trial.run_id, spec.primary_metric)))
+                     incumbent=lambda: best_dev(ws, trial.run_id, spec.primary_metric))
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)
