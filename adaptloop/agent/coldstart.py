@@ -35,7 +35,7 @@ from adaptloop.errors import AdaptloopError, NotFoundError, RunFailed
 from adaptloop.evaluate.gate import first_model, paired_bootstrap
 from adaptloop.evaluate.metrics import primary, scalars
 from adaptloop.evaluate.rows import metrics_of
-from adaptloop.search import graph
+from adaptloop.search import graph, portfolio
 from adaptloop.search.graph import GraphNode
 from adaptloop.store import registry
 from adaptloop.store.db import (
@@ -226,7 +226,8 @@ class ColdStart:
         facts = self.family.facts(self.ws, run, spec, data, rows, _device(self.ws))
         replayed = getattr(self.llm, "run_id", None)
         if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
-            facts["learned"] = store.learned(spec.family, as_of=(replayed, self.run_id))
+            facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
+                                               store.learned(spec.family, as_of=(replayed, self.run_id)))
         return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
                            workers=workers, **facts)
 

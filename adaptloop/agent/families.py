@@ -39,6 +39,7 @@ from adaptloop.data.recipes import RecipeBook
 from adaptloop.diagnose.entities import diagnose_entities
 from adaptloop.diagnose.findings import diagnose, training_vocabulary
 from adaptloop.evaluate.rows import constant_rows
+from adaptloop.search import portfolio
 from adaptloop.store.db import LLMCall, Node, Run
 from adaptloop.train import load_trained
 from adaptloop.train.base import Progress, no_progress
@@ -85,6 +86,7 @@ class Labelled:
         self.name = name
         self._vocab: dict[int, frozenset[str]] = {}
         self._rates: dict[int, dict[str, float]] = {}
+        self._priors: set[int] = set()  # runs whose prior is recorded
 
     def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress = no_progress,
                 embed_fn: Callable[[list[str]], np.ndarray] | None = None, gold: Any = None,
@@ -101,13 +103,28 @@ class Labelled:
         return dict(
             encoder=settings.train.encoder, n_train=len(data.raw), n_classes=len(spec.labels),
             n_label_issues=len(data.issue_ids), ladder=_ladder(ws), oos_label=spec.out_of_scope_label,
-            seed=settings.train.seed, learned=ws.store.learned(spec.family),
+            seed=settings.train.seed, learned=self._learned(ws, run, spec, len(data.raw)),
             # classification on CPU has a frozen larger rung; extraction has none, so there a
             # larger tagger competes on its (size-scaled) cost instead of being ruled out
             trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
             target=settings.search.target or None, family=spec.family,
             **self._costs(ws, run, data, device))
+
+    def _learned(self, ws: Workspace, run: Run, spec: TaskSpec, n_train: int) -> dict[str, tuple]:
+        """What the workspace's runs learned, on top of the shipped portfolio prior for a task of this
+        size (``search.portfolio``); the prior is recorded once per run as a ``prior`` decision."""
+        table, datasets = portfolio.prior(spec.family, n_train, len(spec.labels))
+        if run.id not in self._priors:
+            self._priors.add(run.id)
+            top = sorted(table.items(), key=lambda kv: -kv[1][1])
+            ws.store.decide(run.id, "prior", (
+                f"the shipped portfolio starts the learned table from {', '.join(datasets)} "
+                f"(tasks of similar size and class count): " + "; ".join(
+                    f"{k} {g:+.4f} (weight {n:.1f})" for k, (n, g, _c) in top)) if table else
+                "no benchmark task in the shipped portfolio is like this one: the doctrine starts from its "
+                "regimes alone", datasets=datasets, table={k: [round(x, 4) for x in v] for k, v in table.items()})
+        return portfolio.blend(table, ws.store.learned(spec.family))
 
     def _costs(self, ws: Workspace, run: Run, data: RecipeBook, device: str) -> dict[str, float]:
         """The search's cost rates, from each rung's speed measured on this machine and the task's texts

@@ -13,6 +13,7 @@ from sqlalchemy import select
 
 from adaptloop.agent.doctrine import REGIMES, STANDING, STANDING_EXTRACTION
 from adaptloop.agent.generation_moves import GENERATION_MOVES
+from adaptloop.search import portfolio
 from adaptloop.search.interventions import CATALOGUE
 from adaptloop.store import registry
 from adaptloop.store.db import Outcome, Quarantine, TraceRow
@@ -36,7 +37,22 @@ def doctrine_listing(ws: Workspace) -> dict[str, Any]:
         "learned": {fam: {k: {"n": n, "mean_gain": round(g, 5), "mean_seconds": round(c, 1)}
                           for k, (n, g, c) in sorted(d.items(), key=lambda kv: -kv[1][1])}
                     for fam, d in learned.items()},
+        "portfolio": _portfolio(),
     }
+
+
+def _portfolio() -> dict[str, Any]:
+    """The shipped prior (``search.portfolio``) per family: its tasks and each intervention's outcomes."""
+    out: dict[str, Any] = {}
+    for o in portfolio.outcomes():
+        fam = out.setdefault(o["family"], {"tasks": {}, "interventions": {}})
+        fam["tasks"][o["dataset"]] = {"n_train": o["n_train"], "n_classes": o["n_classes"]}
+        fam["interventions"].setdefault(o["intervention"], []).append(o["gain"])
+    for fam in out.values():
+        means = {k: (len(g), sum(g) / len(g)) for k, g in fam["interventions"].items()}
+        fam["interventions"] = {k: {"n": n, "mean_gain": round(g, 5)}
+                                for k, (n, g) in sorted(means.items(), key=lambda kv: -kv[1][1])}
+    return out
 
 
 def models_listing(ws: Workspace) -> dict[str, Any]:

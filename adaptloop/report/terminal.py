@@ -330,6 +330,15 @@ def show_doctrine(report: dict[str, Any]) -> None:
             t.add_row(k, str(v["n"]), f"[{colour}]{v['mean_gain']:+.4f}[/]" if colour else "0",
                       f"{v['mean_seconds']:.0f}")
         out.print(t)
+    for fam, d in report.get("portfolio", {}).items():
+        tasks = ", ".join(f"{k} ({v['n_train']} examples, {v['n_classes']} classes)" for k, v in d["tasks"].items())
+        t = Table(title=f"shipped prior for '{fam}' tasks (benchmark outcomes; weighted by how alike a task is)",
+                  caption=f"from {tasks}")
+        for col in ("intervention", "outcomes", "mean gain"):
+            t.add_column(col)
+        for k, v in d["interventions"].items():
+            t.add_row(k, str(v["n"]), f"{v['mean_gain']:+.4f}")
+        out.print(t)
 
 
 def show_convert(report: dict[str, Any]) -> None:

@@ -151,3 +151,16 @@ def test_cli_generate_writes_logs_and_rejects_unknown_scenarios(tmp_path):
     assert sum(1 for _ in open(files["stage1"])) == 100
     r = CliRunner().invoke(app, ["bench", "adaptft", "generate", "--scenarios", "nope", "--out", str(tmp_path)])
     assert r.exit_code == 2 and "unknown scenario" in r.output
+
+
+def test_the_shipped_portfolio_is_what_the_kept_benchmark_results_give():
+    """adaptloop/search/portfolio.json is generated from benchmarks/results, never edited by hand."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "portfolio.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True,
+                          env={**os.environ, "ADAPTLOOP_DATASETS": str(DATASETS)})
+    assert done.returncode == 0, done.stdout + done.stderr

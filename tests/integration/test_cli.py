@@ -53,6 +53,8 @@ def test_eval_predict_runs_models(trained):
     assert any(d["kind"] == "eval_set_frozen" for d in rs["runs"][0]["decisions"])
     costs = next(d for d in rs["runs"][0]["decisions"] if d["kind"] == "costs")  # measured on this machine
     assert "tokens/s forward" in costs["reason"] and "a training step" in costs["reason"]
+    prior = next(d for d in rs["runs"][0]["decisions"] if d["kind"] == "prior")  # a toy task: nothing alike shipped
+    assert "regimes alone" in prior["reason"]
     ms = one_json(run("models", "--json", "-w", ws))
     assert ms["aliases"] == {"production": "v1"}
     assert [e["event"] for e in ms["events"]] == ["registered", "promoted"]
@@ -121,6 +123,8 @@ def test_graph_report_and_doctrine(trained):
     assert {i["name"] for i in doc["interventions"]} >= {"contrastive", "threshold", "larger-encoder"}
     assert {g["name"] for g in doc["generation"]} >= {"sft", "format-normalise", "prompt-template", "teacher-cot"}
     assert doc["learned"]["classification"]  # the run's interventions were recorded as outcomes
+    assert "banking77" in doc["portfolio"]["classification"]["tasks"]  # the shipped prior, with its tasks
+    assert "shipped prior" in run("doctrine", "-w", ws).stdout
     assert run("report", "99", "-w", ws).exit_code == 2
 
 
