@@ -14,8 +14,9 @@ MIN_BUDGET_S = 10.0  # a budget under this cannot cover even the first pipeline 
 MAX_BUDGET_S = 48 * 3600.0
 
 
-def parse_budget(text: str) -> float:
-    """Seconds in ``90s``, ``20m``, ``1h`` or ``1h30m``, between ``MIN_BUDGET_S`` and ``MAX_BUDGET_S``.
+def parse_budget(text: str, minimum: float | None = None) -> float:
+    """Seconds in ``90s``, ``20m``, ``1h`` or ``1h30m``, between ``minimum`` (default ``MIN_BUDGET_S``) and
+    ``MAX_BUDGET_S``.
 
     Raises:
         BudgetError: the text does not parse, has no unit, or is out of range.
@@ -27,7 +28,10 @@ def parse_budget(text: str) -> float:
     if not parts or re.sub(r"\s+", "", "".join(a + b for a, b in parts)) != re.sub(r"\s+", "", t):
         raise BudgetError(f"budget '{text}' does not parse; write it like 90s, 20m or 1h30m")
     seconds = sum(float(a) * _UNITS[b] for a, b in parts)
-    if seconds < MIN_BUDGET_S:
+    if minimum is not None:
+        if seconds < minimum:
+            raise BudgetError(f"budget '{text}' is under {minimum:.0f}s")
+    elif seconds < MIN_BUDGET_S:
         raise BudgetError(f"budget '{text}' is under the {MIN_BUDGET_S:.0f}s minimum: the first pipeline always "
                           "runs to the end and the winner is then scored on the frozen eval set; give at least "
                           f"{MIN_BUDGET_S:.0f}s (a useful cold start takes minutes)")

@@ -423,8 +423,10 @@ def _device(ws: Workspace) -> str:
     return str(pick_device(ws.settings.train.device))
 
 
-def resumable_run(ws: Workspace) -> int:
-    """The latest run that did not finish.
+def resumable_run(ws: Workspace, budget_s: float | None = None) -> int:
+    """The latest run that did not finish, marked running again; ``budget_s``: what it may still spend
+    (default: what its budget has left). With 0 it trains nothing more: it selects and promotes the
+    best node finished so far.
 
     Raises:
         NotFoundError: there is none.
@@ -442,6 +444,9 @@ def resumable_run(ws: Workspace) -> int:
     for n in ws.store.nodes(run.id):
         if n.status == "running":
             ws.store.update(Node, n.id, status="interrupted", finished_at=utcnow())
-    ws.store.update(Run, run.id, status="running")
-    ws.store.decide(run.id, "resume", f"resumed with {run.budget_s - run.spent_s:.0f}s left")
+    left = run.budget_s - run.spent_s if budget_s is None else max(0.0, budget_s)
+    ws.store.update(Run, run.id, status="running", budget_s=run.spent_s + left)
+    ws.store.decide(run.id, "resume", f"resumed with {left:.0f}s left" + (
+        "" if budget_s is None else f" (--budget; its own budget had {run.budget_s - run.spent_s:.0f}s left)")
+        + (": nothing more is trained; the best node so far is selected" if left <= 0 else ""))
     return run.id

@@ -53,7 +53,7 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
         ``("generation" | "search", the result as a dict)``.
     """
     if resume:
-        run_id = resumable_run(ws)
+        run_id = resumable_run(ws, parse_budget(budget, minimum=0) if budget else None)
         with progress() as bars:
             result = ColdStart(ws, run_id, progress=bars).run()
         return ("generation" if result.spec.family == "generation" else "search"), result.to_dict()

@@ -38,7 +38,8 @@ class Group(TyperGroup):
             err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
             ctx.exit(2)
         except KeyboardInterrupt:
-            err.print("interrupted; the store is consistent — `adaptloop new --resume` continues")
+            err.print("interrupted; the store is consistent — `adaptloop new --resume` continues "
+                      "(`--resume --budget 0s` promotes the best model so far)")
             ctx.exit(130)
         except (typer.TyperException, typer.Exit, typer.Abort, click.ClickException, click.exceptions.Exit,
                 click.Abort):

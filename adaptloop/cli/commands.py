@@ -60,7 +60,9 @@ def new(
                             "from it (half each) and it is never trained on.")] = None,
     budget: Annotated[str | None, typer.Option(
         help="Wall budget, e.g. 90s, 20m, 1h [default: adaptloop.toml].")] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue the last interrupted run (with --budget: "
+                                                          "what it may still spend; --budget 0s promotes the "
+                                                          "best node so far).")] = False,
     replay: Annotated[int | None, typer.Option(
         "--replay", metavar="RUN", help="Re-decide with the LLM planner's answers stored by run RUN, offline "
                                         "(no endpoint): same data and budget give the same graph.")] = None,
@@ -78,7 +80,8 @@ def new(
     (Faker templates); the draft is shown for confirmation first (--yes accepts it).
     Trains several whole pipelines (data recipe × strategy × hyperparameters) within the
     budget, selects on a dev split, scores the winner on the frozen eval set and promotes
-    it as `production`. Ctrl-C keeps the store consistent; `--resume` continues.
+    it as `production`. Ctrl-C keeps the store consistent; `--resume` continues, and
+    `--resume --budget 0s` promotes the best model found so far without training more.
     """
     from adaptloop.agent.flows import start_new
 

@@ -24,6 +24,12 @@ def test_bad_budget(text, words):
         parse_budget(text)
 
 
+def test_a_resumed_run_may_be_given_no_more_time():
+    assert parse_budget("0s", minimum=0) == 0 and parse_budget("5m", minimum=0) == 300
+    with pytest.raises(BudgetError, match="does not parse"):
+        parse_budget("-5m", minimum=0)
+
+
 def test_clock_carries_spent_time():
     c = Clock(100, spent=40)
     assert 59 < c.left <= 60

@@ -117,6 +117,20 @@ def test_ctrl_c_leaves_a_consistent_store_and_resume_finishes(ws, data):
         resumable_run(ws)
 
 
+def test_resume_with_no_budget_left_promotes_the_best_node_so_far(ws, data):
+    trainer = InterruptOnSecond()
+    with pytest.raises(KeyboardInterrupt):
+        cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: trainer, embed_fn=fake_embed)
+    run_id = resumable_run(ws, budget_s=0.0)
+    r = ColdStart(ws, run_id, make_trainer=lambda s: FakeTrainer()).run()
+    nodes = ws.store.nodes(run_id)
+    assert [n.status for n in nodes] == ["done", "interrupted"]  # nothing more was trained
+    assert r.version is not None and r.winner["node"] == nodes[0].name
+    assert registry.resolve(ws.store, "production").id == r.version
+    resumed = next(d for d in ws.store.decisions(run_id) if d.kind == "resume")
+    assert "nothing more is trained" in resumed.reason
+
+
 def test_one_class_writes_nothing(ws, tmp_path):
     p = write_jsonl(tmp_path / "one.jsonl", [{"text": f"t {i}", "label": "a"} for i in range(5)])
     with pytest.raises(LabelError, match="only one class"):
