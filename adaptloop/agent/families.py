@@ -86,7 +86,7 @@ class Labelled:
         self.name = name
         self._vocab: dict[int, frozenset[str]] = {}
         self._rates: dict[int, dict[str, float]] = {}
-        self._priors: set[int] = set()  # runs whose prior is recorded
+        self._priors: dict[int, tuple] = {}  # run → its portfolio prior (table, datasets), recorded once
 
     def prepare(self, ws: Workspace, loaded: Any, prompt: str, budget_s: float, *, progress: Progress = no_progress,
                 embed_fn: Callable[[list[str]], np.ndarray] | None = None, gold: Any = None,
@@ -113,10 +113,9 @@ class Labelled:
 
     def _learned(self, ws: Workspace, run: Run, spec: TaskSpec, n_train: int) -> dict[str, tuple]:
         """What the workspace's runs learned, on top of the shipped portfolio prior for a task of this
-        size (``search.portfolio``); the prior is recorded once per run as a ``prior`` decision."""
-        table, datasets = portfolio.prior(spec.family, n_train, len(spec.labels))
+        size (``search.portfolio``); the prior is worked out and recorded (a ``prior`` decision) once per run."""
         if run.id not in self._priors:
-            self._priors.add(run.id)
+            table, datasets = self._priors[run.id] = portfolio.prior(spec.family, n_train, len(spec.labels))
             top = sorted(table.items(), key=lambda kv: -kv[1][1])
             ws.store.decide(run.id, "prior", (
                 f"the shipped portfolio starts the learned table from {', '.join(datasets)} "
@@ -124,7 +123,7 @@ class Labelled:
                     f"{k} {g:+.4f} (weight {n:.1f})" for k, (n, g, _c) in top)) if table else
                 "no benchmark task in the shipped portfolio is like this one: the doctrine starts from its "
                 "regimes alone", datasets=datasets, table={k: [round(x, 4) for x in v] for k, v in table.items()})
-        return portfolio.blend(table, ws.store.learned(spec.family))
+        return portfolio.blend(self._priors[run.id][0], ws.store.learned(spec.family))
 
     def _costs(self, ws: Workspace, run: Run, data: RecipeBook, device: str) -> dict[str, float]:
         """The search's cost rates, from each rung's speed measured on this machine and the task's texts
