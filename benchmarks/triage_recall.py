@@ -90,7 +90,24 @@ def score(verdicts, answers) -> dict:
                 (k, n) for k, n in style_misses.items() if n))} if styles else {})}
 
 
-def run_scenario(name: str, embed_cache: Path, traffic: str = "a", seed: int = 0) -> dict:
+def dump_misses(path: Path | None, scenario: str, stage: int, views, verdicts, answers) -> None:
+    """Append the stage's missed poison and false alarms to ``path`` (JSON lines), to read."""
+    if path is None:
+        return
+    truth, text = {a["id"]: a for a in answers}, {v.id: v for v in views}
+    with path.open("a", encoding="utf-8") as f:
+        for v in verdicts:
+            a, flagged = truth[v.id], v.triage == "poison"
+            if flagged != bool(a["poison"]):
+                t = text[v.id]
+                f.write(json.dumps({"scenario": scenario, "stage": stage, "miss": bool(a["poison"]),
+                                    "kind": a["kind"], "style": a.get("style"), "text": t.text,
+                                    "pred": t.pred, "feedback": t.feedback_label, "verdict": v.triage,
+                                    "verdict_kind": v.kind, "reason": v.reason}) + "\n")
+
+
+def run_scenario(name: str, embed_cache: Path, traffic: str = "a", seed: int = 0,
+                 misses: Path | None = None) -> dict:
     from adaptloop.bench.adaptft import FULL, SCENARIOS, generate
     from adaptloop.diagnose.triage import TraceView, triage
     from adaptloop.train.logreg import fit_logreg
@@ -125,6 +142,7 @@ def run_scenario(name: str, embed_cache: Path, traffic: str = "a", seed: int = 0
         print(f"[{name}] stage {stage.number}: precision {r['precision']:.3f} recall {r['recall']:.3f} "
               f"(misses {r['misses_by_kind']}, false alarms {r['false_alarms_by_verdict_kind']}, "
               f"{r['wall_s']}s)", flush=True)
+        dump_misses(misses, f"{name}/{traffic}", stage.number, views, verdicts, stage.answers())
         stages.append(r)
         keep = [i for i, v in enumerate(verdicts) if v.triage in ("ok", "fixable")]
         train_texts += [texts[i] for i in keep]
@@ -201,8 +219,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0, help="the logs' seed (the rules were set on seed 0)")
     ap.add_argument("--cache", type=Path, default=Path("/tmp/adaptloop-triage-recall"))
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "triage-recall.json")
+    ap.add_argument("--misses", type=Path, help="also write the missed poison and false alarms here (JSON lines)")
     args = ap.parse_args()
-    results = {f"{name}/{t}": run_scenario(name, args.cache, t, args.seed) for t in args.traffic
+    if args.misses:
+        args.misses.unlink(missing_ok=True)
+    results = {f"{name}/{t}": run_scenario(name, args.cache, t, args.seed, args.misses) for t in args.traffic
                for name in args.scenarios if name not in SPAN_SCENARIOS}
     results.update({f"{name}/a": run_span_scenario(name, args.cache, args.seed) for name in args.scenarios
                     if name in SPAN_SCENARIOS and "a" in args.traffic})
@@ -222,7 +243,7 @@ def main() -> None:
                                "recall_by_kind": {k: round(1 - misses[k] / n, 3) for k, n in sorted(kinds.items())},
                                **({"recall_by_style": {k: round(1 - missed[k] / n, 3) for k, n in sorted(
                                    styles.items())}} if styles else {})}
-    out = {"what": "triage poison precision / recall per AdaptFT stage (seed 0, FULL sizes, logreg "
+    out = {"what": f"triage poison precision / recall per AdaptFT stage (seed {args.seed}, FULL sizes, logreg "
                    "production model on seed embeddings), per traffic generator", "traffic": args.traffic,
            "scenarios": results, "summary": summary}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -47,9 +47,9 @@ from adaptloop.data import curate
 from adaptloop.data.augment import augment
 from adaptloop.data.llm import LLMClient
 from adaptloop.data.split import stratified_split
-from adaptloop.diagnose.reference import reference_odds
+from adaptloop.diagnose.reference import REFERENCE_ODDS, reference_odds
 from adaptloop.diagnose.taxonomy import Cluster
-from adaptloop.diagnose.triage import REFERENCE_ODDS, TraceView
+from adaptloop.diagnose.triage import TraceView
 from adaptloop.errors import AdaptloopError, DataError, PromotionConflict, RunFailed
 from adaptloop.evaluate.gate import GateResult, SetResult, compare, gate
 from adaptloop.store import registry

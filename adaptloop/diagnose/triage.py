@@ -33,8 +33,12 @@ import numpy as np
 
 from adaptloop.data.curate import normalize_text
 from adaptloop.diagnose.findings import _one_edit_from, training_vocabulary
+from adaptloop.diagnose.parts import STOP, label_parts, words
 from adaptloop.diagnose.reference import (
     DRIFT_QUANTILE,
+    PAIR_MIN,
+    PAIR_ODDS,
+    REFERENCE_ODDS,
     drift_threshold,
     knn_conflict,
     knn_labels,
@@ -44,6 +48,7 @@ from adaptloop.diagnose.reference import (
     reference_odds,
     unit_rows,
 )
+from adaptloop.diagnose.steering import steering
 from adaptloop.types import Verdict
 
 # instruction text aimed at a model or a labeller, not a user's request
@@ -65,86 +70,12 @@ RETRACTION = re.compile(
 NEGATION = re.compile(r"\b(not|no|never|nothing|none|n't|cannot|didnt|dont|doesnt|havent|hasnt|wasnt|isnt)\b|n't\b",
                       re.IGNORECASE)
 CLAUSE_SPLIT = re.compile(r"\b(?:but|although|though|yet|however|whereas)\b|[;,.!?]", re.IGNORECASE)
-STOP = frozenset("""a an the i me my we our you your it its is are was were be been being am do does did
-have has had to of in on at for from by with and or so that this these those there here what which who
-how when where why can could would should will shall may might must just also already still yet even
-please any some all very really""".split())
 OPPOSITES = (("always", "never"), ("already", "yet"), ("everything", "nothing"), ("all", "none"))
 BURST_MIN = 3  # identical (input, label) from one source this many times ...
 BURST_WINDOW = dt.timedelta(hours=1)  # ... within this window is a coordinated burst
 EVAL_DUP_SIM = 0.95  # cosine at or above: a near-duplicate of a frozen eval example
-# A feedback label is noise when a logistic regression on the training data alone finds it this many
-# nats less likely than its top class (log(p(top) / p(label)) >= 2.5: over 12x). Measured with
-# benchmarks/triage_recall.py (AdaptFT banking77 / clinc150 / snips, MiniLM, 3 stages of 500 logs),
-# with the pair rule below: min poison precision over the 9 stages 0.87 / 0.92 / 0.92 / 0.92 at
-# 2.25 / 2.5 / 2.75 / 3.0, min recall 0.96 / 0.96 / 0.94 / 0.93 (at 2.5 per scenario, precision /
-# recall >= 0.92 / 0.99 banking77, 0.95 / 0.97 clinc150, 0.95 / 0.96 snips). It replaced cleanlab's
-# confident learning on out-of-fold probabilities over training data + traces (min precision 0.76,
-# min recall 0.85: flipped traces vouch for each other across folds) and the kNN contradiction
-# rule (keeping it: min precision 0.92 -> 0.87, no recall gained)
-REFERENCE_ODDS = 2.5
-# ... and when at least PAIR_MIN traces of one batch put the same (reference's class, feedback label)
-# pair at log-odds PAIR_ODDS or more: a systematic class -> class relabelling the reference is too
-# unsure about to refute one by one (snips RateBook -> AddToPlaylist at p ~ 0.1-0.2). Measured:
-# snips min recall 0.86 without it, 0.96 with it; PAIR_MIN 3 / 5 / 8 and PAIR_ODDS 0.5 / 1.0 / 1.5
-# all keep min recall at 0.96-0.97; min precision 0.92 but 0.91 at PAIR_MIN 3, 0.88 at PAIR_ODDS 0.5
-PAIR_ODDS = 1.5
-PAIR_MIN = 5
-# What poison does, whatever its wording (measured on both AdaptFT traffic generators with
-# benchmarks/triage_recall.py): an injected or steering part names the label it wants, or is unlike
-# any training text (another language, markup, a payload); the rest of the input then reads as
-# another class. Parts of one input that each read confidently as different classes are
-# contradictory premises. A source whose feedbacks in a short window share one label the training
-# data disagrees with, or many sources sending one label on near-identical texts, is a burst.
-STEER_ODDS = PAIR_ODDS  # without its steering part, the input must contradict the label this strongly
-STEER_GAIN = 1.0  # ... and this much more strongly than the whole input does
-MIN_REST_WORDS = 3  # a retraction's rest keeps at least this many words
-# ... and a steered input's rest this many: a request of its own, not a greeting or sign-off left over
-# when the part naming the label is the request itself ("... routing number. Kind regards, Emma").
-# Measured with benchmarks/triage_recall.py: at 3, 26 such false alarms over both generators' 18 stages;
-# at 5, precision 0.927 -> 0.946 (a) and 0.930 -> 0.950 (b), recall unchanged on a, 0.870 -> 0.865 on b
-STEER_REST_WORDS = 5
-SEGMENT_CONF = 0.7  # a part "reads as" a class at this probability, and the other class 12x less likely
-# ... or, relative evidence (with 77 or 150 classes a clear part seldom reaches 0.7): the part that reads as
-# the feedback label finds the other part's class LABEL_PART_ODDS nats less likely, the other part finds
-# the label OTHER_PART_ODDS nats less likely than its own class, and the whole input reads as the label
-# DILUTION nats less than the label's part does (the other part pulls the input away from the label
-# instead of adding to it, as the sentences of one request do). Measured with benchmarks/triage_recall.py
-# (both generators, 9 stages each): of the label-anchored pairs, 4.0 / 3.0 / 0.1 caught 35 two-request
-# inputs for 19 false alarms on clean traffic, 5.0 / 4.0 / 0.2 32 for 14, 2.5 / 2.5 / no dilution 63 for 195
-# (banking77 messages often tell two things that each read as another class)
-LABEL_PART_ODDS = 5.0
-REQUEST_MIN_WORDS = 5  # ... each part a request of its own: a greeting or sign-off ("cheers in advance") is not
-OTHER_PART_ODDS = 4.0
-DILUTION = 0.1
-SEGMENT_MIN_WORDS = 3
-# coordinators that join two requests in one sentence ("... and ...", "... plus ..."): a part of the input
-# is also each side of one, for the contradiction rule only
-COORDINATOR = re.compile(r"\s*,?\s+(?:and|plus|also|as well as)\s+", re.IGNORECASE)
-# the writer takes the request back or says it no longer stands: cancelling or disowning a message,
-# saying the problem went away, or that no answer is needed. A linguistic category (retraction and
-# resolution), not the wording of one generator; it only counts in a part of the input that does not
-# itself carry the label (see ``steering``), so "I don't need this card any more, cancel it" is a request
-CANCEL_CUE = re.compile(
-    r"\b(never ?mind|nvm|scratch (that|this)|forget (it|that|this|about (it|this|that)|(what )?i (said|asked|wrote))"
-    r"|(ignore|disregard|withdraw|retract|cancel|drop|skip|close|delete|dismiss) (this|that|my|the (above|previous|"
-    r"earlier|last)) ?(one|request|question|message|ticket|query|note|e-?mail|post)\b"
-    r"|(ignore|disregard) (this|that|it)\b"
-    r"|take (it|that) back|(skip|drop) (this|that|it)\W*$"
-    r"|(no longer|do not|don't|dont) (need|want|require) (an? |any )?(answer|reply|response|help|assistance|action)"
-    r"|no longer (relevant|applies|apply|an issue|a problem|necessary)"
-    r"|not (relevant|applicable|an issue|a problem) (any ?more|now)|(doesn't|does not|no longer) apply"
-    r"|no (reply|answer|response|action|help) (is )?(needed|necessary|required)"
-    r"|(please )?(do not|don't|dont) (action|process|reply|respond|answer|bother)\b"
-    r"|(is|are|was|got|all|it's|its|been) (resolved|solved|sorted)|(resolved|solved|sorted|fixed) (it|itself|now)\b"
-    r"|figured (it )?out|worked it out|all good( now)?|false alarm|my (mistake|bad)"
-    r"|(sent|posted|wrote|written|typed|submitted) (this |it )?(by (mistake|accident)|in error)"
-    r"|but i (do not|don't|dont|didn't)\W*$)",
-    re.IGNORECASE)
 CONCENTRATION = 0.8  # a source whose feedbacks in a window are this much one label concentrates on it
 SWARM_SIM = 0.9  # cosine at or above: near-identical texts (one message with small edits)
-SEGMENT_SPLIT = re.compile(r"[.!?;:\n]+|[<>\[\]{}|#\"`()=*]+|\s[-—–]+\s")
-CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])")
 # a feedback label none of its nearest neighbours carries, while KNN_AGREE of them agree on another,
 # PEER_MIN or more of them other sources' traces of this batch, and the training data's top class is not
 # the label either: mislabelled. Measured with benchmarks/triage_recall.py (both generators): mislabel
@@ -166,10 +97,6 @@ class TraceView:
     verdict: str | None = None
     source: str | None = None
     ts: dt.datetime | None = None
-
-
-def words(text: str) -> list[str]:
-    return re.findall(r"[a-z']+", text.lower())
 
 
 def content(clause: str) -> set[str]:
@@ -236,155 +163,6 @@ def bursts(views: Sequence[TraceView], *, min_count: int = BURST_MIN,
             for v in run:
                 out[v.id] = f"{len(run)} identical '{label}' feedbacks from source '{source}' within {window}"
     return out
-
-
-def segments(text: str) -> list[str]:
-    """The parts of an input: sentences, clauses set off by dashes, and text between markup."""
-    return [p.strip() for p in SEGMENT_SPLIT.split(text) if p and re.search(r"[^\W\d_]{2,}", p)]
-
-
-def label_parts(label: str) -> list[str]:
-    """A label name split into its parts (``card_arrival``, ``AddToPlaylist``, ``card-arrival``)."""
-    return [p for p in re.split(r"[_\-\s/.]+", CAMEL.sub(" ", label)) if p]
-
-
-def label_words(label: str) -> set[str]:
-    """The words of a label name (``card_arrival``, ``AddToPlaylist``, ``card-arrival``)."""
-    ws = set(words(" ".join(label_parts(label))))
-    return {w for w in ws if w not in STOP and len(w) > 2} or ws
-
-
-def names_label(text: str, label: str) -> bool:
-    """Whether ``text`` spells out the label: all of its words, or the name itself."""
-    lw = label_words(label)
-    return bool(lw) and (lw <= set(words(text)) or label.lower() in text.lower())
-
-
-def parts(text: str) -> list[str]:
-    """The segments of an input and, where a segment joins two requests with a coordinator, each side."""
-    out = segments(text)
-    for sg in list(out):
-        sides = [p.strip(" ,") for p in COORDINATOR.split(sg)]
-        if len(sides) > 1:
-            out += [p for p in sides if re.search(r"[^\W\d_]{2,}", p) and p not in out]
-    return out
-
-
-def retraction_cue(text: str) -> str | None:
-    m = CANCEL_CUE.search(text)
-    return m.group(0).strip() if m else None
-
-
-def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[np.ndarray], np.ndarray],
-             embed: Callable[[list[str]], np.ndarray], train_x: np.ndarray, drift_at: float,
-             full_odds: np.ndarray, x: np.ndarray | None = None) -> dict[str, tuple[str, str]]:
-    """Trace id → (kind, reason) for inputs whose parts steer, contradict or take the request back,
-    judged by what the parts do, not how they are worded:
-
-    - **injection** (a part names the feedback label) or **steering** (a part is unlike any
-      training text: another language, markup, an encoded payload; ``SEGMENT_MIN_WORDS`` words or
-      more), when the input without such parts reads as another class: log(p(top) / p(label))
-      >= ``STEER_ODDS`` for the reference model of the training data, ``STEER_GAIN`` more than for
-      the whole input (the part carried the label: a greeting whose removal tips a borderline
-      input is not steering);
-    - **contradiction**: two parts of one input (sentences, or the sides of an "and") each read as
-      a different class: each finds the other's class ``exp(SEGMENT_ODDS)`` times less likely than
-      its own (relative evidence: with 77 or 150 classes a clear part seldom reaches an absolute
-      probability);
-    - **negation**: a part retracts the request or says it no longer stands (``CANCEL_CUE``) and
-      is not what carries the label: the rest of the input reads as the label more than it does.
-    """
-    index = {lab: i for i, lab in enumerate(labels)}
-    row = {v.id: i for i, v in enumerate(views)}
-    todo = [(v, parts(v.text)) for v in views if v.feedback_label in index]
-    todo = [(v, segs) for v, segs in todo if len(segs) >= 2]
-    if not todo:
-        return {}
-    flat = sorted({sg for _, segs in todo for sg in segs})
-    at = {sg: i for i, sg in enumerate(flat)}
-    sx = embed(flat)
-    sp = ref(sx)
-    _, s_near = nearest(sx, train_x) if len(train_x) else (None, np.ones(len(flat)))
-    full_p = ref(x if x is not None else embed([v.text for v in views]))  # x: the views' own embeddings
-    rests: dict[str, tuple[str, str]] = {}  # id → (the input without its odd parts, the first odd part)
-    took_back: dict[str, tuple[str, str, str]] = {}  # id → (the input without its cue parts, the part, the cue)
-    out: dict[str, tuple[str, str]] = {}
-    for v, segs in todo:
-        whole = segments(v.text)
-        odd = [sg for sg in whole if names_label(sg, v.feedback_label)
-               or (s_near[at[sg]] < drift_at and len(words(sg)) >= SEGMENT_MIN_WORDS)]
-        rest = " ".join(sg for sg in whole if sg not in odd)
-        if odd and len(words(rest)) >= STEER_REST_WORDS:
-            rests[v.id] = (rest, odd[0])
-        cued = [(sg, retraction_cue(sg)) for sg in whole]
-        cued = [(sg, c) for sg, c in cued if c]
-        kept = " ".join(sg for sg in whole if sg not in {c[0] for c in cued})
-        if cued and len(words(kept)) >= MIN_REST_WORDS:
-            took_back[v.id] = (kept, cued[0][0], cued[0][1])
-        read = [(sg, int(sp[at[sg]].argmax())) for sg in whole
-                if sg not in odd and len(words(sg)) >= SEGMENT_MIN_WORDS and sp[at[sg]].max() >= SEGMENT_CONF]
-        for i, (a, ka) in enumerate(read):
-            hit = next(((b, kb) for b, kb in read[i + 1:] if kb != ka
-                        and np.log(sp[at[a]][ka] / sp[at[a]][kb]) >= REFERENCE_ODDS
-                        and np.log(sp[at[b]][kb] / sp[at[b]][ka]) >= REFERENCE_ODDS), None)
-            if hit:
-                out[v.id] = ("contradiction", f"parts of the input read as different classes: '{a[:60]}' as "
-                             f"'{labels[ka]}' (p={sp[at[a]][ka]:.2f}), '{hit[0][:60]}' as '{labels[hit[1]]}' "
-                             f"(p={sp[at[hit[0]]][hit[1]]:.2f})")
-                break
-        if v.id not in out:
-            pair = _pulls_away(v, segs, odd, sp, at, index, full_p[row[v.id]])
-            if pair:
-                a, b, kb = pair
-                out[v.id] = ("contradiction", f"parts of the input read as different classes: '{a[:60]}' as "
-                             f"'{v.feedback_label}' (p={sp[at[a]][index[v.feedback_label]]:.2f}), '{b[:60]}' as "
-                             f"'{labels[kb]}' (p={sp[at[b]][kb]:.2f}), and the whole input less as "
-                             f"'{v.feedback_label}' than the first part alone")
-    by_id = {v.id: v for v, _ in todo}
-    if took_back:
-        ids = [i for i in took_back if i not in out]
-        kp = ref(embed([took_back[i][0] for i in ids])) if ids else []
-        for i, p in zip(ids, kp):
-            lab = index[by_id[i].feedback_label]
-            part, cue = took_back[i][1], took_back[i][2]
-            if sp[at[part]][lab] < p[lab]:
-                out[i] = ("negation", f"the part '{part[:60]}' takes the request back ('{cue}') and is not what "
-                          f"carries the label: the rest reads as '{by_id[i].feedback_label}' (p={p[lab]:.2f}, "
-                          f"the part p={sp[at[part]][lab]:.2f}); the label no longer describes the input")
-    if rests:
-        ids = list(rests)
-        rp = ref(embed([rests[i][0] for i in ids]))
-        for i, p in zip(ids, rp):
-            v = by_id[i]
-            lab = index[v.feedback_label]
-            odds = float(np.log(p.max() / max(p[lab], 1e-12)))
-            gain = odds - (float(full_odds[row[i]]) if not np.isnan(full_odds[row[i]]) else 0.0)
-            if int(p.argmax()) != lab and odds >= STEER_ODDS and gain >= STEER_GAIN and i not in out:
-                part = rests[i][1]
-                named = names_label(part, v.feedback_label)
-                why = "names the feedback label" if named else "is unlike any training text"
-                out[i] = ("injection" if named else "steering", f"the part '{part[:60]}' {why}; without it the "
-                          "input reads as "
-                          f"'{labels[int(p.argmax())]}' ('{v.feedback_label}' {np.exp(odds):.0f}x less likely)")
-    return out
-
-
-def _pulls_away(v: TraceView, segs: Sequence[str], odd: Sequence[str], sp: np.ndarray, at: dict[str, int],
-                index: dict[str, int], whole: np.ndarray) -> tuple[str, str, int] | None:
-    """(the part that reads as the label, the part that reads as another class, that class) when two
-    parts of the input make two requests (``LABEL_PART_ODDS``, ``OTHER_PART_ODDS``, ``DILUTION``)."""
-    lab = index[v.feedback_label]
-    ok = [sg for sg in segs if sg not in odd and len(words(sg)) >= REQUEST_MIN_WORDS]
-    for a in ok:
-        pa = sp[at[a]]
-        if int(pa.argmax()) != lab or np.log(whole[lab] / pa[lab]) > -DILUTION:
-            continue
-        for b in ok:
-            pb, kb = sp[at[b]], int(sp[at[b]].argmax())
-            if (kb != lab and a not in b and b not in a and np.log(pa[lab] / pa[kb]) >= LABEL_PART_ODDS
-                    and np.log(pb[kb] / pb[lab]) >= OTHER_PART_ODDS):
-                return a, b, kb
-    return None
 
 
 def source_bursts(views: Sequence[TraceView], x: np.ndarray, odds: np.ndarray, *, min_count: int = BURST_MIN,

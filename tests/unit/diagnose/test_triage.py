@@ -133,7 +133,8 @@ def _bow_world():
 
 
 def test_a_part_that_names_the_label_is_steering_whatever_its_wording():
-    from adaptloop.diagnose.triage import reference_model, steering
+    from adaptloop.diagnose.reference import reference_model
+    from adaptloop.diagnose.steering import steering
 
     embed, texts, labels, tx = _bow_world()
     ref = reference_model(labels, tx, ("arrival", "fx"))
@@ -174,7 +175,7 @@ def test_a_source_concentrating_on_one_doubted_label_is_a_burst_a_reviewer_is_no
 
 
 def test_retraction_cues_are_a_category_of_taking_a_message_back_not_domain_verbs():
-    from adaptloop.diagnose.triage import retraction_cue
+    from adaptloop.diagnose.parts import retraction_cue
 
     for text in ("oh, please disregard this message", "forget what I asked earlier", "no answer needed anymore",
                  "it got sorted in the meantime", "I no longer need a reply", "posted this in error, sorry",
@@ -186,7 +187,8 @@ def test_retraction_cues_are_a_category_of_taking_a_message_back_not_domain_verb
 
 
 def test_a_part_that_takes_the_request_back_and_does_not_carry_the_label_is_negation():
-    from adaptloop.diagnose.triage import reference_model, steering
+    from adaptloop.diagnose.reference import reference_model
+    from adaptloop.diagnose.steering import steering
 
     embed, texts, labels, tx = _bow_world()
     ref = reference_model(labels, tx, ("arrival", "fx"))
@@ -203,10 +205,11 @@ def test_a_part_that_takes_the_request_back_and_does_not_carry_the_label_is_nega
 def test_two_requests_in_one_input_contradict_by_relative_evidence(monkeypatch):
     # a part that clearly reads as the label, another that clearly reads as another class, and the whole
     # input read as the label less than its own part: two requests, whatever joins them ("and" here)
-    from adaptloop.diagnose import triage as t
+    from adaptloop.diagnose import steering as t
+    from adaptloop.diagnose.reference import reference_model
 
     embed, texts, labels, tx = _bow_world()
-    ref = t.reference_model(labels, tx, ("arrival", "fx"))
+    ref = reference_model(labels, tx, ("arrival", "fx"))
     monkeypatch.setattr(t, "SEGMENT_CONF", 1.01)  # the absolute rule off: only relative evidence
     monkeypatch.setattr(t, "LABEL_PART_ODDS", 1.0)  # a 12-text world is never as sure as MiniLM on 77 classes
     monkeypatch.setattr(t, "OTHER_PART_ODDS", 1.0)
@@ -278,3 +281,37 @@ def test_neighbours_from_other_sources_refute_a_reviewers_consistent_flip(monkey
     alone = triage(views[:6], np.array(near_a[:6]), labels=("a", "b", "c"), train_texts=train_texts,
                    train_labels=train_labels, train_x=train_x)
     assert not any(r.triage == "poison" for r in alone)  # the reviewer's own traces do not count
+
+
+def test_an_added_request_after_a_discourse_marker_is_two_requests(monkeypatch):
+    from adaptloop.diagnose import steering as t
+    from adaptloop.diagnose.parts import added_request
+    from adaptloop.diagnose.reference import reference_model
+
+    assert added_request("My card never came. Also, what is the euro rate today") == (
+        "My card never came.", "Also, what is the euro rate today")
+    assert added_request("my card, also the pin") is None  # each side must be a request of its own
+    assert added_request("I also need a new card and a pin") is None  # "also" inside a clause adds nothing
+    embed, texts, labels, tx = _bow_world()
+    ref = reference_model(labels, tx, ("arrival", "fx"))
+    monkeypatch.setattr(t, "ADDED_ODDS", 0.5)  # a 12-text world is never as sure as MiniLM on 77 classes
+    views = [TraceView("two", "still waiting for the card to arrive. In addition, euro to pound rate today",
+                       "arrival", 0.6, "arrival"),
+             TraceView("one", "the card I ordered never came. Also, when will my new card be delivered",
+                       "arrival", 0.9, "arrival")]
+    out = t.steering(views, ("arrival", "fx"), ref, embed, tx, -1.0, np.zeros(len(views)))
+    assert out["two"][0] == "contradiction" and "two requests" in out["two"][1]
+    assert "one" not in out  # the marker adds more of the same request
+
+
+def test_a_cue_inside_a_sentence_takes_back_what_precedes_it_but_a_denial_does_not():
+    from adaptloop.diagnose.parts import segments, taken_back
+
+    kept, cued = taken_back(segments("where is my card Oh wait, false alarm"))
+    assert kept == "where is my card Oh wait" and cued == [("false alarm", "false alarm")]
+    kept, cued = taken_back(segments("My colleague wanted to ask 'where is my card' but I don't."))
+    assert kept == "My colleague wanted to ask where is my card" and cued[0][1] == "but I don't"
+    kept, cued = taken_back(segments("My app says I made a withdrawal, but I didn't."))
+    assert kept == ""  # the "but" clause denies its own sentence: a complaint, not a retraction
+    kept, _ = taken_back(segments("Resolved on my end. Original message: my card never came"))
+    assert kept == "Original message my card never came"
