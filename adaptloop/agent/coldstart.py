@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from adaptloop.agent.budget import Clock
+from adaptloop.agent.budget import Clock, parse_budget
 from adaptloop.agent.executor import (
     Executor,
     InlineExecutor,
@@ -58,6 +58,10 @@ PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
 # a trial whose dev score still trails the best node after this share of the run's budget stops there
 # (its best state kept): no single trial eats the budget unless it is on its way to be the best node
 TRIAL_SHARE = 0.3
+# a winner slower than [serve] min_throughput gets a distilled student after the search (agent/distill.py),
+# inside the same budget: once the search has such a model in the running (a larger encoder, or a finished
+# node measured below the limit) it keeps this share of the budget (at most [serve] student_budget) back
+STUDENT_SHARE = 0.25
 
 
 @dataclass(frozen=True)
@@ -78,6 +82,14 @@ class ColdStartResult:
                 "eval_set_id": self.eval_set_id, "nodes": self.nodes, "winner": self.winner,
                 "version": self.version, "stop_reason": self.stop_reason,
                 "wall_seconds": round(self.wall_seconds, 1), "curation": self.curation}
+
+
+def serving_reserve(ws: Workspace, budget_s: float) -> float:
+    """Seconds of a cold start's budget a student of a too-slow winner gets: ``STUDENT_SHARE`` of it, at
+    most ``[serve] student_budget``; 0 without ``[serve] min_throughput``."""
+    if ws.settings.serve.min_throughput <= 0:
+        return 0.0
+    return min(parse_budget(ws.settings.serve.student_budget), STUDENT_SHARE * budget_s)
 
 
 def _node_dict(n: Node) -> dict[str, Any]:
@@ -126,6 +138,7 @@ class ColdStart:
         self.policy = policy
         self.executor = executor
         self.family: Family | None = None
+        self.keep_back = 0.0  # seconds held for the student (``serving_reserve``), once a slow model is in play
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -164,17 +177,21 @@ class ColdStart:
                     stop = choice.reason
                     break
                 assert isinstance(choice, Proposal)
-                if graph.scored(state.nodes) and clock.left < FINAL_RESERVE_S + MIN_NODE_S:
+                if graph.scored(state.nodes) and clock.left < FINAL_RESERVE_S + MIN_NODE_S + self.keep_back:
                     if running:
                         continue  # let the running trials finish
                     stop = "budget spent"
                     break
+                self._hold_for_student(spec, choice.pipeline.encoder, None, clock)
                 node = self._start_node(choice)
-                cap = graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
+                # an opening member is kept to the end: its worth is in the ensemble that follows
+                cap = (graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
+                       and choice.kind != "opening")
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
-                              deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s),
+                              deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s)
+                              - self.keep_back,
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
                               progress=self.progress if isinstance(executor, InlineExecutor) else None,
                               store=ws.store.engine.url.render_as_string(hide_password=False),
@@ -228,8 +245,23 @@ class ColdStart:
         if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
             facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
                                                store.learned(spec.family, as_of=(replayed, self.run_id)))
-        return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
-                           workers=workers, **facts)
+        for n in rows:
+            self._hold_for_student(spec, None, n.texts_per_second, clock)
+        return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S - self.keep_back,
+                           budget=clock.budget_s, workers=workers, opening=not self.first, **facts)
+
+    def _hold_for_student(self, spec: TaskSpec, encoder: str | None, speed: float | None, clock: Clock) -> None:
+        """Keep the student's time back (``STUDENT_SHARE``) once a model that may be too slow to serve is
+        in play: a trial on another encoder than the default, or a node measured under the limit."""
+        limit = self.ws.settings.serve.min_throughput
+        if self.keep_back or not self.promote or limit <= 0 or spec.family != "classification":
+            return
+        if (encoder is not None and encoder != self.ws.settings.train.encoder) or (speed is not None and speed < limit):
+            self.keep_back = serving_reserve(self.ws, clock.budget_s)
+            self.ws.store.decide(self.run_id, "reserve", f"a model slower than [serve] min_throughput {limit:.0f} "
+                                 f"texts/s may win: {self.keep_back:.0f}s of the budget kept back to distil a "
+                                 "student of it", seconds=round(self.keep_back, 1))
+
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None

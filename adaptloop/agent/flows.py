@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from adaptloop.agent.budget import parse_budget
-from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run
+from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run, serving_reserve
 from adaptloop.agent.distill import fit_to_serving
 from adaptloop.agent.export import export_production
 from adaptloop.agent.improve import ImproveCycle
@@ -82,8 +82,12 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
     on_spec(infer(prompt, loaded.examples, source=str(data)).to_dict())
     llm = replay_client(ws, replay) if replay is not None else None
     with progress() as bars:
+        t0 = time.monotonic()
         result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold, llm=llm)
-        sized = fit_to_serving(ws, budget_s=seconds, progress=bars) if result.version is not None else None
+        # the student (of a winner too slow to serve) spends what the search left of the budget: at least
+        # what the search kept back for it
+        left = max(seconds - (time.monotonic() - t0), serving_reserve(ws, seconds))
+        sized = fit_to_serving(ws, budget_s=left, progress=bars) if result.version is not None else None
         exported = export_production(ws, progress=bars) if result.version is not None else None
     if draft is not None:  # the drafter's requests belong to the run they made
         ws.store.claim_llm_calls("synth", result.run_id)

@@ -35,6 +35,7 @@ class SearchState:
     workers: int = 1
     trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None
+    opening: bool = False  # a cold start plays the family's opening first (an improve cycle starts from its incumbent)
     # cost rates: these defaults were measured on one 2-core machine; a run replaces them with this
     # machine's (train/machine_speed.py, the run's `costs` decision)
     sec_per_step: float = 0.5  # MiniLM, batch 32, 2 threads
@@ -59,7 +60,7 @@ class Proposal:
     intervention: str  # for people: what changes
     reason: str  # the hypothesis, with the finding and the regime
     move: str = ""  # catalogue name or graph move (baseline, ensemble, merge, refit)
-    kind: str = "expand"  # baseline | expand | recovery | merge | ensemble | refit
+    kind: str = "expand"  # baseline | opening | expand | recovery | merge | ensemble | refit
     finding: str | None = None  # kind of the finding that suggested it
     priority: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)

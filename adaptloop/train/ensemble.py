@@ -70,7 +70,10 @@ class EnsembleTrainer:
     def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
             dev: Sequence[Example], ctx: FitContext) -> tuple[EnsembleModel, NodeResult]:
         t0 = time.monotonic()
-        members = [self.load(Path(p)) for p in pipeline.hparams["members"]]
+        from adaptloop.train.classifier import share_embeddings
+
+        # a frozen member reads the dev vectors its own fit embedded (the run's cache): mpnet's dev pass is free
+        members = [share_embeddings(self.load(Path(p)), ctx.embeddings) for p in pipeline.hparams["members"]]
         texts, y = [e.text for e in dev], label_ids(dev, spec.labels)
         bar = ctx.progress("ensemble: score members", len(members))
         probs = []

@@ -240,6 +240,7 @@ def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughp
                                                                else d["teacher"])
     kinds = [x["kind"] for rr in one_json(run("runs", "--json", "-w", ws))["runs"] for x in rr["decisions"]]
     assert "serving" in kinds and "distill" in kinds and "export" in kinds
+    assert "reserve" in kinds  # the search kept the student's time back inside the budget
     assert d["wall_seconds"] < 60  # the student's budget is at most the cold start's (30s), not its own 5m
     ex = r["export"]
     assert ex["version"] == sized["version"] and ex["serves"] in ("int8", "fp32", None) and ex["reason"], ex

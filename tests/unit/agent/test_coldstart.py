@@ -178,8 +178,9 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
 
 
 def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws, data):
-    """The first trial has no one to trail; later ones (refits aside) get the best node's dev score and
-    a checkpoint at TRIAL_SHARE of the budget after they start; a fit cut there is a decision."""
+    """The first trial has no one to trail; later ones (refits and the opening's members aside) get the
+    best node's dev score and a checkpoint at TRIAL_SHARE of the budget after they start; a fit cut
+    there is a decision."""
     import dataclasses
     import time
 
@@ -199,10 +200,25 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
     assert first[1] == float("inf") and first[2] == float("-inf")
     nodes = ws.store.nodes(r.run_id)
     refits = sum(n.pipeline["strategy"] == "refit" for n in nodes)  # a refit fits its source's pipeline
+    opening = sum(d.kind == "opening" for d in ws.store.decisions(r.run_id))  # kept to the end: ensemble members
     capped = [s for s in later if s[1] != float("inf")]
-    assert len(capped) == len(later) - refits >= 2
+    assert opening == 2 and len(capped) == len(later) - refits - opening >= 2
     assert all(0 < s[1] <= coldstart.TRIAL_SHARE * 120 and 0 < s[2] <= 1 for s in capped)
     best = max(n.dev_metrics["accuracy"] for n in nodes if n.dev_metrics and n.pipeline["strategy"] != "refit")
     assert max(s[2] for s in capped) <= best
     cuts = [d for d in ws.store.decisions(r.run_id) if d.kind == "cut"]
     assert len(cuts) == 1 and "trailing" in cuts[0].reason
+
+
+def test_a_model_too_slow_to_serve_makes_the_search_keep_its_students_time_back(ws, data):
+    """Once a node scores under [serve] min_throughput, the search holds STUDENT_SHARE of the budget (at most
+    [serve] student_budget) for the distillation `new` runs after it; an improve cycle holds nothing."""
+    ws.settings.serve.min_throughput = 1e12  # no model is this fast
+    ws.settings.serve.student_budget = "20s"
+    r = cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: FakeTrainer(),
+                   embed_fn=fake_embed)
+    held = [d for d in ws.store.decisions(r.run_id) if d.kind == "reserve"]
+    assert len(held) == 1 and held[0].data["seconds"] == 20.0 and "min_throughput" in held[0].reason
+    assert coldstart.serving_reserve(ws, 60) == coldstart.STUDENT_SHARE * 60  # the share, under student_budget
+    ws.settings.serve.min_throughput = 0.0
+    assert coldstart.serving_reserve(ws, 600) == 0.0

@@ -261,6 +261,29 @@ def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
     assert p.reason.startswith("before stopping (plateau")
 
 
+def test_a_cold_start_opens_with_the_best_fixed_recipe_then_its_ensemble():
+    from adaptloop.agent.doctrine import OPENING
+
+    pol = DoctrinePolicy()
+    base = node("baseline", 0.80, findings=[PAIR])
+    first = pol.propose(state([base], opening=True))
+    assert first.kind == "opening" and first.move in OPENING["classification"] and first.parent == "baseline"
+    assert first.reason.startswith("opening")
+    running = node(first.name, 0.0, "baseline", status="running", move=first.move, order=1,
+                   strategy=first.pipeline.strategy, encoder=first.pipeline.encoder, hparams=first.pipeline.hparams)
+    second = pol.propose(state([base, running], opening=True))
+    assert second.kind == "opening" and {first.move, second.move} == set(OPENING["classification"])
+    ft = node("finetune", 0.83, "baseline", strategy="finetune", move="finetune", order=1,
+              hparams=dict(iv.FINETUNE_DEFAULTS))
+    big = node("larger-encoder", 0.84, "baseline", encoder=BIG, move="larger-encoder", order=2)
+    last = pol.propose(state([base, ft, big], opening=True))
+    assert last.kind == "ensemble" and {"finetune", "larger-encoder"} <= set(last.pipeline.hparams["member_names"])
+    assert last.reason.startswith("opening, last move")
+    assert pol.propose(state([base])).kind != "opening"  # an improve cycle starts from its incumbent
+    short = pol.propose(state([base], opening=True, left=80.0))  # frozen mpnet's ~100 s do not fit
+    assert short.kind == "opening" and short.move == "finetune"
+
+
 # -- extraction -----------------------------------------------------------------------------
 OVER = finding("over_prediction", 0.6, "'PER' is over-predicted", target={"label": "PER"},
                suggests=["negatives", "span-threshold", "clean"])
