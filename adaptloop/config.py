@@ -90,7 +90,8 @@ class ServeSettings(BaseModel):
                                 "(3 of MiniLM-L6: the 2-layer students of the banking77 winner lost 0.3 points "
                                 "but were refused by the gate, the 3-layer one passed; docs/results.md).")
     student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput "
-                                "(at most the cold start's own budget).")
+                                "(at most a quarter of `new`'s budget, which the search keeps back for it once a "
+                                "model that may be too slow is in play).")
     export: bool = Field(True, description="After `new`, export production to ONNX for serving (kept only if it "
                          "passes the parity check against torch; `adaptloop export` does the same by hand).")
     student_margin: float = Field(0.5, ge=0, le=100, description="Points of accuracy a student may lose to its "

@@ -139,6 +139,7 @@ class ColdStart:
         self.executor = executor
         self.family: Family | None = None
         self.keep_back = 0.0  # seconds held for the student (``serving_reserve``), once a slow model is in play
+        self._speeds: dict[str, float | None] = {}  # node name → texts a second, as measured when it finished
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -182,7 +183,9 @@ class ColdStart:
                         continue  # let the running trials finish
                     stop = "budget spent"
                     break
-                self._hold_for_student(spec, choice.pipeline.encoder, None, clock)
+                members = [self._speeds.get(m) for m in choice.pipeline.hparams.get("member_names", ())]
+                self._hold_for_student(spec, choice.pipeline.encoder, 1 / sum(1 / m for m in members)
+                                       if members and all(members) else None, clock)  # an ensemble runs them all
                 node = self._start_node(choice)
                 # an opening member is kept to the end: its worth is in the ensemble that follows
                 cap = (graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
@@ -245,6 +248,7 @@ class ColdStart:
         if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
             facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
                                                store.learned(spec.family, as_of=(replayed, self.run_id)))
+        self._speeds = {n.name: n.texts_per_second for n in rows}
         for n in rows:
             self._hold_for_student(spec, None, n.texts_per_second, clock)
         return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S - self.keep_back,
@@ -252,7 +256,8 @@ class ColdStart:
 
     def _hold_for_student(self, spec: TaskSpec, encoder: str | None, speed: float | None, clock: Clock) -> None:
         """Keep the student's time back (``STUDENT_SHARE``) once a model that may be too slow to serve is
-        in play: a trial on another encoder than the default, or a node measured under the limit."""
+        in play: a trial on another encoder than the default, an ensemble whose members together score
+        under the limit, or a node measured under it."""
         limit = self.ws.settings.serve.min_throughput
         if self.keep_back or not self.promote or limit <= 0 or spec.family != "classification":
             return
