@@ -267,7 +267,6 @@ class ColdStart:
                                  f"texts/s may win: {self.keep_back:.0f}s of the budget kept back to distil a "
                                  "student of it", seconds=round(self.keep_back, 1))
 
-
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None
         if p.parent:
