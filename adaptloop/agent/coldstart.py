@@ -164,8 +164,13 @@ class ColdStart:
                 state = self._state(spec, book, clock, executor.workers)
                 pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
                 choice = pending[0] if pending else policy.propose(state)
+                if isinstance(choice, Proposal) and self._hold_for(spec, choice, clock):
+                    continue  # the student's time is kept back from now on: ask again with what is left
                 full = len(running) >= executor.workers
-                if choice is WAIT or (isinstance(choice, Proposal) and full):
+                spent = (isinstance(choice, Proposal) and bool(graph.scored(state.nodes))
+                         and clock.left < FINAL_RESERVE_S + MIN_NODE_S + self.keep_back)
+                # running trials started within the budget (their deadlines bound them): collected before a stop
+                if choice is WAIT or (running and (isinstance(choice, Stop) or full or spent)):
                     if not running:
                         stop = "nothing left to run"
                         break
@@ -174,18 +179,10 @@ class ColdStart:
                         self._collect(f, *running.pop(f), spec=spec, book=book)
                     store.update(Run, self.run_id, spent_s=clock.spent)
                     continue
-                if isinstance(choice, Stop):
-                    stop = choice.reason
+                if isinstance(choice, Stop) or spent:
+                    stop = choice.reason if isinstance(choice, Stop) else "budget spent"
                     break
                 assert isinstance(choice, Proposal)
-                if graph.scored(state.nodes) and clock.left < FINAL_RESERVE_S + MIN_NODE_S + self.keep_back:
-                    if running:
-                        continue  # let the running trials finish
-                    stop = "budget spent"
-                    break
-                members = [self._speeds.get(m) for m in choice.pipeline.hparams.get("member_names", ())]
-                self._hold_for_student(spec, choice.pipeline.encoder, 1 / sum(1 / m for m in members)
-                                       if members and all(members) else None, clock)  # an ensemble runs them all
                 node = self._start_node(choice)
                 # an opening member is kept to the end: its worth is in the ensemble that follows
                 cap = (graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
@@ -253,6 +250,14 @@ class ColdStart:
             self._hold_for_student(spec, None, n.texts_per_second, clock)
         return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S - self.keep_back,
                            budget=clock.budget_s, workers=workers, opening=not self.first, **facts)
+
+    def _hold_for(self, spec: TaskSpec, p: Proposal, clock: Clock) -> bool:
+        """Whether starting ``p`` makes the search keep the student's time back (it did not before)."""
+        held = self.keep_back
+        members = [self._speeds.get(m) for m in p.pipeline.hparams.get("member_names", ())]
+        speed = 1 / sum(1 / m for m in members) if members and all(members) else None  # an ensemble runs them all
+        self._hold_for_student(spec, p.pipeline.encoder, speed, clock)
+        return self.keep_back != held
 
     def _hold_for_student(self, spec: TaskSpec, encoder: str | None, speed: float | None, clock: Clock) -> None:
         """Keep the student's time back (``STUDENT_SHARE``) once a model that may be too slow to serve is

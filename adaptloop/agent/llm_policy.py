@@ -1,7 +1,7 @@
 """The LLM planner: a ``Policy`` that asks any OpenAI-compatible model for the next move, with the
 doctrine as its floor.
 
-Each round the doctrine proposes first. Waiting, stopping and the first (baseline) node stay the
+Each round the doctrine proposes first. Waiting, stopping, the first (baseline) node and the opening stay the
 doctrine's; for every other trial the LLM sees the typed run state — the nodes with their scores,
 costs and top findings with evidence, the budget left, the menu of moves that apply to each node
 with their cost estimates and hypotheses, and the doctrine's own proposal — and answers with a
@@ -79,8 +79,8 @@ class LLMPolicy:
 
     def propose(self, s: SearchState) -> Proposal | Stop | None:
         fallback = self.doctrine.propose(s)
-        if not isinstance(fallback, Proposal) or fallback.kind == "baseline":
-            return fallback  # waiting, stopping and the first node are the doctrine's
+        if not isinstance(fallback, Proposal) or fallback.kind in ("baseline", "opening"):
+            return fallback  # waiting, stopping, the first node and the opening's are the doctrine's
         if self.max_tokens and self.spent >= self.max_tokens:
             return self._fallback(fallback, f"the run's LLM token budget ({self.max_tokens}) is spent")
         menu = self.menu(s)

@@ -152,7 +152,7 @@ def test_replay_re_decides_a_stored_run_offline_to_the_same_graph(tmp_path, bank
     ws.settings.search.workers = 1
     data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 6, 40)))
     script = [_answer("distill"), "not json", "still not json", _answer("lora"), _answer("clean")] + \
-        [_answer("finetune")] * 30
+        [_answer("lora")] * 30  # the opening has already fine-tuned the baseline
     with ScriptedLLM(script) as server:
         ws.settings.llm.url, ws.settings.llm.timeout, ws.settings.llm.retries = server.url, 5.0, 0
         first = cold_start(ws, data, "route banking messages", 600, make_trainer=fake_trainer, embed_fn=None)
