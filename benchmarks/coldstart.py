@@ -20,7 +20,8 @@
 
 `--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
 same script run; frozen + LR, the default fine-tune and the fixed recipe run once and report
-their wall time. `--only a b ...` runs some methods (and keeps the others' earlier results).
+their wall time. `--only a b ...` runs some methods (and keeps the others' earlier results, and
+a budgeted method's results at other budgets). Each row records the commit it ran on.
 
 Prints a table and writes benchmarks/results/coldstart-<dataset>.json.
 """
@@ -244,9 +245,15 @@ def main() -> None:
     prev = json.loads(out.read_text()) if out.exists() and a.only else {"results": []}
     prefix = {"adaptloop": "adaptloop", "frozen": "frozen", "finetune": "transformers", "recipe": "fixed recipe",
               "setfit": "SetFit"}
-    results = [r for r in prev["results"] if a.only and not r["method"].startswith(
-        tuple(prefix[k] for k in a.only))]
     budgets = a.budgets or [a.budget]
+
+    def measured_again(r: dict) -> bool:  # a row this invocation replaces: same method (and budget, if budgeted)
+        k = next((k for k in a.only if r["method"].startswith(prefix[k])), None)
+        return k is not None and (k not in ("adaptloop", "setfit") or r.get("budget") in budgets)
+
+    results = [r for r in prev["results"] if a.only and not measured_again(r)]
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                            text=True).stdout.strip() or None
     steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b),
              "frozen": lambda b: run_frozen_logreg(a.dataset),
              "finetune": lambda b: run_default_finetune(a.dataset),
@@ -257,7 +264,7 @@ def main() -> None:
     for k in chosen:
         for b in budgets if k in ("adaptloop", "setfit") else budgets[:1]:
             print(f"== {k} {b}", file=sys.stderr, flush=True)
-            results.append(steps[k](b))
+            results.append({**steps[k](b), "commit": commit})
     report = {"dataset": a.dataset, "machine": f"{os.cpu_count()} CPU cores, torch threads = all",
               "date": time.strftime("%Y-%m-%d"), "results": results}
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from adaptloop.store.db import (
 )
 from adaptloop.train import Trainer, trainer_for
 from adaptloop.train.base import Progress, no_progress
-from adaptloop.types import EvalSet, Finding, TaskSpec
+from adaptloop.types import EvalSet, Finding, Pipeline, TaskSpec
 from adaptloop.workspace import Workspace
 
 log = logging.getLogger(__name__)
@@ -59,8 +59,9 @@ PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
 # (its best state kept): no single trial eats the budget unless it is on its way to be the best node
 TRIAL_SHARE = 0.3
 # a winner slower than [serve] min_throughput gets a distilled student after the search (agent/distill.py),
-# inside the same budget: once the search has such a model in the running (a larger encoder, or a finished
-# node measured below the limit) it keeps this share of the budget (at most [serve] student_budget) back
+# inside the same budget: while such a model may win (a trial on a larger encoder or a too-slow ensemble
+# runs, or the best node measured below the limit) the search keeps this share of the budget (at most
+# [serve] student_budget) back, and a proposal of such a model must leave it
 STUDENT_SHARE = 0.25
 
 
@@ -138,8 +139,7 @@ class ColdStart:
         self.policy = policy
         self.executor = executor
         self.family: Family | None = None
-        self.keep_back = 0.0  # seconds held for the student (``serving_reserve``), once a slow model is in play
-        self._speeds: dict[str, float | None] = {}  # node name → texts a second, as measured when it finished
+        self.keep_back = 0.0  # seconds held for the student (``serving_reserve``) while a slow model is in play
 
     def run(self) -> ColdStartResult:
         ws, store = self.ws, self.ws.store
@@ -164,8 +164,6 @@ class ColdStart:
                 state = self._state(spec, book, clock, executor.workers)
                 pending = [p for p in self.first if p.name not in {n.name for n in state.nodes}]
                 choice = pending[0] if pending else policy.propose(state)
-                if isinstance(choice, Proposal) and self._hold_for(spec, choice, clock):
-                    continue  # the student's time is kept back from now on: ask again with what is left
                 full = len(running) >= executor.workers
                 spent = (isinstance(choice, Proposal) and bool(graph.scored(state.nodes))
                          and clock.left < FINAL_RESERVE_S + MIN_NODE_S + self.keep_back)
@@ -191,7 +189,7 @@ class ColdStart:
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
                               deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s)
-                              - self.keep_back,
+                              - max(self.keep_back, state.student_cost(choice.pipeline)),
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
                               progress=self.progress if isinstance(executor, InlineExecutor) else None,
                               store=ws.store.engine.url.render_as_string(hide_password=False),
@@ -236,7 +234,7 @@ class ColdStart:
             model_path=str(self.ws.artifacts.path(n.model_artifact)) if n.model_artifact else None,
             findings=tuple(by_node.get(n.id, ())), order=finish_order.get(n.id, 10**6 + n.id),
             dev=dict(n.dev_metrics or {}), chosen=dict(n.chosen or {}), curve=tuple(n.curve or ()),
-            crashed=bool((n.eval_metrics or {}).get("crashed")))
+            crashed=bool((n.eval_metrics or {}).get("crashed")), texts_per_second=n.texts_per_second)
             for n in rows)
         assert self.family is not None
         run = store.get(Run, self.run_id)
@@ -245,32 +243,20 @@ class ColdStart:
         if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
             facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
                                                store.learned(spec.family, as_of=(replayed, self.run_id)))
-        self._speeds = {n.name: n.texts_per_second for n in rows}
-        for n in rows:
-            self._hold_for_student(spec, None, n.texts_per_second, clock)
-        return SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S - self.keep_back,
-                           budget=clock.budget_s, workers=workers, opening=not self.first, **facts)
-
-    def _hold_for(self, spec: TaskSpec, p: Proposal, clock: Clock) -> bool:
-        """Whether starting ``p`` makes the search keep the student's time back (it did not before)."""
-        held = self.keep_back
-        members = [self._speeds.get(m) for m in p.pipeline.hparams.get("member_names", ())]
-        speed = 1 / sum(1 / m for m in members) if members and all(members) else None  # an ensemble runs them all
-        self._hold_for_student(spec, p.pipeline.encoder, speed, clock)
-        return self.keep_back != held
-
-    def _hold_for_student(self, spec: TaskSpec, encoder: str | None, speed: float | None, clock: Clock) -> None:
-        """Keep the student's time back (``STUDENT_SHARE``) once a model that may be too slow to serve is
-        in play: a trial on another encoder than the default, an ensemble whose members together score
-        under the limit, or a node measured under it."""
-        limit = self.ws.settings.serve.min_throughput
-        if self.keep_back or not self.promote or limit <= 0 or spec.family != "classification":
-            return
-        if (encoder is not None and encoder != self.ws.settings.train.encoder) or (speed is not None and speed < limit):
-            self.keep_back = serving_reserve(self.ws, clock.budget_s)
-            self.ws.store.decide(self.run_id, "reserve", f"a model slower than [serve] min_throughput {limit:.0f} "
-                                 f"texts/s may win: {self.keep_back:.0f}s of the budget kept back to distil a "
-                                 "student of it", seconds=round(self.keep_back, 1))
+        state = SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
+                            workers=workers, opening=not self.first, **facts)
+        reserve = serving_reserve(self.ws, clock.budget_s) if self.promote and spec.family == "classification" else 0
+        state = replace(state, min_throughput=self.ws.settings.serve.min_throughput if reserve else 0.0)
+        best = graph.best(nodes)
+        slow = any(state.too_slow(Pipeline.from_dict(n.pipeline)) for n in state.running()) or (
+            best is not None and best.texts_per_second is not None and best.texts_per_second < state.min_throughput)
+        if slow and not self.keep_back:
+            self.ws.store.decide(self.run_id, "reserve", f"a model slower than [serve] min_throughput "
+                                 f"{state.min_throughput:.0f} texts/s may win: {reserve:.0f}s of the budget kept back "
+                                 "to distil a student of it", seconds=round(reserve, 1))
+        self.keep_back = reserve if slow else 0.0
+        return replace(state, seconds_left=state.seconds_left - self.keep_back,
+                       student_s=0.0 if slow else reserve)
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None

@@ -177,7 +177,7 @@ class DoctrinePolicy:
             if s.family not in iv.BY_NAME[move].tasks:
                 continue
             child = iv.apply(move, Pipeline.from_dict(node.pipeline), f, ctx)
-            if child is None or _key(child) in tried or cost(child, s) > s.seconds_left:
+            if child is None or _key(child) in tried or cost(child, s) + s.student_cost(child) > s.seconds_left:
                 continue
             if child.strategy in iv.TRAINED and s.trainable is not None and child.encoder not in s.trainable:
                 continue  # e.g. a 110M encoder on a CPU: a fraction of an epoch in the budget
@@ -221,7 +221,7 @@ class DoctrinePolicy:
             # SPEED_TEXTS afresh with each larger encoder
             ens_cost = cost(p, s) + sum(SPEED_TEXTS / s.embed_rate_large * s.slowdown
                                         for m in members if m.pipeline.get("encoder") != s.encoder)
-            if _key(p) not in tried and ens_cost < s.seconds_left:
+            if _key(p) not in tried and ens_cost + s.student_cost(p) < s.seconds_left:
                 out.append(Proposal(
                     name="ensemble", pipeline=p, parent=members[0].name, move="ensemble", kind="ensemble",
                     intervention="ensemble of the best branches",

@@ -36,6 +36,8 @@ class SearchState:
     trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None
     opening: bool = False  # a cold start plays the family's opening first (an improve cycle starts from its incumbent)
+    min_throughput: float = 0.0  # texts/s a cold start's winner must serve at, or be distilled (0: no limit)
+    student_s: float = 0.0  # seconds a too-slow proposal must also leave for that student (0: kept back already)
     # cost rates: these defaults were measured on one 2-core machine; a run replaces them with this
     # machine's (train/machine_speed.py, the run's `costs` decision)
     sec_per_step: float = 0.5  # MiniLM, batch 32, 2 threads
@@ -50,6 +52,21 @@ class SearchState:
 
     def running(self) -> list[GraphNode]:
         return [n for n in self.nodes if n.status == "running"]
+
+    def too_slow(self, p: Pipeline) -> bool:
+        """Whether ``p`` would likely serve slower than ``min_throughput``: a model on a larger encoder
+        than the default, or an ensemble whose measured members together do (it runs them all)."""
+        if self.min_throughput <= 0:
+            return False
+        if p.strategy == "ensemble":
+            speed = {n.name: n.texts_per_second for n in self.nodes}
+            members = [speed.get(m) for m in p.hparams.get("member_names", ())]
+            return bool(members) and all(members) and 1 / sum(1 / m for m in members) < self.min_throughput
+        return p.encoder != self.encoder
+
+    def student_cost(self, p: Pipeline) -> float:
+        """Seconds ``p`` needs beyond its own cost: its student's, when it may win and be too slow."""
+        return self.student_s if self.too_slow(p) else 0.0
 
 
 @dataclass(frozen=True)

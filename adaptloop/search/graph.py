@@ -38,6 +38,7 @@ class GraphNode:
     chosen: dict[str, Any] = field(default_factory=dict)  # what the fit settled on (epochs, timings)
     curve: tuple[dict[str, Any], ...] = ()  # dev checks during training
     crashed: bool = False  # failed because the process running it died, not because of the pipeline
+    texts_per_second: float | None = None  # its model's speed as serving runs it, measured when it finished
 
     @property
     def strategy(self) -> str:

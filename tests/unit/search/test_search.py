@@ -284,6 +284,20 @@ def test_a_cold_start_opens_with_the_best_fixed_recipe_then_its_ensemble():
     assert short.kind == "opening" and short.move == "finetune"
 
 
+def test_a_model_too_slow_to_serve_must_leave_its_students_time():
+    pol = DoctrinePolicy()
+    base = replace(node("baseline", 0.80, findings=[PAIR]), texts_per_second=400.0)
+    moves = {p.move for p in pol.candidates(base, state([base], min_throughput=150.0, student_s=3000.0))}
+    assert "larger-encoder" not in moves and "finetune" in moves  # mpnet would need a student it has no time for
+    assert "larger-encoder" in {p.move for p in pol.candidates(base, state([base], min_throughput=150.0))}
+    ft = replace(node("ft", 0.82, "baseline", strategy="finetune", order=1), texts_per_second=200.0)
+    s = state([base, ft], min_throughput=150.0)
+    assert s.too_slow(Pipeline("raw", "ensemble", ENC, hparams={"member_names": ["baseline", "ft"]}))  # 133/s
+    assert not s.too_slow(Pipeline("raw", "ensemble", ENC, hparams={"member_names": ["baseline"]}))
+    assert s.too_slow(Pipeline("raw", "frozen", BIG)) and not s.too_slow(Pipeline("raw", "finetune", ENC))
+    assert not state([base, ft]).too_slow(Pipeline("raw", "frozen", BIG))  # no limit set: nothing is too slow
+
+
 # -- extraction -----------------------------------------------------------------------------
 OVER = finding("over_prediction", 0.6, "'PER' is over-predicted", target={"label": "PER"},
                suggests=["negatives", "span-threshold", "clean"])
