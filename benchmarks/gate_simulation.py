@@ -15,9 +15,9 @@ Churn is the share of examples a candidate breaks when it is no better than the 
 0.01 is a near-copy of the incumbent; 0.04 is what AdaptFT-Bench's retrains show on its
 test splits (banking77: a +2.2-point retrain broke 41 of 1,000). The seed rule (an absolute
 epsilon of 2 broken examples, whatever the set's size) is simulated beside it for comparison.
-Also printed: the best any rule could do on the same draws (a threshold on fixes − breaks,
-chosen with hindsight to balance the two errors), which shows where a set is too small for
-any rule to meet both targets.
+Also printed: the best a threshold on fixes − breaks could do on the same draws (chosen with
+hindsight to balance the two errors), which shows where a set is too small for such a rule to
+meet both targets.
 """
 
 from __future__ import annotations
