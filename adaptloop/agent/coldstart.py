@@ -243,10 +243,10 @@ class ColdStart:
         if replayed is not None and "learned" in facts:  # a replay knows what the replayed run knew
             facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
                                                store.learned(spec.family, as_of=(replayed, self.run_id)))
-        state = SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
-                            workers=workers, opening=not self.first, **facts)
         reserve = serving_reserve(self.ws, clock.budget_s) if self.promote and spec.family == "classification" else 0
-        state = replace(state, min_throughput=self.ws.settings.serve.min_throughput if reserve else 0.0)
+        state = SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
+                            workers=workers, opening=not self.first, **facts,
+                            min_throughput=self.ws.settings.serve.min_throughput if reserve else 0.0)
         best = graph.best(nodes)
         slow = any(state.too_slow(Pipeline.from_dict(n.pipeline)) for n in state.running()) or (
             best is not None and best.texts_per_second is not None and best.texts_per_second < state.min_throughput)

@@ -132,27 +132,21 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
                              f"'{labels[kb]}' (p={sp[at[b]][kb]:.2f}), and the whole input less as "
                              f"'{v.feedback_label}' than the first part alone")
     by_id = {v.id: v for v, _ in todo}
-    ids = [i for i in second if i not in out]
-    if ids:
-        pp = ref(embed([t for i in ids for t in second[i]]))
-        for n, i in enumerate(ids):
-            lab, (pa, pb) = index[by_id[i].feedback_label], pp[2 * n: 2 * n + 2]
-            ka, kb = int(pa.argmax()), int(pb.argmax())
-            if (ka != kb and lab in (ka, kb) and np.log(pa[ka] / pa[kb]) >= ADDED_ODDS
-                    and np.log(pb[kb] / pb[ka]) >= ADDED_ODDS):
-                a, b = second[i]
-                out[i] = ("contradiction", f"two requests: '{a[:60]}' reads as '{labels[ka]}' (p={pa[ka]:.2f}), "
-                          f"'{b[:60]}', which adds one, as '{labels[kb]}' (p={pb[kb]:.2f})")
-    if took_back:
-        ids = [i for i in took_back if i not in out]
-        kp = ref(embed([t for i in ids for t in took_back[i][:2]])) if ids else []
-        for n, i in enumerate(ids):
-            lab, (p, q) = index[by_id[i].feedback_label], kp[2 * n: 2 * n + 2]
-            part, cue = took_back[i][1], took_back[i][2]
-            if q[lab] < p[lab]:
-                out[i] = ("negation", f"the part '{part[:60]}' takes the request back ('{cue}') and is not what "
-                          f"carries the label: the rest reads as '{by_id[i].feedback_label}' (p={p[lab]:.2f}, "
-                          f"the part p={q[lab]:.2f}); the label no longer describes the input")
+    for i, (pa, pb) in _read_pairs(ref, embed, {i: ab for i, ab in second.items() if i not in out}).items():
+        lab = index[by_id[i].feedback_label]
+        ka, kb = int(pa.argmax()), int(pb.argmax())
+        if (ka != kb and lab in (ka, kb) and np.log(pa[ka] / pa[kb]) >= ADDED_ODDS
+                and np.log(pb[kb] / pb[ka]) >= ADDED_ODDS):
+            a, b = second[i]
+            out[i] = ("contradiction", f"two requests: '{a[:60]}' reads as '{labels[ka]}' (p={pa[ka]:.2f}), "
+                      f"'{b[:60]}', which adds one, as '{labels[kb]}' (p={pb[kb]:.2f})")
+    for i, (p, q) in _read_pairs(ref, embed, {i: t[:2] for i, t in took_back.items() if i not in out}).items():
+        lab = index[by_id[i].feedback_label]
+        part, cue = took_back[i][1], took_back[i][2]
+        if q[lab] < p[lab]:
+            out[i] = ("negation", f"the part '{part[:60]}' takes the request back ('{cue}') and is not what "
+                      f"carries the label: the rest reads as '{by_id[i].feedback_label}' (p={p[lab]:.2f}, "
+                      f"the part p={q[lab]:.2f}); the label no longer describes the input")
     if rests:
         ids = list(rests)
         rp = ref(embed([rests[i][0] for i in ids]))
@@ -169,6 +163,15 @@ def steering(views: Sequence[TraceView], labels: Sequence[str], ref: Callable[[n
                           "input reads as "
                           f"'{labels[int(p.argmax())]}' ('{v.feedback_label}' {np.exp(odds):.0f}x less likely)")
     return out
+
+
+def _read_pairs(ref: Callable[[np.ndarray], np.ndarray], embed: Callable[[list[str]], np.ndarray],
+                pairs: dict[str, tuple[str, str]]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Trace id → the reference model's reading of its two texts, embedded in one pass."""
+    if not pairs:
+        return {}
+    p = ref(embed([t for ab in pairs.values() for t in ab]))
+    return {i: (p[2 * n], p[2 * n + 1]) for n, i in enumerate(pairs)}
 
 
 def _pulls_away(v: TraceView, segs: Sequence[str], odd: Sequence[str], sp: np.ndarray, at: dict[str, int],
