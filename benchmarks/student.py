@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/student.py                         # cold start, distil, measure both
     .venv/bin/python benchmarks/student.py --workspace WS          # reuse a workspace this script built
     .venv/bin/python benchmarks/student.py --workspace WS --no-teacher-load  # the student's load test only
+    .venv/bin/python benchmarks/student.py --workspace WS --teacher v2 --probes 0   # another student of v2
 
 1. `adaptloop new` on banking77's train split (``--budget``), unless ``--workspace`` holds a model,
    with the defaults: a winner slower than ``[serve] min_throughput`` gets a distilled student, gated
@@ -71,6 +72,12 @@ def main() -> None:
     ap.add_argument("--layers", type=int, default=None,
                     help="distil by hand with this many layers (default: the student `new` distilled itself, "
                          "[serve] min_throughput; by hand with [serve] student_layers when it made none)")
+    ap.add_argument("--teacher", default=None,
+                    help="distil this version by hand (--layers or [serve] student_layers) and keep the student a "
+                         "candidate: a comparison of students of one teacher, production untouched")
+    ap.add_argument("--probes", type=float, default=None,
+                    help="probe texts per training text for a student distilled by hand (default: [serve] "
+                         "student_probes)")
     ap.add_argument("--requests", type=int, default=5000, help="closed-loop requests per load test")
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--no-teacher-load", action="store_true",
@@ -95,13 +102,17 @@ def main() -> None:
         d = sized.get("distill")  # `new` distilled a student itself ([serve] min_throughput)
     else:
         d = None
-    if d is None or a.layers is not None:
-        teacher = d["teacher"] if d else cli("models", ws=ws)["aliases"]["production"]
+    if d is None or a.layers is not None or a.teacher:
+        teacher = a.teacher or (d["teacher"] if d else cli("models", ws=ws)["aliases"]["production"])
         d = cli("distill", *(["--layers", str(a.layers)] if a.layers else []), "--model", teacher,
-                "--budget", a.distill_budget, "--promote", ws=ws)
+                "--budget", a.distill_budget, *([] if a.teacher else ["--promote"]),
+                *(["--probes", str(a.probes)] if a.probes is not None else []), ws=ws)
     teacher = d["teacher"]
     report["distill"] = {k: d[k] for k in ("decision", "reason", "teacher", "student", "texts_per_second",
                                            "wall_seconds", "fit")}
+    report["distill"]["gate"] = [{"eval_set": r["eval_set"], "n": r["n"], "teacher": r["incumbent"],
+                                  "student": r["candidate"], "broken": len(r["broken"]), "fixed": r["fixed"]}
+                                 for r in d["gate"]["sets"]]
     student = d["student"]
     for name, version in (("teacher", teacher), ("student", student)):
         ev = cli("eval", "--data", str(data / "test.jsonl"), "--model", version, ws=ws)

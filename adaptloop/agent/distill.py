@@ -3,8 +3,10 @@
 What the cold start selects may be slow to serve: an ensemble of three encoders, a base-size
 encoder. ``distill_version`` trains a student on the default encoder cut to a few layers
 (``train/distill.py``) on the teacher's probabilities over its own training texts (with their
-gold labels) and over production traffic (no labels: what serving saw; traces triage called
-poison never teach), with the teacher's dev texts to select on. The student then faces the
+gold labels), over production traffic (no labels: what serving saw; traces triage called
+poison never teach) and over probes made from the training texts (``data.augment.probes``: words
+left out, crops, two texts spliced; the teacher's answers there carry its doubt, which its answers on
+texts it was trained on do not), with the teacher's dev texts to select on. The student then faces the
 teacher on every frozen eval set of the task, under the gate's rules:
 
 - the **noise** rule binds as for any candidate: not worse beyond noise;
@@ -24,10 +26,12 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, eval_sets, run_eval_set
+from adaptloop.data.augment import probes as make_probes
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
 from adaptloop.evaluate.speed import texts_per_second
@@ -54,11 +58,27 @@ def _traffic(ws: Workspace, task_id: int, known: set[str], limit: int) -> list[s
     return out[:limit]
 
 
+PROBE_SHARE = 0.25  # at most this share of the distillation's budget goes to the teacher's labels on probes
+PROBE_CHUNK = 128
+
+
+def _label_probes(teacher: Any, texts: list[str], seconds: float) -> tuple[list[str], np.ndarray | None]:
+    """The teacher's probabilities on as many of ``texts`` as it labels in ``seconds`` (in chunks;
+    an ensemble with a base-size member labels a few dozen a second on a small CPU)."""
+    t0, done, probs = time.monotonic(), 0, []
+    while done < len(texts) and time.monotonic() - t0 < seconds:
+        probs.append(teacher.predict_proba(texts[done:done + PROBE_CHUNK]))
+        done += len(texts[done:done + PROBE_CHUNK])
+    return texts[:done], (np.concatenate(probs) if probs else None)
+
+
 def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, budget_s: float = 600.0,
-                    max_traffic: int = 20_000, promote: bool = False,
+                    max_traffic: int = 20_000, promote: bool = False, probes: float = 1.0,
                     progress: Progress = no_progress) -> dict[str, Any]:
     """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
-    the teacher; promote it when ``promote`` and the binding rules pass. Returns what happened.
+    the teacher; promote it when ``promote`` and the binding rules pass. ``probes``: unlabelled probe
+    texts per training text for the teacher to label (in at most ``PROBE_SHARE`` of the budget).
+    Returns what happened.
 
     Raises:
         NotFoundError: no such version.
@@ -98,6 +118,16 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
     bar(1)
     dev_soft = teacher.predict_proba(dev_texts)
     bar(1)
+    wanted = make_probes([e.text for e in train], seed=ws.settings.train.seed, n=int(probes * len(train)))
+    wanted = [t for t in wanted if t not in seen]
+    t_probe = time.monotonic()
+    labelled, probe_soft = _label_probes(teacher, wanted, PROBE_SHARE * budget_s)
+    if probe_soft is not None:
+        texts, gold = texts + labelled, gold + [None] * len(labelled)
+        soft = np.concatenate([soft, probe_soft])
+    store.decide(run.id, "probes", f"the teacher labelled {len(labelled)} of {len(wanted)} probe texts (words left "
+                 f"out, crops, two training texts spliced) in {time.monotonic() - t_probe:.0f}s: its answers there "
+                 "teach the student how it weighs classes", probes=len(labelled), wanted=len(wanted))
     pipeline = {"strategy": "distill", "encoder": encoder, "hparams": {"layers": layers}, "teacher": mv.id}
     node = store.add(Node(run_id=run.id, parent_id=mv.node_id, name=f"student-{layers}L", intervention="distill",
                           reason=f"a {layers}-layer student of v{mv.id}, cheaper to serve", pipeline=pipeline,
@@ -191,7 +221,7 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
 
     budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
     r = distill_version(ws, f"v{mv.id}", layers=ws.settings.serve.student_layers,
-                        budget_s=budget, promote=True, progress=progress)
+                        budget_s=budget, promote=True, progress=progress, probes=ws.settings.serve.student_probes)
     student_rate = r["texts_per_second"]["student"]
     if r["decision"] == "promoted" and student_rate < limit:
         r["reason"] += (f"; it scores {student_rate:.0f} texts/s, still under the limit: fewer layers "

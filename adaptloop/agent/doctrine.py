@@ -119,7 +119,7 @@ def cost(p: Pipeline, s: SearchState) -> float:
     if p.strategy in iv.TRAINED:
         return 0.5 * n / 32 * s.sec_per_step * s.slowdown + 60  # at least half an epoch
     if p.strategy == "refit":
-        return s.refit_seconds or math.inf
+        return (s.refit_frozen_seconds if p.hparams.get("keep_trained") else s.refit_seconds) or math.inf
     return 30.0  # threshold, ensemble: scoring dev with trained models
 
 
@@ -396,12 +396,19 @@ class DoctrinePolicy:
                                      f"tried lately ({', '.join(sorted(families)) or 'none'}); {top.reason}"})
 
     def _refit(self, s: SearchState, b: GraphNode) -> Proposal | None:
-        if s.refit_seconds is None or s.seconds_left < s.refit_seconds:
+        full = s.refit_seconds is not None and s.seconds_left >= s.refit_seconds
+        part = not full and s.refit_frozen_seconds is not None and s.seconds_left >= s.refit_frozen_seconds
+        if not (full or part):
             return None
         return Proposal(name="refit", parent=b.name, move="refit", kind="refit",
                         pipeline=Pipeline(recipe="train+dev", strategy="refit", encoder=s.encoder,
-                                          hparams={"of": b.name}, seed=s.seed),
-                        intervention="refit on train+dev",
+                                          hparams={"of": b.name, **({"keep_trained": True} if part else {})},
+                                          seed=s.seed),
+                        intervention="refit on train+dev" + (" (frozen members)" if part else ""),
                         reason=f"'{b.name}' is best on dev ({b.score:.4f}) and the budget left fits only a "
-                               "refit: retrain the same pipeline with dev added (same hyperparameters and "
-                               "steps); judged on the frozen eval set")
+                               + ("refit: retrain the same pipeline with dev added (same hyperparameters and "
+                                  "steps)" if full else
+                                  f"refit of its frozen members ({s.seconds_left:.0f}s left; its trained members "
+                                  f"would take {s.refit_seconds or 0:.0f}s): they refit with dev added in "
+                                  "seconds, the trained ones and the weights stay")
+                               + "; judged on the frozen eval set")

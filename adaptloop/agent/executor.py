@@ -30,8 +30,8 @@ from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store.db import Run
-from adaptloop.train import FitContext
-from adaptloop.train.classifier import detach_embeddings
+from adaptloop.train import FitContext, load_trained
+from adaptloop.train.classifier import detach_embeddings, share_embeddings
 from adaptloop.types import Pipeline, Progress, no_progress
 from adaptloop.workspace import Workspace
 
@@ -133,7 +133,11 @@ def train_trial(trial: Trial) -> TrialOutcome:
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)
             if plan is None:
                 raise RuntimeError("nothing to refit")
-            model, result = refit(plan, spec, book, ctx, trial.make_trainer)
+            keep = None
+            if pipe.hparams.get("keep_trained"):
+                def keep(node: Any) -> Any:
+                    return share_embeddings(load_trained(ws.artifacts.path(node.model_artifact)), ctx.embeddings)
+            model, result = refit(plan, spec, book, ctx, trial.make_trainer, keep=keep)
         else:
             model, result = trial.make_trainer(pipe.strategy).fit(spec, pipe, book[pipe.recipe],
                                                                  book["dev"], ctx)

@@ -108,6 +108,7 @@ class Labelled:
             # larger tagger competes on its (size-scaled) cost instead of being ruled out
             trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
+            refit_frozen_seconds=refit_cost(plan, len(data.raw), len(data.dev), keep_trained=True) if plan else None,
             target=settings.search.target or None, family=spec.family,
             **self._costs(ws, run, data, device))
 

@@ -32,6 +32,7 @@ class SearchState:
     seed: int = 0
     learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
     refit_seconds: float | None = None
+    refit_frozen_seconds: float | None = None  # an ensemble's frozen members alone (its trained ones kept)
     workers: int = 1
     trainable: tuple[str, ...] | None = None  # encoders cheap enough to fine-tune here (None: all)
     target: float | None = None

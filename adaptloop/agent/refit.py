@@ -5,6 +5,12 @@ a pipeline (for an ensemble: every member and its weight), the same pipeline is 
 with the dev examples added, using the hyperparameters the original fit settled on (C,
 epochs). There is no dev split left to stop on, so a fine-tune runs its chosen number of
 epochs; a refit that the budget would cut short fails, and the original is promoted.
+
+When the budget left fits no full refit of an ensemble whose members are in part trained (a
+fine-tune takes minutes), its frozen members alone are refitted (seconds: logistic regression on
+cached embeddings) and the trained ones kept as they are (``keep_trained``): a logistic
+regression on frozen embeddings gains from every example it sees (the banking77 fixed recipe's,
+fitted on all of train, is part of why it leads), and the ensemble keeps its weights.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
 FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds
 TUNED_ON_DEV = ("threshold", "span-threshold")
+TRAINED = ("finetune", "lora", "tagger", "tagger-lora")
 
 
 @dataclass(frozen=True)
@@ -54,11 +61,16 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
     return RefitPlan(best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name])
 
 
-def refit_cost(plan: RefitPlan, n_train: int, n_dev: int) -> float:
-    """Estimated seconds: trained members scale with the data, frozen ones are near free."""
+def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool = False) -> float | None:
+    """Estimated seconds: trained members scale with the data, frozen ones are near free.
+    ``keep_trained``: the cost of refitting the frozen members alone, None when that would refit
+    nothing or everything (no frozen member, or no trained one to keep)."""
+    trained = [m for m, _ in plan.members if m.pipeline["strategy"] in TRAINED]
+    if keep_trained:
+        return None if not trained or len(trained) == len(plan.members) else \
+            FROZEN_REFIT_S * (len(plan.members) - len(trained))
     grow = (n_train + n_dev) / max(1, n_train)
-    return sum(m.train_seconds * grow * GROWTH_MARGIN
-               if m.pipeline["strategy"] in ("finetune", "lora", "tagger", "tagger-lora") else FROZEN_REFIT_S
+    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED else FROZEN_REFIT_S
                for m, _ in plan.members)
 
 
@@ -80,10 +92,12 @@ def settled_pipeline(node: Node, *, new_budget: bool = False) -> Pipeline:
 
 def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: FitContext,
           make_trainer: Callable[[str], Trainer],
-          hparams_for: Callable[[Pipeline, int], dict[str, Any]] | None = None) -> tuple[TrainedModel, NodeResult]:
+          hparams_for: Callable[[Pipeline, int], dict[str, Any]] | None = None,
+          keep: Callable[[Node], TrainedModel] | None = None) -> tuple[TrainedModel, NodeResult]:
     """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``hparams_for(pipeline, n)``,
     when given, overrides a trained member's hyperparameters for ``n`` examples (default: the
-    settled ones).
+    settled ones). ``keep``: trained members (``TRAINED``) are not retrained but loaded as they are
+    by ``keep(node)``; only the frozen ones are refitted.
 
     Raises:
         RuntimeError: a member's fit was cut short by the deadline.
@@ -91,8 +105,12 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     from adaptloop.train.ensemble import EnsembleModel
 
     t0 = time.monotonic()
-    models = []
+    models, kept = [], []
     for member, _w in plan.members:
+        if keep is not None and member.pipeline["strategy"] in TRAINED:
+            models.append(keep(member))
+            kept.append(member.name)
+            continue
         pipe = settled_pipeline(member)
         data = ds[pipe.recipe] + ds["dev"]
         if hparams_for is not None and "epochs" in pipe.hparams:
@@ -106,5 +124,6 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     weights = [w for _, w in plan.members]
     model = models[0] if len(models) == 1 else EnsembleModel(models, weights)
     return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
-                             notes=f"refit of {plan.selected.name} on {len(ds['dev'])} more examples",
+                             notes=f"refit of {plan.selected.name} on {len(ds['dev'])} more examples"
+                                   + (f" ({', '.join(kept)} kept as trained)" if kept else ""),
                              chosen={"weights": weights} if len(models) > 1 else {})

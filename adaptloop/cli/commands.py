@@ -187,12 +187,17 @@ def distill(
     budget: Annotated[str, typer.Option(help="Wall budget: teacher's labels, training, gate, speed checks.")] = "10m",
     promote: Annotated[bool, typer.Option(
         "--promote", help="Serve the student when the gate's noise and margin rules pass.")] = False,
+    probes: Annotated[float | None, typer.Option(
+        help="Unlabelled probe texts per training text for the teacher to label (0: none) [default: [serve] "
+             "student_probes, 1].", min=0, show_default=False)] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Distil a classifier (an ensemble, a base-size encoder) into one small student that is cheap to
     serve: the task's encoder cut to --layers layers, trained on the teacher's probabilities over its
-    training texts and over production traffic (poison left out).
+    training texts, over production traffic (poison left out) and over probe texts made from the
+    training texts (words left out, crops, two texts spliced), where its answers show how it weighs
+    classes.
 
     The student is gated against its teacher on every frozen eval set: not worse beyond noise, and
     not more than [serve] student_margin points (0.5) worse beyond what chance explains (its gain is
@@ -209,7 +214,8 @@ def distill(
     ws = open_workspace(workspace)
     with progress() as bars:
         r = distill_version(ws, model, layers=layers or ws.settings.serve.student_layers,
-                            budget_s=parse_budget(budget), promote=promote, progress=bars)
+                            budget_s=parse_budget(budget), promote=promote, progress=bars,
+                            probes=ws.settings.serve.student_probes if probes is None else probes)
     if as_json:
         emit_json(r)
         return

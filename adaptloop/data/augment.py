@@ -63,3 +63,48 @@ def augment(examples: Sequence[Example], *, seed: int, per_example: int = 1) -> 
                 out.append(Example(text=text, label=e.label, source=f"augment:{kind}:{e.id}",
                                    weight=e.weight))
     return out
+
+
+def probes(texts: Sequence[str], *, seed: int, n: int) -> list[str]:
+    """``n`` unlabelled texts near ``texts`` for a teacher to label and a student to learn from.
+
+    A student trained only on its teacher's training texts sees the teacher's near one-hot
+    answers there (the teacher fit them) and learns little of how the teacher decides between
+    classes. Texts it never trained on carry that: its second choices, its doubt. Three kinds,
+    in turns (Tang et al. 2019, distilling BERT into small networks, use masking and n-gram
+    samples the same way):
+
+    - **dropout**: each word left out with probability 0.15 (the gist with its cues thinned);
+    - **crop**: a contiguous run of 40–80% of the words (a partial request);
+    - **splice**: the first half of one text and the second half of another (two requests in
+      one: the teacher's answer between two classes).
+
+    No label is implied: what a probe is, the teacher says. Deterministic for a seed; texts of
+    fewer than three words and probes equal to a text are skipped.
+    """
+    rng = random.Random(seed)
+    pool = [t.split() for t in texts if len(t.split()) >= 3]
+    if not pool:
+        return []
+    out: list[str] = []
+    seen = set(texts)
+    for k in range(n * 2):  # some probes repeat a text or each other: draw more than asked
+        if len(out) >= n:
+            break
+        words = pool[rng.randrange(len(pool))]
+        kind = k % 3
+        if kind == 0:
+            kept = [w for w in words if rng.random() >= 0.15]
+            probe = kept if len(kept) >= 2 else words[:2]
+        elif kind == 1:
+            size = max(2, round(len(words) * rng.uniform(0.4, 0.8)))
+            start = rng.randrange(len(words) - size + 1)
+            probe = words[start:start + size]
+        else:
+            other = pool[rng.randrange(len(pool))]
+            probe = words[: len(words) // 2] + other[len(other) // 2:]
+        text = " ".join(probe)
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

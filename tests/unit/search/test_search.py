@@ -211,7 +211,12 @@ def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
     same = [node("baseline", 0.80, order=0), node("c2", 0.81, "baseline", recipe="clean", order=1)]
     assert "ensemble" not in {p.move for p in pol.graph_moves(state(same))}
     p = pol.propose(state(nodes, left=25.0, refit_seconds=20.0))  # nothing else fits
-    assert p.kind == "refit" and p.pipeline.hparams["of"] == "big"
+    assert p.kind == "refit" and p.pipeline.hparams["of"] == "big" and "keep_trained" not in p.pipeline.hparams
+    # a full refit (a fine-tune member) does not fit, its frozen members' does: they alone refit
+    p = pol.propose(state(nodes, left=25.0, refit_seconds=400.0, refit_frozen_seconds=20.0))
+    assert p.kind == "refit" and p.pipeline.hparams["keep_trained"] and "frozen members" in p.intervention
+    out = pol.propose(state(nodes, left=25.0, refit_seconds=400.0, refit_frozen_seconds=40.0))
+    assert not (isinstance(out, Proposal) and out.kind == "refit")
 
 
 def test_contrastive_is_one_pipeline_whichever_pair_proposed_it():

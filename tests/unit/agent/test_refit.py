@@ -1,0 +1,51 @@
+"""Refit on train + dev: what it costs and which members it retrains."""
+
+import numpy as np
+
+from adaptloop.agent.refit import FROZEN_REFIT_S, RefitPlan, refit, refit_cost
+from adaptloop.store.db import Node
+from adaptloop.train import FitContext
+from adaptloop.types import Example, NodeResult, TaskSpec
+
+SPEC = TaskSpec(name="t", family="classification", labels=("a", "b"), primary_metric="accuracy", prompt="")
+
+
+def member(name: str, strategy: str, seconds: float) -> Node:
+    return Node(name=name, pipeline={"recipe": "raw", "strategy": strategy, "encoder": "enc", "hparams": {},
+                                     "seed": 0}, train_seconds=seconds, chosen={}, model_artifact=f"art-{name}")
+
+
+class Fitted:
+    labels = ["a", "b"]
+
+    def __init__(self, name: str, n: int) -> None:
+        self.name, self.n = name, n
+
+    def predict_proba(self, texts):
+        return np.full((len(texts), 2), 0.5)
+
+
+class Trainer:
+    def __init__(self, fits: list) -> None:
+        self.fits = fits
+
+    def fit(self, spec, pipe, data, dev, ctx):
+        self.fits.append((pipe.strategy, len(data)))
+        return Fitted(pipe.strategy, len(data)), NodeResult(dev_metrics={}, train_seconds=1.0, chosen={})
+
+
+def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_seconds():
+    ft, lr = member("finetune", "finetune", 300.0), member("big", "frozen", 330.0)
+    plan = RefitPlan(member("ensemble", "ensemble", 10.0), [(ft, 0.5), (lr, 0.5)])
+    assert refit_cost(plan, 800, 100) > 300.0
+    assert refit_cost(plan, 800, 100, keep_trained=True) == FROZEN_REFIT_S
+    assert refit_cost(RefitPlan(lr, [(lr, 1.0)]), 800, 100, keep_trained=True) is None  # nothing to keep
+    assert refit_cost(RefitPlan(ft, [(ft, 1.0)]), 800, 100, keep_trained=True) is None  # nothing to refit
+
+    fits: list = []
+    ds = {"raw": [Example(f"t{i}", "a") for i in range(8)], "dev": [Example("d", "b")]}
+    model, result = refit(plan, SPEC, ds, FitContext(), lambda strategy: Trainer(fits),
+                          keep=lambda node: Fitted(f"kept {node.name}", 0))
+    assert fits == [("frozen", 9)]  # the frozen member saw train + dev; the fine-tune was not retrained
+    assert [m.name for m in model.members] == ["kept finetune", "frozen"]
+    assert "finetune kept as trained" in result.notes
