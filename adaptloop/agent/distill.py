@@ -73,7 +73,7 @@ def _label_probes(teacher: Any, texts: list[str], seconds: float) -> tuple[list[
 
 
 def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, budget_s: float = 600.0,
-                    max_traffic: int = 20_000, promote: bool = False, probes: float = 1.0,
+                    max_traffic: int = 20_000, promote: bool = False, probes: float = 0.0,
                     progress: Progress = no_progress) -> dict[str, Any]:
     """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
     the teacher; promote it when ``promote`` and the binding rules pass. ``probes``: unlabelled probe
@@ -125,9 +125,10 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
     if probe_soft is not None:
         texts, gold = texts + labelled, gold + [None] * len(labelled)
         soft = np.concatenate([soft, probe_soft])
-    store.decide(run.id, "probes", f"the teacher labelled {len(labelled)} of {len(wanted)} probe texts (words left "
-                 f"out, crops, two training texts spliced) in {time.monotonic() - t_probe:.0f}s: its answers there "
-                 "teach the student how it weighs classes", probes=len(labelled), wanted=len(wanted))
+    if wanted:
+        store.decide(run.id, "probes", f"the teacher labelled {len(labelled)} of {len(wanted)} probe texts (words left "
+                     f"out, crops, two training texts spliced) in {time.monotonic() - t_probe:.0f}s: its answers "
+                     "there teach the student how it weighs classes", probes=len(labelled), wanted=len(wanted))
     pipeline = {"strategy": "distill", "encoder": encoder, "hparams": {"layers": layers}, "teacher": mv.id}
     node = store.add(Node(run_id=run.id, parent_id=mv.node_id, name=f"student-{layers}L", intervention="distill",
                           reason=f"a {layers}-layer student of v{mv.id}, cheaper to serve", pipeline=pipeline,

@@ -189,7 +189,7 @@ def distill(
         "--promote", help="Serve the student when the gate's noise and margin rules pass.")] = False,
     probes: Annotated[float | None, typer.Option(
         help="Unlabelled probe texts per training text for the teacher to label (0: none) [default: [serve] "
-             "student_probes, 1].", min=0, show_default=False)] = None,
+             "student_probes, 0].", min=0, show_default=False)] = None,
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
