@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adaptloop.evaluate.metrics import primary
+from adaptloop.search.interventions import TRAINED
 from adaptloop.store.db import Node
 from adaptloop.train import FitContext, TrainedModel, Trainer
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
@@ -28,7 +29,6 @@ from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
 FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds
 TUNED_ON_DEV = ("threshold", "span-threshold")
-TRAINED = ("finetune", "lora", "tagger", "tagger-lora")
 
 
 @dataclass(frozen=True)
