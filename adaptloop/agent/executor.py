@@ -31,7 +31,7 @@ from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store.db import Run
 from adaptloop.train import FitContext, load_trained
-from adaptloop.train.classifier import detach_embeddings, share_embeddings
+from adaptloop.train.classifier import detach_embeddings
 from adaptloop.types import Pipeline, Progress, no_progress
 from adaptloop.workspace import Workspace
 
@@ -136,7 +136,7 @@ def train_trial(trial: Trial) -> TrialOutcome:
             keep = None
             if pipe.hparams.get("keep_trained"):
                 def keep(node: Any) -> Any:
-                    return share_embeddings(load_trained(ws.artifacts.path(node.model_artifact)), ctx.embeddings)
+                    return load_trained(ws.artifacts.path(node.model_artifact), embeddings=ctx.embeddings)
             model, result = refit(plan, spec, book, ctx, trial.make_trainer, keep=keep)
         else:
             model, result = trial.make_trainer(pipe.strategy).fit(spec, pipe, book[pipe.recipe],
