@@ -3,7 +3,8 @@
 The version's own run froze an eval set before training; torch and the export both score it. The
 export may serve only when its predictions (a label, or a text's entities) equal torch's on at
 least 99.5% of that set and the
-primary metric moves by at most 0.3 points. int8 is tried first (the fastest), then fp32; when
+primary metric moves by at most 0.3 points. int8 is tried first (the fastest), then int8 with the
+feed-forward output projections in fp32, then fp32; when
 neither holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
 beside the graphs in ``.adaptloop/exports/<artifact>/export.json`` (an artifact is immutable:
 the export sits beside it, not in it), and every export is a decision of the version's run.
@@ -44,7 +45,7 @@ def export_dir(ws: Workspace, artifact: str) -> Path:
 
 
 def served_precision(ws: Workspace, artifact: str) -> str | None:
-    """The precision the export of ``artifact`` serves in (int8 / fp32), or None: torch serves."""
+    """The precision the export of ``artifact`` serves in (int8 / int8-mixed / fp32), or None: torch serves."""
     path = export_dir(ws, artifact) / VERDICT
     if not path.is_file():
         return None

@@ -161,9 +161,10 @@ def export(
     workspace: WorkspaceOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Export a classifier to ONNX (fp32 and int8) for fast CPU serving, checked against torch on the
+    """Export a classifier to ONNX (fp32, int8, mixed int8) for fast CPU serving, checked against torch on the
     version's frozen eval set: it serves only if it predicts the same on ≥ 99.5% of the set and the
-    primary metric moves ≤ 0.3 points (int8 tried first, then fp32); else torch keeps serving.
+    primary metric moves ≤ 0.3 points (int8 tried first, then mixed int8, then fp32); else torch
+    keeps serving.
 
     `serve`, `predict` and `eval` use an accepted export from then on. The verdict is recorded as a
     decision of the version's run.

@@ -102,7 +102,7 @@ class ModelSlot:
         self.task_id: int | None = None
         self.spec: TaskSpec | None = None  # the served model's task: what feedback may say
         self.artifact: str | None = None
-        self.precision: str | None = None  # the ONNX export it runs through (int8 / fp32), None: torch
+        self.precision: str | None = None  # the ONNX export it runs through (int8 / int8-mixed / fp32), None: torch
         self._lock = threading.Lock()
         self.swaps = 0
 

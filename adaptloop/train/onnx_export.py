@@ -3,7 +3,10 @@
 The part of an ``EncoderClassifier`` that costs (tokens → transformer → mean pool → L2 norm) is
 exported by torch as one ONNX graph, then quantized to int8 by ONNX Runtime's dynamic quantizer
 (matmul weights int8 with a scale per output channel, activations quantized on the fly: the
-standard CPU recipe for transformer encoders); the linear head stays in numpy. Ensembles and
+standard CPU recipe for transformer encoders); the linear head stays in numpy. A second, mixed
+int8 graph keeps each feed-forward block's output projection in fp32 (the matmul fed by GELU:
+its inputs are skewed, with outliers that one uint8 scale per tensor cannot hold) and uses 7-bit
+weights; it is what serves when the all-int8 graph moves too many predictions. Ensembles and
 thresholded models export every encoder they hold. ``attach`` puts the exported encoders under a
 loaded model, which then embeds through ONNX Runtime: no torch forward pass at serving time.
 
@@ -15,6 +18,7 @@ An export folder:
 
     enc-<i>/model.onnx        fp32 graph of the i-th encoder (``classifiers`` order)
     enc-<i>/model.int8.onnx   the same, dynamically quantized
+    enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections
     enc-<i>/tokenizer*        its tokenizer
     tagger/model(.int8).onnx  a tagger's graphs (input ids, attention mask → tag logits)
 
@@ -36,8 +40,8 @@ from adaptloop.train.classifier import classifiers
 from adaptloop.train.encoder import MAX_LENGTH, mean_pool, padding_chunks
 from adaptloop.train.tagger import SpanTagger
 
-PRECISIONS = ("int8", "fp32")
-_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+PRECISIONS = ("int8", "int8-mixed", "fp32")  # fastest first: the order an export is tried in
+_FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx", "int8-mixed": "model.int8-mixed.onnx"}
 
 
 class _Pooled(torch.nn.Module):
@@ -85,12 +89,26 @@ def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str) -> Path:
     # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
     quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
                      per_channel=True, op_types_to_quantize=["MatMul"])
+    # mixed: a 3-layer MiniLM student agreed with torch on 99.34% of 4,077 banking77 texts all-int8,
+    # 99.51% with the GELU-fed projections in fp32, 99.66% with 7-bit weights as well
+    quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8-mixed"]), weight_type=QuantType.QInt8,
+                     per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul"],
+                     nodes_to_exclude=_fed_by_gelu(dest / _FILES["fp32"]))
     tok.save_pretrained(dest)
     return dest
 
 
+def _fed_by_gelu(graph: Path) -> list[str]:
+    """Names of the matmuls whose input is a GELU's output: the feed-forward output projections."""
+    import onnx
+
+    nodes = onnx.load(str(graph), load_external_data=False).graph.node
+    gelu = {out for n in nodes if n.op_type in ("Gelu", "FastGelu", "BiasGelu") for out in n.output}
+    return [n.name for n in nodes if n.op_type == "MatMul" and n.input and n.input[0] in gelu]
+
+
 def export(model: Any, folder: Path) -> list[Path]:
-    """Write the fp32 and int8 ONNX graphs (and tokenizer) of every encoder in ``model``, or of a tagger.
+    """Write the fp32, int8 and mixed int8 ONNX graphs (and tokenizer) of every encoder in ``model``, or of a tagger.
 
     Raises:
         ValueError: ``model`` is nothing this exporter knows.

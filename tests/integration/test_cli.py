@@ -169,9 +169,12 @@ def test_traces_improve_and_rollback_through_the_cli(trained, banking_train):
 
 
 def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monkeypatch):
+    import onnx
+
     from adaptloop.agent import export as ex
     from adaptloop.agent.predict import load_version
     from adaptloop.train.classifier import classifiers
+    from adaptloop.train.onnx_export import _fed_by_gelu
 
     root, texts = trained["ws"], ["my card still hasn't arrived", "I lost my card", "how do I top up by cheque"]
     before = [p["label"] for p in one_json(run("predict", *texts, "--json", "-w", root))["predictions"]]
@@ -183,8 +186,15 @@ def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monk
     assert all(c.onnx is None for c in classifiers(load_version(ws, None)[2]))
     monkeypatch.undo()
     r = one_json(run("export", "--json", "-w", root))
-    assert r["serves"] in ("int8", "fp32") and r["tried"][-1]["agreement"] >= ex.AGREEMENT_MIN, r
-    assert (ex.export_dir(ws, r["artifact"]) / "enc-0" / "model.int8.onnx").is_file()
+    assert r["serves"] in ("int8", "int8-mixed", "fp32") and r["tried"][-1]["agreement"] >= ex.AGREEMENT_MIN, r
+    enc = ex.export_dir(ws, r["artifact"]) / "enc-0"
+    assert (enc / "model.int8.onnx").is_file()
+    kept = _fed_by_gelu(enc / "model.onnx")  # one feed-forward output projection per layer stays fp32 in mixed
+    assert len(kept) == 6, kept
+    mixed = {n.name: n.op_type for n in onnx.load(str(enc / "model.int8-mixed.onnx")).graph.node}
+    assert all(mixed.get(name) == "MatMul" for name in kept)
+    int8 = {n.name: n.op_type for n in onnx.load(str(enc / "model.int8.onnx")).graph.node}
+    assert all(int8.get(f"{name}_quant") == "MatMulInteger" and name not in int8 for name in kept)
     assert all(c.onnx is not None for c in classifiers(load_version(ws, None)[2]))  # predict, eval, serve use it
     after = [p["label"] for p in one_json(run("predict", *texts, "--json", "-w", root))["predictions"]]
     assert after == before
