@@ -42,6 +42,11 @@ class TrainSettings(BaseModel):
         ["sentence-transformers/all-MiniLM-L6-v2", "sentence-transformers/all-mpnet-base-v2"],
         description="Encoders from small to large; the agent climbs it when a rung is installed.",
     )
+    extraction_ladder: list[str] = Field(
+        ["sentence-transformers/all-MiniLM-L6-v2", "intfloat/multilingual-e5-small"],
+        description="The ladder of an extraction task's taggers: MiniLM lowercases its input; "
+                    "multilingual-e5-small keeps case, the strongest cue an entity has.",
+    )
     seed: int = Field(0, description="Seed for every split and training run.")
     threads: int = Field(0, description="torch threads; 0 = all cores.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")

@@ -200,6 +200,7 @@ def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
     cfg = ws / "adaptloop.toml"
     settings = tomllib.loads(cfg.read_text())
     settings["train"]["ladder"] = settings["train"]["ladder"][:1]
+    settings["train"]["extraction_ladder"] = settings["train"]["extraction_ladder"][:1]
     settings["serve"].update(min_throughput=0.0, export=False)
     if store_url:
         settings["store"]["url"] = store_url

@@ -29,6 +29,7 @@ from adaptloop.data import recipes
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv
 from adaptloop.search.graph import GraphNode
+from adaptloop.train.packaged import base_size
 from adaptloop.types import Finding, Pipeline
 
 
@@ -258,9 +259,9 @@ class DoctrinePolicy:
 
     @staticmethod
     def _tagger_hparams(s: SearchState) -> dict[str, Any]:
-        """Tagger defaults; a default encoder above the ladder's first rung gets the base-size lr."""
+        """Tagger defaults; a base-size default encoder above the ladder's first rung gets the base-size lr."""
         hp = dict(iv.TAGGER_DEFAULTS)
-        if s.ladder and s.encoder in s.ladder[1:]:
+        if s.ladder and s.encoder in s.ladder[1:] and base_size(s.encoder):
             hp["lr"] = iv.LARGER_TAGGER_LR
         return hp
 

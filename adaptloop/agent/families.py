@@ -102,7 +102,7 @@ class Labelled:
         plan = refit_plan(rows, spec) if not any(n.status == "running" for n in rows) else None
         return dict(
             encoder=settings.train.encoder, n_train=len(data.raw), n_classes=len(spec.labels),
-            n_label_issues=len(data.issue_ids), ladder=_ladder(ws), oos_label=spec.out_of_scope_label,
+            n_label_issues=len(data.issue_ids), ladder=_ladder(ws, spec.family), oos_label=spec.out_of_scope_label,
             seed=settings.train.seed, learned=self._learned(ws, run, spec, len(data.raw)),
             # classification on CPU has a frozen larger rung; extraction has none, so there a
             # larger tagger competes on its (size-scaled) cost instead of being ruled out
@@ -133,7 +133,7 @@ class Labelled:
             return self._rates[run.id]
         from adaptloop.train.machine_speed import encoder_speeds, padded_tokens
 
-        ladder = _ladder(ws)
+        ladder = _ladder(ws, self.name)
         texts = [e.text for e in data.raw[:256]]
         threads = ws.settings.train.threads or os.cpu_count() or 1
         speeds = encoder_speeds(ladder[:2], texts, device=device, threads=threads)
@@ -190,11 +190,11 @@ class Labelled:
         return constant_rows(rows)
 
 
-def _ladder(ws: Workspace) -> tuple[str, ...]:
-    """The installed rungs of the encoder ladder (the default encoder first if it is on it)."""
+def _ladder(ws: Workspace, family: str) -> tuple[str, ...]:
+    """The installed rungs of the family's encoder ladder (the default encoder first if it is on it)."""
     from adaptloop.train.packaged import is_available
 
-    ladder = ws.settings.train.ladder
+    ladder = ws.settings.train.extraction_ladder if family == "extraction" else ws.settings.train.ladder
     enc = ws.settings.train.encoder
     rungs = ladder[ladder.index(enc):] if enc in ladder else [enc]
     return tuple(r for r in rungs if r == enc or is_available(r))

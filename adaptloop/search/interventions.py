@@ -15,6 +15,7 @@ from typing import Any
 
 from adaptloop.data import recipes
 from adaptloop.train.base import TAGGER_DEFAULTS
+from adaptloop.train.packaged import base_size
 from adaptloop.types import Finding, Pipeline
 
 FINETUNE_DEFAULTS = {"epochs": 2.0, "lr": 1e-4, "head_lr": 2e-3}
@@ -81,10 +82,12 @@ def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | No
     """
     if p.encoder not in c.ladder or c.ladder.index(p.encoder) + 1 >= len(c.ladder):
         return None
+    rung = c.ladder[c.ladder.index(p.encoder) + 1]
     if p.strategy in TAGGERS:  # a base-size encoder wants a BERT-like learning rate (see LARGER_TAGGER_LR)
-        lr = min(float(p.hparams.get("lr", TAGGER_DEFAULTS["lr"])), LARGER_TAGGER_LR)
-        return replace(p, encoder=c.ladder[c.ladder.index(p.encoder) + 1], hparams={**p.hparams, "lr": lr})
-    return Pipeline(recipe=p.recipe, strategy="frozen", encoder=c.ladder[c.ladder.index(p.encoder) + 1],
+        lr = float(p.hparams.get("lr", TAGGER_DEFAULTS["lr"]))
+        lr = min(lr, LARGER_TAGGER_LR) if base_size(rung) else lr
+        return replace(p, encoder=rung, hparams={**p.hparams, "lr": lr})
+    return Pipeline(recipe=p.recipe, strategy="frozen", encoder=rung,
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
 
 

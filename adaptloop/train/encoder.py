@@ -73,6 +73,22 @@ def load_base(name: str) -> tuple[PreTrainedTokenizerBase, PreTrainedModel]:
     return tok, model
 
 
+# a vocabulary this large (a multilingual one: 250k pieces) holds most of the encoder's weights; a dense
+# optimizer step over it costs more than the forward and backward passes, and a task's few thousand
+# texts touch a sliver of its rows, so fine-tuning leaves it as pretrained
+FROZEN_VOCAB_ROWS = 100_000
+
+
+def freeze_large_vocabulary(model: torch.nn.Module) -> bool:
+    """Stop training ``model``'s input word embeddings when they have more than ``FROZEN_VOCAB_ROWS``
+    rows; True when it did."""
+    emb = model.get_input_embeddings() if hasattr(model, "get_input_embeddings") else None
+    if emb is None or emb.weight.shape[0] <= FROZEN_VOCAB_ROWS:
+        return False
+    emb.weight.requires_grad_(False)
+    return True
+
+
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Mean over real tokens, L2-normalised. hidden (b, t, d), mask (b, t) -> (b, d)."""
     m = mask.unsqueeze(-1).to(hidden.dtype)

@@ -22,7 +22,7 @@ import torch
 
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
-from adaptloop.train.encoder import cuda_bf16, encode_batch, load_base
+from adaptloop.train.encoder import cuda_bf16, encode_batch, freeze_large_vocabulary, load_base
 from adaptloop.train.frozen import _embeddings, full_head
 from adaptloop.train.logreg import fit_logreg
 from adaptloop.train.loop import UpdatePlan, length_batches
@@ -150,6 +150,7 @@ class FineTuneTrainer:
         w, b = full_head(fit_logreg(x, y, c=10.0, seed=pipeline.seed, class_weight=cw), k)
         tok, base = load_base(pipeline.encoder)
         enc = copy.deepcopy(base).to(device)
+        freeze_large_vocabulary(enc)
         if self.lora:
             from peft import LoraConfig, get_peft_model
 

@@ -99,7 +99,7 @@ def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads:
     """Time ``encoder`` on ``texts`` (cycled to the sizes needed): forward passes, then training steps."""
     import torch
 
-    from adaptloop.train.encoder import MAX_LENGTH, load_base, mean_pool, padding_chunks
+    from adaptloop.train.encoder import MAX_LENGTH, freeze_large_vocabulary, load_base, mean_pool, padding_chunks
 
     texts = [t for t in texts if t] or [FILLER]
     sample = [texts[i % len(texts)] for i in range(EMBED_TEXTS)]
@@ -123,7 +123,8 @@ def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads:
                 tokens += b["input_ids"].numel()
             forward = tokens / (time.perf_counter() - t0)
         model.train()
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-6)
+        freeze_large_vocabulary(model)  # as the trainers do
+        opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
 
         def step(part: Sequence[str]) -> tuple[int, float]:
             b = batch(part)

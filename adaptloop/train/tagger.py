@@ -28,7 +28,7 @@ from adaptloop.data.spans import Span, snap
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
-from adaptloop.train.encoder import cuda_bf16, resolve_encoder
+from adaptloop.train.encoder import cuda_bf16, freeze_large_vocabulary, resolve_encoder
 from adaptloop.train.loop import UpdatePlan, length_batches
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
@@ -282,6 +282,7 @@ class TaggerTrainer:
             model = get_peft_model(model, LoraConfig(
                 task_type=TaskType.TOKEN_CLS, r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=0.1,
                 target_modules=lora_targets(model)))
+        freeze_large_vocabulary(model)
         model.to(device)
 
         w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride)

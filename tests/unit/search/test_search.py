@@ -356,6 +356,10 @@ def test_one_large_tagger_at_a_time_with_a_lower_learning_rate():
     base = node("baseline", 0.60, strategy="tagger", hparams=dict(iv.TAGGER_DEFAULTS))
     big = iv.apply("larger-encoder", Pipeline.from_dict(base.pipeline), None, iv.Context(ladder=(ENC, BIG)))
     assert big.hparams["lr"] == iv.LARGER_TAGGER_LR < iv.TAGGER_DEFAULTS["lr"]
+    cased = iv.apply("larger-encoder", Pipeline.from_dict(base.pipeline), None,
+                     iv.Context(ladder=(ENC, "intfloat/multilingual-e5-small")))
+    assert cased.encoder == "intfloat/multilingual-e5-small"  # as wide as MiniLM: its learning rate stays
+    assert cased.hparams["lr"] == iv.TAGGER_DEFAULTS["lr"]
     running = node("big-1", 0.0, "baseline", strategy="tagger", encoder=BIG, status="running", order=1,
                    recipe="clean")
     s = state([base, running], family="extraction", left=3000.0)
