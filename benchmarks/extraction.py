@@ -7,7 +7,7 @@ Runs exactly what a user runs — `adaptloop new PROMPT --data train.jsonl`, the
 `adaptloop eval --data test.jsonl` — in a fresh workspace, and writes the nodes, the
 winner, entity precision / recall / F1 on test (per type too) and the wall time to
 benchmarks/results/extraction-DATASET.json. Extra `--set key=value` lines go into the
-workspace's adaptloop.toml (e.g. `--set train.ladder='["..."]'`).
+workspace's adaptloop.toml (e.g. `--set train.extraction_ladder='["..."]'`).
 """
 
 from __future__ import annotations

@@ -259,9 +259,9 @@ class DoctrinePolicy:
 
     @staticmethod
     def _tagger_hparams(s: SearchState) -> dict[str, Any]:
-        """Tagger defaults; a base-size default encoder above the ladder's first rung gets the base-size lr."""
+        """Tagger defaults; a default encoder (``[train] encoder``) known to be base-size gets the base-size lr."""
         hp = dict(iv.TAGGER_DEFAULTS)
-        if s.ladder and s.encoder in s.ladder[1:] and base_size(s.encoder):
+        if base_size(s.encoder):
             hp["lr"] = iv.LARGER_TAGGER_LR
         return hp
 

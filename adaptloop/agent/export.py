@@ -5,7 +5,7 @@ export may serve only when its predictions (a label, or a text's entities) equal
 least 99.5% of that set and the
 primary metric moves by at most 0.3 points. int8 is tried first (the fastest), then int8 with the
 feed-forward output projections in fp32, then fp32; when
-neither holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
+none holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
 beside the graphs in ``.adaptloop/exports/<artifact>/export.json`` (an artifact is immutable:
 the export sits beside it, not in it), and every export is a decision of the version's run.
 ``attach_export`` is how `serve`, `predict` and `eval` pick it up.

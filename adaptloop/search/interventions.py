@@ -85,7 +85,7 @@ def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | No
     rung = c.ladder[c.ladder.index(p.encoder) + 1]
     if p.strategy in TAGGERS:  # a base-size encoder wants a BERT-like learning rate (see LARGER_TAGGER_LR)
         lr = float(p.hparams.get("lr", TAGGER_DEFAULTS["lr"]))
-        lr = min(lr, LARGER_TAGGER_LR) if base_size(rung) else lr
+        lr = lr if base_size(rung) is False else min(lr, LARGER_TAGGER_LR)  # an unknown rung: as a base-size one
         return replace(p, encoder=rung, hparams={**p.hparams, "lr": lr})
     return Pipeline(recipe=p.recipe, strategy="frozen", encoder=rung,
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)

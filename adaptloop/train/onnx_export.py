@@ -20,7 +20,7 @@ An export folder:
     enc-<i>/model.int8.onnx   the same, dynamically quantized
     enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections
     enc-<i>/tokenizer*        its tokenizer
-    tagger/model(.int8).onnx  a tagger's graphs (input ids, attention mask → tag logits)
+    tagger/model(.int8|.int8-mixed).onnx  a tagger's graphs (input ids, attention mask → tag logits)
 
 Whether an export may serve (its parity with torch on a frozen eval set) is the agent's call
 (``agent/export.py``).
@@ -73,7 +73,8 @@ def exportable(model: Any) -> bool:
 
 
 def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str) -> Path:
-    """``module`` (input ids, attention mask → ``output``) as fp32 and int8 graphs, with ``tok``, in ``dest``."""
+    """``module`` (input ids, attention mask → ``output``) as fp32, int8 and mixed int8 graphs, with
+    ``tok``, in ``dest``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dest.mkdir(parents=True, exist_ok=True)

