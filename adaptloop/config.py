@@ -90,7 +90,8 @@ class ServeSettings(BaseModel):
                                   "on this machine (torch, batches of 32). When a cold start's winner is "
                                   "slower (an ensemble, a base-size encoder, a 6-layer encoder on a small CPU), "
                                   "`new` distils a student of it and serves that if the gate passes it against "
-                                  "its teacher. 0 = no limit.")
+                                  "its teacher, else the most accurate model of the search that meets the limit. "
+                                  "0 = no limit.")
     student_layers: int = Field(3, ge=1, description="Transformer layers a student keeps of the default encoder "
                                 "(3 of MiniLM-L6: the 2-layer students of the banking77 winner lost 0.3 points "
                                 "but were refused by the gate, the 3-layer one passed; docs/results.md).")

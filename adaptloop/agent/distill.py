@@ -34,6 +34,8 @@ from adaptloop.agent.prepare import _examples, eval_sets, run_eval_set
 from adaptloop.data.augment import probes as make_probes
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
+from adaptloop.evaluate.metrics import primary
+from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store import registry
 from adaptloop.store.db import Node, Run, TraceRow, utcnow
@@ -58,6 +60,11 @@ def _traffic(ws: Workspace, task_id: int, known: set[str], limit: int) -> list[s
     return out[:limit]
 
 
+# a refused student leaves production to the most accurate model that meets [serve] min_throughput: at most
+# SPEED_CHECKS nodes of the search are timed again (alone on the machine), those whose speed measured during
+# the search, beside other trials, comes within CONTENTION times the limit
+SPEED_CHECKS = 4
+CONTENTION = 3.0
 PROBE_SHARE = 0.25  # at most this share of the distillation's budget goes to the teacher's labels on probes
 PROBE_CHUNK = 128
 
@@ -227,5 +234,83 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     if r["decision"] == "promoted" and student_rate < limit:
         r["reason"] += (f"; it scores {student_rate:.0f} texts/s, still under the limit: fewer layers "
                         "([serve] student_layers) or `adaptloop export` may close the gap")
-    return {"version": r["student"] if r["decision"] == "promoted" else f"v{mv.id}", "texts_per_second": rate,
-            "limit": limit, "reason": why + "; " + r["reason"], "distill": r}
+    served = r["student"] if r["decision"] == "promoted" else f"v{mv.id}"
+    if r["decision"] != "promoted":
+        fallback = serve_within_limit(ws, mv, run, rate, limit, r, progress=progress)
+        if fallback is not None:
+            served, r["reason"] = fallback
+    return {"version": served, "texts_per_second": rate, "limit": limit, "reason": why + "; " + r["reason"],
+            "distill": r}
+
+
+def serve_within_limit(ws: Workspace, teacher: Any, run: Run, rate: float, limit: float, distilled: dict[str, Any],
+                       *, progress: Progress = no_progress) -> tuple[str, str] | None:
+    """``[serve] min_throughput`` is a constraint, not a wish: when the student of a too-slow ``teacher``
+    is refused, production becomes the most accurate model that meets the limit: the student when it does,
+    or the best node on dev of the teacher's cold-start ``run`` (its refit on train + dev when there is one)
+    that is timed again at ``limit`` texts a second or more. The two are compared on the frozen eval sets
+    (the sets the gate judged the student on); the gate against the teacher is recorded with the promotion,
+    its verdict waived by the limit. Returns (the served version, why): the teacher when nothing meets the
+    limit (it stays, slow, and a warning says so); None when production moved meanwhile."""
+    store = ws.store
+    spec = ws.store.run_state(run).spec
+    sets = eval_sets(ws, teacher.task_id)
+    speed_texts = [e.text for _, ex in sets for e in ex]
+    options: list[tuple[str, Any, Node | None, float]] = []  # (what, its registered version or None, node, speed)
+    if (distilled["texts_per_second"]["student"] or 0) >= limit:
+        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None,
+                        distilled["texts_per_second"]["student"]))
+    done = [n for n in store.nodes(run.id) if n.status == "done" and n.model_artifact]
+    ranked = sorted((n for n in done if n.pipeline["strategy"] != "refit" and n.dev_metrics
+                     and (n.texts_per_second or 0) * CONTENTION >= limit),
+                    key=lambda n: -primary(n.dev_metrics, spec.primary_metric))
+    for n in ranked[:SPEED_CHECKS]:  # the best on dev first; speeds measured in the search shared the cores
+        refits = [r for r in done if r.pipeline["strategy"] == "refit" and r.pipeline["hparams"].get("of") == n.name]
+        node = refits[-1] if refits else n
+        if node.id == teacher.node_id:
+            continue
+        speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1)
+        if speed >= limit:
+            options.append((f"node '{node.name}'", None, node, speed))
+            break
+    if not options:
+        why = (f"nothing else meets [serve] min_throughput {limit:.0f} texts/s either (its student scores "
+               f"{distilled['texts_per_second']['student']:.0f}, no node of run {run.id} is measured that fast): "
+               f"v{teacher.id} keeps serving at {rate:.0f}")
+        store.decide(run.id, "warning", why, limit=limit)
+        return f"v{teacher.id}", why
+    _, _, slow = load_version(ws, f"v{teacher.id}", cached=True)
+    teacher_rows = [score_rows(slow, ex, progress=progress, what=f"the teacher on {sid}") for sid, ex in sets]
+    scored = []
+    for what, mv, node, speed in options:
+        address = mv.artifact if mv is not None else node.model_artifact
+        model = load_trained(ws.artifacts.path(address), embeddings=embedding_cache(ws.root))
+        rows = [score_rows(model, ex, progress=progress, what=f"{what} on {sid}") for sid, ex in sets]
+        score = float(np.mean([primary(metrics_of(spec, r), spec.primary_metric) for r in rows]))
+        scored.append((score, what, mv, node, rows, speed))
+    score, what, mv, node, rows, speed = max(scored, key=lambda t: t[0])
+    if mv is None:
+        mv = registry.register(store, task_id=teacher.task_id, node_id=node.id, artifact=node.model_artifact,
+                               metrics={"eval": {spec.primary_metric: score}, "dev": node.dev_metrics},
+                               lineage={"run_id": run.id, "eval_set": run.eval_set_id,
+                                        "datasets": store.run_state(run).datasets, "pipeline": node.pipeline},
+                               reason=f"the most accurate model of run {run.id} that meets [serve] min_throughput")
+    g = gate(spec, [(sid, t, c) for (sid, _), t, c in zip(sets, teacher_rows, rows)],
+             epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed,
+             margin=ws.settings.serve.student_margin / 100)
+    theirs = float(np.mean([primary(metrics_of(spec, t), spec.primary_metric) for t in teacher_rows]))
+    others = "; ".join(f"{w} {s:.4f}" for s, w, *_ in scored if w != what)
+    reason = (f"v{mv.id} ({what}) serves in place of v{teacher.id}: [serve] min_throughput {limit:.0f} texts/s "
+              f"rules out v{teacher.id} ({rate:.0f} texts/s) and its student was refused; of the models that meet "
+              f"it, v{mv.id} ({speed:.0f} texts/s) is the most accurate on the frozen eval set "
+              f"({spec.primary_metric} {score:.4f} against the teacher's {theirs:.4f}"
+              + (f"; {others}" if others else "") + f"). `adaptloop rollback` serves v{teacher.id} again; "
+              "[serve] min_throughput = 0 keeps such a model in production")
+    waived = replace(g, passed=True, gain=g.gain + f" (waived: [serve] min_throughput {limit:.0f} texts/s)")
+    try:
+        registry.promote(store, mv.id, waived, reason, replacing=teacher.id)
+    except PromotionConflict as exc:
+        store.decide(run.id, "refused", f"v{mv.id} not promoted: {exc}", candidate=mv.id)
+        return None
+    store.decide(run.id, "promoted", reason, candidate=mv.id, incumbent=teacher.id, gate=g.to_dict(), limit=limit)
+    return f"v{mv.id}", reason

@@ -230,6 +230,63 @@ def test_distill_makes_a_smaller_student_gated_against_its_teacher(trained):
     assert "distill" in kinds and r["decision"] in kinds
 
 
+def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_meets_min_throughput(
+        trained, tmp_path, monkeypatch):
+    """[serve] min_throughput is a constraint: the teacher is too slow and its student refused, so the best node on
+    dev that is timed at the limit serves (a rollback brings the teacher back); when none is, the teacher stays."""
+    import shutil
+
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Decision, Node
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained["ws"], root)
+    ws = Workspace.open(root)
+    if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
+        registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    calls = []
+
+    def refused(ws, ref, **kw):
+        calls.append(ref)
+        return {"decision": "refused", "student": f"v{teacher.id}", "reason": "refused: worse than its teacher",
+                "texts_per_second": {"teacher": 1.0, "student": 1.0}}
+
+    monkeypatch.setattr(distill, "distill_version", refused)
+    timed = []
+
+    def speed(model, texts, **kw):  # production is timed first (too slow), then the search's nodes
+        timed.append(model)
+        return 100.0 if len(timed) == 1 else 500.0
+
+    monkeypatch.setattr(distill, "texts_per_second", speed)
+    ws.settings.serve.min_throughput = 1e9  # nothing is this fast: the teacher stays, and says so
+    r = distill.fit_to_serving(ws)
+    assert calls and r["version"] == f"v{teacher.id}" == f"v{registry.alias_target(ws.store, 'production')}"
+    assert f"v{teacher.id} keeps serving" in r["reason"], r
+    nodes = [n for n in ws.store.nodes(run_id) if n.status == "done"]
+    for n in nodes:  # as measured in the search, beside other trials: within reach of the limit
+        ws.store.update(Node, n.id, texts_per_second=150.0)
+    ws.settings.serve.min_throughput = 200.0
+    timed.clear()
+    r = distill.fit_to_serving(ws)
+    served = registry.resolve(ws.store, "production")
+    assert r["version"] == f"v{served.id}" != f"v{teacher.id}", r
+    node = ws.store.get(Node, served.node_id)
+    by_name = {n.name: n for n in nodes}
+    original = by_name[node.pipeline["hparams"]["of"]] if node.pipeline["strategy"] == "refit" else node
+    others = [n for n in nodes if n.dev_metrics and n.id != teacher.node_id
+              and not (n.pipeline["strategy"] != "refit" and any(
+                  m.id == teacher.node_id and m.pipeline["hparams"].get("of") == n.name for m in nodes))]
+    assert original.dev_metrics["accuracy"] == max(n.dev_metrics["accuracy"] for n in others)  # best on dev
+    assert "min_throughput 200" in r["reason"] and "adaptloop rollback" in r["reason"], r
+    promoted = [d for d in ws.store.all(select(Decision).where(Decision.run_id == run_id)) if d.kind == "promoted"]
+    assert promoted and promoted[-1].data["incumbent"] == teacher.id and promoted[-1].data["gate"]["sets"]
+    assert registry.rollback(ws.store)["to"] == f"v{teacher.id}"
+
+
 def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughput(tmp_path, banking_train):
     """And exports what serves to ONNX, as `new` does by default."""
     ws = init_tiny_workspace(tmp_path / "ws")
