@@ -233,10 +233,10 @@ def show_predictions(r: dict[str, Any]) -> None:
         if "entities" in p:
             found = "; ".join(f"{e['label']} '{e['text']}' [{e['start']}:{e['end']}] {e['score']:.2f}"
                               for e in p["entities"]) or "no entities"
-            out.print(f"{found}  ← {p['text']}")
+            out.print(escape(f"{found}  ← {p['text']}"))
             continue
         alt = ", ".join(f"{a['label']} {a['score']:.2f}" for a in p["top"][1:])
-        out.print(f"[bold]{p['label']}[/] {p['score']:.3f}  ← {p['text']}   (next: {alt})")
+        out.print(f"[bold]{escape(p['label'])}[/] {p['score']:.3f}  ← {escape(p['text'])}   (next: {escape(alt)})")
 
 
 def show_runs(ws: Workspace, runs: list[dict[str, Any]], graph: bool) -> None:
@@ -271,7 +271,7 @@ def show_export(r: dict[str, Any]) -> None:
         t.add_row(x["precision"], f"{x['agreement']:.2%}", f"{x[metric]:.4f}", f"{x['seconds']:.1f}",
                   "[green]yes[/]" if x["passed"] else "[red]no[/]")
     out.print(t)
-    out.print(r["reason"])
+    out.print(escape(r["reason"]))
 
 
 def show_distill(r: dict[str, Any]) -> None:
@@ -288,7 +288,7 @@ def show_distill(r: dict[str, Any]) -> None:
               f"dev {fit['selected_on'].removeprefix('dev_')} {fit['dev_score_before']:.3f} → {fit['dev_score']:.3f}, "
               f"agreement with the teacher {fit['dev_agreement']:.3f} "
               f"({fit['stop']})")
-    out.print(f"[bold]{r['decision']}[/]: {r['reason']}")
+    out.print(f"[bold]{r['decision']}[/]: {escape(r['reason'])}")
 
 
 def show_report_written(r: dict[str, Any]) -> None:
@@ -359,4 +359,4 @@ def show_models(report: dict[str, Any]) -> None:
     out.print(t)
     for e in report["events"]:
         out.print(f"  {e['at'][:19]} {e['version']} {e['event']}"
-                  f"{' → ' + e['alias'] if e['alias'] else ''}: {e['reason']}")
+                  f"{' → ' + e['alias'] if e['alias'] else ''}: {escape(e['reason'])}")

@@ -205,3 +205,25 @@ def test_the_page_sets_each_candidates_score_against_its_measured_speed(view):
     assert "0.9210" in section and "40.2" in section and "texts a second" in section
     rows = re.findall(r"<tr><td>([^<]+)</td>", section)
     assert rows == ["baseline", "finetune", "contrastive ★"]  # fastest first
+
+
+def test_the_terminal_prints_reasons_and_texts_as_written_not_as_markup():
+    """A reason names settings as `[serve] min_throughput`; a text may hold `[card]`: rich must not eat them."""
+    from rich.console import Console
+
+    from adaptloop.report import terminal
+
+    console = Console(record=True, width=400)
+    old = terminal.out
+    terminal.out = console
+    try:
+        terminal.show_models({"versions": [], "events": [
+            {"at": "2026-12-05T03:59:47", "version": "v3", "event": "promoted", "alias": "production",
+             "reason": "[serve] min_throughput 150 rules out v1"}]})
+        terminal.show_predictions({"predictions": [
+            {"text": "my [card] is late", "label": "card_arrival", "score": 0.9,
+             "top": [{"label": "card_arrival", "score": 0.9}, {"label": "[other]", "score": 0.1}]}]})
+    finally:
+        terminal.out = old
+    text = console.export_text()
+    assert "[serve] min_throughput 150" in text and "my [card] is late" in text and "[other] 0.10" in text
