@@ -30,7 +30,8 @@ from adaptloop.agent.executor import (
 from adaptloop.agent.families import Family, family_of
 from adaptloop.agent.policy import WAIT, Policy, Proposal, SearchState, Stop
 from adaptloop.agent.predict import embedding_cache
-from adaptloop.agent.prepare import fail_run
+from adaptloop.agent.prepare import fail_run, register_node
+from adaptloop.agent.refit import refitted_form
 from adaptloop.errors import AdaptloopError, NotFoundError, RunFailed
 from adaptloop.evaluate.gate import first_model, paired_bootstrap
 from adaptloop.evaluate.metrics import primary, scalars
@@ -330,9 +331,8 @@ class ColdStart:
         winner = version = None
         if done:
             selected = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
-            refits = [n for n in finished if n.pipeline["strategy"] == "refit"
-                      and n.pipeline["hparams"].get("of") == selected.name]
-            best = refits[-1] if refits else selected
+            best = refitted_form(finished, selected)
+            refitted = best is not selected
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.run_state(run).eval_artifact))
             family = self.family or family_of(spec.family)
             rows = family.score_eval(ws, best, eval_set, progress=self.progress, what="score winner on eval set")
@@ -343,15 +343,10 @@ class ColdStart:
                          f"'{selected.name}' has the best dev {spec.primary_metric} "
                          f"({primary(selected.dev_metrics, spec.primary_metric):.4f}) of {len(done)} "
                          "nodes" + (f"; promoting its refit on train+dev (node {best.id}), decided "
-                                    "before either was scored on the eval set" if refits else ""),
+                                    "before either was scored on the eval set" if refitted else ""),
                          node_id=best.id)
-            mv = registry.register(
-                store, task_id=run.task_id, node_id=best.id, artifact=best.model_artifact,
-                metrics={"eval": scalars(m),
-                         "dev": selected.dev_metrics},
-                lineage={"run_id": self.run_id, "eval_set": run.eval_set_id,
-                         "datasets": store.run_state(run).datasets, "pipeline": best.pipeline},
-                reason=f"winner of {run.kind} run {self.run_id}")
+            mv = register_node(ws, run, best, {"eval": scalars(m), "dev": selected.dev_metrics},
+                               f"winner of {run.kind} run {self.run_id}")
             constant, base_rows = family.baseline(spec, eval_set, rows)
             baseline = primary(metrics_of(spec, base_rows), spec.primary_metric)
             # a model no better than a constant answer is not worth serving: the first model's gate
@@ -386,7 +381,7 @@ class ColdStart:
                                                                                     first.sets[0].ci_high],
                                             "not_beyond_noise": weak},
                       "promoted": self.promote and not useless}
-            if refits:  # for the record: the dev-selected original on the same eval set
+            if refitted:  # for the record: the dev-selected original on the same eval set
                 om = metrics_of(spec, family.score_eval(ws, selected, eval_set, progress=self.progress,
                                                         what="score original on eval set"))
                 store.update(Node, selected.id, eval_metrics=om)

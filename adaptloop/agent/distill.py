@@ -30,7 +30,8 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
-from adaptloop.agent.prepare import _examples, eval_sets, run_eval_set
+from adaptloop.agent.prepare import _examples, eval_sets, register_node, run_eval_set
+from adaptloop.agent.refit import refitted_form
 from adaptloop.data.augment import probes as make_probes
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
@@ -38,7 +39,7 @@ from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store import registry
-from adaptloop.store.db import Node, Run, TraceRow, utcnow
+from adaptloop.store.db import ModelVersionRow, Node, Run, TraceRow, utcnow
 from adaptloop.train import load_trained
 from adaptloop.train.base import FitContext
 from adaptloop.train.distill import DistillConfig, distill
@@ -243,8 +244,8 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
             "distill": r}
 
 
-def serve_within_limit(ws: Workspace, teacher: Any, run: Run, rate: float, limit: float, distilled: dict[str, Any],
-                       *, progress: Progress = no_progress) -> tuple[str, str] | None:
+def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: float, limit: float,
+                       distilled: dict[str, Any], *, progress: Progress = no_progress) -> tuple[str, str] | None:
     """``[serve] min_throughput`` is a constraint, not a wish: when the student of a too-slow ``teacher``
     is refused, production becomes the most accurate model that meets the limit: the student when it does,
     or the best node on dev of the teacher's cold-start ``run`` (its refit on train + dev when there is one)
@@ -265,8 +266,7 @@ def serve_within_limit(ws: Workspace, teacher: Any, run: Run, rate: float, limit
                      and (n.texts_per_second or 0) * CONTENTION >= limit),
                     key=lambda n: -primary(n.dev_metrics, spec.primary_metric))
     for n in ranked[:SPEED_CHECKS]:  # the best on dev first; speeds measured in the search shared the cores
-        refits = [r for r in done if r.pipeline["strategy"] == "refit" and r.pipeline["hparams"].get("of") == n.name]
-        node = refits[-1] if refits else n
+        node = refitted_form(done, n)
         if node.id == teacher.node_id:
             continue
         speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1)
@@ -290,11 +290,8 @@ def serve_within_limit(ws: Workspace, teacher: Any, run: Run, rate: float, limit
         scored.append((score, what, mv, node, rows, speed))
     score, what, mv, node, rows, speed = max(scored, key=lambda t: t[0])
     if mv is None:
-        mv = registry.register(store, task_id=teacher.task_id, node_id=node.id, artifact=node.model_artifact,
-                               metrics={"eval": {spec.primary_metric: score}, "dev": node.dev_metrics},
-                               lineage={"run_id": run.id, "eval_set": run.eval_set_id,
-                                        "datasets": store.run_state(run).datasets, "pipeline": node.pipeline},
-                               reason=f"the most accurate model of run {run.id} that meets [serve] min_throughput")
+        mv = register_node(ws, run, node, {"eval": {spec.primary_metric: score}, "dev": node.dev_metrics},
+                           f"the most accurate model of run {run.id} that meets [serve] min_throughput")
     g = gate(spec, [(sid, t, c) for (sid, _), t, c in zip(sets, teacher_rows, rows)],
              epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed,
              margin=ws.settings.serve.student_margin / 100)

@@ -44,6 +44,17 @@ def eval_sets(ws: Workspace, task_id: int) -> list[tuple[str, list[Example]]]:
     return [(r.id, list(EvalSet.from_dict(ws.artifacts.get_json(r.artifact)).examples)) for r in rows]
 
 
+def register_node(ws: Workspace, run: Run, node: Node, metrics: dict[str, Any], reason: str) -> Any:
+    """Register ``node``'s model as a version of ``run``'s task, with its lineage (run, frozen eval set,
+    datasets, pipeline)."""
+    from adaptloop.store import registry
+
+    return registry.register(ws.store, task_id=run.task_id, node_id=node.id, artifact=node.model_artifact,
+                             metrics=metrics, lineage={"run_id": run.id, "eval_set": run.eval_set_id,
+                                                       "datasets": ws.store.run_state(run).datasets,
+                                                       "pipeline": node.pipeline}, reason=reason)
+
+
 def run_eval_set(ws: Workspace, run: Run) -> EvalSet | None:
     """The eval set ``run`` froze before training, or None (it froze none)."""
     row = ws.store.get(EvalSetRow, run.eval_set_id) if run.eval_set_id else None

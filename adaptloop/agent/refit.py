@@ -51,14 +51,24 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
     best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
     if best.pipeline["strategy"] in TUNED_ON_DEV:
         return None  # tuned on dev: there is nothing left to tune it on
-    if not again and any(n.pipeline["strategy"] == "refit" and n.pipeline["hparams"].get("of") == best.name
-           for n in tried):
+    if not again and any(is_refit_of(n, best.name) for n in tried):
         return None
     if best.pipeline["strategy"] != "ensemble":
         return RefitPlan(best, [(best, 1.0)])
     by_name = {n.name: n for n in scored}
     pairs = zip(best.pipeline["hparams"]["member_names"], (best.chosen or {}).get("weights", []))
     return RefitPlan(best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name])
+
+
+def is_refit_of(node: Node, name: str) -> bool:
+    """Whether ``node`` retrains the pipeline of the node called ``name`` on train + dev."""
+    return node.pipeline["strategy"] == "refit" and node.pipeline["hparams"].get("of") == name
+
+
+def refitted_form(finished: Sequence[Node], node: Node) -> Node:
+    """What serves for ``node``: its last finished refit on train + dev among ``finished``, else itself."""
+    refits = [n for n in finished if n.status == "done" and is_refit_of(n, node.name)]
+    return refits[-1] if refits else node
 
 
 def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool = False) -> float | None:
