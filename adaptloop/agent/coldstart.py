@@ -330,7 +330,10 @@ class ColdStart:
         done = [n for n in finished if n.pipeline["strategy"] != "refit"]
         winner = version = None
         if done:
-            selected = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+            top = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+            selected = graph.preferred(done, lambda n: primary(n.dev_metrics, spec.primary_metric),
+                                       lambda n: n.pipeline["strategy"])
+            assert selected is not None
             best = refitted_form(finished, selected)
             refitted = best is not selected
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.run_state(run).eval_artifact))
@@ -340,9 +343,15 @@ class ColdStart:
             store.update(Node, best.id, eval_metrics=m,
                          predictions_artifact=ws.artifacts.put_jsonl(rows))
             store.decide(self.run_id, "select",
-                         f"'{selected.name}' has the best dev {spec.primary_metric} "
-                         f"({primary(selected.dev_metrics, spec.primary_metric):.4f}) of {len(done)} "
-                         "nodes" + (f"; promoting its refit on train+dev (node {best.id}), decided "
+                         (f"'{selected.name}' has the best dev {spec.primary_metric} "
+                          f"({primary(selected.dev_metrics, spec.primary_metric):.4f}) of {len(done)} nodes"
+                          if selected is top else
+                          f"the ensemble '{selected.name}' (dev {spec.primary_metric} "
+                          f"{primary(selected.dev_metrics, spec.primary_metric):.4f}) is within "
+                          f"{graph.ENSEMBLE_SLACK} of the best node '{top.name}' "
+                          f"({primary(top.dev_metrics, spec.primary_metric):.4f}) of {len(done)}: an average of "
+                          "models trained differently varies less off dev than one model picked on it")
+                         + (f"; promoting its refit on train+dev (node {best.id}), decided "
                                     "before either was scored on the eval set" if refitted else ""),
                          node_id=best.id)
             mv = register_node(ws, run, best, {"eval": scalars(m), "dev": selected.dev_metrics},

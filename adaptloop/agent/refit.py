@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adaptloop.evaluate.metrics import primary
+from adaptloop.search import graph
 from adaptloop.search.interventions import TRAINED
 from adaptloop.store.db import Node
 from adaptloop.train import FitContext, TrainedModel, Trainer
@@ -48,7 +49,9 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
               and not (again and n.pipeline["strategy"] in TUNED_ON_DEV)]
     if not scored:
         return None
-    best = max(scored, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
+    best = graph.preferred(scored, lambda n: primary(n.dev_metrics, spec.primary_metric),
+                           lambda n: n.pipeline["strategy"])
+    assert best is not None
     if best.pipeline["strategy"] in TUNED_ON_DEV:
         return None  # tuned on dev: there is nothing left to tune it on
     if not again and any(is_refit_of(n, best.name) for n in tried):
@@ -56,7 +59,8 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
     if best.pipeline["strategy"] != "ensemble":
         return RefitPlan(best, [(best, 1.0)])
     by_name = {n.name: n for n in scored}
-    pairs = zip(best.pipeline["hparams"]["member_names"], (best.chosen or {}).get("weights", []))
+    names = best.pipeline["hparams"]["member_names"]
+    pairs = zip(names, (best.chosen or {}).get("weights") or [1 / len(names)] * len(names))
     return RefitPlan(best, [(by_name[name], w) for name, w in pairs if w > 0 and name in by_name])
 
 
@@ -93,7 +97,7 @@ def settled_pipeline(node: Node, *, new_budget: bool = False) -> Pipeline:
     carried over, each tight cycle would shrink the next one's plan (5.0 → 2.44 → 1.68 epochs)."""
     pipe = Pipeline.from_dict(node.pipeline)
     chosen = node.chosen or {}
-    keep = {"C"} if pipe.strategy == "frozen" else {"epochs"}
+    keep = {"C"} if pipe.strategy in ("frozen", "lexical") else {"epochs"}
     if new_budget and chosen.get("cut_by_deadline"):
         keep -= {"epochs"}
     hp = {**pipe.hparams, **{k: v for k, v in chosen.items() if k in keep}}

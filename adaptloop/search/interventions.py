@@ -91,6 +91,17 @@ def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | No
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
 
 
+def lexical(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | None:
+    """Word and character n-grams + logistic regression on the parent's data (from a frozen node on the
+    default encoder; from a larger rung it would be the same model again).
+
+    The encoder field keeps the parent's: the model runs no encoder, and serves at its speed or faster."""
+    if p.strategy != "frozen" or p.encoder in c.ladder[1:]:
+        return None
+    return Pipeline(recipe=p.recipe, strategy="lexical", encoder=p.encoder,
+                    hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
+
+
 def contrastive(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
     """Fine-tune with hard negatives of the confusable pairs in every batch + a SupCon loss."""
     pairs = [list(pr) for pr in c.labels_of("confusable_pair")][:MAX_PAIRS]
@@ -168,6 +179,9 @@ CATALOGUE: tuple[Intervention, ...] = (
                  "the frozen encoder limits the head: fine-tune it (LP-FT)"),
     Intervention("lora", "model", _to_trained("lora", LORA_DEFAULTS),
                  "LoRA adapters change fewer weights and may generalise differently", BOTH),
+    Intervention("lexical", "model", lexical,
+                 "word and character n-grams read surface forms (rare words, codes, misspellings) an encoder "
+                 "blurs: alone weaker, beside the encoder a member that errs on other examples"),
     Intervention("larger-encoder", "model", larger_encoder,
                  "a larger encoder separates classes the small one blurs{target}", BOTH),
     Intervention("contrastive", "surgical", contrastive,

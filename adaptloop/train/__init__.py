@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
-STRATEGIES = ("frozen", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora", "span-threshold",
-              "zero-shot", "sft", "sft-lora")
+STRATEGIES = ("frozen", "lexical", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora",
+              "span-threshold", "zero-shot", "sft", "sft-lora")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -16,6 +16,10 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.frozen import FrozenEncoderTrainer
 
         return FrozenEncoderTrainer()
+    if strategy == "lexical":
+        from adaptloop.train.lexical import LexicalTrainer
+
+        return LexicalTrainer()
     if strategy in ("finetune", "lora"):
         from adaptloop.train.finetune import FineTuneTrainer
 
@@ -73,6 +77,10 @@ def _load(folder) -> TrainedModel:
         from adaptloop.train.ensemble import load_ensemble
 
         return load_ensemble(Path(folder), load_trained)
+    if meta.get("kind") == "lexical":
+        from adaptloop.train.lexical import load_lexical
+
+        return load_lexical(Path(folder))
     if meta.get("kind") == "fake-tagger":
         from adaptloop.train.fake import FakeTagger
 

@@ -33,8 +33,7 @@ import torch
 from adaptloop.train.base import FitContext
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import embed, encode_batch, load_base
-from adaptloop.train.frozen import full_head
-from adaptloop.train.logreg import fit_logreg
+from adaptloop.train.logreg import fit_logreg, full_head
 from adaptloop.train.loop import UpdatePlan, length_batches
 
 

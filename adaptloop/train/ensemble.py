@@ -1,8 +1,12 @@
 """Ensemble of trained nodes: a weighted average of their class probabilities.
 
 Members are earlier nodes' saved models (their folders are given in the pipeline's
-``hparams["members"]``); weights are picked on dev from a coarse simplex grid, so the
-ensemble never does worse on dev than its best member.
+``hparams["members"]``); weights are picked on dev from a coarse simplex grid: of the weights
+whose dev accuracy is within ``TOLERANCE`` of the best, the ones closest to equal. The best
+weights on a dev split of a thousand rows fit its noise: measured on banking77 and snips
+(`benchmarks/lexical_members.py`), the dev-best weights of a three-member ensemble scored test
+0.9409 / 0.9843 where equal weights scored 0.9451 / 0.9857, and within 0.5% of the best the
+choice never did worse on test than the dev-best one.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from adaptloop.train.base import FitContext, TrainedModel, label_ids
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 GRID_STEP = 0.1  # weight resolution; finer grids overfit a dev split of a few hundred rows
+TOLERANCE = 0.005  # dev accuracy a weighting may give up to be closer to equal weights (at least 2 rows)
 
 
 class EnsembleModel:
@@ -59,6 +64,18 @@ def simplex_grid(n: int, step: float = GRID_STEP) -> list[tuple[float, ...]]:
             if sum(combo) == k]
 
 
+def pick_weights(probs: Sequence[np.ndarray], y: np.ndarray) -> tuple[tuple[float, ...], float]:
+    """Weights for ``probs`` (one array per member) on dev labels ``y``, and their dev accuracy: of the
+    grid's weightings within ``TOLERANCE`` of the best dev accuracy, the closest to equal weights."""
+    grid = simplex_grid(len(probs))
+    accs = np.array([float((_mix(probs, np.asarray(w)).argmax(1) == y).mean()) if len(y) else 0.0 for w in grid])
+    slack = max(TOLERANCE, 2 / len(y)) if len(y) else 0.0
+    equal = np.full(len(probs), 1 / len(probs))
+    near = [i for i in range(len(grid)) if accs[i] >= accs.max() - slack - 1e-12]
+    i = min(near, key=lambda i: (float(np.abs(np.asarray(grid[i]) - equal).sum()), -accs[i]))
+    return grid[i], float(accs[i])
+
+
 class EnsembleTrainer:
     """Fits only the weights; members come trained."""
 
@@ -80,12 +97,7 @@ class EnsembleTrainer:
         for m in members:
             probs.append(m.predict_proba(texts))
             bar(1)
-        best_w, best_acc = None, -1.0
-        for w in simplex_grid(len(members)):
-            acc = float((_mix(probs, np.asarray(w)).argmax(1) == y).mean()) if len(y) else 0.0
-            if acc > best_acc + 1e-12:
-                best_w, best_acc = w, acc
-        assert best_w is not None
+        best_w, best_acc = pick_weights(probs, y)
         kept = [(m, w) for m, w in zip(members, best_w) if w > 0]
         model = EnsembleModel([m for m, _ in kept], [w for _, w in kept])
         return model, NodeResult(dev_metrics={"accuracy": best_acc},

@@ -23,8 +23,8 @@ import torch
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import cuda_bf16, encode_batch, freeze_large_vocabulary, load_base
-from adaptloop.train.frozen import _embeddings, full_head
-from adaptloop.train.logreg import fit_logreg
+from adaptloop.train.frozen import _embeddings
+from adaptloop.train.logreg import fit_logreg, full_head
 from adaptloop.train.loop import UpdatePlan, length_batches
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 

@@ -15,7 +15,7 @@ from sklearn.linear_model import LogisticRegression
 from adaptloop.train.base import FitContext, class_weights, label_ids
 from adaptloop.train.classifier import EncoderClassifier
 from adaptloop.train.encoder import EmbeddingCache
-from adaptloop.train.logreg import fit_logreg
+from adaptloop.train.logreg import fit_logreg, full_head
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 C_GRID = (3.0, 10.0, 30.0)  # inverse L2 strength; rows are unit-norm so C must be large
@@ -27,26 +27,6 @@ def _embeddings(ctx: FitContext, encoder: str, texts: Sequence[str], what: str) 
 
     return cache.get(encoder, list(texts), progress=ctx.progress(f"embed {what}", len(texts)),
                      device=torch.device(ctx.device))
-
-
-def full_head(clf: LogisticRegression, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Head (k, d) and bias (k,) with rows for every class id, also those absent in training.
-
-    With two classes seen, scikit-learn keeps one row: the logit of ``classes_[1]`` against
-    ``classes_[0]``. It becomes two rows of opposite halves, so their softmax is its sigmoid
-    (copying the one row into both would give every input 0.5 / 0.5 and the first label).
-    """
-    d = clf.coef_.shape[1]
-    weight = np.zeros((k, d), dtype=np.float32)
-    bias = np.full(k, -1e4, dtype=np.float32)  # a class never seen is never predicted
-    if len(clf.classes_) == 2 and clf.coef_.shape[0] == 1:
-        coef, intercept = clf.coef_ / 2, clf.intercept_ / 2
-        coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
-    else:
-        coef, intercept = clf.coef_, clf.intercept_
-    weight[clf.classes_] = coef
-    bias[clf.classes_] = intercept
-    return weight, bias
 
 
 class FrozenEncoderTrainer:

@@ -210,6 +210,7 @@ def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
     assert "ensemble" in moves
     same = [node("baseline", 0.80, order=0), node("c2", 0.81, "baseline", recipe="clean", order=1)]
     assert "ensemble" not in {p.move for p in pol.graph_moves(state(same))}
+    nodes.append(node("lexical", 0.70, "baseline", strategy="lexical", move="lexical", order=2))
     p = pol.propose(state(nodes, left=25.0, refit_seconds=20.0))  # nothing else fits
     assert p.kind == "refit" and p.pipeline.hparams["of"] == "big" and "keep_trained" not in p.pipeline.hparams
     # a full refit (a fine-tune member) does not fit, its frozen members' does: they alone refit
@@ -276,17 +277,23 @@ def test_a_cold_start_opens_with_the_best_fixed_recipe_then_its_ensemble():
     assert first.reason.startswith("opening")
     running = node(first.name, 0.0, "baseline", status="running", move=first.move, order=1,
                    strategy=first.pipeline.strategy, encoder=first.pipeline.encoder, hparams=first.pipeline.hparams)
+    assert first.move == "lexical"  # the cheapest move of the opening first
     second = pol.propose(state([base, running], opening=True))
-    assert second.kind == "opening" and {first.move, second.move} == set(OPENING["classification"])
-    ft = node("finetune", 0.83, "baseline", strategy="finetune", move="finetune", order=1,
+    third = pol.propose(state([base, running, replace(running, name="second", move=second.move)], opening=True))
+    assert second.kind == third.kind == "opening"
+    assert [first.move, second.move, third.move] == list(OPENING["classification"])
+    lex = node("lexical", 0.78, "baseline", strategy="lexical", move="lexical", order=1)
+    ft = node("finetune", 0.83, "baseline", strategy="finetune", move="finetune", order=2,
               hparams=dict(iv.FINETUNE_DEFAULTS))
-    big = node("larger-encoder", 0.84, "baseline", encoder=BIG, move="larger-encoder", order=2)
-    last = pol.propose(state([base, ft, big], opening=True))
-    assert last.kind == "ensemble" and {"finetune", "larger-encoder"} <= set(last.pipeline.hparams["member_names"])
-    assert last.reason.startswith("opening, last move")
+    big = node("larger-encoder", 0.84, "baseline", encoder=BIG, move="larger-encoder", order=3)
+    last = pol.propose(state([base, lex, ft, big], opening=True))
+    assert last.kind == "ensemble" and last.reason.startswith("opening, last move")
+    # the best model of each kind: the n-gram model is a member although it scores lowest
+    assert last.pipeline.hparams["member_names"] == ["larger-encoder", "finetune", "baseline", "lexical"]
     assert pol.propose(state([base])).kind != "opening"  # an improve cycle starts from its incumbent
-    short = pol.propose(state([base], opening=True, left=80.0))  # frozen mpnet's ~100 s do not fit
-    assert short.kind == "opening" and short.move == "finetune"
+    short = [base, lex]  # frozen mpnet's ~100 s and a fine-tune's do not fit: the opening is the n-gram model
+    ens = pol.propose(state(short, opening=True, left=40.0))
+    assert ens.kind == "ensemble" and ens.pipeline.hparams["member_names"] == ["baseline", "lexical"]
 
 
 def test_a_model_too_slow_to_serve_must_leave_its_students_time():

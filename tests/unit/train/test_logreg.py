@@ -3,8 +3,7 @@ the majority class."""
 
 import numpy as np
 
-from adaptloop.train.frozen import full_head
-from adaptloop.train.logreg import fit_logreg
+from adaptloop.train.logreg import fit_logreg, full_head
 
 
 def test_a_binary_logreg_head_gives_sklearn_s_probabilities():
