@@ -24,7 +24,8 @@ def test_it_learns_surface_forms_and_reloads_from_plain_data(tmp_path):
     model.save(tmp_path)
     assert not list(tmp_path.glob("*.pkl")) and not list(tmp_path.glob("*.joblib"))
     again = load_trained(tmp_path)
-    assert np.allclose(again.predict_proba(["lost card", "money back"]), model.predict_proba(["lost card", "money back"]))
+    texts = ["lost card", "money back"]
+    assert np.allclose(again.predict_proba(texts), model.predict_proba(texts))
     assert again.predict_proba([]).shape == (0, 3)
 
 
