@@ -97,6 +97,7 @@ EXTRACTION_PENALTY = {"lora": -1.5}
 OPENING = {"classification": ("lexical", "finetune", "larger-encoder")}
 MAX_MEMBERS = 4  # an ensemble's members: the best node of each kind (strategy, encoder), at most this many
 SEVERITY_WEIGHT = 2.0
+ENCODER_TEXTS_PER_S = 150.0  # a fine-tuned default encoder scoring texts on one worker (measured 150–230/s)
 SPEED_TEXTS = 64  # texts a finished node scores uncached to measure its speed (``executor.NODE_SPEED_TEXTS``)
 LEARNED_SCALE = 100.0  # a mean gain of +0.01 over past runs is worth one family rank
 SMALL_DATA_PER_CLASS = 50
@@ -128,7 +129,11 @@ def cost(p: Pipeline, s: SearchState) -> float:
         return 0.5 * n / 32 * s.sec_per_step * s.slowdown + 60  # at least half an epoch
     if p.strategy == "refit":
         return (s.refit_frozen_seconds if p.hparams.get("keep_trained") else s.refit_seconds) or math.inf
-    return 30.0  # threshold, ensemble: scoring dev with trained models
+    if p.strategy == "ensemble":  # frozen and n-gram members score dev from cache or in a blink; trained ones
+        strategy = {n.name: n.strategy for n in s.nodes}  # run their network over dev twice (fit, then scoring)
+        trained = sum(strategy.get(m) in iv.TRAINED for m in p.hparams.get("member_names", ()))
+        return 5.0 + trained * 2 * s.n_train / 9 / ENCODER_TEXTS_PER_S * s.slowdown
+    return 30.0  # threshold: scoring dev with a trained model, then tuning
 
 
 def ensemble_members(pool: Sequence[GraphNode]) -> list[GraphNode]:

@@ -28,7 +28,7 @@ from adaptloop.train import FitContext, TrainedModel, Trainer
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
-FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds
+FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds (at most its first fit's time)
 TUNED_ON_DEV = ("threshold", "span-threshold")
 
 
@@ -84,8 +84,8 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool 
         return None if not trained or len(trained) == len(plan.members) else \
             FROZEN_REFIT_S * (len(plan.members) - len(trained))
     grow = (n_train + n_dev) / max(1, n_train)
-    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED else FROZEN_REFIT_S
-               for m, _ in plan.members)
+    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED
+               else min(FROZEN_REFIT_S, m.train_seconds * grow * GROWTH_MARGIN) for m, _ in plan.members)
 
 
 def settled_pipeline(node: Node, *, new_budget: bool = False) -> Pipeline:

@@ -211,6 +211,8 @@ def test_ensemble_needs_diverse_members_and_refit_is_the_last_move():
     same = [node("baseline", 0.80, order=0), node("c2", 0.81, "baseline", recipe="clean", order=1)]
     assert "ensemble" not in {p.move for p in pol.graph_moves(state(same))}
     nodes.append(node("lexical", 0.70, "baseline", strategy="lexical", move="lexical", order=2))
+    ens = next(p for p in pol.graph_moves(state(nodes)) if p.move == "ensemble")
+    nodes.append(node("ensemble", 0.75, "big", strategy="ensemble", order=3, hparams=ens.pipeline.hparams))
     p = pol.propose(state(nodes, left=25.0, refit_seconds=20.0))  # nothing else fits
     assert p.kind == "refit" and p.pipeline.hparams["of"] == "big" and "keep_trained" not in p.pipeline.hparams
     # a full refit (a fine-tune member) does not fit, its frozen members' does: they alone refit
