@@ -22,6 +22,7 @@ from safetensors.torch import load_file, save_file
 
 from adaptloop.errors import DataError
 from adaptloop.train.encoder import EmbeddingCache, embed, load_base
+from adaptloop.train.logreg import linear_proba
 
 MODEL_FILE = "adaptloop_model.json"
 
@@ -69,10 +70,7 @@ class EncoderClassifier:
         return self.proba_from_embeddings(self.embed(texts))
 
     def proba_from_embeddings(self, emb: np.ndarray) -> np.ndarray:
-        logits = emb @ self.weight.T + self.bias
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return linear_proba(emb, self.weight, self.bias)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

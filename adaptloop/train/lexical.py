@@ -25,7 +25,7 @@ from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
 from adaptloop.train.base import FitContext, class_weights, label_ids
-from adaptloop.train.logreg import fit_logreg, full_head
+from adaptloop.train.logreg import fit_logreg, full_head, linear_proba
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
 MODEL_FILE = "adaptloop_model.json"
@@ -54,10 +54,7 @@ class LexicalClassifier:
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
-        logits = np.asarray(self.features(texts) @ self.weight.T) + self.bias
-        logits -= logits.max(1, keepdims=True)
-        p = np.exp(logits)
-        return p / p.sum(1, keepdims=True)
+        return linear_proba(self.features(texts), self.weight, self.bias)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -62,3 +63,11 @@ def full_head(clf: LogisticRegression, k: int) -> tuple[np.ndarray, np.ndarray]:
     weight[clf.classes_] = coef
     bias[clf.classes_] = intercept
     return weight, bias
+
+
+def linear_proba(x: Any, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """Softmax of the linear head (``weight`` (k, d), ``bias`` (k,)) over features ``x`` (dense or sparse)."""
+    logits = np.asarray(x @ weight.T) + bias
+    logits -= logits.max(1, keepdims=True)
+    p = np.exp(logits)
+    return p / p.sum(1, keepdims=True)
