@@ -392,3 +392,18 @@ def test_a_baseline_whose_worker_died_is_tried_once_more_and_a_failed_one_stops_
     twice = replace(node("baseline-2", 0.0, status="failed"), crashed=True)
     assert isinstance(doctrine.propose(state([crashed, twice])), Stop)  # not a third time
     assert isinstance(doctrine.propose(state([node("baseline", 0.0, status="failed")])), Stop)  # its code failed
+
+
+def test_an_ensemble_with_no_time_for_its_student_keeps_the_members_that_serve_fast_enough_together():
+    pol = DoctrinePolicy()
+    base = replace(node("baseline", 0.80, findings=[PAIR], order=0), texts_per_second=170.0)
+    lex = replace(node("lexical", 0.78, "baseline", strategy="lexical", move="lexical", order=1),
+                  texts_per_second=3000.0)
+    ft = replace(node("finetune", 0.82, "baseline", strategy="finetune", move="finetune", order=2,
+                      hparams=dict(iv.FINETUNE_DEFAULTS)), texts_per_second=160.0)
+    big = replace(node("big", 0.84, "baseline", encoder=BIG, order=3), texts_per_second=36.0)
+    nodes = [base, lex, ft, big]
+    roomy = [p for p in pol.graph_moves(state(nodes, min_throughput=150.0)) if p.move == "ensemble"]
+    assert roomy[0].pipeline.hparams["member_names"] == ["big", "finetune", "baseline", "lexical"]
+    tight = [p for p in pol.graph_moves(state(nodes, min_throughput=150.0, student_s=3000.0)) if p.move == "ensemble"]
+    assert tight[0].pipeline.hparams["member_names"] == ["finetune", "lexical"]  # 151 texts/s together
