@@ -245,17 +245,20 @@ class DoctrinePolicy:
         regime = regime_of(b.score, b.findings)
         tried = _tried(s)
         pool = [n for n in graph.scored(s.nodes) if n.strategy not in graph.UNEXPANDABLE and n.model_path]
-        members = ensemble_members(pool)
-        ens = self._ensemble(members, s, tried) if s.family != "extraction" else None
-        if ens is None and s.family != "extraction":  # too slow to serve and no time for its student:
-            ens = self._ensemble(servable(members, s), s, tried)  # the members that serve fast enough together
-        if ens is not None:
-            p, members = ens
+        members = ensemble_members(pool) if s.family != "extraction" else []
+        full = self._ensemble(members, s, tried)
+        # too slow to serve: also the members that serve fast enough together, for when the student of the
+        # full ensemble is refused or has no time (then what serves is the best model that meets the limit)
+        fast = servable(members, s)
+        for ens in [full, self._ensemble(fast, s, tried) if fast != members else None]:
+            if ens is None:
+                continue
+            p, chosen = ens
             out.append(Proposal(
-                name="ensemble", pipeline=p, parent=members[0].name, move="ensemble", kind="ensemble",
+                name="ensemble", pipeline=p, parent=chosen[0].name, move="ensemble", kind="ensemble",
                 intervention="ensemble of the best branches",
                 reason="models trained differently err differently: average the probabilities of "
-                       f"{', '.join(m.name for m in members)} with weights picked on dev",
+                       f"{', '.join(m.name for m in chosen)} with weights picked on dev",
                 priority=self.priority("ensemble", "model", regime, 0.25, s),
                 detail={"family": "model"}))
         done_of = {n.pipeline.get("hparams", {}).get("of_name") for n in s.nodes if n.strategy == "threshold"}
