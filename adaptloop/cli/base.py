@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -29,6 +31,11 @@ class Group(TyperGroup):
     promoted), Ctrl-C to 130, and anything unexpected to one line and 1 (its traceback kept in a file)."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        # SIGTERM (a job scheduler, `kill`, a container stopping) takes Ctrl-C's path: the run is marked
+        # interrupted and resumable, and the search's worker processes are stopped with it (killed
+        # outright, they kept training until their deadlines)
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _interrupt) if main else None
         try:
             return super().invoke(ctx)
         except RunFailed as exc:
@@ -57,6 +64,13 @@ class Group(TyperGroup):
                       "adaptloop.toml and that the database is reachable"), highlight=False,
                       soft_wrap=True)
             ctx.exit(2)
+        finally:
+            if main:
+                signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def _keep_traceback(exc: BaseException) -> Path:

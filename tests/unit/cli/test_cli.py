@@ -30,3 +30,30 @@ def test_new_without_data_drafts_or_says_what_to_give(tmp_path):
     assert "Traceback" not in r.stderr
     r = run("new", "build me a PII detection model", "-w", ws)  # no terminal to ask in
     assert r.exit_code == 2 and "pass --yes" in r.stderr and "PERSON" in r.stderr
+
+
+def test_sigterm_stops_a_command_the_way_ctrl_c_does():
+    import os
+    import signal
+    import time
+
+    import typer
+    from typer.testing import CliRunner
+
+    from adaptloop.cli.base import Group
+
+    app = typer.Typer(cls=Group)
+
+    @app.command()
+    def work() -> None:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(10)  # never reached: the handler raises at once
+
+    @app.command()
+    def rest() -> None:
+        pass
+
+    before = signal.getsignal(signal.SIGTERM)
+    started = time.monotonic()
+    assert CliRunner().invoke(app, ["work"]).exit_code == 130  # the interrupted path: resumable
+    assert time.monotonic() - started < 5 and signal.getsignal(signal.SIGTERM) is before
