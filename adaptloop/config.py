@@ -103,6 +103,11 @@ class ServeSettings(BaseModel):
                                   "answers there show how it weighs classes. Labelling stops at a quarter of the "
                                   "distillation's budget. 0 = none (the default: on banking77 at 10 minutes the "
                                   "time they take costs the student more than they teach it).")
+    abstain_share: float = Field(0.005, ge=0, lt=0.5, description="For a task with an out-of-scope label (e.g. "
+                                 "clinc150's `oos`): the share of in-scope dev examples, the least confident, that "
+                                 "what serves may answer with it. It sets the abstention threshold on in-scope "
+                                 "examples alone: dev holds out-of-scope inputs as rarely as the training data, "
+                                 "traffic far more often. 0 = no abstention.")
     export: bool = Field(True, description="After `new`, export production to ONNX for serving (kept only if it "
                          "passes the parity check against torch; `adaptloop export` does the same by hand).")
     student_margin: float = Field(0.5, ge=0, le=100, description="Points of accuracy a student may lose to its "

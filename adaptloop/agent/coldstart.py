@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from adaptloop.agent.abstain import abstaining
 from adaptloop.agent.budget import Clock, parse_budget
 from adaptloop.agent.executor import (
     Executor,
@@ -336,6 +337,8 @@ class ColdStart:
             assert selected is not None
             best = refitted_form(finished, selected)
             refitted = best is not selected
+            refit_id = best.id
+            best = abstaining(ws, run, spec, selected, best, progress=self.progress)
             eval_set = EvalSet.from_dict(ws.artifacts.get_json(store.run_state(run).eval_artifact))
             family = self.family or family_of(spec.family)
             rows = family.score_eval(ws, best, eval_set, progress=self.progress, what="score winner on eval set")
@@ -351,7 +354,7 @@ class ColdStart:
                           f"{graph.ENSEMBLE_SLACK} of the best node '{top.name}' "
                           f"({primary(top.dev_metrics, spec.primary_metric):.4f}) of {len(done)}: an average of "
                           "models trained differently varies less off dev than one model picked on it")
-                         + (f"; promoting its refit on train+dev (node {best.id}), decided "
+                         + (f"; promoting its refit on train+dev (node {refit_id}), decided "
                                     "before either was scored on the eval set" if refitted else ""),
                          node_id=best.id)
             mv = register_node(ws, run, best, {"eval": scalars(m), "dev": selected.dev_metrics},

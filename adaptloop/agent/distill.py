@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from adaptloop.agent.abstain import MIN_DEV, said
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, eval_sets, register_node, run_eval_set
 from adaptloop.agent.refit import refitted_form
@@ -44,6 +45,7 @@ from adaptloop.train import load_trained
 from adaptloop.train.base import FitContext
 from adaptloop.train.distill import DistillConfig, distill
 from adaptloop.train.encoder import pick_device
+from adaptloop.train.threshold import ThresholdModel, abstention
 from adaptloop.types import Progress, no_progress
 from adaptloop.workspace import Workspace
 
@@ -147,6 +149,16 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
                             FitContext(deadline=deadline, progress=progress,
                                        device=str(pick_device(ws.settings.train.device))),
                             cfg, seed=ws.settings.train.seed, dev_gold=dev_gold)
+    oos, share = spec.out_of_scope_label, ws.settings.serve.abstain_share
+    if oos in index and share > 0:  # the student abstains like its teacher: a threshold on its own dev answers
+        known = np.array([g is not None for g in dev_gold], dtype=bool)
+        if known.sum() >= MIN_DEV:
+            st = abstention(student.predict_proba([t for t, k in zip(dev_texts, known) if k]),
+                            np.array([g for g in dev_gold if g is not None]), index[oos], share)
+            student = ThresholdModel(student, np.zeros(len(labels)), oos, st["threshold"])
+            info["abstention"] = st
+            store.decide(run.id, "abstain", f"the student answers '{oos}' under a top probability of "
+                         f"{st['threshold']:.3f}: on dev it {said(st, oos, share)}", node_id=node.id)
     folder = ws.artifacts.staging_dir()
     student.save(folder)
     address = ws.artifacts.put_dir(folder)

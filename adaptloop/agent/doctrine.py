@@ -196,8 +196,8 @@ class DoctrinePolicy:
     def candidates(self, node: GraphNode, s: SearchState, kind: str = "expand") -> list[Proposal]:
         """Every applicable, affordable, untried intervention on ``node``."""
         regime = regime_of(node.score, node.findings)
-        ctx = iv.Context(ladder=s.ladder, oos_label=s.oos_label, parent_model=node.model_path,
-                         parent_name=node.name, findings=node.findings)
+        ctx = iv.Context(ladder=s.ladder, oos_label=s.oos_label, abstain_share=s.abstain_share,
+                         parent_model=node.model_path, parent_name=node.name, findings=node.findings)
         pairs: list[tuple[str, dict[str, Any] | None]] = []
         for f in sorted(node.findings, key=lambda f: -f.severity):
             pairs += [(m, f) for m in f.suggests if m in iv.BY_NAME]
@@ -264,8 +264,8 @@ class DoctrinePolicy:
         done_of = {n.pipeline.get("hparams", {}).get("of_name") for n in s.nodes if n.strategy == "threshold"}
         if s.oos_label and b.strategy not in ("threshold", "refit") and b.model_path and b.name not in done_of:
             child = iv.apply("threshold", Pipeline.from_dict(b.pipeline), None,
-                             iv.Context(oos_label=s.oos_label, parent_model=b.model_path, parent_name=b.name,
-                                        findings=b.findings))
+                             iv.Context(oos_label=s.oos_label, abstain_share=s.abstain_share,
+                                        parent_model=b.model_path, parent_name=b.name, findings=b.findings))
             if child is not None and _key(child) not in tried:
                 out.append(Proposal(
                     name="threshold", pipeline=child, parent=b.name, move="threshold", kind="expand",

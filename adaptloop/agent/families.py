@@ -103,7 +103,8 @@ class Labelled:
         return dict(
             encoder=settings.train.encoder, n_train=len(data.raw), n_classes=len(spec.labels),
             n_label_issues=len(data.issue_ids), ladder=_ladder(ws, spec.family), oos_label=spec.out_of_scope_label,
-            seed=settings.train.seed, learned=self._learned(ws, run, spec, len(data.raw)),
+            abstain_share=settings.serve.abstain_share, seed=settings.train.seed,
+            learned=self._learned(ws, run, spec, len(data.raw)),
             # classification on CPU has a frozen larger rung; extraction has none, so there a
             # larger tagger competes on its (size-scaled) cost instead of being ruled out
             trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),

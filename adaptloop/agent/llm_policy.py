@@ -156,8 +156,9 @@ class LLMPolicy:
         picked = next((p for p in menu if p.move == choice.move and p.parent == parent.name), None)
         if picked is None:
             child = iv.apply(choice.move, Pipeline.from_dict(parent.pipeline), None,
-                             iv.Context(ladder=s.ladder, oos_label=s.oos_label, parent_model=parent.model_path,
-                                        parent_name=parent.name, findings=parent.findings)) \
+                             iv.Context(ladder=s.ladder, oos_label=s.oos_label, abstain_share=s.abstain_share,
+                                        parent_model=parent.model_path, parent_name=parent.name,
+                                        findings=parent.findings)) \
                 if choice.move in iv.BY_NAME else None
             if child is not None and cost(child, s) > s.seconds_left:
                 return None, (f"unaffordable: '{choice.move}' on '{parent.name}' needs at least "

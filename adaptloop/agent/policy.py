@@ -29,6 +29,7 @@ class SearchState:
     n_label_issues: int = 0
     ladder: tuple[str, ...] = ()
     oos_label: str | None = None
+    abstain_share: float | None = None  # [serve] abstain_share (None: the threshold trainer's default)
     seed: int = 0
     learned: dict[str, tuple[int, float, float]] = field(default_factory=dict)  # move -> (n, mean gain, mean s)
     refit_seconds: float | None = None

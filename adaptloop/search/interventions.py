@@ -36,6 +36,7 @@ class Context:
 
     ladder: tuple[str, ...] = ()  # installed encoders, smallest first
     oos_label: str | None = None
+    abstain_share: float | None = None  # of in-scope dev examples abstention may take (None: default)
     parent_model: str | None = None  # saved model folder of the parent
     parent_name: str = ""
     findings: tuple[Finding, ...] = field(default_factory=tuple)  # the parent's findings
@@ -135,7 +136,8 @@ def threshold(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:
         return None
     return Pipeline(recipe=p.recipe, strategy="threshold", encoder=p.encoder,
                     hparams={"of": c.parent_model, "of_name": c.parent_name, "labels": labels,
-                             "abstain": c.oos_label}, seed=p.seed)
+                             "abstain": c.oos_label,
+                             **({"share": c.abstain_share} if c.abstain_share is not None else {})}, seed=p.seed)
 
 
 def span_threshold(p: Pipeline, f: Finding | None, c: Context) -> Pipeline | None:

@@ -225,3 +225,42 @@ def test_a_model_too_slow_to_serve_makes_the_search_keep_its_students_time_back(
     assert coldstart.serving_reserve(ws, 60) == coldstart.STUDENT_SHARE * 60  # the share, under student_budget
     ws.settings.serve.min_throughput = 0.0
     assert coldstart.serving_reserve(ws, 600) == 0.0
+
+
+class NoThreshold:
+    def fit(self, *a, **k):
+        raise RuntimeError("no threshold node in this test")
+
+
+@pytest.mark.parametrize("threshold_nodes", [True, False])
+def test_a_task_with_an_out_of_scope_label_serves_a_model_that_abstains(ws, tmp_path, banking_sample,
+                                                                        threshold_nodes):
+    """Either the search's abstention node wins, or the winner is wrapped to abstain after the search."""
+    from adaptloop.train import load_trained, trainer_for
+    from adaptloop.train.threshold import ThresholdModel
+
+    rows = subset(banking_sample, 6, 40)
+    first = rows[0]["label"]
+    for r in rows:  # one intent stands for "none of the above"
+        if r["label"] == first:
+            r["label"] = "oos"
+    ws.settings.serve.abstain_share = 0.05
+    fake = FakeTrainer()
+    threshold = trainer_for("threshold") if threshold_nodes else NoThreshold()
+    r = cold_start(ws, load_classification(write_jsonl(tmp_path / "t.jsonl", rows)), "route banking messages", 60,
+                   make_trainer=lambda s: threshold if s == "threshold" else fake, embed_fn=fake_embed)
+    store = ws.store
+    assert r.spec.out_of_scope_label == "oos"
+    model = load_trained(ws.artifacts.path(registry.resolve(store, "production").artifact))
+    assert isinstance(model, ThresholdModel) and model.abstain == "oos" and 0 < model.threshold < 1
+    node = store.get(Node, r.winner["node_id"])
+    assert node.pipeline["strategy"] == "threshold" and node.chosen["share"] == 0.05
+    assert node.name == ("threshold" if threshold_nodes else "abstain")
+    if not threshold_nodes:  # wrapped after the search: what it does on dev is on record
+        d = next(d for d in store.decisions(r.run_id) if d.kind == "abstain")
+        assert "in-scope examples to 'oos'" in d.reason
+        base = store.get(Node, node.parent_id)  # the model the search would have served, unchanged inside
+        assert base.pipeline["strategy"] == "refit"
+        texts = [x["text"] for x in rows[:30]]
+        np.testing.assert_allclose(model.base.predict_proba(texts),
+                                   load_trained(ws.artifacts.path(base.model_artifact)).predict_proba(texts))

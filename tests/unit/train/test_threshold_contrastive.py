@@ -83,3 +83,27 @@ def test_lora_targets_follow_the_architecture():
     assert lora_targets(Attn(["q", "k", "v", "o"])) == ["q", "v"]  # MPNet
     with pytest.raises(ValueError, match="LoRA"):
         lora_targets(Attn(["dense"]))
+
+
+@pytest.mark.parametrize("share", [0.0, 0.01, 0.05, 0.2])
+def test_the_abstention_threshold_is_the_highest_that_keeps_the_in_scope_share(share):
+    from adaptloop.train.threshold import abstention, scope_threshold
+
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 4, 500)  # class 3 is out of scope
+    probs = rng.dirichlet(np.ones(4) * 0.5, 500)
+    t = scope_threshold(probs, y, 3, share)
+    top = probs[y != 3].max(1)
+    assert (top < t).mean() <= share  # at most that share of in-scope rows abstains
+    higher = np.sort(top)[np.searchsorted(np.sort(top), t, side="right")]  # the next notch up
+    assert (top <= higher).mean() > share  # and past the next in-scope row it would take more
+    st = abstention(probs, y, 3, share)
+    answered = (probs[y != 3].max(1) < t) | (probs[y != 3].argmax(1) == 3)  # below it, or out of scope anyway
+    assert st["threshold"] == pytest.approx(t) and st["sent"] == int(answered.sum()) and st["in_scope"] == int((y != 3).sum())
+    assert st["caught"] >= st["caught_before"] if share else st["caught"] == st["caught_before"]
+
+
+def test_nothing_in_scope_means_every_row_abstains():
+    from adaptloop.train.threshold import scope_threshold
+
+    assert scope_threshold(np.full((5, 3), 1 / 3), np.full(5, 2), 2, 0.01) == 1.0
