@@ -33,19 +33,23 @@ DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "d
 ENCODERS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
 
-def main() -> None:
-    from adaptloop.train import FitContext, trainer_for
-    from adaptloop.train.encoder import EmbeddingCache, set_threads
-    from adaptloop.train.ensemble import _mix, pick_weights, simplex_grid
-    from adaptloop.train.logreg import fit_logreg
-    from adaptloop.types import Example, Pipeline, TaskSpec
-
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="banking77")
+def member_args(ap: argparse.ArgumentParser, dataset: str) -> None:
+    """The arguments every member-probabilities benchmark takes."""
+    ap.add_argument("--dataset", default=dataset)
     ap.add_argument("--mpnet", action="store_true", help="also frozen all-mpnet-base-v2 (minutes to embed on CPU)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "adaptloop" / "bench-embeddings")
     ap.add_argument("--out", type=Path, default=None)
-    a = ap.parse_args()
+
+
+def member_probs(a: argparse.Namespace) -> dict:
+    """Train's 90% fits frozen MiniLM + LR (C=10), frozen mpnet + LR with ``--mpnet``, and the n-gram
+    model; returns their class probabilities on dev (train's other 10%) and test, with the labels,
+    the gold ids (-1: a test label train lacks), the split sizes and each fit's seconds."""
+    from adaptloop.train import FitContext, trainer_for
+    from adaptloop.train.encoder import EmbeddingCache, set_threads
+    from adaptloop.train.logreg import fit_logreg
+    from adaptloop.types import Example, Pipeline, TaskSpec
+
     set_threads(0)
     rows = {s: [json.loads(line) for line in (DATASETS / a.dataset / f"{s}.jsonl").open(encoding="utf-8")]
             for s in ("train", "test")}
@@ -72,11 +76,22 @@ def main() -> None:
                                           [Example(text=r["text"], label=r["label"]) for r in fit], [], FitContext())
     seconds["lexical"] = time.monotonic() - t0
     probs["lexical"] = {k: model.predict_proba(texts[k]) for k in ("dev", "test")}
+    return {"labels": labels, "y": y, "probs": probs, "seconds": seconds, "n_fit": len(fit), "n_dev": len(dev)}
+
+
+def main() -> None:
+    from adaptloop.train.ensemble import _mix, pick_weights, simplex_grid
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    member_args(ap, "banking77")
+    a = ap.parse_args()
+    m = member_probs(a)
+    y, probs, seconds = m["y"], m["probs"], m["seconds"]
 
     def acc(p: np.ndarray, split: str) -> float:
         return float((p.argmax(1) == y[split]).mean())
 
-    out = {"dataset": a.dataset, "date": time.strftime("%Y-%m-%d"), "n_fit": len(fit), "n_dev": len(dev),
+    out = {"dataset": a.dataset, "date": time.strftime("%Y-%m-%d"), "n_fit": m["n_fit"], "n_dev": m["n_dev"],
            "fit_seconds": {k: round(v, 1) for k, v in seconds.items()},
            "members": {k: {"dev": acc(p["dev"], "dev"), "test": acc(p["test"], "test")} for k, p in probs.items()},
            "ensembles": []}

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import time
 from pathlib import Path
 
@@ -25,48 +24,22 @@ import numpy as np
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 REPO = Path(__file__).resolve().parents[1]
-DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "datasets"))
-ENCODERS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 SHARES = (0.0025, 0.005, 0.01, 0.02)
 
 
 def main() -> None:
+    from lexical_members import member_args, member_probs  # the script's own folder is on sys.path
+
     from adaptloop.data.spec import OUT_OF_SCOPE_NAMES
-    from adaptloop.train import FitContext, trainer_for
-    from adaptloop.train.encoder import EmbeddingCache, set_threads
-    from adaptloop.train.logreg import fit_logreg
     from adaptloop.train.threshold import adjust, scope_threshold
-    from adaptloop.types import Example, Pipeline, TaskSpec
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--dataset", default="clinc150")
-    ap.add_argument("--mpnet", action="store_true", help="also frozen all-mpnet-base-v2 (minutes to embed on CPU)")
-    ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "adaptloop" / "bench-embeddings")
-    ap.add_argument("--out", type=Path, default=None)
+    member_args(ap, "clinc150")
     a = ap.parse_args()
-    set_threads(0)
-    rows = {s: [json.loads(line) for line in (DATASETS / a.dataset / f"{s}.jsonl").open(encoding="utf-8")]
-            for s in ("train", "test")}
-    train = rows["train"]
-    random.Random(0).shuffle(train)
-    dev, fit, test = train[: len(train) // 10], train[len(train) // 10:], rows["test"]
-    labels = sorted({r["label"] for r in train})
-    oos = next(lab for lab in labels if lab.lower() in OUT_OF_SCOPE_NAMES)
-    ids = {lab: i for i, lab in enumerate(labels)}
-    o = ids[oos]
-    y = {"dev": np.array([ids[r["label"]] for r in dev]), "test": np.array([ids[r["label"]] for r in test])}
-    texts = {"fit": [r["text"] for r in fit], "dev": [r["text"] for r in dev], "test": [r["text"] for r in test]}
-    cache = EmbeddingCache(a.cache)
-    probs: dict[str, dict[str, np.ndarray]] = {}
-    for name in ["minilm", *(["mpnet"] if a.mpnet else [])]:
-        x = {k: cache.get(ENCODERS[name], v) for k, v in texts.items()}
-        clf = fit_logreg(x["fit"], np.array([ids[r["label"]] for r in fit]), c=10.0, seed=0)
-        probs[name] = {k: clf.predict_proba(x[k]) for k in ("dev", "test")}
-    spec = TaskSpec(name=a.dataset, prompt="classify", family="classification", labels=tuple(labels),
-                    primary_metric="accuracy", out_of_scope_label=oos)
-    model, _ = trainer_for("lexical").fit(spec, Pipeline("raw", "lexical", ENCODERS["minilm"]),
-                                          [Example(text=r["text"], label=r["label"]) for r in fit], [], FitContext())
-    probs["n-gram"] = {k: model.predict_proba(texts[k]) for k in ("dev", "test")}
+    m = member_probs(a)
+    labels, y, probs = m["labels"], m["y"], m["probs"]
+    o = labels.index(next(lab for lab in labels if lab.lower() in OUT_OF_SCOPE_NAMES))
+    probs["n-gram"] = probs.pop("lexical")
     probs["average"] = {k: np.mean([p[k] for p in probs.values()], axis=0) for k in ("dev", "test")}
     zeros = np.zeros(len(labels))
 
@@ -81,7 +54,7 @@ def main() -> None:
         grid = [0.0, *sorted(set(q.tolist()) | set(((q[:-1] + q[1:]) / 2).tolist()))]
         return max(grid, key=lambda t: (scores(p, t, "dev")["accuracy"], -t))
 
-    out = {"dataset": a.dataset, "date": time.strftime("%Y-%m-%d"), "n_fit": len(fit), "n_dev": len(dev),
+    out = {"dataset": a.dataset, "date": time.strftime("%Y-%m-%d"), "n_fit": m["n_fit"], "n_dev": m["n_dev"],
            "dev_out_of_scope": int((y["dev"] == o).sum()), "test_out_of_scope": int((y["test"] == o).sum()),
            "models": {}}
     print(f"{'model':<9} {'rule':<22} {'t':>6} {'test acc':>9} {'in-scope':>9} {'oos rec':>8}")
