@@ -48,6 +48,8 @@ def _outcomes(nodes: list[dict], score, task: dict, source: str) -> list[dict]:
         parent = by_id.get(n.get("parent_id"))
         if n.get("status") != "done" or parent is None or score(n) is None or score(parent) is None:
             continue
+        if n.get("move") == "abstain":  # a serving step after the search (agent/abstain.py), not a move it plays
+            continue
         out.append({**task, "intervention": n.get("move") or n["name"], "gain": round(score(n) - score(parent), 5),
                     "cost_s": round(float(n.get("train_seconds") or 0.0), 1), "source": f"{source}#node{n['id']}"})
     return out

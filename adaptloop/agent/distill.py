@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
-from adaptloop.agent.abstain import MIN_DEV, said
+from adaptloop.agent.abstain import MIN_DEV, abstaining, said
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, eval_sets, register_node, run_eval_set
 from adaptloop.agent.refit import refitted_form
@@ -283,6 +283,7 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
             continue
         speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1)
         if speed >= limit:
+            node = abstaining(ws, run, spec, n, node, progress=progress)  # out-of-scope tasks: as the winner
             options.append((f"node '{node.name}'", None, node, speed))
             break
     if not options:
