@@ -33,12 +33,21 @@ DATASETS = Path(os.environ.get("ADAPTLOOP_DATASETS", REPO.parent / "shared" / "d
 ENCODERS = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "mpnet": "sentence-transformers/all-mpnet-base-v2"}
 
 
-def member_args(ap: argparse.ArgumentParser, dataset: str) -> None:
-    """The arguments every member-probabilities benchmark takes."""
+def member_args(doc: str, dataset: str) -> argparse.Namespace:
+    """The arguments every member-probabilities benchmark takes, parsed."""
+    ap = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default=dataset)
     ap.add_argument("--mpnet", action="store_true", help="also frozen all-mpnet-base-v2 (minutes to embed on CPU)")
     ap.add_argument("--cache", type=Path, default=Path.home() / ".cache" / "adaptloop" / "bench-embeddings")
     ap.add_argument("--out", type=Path, default=None)
+    return ap.parse_args()
+
+
+def write_out(a: argparse.Namespace, name: str, out: dict) -> None:
+    """``out`` to --out, else benchmarks/results/<name>-<dataset>.json."""
+    dest = a.out or REPO / "benchmarks" / "results" / f"{name}-{a.dataset}.json"
+    dest.write_text(json.dumps(out, indent=1))
+    print(f"written to {dest}")
 
 
 def member_probs(a: argparse.Namespace) -> dict:
@@ -82,9 +91,7 @@ def member_probs(a: argparse.Namespace) -> dict:
 def main() -> None:
     from adaptloop.train.ensemble import _mix, pick_weights, simplex_grid
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    member_args(ap, "banking77")
-    a = ap.parse_args()
+    a = member_args(__doc__, "banking77")
     m = member_probs(a)
     y, probs, seconds = m["y"], m["probs"], m["seconds"]
 
@@ -113,9 +120,7 @@ def main() -> None:
     for e in out["ensembles"]:
         print(f"{' + '.join(e['members']):<28} {e['dev_best']['test']:>9.4f} {e['equal']['test']:>7.4f} "
               f"{e['adaptloop']['test']:>9.4f}")
-    dest = a.out or REPO / "benchmarks" / "results" / f"lexical-members-{a.dataset}.json"
-    dest.write_text(json.dumps(out, indent=1))
-    print(f"written to {dest}")
+    write_out(a, "lexical-members", out)
 
 
 if __name__ == "__main__":

@@ -13,29 +13,23 @@ accuracy and out-of-scope recall per model and rule; writes benchmarks/results/o
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import time
-from pathlib import Path
 
 import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-REPO = Path(__file__).resolve().parents[1]
 SHARES = (0.0025, 0.005, 0.01, 0.02)
 
 
 def main() -> None:
-    from lexical_members import member_args, member_probs  # the script's own folder is on sys.path
+    from lexical_members import member_args, member_probs, write_out  # the script's own folder is on sys.path
 
     from adaptloop.data.spec import OUT_OF_SCOPE_NAMES
     from adaptloop.train.threshold import adjust, scope_threshold
 
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    member_args(ap, "clinc150")
-    a = ap.parse_args()
+    a = member_args(__doc__, "clinc150")
     m = member_probs(a)
     labels, y, probs = m["labels"], m["y"], m["probs"]
     o = labels.index(next(lab for lab in labels if lab.lower() in OUT_OF_SCOPE_NAMES))
@@ -67,9 +61,7 @@ def main() -> None:
             out["models"][name][rule] = {"threshold": t, "test": s, "dev": scores(p["dev"], t, "dev")}
             print(f"{name:<9} {rule:<22} {t:>6.3f} {s['accuracy']:>9.4f} {s['in_scope_accuracy']:>9.4f} "
                   f"{s['oos_recall']:>8.3f}")
-    dest = a.out or REPO / "benchmarks" / "results" / f"oos-threshold-{a.dataset}.json"
-    dest.write_text(json.dumps(out, indent=1))
-    print(f"written to {dest}")
+    write_out(a, "oos-threshold", out)
 
 
 if __name__ == "__main__":
