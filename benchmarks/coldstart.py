@@ -20,6 +20,10 @@
    to what fits the budget, timed on a probe of 20 steps (`--only setfit`; not in the default
    set, install with `pip install setfit`).
 
+`--official-dev` hands adaptloop the dataset's validation.jsonl as `new --eval-data`: its frozen
+eval set and dev are drawn from it, and all of train.jsonl trains (as the peers train on all of
+it); without it, adaptloop holds its eval set and dev out of train.jsonl.
+
 `--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
 same script run; frozen + LR, the default fine-tune and the fixed recipe run once and report
 their wall time. `--only a b ...` runs some methods (and keeps the others' earlier results, and
@@ -61,16 +65,20 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict:
     return {k: v for k, v in m.items() if k != "per_class"}
 
 
-def run_adaptloop(dataset: str, budget: str) -> dict:
+def run_adaptloop(dataset: str, budget: str, official_dev: bool = False) -> dict:
     # `python -m adaptloop.cli` runs the adaptloop that this interpreter imports (PYTHONPATH
     # can point at a snapshot of the code, so that editing the tree cannot touch a long run)
     exe = [sys.executable, "-m", "adaptloop.cli"]
     # the workspace is kept (its path is in the results) so `adaptloop runs -w` can show it
     ws = Path(tempfile.mkdtemp(prefix=f"adaptloop-bench-{dataset}-")) / "ws"
     subprocess.run([*exe, "init", str(ws)], check=True)
+    gold = DATASETS / dataset / "validation.jsonl"
+    if official_dev and not gold.exists():
+        sys.exit(f"--official-dev: {dataset} has no validation.jsonl; run without it")
+    extra = ["--eval-data", str(gold)] if official_dev else []
     t0 = time.monotonic()
     new = subprocess.run([*exe, "new", f"classify {dataset} messages by intent", "--data",
-                          str(DATASETS / dataset / "train.jsonl"), "--budget", budget,
+                          str(DATASETS / dataset / "train.jsonl"), *extra, "--budget", budget,
                           "--json", "-w", str(ws)], capture_output=True, text=True)
     if new.returncode != 0:
         sys.exit(f"adaptloop new failed ({new.returncode}):\n{new.stderr[-3000:]}")
@@ -86,6 +94,7 @@ def run_adaptloop(dataset: str, budget: str) -> dict:
                             f"v{r['version']}", "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
         winner_test = {k: v for k, v in json.loads(w.stdout).items() if k not in ("per_class", "examples_wrong")}
     return {"method": "adaptloop", "budget": budget, "wall_seconds": round(wall_new, 1),
+            "eval_data": "validation.jsonl" if official_dev else None,
             "workspace": str(ws), "served": served, "winner_version": r.get("version"),
             "winner_test": winner_test,
             "nodes": [{k: n.get(k) for k in ("id", "parent_id", "name", "status", "train_seconds", "move",
@@ -249,6 +258,9 @@ def main() -> None:
     ap.add_argument("--skip-finetune", action="store_true", help="leave out the slow peer fine-tune")
     ap.add_argument("--only", nargs="+", choices=["adaptloop", "frozen", "finetune", "recipe", "setfit"],
                     default=None)
+    ap.add_argument("--official-dev", action="store_true",
+                    help="adaptloop draws its frozen eval set and dev from the dataset's validation.jsonl "
+                         "(`new --eval-data`) and trains on all of train.jsonl, as the peers do")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or REPO / "benchmarks" / "results" / f"coldstart-{a.dataset}.json"
@@ -264,7 +276,7 @@ def main() -> None:
     results = [r for r in prev["results"] if a.only and not measured_again(r)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or None
-    steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b),
+    steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b, a.official_dev),
              "frozen": lambda b: run_frozen_logreg(a.dataset),
              "finetune": lambda b: run_default_finetune(a.dataset),
              "recipe": lambda b: run_fixed_recipe(a.dataset),
