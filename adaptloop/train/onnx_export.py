@@ -20,7 +20,7 @@ An export folder:
     enc-<i>/model.int8.onnx   the same, dynamically quantized
     enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections
     enc-<i>/tokenizer*        its tokenizer
-    tagger/model(.int8|.int8-mixed).onnx  a tagger's graphs (input ids, attention mask → tag logits)
+    tagger/model(.int8|.int8-mixed).onnx  a tagger's graphs (input ids, attention mask[, case types] → tag logits)
 
 Whether an export may serve (its parity with torch on a frozen eval set) is the agent's call
 (``agent/export.py``).
@@ -63,8 +63,11 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        if token_type_ids is None:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
 
 def exportable(model: Any) -> bool:
@@ -72,20 +75,21 @@ def exportable(model: Any) -> bool:
     return isinstance(model, SpanTagger) or bool(classifiers(model))
 
 
-def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str) -> Path:
-    """``module`` (input ids, attention mask → ``output``) as fp32, int8 and mixed int8 graphs, with
-    ``tok``, in ``dest``."""
+def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str, *, types: bool = False) -> Path:
+    """``module`` (input ids, attention mask[, token types when ``types``] → ``output``) as fp32, int8
+    and mixed int8 graphs, with ``tok``, in ``dest``."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     dest.mkdir(parents=True, exist_ok=True)
     sample = tok(["an example to trace the graph with", "two"], padding=True, return_tensors="pt")
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
+    args = tuple(sample[n] if n != "token_type_ids" else (sample["input_ids"] % 2) for n in names)
     batch, tokens = torch.export.Dim("batch", max=4096), torch.export.Dim("tokens", max=512)
     with torch.no_grad():  # torch.export-based exporter; one self-contained file
-        torch.onnx.export(module.to("cpu").eval(), (sample["input_ids"], sample["attention_mask"]),
+        torch.onnx.export(module.to("cpu").eval(), args,
                           str(dest / _FILES["fp32"]), dynamo=True, external_data=False, verbose=False,
-                          input_names=["input_ids", "attention_mask"], output_names=[output],
-                          dynamic_shapes={"input_ids": {0: batch, 1: tokens},
-                                          "attention_mask": {0: batch, 1: tokens}})
+                          input_names=names, output_names=[output],
+                          dynamic_shapes={n: {0: batch, 1: tokens} for n in names})
     # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
     # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
     quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
@@ -115,7 +119,7 @@ def export(model: Any, folder: Path) -> list[Path]:
         ValueError: ``model`` is nothing this exporter knows.
     """
     if isinstance(model, SpanTagger):
-        return [_write(_Logits(model.model), model.tok, Path(folder) / "tagger", "logits")]
+        return [_write(_Logits(model.model), model.tok, Path(folder) / "tagger", "logits", types=model.case)]
     found = classifiers(model)
     if not found:
         raise ValueError(f"{type(model).__name__} holds no encoder classifier or tagger to export")
@@ -146,9 +150,12 @@ class OnnxLogits:
         self.session = _session(folder, precision, threads)
         self.precision = precision
 
-    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
-        return self.session.run(None, {"input_ids": input_ids.astype(np.int64),
-                                       "attention_mask": attention_mask.astype(np.int64)})[0]
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray,
+                 token_type_ids: np.ndarray | None = None) -> np.ndarray:
+        feed = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:  # a tagger trained with case types
+            feed["token_type_ids"] = token_type_ids
+        return self.session.run(None, {k: v.astype(np.int64) for k, v in feed.items()})[0]
 
 
 class OnnxEncoder:

@@ -8,6 +8,12 @@ windows are averaged. Decoding turns subword tags back into character spans, wid
 whole words, each with a score (mean probability of its tags) that per-type thresholds
 may filter. Strategies: ``tagger`` (full fine-tune) and ``tagger-lora`` (PEFT LoRA; the head
 is trained fully). Early stopping and checkpoint selection use dev entity F1 only.
+
+Case is the strongest cue an entity has, and MiniLM's tokenizer lowercases it away. For an
+encoder whose tokenizer drops case and whose model has two token types (BERT-style), each
+subword's token type says whether its characters hold a capital letter (``case_types``): the
+type embedding, trained with the rest, hands the lost cue back. No new weights; the saved model
+loads and exports as before, with the types as a third input.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ class TaggerConfig:
     min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
     lora_r: int = 8
     lora_alpha: int = 16
+    case_types: bool = True  # token type 1 for subwords with a capital letter, where the tokenizer drops case
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0:
@@ -80,11 +87,30 @@ def _load_tokenizer(path: str):
 
 
 def windows(tok, texts: Sequence[str], max_length: int, stride: int) -> dict[str, list]:
-    """Tokenise into overlapping windows: input ids, offsets and the text each came from."""
+    """Tokenise into overlapping windows: input ids, offsets, the text each came from and each
+    subword's case type (``case_types``)."""
     enc = tok(list(texts), truncation=True, max_length=max_length, stride=stride,
               return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
     return {"input_ids": enc["input_ids"], "offsets": enc["offset_mapping"],
-            "text": enc["overflow_to_sample_mapping"]}
+            "text": enc["overflow_to_sample_mapping"],
+            "types": [case_types(texts[t], off) for off, t in zip(enc["offset_mapping"],
+                                                                  enc["overflow_to_sample_mapping"])]}
+
+
+def case_types(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
+    """Per subword: 1 when its characters hold a capital letter, else 0 (special tokens 0)."""
+    return [int(e > s and any(c.isupper() for c in text[s:e])) for s, e in offsets]
+
+
+def drops_case(tok) -> bool:
+    """Whether ``tok`` maps a word and its capitalised form to the same ids (an uncased vocabulary)."""
+    return tok("word Word WORD", add_special_tokens=False)["input_ids"] == tok(
+        "word word word", add_special_tokens=False)["input_ids"]
+
+
+def takes_case_types(tok, model) -> bool:
+    """Whether case can ride on the token types: the tokenizer drops it and the model has two types."""
+    return drops_case(tok) and getattr(model.config, "type_vocab_size", 0) >= 2
 
 
 def align_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], types: Sequence[str]) -> list[int]:
@@ -157,7 +183,7 @@ class SpanTagger:
     kind = "tagger"
 
     def __init__(self, types: Sequence[str], encoder_name: str, model, tok, *, max_length: int = 128,
-                 stride: int = 32, thresholds: dict[str, float] | None = None) -> None:
+                 stride: int = 32, thresholds: dict[str, float] | None = None, case: bool = False) -> None:
         self.labels = tuple(types)  # entity types (the TrainedModel protocol's labels)
         self.encoder_name = encoder_name
         self.model = model
@@ -165,19 +191,23 @@ class SpanTagger:
         self.max_length = max_length
         self.stride = stride
         self.thresholds = dict(thresholds or {})
+        self.case = case  # token types carry each subword's case (trained so)
         self.onnx: Any = None  # an exported graph (train.onnx_export.attach): tags instead of torch
 
-    def _probs(self, ids: list[list[int]], device: torch.device) -> np.ndarray:
+    def inputs(self, ids: list[list[int]], types: list[list[int]], kind: str = "pt") -> dict[str, Any]:
+        """One padded batch as the model takes it: ids, attention mask and, when trained so, case types."""
+        batch = self.tok.pad({"input_ids": ids, "token_type_ids": types} if self.case else {"input_ids": ids},
+                             return_tensors=kind)
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+    def _probs(self, ids: list[list[int]], types: list[list[int]], device: torch.device) -> np.ndarray:
         """Tag probabilities of one padded batch, (batch, subwords, tags)."""
         if self.onnx is not None:
-            batch = self.tok.pad({"input_ids": ids}, return_tensors="np")
-            logits = self.onnx(batch["input_ids"], batch["attention_mask"]).astype(np.float32)
+            logits = self.onnx(**self.inputs(ids, types, "np")).astype(np.float32)
             logits -= logits.max(-1, keepdims=True)
             e = np.exp(logits)
             return e / e.sum(-1, keepdims=True)
-        batch = self.tok.pad({"input_ids": ids}, return_tensors="pt")
-        logits = self.model(input_ids=batch["input_ids"].to(device),
-                            attention_mask=batch["attention_mask"].to(device)).logits
+        logits = self.model(**{k: v.to(device) for k, v in self.inputs(ids, types).items()}).logits
         return torch.softmax(logits.float(), -1).cpu().numpy()
 
     def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
@@ -193,7 +223,7 @@ class SpanTagger:
         with torch.inference_mode(), cuda_bf16(device):
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
-                probs = self._probs([w["input_ids"][i] for i in idx], device)
+                probs = self._probs([w["input_ids"][i] for i in idx], [w["types"][i] for i in idx], device)
                 for row, i in enumerate(idx):
                     t = w["text"][i]
                     for j, (s, e) in enumerate(w["offsets"][i]):
@@ -223,7 +253,8 @@ class SpanTagger:
         self.tok.save_pretrained(folder / "encoder")
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "tagger", "labels": list(self.labels), "encoder": self.encoder_name,
-             "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds}, indent=1))
+             "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds,
+             "case_types": self.case}, indent=1))
 
 
 def load_tagger(folder: Path) -> SpanTagger:
@@ -235,7 +266,7 @@ def load_tagger(folder: Path) -> SpanTagger:
     model = AutoModelForTokenClassification.from_pretrained(Path(folder) / "encoder")
     tok = _load_tokenizer(str(Path(folder) / "encoder"))
     return SpanTagger(meta["labels"], meta["encoder"], model.eval(), tok, max_length=meta["max_length"],
-                      stride=meta["stride"], thresholds=meta.get("thresholds", {}))
+                      stride=meta["stride"], thresholds=meta.get("thresholds", {}), case=meta.get("case_types", False))
 
 
 def _spans(examples: Sequence[Example]) -> list[list[Span]]:
@@ -274,6 +305,7 @@ class TaggerTrainer:
         model = AutoModelForTokenClassification.from_pretrained(
             path, num_labels=len(names), id2label=dict(enumerate(names)),
             label2id={n: i for i, n in enumerate(names)})
+        case = cfg.case_types and takes_case_types(tok, model)
         if self.lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
@@ -287,7 +319,7 @@ class TaggerTrainer:
 
         w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride)
         gold = _spans(train)
-        ids = w["input_ids"]
+        ids, kinds = w["input_ids"], w["types"]
         labels = [align_labels(off, gold[t], types) for off, t in zip(w["offsets"], w["text"])]
         head = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" in n]
         body = [p for n, p in model.named_parameters() if p.requires_grad and "classifier" not in n]
@@ -304,16 +336,17 @@ class TaggerTrainer:
                           patience=cfg.patience, min_gap=max(cfg.min_steps // 2, steps_per_epoch), floor=0.0,
                           eval_seconds=lambda per_step: per_step * max(1, len(dev)) / cfg.batch_size / 3,
                           score_key="dev_f1")
-        tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride)
+        tagger = SpanTagger(types, pipeline.encoder, model, tok, max_length=cfg.max_length, stride=cfg.stride,
+                            case=case)
         bar = ctx.progress("tagger" + (" (LoRA)" if self.lora else ""), plan.total)
         while not plan.stop:
             for batch in length_batches([len(x) for x in ids], cfg.batch_size, rng):
                 model.train()
-                enc = tok.pad({"input_ids": [ids[i] for i in batch]}, return_tensors="pt")
+                enc = tagger.inputs([ids[i] for i in batch], [kinds[i] for i in batch])
                 width = enc["input_ids"].shape[1]
                 y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch]).to(device)
                 with cuda_bf16(device):
-                    out = model(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device))
+                    out = model(**{k: v.to(device) for k, v in enc.items()})
                     loss = torch.nn.functional.cross_entropy(out.logits.reshape(-1, len(names)), y.reshape(-1),
                                                              ignore_index=-100)
                 loss.backward()
@@ -329,7 +362,7 @@ class TaggerTrainer:
             model = model.merge_and_unload()
         model.eval()
         tagger = SpanTagger(types, pipeline.encoder, model.cpu(), tok, max_length=cfg.max_length,
-                            stride=cfg.stride)
+                            stride=cfg.stride, case=case)
         return tagger, NodeResult(dev_metrics={"f1": max(plan.best_score, 0.0)},
                                   train_seconds=time.monotonic() - t0, curve=plan.curve, notes=plan.notes(),
                                   chosen=plan.chosen())

@@ -34,3 +34,18 @@ def test_alignment_and_windowing_round_trip_on_real_data():
         keys = sorted(probs)
         got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types)
         assert [(d["start"], d["end"], d["label"]) for d in got] == list(ex.spans)
+
+
+def test_case_types_mark_the_subwords_with_a_capital_for_a_tokenizer_that_drops_case():
+    """MiniLM's tokenizer lowercases (the ids of "Paris" and "paris" agree), so the token types carry
+    the case: 1 on every subword holding a capital letter, 0 elsewhere and on special tokens."""
+    from adaptloop.train.encoder import resolve_encoder
+    from adaptloop.train.tagger import _load_tokenizer, drops_case, windows
+
+    tok = _load_tokenizer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2"))
+    assert drops_case(tok)
+    text = "we met McDonald in PARIS at noon"
+    w = windows(tok, [text], max_length=32, stride=0)
+    marked = {text[s:e] for (s, e), k in zip(w["offsets"][0], w["types"][0]) if k}
+    assert marked and all(any(c.isupper() for c in piece) for piece in marked)
+    assert {"we", "met", "in", "at", "noon"}.isdisjoint(marked) and w["types"][0][0] == w["types"][0][-1] == 0
