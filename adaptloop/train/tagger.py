@@ -11,9 +11,10 @@ is trained fully). Early stopping and checkpoint selection use dev entity F1 onl
 
 Case is the strongest cue an entity has, and MiniLM's tokenizer lowercases it away. For an
 encoder whose tokenizer drops case and whose model has two token types (BERT-style), each
-subword's token type says whether its characters hold a capital letter (``case_types``): the
-type embedding, trained with the rest, hands the lost cue back. No new weights; the saved model
-loads and exports as before, with the types as a third input.
+subword's token type can say whether its characters hold a capital letter (the ``case_types``
+hparam, off by default until it is measured to pay): the type embedding, trained with the rest,
+hands the lost cue back. No new weights; the saved model loads and exports as before, with the
+types as a third input.
 """
 
 from __future__ import annotations
@@ -58,7 +59,10 @@ class TaggerConfig:
     min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
     lora_r: int = 8
     lora_alpha: int = 16
-    case_types: bool = True  # token type 1 for subwords with a capital letter, where the tokenizer drops case
+    # token type 1 for subwords with a capital letter, where the tokenizer drops case. Off by default: in
+    # one 20-minute presidio_pii search with it on, test F1 went 0.685 -> 0.668 (PERSON 0.854 -> 0.781),
+    # against +1.4 in a same-seed A/B of one tagger (benchmarks/case_types.py; docs/results.md)
+    case_types: bool = False
 
     def __post_init__(self) -> None:
         if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0:

@@ -80,7 +80,8 @@ def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
     """A real tagger (full and LoRA) learns spans, round-trips through save/load, and the
     span-threshold backend tunes per-type thresholds on top of it."""
     spec, train, dev = pii_data
-    hp = {"epochs": 1.0, "min_steps": 60 if strategy == "tagger" else 20, "max_length": 48, "stride": 16}
+    hp = {"epochs": 1.0, "min_steps": 60 if strategy == "tagger" else 20, "max_length": 48, "stride": 16,
+          "case_types": True}
     model, result = trainer_for(strategy).fit(spec, Pipeline("raw", strategy, hparams=hp), train, dev, FitContext())
     assert result.chosen["steps_run"] >= 20 and "dev_f1" in result.curve[-1]
     if strategy == "tagger":
@@ -90,6 +91,14 @@ def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
     assert model.case and again.case  # MiniLM lowercases: the case of each subword rides on its token type
     texts = [e.text for e in dev[:10]]
     assert again.predict_spans(texts) == model.predict_spans(texts)
+    if strategy == "tagger":  # exported, the graph takes the case types as a third input and tags the same
+        from adaptloop.train.onnx_export import attach, export
+
+        export(again, tmp_path / "onnx")
+        torch_spans = again.predict_spans(texts)
+        assert [[(d["start"], d["end"], d["label"]) for d in row]
+                for row in attach(again, tmp_path / "onnx", "fp32").predict_spans(texts)] == [
+                    [(d["start"], d["end"], d["label"]) for d in row] for row in torch_spans]
     thr_model, thr = trainer_for("span-threshold").fit(
         spec, Pipeline("raw", "span-threshold", hparams={"of": str(tmp_path / "m")}), [], dev, FitContext())
     assert 0.0 <= thr.dev_metrics["f1"] <= 1.0 and set(thr.chosen["thresholds"]) <= set(spec.labels)
