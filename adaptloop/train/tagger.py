@@ -90,15 +90,15 @@ def _load_tokenizer(path: str):
     return tok
 
 
-def windows(tok, texts: Sequence[str], max_length: int, stride: int) -> dict[str, list]:
-    """Tokenise into overlapping windows: input ids, offsets, the text each came from and each
-    subword's case type (``case_types``)."""
+def windows(tok, texts: Sequence[str], max_length: int, stride: int, *, case: bool = False) -> dict[str, list]:
+    """Tokenise into overlapping windows: input ids, offsets, the text each came from and, when
+    ``case``, each subword's case type (``case_types``; else no types)."""
     enc = tok(list(texts), truncation=True, max_length=max_length, stride=stride,
               return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
     return {"input_ids": enc["input_ids"], "offsets": enc["offset_mapping"],
             "text": enc["overflow_to_sample_mapping"],
             "types": [case_types(texts[t], off) for off, t in zip(enc["offset_mapping"],
-                                                                  enc["overflow_to_sample_mapping"])]}
+                                                                  enc["overflow_to_sample_mapping"])] if case else None}
 
 
 def case_types(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
@@ -198,13 +198,13 @@ class SpanTagger:
         self.case = case  # token types carry each subword's case (trained so)
         self.onnx: Any = None  # an exported graph (train.onnx_export.attach): tags instead of torch
 
-    def inputs(self, ids: list[list[int]], types: list[list[int]], kind: str = "pt") -> dict[str, Any]:
+    def inputs(self, ids: list[list[int]], types: list[list[int]] | None, kind: str = "pt") -> dict[str, Any]:
         """One padded batch as the model takes it: ids, attention mask and, when trained so, case types."""
         batch = self.tok.pad({"input_ids": ids, "token_type_ids": types} if self.case else {"input_ids": ids},
                              return_tensors=kind)
         return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
 
-    def _probs(self, ids: list[list[int]], types: list[list[int]], device: torch.device) -> np.ndarray:
+    def _probs(self, ids: list[list[int]], types: list[list[int]] | None, device: torch.device) -> np.ndarray:
         """Tag probabilities of one padded batch, (batch, subwords, tags)."""
         if self.onnx is not None:
             logits = self.onnx(**self.inputs(ids, types, "np")).astype(np.float32)
@@ -218,7 +218,7 @@ class SpanTagger:
         """Per text: its subwords' character offsets and tag probabilities (windows averaged)."""
         if not texts:
             return []
-        w = windows(self.tok, texts, self.max_length, self.stride)
+        w = windows(self.tok, texts, self.max_length, self.stride, case=self.case)
         device = next(self.model.parameters()).device
         acc: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in texts]
         cnt: list[dict[tuple[int, int], int]] = [{} for _ in texts]
@@ -227,7 +227,8 @@ class SpanTagger:
         with torch.inference_mode(), cuda_bf16(device):
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
-                probs = self._probs([w["input_ids"][i] for i in idx], [w["types"][i] for i in idx], device)
+                probs = self._probs([w["input_ids"][i] for i in idx],
+                                    [w["types"][i] for i in idx] if self.case else None, device)
                 for row, i in enumerate(idx):
                     t = w["text"][i]
                     for j, (s, e) in enumerate(w["offsets"][i]):
@@ -321,7 +322,7 @@ class TaggerTrainer:
         freeze_large_vocabulary(model)
         model.to(device)
 
-        w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride)
+        w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride, case=case)
         gold = _spans(train)
         ids, kinds = w["input_ids"], w["types"]
         labels = [align_labels(off, gold[t], types) for off, t in zip(w["offsets"], w["text"])]
@@ -346,7 +347,7 @@ class TaggerTrainer:
         while not plan.stop:
             for batch in length_batches([len(x) for x in ids], cfg.batch_size, rng):
                 model.train()
-                enc = tagger.inputs([ids[i] for i in batch], [kinds[i] for i in batch])
+                enc = tagger.inputs([ids[i] for i in batch], [kinds[i] for i in batch] if case else None)
                 width = enc["input_ids"].shape[1]
                 y = torch.tensor([labels[i] + [-100] * (width - len(labels[i])) for i in batch]).to(device)
                 with cuda_bf16(device):

@@ -45,7 +45,7 @@ def test_case_types_mark_the_subwords_with_a_capital_for_a_tokenizer_that_drops_
     tok = _load_tokenizer(resolve_encoder("sentence-transformers/all-MiniLM-L6-v2"))
     assert drops_case(tok)
     text = "we met McDonald in PARIS at noon"
-    w = windows(tok, [text], max_length=32, stride=0)
+    w = windows(tok, [text], max_length=32, stride=0, case=True)
     marked = {text[s:e] for (s, e), k in zip(w["offsets"][0], w["types"][0]) if k}
     assert marked and all(any(c.isupper() for c in piece) for piece in marked)
     assert {"we", "met", "in", "at", "noon"}.isdisjoint(marked) and w["types"][0][0] == w["types"][0][-1] == 0
