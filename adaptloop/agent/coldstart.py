@@ -25,6 +25,7 @@ from adaptloop.agent.executor import (
     InlineExecutor,
     Trial,
     TrialOutcome,
+    live_score_path,
     make_executor,
     worker_died,
 )
@@ -279,6 +280,7 @@ class ColdStart:
         """Record a finished trial, diagnose it, store its outcome; record a drop as a rollback."""
         store = self.ws.store
         bar(1)
+        live_score_path(self.ws.root, self.run_id, node.id).unlink(missing_ok=True)  # the store has it now
         try:
             out: TrialOutcome = future.result()
         except (KeyboardInterrupt, SystemExit):

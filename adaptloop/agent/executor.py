@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import shutil
 import signal
 import time
@@ -25,12 +26,14 @@ from typing import Any, Protocol
 from adaptloop.agent.predict import embedding_cache, score_rows
 from adaptloop.agent.prepare import recipe_book
 from adaptloop.agent.refit import refit, refit_plan
+from adaptloop.config import STATE_DIR
 from adaptloop.errors import WorkspaceError
 from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.store.db import Run
 from adaptloop.train import FitContext, load_trained
+from adaptloop.train.base import no_report
 from adaptloop.train.classifier import detach_embeddings
 from adaptloop.types import Pipeline, Progress, no_progress
 from adaptloop.workspace import Workspace
@@ -107,10 +110,41 @@ def save_model(ws: Workspace, model: Any, meta: Callable[[Path], None] | None = 
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def best_dev(ws: Workspace, run_id: int, metric: str) -> float:
-    """The best dev score among the run's finished nodes (refits, trained on dev, aside)."""
-    return max((primary(n.dev_metrics, metric) for n in ws.store.nodes(run_id)
-                if n.status == "done" and n.dev_metrics and n.pipeline.get("strategy") != "refit"), default=-math.inf)
+def live_score_path(root: str | Path, run_id: int, node_id: int) -> Path:
+    """Where a running trial keeps its best dev score so far, for its siblings to compare with."""
+    return Path(root) / STATE_DIR / "live" / str(run_id) / str(node_id)
+
+
+def publish_best(root: str | Path, run_id: int, node_id: int, score: float) -> None:
+    """A running trial's best dev score so far, written whole (a file, not the store: only the search
+    loop writes the database; trials in other processes or on Ray nodes share the workspace folder)."""
+    path = live_score_path(root, run_id, node_id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    tmp.write_text(repr(float(score)))
+    os.replace(tmp, path)
+
+
+def _live_score(root: str | Path, run_id: int, node_id: int) -> float:
+    try:
+        return float(live_score_path(root, run_id, node_id).read_text())
+    except (OSError, ValueError):  # not published yet, or collected
+        return -math.inf
+
+
+def best_dev(ws: Workspace, run_id: int, metric: str, *, besides: int | None = None) -> float:
+    """The best dev score in the run: its finished nodes' and, so that trials side by side are held to
+    each other, the best so far of its other running trials (``besides``: the asking one). Refits,
+    trained on dev, aside."""
+    best = -math.inf
+    for n in ws.store.nodes(run_id):
+        if n.pipeline.get("strategy") == "refit":
+            continue
+        if n.status == "done" and n.dev_metrics:
+            best = max(best, primary(n.dev_metrics, metric))
+        elif n.status == "running" and n.id != besides:
+            best = max(best, _live_score(ws.root, run_id, n.id))
+    return best
 
 
 def train_trial(trial: Trial) -> TrialOutcome:
@@ -127,7 +161,9 @@ def train_trial(trial: Trial) -> TrialOutcome:
     ctx = FitContext(deadline=now + (trial.deadline - wall), device=trial.device,
                      embeddings=embedding_cache(trial.root), progress=trial.progress or no_progress,
                      checkpoint=now + (trial.checkpoint - wall),
-                     incumbent=lambda: best_dev(ws, trial.run_id, spec.primary_metric))
+                     incumbent=lambda: best_dev(ws, trial.run_id, spec.primary_metric, besides=trial.node_id),
+                     report=(no_report if pipe.strategy == "refit"  # trained on dev: no honest dev score
+                             else lambda score: publish_best(trial.root, trial.run_id, trial.node_id, score)))
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)

@@ -31,6 +31,10 @@ class TrainedModel(Protocol):
         ...
 
 
+def no_report(score: float) -> None:
+    """A ``FitContext.report`` that tells no one."""
+
+
 @dataclass(frozen=True)
 class FitContext:
     """What every backend gets besides the data.
@@ -43,7 +47,9 @@ class FitContext:
         checkpoint: ``time.monotonic()`` value after which a fit whose best dev score is still below
             ``incumbent()`` (the search's best node) stops, keeping its best state.
         incumbent: the dev score to beat by ``checkpoint``, asked again after each dev check past it
-            (other trials finish meanwhile).
+            (other trials finish or improve meanwhile).
+        report: told each new best dev score of this fit (the search shares it with the trials
+            running beside this one, whose ``incumbent`` it becomes).
     """
 
     deadline: float = float("inf")
@@ -52,6 +58,7 @@ class FitContext:
     embeddings: object | None = None
     checkpoint: float = float("inf")
     incumbent: Callable[[], float] = field(default=lambda: float("-inf"))
+    report: Callable[[float], None] = no_report
 
     def seconds_left(self) -> float:
         return self.deadline - time.monotonic()

@@ -73,6 +73,7 @@ class UpdatePlan:
     def start(self, score: float) -> None:
         """The dev score before any update (e.g. an LP head's); kept as the best with no state."""
         self.best_score = score
+        self.ctx.report(score)
         self.curve.append({"step": 0, "epoch": 0.0, self.score_key: score, "seconds": time.monotonic() - self._t0})
         self._t_train = time.monotonic()  # the re-plan times updates, not this check
 
@@ -117,6 +118,7 @@ class UpdatePlan:
         if score > self.best_score:
             self.best_score, self.best_step, self.best_state = score, self.step, copy.deepcopy(state())
             self.stale = 0
+            self.ctx.report(score)
             return
         self.stale += 1
         gap = self.step - self.best_step
@@ -131,8 +133,8 @@ class UpdatePlan:
         elif not self.stop and self.ctx.seconds_left() <= 0:
             self.stop = "deadline reached"
         elif not self.stop and self.trailing():
-            self.stop = (f"trailing: best dev {self.best_score:.4f} below the best node's {self._incumbent[1]:.4f} "
-                         "at this trial's share of the budget")
+            self.stop = (f"trailing: best dev {self.best_score:.4f} below {self._incumbent[1]:.4f}, the run's best "
+                         "(finished or running beside it), past this trial's share of the budget")
         return bool(self.stop)
 
     def trailing(self) -> bool:

@@ -80,10 +80,14 @@ def test_a_fit_still_behind_the_incumbent_at_its_checkpoint_stops_with_its_best_
     from adaptloop.train.base import FitContext
     from adaptloop.train.loop import UpdatePlan
 
+    reported: list[float] = []
+
     def run(incumbent: float, checkpoint: float, eval_every: int = 5) -> UpdatePlan:
+        reported.clear()
         opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
         p = UpdatePlan(opt, total=50, steps_per_epoch=10, eval_every=eval_every, warmup=0.1, patience=100,
-                       ctx=FitContext(checkpoint=time.monotonic() + checkpoint, incumbent=lambda: incumbent))
+                       ctx=FitContext(checkpoint=time.monotonic() + checkpoint, incumbent=lambda: incumbent,
+                                      report=reported.append))
         p.start(0.5)
         score = iter(np.linspace(0.55, 0.95, 10))
         while not p.done():
@@ -95,6 +99,7 @@ def test_a_fit_still_behind_the_incumbent_at_its_checkpoint_stops_with_its_best_
 
     behind = run(incumbent=0.9, checkpoint=-1.0)  # past the checkpoint at once: the first dev check decides
     assert behind.step == 5 and behind.stop.startswith("trailing") and behind.best_state == {"w": 5}
+    assert reported == [0.5, 0.55]  # each new best is told (the search shares it with the trials beside)
     assert run(incumbent=0.5, checkpoint=-1.0).step == 50  # ahead of the incumbent: runs its plan
     assert run(incumbent=0.9, checkpoint=3600.0).step == 50  # before the checkpoint nothing is cut
     assert run(incumbent=0.9, checkpoint=-1.0, eval_every=10**9).step == 50  # no dev checks (a refit): never

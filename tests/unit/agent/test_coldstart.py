@@ -169,6 +169,8 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
         ex.shutdown()
     nodes = [n for n in ws.store.nodes(r.run_id) if n.status == "done"]
     assert len(nodes) >= 3 and r.version is not None
+    live = ws.root / ".adaptloop" / "live" / str(r.run_id)
+    assert live.is_dir() and not list(live.iterdir())  # the workers published their dev scores; collected, gone
     overlaps = [(a.name, b.name) for a in nodes for b in nodes
                 if a.id < b.id and b.started_at < a.finished_at and a.started_at < b.finished_at]
     assert overlaps, "no two trials ran at the same time"
