@@ -283,14 +283,14 @@ def main() -> None:
              "setfit": lambda b: run_setfit(a.dataset, b)}
     slow = ("finetune", "recipe")
     chosen = a.only or [k for k in steps if k != "setfit" and not (k in slow and a.skip_finetune)]
+    out.parent.mkdir(parents=True, exist_ok=True)
     for k in chosen:
         for b in budgets if k in ("adaptloop", "setfit") else budgets[:1]:
             print(f"== {k} {b}", file=sys.stderr, flush=True)
             results.append({**steps[k](b), "commit": commit})
-    report = {"dataset": a.dataset, "machine": f"{os.cpu_count()} CPU cores, torch threads = all",
-              "date": time.strftime("%Y-%m-%d"), "results": results}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=1))
+            report = {"dataset": a.dataset, "machine": f"{os.cpu_count()} CPU cores, torch threads = all",
+                      "date": time.strftime("%Y-%m-%d"), "results": results}
+            out.write_text(json.dumps(report, indent=1))  # after each row: a stopped run keeps what it measured
     print(f"{'method':<62} {'budget':>6} {'test acc':>8} {'in-scope':>8} {'oos rec':>8} {'wall s':>8}")
     for r in results:
         t = r["test"]
