@@ -185,9 +185,9 @@ class ColdStart:
                     break
                 assert isinstance(choice, Proposal)
                 node = self._start_node(choice)
-                # an opening member is kept to the end: its worth is in the ensemble that follows
-                cap = (graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
-                       and choice.kind != "opening")
+                # every trial after the first scored node, the opening's members too: a member cut for
+                # trailing keeps its best state and stays a candidate member of the ensembles after it
+                cap = graph.best(state.nodes) is not None and choice.pipeline.strategy != "refit"
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,

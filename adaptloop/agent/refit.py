@@ -80,12 +80,17 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool 
     ``keep_trained``: the cost of refitting the frozen members alone, None when that would refit
     nothing or everything (no frozen member, or no trained one to keep)."""
     trained = [m for m, _ in plan.members if m.pipeline["strategy"] in TRAINED]
+    grow = (n_train + n_dev) / max(1, n_train)
+
+    def frozen(m: Node) -> float:  # from cached embeddings, plus the part of train a cut fit never embedded
+        share = float((m.chosen or {}).get("train_share", 1.0))
+        return min(FROZEN_REFIT_S, m.train_seconds * grow * GROWTH_MARGIN) + m.train_seconds * (1 / share - 1)
+
     if keep_trained:
         return None if not trained or len(trained) == len(plan.members) else \
-            FROZEN_REFIT_S * (len(plan.members) - len(trained))
-    grow = (n_train + n_dev) / max(1, n_train)
+            sum(frozen(m) for m, _ in plan.members if m.pipeline["strategy"] not in TRAINED)
     return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED
-               else min(FROZEN_REFIT_S, m.train_seconds * grow * GROWTH_MARGIN) for m, _ in plan.members)
+               else frozen(m) for m, _ in plan.members)
 
 
 def settled_pipeline(node: Node, *, new_budget: bool = False) -> Pipeline:

@@ -41,6 +41,11 @@ def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_se
     assert refit_cost(plan, 800, 100, keep_trained=True) == FROZEN_REFIT_S
     assert refit_cost(RefitPlan(lr, [(lr, 1.0)]), 800, 100, keep_trained=True) is None  # nothing to keep
     assert refit_cost(RefitPlan(ft, [(ft, 1.0)]), 800, 100, keep_trained=True) is None  # nothing to refit
+    # a frozen fit cut for trailing embedded a share of train: its refit embeds the rest first
+    cut = Node(**{**{c: getattr(lr, c) for c in ("name", "pipeline", "train_seconds", "model_artifact")},
+                  "chosen": {"C": 10.0, "train_share": 0.5}})
+    cut_plan = RefitPlan(plan.selected, [(ft, 0.5), (cut, 0.5)])
+    assert refit_cost(cut_plan, 800, 100, keep_trained=True) == FROZEN_REFIT_S + 330.0
 
     fits: list = []
     ds = {"raw": [Example(f"t{i}", "a") for i in range(8)], "dev": [Example("d", "b")]}
