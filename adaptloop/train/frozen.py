@@ -32,12 +32,14 @@ SLICES = 8  # train is embedded in this many slices; the trailing rule is asked 
 CHECK_C = 10.0  # the head a check past the checkpoint fits (one C, not the grid: the check must be cheap)
 
 
-def _embeddings(ctx: FitContext, encoder: str, texts: Sequence[str],
-                progress: Callable[[int], None] | None) -> np.ndarray:
+def _embeddings(ctx: FitContext, encoder: str, texts: Sequence[str], what: str,
+                progress: Callable[[int], None] | None = None) -> np.ndarray:
+    """``texts`` embedded through the run's cache; ``progress``: a bar of a larger whole (else one for ``what``)."""
     cache = ctx.embeddings if isinstance(ctx.embeddings, EmbeddingCache) else EmbeddingCache()
     import torch
 
-    return cache.get(encoder, list(texts), progress=progress, device=torch.device(ctx.device))
+    return cache.get(encoder, list(texts), progress=progress or ctx.progress(f"embed {what}", len(texts)),
+                     device=torch.device(ctx.device))
 
 
 def stratified_order(y: np.ndarray, seed: int) -> np.ndarray:
@@ -69,7 +71,7 @@ class FrozenEncoderTrainer:
     def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
             dev: Sequence[Example], ctx: FitContext) -> tuple[EncoderClassifier, NodeResult]:
         t0 = time.monotonic()
-        x_dev = _embeddings(ctx, pipeline.encoder, [e.text for e in dev], ctx.progress("embed dev", len(dev)))
+        x_dev = _embeddings(ctx, pipeline.encoder, [e.text for e in dev], "dev")
         y_tr, y_dev = label_ids(train, spec.labels), label_ids(dev, spec.labels)
         cw = class_weights(pipeline.hparams.get("class_weight"), spec.labels)
         report = new_bests(ctx.report)
@@ -108,7 +110,7 @@ class FrozenEncoderTrainer:
         parts: list[np.ndarray] = []
         stop = ""
         for i, idx in enumerate(slices):
-            parts.append(_embeddings(ctx, pipeline.encoder, [train[j].text for j in idx], bar))
+            parts.append(_embeddings(ctx, pipeline.encoder, [train[j].text for j in idx], "train", bar))
             if i == len(slices) - 1:
                 break
             seen = np.concatenate(slices[:i + 1])
