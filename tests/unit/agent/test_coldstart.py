@@ -180,9 +180,9 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
 
 
 def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws, data):
-    """The first trial has no one to trail; later ones (refits aside, the opening's members too) get the
-    best node's dev score and a checkpoint at TRIAL_SHARE of the budget after they start; a fit cut
-    there is a decision."""
+    """The first trial has no one to trail; later ones (refits and the opening's trained members aside; its
+    frozen members too) get the best node's dev score and a checkpoint at TRIAL_SHARE of the budget after
+    they start; a fit cut there is a decision."""
     import dataclasses
     import time
 
@@ -193,7 +193,7 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
 
     class Recording:
         def fit(self, spec, pipeline, train, dev, ctx):
-            seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent()))
+            seen.append((pipeline.strategy, ctx.checkpoint - time.monotonic(), ctx.incumbent(), pipeline.encoder))
             model, result = fake.fit(spec, pipeline, train, dev, ctx)
             if len(seen) == 2:  # as a fit the checkpoint stopped reports it
                 result = dataclasses.replace(result, notes="trailing: best dev 0.1 below the incumbent's 0.7")
@@ -204,11 +204,14 @@ def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws,
     assert first[1] == float("inf") and first[2] == float("-inf")
     nodes = ws.store.nodes(r.run_id)
     refits = sum(n.pipeline["strategy"] == "refit" for n in nodes)  # a refit fits its source's pipeline
-    opening = sum(d.kind == "opening" for d in ws.store.decisions(r.run_id))  # held to the rule as well
+    opening = sum(d.kind == "opening" for d in ws.store.decisions(r.run_id))
     capped = [s for s in later if s[1] != float("inf")]
-    refit_fits = len(later) - len(capped)  # a refit of an ensemble fits each of its members again
-    assert opening == len(OPENING["classification"]) and len(capped) >= 2 + opening
-    assert refits <= refit_fits <= 4 * refits
+    free = [s for s in later if s[1] == float("inf")]
+    # the opening's fine-tune (its plan is sized to the budget) runs free; its larger frozen encoder is held
+    assert next(s for s in later if s[0] == "finetune") in free
+    assert next(s for s in later if s[0] == "frozen" and s[3] != first[3]) in capped
+    refit_fits = len(free) - 1  # a refit of an ensemble fits each of its members again
+    assert opening == len(OPENING["classification"]) and len(capped) >= 2 and refits <= refit_fits <= 4 * refits
     assert all(0 < s[1] <= coldstart.TRIAL_SHARE * 120 and 0 < s[2] <= 1 for s in capped)
     best = max(n.dev_metrics["accuracy"] for n in nodes if n.dev_metrics and n.pipeline["strategy"] != "refit")
     assert max(s[2] for s in capped) <= best
