@@ -4,10 +4,11 @@ The cheapest strong baseline: one embedding pass, then seconds of fitting. Its
 out-of-fold probabilities also feed label-issue detection.
 
 On a larger encoder the embedding pass is most of a trial (frozen mpnet-base: 400 s for 13,000 texts on
-two cores), so it is anytime: dev is embedded first, then train in ``SLICES`` stratified slices; past
-the trial's checkpoint a head fitted on the slices embedded so far is scored on dev after each slice
-(its learning curve over data), and a fit still below the incumbent stops there, as a fine-tune's does
-at a dev check. The deadline stops it too. Either way the head fits what was embedded.
+two cores), so it is anytime: dev is embedded first, then train in ``SLICES`` stratified slices; once
+the next slice would end past the trial's checkpoint, a head fitted on the slices embedded so far is
+scored on dev after each slice (its learning curve over data), and a fit still below the incumbent
+stops there, as a fine-tune's does at a dev check. The deadline stops it the same way, a slice early
+rather than late. Either way the head fits what was embedded.
 """
 
 from __future__ import annotations
@@ -110,13 +111,15 @@ class FrozenEncoderTrainer:
         parts: list[np.ndarray] = []
         stop = ""
         for i, idx in enumerate(slices):
+            t = time.monotonic()
             parts.append(_embeddings(ctx, pipeline.encoder, [train[j].text for j in idx], "train", bar))
             if i == len(slices) - 1:
                 break
             seen = np.concatenate(slices[:i + 1])
-            if ctx.seconds_left() <= 0:
+            ahead = time.monotonic() - t  # the next slice takes about as long: check before it would cross
+            if ctx.seconds_left() <= ahead:
                 stop = f"deadline reached: fitted on the {len(seen) / len(y):.0%} of train embedded"
-            elif time.monotonic() >= ctx.checkpoint and len(dev[1]):
+            elif time.monotonic() + ahead >= ctx.checkpoint and len(dev[1]):
                 clf = fit_logreg(np.concatenate(parts), y[seen], c=CHECK_C, seed=pipeline.seed, class_weight=cw)
                 score = float((clf.predict(dev[0]) == dev[1]).mean())
                 report(score)

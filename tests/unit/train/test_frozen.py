@@ -17,12 +17,14 @@ SPEC = TaskSpec(name="t", family="classification", labels=LABELS, primary_metric
 class Vectors(EmbeddingCache):
     """Embeds a text as its label's one-hot plus seeded noise (no network); counts the texts asked for."""
 
-    def __init__(self) -> None:
+    def __init__(self, seconds: float = 0.0) -> None:
         super().__init__()
         self.asked: list[int] = []
+        self.seconds = seconds
 
     def get(self, encoder, texts, *, progress=None, device=None):
         self.asked.append(len(texts))
+        time.sleep(self.seconds)
         rng = np.random.default_rng(len(self.asked))
         x = np.stack([np.eye(len(LABELS))[LABELS.index(t.split()[0])] for t in texts]) if texts else np.zeros((0, 3))
         return (x + rng.normal(0, 0.3, x.shape)).astype(np.float32)
@@ -32,8 +34,8 @@ def data(n: int) -> list[Example]:
     return [Example(f"{LABELS[i % 3]} text {i}", LABELS[i % 3]) for i in range(n)]
 
 
-def fit(**ctx):
-    cache, reported = Vectors(), []
+def fit(seconds: float = 0.0, **ctx):
+    cache, reported = Vectors(seconds), []
     model, result = FrozenEncoderTrainer().fit(
         SPEC, Pipeline("raw", "frozen", "enc", {}, 0), data(240), data(30),
         FitContext(embeddings=cache, report=reported.append, **ctx))
@@ -55,6 +57,13 @@ def test_a_frozen_fit_ahead_of_the_incumbent_or_before_its_checkpoint_embeds_all
         cache, reported, _, result = fit(**ctx)
         assert sum(cache.asked) == 270 and len(cache.asked) == 1 + SLICES
         assert "train_share" not in result.chosen and "trailing" not in result.notes
+
+
+def test_the_check_comes_at_the_last_slice_before_the_checkpoint_not_the_first_after_it():
+    # each embedding call takes 0.5 s: dev ends at 0.5 s, the first slice at 1.0 s, and the second would
+    # end at 1.5 s, past the checkpoint at 1.25 s; so the first slice's end is checked
+    cache, _, _, result = fit(seconds=0.5, checkpoint=time.monotonic() + 1.25, incumbent=lambda: 1.01)
+    assert cache.asked == [30, 240 // SLICES] and result.chosen["trailing"]
 
 
 def test_the_deadline_stops_a_frozen_fit_after_the_slice_it_is_on():
