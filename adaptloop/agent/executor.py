@@ -15,7 +15,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
@@ -115,21 +115,39 @@ def live_score_path(root: str | Path, run_id: int, node_id: int) -> Path:
     return Path(root) / STATE_DIR / "live" / str(run_id) / str(node_id)
 
 
-def publish_best(root: str | Path, run_id: int, node_id: int, score: float) -> None:
-    """A running trial's best dev score so far, written whole (a file, not the store: only the search
-    loop writes the database; trials in other processes or on Ray nodes share the workspace folder)."""
-    path = live_score_path(root, run_id, node_id)
+def cutoff_path(root: str | Path, run_id: int) -> Path:
+    """Where the search keeps the wall-clock time by which its running trials must end."""
+    return Path(root) / STATE_DIR / "live" / str(run_id) / "cutoff"
+
+
+def _write_whole(path: Path, value: float) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
-    tmp.write_text(repr(float(score)))
+    tmp.write_text(repr(float(value)))
     os.replace(tmp, path)
 
 
-def _live_score(root: str | Path, run_id: int, node_id: int) -> float:
+def _read(path: Path, missing: float) -> float:
     try:
-        return float(live_score_path(root, run_id, node_id).read_text())
-    except (OSError, ValueError):  # not published yet, or collected
-        return -math.inf
+        return float(path.read_text())
+    except (OSError, ValueError):  # not written yet, or removed
+        return missing
+
+
+def publish_best(root: str | Path, run_id: int, node_id: int, score: float) -> None:
+    """A running trial's best dev score so far, written whole (a file, not the store: only the search
+    loop writes the database; trials in other processes or on Ray nodes share the workspace folder)."""
+    _write_whole(live_score_path(root, run_id, node_id), score)
+
+
+def publish_cutoff(root: str | Path, run_id: int, wall: float) -> None:
+    """The wall-clock time (``time.time()``) by which the search's running trials must end now: a trial's
+    deadline is fixed when it starts, the budget the search keeps back (a student's share) may grow later."""
+    _write_whole(cutoff_path(root, run_id), wall)
+
+
+def _live_score(root: str | Path, run_id: int, node_id: int) -> float:
+    return _read(live_score_path(root, run_id, node_id), -math.inf)
 
 
 def best_dev(ws: Workspace, run_id: int, metric: str, *, besides: int | None = None) -> float:
@@ -163,7 +181,8 @@ def train_trial(trial: Trial) -> TrialOutcome:
                      checkpoint=now + (trial.checkpoint - wall),
                      incumbent=lambda: best_dev(ws, trial.run_id, spec.primary_metric, besides=trial.node_id),
                      report=(no_report if pipe.strategy == "refit"  # trained on dev: no honest dev score
-                             else lambda score: publish_best(trial.root, trial.run_id, trial.node_id, score)))
+                             else lambda score: publish_best(trial.root, trial.run_id, trial.node_id, score)),
+                     cutoff=lambda: now + (_read(cutoff_path(trial.root, trial.run_id), math.inf) - wall))
     try:
         if pipe.strategy == "refit":
             plan = refit_plan([n for n in ws.store.nodes(trial.run_id) if n.id != trial.node_id], spec)
@@ -189,12 +208,16 @@ def train_trial(trial: Trial) -> TrialOutcome:
         out.dev_metrics = metrics_of(spec, rows)
         out.predictions_artifact = ws.artifacts.put_jsonl(rows)
     out.train_seconds = time.monotonic() - t0
-    # as serving will run it: without the embedding cache its fit and dev scoring shared
     speed_texts = [e.text for e in book["dev"]]
     if speed_texts:
-        out.texts_per_second = round(texts_per_second(detach_embeddings(model), speed_texts,
-                                                      limit=NODE_SPEED_TEXTS), 1)
+        out.texts_per_second = model_speed(model, speed_texts)
     return out
+
+
+def model_speed(model: Any, texts: Sequence[str]) -> float:
+    """Texts a second ``model`` scores, as serving will run it: without the embedding cache its fit and
+    dev scoring shared."""
+    return round(texts_per_second(detach_embeddings(model), texts, limit=NODE_SPEED_TEXTS), 1)
 
 
 class Executor(Protocol):

@@ -50,6 +50,9 @@ class FitContext:
             (other trials finish or improve meanwhile).
         report: told each new best dev score of this fit (the search shares it with the trials
             running beside this one, whose ``incumbent`` it becomes).
+        cutoff: ``time.monotonic()`` value by which the search wants its running trials done, asked
+            whenever the time left is: sooner than ``deadline`` when the search keeps part of the budget
+            back after this fit started (a student's share, once a model too slow to serve may win).
     """
 
     deadline: float = float("inf")
@@ -59,9 +62,10 @@ class FitContext:
     checkpoint: float = float("inf")
     incumbent: Callable[[], float] = field(default=lambda: float("-inf"))
     report: Callable[[float], None] = no_report
+    cutoff: Callable[[], float] = field(default=lambda: float("inf"))
 
     def seconds_left(self) -> float:
-        return self.deadline - time.monotonic()
+        return min(self.deadline, self.cutoff()) - time.monotonic()
 
 
 class Trainer(Protocol):

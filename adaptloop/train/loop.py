@@ -83,7 +83,7 @@ class UpdatePlan:
         self.step += 1
         self._loss, self._n = self._loss + loss, self._n + 1
         self._hits, self._seen = self._hits + hits, self._seen + seen
-        if self.step == REPLAN_AT and math.isfinite(self.ctx.deadline):
+        if self.step == REPLAN_AT and math.isfinite(self.ctx.seconds_left()):
             per_step = (time.monotonic() - self._t_train) / self.step
             per_eval = self.eval_seconds(per_step)
             left = self.ctx.seconds_left() - self.reserve_evals * per_eval

@@ -233,6 +233,52 @@ def test_a_model_too_slow_to_serve_makes_the_search_keep_its_students_time_back(
     assert coldstart.serving_reserve(ws, 600) == 0.0
 
 
+@pytest.mark.parametrize("alone", [10.0, 2e12])
+def test_the_best_node_is_timed_alone_before_its_students_reserve_ends_the_search(ws, data, monkeypatch, alone):
+    """A node's speed is measured beside other trials; when only the reserve for its student stops the search
+    (40 s: past the first node, the time left is under the final reserve + a node's least + the student's 10 s),
+    the best node is timed again alone: still too slow, the search stops and the student keeps its time; fast
+    enough, the search goes on with it. Each node is timed alone once; its speed alone is stored."""
+    ws.settings.serve.min_throughput = 1e12  # no model measured in a trial is this fast
+    monkeypatch.setattr(coldstart, "model_speed", lambda model, texts: alone)
+    r = cold_start(ws, data, "route banking messages", 40, make_trainer=lambda s: FakeTrainer(),
+                   embed_fn=fake_embed)
+    decisions = ws.store.decisions(r.run_id)
+    timed = [d for d in decisions if d.kind == "speed"]
+    nodes = {n.name: n for n in ws.store.nodes(r.run_id)}
+    assert timed and len({d.data["node"] for d in timed}) == len(timed)
+    assert all(nodes[d.data["node"]].texts_per_second == alone for d in timed)
+    stop = next(d for d in decisions if d.kind == "stop").reason
+    if alone < 1e12:
+        assert len(timed) == 1 and "the student keeps its 10s" in timed[0].reason and stop == "budget spent"
+        assert len(nodes) == 1
+    else:
+        assert all("go back to the search" in d.reason for d in timed) and len(nodes) > 1
+
+
+def test_a_trial_ends_by_the_cutoff_the_search_moves_after_it_started(ws, data):
+    """A trial's deadline is fixed when it starts; the time the search keeps back later (a student's share)
+    reaches it through the cutoff it asks for whenever it asks for the time left."""
+    import time
+
+    from adaptloop.agent.executor import publish_cutoff
+
+    seen = []
+
+    class Moved(FakeTrainer):
+        def fit(self, spec, pipeline, train, dev, ctx):
+            before = ctx.seconds_left()
+            run = max(ws.store.all(select(Run)), key=lambda r: r.id)
+            publish_cutoff(ws.root, run.id, time.time() + 3.0)  # as the search does when it keeps time back
+            seen.append((before, ctx.seconds_left()))
+            return super().fit(spec, pipeline, train, dev, ctx)
+
+    cold_start(ws, data, "route banking messages", 120, make_trainer=lambda s: Moved(), embed_fn=fake_embed)
+    # every fit ends by the cutoff moved after it started; the search puts it back at each round (the members
+    # a refit fits one after the other in one trial see the one moved by the member before)
+    assert all(0 < after <= 3.0 for _, after in seen) and sum(before > 10 for before, _ in seen) > len(seen) / 2
+
+
 class NoThreshold:
     def fit(self, *a, **k):
         raise RuntimeError("no threshold node in this test")
