@@ -52,7 +52,8 @@ class FitContext:
             running beside this one, whose ``incumbent`` it becomes).
         cutoff: ``time.monotonic()`` value by which the search wants its running trials done, asked
             whenever the time left is: sooner than ``deadline`` when the search keeps part of the budget
-            back after this fit started (a student's share, once a model too slow to serve may win).
+            back after this fit started (a student's share, once a model too slow to serve may win). A
+            plan is sized to ``deadline``; the cutoff only stops the fit.
     """
 
     deadline: float = float("inf")
