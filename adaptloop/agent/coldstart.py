@@ -293,6 +293,8 @@ class ColdStart:
         due = sorted((n for n in graph.scored(state.nodes) if n.model_path and n.strategy != "refit"
                       and n.name not in self.timed_alone and n.texts_per_second is not None
                       and limit / CONTENTION <= n.texts_per_second < limit * CONTENTION), key=lambda n: -n.score)
+        if not due:
+            return False
         rows = {n.name: n for n in self.ws.store.nodes(self.run_id)}
         texts = [e.text for e in book["dev"]]
         for n in due[:SPEED_CHECKS]:
@@ -303,7 +305,7 @@ class ColdStart:
             self.ws.store.decide(self.run_id, "speed", f"'{n.name}', measured at {n.texts_per_second:.0f} texts/s "
                                  f"beside other trials, scores {speed:.0f} alone: {side} [serve] min_throughput "
                                  f"{limit:.0f}", node=n.name, texts_per_second=speed, measured=n.texts_per_second)
-        return bool(due)
+        return True
 
     def _start_node(self, p: Proposal) -> Node:
         parent_id = None

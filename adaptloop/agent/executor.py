@@ -110,14 +110,18 @@ def save_model(ws: Workspace, model: Any, meta: Callable[[Path], None] | None = 
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def _live_dir(root: str | Path, run_id: int) -> Path:
+    return Path(root) / STATE_DIR / "live" / str(run_id)
+
+
 def live_score_path(root: str | Path, run_id: int, node_id: int) -> Path:
     """Where a running trial keeps its best dev score so far, for its siblings to compare with."""
-    return Path(root) / STATE_DIR / "live" / str(run_id) / str(node_id)
+    return _live_dir(root, run_id) / str(node_id)
 
 
 def cutoff_path(root: str | Path, run_id: int) -> Path:
     """Where the search keeps the wall-clock time by which its running trials must end."""
-    return Path(root) / STATE_DIR / "live" / str(run_id) / "cutoff"
+    return _live_dir(root, run_id) / "cutoff"
 
 
 def _write_whole(path: Path, value: float) -> None:
