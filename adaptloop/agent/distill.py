@@ -2,8 +2,9 @@
 
 What the cold start selects may be slow to serve: an ensemble of three encoders, a base-size
 encoder. ``distill_version`` trains a student on the default encoder cut to a few layers
-(``train/distill.py``) on the teacher's probabilities over its own training texts (with their
-gold labels), over production traffic (no labels: what serving saw; traces triage called
+(``train/distill.py``), or, when the teacher holds a fine-tuned member of the default encoder no
+deeper than the student may be, starting from that member, on the teacher's probabilities over its
+own training texts (with their gold labels), over production traffic (no labels: what serving saw; traces triage called
 poison never teach) and over probes made from the training texts (``data.augment.probes``: words
 left out, crops, two texts spliced; the teacher's answers there carry its doubt, which its answers on
 texts it was trained on do not), with the teacher's dev texts to select on. The student then faces the
@@ -23,6 +24,7 @@ binding rules pass. Every step is a decision of a ``distill`` run.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -44,7 +46,8 @@ from adaptloop.store import registry
 from adaptloop.store.db import ModelVersionRow, Node, Run, TraceRow, utcnow
 from adaptloop.train import load_trained
 from adaptloop.train.base import FitContext
-from adaptloop.train.distill import DistillConfig, distill
+from adaptloop.train.classifier import EncoderClassifier, classifiers
+from adaptloop.train.distill import DistillConfig, depth, distill
 from adaptloop.train.encoder import pick_device
 from adaptloop.train.threshold import ThresholdModel, abstention
 from adaptloop.types import Progress, no_progress
@@ -83,13 +86,21 @@ def _label_probes(teacher: Any, texts: list[str], seconds: float) -> tuple[list[
     return texts[:done], (np.concatenate(probs) if probs else None)
 
 
+def start_member(teacher: Any, labels: Sequence[str], encoder: str) -> EncoderClassifier | None:
+    """The fine-tuned classifier of ``encoder`` over ``labels`` inside ``teacher`` (an ensemble's member,
+    a thresholded base) that a student may start from: the first one, or None."""
+    return next((c for c in classifiers(teacher) if c.encoder is not None and c.encoder_name == encoder
+                 and set(labels) <= set(c.labels)), None)
+
+
 def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, budget_s: float = 600.0,
                     max_traffic: int = 20_000, promote: bool = False, probes: float = 0.0,
-                    progress: Progress = no_progress) -> dict[str, Any]:
+                    warm: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
     """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
     the teacher; promote it when ``promote`` and the binding rules pass. ``probes``: unlabelled probe
-    texts per training text for the teacher to label (in at most ``PROBE_SHARE`` of the budget).
-    Returns what happened.
+    texts per training text for the teacher to label (in at most ``PROBE_SHARE`` of the budget);
+    ``warm``: start from the teacher's fine-tuned member of the default encoder when it is at most
+    ``layers`` deep (``start_member``; the student then has that member's layers). Returns what happened.
 
     Raises:
         NotFoundError: no such version.
@@ -116,14 +127,22 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
     dev_texts = [e.text for e in dev]
     dev_gold = [index.get(e.label) for e in dev]
     cfg = DistillConfig(layers=layers)
+    member = start_member(teacher, labels, encoder) if warm else None
+    if member is not None and depth(member.encoder) > layers:
+        member = None
+    if member is not None:
+        layers = depth(member.encoder)
     # the teacher's data and spec: a later improve cycle replays them with the student in production
     run = store.add(Run(task_id=mv.task_id, kind="distill", budget_s=budget_s, state=parent.state,
                         eval_set_id=parent.eval_set_id))
-    store.decide(run.id, "distill", f"v{mv.id} teaches a {layers}-layer {encoder} student on {len(train)} "
+    begin = ("starting from its fine-tuned member (encoder and head)" if member is not None
+             else "starting from the pretrained encoder")
+    store.decide(run.id, "distill", f"v{mv.id} teaches a {layers}-layer {encoder} student, {begin}, on {len(train)} "
                  f"training texts (gold labels kept) and {len(traffic)} production inputs (no labels; poison "
                  f"left out), selected on {len(dev_texts)} dev texts (by accuracy where they have gold labels, "
                  "else by agreement with the teacher)",
-                 teacher=mv.id, train=len(train), traffic=len(traffic), dev=len(dev_texts))
+                 teacher=mv.id, train=len(train), traffic=len(traffic), dev=len(dev_texts), layers=layers,
+                 started_from="member" if member is not None else "pretrained")
     bar = progress("teacher's probabilities", 2)
     soft = teacher.predict_proba(texts)
     bar(1)
@@ -140,7 +159,8 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
         store.decide(run.id, "probes", f"the teacher labelled {len(labelled)} of {len(wanted)} probe texts (words left "
                      f"out, crops, two training texts spliced) in {time.monotonic() - t_probe:.0f}s: its answers "
                      "there teach the student how it weighs classes", probes=len(labelled), wanted=len(wanted))
-    pipeline = {"strategy": "distill", "encoder": encoder, "hparams": {"layers": layers}, "teacher": mv.id}
+    pipeline = {"strategy": "distill", "encoder": encoder, "hparams": {"layers": layers},
+                "teacher": mv.id, "started_from": "member" if member is not None else "pretrained"}
     node = store.add(Node(run_id=run.id, parent_id=mv.node_id, name=f"student-{layers}L", intervention="distill",
                           reason=f"a {layers}-layer student of v{mv.id}, cheaper to serve", pipeline=pipeline,
                           proposer="distill"))
@@ -149,7 +169,7 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
     student, info = distill(labels, encoder, texts, soft, gold, dev_texts, dev_soft,
                             FitContext(deadline=deadline, progress=progress,
                                        device=str(pick_device(ws.settings.train.device))),
-                            cfg, seed=ws.settings.train.seed, dev_gold=dev_gold)
+                            cfg, seed=ws.settings.train.seed, dev_gold=dev_gold, start=member)
     oos, share = spec.out_of_scope_label, ws.settings.serve.abstain_share
     if oos in index and share > 0:  # the student abstains like its teacher: a threshold on its own dev answers
         known = np.array([g is not None for g in dev_gold], dtype=bool)
@@ -226,7 +246,8 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
         return None
     mv = registry.resolve(ws.store, "production")
     run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
-    if ws.store.run_state(run).spec.family != "classification":  # decided before loading a causal LM
+    spec = ws.store.run_state(run).spec
+    if spec.family != "classification":  # decided before loading a causal LM
         return None
     _, _, model = load_version(ws, f"v{mv.id}")
     frozen = run_eval_set(ws, run)
@@ -236,13 +257,20 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
         why = f"v{mv.id} scores {rate:.0f} texts/s on this machine, within [serve] min_throughput {limit:.0f}"
         ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
         return {"version": f"v{mv.id}", "texts_per_second": rate, "limit": limit, "reason": why}
+    layers, whole = ws.settings.serve.student_layers, ""
+    member = start_member(model, getattr(model, "labels", spec.labels), ws.settings.train.encoder)
+    if member is not None and depth(member.encoder) > layers:
+        alone = round(texts_per_second(member, texts), 1)
+        if alone >= limit:  # a whole fine-tuned member is servable: the student keeps its layers and starts from it
+            layers = depth(member.encoder)
+            whole = f" (its fine-tuned member alone scores {alone:.0f}: the student starts from it, all its layers)"
     why = (f"v{mv.id} scores {rate:.0f} texts/s on this machine, below [serve] min_throughput {limit:.0f}: "
-           f"distilling a {ws.settings.serve.student_layers}-layer student of it")
+           f"distilling a {layers}-layer student of it{whole}")
     ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
     from adaptloop.agent.budget import parse_budget
 
     budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
-    r = distill_version(ws, f"v{mv.id}", layers=ws.settings.serve.student_layers,
+    r = distill_version(ws, f"v{mv.id}", layers=layers,
                         budget_s=budget, promote=True, progress=progress, probes=ws.settings.serve.student_probes)
     student_rate = r["texts_per_second"]["student"]
     if r["decision"] == "promoted" and student_rate < limit:

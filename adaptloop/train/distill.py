@@ -6,6 +6,10 @@ what a sentence encoder knows) with a linear head, trained on the teacher's soft
 
 - the head starts as logistic regression on the cut encoder's frozen embeddings against the
   teacher's top class (LP-FT, as ``finetune`` does), so the first updates do not tear it apart;
+- or, when the teacher holds a fine-tuned member of the default encoder no deeper than the
+  student, the student *is* that member to begin with (its encoder and its head), and distillation
+  moves it, at a fine-tune's learning rate, from what it learnt alone toward what the teacher
+  knows: it starts at the member's accuracy instead of at a pretrained encoder's;
 - the loss is the cross-entropy against the teacher's distribution sharpened or softened by a
   temperature (Hinton et al.'s knowledge distillation; the teacher hands over probabilities, so
   its log-probabilities stand in for its logits), mixed with the gold label where a text has one;
@@ -52,12 +56,15 @@ class DistillConfig:
     warmup: float = 0.06
     evals_per_epoch: int = 2
     patience: int = 3
+    warm_lr: float = 5e-5  # a student that starts from a fine-tuned member is fine-tuned already: half its lr
+    warm_head_lr: float = 5e-4
+
 
     def __post_init__(self) -> None:
         if self.layers < 1:
             raise ValueError(f"a student keeps at least 1 transformer layer, not {self.layers}")
-        if self.epochs <= 0 or self.lr <= 0 or self.head_lr <= 0 or self.temperature <= 0:
-            raise ValueError("epochs, lr, head_lr and temperature must be positive")
+        if min(self.epochs, self.lr, self.head_lr, self.warm_lr, self.warm_head_lr, self.temperature) <= 0:
+            raise ValueError("epochs, the learning rates and temperature must be positive")
         if not 0.0 <= self.gold_weight <= 1.0:
             raise ValueError(f"gold_weight is a share in [0, 1], not {self.gold_weight}")
 
@@ -77,6 +84,17 @@ def cut_layers(encoder: torch.nn.Module, layers: int) -> torch.nn.Module:
     out.encoder.layer = torch.nn.ModuleList(list(stack)[:keep])
     out.config.num_hidden_layers = keep
     return out
+
+
+def depth(encoder: torch.nn.Module) -> int:
+    """Transformer layers ``encoder`` has (0 when its config does not say)."""
+    return int(getattr(getattr(encoder, "config", None), "num_hidden_layers", 0) or 0)
+
+
+def _start_head(start: EncoderClassifier, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """``start``'s head with its rows in ``labels`` order."""
+    rows = [start.labels.index(lab) for lab in labels]
+    return start.weight[rows], start.bias[rows]
 
 
 def soft_targets(proba: np.ndarray, temperature: float) -> np.ndarray:
@@ -101,19 +119,33 @@ def _hits(tok, enc, head, texts: Sequence[str], want: np.ndarray, device: torch.
 def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teacher: np.ndarray,
             gold: Sequence[int | None], dev_texts: Sequence[str], dev_teacher: np.ndarray, ctx: FitContext,
             cfg: DistillConfig = DistillConfig(), seed: int = 0,
-            dev_gold: Sequence[int | None] = ()) -> tuple[EncoderClassifier, dict]:
+            dev_gold: Sequence[int | None] = (),
+            start: EncoderClassifier | None = None) -> tuple[EncoderClassifier, dict]:
     """Train a student on ``texts`` with the teacher's probabilities ``teacher`` (n, k) and the gold
     label index of each text (None where there is none); ``dev_gold``: the dev texts' gold label
-    indices, when every one has one (selection by accuracy, else by agreement). Returns the student
-    and what the fit did: the dev score it was selected on before and after, its dev agreement with
-    the teacher, the curve, the stop reason, seconds."""
+    indices, when every one has one (selection by accuracy, else by agreement); ``start``: a fine-tuned
+    classifier over the same labels, at most ``cfg.layers`` deep, to begin from (a copy: it is not
+    changed). Returns the student and what the fit did: the dev score it was selected on before and
+    after, its dev agreement with the teacher, the curve, the stop reason, seconds.
+
+    Raises:
+        ValueError: ``start`` has no fine-tuned encoder, is deeper than ``cfg.layers``, or lacks a label.
+    """
     t0 = time.monotonic()
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     device = torch.device(ctx.device)
     k = len(labels)
-    tok, base = load_base(encoder_name)
-    enc = cut_layers(base, cfg.layers).to(device)
+    if start is not None and (start.encoder is None or not 0 < depth(start.encoder) <= cfg.layers
+                              or set(labels) - set(start.labels)):
+        raise ValueError(f"a student starts from a fine-tuned classifier of at most {cfg.layers} layers over "
+                         "its labels")
+    if start is not None:
+        tok, enc = start.tokenizer, copy.deepcopy(start.encoder).to(device)
+        encoder_name = start.encoder_name
+    else:
+        tok, base = load_base(encoder_name)
+        enc = cut_layers(base, cfg.layers).to(device)
     target = soft_targets(teacher, cfg.temperature)
     top = teacher.argmax(1)
     has_gold = np.array([g is not None for g in gold])
@@ -122,16 +154,19 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
     by_gold = len(dev_gold) == len(dev_texts) > 0 and all(g is not None for g in dev_gold)
     want, key = (np.array(dev_gold, dtype=np.int64), "dev_accuracy") if by_gold else (dev_top, "dev_agreement")
 
-    # LP: the head starts as logistic regression on the cut encoder's embeddings against the teacher's top class
-    x = embed(tok, enc, list(texts), device=device)
-    w, b = full_head(fit_logreg(x, top, c=10.0, seed=seed), k)
+    if start is not None:
+        w, b = _start_head(start, labels)
+    else:  # LP: the head starts as logistic regression on the cut encoder's embeddings against the teacher's top
+        x = embed(tok, enc, list(texts), device=device)
+        w, b = full_head(fit_logreg(x, top, c=10.0, seed=seed), k)
     head = torch.nn.Linear(w.shape[1], k).to(device)
     with torch.no_grad():
         head.weight.copy_(torch.from_numpy(w))
         head.bias.copy_(torch.from_numpy(np.maximum(b, -30.0)))
     enc.train()
     params = [p for p in enc.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW([{"params": params, "lr": cfg.lr}, {"params": head.parameters(), "lr": cfg.head_lr}],
+    lr, head_lr = (cfg.warm_lr, cfg.warm_head_lr) if start is not None else (cfg.lr, cfg.head_lr)
+    opt = torch.optim.AdamW([{"params": params, "lr": lr}, {"params": head.parameters(), "lr": head_lr}],
                             weight_decay=0.01)
     steps_per_epoch = max(1, math.ceil(len(texts) / cfg.batch_size))
     plan = UpdatePlan(opt, total=int(cfg.epochs * steps_per_epoch), steps_per_epoch=steps_per_epoch, ctx=ctx,
@@ -140,7 +175,9 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
                       eval_seconds=lambda per_step: per_step * len(dev_texts) / cfg.batch_size / 3)
     before = _hits(tok, enc, head, dev_texts, want, device)
     plan.start(before)
-    bar = ctx.progress(f"distil a {cfg.layers}-layer student", plan.total)
+    layers = depth(enc) or cfg.layers
+    bar = ctx.progress(f"distil a {layers}-layer student" + (" from the teacher's fine-tuned member" if start else ""),
+                       plan.total)
     lengths = [len(t) for t in texts]
     tt = cfg.temperature
     while not plan.stop:
@@ -168,7 +205,8 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
     enc.eval()
     student = EncoderClassifier(labels, encoder_name, head.weight.detach().cpu().numpy(),
                                 head.bias.detach().cpu().numpy(), enc.cpu(), tok)
-    info = {"layers": cfg.layers, "texts": len(texts), "with_gold": int(has_gold.sum()),
+    info = {"layers": layers, "started_from": "member" if start is not None else "pretrained",
+            "texts": len(texts), "with_gold": int(has_gold.sum()),
             "selected_on": key, "dev_score_before": round(before, 4), "dev_score": round(plan.best_score, 4),
             "dev_agreement": round(agreement, 4),
             "stop": plan.stop, "steps": plan.step, "curve": plan.curve,

@@ -287,6 +287,53 @@ def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_mee
     assert registry.rollback(ws.store)["to"] == f"v{teacher.id}"
 
 
+def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts_from_that_member(
+        trained, tmp_path, monkeypatch):
+    """The teacher's fine-tuned member of the default encoder meets [serve] min_throughput alone: its student keeps
+    all its layers and begins as that member (encoder and head), then learns from the teacher (a real distillation);
+    a member too slow alone leaves the student at [serve] student_layers, from the pretrained encoder."""
+    import copy
+    import shutil
+
+    import numpy as np
+
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Decision
+    from adaptloop.train.classifier import EncoderClassifier
+    from adaptloop.train.encoder import load_base
+    from adaptloop.train.ensemble import EnsembleModel
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained["ws"], root)
+    ws = Workspace.open(root)
+    if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
+        registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    mv, spec, winner = distill.load_version(ws, "production", cached=True)
+    tok, base = load_base(ws.settings.train.encoder)
+    labels = list(winner.labels)
+    member = EncoderClassifier(labels, ws.settings.train.encoder,
+                               np.random.default_rng(0).normal(size=(len(labels), 384)).astype(np.float32),
+                               np.zeros(len(labels), dtype=np.float32), copy.deepcopy(base), tok)
+    teacher = EnsembleModel([winner, member], [0.7, 0.3])
+    monkeypatch.setattr(distill, "load_version", lambda ws_, ref, cached=False: (mv, spec, teacher))
+    monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 10.0 if model is teacher else 500.0)
+    ws.settings.serve.min_throughput, ws.settings.serve.student_layers = 200.0, 1
+    r = distill.fit_to_serving(ws, budget_s=40)
+    d = r["distill"]
+    assert d["fit"]["started_from"] == "member" and d["fit"]["layers"] == 6, d["fit"]
+    assert "the student starts from it, all its layers" in r["reason"], r["reason"]
+    assert d["fit"]["dev_score"] >= d["fit"]["dev_score_before"]
+    said = [x for x in ws.store.all(select(Decision).where(Decision.run_id == d["run_id"])) if x.kind == "distill"]
+    assert said and said[0].data["started_from"] == "member" and "fine-tuned member" in said[0].reason
+    asked = []
+    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: asked.append(kw["layers"]) or {
+        "decision": "promoted", "student": f"v{mv.id}", "reason": "promoted", "texts_per_second": {"student": 500.0}})
+    monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 100.0)  # the member alone: too slow
+    distill.fit_to_serving(ws, budget_s=40)
+    assert asked == [1]
+
+
 def test_new_distils_a_student_when_the_winner_is_slower_than_serve_min_throughput(tmp_path, banking_train):
     """And exports what serves to ONNX, as `new` does by default."""
     ws = init_tiny_workspace(tmp_path / "ws")
