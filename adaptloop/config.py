@@ -94,7 +94,9 @@ class ServeSettings(BaseModel):
                                   "0 = no limit.")
     student_layers: int = Field(3, ge=1, description="Transformer layers a student keeps of the default encoder "
                                 "(3 of MiniLM-L6: the 2-layer students of the banking77 winner lost 0.3 points "
-                                "but were refused by the gate, the 3-layer one passed; docs/results.md).")
+                                "but were refused by the gate, the 3-layer one passed; docs/results.md). A "
+                                "winner whose fine-tuned member of that encoder alone meets min_throughput gets a "
+                                "student that starts from that member, with all its layers.")
     student_budget: str = Field("10m", description="Wall budget of the distillation `new` runs for min_throughput "
                                 "(at most a quarter of `new`'s budget, which the search keeps back for it once a "
                                 "model that may be too slow is in play).")
