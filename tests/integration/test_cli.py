@@ -301,6 +301,7 @@ def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts
     from adaptloop.store import registry
     from adaptloop.store.db import Decision
     from adaptloop.train.classifier import EncoderClassifier
+    from adaptloop.train.distill import DistillConfig
     from adaptloop.train.encoder import load_base
     from adaptloop.train.ensemble import EnsembleModel
 
@@ -318,6 +319,7 @@ def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts
     teacher = EnsembleModel([winner, member], [0.7, 0.3])
     monkeypatch.setattr(distill, "load_version", lambda ws_, ref, cached=False: (mv, spec, teacher))
     monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 10.0 if model is teacher else 500.0)
+    monkeypatch.setattr(distill, "DistillConfig", lambda layers: DistillConfig(layers=layers, epochs=1.0))  # short
     ws.settings.serve.min_throughput, ws.settings.serve.student_layers = 200.0, 1
     r = distill.fit_to_serving(ws, budget_s=40)
     d = r["distill"]
