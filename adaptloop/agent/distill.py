@@ -4,11 +4,12 @@ What the cold start selects may be slow to serve: an ensemble of three encoders,
 encoder. ``distill_version`` trains a student on the default encoder cut to a few layers
 (``train/distill.py``), or, when the teacher holds a fine-tuned member of the default encoder no
 deeper than the student may be, starting from that member, on the teacher's probabilities over its
-own training texts (with their gold labels), over production traffic (no labels: what serving saw; traces triage called
-poison never teach) and over probes made from the training texts (``data.augment.probes``: words
-left out, crops, two texts spliced; the teacher's answers there carry its doubt, which its answers on
-texts it was trained on do not), with the teacher's dev texts to select on. The student then faces the
-teacher on every frozen eval set of the task, under the gate's rules:
+own training texts (with their gold labels), over production traffic (no labels: what serving saw;
+traces triage called poison never teach) and over probes made from the training texts
+(``data.augment.probes``: words left out, crops, two texts spliced; the teacher's answers there carry
+its doubt, which its answers on texts it was trained on do not), with the teacher's dev texts to
+select on. The student then faces the teacher on every frozen eval set of the task, under the gate's
+rules:
 
 - the **noise** rule binds as for any candidate: not worse beyond noise;
 - the break rule becomes a **margin**: on each set it may break more than it fixes by at most

@@ -184,7 +184,8 @@ def distill(
         "--model", "-m", help="The teacher: version (v3) or alias [default: production].")] = None,
     layers: Annotated[int | None, typer.Option(
         help="Transformer layers the student keeps of the task's encoder (MiniLM-L6 has 6; 3 runs ~2x, 2 ~3x "
-             "as fast) [default: [serve] student_layers, 3].", min=1, show_default=False)] = None,
+             "as fast); a fine-tuned member of the teacher no deeper than this is where the student starts "
+             "[default: [serve] student_layers, 3].", min=1, show_default=False)] = None,
     budget: Annotated[str, typer.Option(help="Wall budget: teacher's labels, training, gate, speed checks.")] = "10m",
     promote: Annotated[bool, typer.Option(
         "--promote", help="Serve the student when the gate's noise and margin rules pass.")] = False,
@@ -195,7 +196,8 @@ def distill(
     as_json: JsonOpt = False,
 ) -> None:
     """Distil a classifier (an ensemble, a base-size encoder) into one small student that is cheap to
-    serve: the task's encoder cut to --layers layers, trained on the teacher's probabilities over its
+    serve: the task's encoder cut to --layers layers (or, when the teacher holds a fine-tuned member of it
+    no deeper than that, that member), trained on the teacher's probabilities over its
     training texts, over production traffic (poison left out) and over probe texts made from the
     training texts (words left out, crops, two texts spliced), where its answers show how it weighs
     classes.
