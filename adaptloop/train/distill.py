@@ -59,7 +59,6 @@ class DistillConfig:
     warm_lr: float = 5e-5  # a student that starts from a fine-tuned member is fine-tuned already: half its lr
     warm_head_lr: float = 5e-4
 
-
     def __post_init__(self) -> None:
         if self.layers < 1:
             raise ValueError(f"a student keeps at least 1 transformer layer, not {self.layers}")
@@ -176,8 +175,8 @@ def distill(labels: Sequence[str], encoder_name: str, texts: Sequence[str], teac
     before = _hits(tok, enc, head, dev_texts, want, device)
     plan.start(before)
     layers = depth(enc) or cfg.layers
-    bar = ctx.progress(f"distil a {layers}-layer student" + (" from the teacher's fine-tuned member" if start else ""),
-                       plan.total)
+    begin = " from the teacher's fine-tuned member" if start is not None else ""
+    bar = ctx.progress(f"distil a {layers}-layer student{begin}", plan.total)
     lengths = [len(t) for t in texts]
     tt = cfg.temperature
     while not plan.stop:
