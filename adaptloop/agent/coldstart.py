@@ -381,7 +381,7 @@ class ColdStart:
         if done:
             top = max(done, key=lambda n: primary(n.dev_metrics, spec.primary_metric))
             selected = graph.preferred(done, lambda n: primary(n.dev_metrics, spec.primary_metric),
-                                       lambda n: n.pipeline["strategy"])
+                                       lambda n: n.pipeline["strategy"], lambda n: n.dev_metrics or {})
             assert selected is not None
             best = refitted_form(finished, selected)
             refitted = best is not selected

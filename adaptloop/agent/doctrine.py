@@ -98,8 +98,11 @@ EXTRACTION_PENALTY = {"lora": -1.5}
 # MiniLM + LR averaged with it scored test 0.939 against 0.928 alone, and with frozen mpnet + LR 0.945
 # (`benchmarks/lexical_members.py`); a short budget, where neither a fine-tune nor mpnet fits, still ends
 # on an ensemble.
-OPENING = {"classification": ("lexical", "finetune", "larger-encoder")}
+# extraction: the tagger on the ladder's next rung (the cased e5) beside the baseline, then their ensemble
+OPENING = {"classification": ("lexical", "finetune", "larger-encoder"), "extraction": ("larger-encoder",)}
 MAX_MEMBERS = 4  # an ensemble's members: the best node of each kind (strategy, encoder), at most this many
+MAX_TAGGER_MEMBERS = 3  # a tagger ensemble's members (each one more pass of a tagger at serving time)
+TAGGER_FLOOR = 0.85  # share of the best tagger's dev F1 a member must reach (tagger_members)
 SEVERITY_WEIGHT = 2.0
 ENCODER_TEXTS_PER_S = 150.0  # a fine-tuned default encoder scoring texts on one worker (measured 150–230/s)
 SPEED_TEXTS = 64  # texts a finished node scores uncached to measure its speed (``executor.NODE_SPEED_TEXTS``)
@@ -147,6 +150,21 @@ def ensemble_members(pool: Sequence[GraphNode]) -> list[GraphNode]:
     for n in sorted(pool, key=lambda n: (-n.score, n.order)):
         by_kind.setdefault((n.strategy, n.pipeline.get("encoder")), n)
     return list(by_kind.values())[:MAX_MEMBERS]
+
+
+def tagger_members(pool: Sequence[GraphNode]) -> list[GraphNode]:
+    """The best tagger of each encoder, best first, at most ``MAX_TAGGER_MEMBERS``, each at least
+    ``TAGGER_FLOOR`` of the best one's dev F1. Their tag probabilities are averaged on words with equal
+    weights (``train.ensemble.TaggerEnsemble``): taggers on different encoders (an uncased and a cased
+    tokenizer) err differently, two on one encoder mostly repeat each other (presidio_pii test F1: the
+    MiniLM `negatives` tagger 0.679, with the e5 tagger 0.763, with another MiniLM tagger 0.686). The floor
+    keeps out a tagger that never converged (mpnet taggers at dev 0.42 and 0.32 against 0.85, a LoRA one at
+    0.57), not one dev merely ranks lower (the e5 tagger: 0.77 against 0.85)."""
+    by_encoder: dict[Any, GraphNode] = {}
+    for n in sorted((n for n in pool if n.strategy in iv.TAGGERS), key=lambda n: (-n.score, n.order)):
+        by_encoder.setdefault(n.pipeline.get("encoder"), n)
+    ranked = list(by_encoder.values())
+    return [n for n in ranked if n.score >= TAGGER_FLOOR * ranked[0].score][:MAX_TAGGER_MEMBERS] if ranked else []
 
 
 def servable(members: Sequence[GraphNode], s: SearchState) -> list[GraphNode]:
@@ -249,7 +267,7 @@ class DoctrinePolicy:
         regime = regime_of(b.score, b.findings)
         tried = _tried(s)
         pool = [n for n in graph.scored(s.nodes) if n.strategy not in graph.UNEXPANDABLE and n.model_path]
-        members = ensemble_members(pool) if s.family != "extraction" else []
+        members = ensemble_members(pool) if s.family != "extraction" else tagger_members(pool)
         full = self._ensemble(members, s, tried)
         # too slow to serve: first the members that serve fast enough together (seconds), for when the student
         # of the full ensemble is refused or has no time (then what serves is the best model that meets the

@@ -83,8 +83,8 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     model = load_trained(path)
     if not exportable(model):
         raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
-                             "(frozen, fine-tuned, LoRA, their ensembles and thresholds) and taggers; it keeps "
-                             "serving with torch")
+                             "(frozen, fine-tuned, LoRA, their ensembles and thresholds) and taggers (alone or "
+                             "averaged); it keeps serving with torch")
     eval_set = run_eval_set(ws, run)
     if eval_set is None:
         raise WorkspaceError(f"v{mv.id} comes from run {run.id}, which froze no eval set: there is nothing to check "

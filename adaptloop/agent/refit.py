@@ -50,7 +50,7 @@ def refit_plan(nodes: Sequence[Node], spec: TaskSpec, *, again: bool = False) ->
     if not scored:
         return None
     best = graph.preferred(scored, lambda n: primary(n.dev_metrics, spec.primary_metric),
-                           lambda n: n.pipeline["strategy"])
+                           lambda n: n.pipeline["strategy"], lambda n: n.dev_metrics or {})
     assert best is not None
     if best.pipeline["strategy"] in TUNED_ON_DEV:
         return None  # tuned on dev: there is nothing left to tune it on
@@ -121,7 +121,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     Raises:
         RuntimeError: a member's fit was cut short by the deadline.
     """
-    from adaptloop.train.ensemble import EnsembleModel
+    from adaptloop.train.ensemble import combine
 
     t0 = time.monotonic()
     models, kept = [], []
@@ -141,7 +141,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
             raise RuntimeError(f"refit of {member.name} cut short by the budget")
         models.append(model)
     weights = [w for _, w in plan.members]
-    model = models[0] if len(models) == 1 else EnsembleModel(models, weights)
+    model = combine(models, weights)
     return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
                              notes=f"refit of {plan.selected.name} on {len(ds['dev'])} more examples"
                                    + (f" ({', '.join(kept)} kept as trained)" if kept else ""),

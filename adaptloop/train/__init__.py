@@ -73,7 +73,7 @@ def _load(folder) -> TrainedModel:
         from adaptloop.train.fake import FakeModel
 
         return FakeModel(meta["labels"], np.asarray(meta["centroids"], dtype=np.float32))
-    if meta.get("kind") == "ensemble":
+    if meta.get("kind") in ("ensemble", "tagger-ensemble"):
         from adaptloop.train.ensemble import load_ensemble
 
         return load_ensemble(Path(folder), load_trained)

@@ -56,6 +56,10 @@ class FakeTrainer:
     def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example],
             dev: Sequence[Example], ctx: FitContext) -> tuple[FakeModel, NodeResult]:
         self.calls.append(pipeline)
+        if spec.family == "extraction" and pipeline.strategy == "ensemble":  # the real one, over fake taggers
+            from adaptloop.train.ensemble import EnsembleTrainer
+
+            return EnsembleTrainer().fit(spec, pipeline, train, dev, ctx)
         x, y = _features([e.text for e in train]), label_ids(train, spec.labels)
         cents = np.zeros((len(spec.labels), DIM), dtype=np.float32)
         for k in range(len(spec.labels)):
@@ -90,11 +94,30 @@ class FakeTagger:
     """Extraction fake: a gazetteer of the training mentions, matched case-insensitively on word bounds."""
 
     kind = "tagger"
+    encoder_name = "fake"
 
     def __init__(self, labels: Sequence[str], gazetteer: dict[str, str], thresholds: dict | None = None) -> None:
         self.labels = tuple(labels)
         self.gazetteer = gazetteer
         self.thresholds = dict(thresholds or {})
+
+    def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+        """Per text: its words' offsets and one-hot tags (O, then B-/I- per type) of the gazetteer's matches,
+        as a real tagger's per-subword probabilities are laid out (``TaggerEnsemble`` averages them)."""
+        from adaptloop.data.spans import word_units
+
+        out = []
+        for text, found in zip(texts, self.predict_spans(texts, thresholds={})):
+            units = word_units(text)
+            p = np.zeros((len(units), 1 + 2 * len(self.labels)), dtype=np.float32)
+            p[:, 0] = 1.0
+            for i, (s, e) in enumerate(units):
+                hit = next((f for f in found if f["start"] <= s and e <= f["end"]), None)
+                if hit is not None:
+                    p[i, 0] = 0.0
+                    p[i, 1 + 2 * self.labels.index(hit["label"]) + (0 if s <= hit["start"] else 1)] = 1.0
+            out.append((units, p))
+        return out
 
     def predict_spans(self, texts: Sequence[str], *, thresholds: dict | None = None) -> list[list[dict]]:
         import re

@@ -10,9 +10,10 @@ weights; it is what serves when the all-int8 graph moves too many predictions. E
 thresholded models export every encoder they hold. ``attach`` puts the exported encoders under a
 loaded model, which then embeds through ONNX Runtime: no torch forward pass at serving time.
 
-A tagger (``SpanTagger``) exports its whole token-classification model (tokens → transformer →
-per-subword tag logits) the same way; windowing, averaging and decoding to character spans stay
-in Python, so the spans come out exactly as torch's decoding makes them.
+A tagger (``SpanTagger``, or each member of a ``TaggerEnsemble``) exports its whole
+token-classification model (tokens → transformer → per-subword tag logits) the same way;
+windowing, averaging and decoding to character spans stay in Python, so the spans come out
+exactly as torch's decoding makes them.
 
 An export folder:
 
@@ -21,6 +22,7 @@ An export folder:
     enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections
     enc-<i>/tokenizer*        its tokenizer
     tagger/model(.int8|.int8-mixed).onnx  a tagger's graphs (input ids, attention mask[, case types] → tag logits)
+    tagger-<i>/...            the same for the i-th member of a tagger ensemble
 
 Whether an export may serve (its parity with torch on a frozen eval set) is the agent's call
 (``agent/export.py``).
@@ -70,9 +72,24 @@ class _Logits(torch.nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
 
 
+def taggers(model: Any) -> list[SpanTagger]:
+    """The taggers ``model`` runs: itself, or a tagger ensemble's members."""
+    if isinstance(model, SpanTagger):
+        return [model]
+    members = getattr(model, "members", [])
+    return list(members) if members and all(isinstance(m, SpanTagger) for m in members) else []
+
+
+def _tagger_dirs(model: Any, folder: Path) -> list[tuple[SpanTagger, Path]]:
+    found = taggers(model)
+    if isinstance(model, SpanTagger):
+        return [(model, Path(folder) / "tagger")]
+    return [(t, Path(folder) / f"tagger-{i}") for i, t in enumerate(found)]
+
+
 def exportable(model: Any) -> bool:
-    """Whether this exporter knows ``model``: encoder classifiers (and what holds them) or a tagger."""
-    return isinstance(model, SpanTagger) or bool(classifiers(model))
+    """Whether this exporter knows ``model``: encoder classifiers (and what holds them) or taggers."""
+    return bool(taggers(model)) or bool(classifiers(model))
 
 
 def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str, *, types: bool = False) -> Path:
@@ -113,13 +130,15 @@ def _fed_by_gelu(graph: Path) -> list[str]:
 
 
 def export(model: Any, folder: Path) -> list[Path]:
-    """Write the fp32, int8 and mixed int8 ONNX graphs (and tokenizer) of every encoder in ``model``, or of a tagger.
+    """Write the fp32, int8 and mixed int8 ONNX graphs (and tokenizer) of every encoder in ``model``, or of its
+    taggers.
 
     Raises:
         ValueError: ``model`` is nothing this exporter knows.
     """
-    if isinstance(model, SpanTagger):
-        return [_write(_Logits(model.model), model.tok, Path(folder) / "tagger", "logits", types=model.case)]
+    if taggers(model):
+        return [_write(_Logits(t.model), t.tok, dest, "logits", types=t.case)
+                for t, dest in _tagger_dirs(model, folder)]
     found = classifiers(model)
     if not found:
         raise ValueError(f"{type(model).__name__} holds no encoder classifier or tagger to export")
@@ -185,8 +204,9 @@ class OnnxEncoder:
 def attach(model: Any, folder: Path, precision: str = "int8", threads: int = 0) -> Any:
     """Make every encoder classifier in ``model`` embed through its exported graph, or a tagger tag
     through its own. Returns ``model``."""
-    if isinstance(model, SpanTagger):
-        model.onnx = OnnxLogits(Path(folder) / "tagger", precision, threads)
+    if taggers(model):
+        for t, dest in _tagger_dirs(model, folder):
+            t.onnx = OnnxLogits(dest, precision, threads)
         return model
     for i, clf in enumerate(classifiers(model)):
         clf.onnx = OnnxEncoder(Path(folder) / f"enc-{i}", precision, threads)

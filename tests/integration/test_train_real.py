@@ -99,6 +99,28 @@ def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
         assert [[(d["start"], d["end"], d["label"]) for d in row]
                 for row in attach(again, tmp_path / "onnx", "fp32").predict_spans(texts)] == [
                     [(d["start"], d["end"], d["label"]) for d in row] for row in torch_spans]
+        # a tagger ensemble (here of one tagger twice: the member's spans) saves, reloads and tags through the
+        # members' graphs (tagger-<i>; copies of the one exported above)
+        import shutil
+
+        from adaptloop.train.ensemble import TaggerEnsemble
+        from adaptloop.train.onnx_export import _tagger_dirs
+
+        def spans(m):  # scores differ: an ensemble's is the mean over words, a tagger's over subwords
+            return [[(d["start"], d["end"], d["label"]) for d in row] for row in m.predict_spans(texts)]
+
+        ens = TaggerEnsemble([model, load_trained(tmp_path / "m")])
+        assert spans(ens) == spans(model)
+        ens.save(tmp_path / "ens")
+        ens = load_trained(tmp_path / "ens")
+        assert spans(ens) == spans(model)
+        dirs = _tagger_dirs(ens, tmp_path / "onnx")
+        assert [d.name for _, d in dirs] == ["tagger-0", "tagger-1"]
+        for _, d in dirs:
+            shutil.copytree(tmp_path / "onnx" / "tagger", d)
+        attach(ens, tmp_path / "onnx", "fp32")
+        assert all(m.onnx is not None for m in ens.members)
+        assert spans(ens) == [[(d["start"], d["end"], d["label"]) for d in row] for row in torch_spans]
     thr_model, thr = trainer_for("span-threshold").fit(
         spec, Pipeline("raw", "span-threshold", hparams={"of": str(tmp_path / "m")}), [], dev, FitContext())
     assert 0.0 <= thr.dev_metrics["f1"] <= 1.0 and set(thr.chosen["thresholds"]) <= set(spec.labels)

@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from adaptloop.agent.doctrine import REGIMES, DoctrinePolicy, regime_of
+from adaptloop.agent.doctrine import REGIMES, TAGGER_FLOOR, DoctrinePolicy, regime_of
 from adaptloop.agent.policy import WAIT, Proposal, SearchState, Stop
 from adaptloop.data.recipes import RecipeBook, merge, parse
 from adaptloop.search import graph
@@ -334,9 +334,18 @@ def test_extraction_starts_with_a_tagger_and_only_proposes_extraction_moves():
     assert "larger-encoder" not in [p.move for p in DoctrinePolicy().candidates(base, tight)]
     top = DoctrinePolicy().propose(s)
     assert top.move in ("negatives", "span-threshold", "clean") and top.finding == "over_prediction"
-    assert not [m for m in DoctrinePolicy().graph_moves(
-        state([base, node("b2", 0.81, "baseline", strategy="tagger-lora", order=1)], family="extraction"))
-        if m.kind == "ensemble"]
+
+    # taggers ensemble among themselves: the best of each encoder, each at least TAGGER_FLOOR of the best
+    taggers = [base, node("b2", 0.81, "baseline", strategy="tagger-lora", order=1),
+               node("cased", 0.72, "baseline", strategy="tagger", encoder=BIG, order=2),
+               node("cased-2", 0.70, "baseline", strategy="tagger", encoder=BIG, order=3),
+               node("broken", 0.30, "baseline", strategy="tagger", encoder="third-enc", order=4)]
+    (ens,) = [m for m in DoctrinePolicy().graph_moves(state(taggers, family="extraction")) if m.kind == "ensemble"]
+    assert ens.pipeline.hparams["member_names"] == ["b2", "cased"]  # one per encoder; 'broken' under the floor
+    assert ens.pipeline.hparams["members"] == ["/models/b2", "/models/cased"]
+    assert 0.72 >= TAGGER_FLOOR * 0.81 > 0.30
+    assert not [m for m in DoctrinePolicy().graph_moves(state(taggers[:2], family="extraction"))
+                if m.kind == "ensemble"]  # two taggers on one encoder mostly repeat each other
 
 
 def test_extraction_transforms():
@@ -413,3 +422,15 @@ def test_an_ensemble_with_no_time_for_its_student_keeps_the_members_that_serve_f
     nxt = pol.propose(state([*nodes, trained], min_throughput=150.0))  # next: the fast pair, before anything else
     assert nxt.kind == "ensemble" and nxt.pipeline.hparams["member_names"] == ["finetune", "lexical"]
     assert "min_throughput" in nxt.reason
+
+
+def test_an_ensemble_within_noise_of_the_best_node_is_preferred():
+    """0.005 on dev accuracy; for an entity F1 over few gold entities, one standard error of the best's F1."""
+    ens = node("ens", 0.844, strategy="ensemble", order=2)
+    thr = replace(node("thr", 0.857, strategy="span-threshold", order=1), dev={"f1": 0.857, "n_gold": 240})
+    assert graph.ensemble_slack(thr.dev) == pytest.approx((0.857 * 0.143 / 240) ** 0.5)
+    assert graph.best([thr, ens]).name == "ens"  # 0.013 behind, a standard error is 0.023
+    many = replace(thr, dev={"f1": 0.857, "n_gold": 24_000})
+    assert graph.best([many, ens]).name == "thr"
+    acc = replace(thr, dev={"accuracy": 0.857})
+    assert graph.ensemble_slack(acc.dev) == graph.ENSEMBLE_SLACK and graph.best([acc, ens]).name == "thr"

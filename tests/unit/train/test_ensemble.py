@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from adaptloop.train import load_trained
 from adaptloop.train.base import FitContext
@@ -51,3 +52,77 @@ def test_frozen_classifiers_in_a_saved_ensemble_embed_through_a_shared_cache(tmp
     model.save(tmp_path / "m")
     probs = load_trained(tmp_path / "m", embeddings=cache).predict_proba(texts)
     assert probs.argmax(axis=1).tolist() == [0, 1]
+
+
+def test_a_tagger_ensemble_averages_tag_probabilities_and_round_trips(tmp_path):
+    """Taggers ensemble one level down: their per-word tag probabilities are averaged and decoded once, so
+    a span two of three members find survives and one only one member finds does not; the ensemble
+    saves, reloads and takes per-type thresholds as a tagger does."""
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.fake import FakeTagger
+
+    types = ("LOC", "PER")
+    members = [FakeTagger(types, {"ann lee": "PER", "paris": "LOC"}), FakeTagger(types, {"ann lee": "PER"}),
+               FakeTagger(types, {"lee": "PER", "paris": "LOC", "oslo": "LOC"})]
+    for i, m in enumerate(members):
+        m.save(tmp_path / f"m{i}")
+    spec = TaskSpec("t", "p", "extraction", types, primary_metric="f1")
+    dev = [Example("Ann Lee flew to Paris.", "", spans=((0, 7, "PER"), (16, 21, "LOC")))]
+    pipe = Pipeline("raw", "ensemble", hparams={"members": [str(tmp_path / f"m{i}") for i in range(3)]})
+    model, result = EnsembleTrainer().fit(spec, pipe, [], dev, FitContext())
+    assert isinstance(model, TaggerEnsemble) and result.chosen["weights"] == [1 / 3] * 3
+    texts = ["Ann Lee flew to Paris.", "Oslo is cold."]
+    spans = [[(d["start"], d["end"], d["label"]) for d in row] for row in model.predict_spans(texts)]
+    assert spans == [[(0, 7, "PER"), (16, 21, "LOC")], []]  # Oslo: one member of three
+    assert model.predict_spans(texts)[0][0]["score"] == pytest.approx(2 / 3, abs=1e-4)
+    model.thresholds = {"LOC": 0.7}
+    model.save(tmp_path / "ens")
+    again = load_trained(tmp_path / "ens")
+    assert isinstance(again, TaggerEnsemble) and again.kind == "tagger"
+    assert [[d["label"] for d in row] for row in again.predict_spans(texts)] == [["PER"], []]
+
+
+def test_a_tagger_ensemble_averages_taggers_that_cut_text_differently():
+    """Members on different encoders cut text into different subwords: each member's probabilities go on
+    the words (a word takes its first subword's), then are averaged."""
+    from adaptloop.train.ensemble import TaggerEnsemble, on_words
+    from adaptloop.train.fake import FakeTagger
+
+    class Pieces(FakeTagger):  # a tokenizer that cuts every word of four letters or more in two
+        encoder_name = "pieces"
+
+        def token_probs(self, texts, batch_size=32):
+            out = []
+            for keys, p in super().token_probs(texts):
+                k2, p2 = [], []
+                for (s, e), row in zip(keys, p):
+                    cut = [(s, s + 2), (s + 2, e)] if e - s >= 4 else [(s, e)]
+                    inner = row.copy()
+                    if row.argmax() % 2 == 1:  # B-t: the second piece continues it (I-t)
+                        inner = np.zeros_like(row)
+                        inner[row.argmax() + 1] = 1.0
+                    k2 += cut
+                    p2 += [row, inner][: len(cut)]
+                out.append((k2, np.array(p2)))
+            return out
+
+    types = ("LOC", "PER")
+    words = [(0, 3), (4, 7), (8, 12)]
+    p = np.eye(5)[[1, 2, 0, 0]]  # "Ann" B-PER, "Lee" I-PER, then two pieces of "flew"
+    assert on_words(words, [(0, 3), (4, 7), (8, 10), (10, 12)], p, 5).argmax(1).tolist() == [1, 2, 0]
+    a, b = FakeTagger(types, {"ann lee": "PER"}), Pieces(types, {"ann lee": "PER", "paris": "LOC"})
+    ens = TaggerEnsemble([a, b, Pieces(types, {"paris": "LOC"})])
+    assert ens.encoder_name == "fake"
+    spans = [(d["start"], d["end"], d["label"]) for d in ens.predict_spans(["Ann Lee flew to Paris."])[0]]
+    assert spans == [(0, 7, "PER"), (16, 21, "LOC")]
+
+
+def test_a_tagger_ensemble_refuses_members_it_cannot_average():
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.fake import FakeTagger
+
+    a = FakeTagger(("PER",), {"ann": "PER"})
+    with pytest.raises(ValueError, match="at least two"):
+        TaggerEnsemble([a])
+    with pytest.raises(ValueError, match="entity types"):
+        TaggerEnsemble([a, FakeTagger(("LOC", "PER"), {})])
