@@ -4,9 +4,10 @@
 
 Reads the finished tagger nodes of the workspace's latest cold start (a run of
 `benchmarks/extraction.py` keeps its workspace), scores each on test.jsonl, then the equal-weight
-averages of their per-subword tag probabilities (`train.ensemble.TaggerEnsemble`): the members
-the doctrine picks (`agent.doctrine.tagger_members`: the best taggers on the best one's encoder,
-within 0.05 dev F1 of it, at most 3) and the top 2, 3 and 4 on dev. Dev F1 is the node's own;
+averages of their tag probabilities (`train.ensemble.TaggerEnsemble`): the members the doctrine
+picks (`agent.doctrine.tagger_members`: the best tagger of each encoder, at most 3, each at least
+85% of the best one's dev F1), the top 2 and 3 on dev on the best one's encoder, and the best one
+with every tagger on the other encoders. Dev F1 is the node's own;
 nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET.json.
 """
 
@@ -61,12 +62,15 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     gnodes = [graph.GraphNode(name=n.name, score=n.dev_metrics["f1"], parent=None,
                               pipeline=n.pipeline, model_path="x", order=n.id) for n in nodes]
-    picks = {"doctrine": [g.name for g in tagger_members(gnodes)]}
+    picks = {"doctrine (the best of each encoder)": [g.name for g in tagger_members(gnodes)]}
     best_enc = rows[0]["encoder"] if rows else None
     same = [r["model"] for r in rows if r["encoder"] == best_enc]
-    for k in (2, 3, 4):
+    other = [r["model"] for r in rows if r["encoder"] != best_enc]
+    for k in (2, 3):
         if len(same) >= k:
-            picks[f"top {k}"] = same[:k]
+            picks[f"the top {k} on {best_enc.split('/')[-1]}"] = same[:k]
+    if same and other:
+        picks["the best, and every tagger on the other encoders"] = [same[0], *other]
     for label, names in picks.items():
         if len(names) < 2:
             continue

@@ -157,7 +157,7 @@ def tagger_members(pool: Sequence[GraphNode]) -> list[GraphNode]:
     ``TAGGER_FLOOR`` of the best one's dev F1. Their tag probabilities are averaged on words with equal
     weights (``train.ensemble.TaggerEnsemble``): taggers on different encoders (an uncased and a cased
     tokenizer) err differently, two on one encoder mostly repeat each other (presidio_pii test F1: the
-    MiniLM `negatives` tagger 0.679, with the e5 tagger 0.763, with another MiniLM tagger 0.686). The floor
+    MiniLM `negatives` tagger 0.686, with an e5 tagger 0.763, with another MiniLM tagger 0.686). The floor
     keeps out a tagger that never converged (mpnet taggers at dev 0.42 and 0.32 against 0.85, a LoRA one at
     0.57), not one dev merely ranks lower (the e5 tagger: 0.77 against 0.85)."""
     by_encoder: dict[Any, GraphNode] = {}
