@@ -12,10 +12,11 @@ Taggers (extraction) ensemble one level down: ``TaggerEnsemble`` averages its me
 tag probabilities when they share a tokenizer, else puts each member's on the text's words first (a
 word takes its first subword's, as taggers are trained to tag a word's first piece), and decodes the
 average once, so the spans come from one agreed tagging (span voting would have to reconcile
-overlapping, differently cut spans). Words are what taggers on different encoders share: an uncased and a cased tokenizer cut text differently,
-and they err differently. Members get equal weights: an extraction dev split is a few hundred
-sentences, too few to fit weights on. Measured on presidio_pii (`benchmarks/tagger_ensemble.py`):
-a MiniLM tagger (test F1 0.686) and a multilingual-e5-small one (0.696) average to 0.763.
+overlapping, differently cut spans). Words are what taggers on different encoders share: an uncased
+and a cased tokenizer cut text differently, and they err differently. Members get equal weights: an
+extraction dev split is a few hundred sentences, too few to fit weights on. Measured on presidio_pii
+(`benchmarks/tagger_ensemble.py`): a MiniLM tagger (test F1 0.686) and a multilingual-e5-small one
+(0.696) average to 0.763.
 """
 
 from __future__ import annotations
