@@ -54,13 +54,8 @@ class EnsembleModel:
         return _mix(probs, self.weights)
 
     def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, m in enumerate(self.members):
-            m.save(folder / f"member-{i}")
-        (folder / "adaptloop_model.json").write_text(json.dumps(
-            {"kind": "ensemble", "labels": list(self.labels), "weights": self.weights.tolist(),
-             "members": [f"member-{i}" for i in range(len(self.members))]}, indent=1))
+        _save(folder, self.members, {"kind": "ensemble", "labels": list(self.labels),
+                                     "weights": self.weights.tolist()})
 
 
 class TaggerEnsemble:
@@ -106,14 +101,18 @@ class TaggerEnsemble:
         return [decode(t, keys, p, self.labels, thr) for t, (keys, p) in zip(texts, self.token_probs(texts))]
 
     def save(self, folder: Path) -> None:
-        folder = Path(folder)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, m in enumerate(self.members):
-            m.save(folder / f"member-{i}")
-        (folder / "adaptloop_model.json").write_text(json.dumps(
-            {"kind": "tagger-ensemble", "labels": list(self.labels), "encoder": self.encoder_name,
-             "thresholds": self.thresholds, "members": [f"member-{i}" for i in range(len(self.members))]},
-            indent=1))
+        _save(folder, self.members, {"kind": "tagger-ensemble", "labels": list(self.labels),
+                                     "encoder": self.encoder_name, "thresholds": self.thresholds})
+
+
+def _save(folder: Path, members: Sequence[Any], meta: dict[str, Any]) -> None:
+    """Each member in ``member-<i>``, then the ensemble's metadata naming them."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, m in enumerate(members):
+        m.save(folder / f"member-{i}")
+    (folder / "adaptloop_model.json").write_text(json.dumps(
+        {**meta, "members": [f"member-{i}" for i in range(len(members))]}, indent=1))
 
 
 def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], p: np.ndarray,
