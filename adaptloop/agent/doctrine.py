@@ -154,8 +154,8 @@ def ensemble_members(pool: Sequence[GraphNode]) -> list[GraphNode]:
 
 def tagger_members(pool: Sequence[GraphNode]) -> list[GraphNode]:
     """The best tagger of each encoder, best first, at most ``MAX_TAGGER_MEMBERS``, each at least
-    ``TAGGER_FLOOR`` of the best one's dev F1. Their tag probabilities are averaged on words with equal
-    weights (``train.ensemble.TaggerEnsemble``): taggers on different encoders (an uncased and a cased
+    ``TAGGER_FLOOR`` of the best one's dev F1. Their tag probabilities are averaged with equal weights
+    (``train.ensemble.TaggerEnsemble``): taggers on different encoders (an uncased and a cased
     tokenizer) err differently, two on one encoder mostly repeat each other (presidio_pii test F1: the
     MiniLM `negatives` tagger 0.686, with an e5 tagger 0.763, with another MiniLM tagger 0.686). The floor
     keeps out a tagger that never converged (mpnet taggers at dev 0.42 and 0.32 against 0.85, a LoRA one at

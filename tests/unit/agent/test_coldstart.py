@@ -1,5 +1,7 @@
 """The cold-start loop on real banking77 text (the sample in tests/fixtures) behind the fake trainer seam (fast)."""
 
+import json
+
 import numpy as np
 import pytest
 from sqlalchemy import select
@@ -318,3 +320,36 @@ def test_a_task_with_an_out_of_scope_label_serves_a_model_that_abstains(ws, tmp_
         texts = [x["text"] for x in rows[:30]]
         np.testing.assert_allclose(model.base.predict_proba(texts),
                                    load_trained(ws.artifacts.path(base.model_artifact)).predict_proba(texts))
+
+
+def test_an_extraction_cold_start_opens_with_the_cased_tagger_and_ensembles_the_two(ws, tmp_path):
+    """The opening trains a tagger on the ladder's next rung beside the baseline, held to the trailing
+    checkpoint (unlike a classification opening's fine-tune); the best tagger of each encoder is averaged,
+    and that ensemble, level with its members on dev, is what `new` selects."""
+    import time
+
+    from adaptloop.data.sources import load_extraction
+    from adaptloop.train import load_trained
+    from tests.conftest import DATASETS
+
+    rows = [json.loads(line) for line in (DATASETS / "presidio_pii" / "train.jsonl").open(encoding="utf-8")][:120]
+    data = load_extraction(write_jsonl(tmp_path / "pii.jsonl", rows))
+    seen = []
+
+    class Recording:
+        def __init__(self, strategy):
+            self.inner = fake_trainer(strategy)
+
+        def fit(self, spec, pipeline, train, dev, ctx):
+            seen.append((pipeline.strategy, pipeline.encoder, ctx.checkpoint - time.monotonic()))
+            return self.inner.fit(spec, pipeline, train, dev, ctx)
+
+    r = cold_start(ws, data, "build me a PII detection model", 600, make_trainer=Recording, embed_fn=fake_embed)
+    first, *later = seen
+    cased = [s for s in later if s[0] == "tagger" and s[1] != first[1]]
+    assert cased and cased[0][2] != float("inf")  # the opening's cased tagger is held to the checkpoint
+    ensembles = [n for n in ws.store.nodes(r.run_id) if n.pipeline["strategy"] == "ensemble"]
+    assert ensembles and len(ensembles[0].pipeline["hparams"]["member_names"]) == 2
+    assert r.winner["selected_on_dev"].startswith("ensemble")  # then refitted on train + dev, as a tagger ensemble
+    (won,) = [n for n in ws.store.nodes(r.run_id) if n.name == r.winner["node"]]
+    assert type(load_trained(ws.artifacts.path(won.model_artifact))).__name__ == "TaggerEnsemble"
