@@ -105,18 +105,13 @@ class FakeTagger:
         """Per text: its words' offsets and one-hot tags (O, then B-/I- per type) of the gazetteer's matches,
         as a real tagger's per-subword probabilities are laid out (``TaggerEnsemble`` averages them)."""
         from adaptloop.data.spans import word_units
+        from adaptloop.train.tagger import align_labels
 
         out = []
         for text, found in zip(texts, self.predict_spans(texts, thresholds={})):
             units = word_units(text)
-            p = np.zeros((len(units), 1 + 2 * len(self.labels)), dtype=np.float32)
-            p[:, 0] = 1.0
-            for i, (s, e) in enumerate(units):
-                hit = next((f for f in found if f["start"] <= s and e <= f["end"]), None)
-                if hit is not None:
-                    p[i, 0] = 0.0
-                    p[i, 1 + 2 * self.labels.index(hit["label"]) + (0 if s <= hit["start"] else 1)] = 1.0
-            out.append((units, p))
+            ids = align_labels(units, [(f["start"], f["end"], f["label"]) for f in found], self.labels)
+            out.append((units, np.eye(1 + 2 * len(self.labels), dtype=np.float32)[ids]))
         return out
 
     def predict_spans(self, texts: Sequence[str], *, thresholds: dict | None = None) -> list[list[dict]]:

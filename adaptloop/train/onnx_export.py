@@ -81,10 +81,10 @@ def taggers(model: Any) -> list[SpanTagger]:
 
 
 def _tagger_dirs(model: Any, folder: Path) -> list[tuple[SpanTagger, Path]]:
-    found = taggers(model)
+    """Each tagger of ``model`` with its graphs' folder: ``tagger`` for a lone tagger, ``tagger-<i>`` for members."""
     if isinstance(model, SpanTagger):
         return [(model, Path(folder) / "tagger")]
-    return [(t, Path(folder) / f"tagger-{i}") for i, t in enumerate(found)]
+    return [(t, Path(folder) / f"tagger-{i}") for i, t in enumerate(taggers(model))]
 
 
 def exportable(model: Any) -> bool:
@@ -136,9 +136,9 @@ def export(model: Any, folder: Path) -> list[Path]:
     Raises:
         ValueError: ``model`` is nothing this exporter knows.
     """
-    if taggers(model):
-        return [_write(_Logits(t.model), t.tok, dest, "logits", types=t.case)
-                for t, dest in _tagger_dirs(model, folder)]
+    tagged = _tagger_dirs(model, folder)
+    if tagged:
+        return [_write(_Logits(t.model), t.tok, dest, "logits", types=t.case) for t, dest in tagged]
     found = classifiers(model)
     if not found:
         raise ValueError(f"{type(model).__name__} holds no encoder classifier or tagger to export")
@@ -204,8 +204,9 @@ class OnnxEncoder:
 def attach(model: Any, folder: Path, precision: str = "int8", threads: int = 0) -> Any:
     """Make every encoder classifier in ``model`` embed through its exported graph, or a tagger tag
     through its own. Returns ``model``."""
-    if taggers(model):
-        for t, dest in _tagger_dirs(model, folder):
+    tagged = _tagger_dirs(model, folder)
+    if tagged:
+        for t, dest in tagged:
             t.onnx = OnnxLogits(dest, precision, threads)
         return model
     for i, clf in enumerate(classifiers(model)):
