@@ -125,7 +125,9 @@ def find_label_issues(labels: np.ndarray, pred_probs: np.ndarray, *,
     """
     from cleanlab.filter import find_label_issues as _cl_find
 
-    ranked = _cl_find(labels, pred_probs, return_indices_ranked_by="self_confidence")
+    # n_jobs=1: cleanlab forks a Pool otherwise, and a fork of a process that holds torch's or
+    # tqdm's threads can hang on a lock no child will release (seen once in CI: 20 minutes stuck).
+    ranked = _cl_find(labels, pred_probs, return_indices_ranked_by="self_confidence", n_jobs=1)
     ranked = list(ranked)[: int(max_fraction * len(labels))]
     drops = []
     for i in ranked:

@@ -92,7 +92,7 @@ def token_label_issues(train: Sequence[Example], types: Sequence[str], encoder: 
         at += len(lab)
     keep = [i for i, lab in enumerate(labels) if len(lab)]
     given, evidence = [labels[i] for i in keep], [per_sentence[i] for i in keep]
-    issues = find_label_issues(given, evidence)
+    issues = find_label_issues(given, evidence, n_jobs=1)  # no forked Pool: see data.curate
     quality, _ = get_label_quality_scores(given, evidence)
     worst = set(np.argsort(quality, kind="stable")[: int(max_share * len(keep))].tolist())
     rows: list[dict[str, Any]] = []
