@@ -62,6 +62,12 @@ from adaptloop.workspace import Workspace
 log = logging.getLogger(__name__)
 
 FINAL_RESERVE_S = 20.0  # budget kept back for scoring the winner on the eval set
+# with [serve] export on, the winner's ONNX export and its parity check follow the search inside the budget:
+# this share of it (at most EXPORT_MAX_S) is kept back for them as well. presidio_pii, 20m: the export of a
+# MiniLM + e5 tagger pair took 49 s after a search that had spent the budget (1,243 s in all); a lone MiniLM
+# model's takes 10-15 s
+EXPORT_SHARE = 0.04
+EXPORT_MAX_S = 60.0
 MIN_NODE_S = 10.0  # no new node starts with less than this left (the first one always runs)
 PARALLEL_MIN_S = 120.0  # below this budget, trials run one at a time
 # a trial whose dev score still trails the best node after this share of the run's budget stops there
@@ -100,6 +106,20 @@ def serving_reserve(ws: Workspace, budget_s: float) -> float:
     if ws.settings.serve.min_throughput <= 0:
         return 0.0
     return min(parse_budget(ws.settings.serve.student_budget), STUDENT_SHARE * budget_s)
+
+
+def export_reserve(ws: Workspace, family: str, budget_s: float) -> float:
+    """Seconds of a budget kept for the winner's export: ``EXPORT_SHARE`` of it, at most ``EXPORT_MAX_S``;
+    0 with ``[serve] export`` off or for a family the exporter does not cover (generation)."""
+    if not ws.settings.serve.export or family == "generation":
+        return 0.0
+    return min(EXPORT_MAX_S, EXPORT_SHARE * budget_s)
+
+
+def final_reserve(ws: Workspace, family: str, budget_s: float) -> float:
+    """Seconds a search leaves of its budget for what follows it: scoring the winner on the eval set
+    (``FINAL_RESERVE_S``) and the export (``export_reserve``)."""
+    return FINAL_RESERVE_S + export_reserve(ws, family, budget_s)
 
 
 def _node_dict(n: Node) -> dict[str, Any]:
@@ -148,6 +168,7 @@ class ColdStart:
         self.policy = policy
         self.executor = executor
         self.family: Family | None = None
+        self.final_s = FINAL_RESERVE_S  # seconds the search leaves for the eval scoring and export (``final_reserve``)
         self.keep_back = 0.0  # seconds held for the student (``serving_reserve``) while a slow model is in play
         self.timed_alone: set[str] = set()  # nodes whose speed was measured again with the cores to themselves
 
@@ -162,6 +183,7 @@ class ColdStart:
         starting: Node | None = None
         stop = ""
         family = self.family = family_of(spec.family)
+        self.final_s = final_reserve(ws, spec.family, clock.budget_s)
         try:
             book = family.data(ws, run)
             policy = self.policy or family.policy(ws, run, book, self.llm)
@@ -176,7 +198,7 @@ class ColdStart:
                 choice = pending[0] if pending else policy.propose(state)
                 full = len(running) >= executor.workers
                 spent = (isinstance(choice, Proposal) and bool(graph.scored(state.nodes))
-                         and clock.left < FINAL_RESERVE_S + MIN_NODE_S + self.keep_back)
+                         and clock.left < self.final_s + MIN_NODE_S + self.keep_back)
                 # running trials started within the budget (their deadlines bound them): collected before a stop
                 if choice is WAIT or (running and (isinstance(choice, Stop) or full or spent)):
                     if not running:
@@ -187,7 +209,7 @@ class ColdStart:
                         self._collect(f, *running.pop(f), spec=spec, book=book)
                     store.update(Run, self.run_id, spent_s=clock.spent)
                     continue
-                if ((isinstance(choice, Stop) or spent) and clock.left > FINAL_RESERVE_S
+                if ((isinstance(choice, Stop) or spent) and clock.left > self.final_s
                         and self._timed_alone(state, book)):
                     continue  # another round with the speeds measured alone
                 if isinstance(choice, Stop) or spent:
@@ -208,7 +230,7 @@ class ColdStart:
                 bar = self.progress(f"{choice.name}: {choice.pipeline.strategy}", 1)
                 trial = Trial(root=str(ws.root), run_id=self.run_id, node_id=node.id, name=choice.name,
                               pipeline=choice.pipeline.to_dict(), make_trainer=self.make_trainer,
-                              deadline=time.time() + clock.left - max(FINAL_RESERVE_S, choice.reserve_s)
+                              deadline=time.time() + clock.left - max(self.final_s, choice.reserve_s)
                               - max(self.keep_back, state.student_cost(choice.pipeline)),
                               device=_device(ws), threads=_threads(ws, executor.workers), runner=family.runner,
                               progress=self.progress if isinstance(executor, InlineExecutor) else None,
@@ -265,7 +287,7 @@ class ColdStart:
             facts["learned"] = portfolio.blend(portfolio.prior(spec.family, facts["n_train"], facts["n_classes"])[0],
                                                store.learned(spec.family, as_of=(replayed, self.run_id)))
         reserve = serving_reserve(self.ws, clock.budget_s) if self.promote and spec.family == "classification" else 0
-        state = SearchState(nodes=nodes, seconds_left=clock.left - FINAL_RESERVE_S, budget=clock.budget_s,
+        state = SearchState(nodes=nodes, seconds_left=clock.left - self.final_s, budget=clock.budget_s,
                             workers=workers, opening=not self.first, **facts,
                             min_throughput=self.ws.settings.serve.min_throughput if reserve else 0.0)
         best = graph.best(nodes)
@@ -278,7 +300,7 @@ class ColdStart:
         self.keep_back = reserve if slow else 0.0
         # trials started before the reserve was kept back end by it too (banking77, 10m: a fine-tune started
         # 13 s before it ran to the search's end, and the student's 135 s went past the budget)
-        publish_cutoff(self.ws.root, self.run_id, time.time() + clock.left - FINAL_RESERVE_S - self.keep_back)
+        publish_cutoff(self.ws.root, self.run_id, time.time() + clock.left - self.final_s - self.keep_back)
         return replace(state, seconds_left=state.seconds_left - self.keep_back,
                        student_s=0.0 if slow else reserve)
 
@@ -402,7 +424,7 @@ class ColdStart:
                           if selected is top else
                           f"the ensemble '{selected.name}' (dev {spec.primary_metric} "
                           f"{primary(selected.dev_metrics, spec.primary_metric):.4f}) is within "
-                          f"{graph.ENSEMBLE_SLACK} of the best node '{top.name}' "
+                          f"{graph.ensemble_slack(top.dev_metrics or {}):.3f} of the best node '{top.name}' "
                           f"({primary(top.dev_metrics, spec.primary_metric):.4f}) of {len(done)}: an average of "
                           "models trained differently varies less off dev than one model picked on it")
                          + (f"; promoting its refit on train+dev (node {refit_id}), decided "

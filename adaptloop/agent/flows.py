@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import select
 
 from adaptloop.agent.budget import parse_budget
-from adaptloop.agent.coldstart import ColdStart, cold_start, resumable_run, serving_reserve
+from adaptloop.agent.coldstart import ColdStart, cold_start, export_reserve, resumable_run, serving_reserve
 from adaptloop.agent.distill import fit_to_serving
 from adaptloop.agent.export import export_production
 from adaptloop.agent.improve import ImproveCycle
@@ -84,9 +84,10 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
     with progress() as bars:
         t0 = time.monotonic()
         result = cold_start(ws, loaded, prompt, seconds, progress=bars, gold=gold, llm=llm)
-        # the student (of a winner too slow to serve) spends what the search left of the budget: at least
-        # what the search kept back for it
-        left = max(seconds - (time.monotonic() - t0), serving_reserve(ws, seconds))
+        # the student (of a winner too slow to serve) spends what the search left of the budget but the
+        # export's share: at least what the search kept back for it
+        left = max(seconds - (time.monotonic() - t0) - export_reserve(ws, loaded.family, seconds),
+                   serving_reserve(ws, seconds))
         sized = fit_to_serving(ws, budget_s=left, progress=bars) if result.version is not None else None
         exported = export_production(ws, progress=bars) if result.version is not None else None
     if draft is not None:  # the drafter's requests belong to the run they made

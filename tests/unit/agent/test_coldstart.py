@@ -235,6 +235,19 @@ def test_a_model_too_slow_to_serve_makes_the_search_keep_its_students_time_back(
     assert coldstart.serving_reserve(ws, 600) == 0.0
 
 
+def test_the_search_leaves_the_winners_export_its_share_of_the_budget(ws):
+    """With [serve] export on, what follows the search (the eval scoring, then the ONNX export and its parity
+    check) has its time inside the budget: EXPORT_SHARE of it, at most EXPORT_MAX_S."""
+    ws.settings.serve.export = True
+    assert coldstart.export_reserve(ws, "extraction", 1200) == pytest.approx(coldstart.EXPORT_SHARE * 1200)
+    assert coldstart.export_reserve(ws, "classification", 36000) == coldstart.EXPORT_MAX_S
+    assert coldstart.final_reserve(ws, "classification", 1200) == pytest.approx(
+        coldstart.FINAL_RESERVE_S + coldstart.EXPORT_SHARE * 1200)
+    assert coldstart.export_reserve(ws, "generation", 1200) == 0.0  # a causal LM is not exported
+    ws.settings.serve.export = False
+    assert coldstart.final_reserve(ws, "extraction", 1200) == coldstart.FINAL_RESERVE_S
+
+
 @pytest.mark.parametrize("alone", [10.0, 2e12])
 def test_speeds_that_decide_what_serves_are_timed_alone_before_the_search_stops(ws, data, monkeypatch, alone):
     """A node's speed is measured in its trial, beside other trials; before the search stops (here: the
