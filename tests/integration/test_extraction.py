@@ -49,3 +49,14 @@ def test_case_types_mark_the_subwords_with_a_capital_for_a_tokenizer_that_drops_
     marked = {text[s:e] for (s, e), k in zip(w["offsets"][0], w["types"][0]) if k}
     assert marked and all(any(c.isupper() for c in piece) for piece in marked)
     assert {"we", "met", "in", "at", "noon"}.isdisjoint(marked) and w["types"][0][0] == w["types"][0][-1] == 0
+
+
+def test_the_o_tag_weighs_less_the_more_it_outnumbers_the_entity_tags():
+    """Square-root inverse frequency, O against the entity tags together, at most 1; special tokens (-100)
+    do not count."""
+    from adaptloop.train.tagger import o_weight
+
+    sparse = [[-100] + [0] * 95 + [1, 2, 2, 3, 4] + [-100]]  # 95% O, as in wnut17
+    assert o_weight(sparse) == pytest.approx((5 / 95) ** 0.5)
+    assert o_weight([[0, 0, 1, 2], [3, 4]]) == 1.0  # entity tags outnumber O: never above 1
+    assert o_weight([[0, 0, -100]]) == o_weight([]) == 1.0  # nothing to weigh against
