@@ -474,15 +474,21 @@ class DoctrinePolicy:
                                       "alternatives": [(p.move, round(p.priority, 3)) for p in cands[:6]]}})
 
     def _recovery(self, s: SearchState, b: GraphNode, stale: int) -> Proposal | Stop | None:
+        """A move from a family not tried since the last gain, from the best node or a root. The plateau
+        stops the search only once every family affordable has had its recovery: measured, stopping after
+        the first left 352 s of a 20-minute presidio_pii search unspent, before the ``negatives`` tagger
+        that won both runs which spent their budget (`extraction-presidio_pii-o-weight.json`)."""
         recent = graph.scored(s.nodes)[-stale:]
-        if any(n.intervention.startswith("recovery") for n in recent):
-            return Stop(f"plateau: {stale} nodes without dev gain over {b.score:.4f}, "
-                        "recovery move tried")
+        again = any(n.intervention.startswith("recovery") for n in recent)
         families = {iv.BY_NAME[n.move].family for n in recent if n.move in iv.BY_NAME}
         roots = [n for n in graph.scored(s.nodes) if n.parent is None]
         starts = {n.name: n for n in [b, *roots] if n.strategy not in graph.UNEXPANDABLE}
         cands = [p for n in starts.values() for p in self.candidates(n, s, kind="recovery")]
-        fresh = [p for p in cands if p.detail.get("family") not in families] or cands
+        fresh = [p for p in cands if p.detail.get("family") not in families]
+        if again and not fresh:
+            return Stop(f"plateau: {stale} nodes without dev gain over {b.score:.4f}, recovery moves tried "
+                        f"({', '.join(sorted(families))}) and no other family has an affordable move")
+        fresh = fresh or cands
         if not fresh:
             return None
         top = max(fresh, key=lambda p: p.priority)

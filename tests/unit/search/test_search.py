@@ -173,27 +173,36 @@ def test_rollback_after_a_drop_expands_the_best_node():
     assert p.parent == "finetune" and p.detail["rollback"] and p.reason.startswith("rollback")
 
 
-def test_recovery_then_plateau_stop():
+def _as_node(p, name, score, order, status="done"):
+    """The node a proposal became, scored."""
+    pipe = p.pipeline
+    return GraphNode(**{**node(name, score, p.parent, recipe=pipe.recipe, strategy=pipe.strategy, order=order,
+                               move=p.move, hparams=pipe.hparams, status=status).__dict__,
+                        "intervention": p.intervention})
+
+
+def test_a_plateau_tries_a_recovery_in_each_family_then_stops():
     pol = DoctrinePolicy(plateau_rounds=2)
     nodes = [node("baseline", 0.80, order=0, findings=[PAIR]),
              node("finetune", 0.79, "baseline", strategy="finetune", order=1, move="finetune",
                   hparams=dict(iv.FINETUNE_DEFAULTS)),
              node("lora", 0.78, "baseline", strategy="lora", order=2, move="lora",
                   hparams=dict(iv.LORA_DEFAULTS))]
-    p = pol.propose(state(nodes))
+    s = dict(n_label_issues=10)
+    p = pol.propose(state(nodes, **s))
     assert p.kind == "recovery" and p.intervention.startswith("recovery")
     assert p.detail["family"] != "model"  # the recent nodes were all model moves
-    busy = GraphNode(**{**node("rec", 0.0, "baseline", recipe="augment", status="running").__dict__,
-                        "intervention": p.intervention})
-    other = pol.propose(state([*nodes, busy]))  # one recovery at a time; other workers keep expanding
-    assert isinstance(other, Proposal) and other.kind != "recovery"
-    nodes.append(GraphNode(**{**node("rec", 0.70, "baseline", recipe="augment", order=3).__dict__,
-                              "intervention": p.intervention}))
-    out = pol.propose(state(nodes))
-    assert out.kind == "ensemble"  # the plateau first consolidates the members it has
-    nodes.append(node("ensemble", 0.79, "baseline", strategy="ensemble", order=4, hparams=out.pipeline.hparams))
-    out = pol.propose(state(nodes))
-    assert isinstance(out, Stop) and out.reason.startswith("plateau")
+    other = pol.propose(state([*nodes, _as_node(p, "rec", 0.0, 3, status="running")], **s))
+    assert isinstance(other, Proposal) and other.kind != "recovery"  # one recovery at a time
+    nodes.append(_as_node(p, "rec", 0.70, 3))
+    again = pol.propose(state(nodes, **s))  # no gain: the budget is not spent, another family's recovery
+    assert again.kind == "recovery" and again.detail["family"] not in {"model", p.detail["family"]}
+    nodes.append(_as_node(again, "rec2", 0.75, 4))
+    out = pol.propose(state(nodes, **s))
+    assert out.kind == "ensemble"  # no family left: the plateau first consolidates the members it has
+    nodes.append(node("ensemble", 0.79, "baseline", strategy="ensemble", order=5, hparams=out.pipeline.hparams))
+    out = pol.propose(state(nodes, **s))
+    assert isinstance(out, Stop) and out.reason.startswith("plateau") and "recovery moves tried" in out.reason
 
 
 def test_target_reached_and_budget_and_unaffordable():
@@ -256,14 +265,16 @@ def test_an_encoder_whose_fit_was_cut_for_trailing_is_not_trained_again():
 
 def test_a_plateau_consolidates_new_members_into_an_ensemble_before_stopping():
     pol = DoctrinePolicy(plateau_rounds=2)
+    recovered = [GraphNode(**{**node(f"rec-{m}", 0.70, "baseline", recipe="clean", order=4 + i, move=m).__dict__,
+                              "intervention": f"recovery: {m}"})
+                 for i, m in enumerate(("clean", "contrastive", "more-epochs"))]  # every other family too
     nodes = [node("baseline", 0.80, order=0, findings=[PAIR]),
              node("big", 0.85, "baseline", encoder=BIG, order=1),
              node("ens", 0.86, "big", strategy="ensemble", order=2,
                   hparams={"members": ["/models/big", "/models/baseline"], "member_names": ["big", "baseline"]}),
              node("ft", 0.84, "baseline", strategy="finetune", order=3, move="finetune",
                   hparams=dict(iv.FINETUNE_DEFAULTS)),
-             GraphNode(**{**node("rec", 0.70, "baseline", recipe="clean", order=4).__dict__,
-                          "intervention": "recovery: clean"})]
+             *recovered]
     p = pol.propose(state(nodes, n_label_issues=10))
     assert p.kind == "ensemble" and p.pipeline.hparams["member_names"] == ["big", "ft", "baseline"]
     assert p.reason.startswith("before stopping (plateau")
