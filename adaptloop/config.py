@@ -58,6 +58,9 @@ class AgentSettings(BaseModel):
     eval_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of data frozen as eval set.")
     eval_max: int = Field(2000, gt=0, description="Cap on the eval set's size.")
     dev_fraction: float = Field(0.1, gt=0, lt=0.5, description="Share of the pool held as dev split.")
+    unseen_mentions: bool = Field(True, description="Extraction without a group field: hold out the eval set "
+                                  "and dev by rows that share an entity mention, so held-out names are unseen in "
+                                  "training (off: stratified, for a closed list of names that recur).")
     plateau_rounds: int = Field(2, ge=1, description="A recovery move after this many nodes without dev "
                                 "gain; stop when it does not gain either.")
 

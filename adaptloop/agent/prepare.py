@@ -150,7 +150,8 @@ def _prepare_run(ws: Workspace, task: Task, run: Run, spec: TaskSpec, loaded: Lo
     if gold_dev is not None:
         dev, train = gold_dev, pool
     else:
-        dev, train, _how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1)
+        dev, train, _how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1,
+                                          by_mention=settings.agent.unseen_mentions)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
     issue_rows, issues = _label_issues(ws, spec, train, embed_fn, progress)
@@ -237,11 +238,11 @@ def _freeze_eval_set(ws: Workspace, task_id: int, run_id: int, deduped: list[Exa
     if gold is not None:
         g = list(gold.examples)
         g = curate.apply_drops(g, curate.find_exact_duplicates(g))
-        held, gold_dev, how = held_out_split(g, fraction=0.5, seed=seed)
+        held, gold_dev, how = held_out_split(g, fraction=0.5, seed=seed, by_mention=settings.agent.unseen_mentions)
         pool, split_from = deduped, g
     else:
         held, pool, how = held_out_split(deduped, fraction=settings.agent.eval_fraction, seed=seed,
-                                         max_n=settings.agent.eval_max)
+                                         max_n=settings.agent.eval_max, by_mention=settings.agent.unseen_mentions)
         split_from = deduped
     eval_set = EvalSet(tuple(held))
     eval_address = ws.artifacts.put_json(eval_set.to_dict())
@@ -251,6 +252,9 @@ def _freeze_eval_set(ws: Workspace, task_id: int, run_id: int, deduped: list[Exa
     if how == "group":
         how_held = (f"whole groups ({len({e.group for e in held})} of {len({e.group for e in split_from})}, "
                     "by the records' group field): it measures unseen groups, not copies of training ones")
+    elif how == "mention":
+        how_held = ("whole groups of rows that share an entity mention: no mention it holds occurs in the rows "
+                    "left to train on, so it measures names the model has not seen, as production brings")
     else:
         how_held = f"stratified over {len(set(e.label for e in held))} classes"
     ws.store.decide(run_id, "eval_set_frozen", f"eval set {eval_set.id}: {len(held)} examples, {how_held}, "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adaptloop.types import Example
 
@@ -64,6 +64,7 @@ def stratified_split(
 
 
 GROUPS_MIN = 10  # distinct groups a pool needs before held-out sets are cut by group
+MENTION_MIN_SHARE = 0.8  # of the held-out target that rows without shared mentions must fill, else stratified
 
 
 def grouped(examples: Sequence[Example]) -> bool:
@@ -76,8 +77,43 @@ def _keys(example: Example) -> set[str]:
     return {example.label} | {s[2] for s in example.spans}
 
 
+def mention_groups(examples: Sequence[Example]) -> dict[str, str]:
+    """Extraction rows linked by a shared entity mention (its case-folded, space-normalised surface form),
+    as a group per example id: rows that share a mention, directly or through others, are one group, and a
+    row without entities is a group of its own.
+
+    A tagger remembers the names it was trained on. Cut at random, a held-out part shares names with the
+    training rows and measures recall of names seen before: 29% of the mentions of a random tenth of
+    wnut17's training set occur in the rest, against 2.2% of its test set's (emerging entities) and 3.7%
+    of its validation set's. Production brings new names too. Held out by these groups, no held-out
+    mention occurs in the rows left to train on; the groups stay small (on wnut17 the largest links 84 of
+    3,394 sentences, 2,924 stand alone)."""
+    parent = {e.id: e.id for e in examples}
+
+    def root(k: str) -> str:
+        while parent[k] != k:
+            parent[k] = parent[parent[k]]
+            k = parent[k]
+        return k
+
+    first: dict[str, str] = {}
+    for e in examples:
+        for start, end, _label in e.spans:
+            mention = " ".join(e.text[start:end].split()).casefold()
+            if mention in first:
+                parent[root(e.id)] = root(first[mention])
+            else:
+                first[mention] = e.id
+    smallest: dict[str, str] = {}  # a group's name: its smallest id, whatever order the rows came in
+    for e in examples:
+        r = root(e.id)
+        smallest[r] = min(smallest.get(r, e.id), e.id)
+    return {e.id: smallest[root(e.id)] for e in examples}
+
+
 def group_split(
     examples: Sequence[Example], *, fraction: float, seed: int, max_n: int | None = None,
+    group_of: Callable[[Example], str] | None = None,
 ) -> tuple[list[Example], list[Example]]:
     """Split into (held, rest) by whole groups, about ``fraction`` of the examples held.
 
@@ -88,11 +124,13 @@ def group_split(
     of its own. A group is passed over when holding it would leave the rest without one of its
     classes or entity types, so training always sees every one.
 
+    ``group_of`` gives the group instead of the records' own field (``mention_groups``).
+
     Returns:
         (held, rest), each sorted by id.
     """
     _check_fraction(fraction)
-    groups = _buckets(examples, lambda e: e.group or f"\0{e.id}")
+    groups = _buckets(examples, group_of or (lambda e: e.group or f"\0{e.id}"))
     target = fraction * len(examples)
     if max_n is not None:
         target = min(target, max_n)
@@ -113,9 +151,18 @@ def group_split(
 
 def held_out_split(
     examples: Sequence[Example], *, fraction: float, seed: int, max_n: int | None = None,
+    by_mention: bool = True,
 ) -> tuple[list[Example], list[Example], str]:
-    """``group_split`` when the examples are ``grouped``, else ``stratified_split``; and which
-    one it was (``"group"`` or ``"stratified"``), for the record."""
+    """``group_split`` when the examples are ``grouped``; for extraction rows without groups, ``group_split``
+    over ``mention_groups`` (held-out mentions unseen in training; unless ``by_mention`` is off, or the
+    rows without shared mentions cannot fill the held part); else ``stratified_split``. And which
+    one it was (``"group"``, ``"mention"`` or ``"stratified"``), for the record."""
     if grouped(examples):
         return (*group_split(examples, fraction=fraction, seed=seed, max_n=max_n), "group")
+    if by_mention and any(e.spans for e in examples):
+        linked = mention_groups(examples)
+        held, rest = group_split(examples, fraction=fraction, seed=seed, max_n=max_n, group_of=lambda e: linked[e.id])
+        target = min(fraction * len(examples), max_n or len(examples))
+        if len(held) >= MENTION_MIN_SHARE * target:  # else one mention links most rows (a fixed gazetteer)
+            return held, rest, "mention"
     return (*stratified_split(examples, fraction=fraction, seed=seed, max_n=max_n), "stratified")

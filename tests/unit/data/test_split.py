@@ -56,3 +56,37 @@ def test_ungrouped_or_few_groups_fall_back_to_stratified():
     ex = [Example(f"t{i}", "a", group=f"g{i % 20}") for i in range(100)] + [Example("only b", "b", group="gb")]
     held, rest = group_split(ex, fraction=0.5, seed=0)
     assert any(e.label == "b" for e in rest) and 40 <= len(held) <= 55
+
+
+def _tagged(text, *mentions):
+    """A row whose entities are the given words of ``text``."""
+    spans = []
+    for word in mentions:
+        start = text.index(word)
+        spans.append((start, start + len(word), "PER"))
+    return Example(text, "PER", spans=tuple(sorted(spans)))
+
+
+def test_extraction_rows_are_held_out_by_shared_mention():
+    names = [f"Name{i}" for i in range(60)]
+    rows = [_tagged(f"{names[i]} met {names[(i * 7) % 60]} at noon {i}", names[i], names[(i * 7) % 60])
+            for i in range(0, 60, 2)]
+    rows += [_tagged(f"we saw {n.upper()} again, {k}", n.upper()) for k, n in enumerate(names[:10])]  # case-folded
+    rows += [Example(f"nothing here {i}", "O") for i in range(40)]
+    held, rest, how = held_out_split(rows, fraction=0.3, seed=0)
+    assert how == "mention" and held and rest and len(held) + len(rest) == len(rows)
+
+    def mentions(part):
+        return {e.text[a:b].casefold() for e in part for a, b, _ in e.spans}
+
+    assert mentions(held) and mentions(held).isdisjoint(mentions(rest))
+    again = held_out_split(list(reversed(rows)), fraction=0.3, seed=0)[0]
+    assert [e.id for e in again] == [e.id for e in held]  # order-free, as every split
+    plain = [Example(f"text {i}", "ab"[i % 2]) for i in range(100)]
+    assert held_out_split(plain, fraction=0.2, seed=0)[2] == "stratified"  # classification: as before
+
+
+def test_rows_that_all_share_one_mention_fall_back_to_stratified():
+    rows = [_tagged(f"Acme shipped order {i}", "Acme") for i in range(50)]
+    held, rest, how = held_out_split(rows, fraction=0.2, seed=0)
+    assert how == "stratified" and len(held) == 10
