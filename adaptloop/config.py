@@ -61,8 +61,9 @@ class AgentSettings(BaseModel):
     unseen_mentions: bool = Field(True, description="Extraction without a group field: hold out the eval set "
                                   "and dev by rows that share an entity mention, so held-out names are unseen in "
                                   "training (off: stratified, for a closed list of names that recur).")
-    plateau_rounds: int = Field(2, ge=1, description="A recovery move after this many nodes without dev "
-                                "gain; stop when it does not gain either.")
+    plateau_rounds: int = Field(2, ge=1, description="A recovery move (another family) after this many nodes "
+                                "without dev gain; while none gains, one from each family not tried since, then "
+                                "stop.")
 
 
 class SearchSettings(BaseModel):

@@ -4,8 +4,8 @@ Pure functions over a list of ``GraphNode``; no training, no I/O. The search loo
 which node to expand (UCT with exploration that decays as the budget is spent), whether
 the last result was a drop (then it rolls back: the dropped node is never expanded and the
 next expansion starts from the best node), whether k rounds passed without gain (then a
-recovery move), and when to stop (target reached, budget spent, or, with ``plateau_stop``, a
-plateau after recovery).
+recovery move), and when to stop (target reached, budget spent, or a plateau once a recovery
+move in every family has gained nothing).
 """
 
 from __future__ import annotations
