@@ -47,6 +47,12 @@ class TrainSettings(BaseModel):
         description="The ladder of an extraction task's taggers: MiniLM lowercases its input; "
                     "multilingual-e5-small keeps case, the strongest cue an entity has.",
     )
+    feature_encoder: str = Field(
+        "sentence-transformers/all-mpnet-base-v2",
+        description="Extraction: the encoder a `frozen-tagger` reads frozen (its last four hidden layers under a "
+                    "trained BiLSTM head; one forward pass, where fine-tuning it does not fit a CPU budget); "
+                    "'' turns the move off.",
+    )
     seed: int = Field(0, description="Seed for every split and training run.")
     threads: int = Field(0, description="torch threads; 0 = all cores.")
     device: str = Field("auto", description="'auto' (CUDA when present), 'cpu' or 'cuda'.")

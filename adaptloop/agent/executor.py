@@ -284,8 +284,8 @@ class LocalExecutor:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
-NETWORK_STRATEGIES = frozenset({"frozen", "finetune", "lora", "tagger", "tagger-lora", "zero-shot", "sft",
-                                "sft-lora"})  # run a network (a GPU helps); the rest combine fitted models
+NETWORK_STRATEGIES = frozenset({"frozen", "finetune", "lora", "tagger", "tagger-lora", "frozen-tagger", "zero-shot",
+                                "sft", "sft-lora"})  # run a network (a GPU helps); the rest combine fitted models
 
 
 def trial_resources(trial: Trial, *, cluster_gpus: float, device_setting: str = "auto") -> dict[str, float]:

@@ -103,6 +103,7 @@ class Labelled:
         return dict(
             encoder=settings.train.encoder, n_train=len(data.raw), n_classes=len(spec.labels),
             n_label_issues=len(data.issue_ids), ladder=_ladder(ws, spec.family), oos_label=spec.out_of_scope_label,
+            feature_encoder=_feature_encoder(ws, spec.family),
             abstain_share=settings.serve.abstain_share, seed=settings.train.seed,
             learned=self._learned(ws, run, spec, len(data.raw)),
             # classification on CPU has a frozen larger rung; extraction has none, so there a
@@ -137,7 +138,9 @@ class Labelled:
         ladder = _ladder(ws, self.name)
         texts = [e.text for e in data.raw[:256]]
         threads = ws.settings.train.threads or os.cpu_count() or 1
-        speeds = encoder_speeds(ladder[:2], texts, device=device, threads=threads)
+        features = _feature_encoder(ws, self.name)
+        speeds = encoder_speeds([*ladder[:2], *([features] if features and features not in ladder[:2] else [])],
+                                texts, device=device, threads=threads)
         base = speeds.get(ladder[0])
         rates: dict[str, float] = {}
         if base is not None:
@@ -148,6 +151,8 @@ class Labelled:
             if large is not None:
                 rates["larger_slowdown"] = large.step_seconds(16, tokens) / base.step_seconds(16, tokens)
                 rates["embed_rate_large"] = large.texts_per_second(padded_tokens(ladder[1], texts))
+            if features in speeds:
+                rates["embed_rate_features"] = speeds[features].texts_per_second(padded_tokens(features, texts))
             ws.store.decide(run.id, "costs", "measured on this machine: " + "; ".join(
                 f"{s.encoder.split('/')[-1]} {s.tokens_per_second:.0f} tokens/s forward, "
                 f"a training step {s.step_seconds_fixed:.2f} s + {1000 * s.step_seconds_per_token:.2f} ms a token"
@@ -199,6 +204,14 @@ def _ladder(ws: Workspace, family: str) -> tuple[str, ...]:
     enc = ws.settings.train.encoder
     rungs = ladder[ladder.index(enc):] if enc in ladder else [enc]
     return tuple(r for r in rungs if r == enc or is_available(r))
+
+
+def _feature_encoder(ws: Workspace, family: str) -> str | None:
+    """Extraction's ``[train] feature_encoder`` when it is set and installed (a frozen-tagger reads it)."""
+    from adaptloop.train.packaged import is_available
+
+    enc = ws.settings.train.feature_encoder
+    return enc if family == "extraction" and enc and is_available(enc) else None
 
 
 def family_of(name: str) -> Family:

@@ -47,6 +47,8 @@ class SearchState:
     tagger_sec_per_step: float = 0.5  # measured: MiniLM token classification, batch 16, 2 threads
     larger_slowdown: float = 9.0  # a step on the next rung (mpnet-base) vs the default (measured embed ratio)
     embed_rate_large: float = 35.0  # texts/s, all-mpnet-base-v2, 2 threads (measured)
+    feature_encoder: str | None = None  # extraction: the frozen-tagger's encoder, when installed
+    embed_rate_features: float = 35.0  # texts/s of ``feature_encoder`` (all-mpnet-base-v2, 2 threads, measured)
 
     @property
     def slowdown(self) -> float:

@@ -148,9 +148,9 @@ def _prepare_run(ws: Workspace, task: Task, run: Run, spec: TaskSpec, loaded: Lo
 
     # 4. dev split from the pool (never from the eval set)
     if gold_dev is not None:
-        dev, train = gold_dev, pool
+        dev, train, dev_how = gold_dev, pool, "given"
     else:
-        dev, train, _how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1,
+        dev, train, dev_how = held_out_split(pool, fraction=settings.agent.dev_fraction, seed=seed + 1,
                                           by_mention=settings.agent.unseen_mentions)
 
     # 5. label issues on out-of-fold probabilities of the cheapest backend
@@ -177,8 +177,14 @@ def _prepare_run(ws: Workspace, task: Task, run: Run, spec: TaskSpec, loaded: Lo
         },
     )
     ws.store.save_state(run.id, state)
-    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues", **state.curation)
+    ws.store.decide(run.id, "curation", "removed duplicates, eval overlap and label issues; dev: "
+                    f"{len(dev)} examples, {_DEV_HOW[dev_how]}", dev_split=dev_how, **state.curation)
 
+
+_DEV_HOW = {"given": "half of the held-out data given with the task (the other half is the eval set)",
+            "group": "whole groups by the records' group field, as the eval set",
+            "mention": "whole groups of rows that share an entity mention, unseen in training, as the eval set",
+            "stratified": "stratified by class"}
 
 MIN_PER_CLASS = 3  # one example for the frozen eval set, one for dev, one to train on
 MIN_EXAMPLES = 3  # extraction: sentences, one for each of the same three parts

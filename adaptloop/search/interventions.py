@@ -39,6 +39,7 @@ class Context:
     abstain_share: float | None = None  # of in-scope dev examples abstention may take (None: default)
     parent_model: str | None = None  # saved model folder of the parent
     parent_name: str = ""
+    feature_encoder: str | None = None  # extraction: the encoder a frozen-tagger reads, when installed
     findings: tuple[Finding, ...] = field(default_factory=tuple)  # the parent's findings
 
     def labels_of(self, kind: str) -> list[list[str]]:
@@ -68,7 +69,7 @@ def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
     def apply(p: Pipeline, _f: Finding | None, _c: Context) -> Pipeline | None:
         if p.strategy == "tagger" and strategy == "lora":  # extraction: LoRA of the tagger
             return replace(p, strategy="tagger-lora", hparams=dict(TAGGER_LORA_DEFAULTS))
-        if p.strategy in TRAINED:
+        if p.strategy in TRAINED or p.strategy == "frozen-tagger":
             return None
         keep = {k: v for k, v in p.hparams.items() if k == "class_weight"}
         return replace(p, strategy=strategy, hparams={**defaults, **keep})
@@ -90,6 +91,14 @@ def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | No
         return replace(p, encoder=rung, hparams={**p.hparams, "lr": lr})
     return Pipeline(recipe=p.recipe, strategy="frozen", encoder=rung,
                     hparams={k: v for k, v in p.hparams.items() if k == "class_weight"}, seed=p.seed)
+
+
+def frozen_tagger(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | None:
+    """From a tagger: a head trained on the frozen ``feature_encoder``'s last hidden layers, on the same data
+    (``train.frozen_tagger``): a base-size encoder's knowledge of names for the price of one forward pass."""
+    if p.strategy not in TAGGERS or not c.feature_encoder or p.encoder == c.feature_encoder:
+        return None
+    return Pipeline(recipe=p.recipe, strategy="frozen-tagger", encoder=c.feature_encoder, hparams={}, seed=p.seed)
 
 
 def lexical(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | None:
@@ -207,6 +216,9 @@ CATALOGUE += (
     Intervention("diversify", "data", _recipe("diversify", True),
                  "entities missed or confused{target}: the same contexts with other mentions of each type "
                  "make the model read the entity, not the template", EXT),
+    Intervention("frozen-tagger", "model", frozen_tagger,
+                 "a base-size encoder knows names the small one never saw in training: its frozen layers under a "
+                 "trained head cost one forward pass, and err unlike a fine-tuned tagger", EXT),
     Intervention("span-threshold", "surgical", span_threshold,
                  "over-prediction{target}: per-type confidence thresholds tuned on dev drop low-confidence "
                  "spans", EXT),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from adaptloop.train.base import FitContext, TrainedModel, Trainer
 
 STRATEGIES = ("frozen", "lexical", "finetune", "lora", "ensemble", "threshold", "tagger", "tagger-lora",
-              "span-threshold", "zero-shot", "sft", "sft-lora")
+              "frozen-tagger", "span-threshold", "zero-shot", "sft", "sft-lora")
 
 __all__ = ["STRATEGIES", "FitContext", "Trainer", "TrainedModel", "trainer_for", "load_trained"]
 
@@ -36,6 +36,10 @@ def trainer_for(strategy: str) -> Trainer:
         from adaptloop.train.tagger import TaggerTrainer
 
         return TaggerTrainer(lora=strategy == "tagger-lora")
+    if strategy == "frozen-tagger":
+        from adaptloop.train.frozen_tagger import FrozenTaggerTrainer
+
+        return FrozenTaggerTrainer()
     if strategy == "span-threshold":
         from adaptloop.train.span_threshold import SpanThresholdTrainer
 
@@ -89,6 +93,10 @@ def _load(folder) -> TrainedModel:
         from adaptloop.train.tagger import load_tagger
 
         return load_tagger(Path(folder))
+    if meta.get("kind") == "frozen-tagger":
+        from adaptloop.train.frozen_tagger import load_frozen_tagger
+
+        return load_frozen_tagger(Path(folder))
     if meta.get("kind") == "causal":
         from adaptloop.train.causal import load_causal
 

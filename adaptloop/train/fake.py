@@ -81,7 +81,7 @@ def fake_trainer(strategy: str, delay: float = 0.0):
     Extraction strategies get the gazetteer fake; ``span-threshold`` is the real one (it only
     reads the parent model's scores).
     """
-    if strategy in ("tagger", "tagger-lora"):
+    if strategy in ("tagger", "tagger-lora", "frozen-tagger"):
         return FakeTaggerTrainer()
     if strategy == "span-threshold":
         from adaptloop.train.span_threshold import SpanThresholdTrainer

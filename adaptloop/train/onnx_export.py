@@ -73,16 +73,17 @@ class _Logits(torch.nn.Module):
 
 
 def taggers(model: Any) -> list[SpanTagger]:
-    """The taggers ``model`` runs: itself, or a tagger ensemble's members."""
+    """The taggers ``model`` runs: itself, or a tagger ensemble's members; none when one of them does not
+    export whole (a frozen-encoder tagger: torch serves it)."""
     if isinstance(model, SpanTagger):
-        return [model]
+        return [model] if model.exports else []
     members = getattr(model, "members", [])
-    return list(members) if members and all(isinstance(m, SpanTagger) for m in members) else []
+    return list(members) if members and all(isinstance(m, SpanTagger) and m.exports for m in members) else []
 
 
 def _tagger_dirs(model: Any, folder: Path) -> list[tuple[SpanTagger, Path]]:
     """Each tagger of ``model`` with its graphs' folder: ``tagger`` for a lone tagger, ``tagger-<i>`` for members."""
-    if isinstance(model, SpanTagger):
+    if isinstance(model, SpanTagger) and model.exports:
         return [(model, Path(folder) / "tagger")]
     return [(t, Path(folder) / f"tagger-{i}") for i, t in enumerate(taggers(model))]
 

@@ -103,6 +103,27 @@ def windows(tok, texts: Sequence[str], max_length: int, stride: int, *, case: bo
                                                                   enc["overflow_to_sample_mapping"])] if case else None}
 
 
+def merge_windows(w: dict[str, list], n_texts: int, per_window: Sequence[np.ndarray],
+                  width: int) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
+    """Per text: its subwords' character offsets and tag probabilities, from each window's probabilities
+    (``windows`` order; a subword two windows share gets their mean)."""
+    acc: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in range(n_texts)]
+    cnt: list[dict[tuple[int, int], int]] = [{} for _ in range(n_texts)]
+    for i, probs in enumerate(per_window):
+        t = w["text"][i]
+        for j, (s, e) in enumerate(w["offsets"][i]):
+            if e <= s:
+                continue
+            key = (int(s), int(e))
+            acc[t][key] = acc[t].get(key, 0.0) + probs[j]
+            cnt[t][key] = cnt[t].get(key, 0) + 1
+    out = []
+    for a, c in zip(acc, cnt):
+        keys = sorted(a)
+        out.append((keys, np.stack([a[k] / c[k] for k in keys]) if keys else np.zeros((0, width))))
+    return out
+
+
 def case_types(text: str, offsets: Sequence[tuple[int, int]]) -> list[int]:
     """Per subword: 1 when its characters hold a capital letter, else 0 (special tokens 0)."""
     return [int(e > s and any(c.isupper() for c in text[s:e])) for s, e in offsets]
@@ -201,6 +222,7 @@ class SpanTagger:
     """A fitted token-classification model that returns character spans."""
 
     kind = "tagger"
+    exports = True  # its model exports to ONNX whole (``train.onnx_export``)
 
     def __init__(self, types: Sequence[str], encoder_name: str, model, tok, *, max_length: int = 128,
                  stride: int = 32, thresholds: dict[str, float] | None = None, case: bool = False) -> None:
@@ -236,8 +258,7 @@ class SpanTagger:
             return []
         w = windows(self.tok, texts, self.max_length, self.stride, case=self.case)
         device = next(self.model.parameters()).device
-        acc: list[dict[tuple[int, int], np.ndarray]] = [{} for _ in texts]
-        cnt: list[dict[tuple[int, int], int]] = [{} for _ in texts]
+        per_window: list[np.ndarray] = [np.zeros(0)] * len(w["input_ids"])
         order = sorted(range(len(w["input_ids"])), key=lambda i: len(w["input_ids"][i]))
         self.model.eval()
         with torch.inference_mode(), cuda_bf16(device):
@@ -246,19 +267,8 @@ class SpanTagger:
                 probs = self._probs([w["input_ids"][i] for i in idx],
                                     [w["types"][i] for i in idx] if self.case else None, device)
                 for row, i in enumerate(idx):
-                    t = w["text"][i]
-                    for j, (s, e) in enumerate(w["offsets"][i]):
-                        if e <= s:
-                            continue
-                        key = (int(s), int(e))
-                        acc[t][key] = acc[t].get(key, 0.0) + probs[row, j]
-                        cnt[t][key] = cnt[t].get(key, 0) + 1
-        out = []
-        for a, c in zip(acc, cnt):
-            keys = sorted(a)
-            p = np.stack([a[k] / c[k] for k in keys]) if keys else np.zeros((0, 1 + 2 * len(self.labels)))
-            out.append((keys, p))
-        return out
+                    per_window[i] = probs[row, :len(w["input_ids"][i])]
+        return merge_windows(w, len(texts), per_window, 1 + 2 * len(self.labels))
 
     def predict_spans(self, texts: Sequence[str], *, thresholds: dict[str, float] | None = None,
                       ) -> list[list[dict[str, Any]]]:

@@ -124,3 +124,27 @@ def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
     thr_model, thr = trainer_for("span-threshold").fit(
         spec, Pipeline("raw", "span-threshold", hparams={"of": str(tmp_path / "m")}), [], dev, FitContext())
     assert 0.0 <= thr.dev_metrics["f1"] <= 1.0 and set(thr.chosen["thresholds"]) <= set(spec.labels)
+
+
+def test_frozen_tagger_learns_saves_and_joins_a_tagger_ensemble(pii_data, tmp_path):
+    """A head on a frozen encoder's last layers learns spans from cached features, saves as the head alone
+    (the encoder is named, not copied), reloads to the same spans, averages with another tagger, and is
+    left to torch by the ONNX exporter, alone or as a member."""
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.onnx_export import exportable
+
+    spec, train, dev = pii_data
+    hp = {"epochs": 8.0, "max_length": 48, "stride": 16, "hidden": 64}
+    model, result = trainer_for("frozen-tagger").fit(spec, Pipeline("raw", "frozen-tagger", hparams=hp), train, dev,
+                                                     FitContext())
+    assert result.dev_metrics["f1"] > 0.3 and "dev_f1" in result.curve[-1]
+    assert not any(p.requires_grad for p in model.model.encoder.parameters())
+    model.save(tmp_path / "m")
+    assert {p.name for p in (tmp_path / "m").iterdir()} == {"head.safetensors", "adaptloop_model.json"}
+    again = load_trained(tmp_path / "m")
+    texts = [e.text for e in dev[:10]] + [" ".join(e.text for e in dev[:8])]  # the last one spans windows
+    assert again.predict_spans(texts) == model.predict_spans(texts)
+    ens = TaggerEnsemble([again, again])
+    assert [[(d["start"], d["end"]) for d in r] for r in ens.predict_spans(texts)] == [
+        [(d["start"], d["end"]) for d in r] for r in again.predict_spans(texts)]
+    assert not exportable(again) and not exportable(ens)

@@ -335,10 +335,12 @@ def test_a_task_with_an_out_of_scope_label_serves_a_model_that_abstains(ws, tmp_
                                    load_trained(ws.artifacts.path(base.model_artifact)).predict_proba(texts))
 
 
-def test_an_extraction_cold_start_opens_with_the_cased_tagger_and_ensembles_the_two(ws, tmp_path):
+@pytest.mark.parametrize("features", [False, True])
+def test_an_extraction_cold_start_opens_with_the_cased_tagger_and_ensembles_the_two(ws, tmp_path, features):
     """The opening trains a tagger on the ladder's next rung beside the baseline, held to the trailing
-    checkpoint (unlike a classification opening's fine-tune); the best tagger of each encoder is averaged,
-    and that ensemble, level with its members on dev, is what `new` selects."""
+    checkpoint (unlike a classification opening's fine-tune), and, with a feature encoder installed, a
+    frozen-tagger, never cut for trailing (its cost is its forward pass); the best tagger of each encoder is
+    averaged, and that ensemble, level with its members on dev, is what `new` selects."""
     import time
 
     from adaptloop.data.sources import load_extraction
@@ -348,6 +350,7 @@ def test_an_extraction_cold_start_opens_with_the_cased_tagger_and_ensembles_the_
     rows = [json.loads(line) for line in (DATASETS / "presidio_pii" / "train.jsonl").open(encoding="utf-8")][:120]
     data = load_extraction(write_jsonl(tmp_path / "pii.jsonl", rows))
     seen = []
+    ws.settings.train.feature_encoder = str(tmp_path) if features else ""  # a local folder counts as installed
 
     class Recording:
         def __init__(self, strategy):
@@ -361,8 +364,11 @@ def test_an_extraction_cold_start_opens_with_the_cased_tagger_and_ensembles_the_
     first, *later = seen
     cased = [s for s in later if s[0] == "tagger" and s[1] != first[1]]
     assert cased and cased[0][2] != float("inf")  # the opening's cased tagger is held to the checkpoint
+    frozen = [s for s in later if s[0] == "frozen-tagger"]
+    assert {s[1] for s in frozen} == ({str(tmp_path)} if features else set())
+    assert all(s[2] == float("inf") for s in frozen)
     ensembles = [n for n in ws.store.nodes(r.run_id) if n.pipeline["strategy"] == "ensemble"]
-    assert ensembles and len(ensembles[0].pipeline["hparams"]["member_names"]) == 2
+    assert ensembles and len(ensembles[0].pipeline["hparams"]["member_names"]) == (3 if features else 2)
     assert r.winner["selected_on_dev"].startswith("ensemble")  # then refitted on train + dev, as a tagger ensemble
     (won,) = [n for n in ws.store.nodes(r.run_id) if n.name == r.winner["node"]]
     assert type(load_trained(ws.artifacts.path(won.model_artifact))).__name__ == "TaggerEnsemble"

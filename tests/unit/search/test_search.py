@@ -4,7 +4,7 @@ from dataclasses import replace
 
 import pytest
 
-from adaptloop.agent.doctrine import REGIMES, TAGGER_FLOOR, DoctrinePolicy, regime_of
+from adaptloop.agent.doctrine import REGIMES, TAGGER_FLOOR, DoctrinePolicy, cost, regime_of
 from adaptloop.agent.policy import WAIT, Proposal, SearchState, Stop
 from adaptloop.data.recipes import RecipeBook, merge, parse
 from adaptloop.search import graph
@@ -372,6 +372,42 @@ def test_extraction_transforms():
     assert iv.apply("more-epochs", tagger, None, ctx).hparams["epochs"] == 9.0
     assert set(iv.names("extraction")) >= {"negatives", "diversify", "span-threshold", "clean"}
     assert "contrastive" not in iv.names("extraction")
+
+
+def test_a_frozen_tagger_reads_the_feature_encoder_opens_extraction_and_joins_the_tagger_ensemble():
+    from adaptloop.agent.doctrine import OPENING
+
+    tagger = Pipeline("raw", "tagger", ENC, dict(iv.TAGGER_DEFAULTS))
+    ctx = iv.Context(ladder=(ENC, BIG), feature_encoder="mpnet")
+    frozen = iv.apply("frozen-tagger", tagger, None, ctx)
+    assert (frozen.strategy, frozen.encoder, frozen.recipe) == ("frozen-tagger", "mpnet", "raw")
+    assert iv.apply("frozen-tagger", tagger, None, iv.Context(ladder=(ENC, BIG))) is None  # not installed: no move
+    assert iv.apply("frozen-tagger", frozen, None, ctx) is None
+    # no fine-tuning moves on it: its encoder stays frozen (a LoRA of it would be a classifier)
+    assert all(iv.apply(m, frozen, None, ctx) is None for m in ("lora", "more-epochs", "lower-lr", "span-threshold"))
+    assert iv.apply("clean", frozen, None, ctx).recipe == "clean"
+    assert "frozen-tagger" in iv.names("extraction") and "frozen-tagger" not in iv.names("classification")
+
+    base = node("baseline", 0.50, strategy="tagger", hparams=dict(iv.TAGGER_DEFAULTS))
+    pol = DoctrinePolicy()
+    s = dict(family="extraction", opening=True, feature_encoder="mpnet", n_train=3000)
+    first = pol.propose(state([base], **s))
+    assert first.kind == "opening" and first.move == "larger-encoder" == OPENING["extraction"][0]
+    running = node("larger-encoder", 0.0, "baseline", strategy="tagger", encoder=BIG, status="running",
+                   move="larger-encoder", order=1)
+    second = pol.propose(state([base, running], **s))
+    assert second.kind == "opening" and second.move == "frozen-tagger" and second.pipeline.encoder == "mpnet"
+    assert 30 < cost(second.pipeline, state([base], **s)) < 300  # a forward pass over 3,000 texts at ~35 a second
+    # without the feature encoder the opening is the cased tagger alone, as before: the other worker expands
+    other = pol.propose(state([base, running], family="extraction", opening=True))
+    assert other.kind == "expand" and other.pipeline.strategy != "frozen-tagger"
+
+    done = [base, replace(running, score=0.47, status="done"),
+            node("frozen-tagger", 0.52, "baseline", strategy="frozen-tagger", encoder="mpnet", move="frozen-tagger",
+                 order=2)]
+    last = pol.propose(state(done, **s))
+    assert last.kind == "ensemble" and last.pipeline.hparams["member_names"] == [
+        "frozen-tagger", "baseline", "larger-encoder"]
 
 
 def test_precision_first_regime_only_for_entity_over_prediction():
