@@ -44,7 +44,7 @@ def main() -> None:
     ws = Workspace.open(a.workspace)
     run = [r for r in ws.store.runs() if r.kind == "coldstart"][-1]
     nodes = [n for n in ws.store.nodes(run.id) if n.status == "done" and n.dev_metrics
-             and n.pipeline["strategy"] in TAGGERS and n.model_artifact]
+             and n.pipeline["strategy"] in (*TAGGERS, "frozen-tagger") and n.model_artifact]
     test = load_extraction(DATASETS / a.dataset / "test.jsonl").examples
     texts, gold = [e.text for e in test], [list(e.spans) for e in test]
 

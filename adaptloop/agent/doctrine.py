@@ -353,8 +353,8 @@ class DoctrinePolicy:
                                               hparams=self._tagger_hparams(s)),
                             intervention="start",
                             reason="token classification on the default encoder, fine-tuned on deduplicated "
-                                   "data (extraction has no frozen shortcut); its errors are the first "
-                                   "diagnosis")
+                                   "data (a frozen encoder's tagger is a member beside it, not a stand-in); its "
+                                   "errors are the first diagnosis")
         return Proposal(name="baseline", parent=None, move="baseline", kind="baseline",
                         pipeline=Pipeline(recipe="raw", strategy="frozen", encoder=s.encoder, seed=s.seed),
                         intervention="start",

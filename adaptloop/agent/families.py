@@ -106,8 +106,8 @@ class Labelled:
             feature_encoder=_feature_encoder(ws, spec.family),
             abstain_share=settings.serve.abstain_share, seed=settings.train.seed,
             learned=self._learned(ws, run, spec, len(data.raw)),
-            # classification on CPU has a frozen larger rung; extraction has none, so there a
-            # larger tagger competes on its (size-scaled) cost instead of being ruled out
+            # classification on CPU has a frozen larger rung; extraction's larger rung is a tagger to
+            # fine-tune (its frozen-tagger is another move), so there it competes on its (size-scaled) cost
             trainable=None if device != "cpu" or self.name == "extraction" else (settings.train.encoder,),
             refit_seconds=refit_cost(plan, len(data.raw), len(data.dev)) if plan else None,
             refit_frozen_seconds=refit_cost(plan, len(data.raw), len(data.dev), keep_trained=True) if plan else None,

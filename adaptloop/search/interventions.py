@@ -79,8 +79,8 @@ def _to_trained(strategy: str, defaults: dict[str, Any]) -> Transform:
 def larger_encoder(p: Pipeline, _f: Finding | None, c: Context) -> Pipeline | None:
     """The next installed rung of the ladder, frozen (a larger encoder fine-tuned does not fit CPU budgets).
 
-    A tagger stays a tagger (extraction has no frozen backend); the doctrine skips it where
-    fine-tuning that encoder is too slow (CPU).
+    A tagger stays a tagger (a frozen encoder under a tagging head is the ``frozen-tagger`` move); the
+    doctrine skips it where fine-tuning that encoder is too slow (CPU).
     """
     if p.encoder not in c.ladder or c.ladder.index(p.encoder) + 1 >= len(c.ladder):
         return None

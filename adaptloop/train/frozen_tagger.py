@@ -23,7 +23,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import numpy as np
 import torch
@@ -60,6 +59,9 @@ class FrozenTaggerConfig:
     min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
     max_length: int = 128
     stride: int = 32
+    # one more feature per subword: 1 when its characters hold a capital letter (``tagger.case_types``); the
+    # encoder stays as it was trained (mpnet lowercases), only the head reads it
+    case_types: bool = True
 
     @classmethod
     def from_hparams(cls, hp: dict) -> FrozenTaggerConfig:
@@ -84,19 +86,24 @@ class TagHead(torch.nn.Module):
 
 
 class FrozenTagModel(torch.nn.Module):
-    """The frozen encoder and the head, called as a token-classification model is (``.logits``)."""
+    """The frozen encoder and the head, called as a token-classification model is (``.logits``); with
+    ``case``, each subword's case type (``token_type_ids``) is a feature beside the hidden layers, never an
+    input of the encoder."""
 
-    def __init__(self, encoder: torch.nn.Module, head: TagHead, layers: int) -> None:
+    def __init__(self, encoder: torch.nn.Module, head: TagHead, layers: int, case: bool = False) -> None:
         super().__init__()
-        self.encoder, self.head, self.layers = encoder, head, layers
+        self.encoder, self.head, self.layers, self.case = encoder, head, layers, case
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         with torch.no_grad():
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return torch.cat(out.hidden_states[-self.layers:], -1)
+        h = torch.cat(out.hidden_states[-self.layers:], -1)
+        return torch.cat([h, token_type_ids.unsqueeze(-1).to(h.dtype)], -1) if self.case else h
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any) -> SimpleNamespace:
-        return SimpleNamespace(logits=self.head(self.features(input_ids, attention_mask)))
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> SimpleNamespace:
+        return SimpleNamespace(logits=self.head(self.features(input_ids, attention_mask, token_type_ids)))
 
 
 class FrozenTagger(SpanTagger):
@@ -104,17 +111,18 @@ class FrozenTagger(SpanTagger):
 
     exports = False  # torch serves it (the ONNX exporter takes whole token-classification models)
 
-    def window_features(self, ids: list[list[int]], batch_size: int = 32,
+    def window_features(self, ids: list[list[int]], types: list[list[int]] | None, batch_size: int = 32,
                         tick: Callable[[int], None] = lambda n: None) -> list[np.ndarray]:
-        """Each window's subword features (fp16, (subwords, layers × hidden)), in ``ids`` order."""
+        """Each window's subword features (fp16, (subwords, layers × hidden [+ 1 case type])), in ``ids``
+        order; ``types``: each window's case types (``windows(..., case=True)``) when the model reads case."""
         out: list[np.ndarray] = [np.zeros(0)] * len(ids)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         self.model.eval()
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
-                enc = self.inputs([ids[i] for i in idx], None)
-                h = self.model.features(enc["input_ids"], enc["attention_mask"])
+                enc = self.inputs([ids[i] for i in idx], [types[i] for i in idx] if self.case else None)
+                h = self.model.features(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
                 for row, i in enumerate(idx):
                     out[i] = h[row, :len(ids[i])].to(torch.float16).numpy()
                 tick(len(idx))
@@ -130,7 +138,8 @@ class FrozenTagger(SpanTagger):
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "frozen-tagger", "labels": list(self.labels), "encoder": self.encoder_name,
              "layers": self.model.layers, "dim": head.proj.in_features, "hidden": head.proj.out_features,
-             "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds}, indent=1))
+             "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds,
+             "case_types": self.case}, indent=1))
 
 
 def _encoder(name: str):
@@ -153,8 +162,10 @@ def load_frozen_tagger(folder: Path) -> FrozenTagger:
     encoder, tok = _encoder(meta["encoder"])
     head = TagHead(meta["dim"], 1 + 2 * len(meta["labels"]), meta["hidden"])
     head.load_state_dict(load_file(str(Path(folder) / "head.safetensors")))
-    return FrozenTagger(meta["labels"], meta["encoder"], FrozenTagModel(encoder, head.eval(), meta["layers"]), tok,
-                        max_length=meta["max_length"], stride=meta["stride"], thresholds=meta.get("thresholds", {}))
+    case = meta.get("case_types", False)
+    return FrozenTagger(meta["labels"], meta["encoder"], FrozenTagModel(encoder, head.eval(), meta["layers"], case),
+                        tok, max_length=meta["max_length"], stride=meta["stride"],
+                        thresholds=meta.get("thresholds", {}), case=case)
 
 
 def _pad(feats: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
@@ -181,21 +192,23 @@ class FrozenTaggerTrainer:
         rng = np.random.default_rng(pipeline.seed)
         types = list(spec.labels)
         encoder, tok = _encoder(pipeline.encoder)
-        dim = encoder.config.hidden_size * cfg.layers
+        case = cfg.case_types
+        dim = encoder.config.hidden_size * cfg.layers + int(case)
         head = TagHead(dim, 1 + 2 * len(types), cfg.hidden, cfg.dropout)
-        tagger = FrozenTagger(types, pipeline.encoder, FrozenTagModel(encoder, head, cfg.layers), tok,
-                              max_length=cfg.max_length, stride=cfg.stride)
-        w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride)
-        wd = windows(tok, [e.text for e in dev], cfg.max_length, cfg.stride)
+        tagger = FrozenTagger(types, pipeline.encoder, FrozenTagModel(encoder, head, cfg.layers, case), tok,
+                              max_length=cfg.max_length, stride=cfg.stride, case=case)
+        w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride, case=case)
+        wd = windows(tok, [e.text for e in dev], cfg.max_length, cfg.stride, case=case)
         gold = _spans(train)
         labels = [align_labels(off, gold[t], types) for off, t in zip(w["offsets"], w["text"])]
         keep = _within_memory([len(x) for x in w["input_ids"]], dim, rng)
         notes = "" if len(keep) == len(labels) else (
             f"features of {len(keep)} of {len(labels)} training windows kept (at most {MAX_FEATURE_BYTES >> 30} GiB); ")
         bar = ctx.progress("frozen-encoder features", len(keep) + len(wd["input_ids"]))
-        feats = tagger.window_features([w["input_ids"][i] for i in keep], tick=bar)
+        feats = tagger.window_features([w["input_ids"][i] for i in keep],
+                                       [w["types"][i] for i in keep] if case else None, tick=bar)
         labels = [labels[i] for i in keep]
-        dev_feats = tagger.window_features(wd["input_ids"], tick=bar)
+        dev_feats = tagger.window_features(wd["input_ids"], wd["types"], tick=bar)
         dev_texts, dev_gold = [e.text for e in dev], _spans(dev)
 
         def score() -> float:
