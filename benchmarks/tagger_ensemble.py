@@ -1,6 +1,6 @@
 """Taggers of one extraction search, alone and averaged, scored on a dataset's official test split.
 
-    .venv/bin/python benchmarks/tagger_ensemble.py --workspace WS --dataset presidio_pii
+    .venv/bin/python benchmarks/tagger_ensemble.py --workspace WS --dataset presidio_pii [--subsets NODE ...]
 
 Reads the finished tagger nodes of the workspace's latest cold start (a run of
 `benchmarks/extraction.py` keeps its workspace), scores each on test.jsonl, then the equal-weight
@@ -8,7 +8,9 @@ averages of their tag probabilities (`train.ensemble.TaggerEnsemble`): the membe
 picks (`agent.doctrine.tagger_members`: the best tagger of each encoder, at most 3, each at least
 85% of the best one's dev F1), the top 2 and 3 on dev on the best one's encoder, and the best one
 with every tagger on the other encoders. Dev F1 is the node's own;
-nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET.json.
+nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET.json. With ``--subsets``:
+every subset of the named nodes on the run's own dev split and on test, to see whether dev picks the
+members test would (benchmarks/results/tagger-subsets-DATASET.json).
 """
 
 from __future__ import annotations
@@ -30,7 +32,12 @@ def main() -> None:
     ap.add_argument("--workspace", type=Path, required=True)
     ap.add_argument("--dataset", required=True)
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--subsets", nargs="+", default=None, metavar="NODE",
+                    help="instead: every subset of these tagger nodes, alone and averaged, on the run's own dev "
+                         "and on test (can dev pick the members test would?)")
     a = ap.parse_args()
+    if a.subsets:
+        return subsets(a)
 
     from adaptloop.agent.doctrine import tagger_members
     from adaptloop.data.sources import load_extraction
@@ -80,6 +87,56 @@ def main() -> None:
     out = a.out or REPO / "benchmarks" / "results" / f"tagger-ensemble-{a.dataset}.json"
     out.write_text(json.dumps({"dataset": a.dataset, "workspace": str(a.workspace), "run": run.id,
                                "rows": rows}, indent=1))
+    print(f"wrote {out}")
+
+
+def subsets(a: argparse.Namespace) -> None:
+    """Each subset of ``a.subsets`` (tagger nodes of the latest cold start): entity F1 / P / R on the run's dev
+    split and on test. Each member's tag probabilities are computed once per split."""
+    import itertools
+
+    from adaptloop.agent.improve import _examples
+    from adaptloop.data.sources import load_extraction
+    from adaptloop.evaluate.entities import entity_metrics
+    from adaptloop.train import load_trained
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.tagger import decode
+    from adaptloop.workspace import Workspace
+
+    ws = Workspace.open(a.workspace)
+    run = [r for r in ws.store.runs() if r.kind == "coldstart"][-1]
+    nodes = {n.name: n for n in ws.store.nodes(run.id) if n.model_artifact}
+    models = {name: load_trained(ws.artifacts.path(nodes[name].model_artifact)) for name in a.subsets}
+    splits = {"dev": _examples(ws, ws.store.run_state(run.id).datasets["dev"]),
+              "test": load_extraction(DATASETS / a.dataset / "test.jsonl").examples}
+
+    class Cached:  # a member whose tag probabilities on these texts are computed once
+        def __init__(self, model, texts):
+            self.labels, self.encoder_name = model.labels, model.encoder_name
+            self.probs = dict(zip(texts, model.token_probs(texts)))
+
+        def token_probs(self, texts, batch_size=32):
+            return [self.probs[t] for t in texts]
+
+        def predict_spans(self, texts, thresholds=None):
+            return [decode(t, k, p, self.labels) for t, (k, p) in zip(texts, self.token_probs(texts))]
+
+    rows: dict[str, dict] = {}
+    for split, examples in splits.items():
+        texts, gold = [e.text for e in examples], [list(e.spans) for e in examples]
+        cached = {name: Cached(m, texts) for name, m in models.items()}
+        for k in range(1, len(models) + 1):
+            for names in itertools.combinations(a.subsets, k):
+                model = cached[names[0]] if k == 1 else TaggerEnsemble([cached[n] for n in names])
+                pred = [[(d["start"], d["end"], d["label"]) for d in row] for row in model.predict_spans(texts)]
+                m = entity_metrics(texts, gold, pred)
+                scores = {x: round(m[x], 4) for x in ("f1", "precision", "recall")}
+                rows.setdefault(" + ".join(names), {})[split] = scores
+    for name, r in rows.items():
+        print(json.dumps({"members": name, **r}), flush=True)
+    out = a.out or REPO / "benchmarks" / "results" / f"tagger-subsets-{a.dataset}.json"
+    out.write_text(json.dumps({"dataset": a.dataset, "workspace": str(a.workspace), "run": run.id,
+                               "rows": [{"members": k, **v} for k, v in rows.items()]}, indent=1))
     print(f"wrote {out}")
 
 

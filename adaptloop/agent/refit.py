@@ -27,6 +27,9 @@ from adaptloop.store.db import Node
 from adaptloop.train import FitContext, TrainedModel, Trainer
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
+# members whose refit trains again at their own cost: a frozen-tagger encodes its data anew (no cache)
+RETRAINED = (*TRAINED, "frozen-tagger")
+
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
 FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds (at most its first fit's time)
 TUNED_ON_DEV = ("threshold", "span-threshold")
@@ -79,7 +82,7 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool 
     """Estimated seconds: trained members scale with the data, frozen ones are near free.
     ``keep_trained``: the cost of refitting the frozen members alone, None when that would refit
     nothing or everything (no frozen member, or no trained one to keep)."""
-    trained = [m for m, _ in plan.members if m.pipeline["strategy"] in TRAINED]
+    trained = [m for m, _ in plan.members if m.pipeline["strategy"] in RETRAINED]
     grow = (n_train + n_dev) / max(1, n_train)
 
     def frozen(m: Node) -> float:  # from cached embeddings, plus the part of train a cut fit never embedded
@@ -88,8 +91,8 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool 
 
     if keep_trained:
         return None if not trained or len(trained) == len(plan.members) else \
-            sum(frozen(m) for m, _ in plan.members if m.pipeline["strategy"] not in TRAINED)
-    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED
+            sum(frozen(m) for m, _ in plan.members if m.pipeline["strategy"] not in RETRAINED)
+    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in RETRAINED
                else frozen(m) for m, _ in plan.members)
 
 
@@ -115,7 +118,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
           keep: Callable[[Node], TrainedModel] | None = None) -> tuple[TrainedModel, NodeResult]:
     """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``hparams_for(pipeline, n)``,
     when given, overrides a trained member's hyperparameters for ``n`` examples (default: the
-    settled ones). ``keep``: trained members (``TRAINED``) are not retrained but loaded as they are
+    settled ones). ``keep``: trained members (``RETRAINED``) are not retrained but loaded as they are
     by ``keep(node)``; only the frozen ones are refitted.
 
     Raises:
@@ -126,7 +129,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     t0 = time.monotonic()
     models, kept = [], []
     for member, _w in plan.members:
-        if keep is not None and member.pipeline["strategy"] in TRAINED:
+        if keep is not None and member.pipeline["strategy"] in RETRAINED:
             models.append(keep(member))
             kept.append(member.name)
             continue

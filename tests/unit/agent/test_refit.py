@@ -46,6 +46,10 @@ def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_se
                   "chosen": {"C": 10.0, "train_share": 0.5}})
     cut_plan = RefitPlan(plan.selected, [(ft, 0.5), (cut, 0.5)])
     assert refit_cost(cut_plan, 800, 100, keep_trained=True) == FROZEN_REFIT_S + 330.0
+    # a frozen-tagger has no embedding cache: its refit encodes the data again, at its own cost
+    ftag = member("frozen-tagger", "frozen-tagger", 250.0)
+    assert refit_cost(RefitPlan(ftag, [(ftag, 1.0)]), 800, 100) > 250.0
+    assert refit_cost(RefitPlan(plan.selected, [(ft, 0.5), (ftag, 0.5)]), 800, 100, keep_trained=True) is None
 
     fits: list = []
     ds = {"raw": [Example(f"t{i}", "a") for i in range(8)], "dev": [Example("d", "b")]}
