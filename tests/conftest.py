@@ -186,8 +186,8 @@ def store_url(request, tmp_path):
 
 
 def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
-    """`adaptloop init ws`, with the encoder ladder cut to MiniLM (tiny models only, even where mpnet is
-    installed), no serving-size step after `new` (no student, no ONNX export: the tests of those turn
+    """`adaptloop init ws`, with the encoder ladder cut to MiniLM and no feature encoder (tiny models only,
+    even where mpnet is installed), no serving-size step after `new` (no student, no ONNX export: the tests of those turn
     them on) and, given one, another store URL."""
     import tomli_w
 
@@ -201,6 +201,7 @@ def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
     settings = tomllib.loads(cfg.read_text())
     settings["train"]["ladder"] = settings["train"]["ladder"][:1]
     settings["train"]["extraction_ladder"] = settings["train"]["extraction_ladder"][:1]
+    settings["train"]["feature_encoder"] = ""  # no frozen-mpnet tagger either
     settings["serve"].update(min_throughput=0.0, export=False)
     if store_url:
         settings["store"]["url"] = store_url
