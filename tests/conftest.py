@@ -187,8 +187,8 @@ def store_url(request, tmp_path):
 
 def init_tiny_workspace(ws: Path, *, store_url: str | None = None) -> Path:
     """`adaptloop init ws`, with the encoder ladder cut to MiniLM and no feature encoder (tiny models only,
-    even where mpnet is installed), no serving-size step after `new` (no student, no ONNX export: the tests of those turn
-    them on) and, given one, another store URL."""
+    even where mpnet is installed), no serving-size step after `new` (no student, no ONNX export: the tests
+    of those turn them on) and, given one, another store URL."""
     import tomli_w
 
     try:
