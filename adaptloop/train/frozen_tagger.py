@@ -199,8 +199,7 @@ class FrozenTaggerTrainer:
         tagger = FrozenTagger(types, pipeline.encoder, FrozenTagModel(encoder, head, cfg.layers, case), tok,
                               max_length=cfg.max_length, stride=cfg.stride, case=case)
         w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride, case=case)
-        wd = windows(tok, [e.text for e in dev], cfg.max_length, cfg.stride, case=case) if dev else {
-            "input_ids": [], "offsets": [], "text": [], "types": []}  # a refit on train + dev has none
+        wd = windows(tok, [e.text for e in dev], cfg.max_length, cfg.stride, case=case)
         gold = _spans(train)
         labels = [align_labels(off, gold[t], types) for off, t in zip(w["offsets"], w["text"])]
         keep = _within_memory([len(x) for x in w["input_ids"]], dim, rng)

@@ -94,7 +94,9 @@ def _load_tokenizer(path: str):
 
 def windows(tok, texts: Sequence[str], max_length: int, stride: int, *, case: bool = False) -> dict[str, list]:
     """Tokenise into overlapping windows: input ids, offsets, the text each came from and, when
-    ``case``, each subword's case type (``case_types``; else no types)."""
+    ``case``, each subword's case type (``case_types``; else no types). No texts: no windows."""
+    if not texts:  # the tokenizer cannot batch an empty list (a refit on train + dev scores no dev)
+        return {"input_ids": [], "offsets": [], "text": [], "types": [] if case else None}
     enc = tok(list(texts), truncation=True, max_length=max_length, stride=stride,
               return_overflowing_tokens=True, return_offsets_mapping=True, padding=False)
     return {"input_ids": enc["input_ids"], "offsets": enc["offset_mapping"],

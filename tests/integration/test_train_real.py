@@ -148,3 +148,8 @@ def test_frozen_tagger_learns_saves_and_joins_a_tagger_ensemble(pii_data, tmp_pa
     assert [[(d["start"], d["end"]) for d in r] for r in ens.predict_spans(texts)] == [
         [(d["start"], d["end"]) for d in r] for r in again.predict_spans(texts)]
     assert not exportable(again) and not exportable(ens)
+    # a refit on train + dev has no dev to stop on: it trains its planned updates and tags
+    refit, res = trainer_for("frozen-tagger").fit(
+        spec, Pipeline("raw", "frozen-tagger", hparams={**hp, "epochs": 1.0, "min_steps": 5}), train[:40], [],
+        FitContext())
+    assert res.chosen["steps_run"] == res.chosen["planned_steps"] and len(refit.predict_spans(texts)) == len(texts)
