@@ -131,8 +131,11 @@ def cost(p: Pipeline, s: SearchState) -> float:
         return 1.15 * n / s.embed_rate_large * s.slowdown + 30
     if p.strategy == "lexical":  # measured: 15 s for 9,000 texts and 77 classes, 4 s for 12,400 and 7
         return 5.0 + n * s.n_classes / 50_000 * s.slowdown
-    if p.strategy == "frozen-tagger":  # one forward pass over train and dev, then a head (seconds an epoch)
-        return 1.1 * s.n_train / s.embed_rate_features * s.slowdown + 30
+    if p.strategy == "frozen-tagger":  # one forward pass over train and dev, then a head (seconds an epoch);
+        heads = [n.seconds - n.chosen["feature_seconds"] for n in s.nodes  # once one ran, the features are stored
+                 if n.status == "done" and n.strategy == "frozen-tagger" and "feature_seconds" in n.chosen
+                 and n.pipeline.get("encoder") == p.encoder]
+        return min(heads) + 5 if heads else 1.1 * s.n_train / s.embed_rate_features * s.slowdown + 30
     if p.strategy in iv.TAGGERS:
         n = s.n_train * (2 if "diversify" in recipes.parse(p.recipe) else 1)
         size = 1.0 if p.encoder == s.encoder else s.larger_slowdown

@@ -27,9 +27,6 @@ from adaptloop.store.db import Node
 from adaptloop.train import FitContext, TrainedModel, Trainer
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
 
-# members whose refit trains again at their own cost: a frozen-tagger encodes its data anew (no cache)
-RETRAINED = (*TRAINED, "frozen-tagger")
-
 GROWTH_MARGIN = 1.1  # refit cost estimate: original seconds × data growth × this
 FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in seconds (at most its first fit's time)
 TUNED_ON_DEV = ("threshold", "span-threshold")
@@ -82,17 +79,19 @@ def refit_cost(plan: RefitPlan, n_train: int, n_dev: int, *, keep_trained: bool 
     """Estimated seconds: trained members scale with the data, frozen ones are near free.
     ``keep_trained``: the cost of refitting the frozen members alone, None when that would refit
     nothing or everything (no frozen member, or no trained one to keep)."""
-    trained = [m for m, _ in plan.members if m.pipeline["strategy"] in RETRAINED]
+    trained = [m for m, _ in plan.members if m.pipeline["strategy"] in TRAINED]
     grow = (n_train + n_dev) / max(1, n_train)
 
     def frozen(m: Node) -> float:  # from cached embeddings, plus the part of train a cut fit never embedded
+        if m.pipeline["strategy"] == "frozen-tagger":  # its features are in the run's store: the head trains again
+            return (m.train_seconds - float((m.chosen or {}).get("feature_seconds", 0.0))) * grow * GROWTH_MARGIN
         share = float((m.chosen or {}).get("train_share", 1.0))
         return min(FROZEN_REFIT_S, m.train_seconds * grow * GROWTH_MARGIN) + m.train_seconds * (1 / share - 1)
 
     if keep_trained:
         return None if not trained or len(trained) == len(plan.members) else \
-            sum(frozen(m) for m, _ in plan.members if m.pipeline["strategy"] not in RETRAINED)
-    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in RETRAINED
+            sum(frozen(m) for m, _ in plan.members if m.pipeline["strategy"] not in TRAINED)
+    return sum(m.train_seconds * grow * GROWTH_MARGIN if m.pipeline["strategy"] in TRAINED
                else frozen(m) for m, _ in plan.members)
 
 
@@ -118,7 +117,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
           keep: Callable[[Node], TrainedModel] | None = None) -> tuple[TrainedModel, NodeResult]:
     """Retrain every member of the plan on ``ds[recipe] + ds["dev"]``; ``hparams_for(pipeline, n)``,
     when given, overrides a trained member's hyperparameters for ``n`` examples (default: the
-    settled ones). ``keep``: trained members (``RETRAINED``) are not retrained but loaded as they are
+    settled ones). ``keep``: trained members (``TRAINED``) are not retrained but loaded as they are
     by ``keep(node)``; only the frozen ones are refitted.
 
     Raises:
@@ -129,7 +128,7 @@ def refit(plan: RefitPlan, spec: TaskSpec, ds: dict[str, list[Example]], ctx: Fi
     t0 = time.monotonic()
     models, kept = [], []
     for member, _w in plan.members:
-        if keep is not None and member.pipeline["strategy"] in RETRAINED:
+        if keep is not None and member.pipeline["strategy"] in TRAINED:
             models.append(keep(member))
             kept.append(member.name)
             continue

@@ -17,8 +17,10 @@ is not copied: the saved head names it).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -89,22 +91,104 @@ class TagHead(torch.nn.Module):
 class FrozenTagModel(torch.nn.Module):
     """The frozen encoder and the head, called as a token-classification model is (``.logits``); with
     ``case``, each subword's case type (``token_type_ids``) is a feature beside the hidden layers, never an
-    input of the encoder."""
+    input of the encoder. The hidden layers pass through fp16, as the head was trained on them (cached)."""
 
     def __init__(self, encoder: torch.nn.Module, head: TagHead, layers: int, case: bool = False) -> None:
         super().__init__()
         self.encoder, self.head, self.layers, self.case = encoder, head, layers, case
 
-    def features(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                 token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+    def hidden(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The last ``layers`` hidden layers, concatenated, in fp16 (what the feature store keeps)."""
         with torch.no_grad():
             out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        h = torch.cat(out.hidden_states[-self.layers:], -1)
-        return torch.cat([h, token_type_ids.unsqueeze(-1).to(h.dtype)], -1) if self.case else h
+        return torch.cat(out.hidden_states[-self.layers:], -1).to(torch.float16)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> SimpleNamespace:
-        return SimpleNamespace(logits=self.head(self.features(input_ids, attention_mask, token_type_ids)))
+        return SimpleNamespace(logits=self.head(with_case(self.hidden(input_ids, attention_mask).float(),
+                                                          token_type_ids if self.case else None)))
+
+
+def with_case(h: torch.Tensor, types: torch.Tensor | None) -> torch.Tensor:
+    """Features ``h`` (batch, subwords, dim) with each subword's case type as one more feature, if given."""
+    return h if types is None else torch.cat([h, types.unsqueeze(-1).to(h.dtype)], -1)
+
+
+class FeatureStore:
+    """The frozen encoder's hidden layers of each window, kept on disk for the nodes of a run and resumed runs:
+    a frozen tagger's data recipes (``clean`` keeps a subset of train's texts) and its refit on train + dev
+    read what an earlier fit computed and pay for the head alone. Keyed by encoder, layer count and the
+    window's subword ids; each batch of new windows is one shard, an fp16 array read memory-mapped and its
+    index (written last, atomically: a shard without one is ignored). ``folder`` None keeps nothing."""
+
+    def __init__(self, folder: Path | None, encoder: str, layers: int) -> None:
+        tag = hashlib.sha1(f"{encoder}|{layers}".encode()).hexdigest()[:16]
+        self.folder = Path(folder) / tag if folder else None
+        self._where: dict[str, tuple[str, int, int]] = {}
+        self._arrays: dict[str, np.ndarray] = {}
+        self._read: set[str] = set()
+
+    @staticmethod
+    def key(ids: Sequence[int]) -> str:
+        return hashlib.sha1(np.asarray(ids, dtype=np.int64).tobytes()).hexdigest()
+
+    def _scan(self) -> None:
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for index in sorted(self.folder.glob("*.index.npz")):
+            stem = index.name[:-len(".index.npz")]
+            if stem in self._read:
+                continue
+            with np.load(index) as z:
+                for k, start, n in zip(z["keys"], z["starts"], z["lengths"]):
+                    self._where[str(k)] = (stem, int(start), int(n))
+            self._read.add(stem)
+
+    def _rows(self, stem: str, start: int, n: int) -> np.ndarray:
+        if stem not in self._arrays:
+            assert self.folder is not None
+            self._arrays[stem] = np.load(self.folder / f"{stem}.npy", mmap_mode="r")
+        return self._arrays[stem][start:start + n]
+
+    def get(self, ids: Sequence[Sequence[int]],
+            compute: Callable[[list[list[int]]], list[np.ndarray]]) -> tuple[list[np.ndarray], int]:
+        """Each window's features, in ``ids`` order, and how many were read from the store; ``compute`` is
+        called once, on the others (each distinct window once)."""
+        keys = [self.key(x) for x in ids]
+        if any(k not in self._where for k in keys):
+            self._scan()
+        stored = sum(k in self._where for k in keys)
+        first: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            if k not in self._where:
+                first.setdefault(k, i)
+        todo = list(first.values())
+        fresh = dict(zip((keys[i] for i in todo), compute([list(ids[i]) for i in todo]))) if todo else {}
+        if fresh and self.folder is not None:
+            self._write(fresh)
+        return [fresh[k] if k in fresh else self._rows(*self._where[k]) for k in keys], stored
+
+    def _write(self, fresh: dict[str, np.ndarray]) -> None:
+        assert self.folder is not None
+        self.folder.mkdir(parents=True, exist_ok=True)
+        keys = list(fresh)
+        stem = hashlib.sha1("".join(keys).encode()).hexdigest()[:20]
+        lengths = np.array([len(fresh[k]) for k in keys], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+        tmp = self.folder / f".{stem}.{os.getpid()}.tmp.npy"
+        np.save(tmp, np.concatenate([fresh[k] for k in keys]))
+        os.replace(tmp, self.folder / f"{stem}.npy")
+        tmp = self.folder / f".{stem}.{os.getpid()}.tmp.index.npz"
+        np.savez(tmp, keys=np.array(keys), starts=starts, lengths=lengths)
+        os.replace(tmp, self.folder / f"{stem}.index.npz")
+        self._where.update({k: (stem, int(s), int(n)) for k, s, n in zip(keys, starts, lengths)})
+        self._read.add(stem)
+
+
+def feature_folder(embeddings: object | None) -> Path | None:
+    """Where a run keeps frozen-tagger features: beside its embedding cache's folder (none without one)."""
+    folder = getattr(embeddings, "folder", None)
+    return Path(folder).parent / "token-features" if folder else None
 
 
 class FrozenTagger(SpanTagger):
@@ -112,20 +196,19 @@ class FrozenTagger(SpanTagger):
 
     exports = False  # torch serves it (the ONNX exporter takes whole token-classification models)
 
-    def window_features(self, ids: list[list[int]], types: list[list[int]] | None, batch_size: int = 32,
-                        tick: Callable[[int], None] = lambda n: None) -> list[np.ndarray]:
-        """Each window's subword features (fp16, (subwords, layers × hidden [+ 1 case type])), in ``ids``
-        order; ``types``: each window's case types (``windows(..., case=True)``) when the model reads case."""
+    def window_hidden(self, ids: list[list[int]], batch_size: int = 32,
+                      tick: Callable[[int], None] = lambda n: None) -> list[np.ndarray]:
+        """Each window's hidden layers (fp16, (subwords, layers × hidden)), in ``ids`` order."""
         out: list[np.ndarray] = [np.zeros(0)] * len(ids)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         self.model.eval()
         with torch.inference_mode():
             for b in range(0, len(order), batch_size):
                 idx = order[b:b + batch_size]
-                enc = self.inputs([ids[i] for i in idx], [types[i] for i in idx] if self.case else None)
-                h = self.model.features(enc["input_ids"], enc["attention_mask"], enc.get("token_type_ids"))
+                enc = self.tok.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+                h = self.model.hidden(enc["input_ids"], enc["attention_mask"])
                 for row, i in enumerate(idx):
-                    out[i] = h[row, :len(ids[i])].to(torch.float16).numpy()
+                    out[i] = h[row, :len(ids[i])].numpy()
                 tick(len(idx))
         return out
 
@@ -169,11 +252,16 @@ def load_frozen_tagger(folder: Path) -> FrozenTagger:
                         thresholds=meta.get("thresholds", {}), case=case)
 
 
-def _pad(feats: Sequence[np.ndarray], labels: Sequence[Sequence[int]] | None = None):
+def _pad(feats: Sequence[np.ndarray], types: Sequence[Sequence[int]] | None,
+         labels: Sequence[Sequence[int]] | None = None):
+    """One batch of windows' features (with their case types as one more feature, when given), padded; and
+    their tags (-100 on padding), when ``labels``."""
     width = max(len(f) for f in feats)
-    x = torch.zeros(len(feats), width, feats[0].shape[1])
+    x = torch.zeros(len(feats), width, feats[0].shape[1] + (types is not None))
     for i, f in enumerate(feats):
-        x[i, :len(f)] = torch.from_numpy(f.astype(np.float32))
+        x[i, :len(f), :f.shape[1]] = torch.from_numpy(np.asarray(f, dtype=np.float32))
+        if types is not None:
+            x[i, :len(f), -1] = torch.tensor(types[i], dtype=torch.float32)
     if labels is None:
         return x
     y = torch.full((len(feats), width), -100, dtype=torch.long)
@@ -205,17 +293,32 @@ class FrozenTaggerTrainer:
         keep = _within_memory([len(x) for x in w["input_ids"]], dim, rng)
         notes = "" if len(keep) == len(labels) else (
             f"features of {len(keep)} of {len(labels)} training windows kept (at most {MAX_FEATURE_BYTES >> 30} GiB); ")
+        store = FeatureStore(feature_folder(ctx.embeddings), pipeline.encoder, cfg.layers)
         bar = ctx.progress("frozen-encoder features", len(keep) + len(wd["input_ids"]))
-        feats = tagger.window_features([w["input_ids"][i] for i in keep],
-                                       [w["types"][i] for i in keep] if case else None, tick=bar)
+        ids = [w["input_ids"][i] for i in keep] + wd["input_ids"]
+        t_feat = time.monotonic()
+        ticked = [0]
+
+        def tick(n: int) -> None:
+            ticked[0] += n
+            bar(n)
+
+        hidden, stored = store.get(ids, lambda todo: tagger.window_hidden(todo, tick=tick))
+        bar(len(ids) - ticked[0])  # windows read from the store, or repeated
+        feature_seconds = time.monotonic() - t_feat
+        feats, dev_feats = hidden[:len(keep)], hidden[len(keep):]
+        cases = [w["types"][i] for i in keep] if case else None
+        dev_cases = wd["types"] if case else None
         labels = [labels[i] for i in keep]
-        dev_feats = tagger.window_features(wd["input_ids"], wd["types"], tick=bar)
+        if stored:
+            notes += f"features of {stored} of {len(ids)} windows from the feature store; "
         dev_texts, dev_gold = [e.text for e in dev], _spans(dev)
 
         def score() -> float:
             head.eval()
             with torch.no_grad():
-                per_window = [torch.softmax(head(_pad(dev_feats[b:b + 64])), -1).numpy()
+                per_window = [torch.softmax(head(_pad(dev_feats[b:b + 64], _part(dev_cases, b, 64))),
+                                            -1).numpy()
                               for b in range(0, len(dev_feats), 64)]
             head.train()
             probs = [p[r, :len(dev_feats[b * 64 + r])] for b, p in enumerate(per_window) for r in range(p.shape[0])]
@@ -236,7 +339,8 @@ class FrozenTaggerTrainer:
         head.train()
         while not plan.stop:
             for batch in length_batches([len(f) for f in feats], cfg.batch_size, rng):
-                x, y = _pad([feats[i] for i in batch], [labels[i] for i in batch])
+                x, y = _pad([feats[i] for i in batch], None if cases is None else [cases[i] for i in batch],
+                            [labels[i] for i in batch])
                 logits = head(x)
                 loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1),
                                                          ignore_index=-100, weight=tag_weight)
@@ -252,7 +356,12 @@ class FrozenTaggerTrainer:
         head.eval()
         return tagger, NodeResult(dev_metrics={"f1": max(plan.best_score, 0.0)},
                                   train_seconds=time.monotonic() - t0, curve=plan.curve,
-                                  notes=notes + plan.notes(), chosen=plan.chosen())
+                                  notes=notes + plan.notes(),
+                                  chosen={**plan.chosen(), "feature_seconds": round(feature_seconds, 1)})
+
+
+def _part(types: list[list[int]] | None, start: int, n: int) -> list[list[int]] | None:
+    return None if types is None else types[start:start + n]
 
 
 def _within_memory(lengths: Sequence[int], dim: int, rng: np.random.Generator) -> list[int]:

@@ -127,17 +127,23 @@ def test_tagger_learns_saves_and_thresholds(pii_data, tmp_path, strategy):
 
 
 def test_frozen_tagger_learns_saves_and_joins_a_tagger_ensemble(pii_data, tmp_path):
-    """A head on a frozen encoder's last layers learns spans from cached features, saves as the head alone
-    (the encoder is named, not copied), reloads to the same spans, averages with another tagger, and is
-    left to torch by the ONNX exporter, alone or as a member."""
+    """A head on a frozen encoder's last layers learns spans from cached features, scores dev as it will
+    tag it, saves as the head alone (the encoder is named, not copied), reloads to the same spans, averages
+    with another tagger, and is left to torch by the ONNX exporter, alone or as a member; a refit reads
+    its features from the run's feature store."""
+    from adaptloop.train.encoder import EmbeddingCache
     from adaptloop.train.ensemble import TaggerEnsemble
     from adaptloop.train.onnx_export import exportable
+    from adaptloop.train.tagger import dev_f1
 
     spec, train, dev = pii_data
     hp = {"epochs": 8.0, "max_length": 48, "stride": 16, "hidden": 64}
+    ctx = FitContext(embeddings=EmbeddingCache(tmp_path / "cache" / "embeddings"))
     model, result = trainer_for("frozen-tagger").fit(spec, Pipeline("raw", "frozen-tagger", hparams=hp), train, dev,
-                                                     FitContext())
+                                                     ctx)
     assert result.dev_metrics["f1"] > 0.3 and "dev_f1" in result.curve[-1]
+    assert "feature store" not in result.notes and any((tmp_path / "cache" / "token-features").rglob("*.index.npz"))
+    assert dev_f1(model, dev) == pytest.approx(result.dev_metrics["f1"], abs=0.02)
     assert not any(p.requires_grad for p in model.model.encoder.parameters())
     model.save(tmp_path / "m")
     assert {p.name for p in (tmp_path / "m").iterdir()} == {"head.safetensors", "adaptloop_model.json"}
@@ -150,6 +156,7 @@ def test_frozen_tagger_learns_saves_and_joins_a_tagger_ensemble(pii_data, tmp_pa
     assert not exportable(again) and not exportable(ens)
     # a refit on train + dev has no dev to stop on: it trains its planned updates and tags
     refit, res = trainer_for("frozen-tagger").fit(
-        spec, Pipeline("raw", "frozen-tagger", hparams={**hp, "epochs": 1.0, "min_steps": 5}), train[:40], [],
-        FitContext())
+        spec, Pipeline("raw", "frozen-tagger", hparams={**hp, "epochs": 1.0, "min_steps": 5}), train[:40] + dev[:5],
+        [], FitContext(embeddings=EmbeddingCache(tmp_path / "cache" / "embeddings")))
     assert res.chosen["steps_run"] == res.chosen["planned_steps"] and len(refit.predict_spans(texts)) == len(texts)
+    assert "from the feature store" in res.notes and "features of 0 of" not in res.notes

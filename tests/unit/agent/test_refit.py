@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from adaptloop.agent.refit import FROZEN_REFIT_S, RefitPlan, refit, refit_cost
+from adaptloop.agent.refit import FROZEN_REFIT_S, GROWTH_MARGIN, RefitPlan, refit, refit_cost
 from adaptloop.store.db import Node
 from adaptloop.train import FitContext
 from adaptloop.types import Example, NodeResult, TaskSpec
@@ -46,10 +46,16 @@ def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_se
                   "chosen": {"C": 10.0, "train_share": 0.5}})
     cut_plan = RefitPlan(plan.selected, [(ft, 0.5), (cut, 0.5)])
     assert refit_cost(cut_plan, 800, 100, keep_trained=True) == FROZEN_REFIT_S + 330.0
-    # a frozen-tagger has no embedding cache: its refit encodes the data again, at its own cost
-    ftag = member("frozen-tagger", "frozen-tagger", 250.0)
-    assert refit_cost(RefitPlan(ftag, [(ftag, 1.0)]), 800, 100) > 250.0
-    assert refit_cost(RefitPlan(plan.selected, [(ft, 0.5), (ftag, 0.5)]), 800, 100, keep_trained=True) is None
+    # a frozen-tagger reads its features from the run's store: its refit trains the head again, scaled to
+    # the data; one fitted before the store (no feature seconds recorded) costs all of its fit again
+    ftag = Node(**{**{c: getattr(member("frozen-tagger", "frozen-tagger", 250.0), c)
+                      for c in ("name", "pipeline", "train_seconds", "model_artifact")},
+                   "chosen": {"feature_seconds": 200.0}})
+    assert refit_cost(RefitPlan(ftag, [(ftag, 1.0)]), 800, 100) == 50.0 * 900 / 800 * GROWTH_MARGIN
+    assert refit_cost(RefitPlan(plan.selected, [(ft, 0.5), (ftag, 0.5)]), 800, 100, keep_trained=True) == \
+        50.0 * 900 / 800 * GROWTH_MARGIN
+    old = member("frozen-tagger", "frozen-tagger", 250.0)
+    assert refit_cost(RefitPlan(old, [(old, 1.0)]), 800, 100) > 250.0
 
     fits: list = []
     ds = {"raw": [Example(f"t{i}", "a") for i in range(8)], "dev": [Example("d", "b")]}

@@ -408,6 +408,11 @@ def test_a_frozen_tagger_reads_the_feature_encoder_opens_extraction_and_joins_th
     last = pol.propose(state(done, **s))
     assert last.kind == "ensemble" and last.pipeline.hparams["member_names"] == [
         "frozen-tagger", "baseline", "larger-encoder"]
+    # once a frozen tagger ran, its features are in the run's store: another recipe of it costs the head
+    ran = replace(done[2], seconds=180.0, chosen={"feature_seconds": 150.0})
+    clean = Pipeline("clean", "frozen-tagger", "mpnet", {})
+    assert cost(clean, state([*done[:2], ran], **s)) == 35.0
+    assert cost(Pipeline("clean", "frozen-tagger", "other", {}), state([*done[:2], ran], **s)) > 30
 
 
 def test_precision_first_regime_only_for_entity_over_prediction():
