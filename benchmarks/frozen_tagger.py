@@ -1,6 +1,6 @@
 """A frozen encoder's tagger (``train/frozen_tagger.py``) alone, and averaged with a search's taggers, on test.
 
-    .venv/bin/python benchmarks/frozen_tagger.py --dataset wnut17 [--workspace WS]
+    .venv/bin/python benchmarks/frozen_tagger.py --dataset wnut17 [--workspace WS] [--hparams JSON --seeds N --store DIR]
 
 Fits the ``frozen-tagger`` (a BiLSTM head on the frozen encoder's last four hidden layers; default
 all-mpnet-base-v2) on train.jsonl less a dev part held out by shared entity mention, as a cold start holds
@@ -30,6 +30,10 @@ def main() -> None:
     ap.add_argument("--dataset", default="wnut17", choices=["wnut17", "presidio_pii"])
     ap.add_argument("--encoder", default="sentence-transformers/all-mpnet-base-v2")
     ap.add_argument("--no-case", action="store_true", help="without the case-type feature (the case_types hparam)")
+    ap.add_argument("--hparams", default="{}", help="JSON: head settings (FrozenTaggerConfig), e.g. '{\"lstm_layers\": 2}'")
+    ap.add_argument("--seeds", type=int, default=1, help="fits, one a seed (each row its own; the mean last)")
+    ap.add_argument("--store", type=Path, default=None,
+                    help="a feature-store folder: the encoder's forward pass once across invocations")
     ap.add_argument("--workspace", type=Path, default=None)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
@@ -39,7 +43,7 @@ def main() -> None:
     from adaptloop.evaluate.entities import entity_metrics
     from adaptloop.train import load_trained
     from adaptloop.train.base import FitContext
-    from adaptloop.train.encoder import set_threads
+    from adaptloop.train.encoder import EmbeddingCache, set_threads
     from adaptloop.train.ensemble import TaggerEnsemble
     from adaptloop.train.frozen_tagger import FrozenTaggerTrainer
     from adaptloop.types import Pipeline, TaskSpec
@@ -58,15 +62,25 @@ def main() -> None:
         m = entity_metrics(texts, gold, pred)
         return {k: round(m[k], 4) for k in ("f1", "precision", "recall")} | {"seconds": round(time.monotonic() - t0, 1)}
 
-    t0 = time.monotonic()
-    hp = {"case_types": not a.no_case}
-    model, res = FrozenTaggerTrainer().fit(spec, Pipeline("raw", "frozen-tagger", a.encoder, hp), train, dev,
-                                           FitContext())
-    rows = [{"model": "frozen-tagger", "encoder": a.encoder, "hparams": hp,
-             "fit_seconds": round(time.monotonic() - t0, 1),
-             "dev_f1": round(res.dev_metrics["f1"], 4), "dev": f"{len(dev)} sentences ({how})",
-             "notes": res.notes, "test": score(model)}]
-    print(json.dumps(rows[-1]), flush=True)
+    hp = {"case_types": not a.no_case, **json.loads(a.hparams)}
+    ctx = FitContext(embeddings=EmbeddingCache(a.store / "embeddings") if a.store else None)
+    rows, model = [], None
+    for seed in range(a.seeds):
+        t0 = time.monotonic()
+        fitted, res = FrozenTaggerTrainer().fit(spec, Pipeline("raw", "frozen-tagger", a.encoder, hp, seed), train,
+                                                dev, ctx)
+        model = model or fitted
+        rows.append({"model": "frozen-tagger", "encoder": a.encoder, "hparams": hp, "seed": seed,
+                     "fit_seconds": round(time.monotonic() - t0, 1),
+                     "dev_f1": round(res.dev_metrics["f1"], 4), "dev": f"{len(dev)} sentences ({how})",
+                     "notes": res.notes, "test": score(fitted)})
+        print(json.dumps(rows[-1]), flush=True)
+    if a.seeds > 1:
+        fits = rows[-a.seeds:]
+        rows.append({"model": f"frozen-tagger, mean of {a.seeds} seeds", "hparams": hp,
+                     "dev_f1": round(sum(r["dev_f1"] for r in fits) / a.seeds, 4),
+                     "test": {"f1": round(sum(r["test"]["f1"] for r in fits) / a.seeds, 4)}})
+        print(json.dumps(rows[-1]), flush=True)
     if a.workspace is not None:
         from adaptloop.search.interventions import TAGGERS
         from adaptloop.workspace import Workspace

@@ -57,6 +57,7 @@ class FrozenTaggerConfig:
     weight_decay: float = 0.01
     layers: int = 4  # last hidden layers, concatenated
     hidden: int = 256
+    lstm_layers: int = 1
     dropout: float = 0.3
     patience: int = 3  # dev checks (one an epoch) without gain, and min_steps / 2 updates, before stopping
     min_steps: int = 150  # small data: at least this many updates (epochs grow to match)
@@ -75,11 +76,12 @@ class FrozenTaggerConfig:
 class TagHead(torch.nn.Module):
     """Features → projection → BiLSTM → tag logits."""
 
-    def __init__(self, dim: int, n_tags: int, hidden: int = 256, dropout: float = 0.3) -> None:
+    def __init__(self, dim: int, n_tags: int, hidden: int = 256, dropout: float = 0.3, lstm_layers: int = 1) -> None:
         super().__init__()
         self.drop = torch.nn.Dropout(dropout)
         self.proj = torch.nn.Linear(dim, hidden)
-        self.lstm = torch.nn.LSTM(hidden, hidden // 2, batch_first=True, bidirectional=True)
+        self.lstm = torch.nn.LSTM(hidden, hidden // 2, num_layers=lstm_layers, batch_first=True, bidirectional=True,
+                                  dropout=dropout if lstm_layers > 1 else 0.0)
         self.out = torch.nn.Linear(2 * (hidden // 2), n_tags)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -222,6 +224,7 @@ class FrozenTagger(SpanTagger):
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "frozen-tagger", "labels": list(self.labels), "encoder": self.encoder_name,
              "layers": self.model.layers, "dim": head.proj.in_features, "hidden": head.proj.out_features,
+             "lstm_layers": head.lstm.num_layers,
              "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds,
              "case_types": self.case}, indent=1))
 
@@ -244,7 +247,7 @@ def load_frozen_tagger(folder: Path) -> FrozenTagger:
 
     meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
     encoder, tok = _encoder(meta["encoder"])
-    head = TagHead(meta["dim"], 1 + 2 * len(meta["labels"]), meta["hidden"])
+    head = TagHead(meta["dim"], 1 + 2 * len(meta["labels"]), meta["hidden"], lstm_layers=meta.get("lstm_layers", 1))
     head.load_state_dict(load_file(str(Path(folder) / "head.safetensors")))
     case = meta.get("case_types", False)
     return FrozenTagger(meta["labels"], meta["encoder"], FrozenTagModel(encoder, head.eval(), meta["layers"], case),
@@ -283,7 +286,7 @@ class FrozenTaggerTrainer:
         encoder, tok = _encoder(pipeline.encoder)
         case = cfg.case_types
         dim = encoder.config.hidden_size * cfg.layers + int(case)
-        head = TagHead(dim, 1 + 2 * len(types), cfg.hidden, cfg.dropout)
+        head = TagHead(dim, 1 + 2 * len(types), cfg.hidden, cfg.dropout, cfg.lstm_layers)
         tagger = FrozenTagger(types, pipeline.encoder, FrozenTagModel(encoder, head, cfg.layers, case), tok,
                               max_length=cfg.max_length, stride=cfg.stride, case=case)
         w = windows(tok, [e.text for e in train], cfg.max_length, cfg.stride, case=case)
