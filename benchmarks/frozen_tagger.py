@@ -1,6 +1,7 @@
 """A frozen encoder's tagger (``train/frozen_tagger.py``) alone, and averaged with a search's taggers, on test.
 
-    .venv/bin/python benchmarks/frozen_tagger.py --dataset wnut17 [--workspace WS] [--hparams JSON --seeds N --store DIR]
+    .venv/bin/python benchmarks/frozen_tagger.py --dataset wnut17 [--workspace WS]
+        [--hparams JSON] [--seeds N] [--store DIR]
 
 Fits the ``frozen-tagger`` (a BiLSTM head on the frozen encoder's last four hidden layers; default
 all-mpnet-base-v2) on train.jsonl less a dev part held out by shared entity mention, as a cold start holds
@@ -30,7 +31,8 @@ def main() -> None:
     ap.add_argument("--dataset", default="wnut17", choices=["wnut17", "presidio_pii"])
     ap.add_argument("--encoder", default="sentence-transformers/all-mpnet-base-v2")
     ap.add_argument("--no-case", action="store_true", help="without the case-type feature (the case_types hparam)")
-    ap.add_argument("--hparams", default="{}", help="JSON: head settings (FrozenTaggerConfig), e.g. '{\"lstm_layers\": 2}'")
+    ap.add_argument("--hparams", default="{}",
+                    help="JSON: head settings (FrozenTaggerConfig), e.g. '{\"lstm_layers\": 2}'")
     ap.add_argument("--seeds", type=int, default=1, help="fits, one a seed (each row its own; the mean last)")
     ap.add_argument("--store", type=Path, default=None,
                     help="a feature-store folder: the encoder's forward pass once across invocations")
