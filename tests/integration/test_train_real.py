@@ -155,8 +155,11 @@ def test_frozen_tagger_learns_saves_and_joins_a_tagger_ensemble(pii_data, tmp_pa
         [(d["start"], d["end"]) for d in r] for r in again.predict_spans(texts)]
     assert not exportable(again) and not exportable(ens)
     # a refit on train + dev has no dev to stop on: it trains its planned updates and tags
+    # (with a two-layer head, which saves and reloads as such)
     refit, res = trainer_for("frozen-tagger").fit(
-        spec, Pipeline("raw", "frozen-tagger", hparams={**hp, "epochs": 1.0, "min_steps": 5}), train[:40] + dev[:5],
-        [], FitContext(embeddings=EmbeddingCache(tmp_path / "cache" / "embeddings")))
+        spec, Pipeline("raw", "frozen-tagger", hparams={**hp, "epochs": 1.0, "min_steps": 5, "lstm_layers": 2}),
+        train[:40] + dev[:5], [], FitContext(embeddings=EmbeddingCache(tmp_path / "cache" / "embeddings")))
     assert res.chosen["steps_run"] == res.chosen["planned_steps"] and len(refit.predict_spans(texts)) == len(texts)
     assert "from the feature store" in res.notes and "features of 0 of" not in res.notes
+    refit.save(tmp_path / "r")
+    assert load_trained(tmp_path / "r").predict_spans(texts) == refit.predict_spans(texts)
