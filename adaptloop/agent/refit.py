@@ -8,9 +8,10 @@ epochs; a refit that the budget would cut short fails, and the original is promo
 
 When the budget left fits no full refit of an ensemble whose members are in part trained (a
 fine-tune takes minutes), its frozen members alone are refitted (seconds: logistic regression on
-cached embeddings) and the trained ones kept as they are (``keep_trained``): a logistic
-regression on frozen embeddings gains from every example it sees (the banking77 fixed recipe's,
-fitted on all of train, is part of why it leads), and the ensemble keeps its weights.
+cached embeddings; a frozen tagger's head on the features the run stored) and the trained ones kept
+as they are (``keep_trained``): a logistic regression on frozen embeddings gains from every example
+it sees (the banking77 fixed recipe's, fitted on all of train, is part of why it leads), and the
+ensemble keeps its weights.
 """
 
 from __future__ import annotations
