@@ -2,6 +2,7 @@
 
     AdaptloopError              a problem the user can fix; the CLI prints it on one line, exit 2
     ├── WorkspaceError          no workspace, or a broken adaptloop.toml
+    │   └── WorkspaceBusy       a running run holds what the command would change
     ├── DataError               a data file that cannot be used (missing, empty, wrong fields, ...)
     ├── LabelError              labels that do not fit the task (one class, unknown at eval time)
     ├── BudgetError             a budget string that does not parse
@@ -20,6 +21,10 @@ class AdaptloopError(Exception):
 
 class WorkspaceError(AdaptloopError):
     """The workspace is missing or its settings are invalid."""
+
+
+class WorkspaceBusy(WorkspaceError):
+    """A run in progress uses what the command would remove or change."""
 
 
 class DataError(AdaptloopError):

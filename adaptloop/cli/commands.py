@@ -1,4 +1,5 @@
-"""The model-side commands: init, new, eval, predict, export, distill, runs, report, doctrine, convert, models.
+"""The model-side commands: init, new, eval, predict, export, distill, runs, report, doctrine, convert, models,
+disk.
 
 Each parses its arguments, makes one call and renders the result (:mod:`adaptloop.report.terminal`), or
 prints it as one JSON object with ``--json``. What a command calls is imported when it runs, so that
@@ -18,6 +19,7 @@ from adaptloop.report.terminal import (
     progress,
     show_cold_start,
     show_convert,
+    show_disk,
     show_distill,
     show_doctrine,
     show_draft,
@@ -301,3 +303,29 @@ def models(workspace: WorkspaceOpt = None, as_json: JsonOpt = False) -> None:
         emit_json(report)
         return
     show_models(report)
+
+
+def disk(
+    prune: Annotated[bool, typer.Option(
+        "--prune", help="Remove the models of finished runs' nodes that no model version uses (their scores, "
+                        "predictions and decisions stay), ONNX exports of removed models and leftovers of "
+                        "interrupted writes.")] = False,
+    caches: Annotated[bool, typer.Option(
+        "--caches", help="Clear the embedding cache and the token-feature store (a next run computes what it "
+                         "needs again). Refused while a run is running.")] = False,
+    workspace: WorkspaceOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """What the workspace holds on disk, part by part, and what --prune or --caches would free.
+
+    Without an option nothing is removed. Model versions (every registered model, promoted or
+    not), data, eval sets, predictions and the nodes of a run that may still resume are
+    always kept.
+    """
+    from adaptloop.agent.disk import disk_report
+
+    report = disk_report(open_workspace(workspace), prune=prune, caches=caches)
+    if as_json:
+        emit_json(report)
+        return
+    show_disk(report)

@@ -347,6 +347,33 @@ def show_convert(report: dict[str, Any]) -> None:
         err.print(f"[yellow]line {q['line']} not converted[/]: {escape(q['reason'])}")
 
 
+def show_disk(report: dict[str, Any]) -> None:
+    """One row per part of the workspace's state folder, what was removed, and what the options would free."""
+    t = Table(title=f"disk: {report['workspace']}")
+    for col, justify in (("part", "left"), ("count", "right"), ("size", "right"), ("removed by", "left")):
+        t.add_column(col, justify=justify)
+    for p in report["parts"]:
+        if p["count"]:
+            t.add_row(p["part"], str(p["count"]), human_bytes(p["bytes"]), p["removable_with"] or "kept")
+    t.add_row("total", "", human_bytes(report["total_bytes"]), "")
+    out.print(t)
+    for part, r in report["removed"].items():
+        out.print(f"removed {part}: {r['count']}, {human_bytes(r['bytes'])}")
+    free = [f"`adaptloop disk {opt}` frees {human_bytes(b)}" for opt, b in report["removable_bytes"].items() if b]
+    out.print("; ".join(free) if free else "nothing more to remove")
+
+
+def human_bytes(n: float) -> str:
+    """1.9 GB, 727.0 MB, 512 B (powers of 1000, as `du --si`)."""
+    if n < 1000:
+        return f"{n:.0f} B"
+    for unit in ("KB", "MB"):
+        n /= 1000
+        if n < 1000:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1000:.1f} GB"
+
+
 def show_models(report: dict[str, Any]) -> None:
     """The registry: one row per version, then the events that moved the aliases."""
     t = Table(title="model versions")
