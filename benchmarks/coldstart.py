@@ -17,10 +17,10 @@
 5. SetFit (the `setfit` package, offline, its metric a function so nothing is fetched) on the
    same encoder: contrastive pairs from train.jsonl fine-tune the body, then a logistic
    regression head on all of train. It has no time budget of its own: its body steps are set
-   to what fits the budget, timed on a probe of 20 steps, and a callback stops the body's
-   training at the budget less the head's fit (the probe alone underestimated: SetFit ran 847 s
-   of a 10-minute budget on snips) (`--only setfit`; not in the default set, install with
-   `pip install setfit`).
+   to what fits the budget, each step of a 40-step probe timed, and a callback stops the body's
+   training at the budget less the rest of a fit (loading, pairs, the head) (a step count from
+   two whole fits' difference ran 847 s of a 10-minute budget on snips, and 482 s in another
+   run) (`--only setfit`; not in the default set, install with `pip install setfit`).
 
 `--official-dev` hands adaptloop the dataset's validation.jsonl as `new --eval-data`: its frozen
 eval set and dev are drawn from it, and all of train.jsonl trains (as the peers train on all of
@@ -215,6 +215,9 @@ def run_fixed_recipe(dataset: str) -> dict:
             "test": scores([r["label"] for r in rows(dataset, "test")], [labels[i] for i in p.argmax(1)])}
 
 
+PROBE_STEPS = 40  # SetFit's timing probe
+
+
 def run_setfit(dataset: str, budget: str) -> dict:
     """SetFit on the default encoder, its body steps fitted to ``budget`` (``--only setfit``)."""
     import torch
@@ -231,38 +234,41 @@ def run_setfit(dataset: str, budget: str) -> dict:
     train, test = rows(dataset, "train"), rows(dataset, "test")
     data = Dataset.from_dict({"text": [r["text"] for r in train], "label": [r["label"] for r in train]})
 
-    class Deadline(TrainerCallback):
-        """Stops the body's training once the wall clock passes ``at`` (the step count is an estimate)."""
+    class Clock(TrainerCallback):
+        """Times each body step; with ``at``, stops the body's training once the wall clock passes it."""
 
-        def __init__(self, at: float) -> None:
-            self.at, self.stopped_at = at, None
+        def __init__(self, at: float = float("inf")) -> None:
+            self.at, self.ends, self.stopped_at = at, [], None
 
         def on_step_end(self, args, state, control, **kwargs):
-            if time.monotonic() >= self.at:
+            self.ends.append(time.monotonic())
+            if self.ends[-1] >= self.at:
                 control.should_training_stop = True
                 self.stopped_at = state.global_step
             return control
 
-    def fit(steps: int, deadline: Deadline | None = None) -> tuple[SetFitModel, float]:
+    def fit(steps: int, clock: Clock) -> tuple[SetFitModel, float]:
         model = SetFitModel.from_pretrained(resolve_encoder(ENCODER), labels=sorted({r["label"] for r in train}))
         with tempfile.TemporaryDirectory() as out:
             args = TrainingArguments(output_dir=out, batch_size=16, num_iterations=1, max_steps=steps, seed=0,
                                      report_to="none", show_progress_bar=False, save_strategy="no")
-            trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[deadline] if deadline else None,
+            trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=[clock],
                               metric=lambda pred, gold: {"accuracy": float((pred == gold).mean())})
             t = time.monotonic()
             trainer.train()
         return model, time.monotonic() - t
 
-    _, probe = fit(20)  # pairs, 20 body steps, and the head on every training text
-    _, head = fit(1)
-    per_step = max(probe - head, 1e-3) / 19
+    probe = Clock()
+    _, probe_s = fit(PROBE_STEPS, probe)  # pairs, the body steps, and the head on every training text
+    per_step = (probe.ends[-1] - probe.ends[4]) / (len(probe.ends) - 5)  # steps past the first five's warm-up
+    head = probe_s - per_step * len(probe.ends)  # loading, pairs and the head: what a fit costs beside its steps
     steps = max(1, int((seconds - (time.monotonic() - t0) - head) / per_step))
-    deadline = Deadline(t0 + seconds - head)
+    deadline = Clock(t0 + seconds - head)
     model, _ = fit(steps, deadline)
     pred = [str(p) for p in model.predict([r["text"] for r in test], batch_size=128)]
     return {"method": "SetFit (MiniLM body, logistic regression head)", "budget": budget,
             "body_steps": deadline.stopped_at or steps, "planned_steps": steps, "seconds_per_step": round(per_step, 3),
+            "other_seconds": round(head, 1),
             "wall_seconds": round(time.monotonic() - t0, 1), "test": scores([r["label"] for r in test], pred)}
 
 
