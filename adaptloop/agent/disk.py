@@ -71,26 +71,21 @@ def survey(ws: Workspace) -> dict[str, Part]:
     versions = {mv.artifact for mv in registry.versions(ws.store)}
     resumable = {n.model_artifact for r in open_runs for n in ws.store.nodes(r.id) if n.model_artifact}
     node_models = {n.model_artifact for r in runs for n in ws.store.nodes(r.id) if n.model_artifact}
-    parts = {k: Part(name) for k, name in (
-        ("versions", "models of model versions"),
-        ("resumable", "node models of runs that may resume"),
-        ("unused", "node models no model version uses"),
-        ("data", "data, eval sets, predictions"),
-        ("exports", "ONNX exports of kept models"),
-        ("orphan_exports", "ONNX exports of removed models"),
-        ("leftovers", "leftovers of interrupted writes"),
-        ("recent", "writes in progress (under an hour old)"),
-        ("embeddings", "embedding cache"),
-        ("token-features", "token-feature store"),
-        ("store", "the store (SQLite)"),
-        ("other", "other (live progress, logs)"),
+    parts = {k: Part(name, removable_with=option) for k, name, option in (
+        ("versions", "models of model versions", None),
+        ("resumable", "node models of runs that may resume", None),
+        ("unused", "node models no model version uses", "--prune"),
+        ("data", "data, eval sets, predictions and other records", None),
+        ("exports", "ONNX exports of kept models", None),
+        ("orphan_exports", "ONNX exports of removed models", "--prune"),
+        ("leftovers", "leftovers of interrupted writes", "--prune"),
+        ("recent", "writes in progress (under an hour old)", None),
+        ("embeddings", "embedding cache", "--caches"),
+        ("token-features", "token-feature store", "--caches"),
+        ("store", "the store (SQLite)", None),
+        ("other", "other (live progress, logs)", None),
     )}
-    for k in ("unused", "orphan_exports"):
-        parts[k].removable_with = "--prune"
-    parts["leftovers"].removable_with = "--prune"
     now = time.time()
-    for k in CACHES:
-        parts[k].removable_with = "--caches"
     kept = versions | resumable
     for path in _entries(ws.artifacts.root):
         name = path.name

@@ -65,7 +65,7 @@ def test_a_survey_sorts_every_file_into_a_part_and_removes_nothing(tmp_path):
     assert p["node models of runs that may resume"]["count"] == 1
     assert p["node models no model version uses"]["count"] == 2
     assert p["node models no model version uses"]["removable_with"] == "--prune"
-    assert p["data, eval sets, predictions"]["count"] == 1
+    assert p["data, eval sets, predictions and other records"]["count"] == 1
     assert p["ONNX exports of kept models"]["count"] == 1 and p["ONNX exports of removed models"]["count"] == 1
     assert p["leftovers of interrupted writes"]["bytes"] == 300
     assert p["writes in progress (under an hour old)"]["removable_with"] is None
