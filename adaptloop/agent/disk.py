@@ -25,15 +25,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adaptloop.agent.export import STAGING_SUFFIX
+from adaptloop.agent.predict import cache_folder
 from adaptloop.config import STATE_DIR
 from adaptloop.errors import WorkspaceBusy
 from adaptloop.store import registry
+from adaptloop.store.artifacts import STAGING_PREFIX, TMP_PREFIX
 from adaptloop.workspace import Workspace
 
 FINISHED = ("done", "failed", "abandoned")  # a run in any other state may resume (`adaptloop new --resume`)
-CACHES = ("embeddings", "token-features")  # under .adaptloop/cache/
-LEFTOVER_PREFIXES = (".staging-", ".tmp-")  # ArtifactStore's folders and files before their atomic rename
-LEFTOVER_SUFFIX = ".tmp"  # an export's folder before its rename (agent/export.py)
+CACHES = ("embeddings", "token-features")  # in cache_folder (train/frozen_tagger.py::feature_folder names the second)
+LEFTOVER_PREFIXES = (STAGING_PREFIX, TMP_PREFIX)  # ArtifactStore's folders and files before their atomic rename
 GRACE_S = 3600.0  # a write this recent may be in progress (a trial's, or `adaptloop export`'s): never removed
 
 
@@ -66,11 +68,11 @@ def size_of(path: Path) -> int:
 def survey(ws: Workspace) -> dict[str, Part]:
     """Every part of the workspace's state folder, each path counted once."""
     state = ws.root / STATE_DIR
-    runs = ws.store.runs()
-    open_runs = [r for r in runs if r.status not in FINISHED]
+    models = {r.id: (r.status, {n.model_artifact for n in ws.store.nodes(r.id) if n.model_artifact})
+              for r in ws.store.runs()}
     versions = {mv.artifact for mv in registry.versions(ws.store)}
-    resumable = {n.model_artifact for r in open_runs for n in ws.store.nodes(r.id) if n.model_artifact}
-    node_models = {n.model_artifact for r in runs for n in ws.store.nodes(r.id) if n.model_artifact}
+    resumable = set().union(*(m for status, m in models.values() if status not in FINISHED))
+    node_models = set().union(*(m for _, m in models.values()))
     parts = {k: Part(name, removable_with=option) for k, name, option in (
         ("versions", "models of model versions", None),
         ("resumable", "node models of runs that may resume", None),
@@ -99,19 +101,20 @@ def survey(ws: Workspace) -> dict[str, Part]:
             parts["data"].add(path)
     exports = state / "exports"
     for path in sorted(exports.iterdir()) if exports.is_dir() else ():
-        if path.name.endswith(LEFTOVER_SUFFIX):
+        if path.name.endswith(STAGING_SUFFIX):
             parts["recent" if now - path.lstat().st_mtime < GRACE_S else "leftovers"].add(path)
         else:
             parts["exports" if path.name in kept else "orphan_exports"].add(path)
+    cache = cache_folder(ws.root)
     for k in CACHES:
-        if (state / "cache" / k).exists():
-            parts[k].add(state / "cache" / k)
-    counted = {ws.artifacts.root, exports, state / "cache"}
+        if (cache / k).exists():
+            parts[k].add(cache / k)
+    counted = {ws.artifacts.root, exports, cache}
     for path in sorted(state.iterdir()) if state.is_dir() else ():
         if path in counted:
             continue
         parts["store" if path.name.startswith("store.db") else "other"].add(path)
-    for p in (state / "cache").iterdir() if (state / "cache").is_dir() else ():
+    for p in cache.iterdir() if cache.is_dir() else ():
         if p.name not in CACHES:
             parts["other"].add(p)
     return parts

@@ -40,6 +40,9 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["pred"] == b["pred"]
 
 
+STAGING_SUFFIX = ".tmp"  # an export's folder while it is written, renamed when it is whole
+
+
 def export_dir(ws: Workspace, artifact: str) -> Path:
     return ws.root / STATE_DIR / "exports" / artifact
 
@@ -95,7 +98,7 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     torch_s = time.monotonic() - t0
     base_metric = primary(metrics_of(spec, base_rows), spec.primary_metric)
     folder = export_dir(ws, mv.artifact)
-    staging = folder.with_name(folder.name + ".tmp")
+    staging = folder.with_name(folder.name + STAGING_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
     t0 = time.monotonic()
     export(model, staging)

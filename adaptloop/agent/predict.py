@@ -21,6 +21,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from adaptloop.agent.export import attach_export
+from adaptloop.config import STATE_DIR
 from adaptloop.data.generation import Sample, load_generation
 from adaptloop.data.prompts import present
 from adaptloop.data.sources import load_for
@@ -157,13 +158,18 @@ def score_rows(model: Any, examples: Sequence[Example], *, progress: Progress = 
     return predictor(model).rows(examples, progress=progress, what=what)
 
 
+def cache_folder(root: str | Path) -> Path:
+    """Where a workspace keeps what it can compute again: the embedding cache, the token-feature store beside it."""
+    return Path(root) / STATE_DIR / "cache"
+
+
 def embedding_cache(root: str | Path) -> Any:
     """This process's embedding cache for a workspace (backed by its disk cache)."""
     from adaptloop.train.encoder import EmbeddingCache
 
     key = str(root)
     if key not in _CACHES:
-        _CACHES[key] = EmbeddingCache(Path(root) / ".adaptloop" / "cache" / "embeddings")
+        _CACHES[key] = EmbeddingCache(cache_folder(root) / "embeddings")
     return _CACHES[key]
 
 

@@ -35,6 +35,10 @@ def tree_sha(path: Path) -> str:
     return h.hexdigest()
 
 
+STAGING_PREFIX = ".staging-"  # a folder being filled before put_dir
+TMP_PREFIX = ".tmp-"  # a file or copied folder before its atomic rename
+
+
 class ArtifactStore:
     """Files addressed by content.
 
@@ -62,7 +66,7 @@ class ArtifactStore:
         try:
             os.replace(folder, dest)
         except OSError:  # another filesystem: copy next to dest, then rename
-            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".tmp-"))
+            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=TMP_PREFIX))
             shutil.copytree(folder, tmp, dirs_exist_ok=True)
             os.replace(tmp, dest)
             shutil.rmtree(folder, ignore_errors=True)
@@ -71,7 +75,7 @@ class ArtifactStore:
     def staging_dir(self) -> Path:
         """A fresh temporary folder on the store's filesystem, to be filled then ``put_dir``."""
         self.root.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(dir=self.root, prefix=".staging-"))
+        return Path(tempfile.mkdtemp(dir=self.root, prefix=STAGING_PREFIX))
 
     def put_bytes(self, data: bytes, suffix: str = "") -> str:
         address = hashlib.sha256(data).hexdigest() + suffix
@@ -79,7 +83,7 @@ class ArtifactStore:
         if dest.exists():
             return address
         dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=TMP_PREFIX)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, dest)
