@@ -10,7 +10,9 @@ picks (`agent.doctrine.tagger_members`: the best tagger of each encoder, at most
 with every tagger on the other encoders. Dev F1 is the node's own;
 nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET.json. With ``--subsets``:
 every subset of the named nodes on the run's own dev split and on test, to see whether dev picks the
-members test would (benchmarks/results/tagger-subsets-DATASET.json).
+members test would (benchmarks/results/tagger-subsets-DATASET.json). ``--subsets … --decoders`` scores each
+subset with both decoders of ``train.tagger.decode`` (the IOB2-constrained Viterbi over words, and each
+subword's own argmax read leniently), on dev and on test.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ def main() -> None:
     ap.add_argument("--subsets", nargs="+", default=None, metavar="NODE",
                     help="instead: every subset of these tagger nodes, alone and averaged, on the run's own dev "
                          "and on test (can dev pick the members test would?)")
+    ap.add_argument("--decoders", action="store_true",
+                    help="with --subsets: score every subset with the constrained and the greedy decoder")
     a = ap.parse_args()
     if a.subsets:
         return subsets(a)
@@ -118,9 +122,7 @@ def subsets(a: argparse.Namespace) -> None:
         def token_probs(self, texts, batch_size=32):
             return [self.probs[t] for t in texts]
 
-        def predict_spans(self, texts, thresholds=None):
-            return [decode(t, k, p, self.labels) for t, (k, p) in zip(texts, self.token_probs(texts))]
-
+    decoders = {"": True} if not a.decoders else {" constrained": True, " greedy": False}
     rows: dict[str, dict] = {}
     for split, examples in splits.items():
         texts, gold = [e.text for e in examples], [list(e.spans) for e in examples]
@@ -128,10 +130,14 @@ def subsets(a: argparse.Namespace) -> None:
         for k in range(1, len(models) + 1):
             for names in itertools.combinations(a.subsets, k):
                 model = cached[names[0]] if k == 1 else TaggerEnsemble([cached[n] for n in names])
-                pred = [[(d["start"], d["end"], d["label"]) for d in row] for row in model.predict_spans(texts)]
-                m = entity_metrics(texts, gold, pred)
-                scores = {x: round(m[x], 4) for x in ("f1", "precision", "recall")}
-                rows.setdefault(" + ".join(names), {})[split] = scores
+                probs = model.token_probs(texts)
+                for suffix, constrained in decoders.items():
+                    pred = [[(d["start"], d["end"], d["label"]) for d in decode(t, keys, p, model.labels,
+                                                                                constrained=constrained)]
+                            for t, (keys, p) in zip(texts, probs)]
+                    m = entity_metrics(texts, gold, pred)
+                    scores = {x: round(m[x], 4) for x in ("f1", "precision", "recall")}
+                    rows.setdefault(" + ".join(names), {})[split + suffix] = scores
     for name, r in rows.items():
         print(json.dumps({"members": name, **r}), flush=True)
     out = a.out or REPO / "benchmarks" / "results" / f"tagger-subsets-{a.dataset}.json"

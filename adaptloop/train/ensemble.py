@@ -77,6 +77,7 @@ class TaggerEnsemble:
         """Per text: the members' mean tag probabilities on its subwords when the members cut it alike (one
         tokenizer), else on its words; with the offsets of those units."""
         from adaptloop.data.spans import word_units
+        from adaptloop.train.tagger import on_words
 
         outs = [m.token_probs(texts, batch_size) for m in self.members]
         width = 1 + 2 * len(self.labels)
@@ -113,21 +114,6 @@ def _save(folder: Path, members: Sequence[Any], meta: dict[str, Any]) -> None:
         m.save(folder / f"member-{i}")
     (folder / "adaptloop_model.json").write_text(json.dumps(
         {**meta, "members": [f"member-{i}" for i in range(len(members))]}, indent=1))
-
-
-def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], p: np.ndarray,
-             width: int) -> np.ndarray:
-    """Tag probabilities per word: those of the first subword that overlaps it (``O`` for a word no subword
-    covers, such as one past a window's reach)."""
-    out = np.zeros((len(words), width))
-    out[:, 0] = 1.0
-    starts = np.array([k[0] for k in keys]) if keys else np.zeros(0)
-    ends = np.array([k[1] for k in keys]) if keys else np.zeros(0)
-    for i, (s, e) in enumerate(words):
-        hit = np.flatnonzero((starts < e) & (ends > s))
-        if hit.size:
-            out[i] = p[hit[0]]
-    return out
 
 
 def combine(models: Sequence[Any], weights: Sequence[float]) -> Any:

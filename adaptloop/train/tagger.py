@@ -4,9 +4,10 @@ Gold spans become per-subword IOB2 labels through the fast tokenizer's offsets (
 that starts at or before a span's start is ``B-``, later ones ``I-``; special tokens are
 ignored by the loss). Long inputs are cut into overlapping windows (``max_length`` subwords,
 ``stride`` shared); at prediction time the probabilities of a subword seen in several
-windows are averaged. Decoding turns subword tags back into character spans, widened to
-whole words, each with a score (mean probability of its tags) that per-type thresholds
-may filter. Strategies: ``tagger`` (full fine-tune) and ``tagger-lora`` (PEFT LoRA; the head
+windows are averaged. Decoding reads each word's tag from its first subword, finds the most
+probable tag sequence the IOB2 grammar allows (an ``I-`` only after a ``B-`` or ``I-`` of its
+type; Viterbi), and turns it into character spans, each with a score (mean probability of its
+tags) that per-type thresholds may filter. Strategies: ``tagger`` (full fine-tune) and ``tagger-lora`` (PEFT LoRA; the head
 is trained fully). Early stopping and checkpoint selection use dev entity F1 only.
 
 Case is the strongest cue an entity has, and MiniLM's tokenizer lowercases it away. For an
@@ -31,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from adaptloop.data.spans import Span, snap
+from adaptloop.data.spans import Span, snap, word_units
 from adaptloop.errors import NotFoundError
 from adaptloop.evaluate.entities import entity_metrics
 from adaptloop.train.base import FitContext
@@ -172,14 +173,66 @@ def align_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], type
     return out
 
 
+def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], p: np.ndarray,
+             width: int) -> np.ndarray:
+    """Tag probabilities per word: those of the first subword that overlaps it (``O`` for a word no subword
+    covers, such as one past a window's reach)."""
+    out = np.zeros((len(words), width))
+    out[:, 0] = 1.0
+    starts = np.array([k[0] for k in keys]) if len(keys) else np.zeros(0)
+    ends = np.array([k[1] for k in keys]) if len(keys) else np.zeros(0)
+    for i, (s, e) in enumerate(words):
+        hit = np.flatnonzero((starts < e) & (ends > s))
+        if hit.size:
+            out[i] = p[hit[0]]
+    return out
+
+
+def bio_viterbi(probs: np.ndarray) -> np.ndarray:
+    """The most probable tag sequence (O=0, B-t=1+2k, I-t=2+2k) in which every ``I-t`` follows ``B-t`` or
+    ``I-t``: the per-unit probabilities read as independent, the IOB2 grammar as the only transition rule."""
+    n, width = probs.shape
+    if n == 0:
+        return np.zeros(0, dtype=int)
+    logp = np.log(np.clip(probs, 1e-12, None))
+    inside = np.zeros(width, dtype=bool)
+    inside[2::2] = True
+    allowed = np.ones((width, width), dtype=bool)  # allowed[prev, cur]
+    allowed[:, inside] = False
+    for k in range(2, width, 2):  # I-t after B-t or I-t of the same type
+        allowed[k - 1, k] = allowed[k, k] = True
+    trans = np.where(allowed, 0.0, -np.inf)
+    score = np.where(inside, -np.inf, logp[0])
+    back = np.zeros((n, width), dtype=int)
+    for i in range(1, n):
+        cand = score[:, None] + trans
+        back[i] = cand.argmax(0)
+        score = cand.max(0) + logp[i]
+    tags = np.zeros(n, dtype=int)
+    tags[-1] = int(score.argmax())
+    for i in range(n - 1, 0, -1):
+        tags[i - 1] = back[i, tags[i]]
+    return tags
+
+
 def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, types: Sequence[str],
-           thresholds: dict[str, float] | None = None) -> list[dict[str, Any]]:
+           thresholds: dict[str, float] | None = None, *, constrained: bool = True) -> list[dict[str, Any]]:
     """Character spans from per-subword tag probabilities (subwords in text order).
 
-    ``B-t`` or a change of type starts an entity, ``I-t`` continues one of type t (or starts
-    one, as in IOB1). A ``B-`` inside a word continues the entity its word began. Spans are
-    widened to whole words; the score is the mean probability of the chosen tags.
+    ``constrained`` (the default): each word takes its first subword's probabilities (taggers are trained
+    to tag a word's first piece ``B-``), and the tags are the most probable IOB2 sequence over the words
+    (``bio_viterbi``): an ``I-t`` no entity of type t opened is not read as one. Else each subword's
+    argmax, read leniently: ``B-t`` or a change of type starts an entity, ``I-t`` continues one of type t
+    (or starts one, as in IOB1), a ``B-`` inside a word continues the entity its word began. Spans are
+    widened to whole words; the score is the mean probability of the chosen tags, which per-type
+    thresholds may filter.
     """
+    if constrained:
+        words = word_units(text)
+        tokens, probs = words, on_words(words, tokens, probs, 1 + 2 * len(types))
+        chosen = bio_viterbi(probs)
+    else:
+        chosen = np.asarray([int(p.argmax()) for p in probs], dtype=int)
     found: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     prev_end = -1
@@ -193,14 +246,13 @@ def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, type
                               "score": round(float(np.mean(cur["p"])), 5)})
         cur = None
 
-    for (s, e), p in zip(tokens, probs):
-        k = int(p.argmax())
+    for (s, e), p, k in zip(tokens, probs, chosen):
         if k == 0:
             close()
             prev_end = e
             continue
         typ, begin = (k - 1) // 2, (k - 1) % 2 == 0
-        inside_word = s == prev_end and s > 0 and text[s - 1].isalnum() and text[s].isalnum()
+        inside_word = not constrained and s == prev_end and s > 0 and text[s - 1].isalnum() and text[s].isalnum()
         if cur is not None and cur["type"] == typ and (not begin or inside_word):
             cur["end"] = e
             cur["p"].append(float(p[k]))

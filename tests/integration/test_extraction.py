@@ -13,7 +13,8 @@ pytestmark = pytest.mark.integration
 
 
 def test_alignment_and_windowing_round_trip_on_real_data():
-    """Gold spans → subword labels → (windowed) decode gives the gold spans back exactly."""
+    """Gold spans → subword labels → (windowed) decode gives the gold spans back exactly, with either
+    decoder."""
     from adaptloop.train.encoder import resolve_encoder
     from adaptloop.train.tagger import _load_tokenizer, align_labels, decode, windows
 
@@ -32,8 +33,9 @@ def test_alignment_and_windowing_round_trip_on_real_data():
                 onehot[t][(s, e)] = np.eye(1 + 2 * len(types))[lab]
     for ex, probs in zip(path_examples, onehot):
         keys = sorted(probs)
-        got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types)
-        assert [(d["start"], d["end"], d["label"]) for d in got] == list(ex.spans)
+        for constrained in (True, False):
+            got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types, constrained=constrained)
+            assert [(d["start"], d["end"], d["label"]) for d in got] == list(ex.spans)
 
 
 def test_case_types_mark_the_subwords_with_a_capital_for_a_tokenizer_that_drops_case():

@@ -85,8 +85,9 @@ def test_a_tagger_ensemble_averages_tag_probabilities_and_round_trips(tmp_path):
 def test_a_tagger_ensemble_averages_taggers_that_cut_text_differently():
     """Members on different encoders cut text into different subwords: each member's probabilities go on
     the words (a word takes its first subword's), then are averaged."""
-    from adaptloop.train.ensemble import TaggerEnsemble, on_words
+    from adaptloop.train.ensemble import TaggerEnsemble
     from adaptloop.train.fake import FakeTagger
+    from adaptloop.train.tagger import on_words
 
     class Pieces(FakeTagger):  # a tokenizer that cuts every word of four letters or more in two
         encoder_name = "pieces"

@@ -1,0 +1,59 @@
+"""Tag decoding: the IOB2-constrained Viterbi over words against each subword's own argmax."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from adaptloop.train.tagger import bio_viterbi, decode
+
+TYPES = ["LOC", "PER"]  # tags: O, B-LOC, I-LOC, B-PER, I-PER
+
+
+def _rows(*rows: dict[int, float]) -> np.ndarray:
+    """One probability row per unit from {tag: p}; O takes what is left."""
+    out = np.zeros((len(rows), 5))
+    for i, r in enumerate(rows):
+        for k, v in r.items():
+            out[i, k] = v
+        out[i, 0] = 1.0 - sum(r.values())
+    return out
+
+
+def test_viterbi_never_opens_an_entity_with_an_inside_tag_and_never_changes_type_inside_one():
+    """An I- first (argmax I-PER at the start) becomes the B- of its type when that is likelier than O; an
+    I-LOC after B-PER becomes I-PER or a new B-; an unconstrained argmax would have broken both."""
+    probs = _rows({4: 0.5, 3: 0.3}, {4: 0.6}, {2: 0.5, 4: 0.3, 1: 0.1})
+    assert probs.argmax(1).tolist() == [4, 4, 2]
+    tags = bio_viterbi(probs).tolist()
+    assert tags[0] == 3 and tags[1] == 4 and tags[2] in (1, 3, 4)
+    for prev, cur in zip([0, *tags], tags):
+        if cur and cur % 2 == 0:
+            assert prev in (cur - 1, cur)
+    assert bio_viterbi(np.zeros((0, 5))).tolist() == []
+
+
+def test_viterbi_keeps_a_valid_argmax_path():
+    probs = _rows({3: 0.9}, {4: 0.8}, {}, {1: 0.7}, {3: 0.6})
+    assert bio_viterbi(probs).tolist() == probs.argmax(1).tolist() == [3, 4, 0, 1, 3]
+
+
+def test_constrained_decoding_reads_each_word_from_its_first_subword():
+    """'Mont' 'ana' 'Smith': the word Montana's second piece says I-PER, its first B-LOC: the constrained
+    decoder reads the word as B-LOC (its first piece); Smith's likeliest tag, I-PER, cannot continue a LOC,
+    so Smith opens a PER. The greedy decoder follows the pieces: the I-PER piece and Smith run on from
+    Montana, and the snap to whole words merges it all into one LOC."""
+    text = "Montana Smith"
+    keys = [(0, 4), (4, 7), (8, 13)]
+    probs = _rows({1: 0.8}, {4: 0.6}, {4: 0.6, 3: 0.3})
+    spans = [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES)]
+    assert spans == [(0, 7, "LOC"), (8, 13, "PER")]
+    lenient = [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES, constrained=False)]
+    assert lenient == [(0, 13, "LOC")]
+
+
+def test_thresholds_filter_the_constrained_spans_by_their_mean_probability():
+    text = "Paris Hilton"
+    probs = _rows({3: 0.55}, {4: 0.5, 3: 0.1})
+    (span,) = decode(text, [(0, 5), (6, 12)], probs, TYPES)
+    assert (span["start"], span["end"], span["label"]) == (0, 12, "PER") and span["score"] == 0.525
+    assert decode(text, [(0, 5), (6, 12)], probs, TYPES, {"PER": 0.6}) == []
