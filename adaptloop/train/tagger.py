@@ -176,7 +176,8 @@ def align_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], type
 def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], p: np.ndarray,
              width: int) -> np.ndarray:
     """Tag probabilities per word: those of the first subword that overlaps it (``O`` for a word no subword
-    covers, such as one past a window's reach)."""
+    covers, such as one past a window's reach). A subword that began in an earlier word (a SentencePiece
+    piece such as ``U.S.`` covers four words) is continued, not begun again: its ``B-t`` mass goes to ``I-t``."""
     out = np.zeros((len(words), width))
     out[:, 0] = 1.0
     starts = np.array([k[0] for k in keys]) if len(keys) else np.zeros(0)
@@ -185,6 +186,9 @@ def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], 
         hit = np.flatnonzero((starts < e) & (ends > s))
         if hit.size:
             out[i] = p[hit[0]]
+            if starts[hit[0]] < s:
+                out[i, 2::2] += out[i, 1::2]
+                out[i, 1::2] = 0.0
     return out
 
 

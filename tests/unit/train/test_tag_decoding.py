@@ -57,3 +57,12 @@ def test_thresholds_filter_the_constrained_spans_by_their_mean_probability():
     (span,) = decode(text, [(0, 5), (6, 12)], probs, TYPES)
     assert (span["start"], span["end"], span["label"]) == (0, 12, "PER") and span["score"] == 0.525
     assert decode(text, [(0, 5), (6, 12)], probs, TYPES, {"PER": 0.6}) == []
+
+
+def test_a_piece_that_spans_several_words_gives_one_entity():
+    """A SentencePiece tokenizer may keep ``U.S.`` as one piece over four word units: the units after the
+    first continue the entity the piece began (its B- read as I-), so it decodes to one span, not four."""
+    text = "the U.S. team"
+    keys = [(0, 3), (4, 8), (9, 13)]
+    probs = _rows({}, {1: 0.9}, {})
+    assert [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES)] == [(4, 8, "LOC")]
