@@ -7,8 +7,8 @@ ignored by the loss). Long inputs are cut into overlapping windows (``max_length
 windows are averaged. Decoding reads each word's tag from its first subword, finds the most
 probable tag sequence the IOB2 grammar allows (an ``I-`` only after a ``B-`` or ``I-`` of its
 type; Viterbi), and turns it into character spans, each with a score (mean probability of its
-tags) that per-type thresholds may filter. Strategies: ``tagger`` (full fine-tune) and ``tagger-lora`` (PEFT LoRA; the head
-is trained fully). Early stopping and checkpoint selection use dev entity F1 only.
+tags) that per-type thresholds may filter. Strategies: ``tagger`` (full fine-tune) and
+``tagger-lora`` (PEFT LoRA; the head is trained fully). Early stopping and checkpoint selection use dev entity F1 only.
 
 Case is the strongest cue an entity has, and MiniLM's tokenizer lowercases it away. For an
 encoder whose tokenizer drops case and whose model has two token types (BERT-style), each
