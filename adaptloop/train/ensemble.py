@@ -63,7 +63,10 @@ class TaggerEnsemble:
 
     kind = "tagger"  # what it is to a predictor (``agent.predict.predictor``): spans from text
 
-    def __init__(self, members: Sequence[Any], thresholds: dict[str, float] | None = None) -> None:
+    def __init__(self, members: Sequence[Any], thresholds: dict[str, float] | None = None,
+                 decoder: str | None = None) -> None:
+        from adaptloop.train.tagger import DECODER
+
         if len(members) < 2:
             raise ValueError("a tagger ensemble needs at least two member taggers")
         self.members = list(members)
@@ -72,6 +75,7 @@ class TaggerEnsemble:
             raise ValueError("tagger ensemble members disagree on the entity types")
         self.encoder_name = members[0].encoder_name
         self.thresholds = dict(thresholds or {})  # per type, on the averaged spans' scores (span-threshold)
+        self.decoder = decoder or DECODER  # how the average is read (``train.tagger.DECODER``)
 
     def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         """Per text: the members' mean tag probabilities on its subwords when the members cut it alike (one
@@ -96,14 +100,16 @@ class TaggerEnsemble:
     def predict_spans(self, texts: Sequence[str], *, thresholds: dict[str, float] | None = None,
                       ) -> list[list[dict[str, Any]]]:
         """Entities per text, as ``SpanTagger.predict_spans`` gives them."""
-        from adaptloop.train.tagger import decode
+        from adaptloop.train.tagger import DECODER, decode
 
         thr = self.thresholds if thresholds is None else thresholds
-        return [decode(t, keys, p, self.labels, thr) for t, (keys, p) in zip(texts, self.token_probs(texts))]
+        return [decode(t, keys, p, self.labels, thr, constrained=self.decoder == DECODER)
+                for t, (keys, p) in zip(texts, self.token_probs(texts))]
 
     def save(self, folder: Path) -> None:
         _save(folder, self.members, {"kind": "tagger-ensemble", "labels": list(self.labels),
-                                     "encoder": self.encoder_name, "thresholds": self.thresholds})
+                                     "encoder": self.encoder_name, "thresholds": self.thresholds,
+                                     "decoder": self.decoder})
 
 
 def _save(folder: Path, members: Sequence[Any], meta: dict[str, Any]) -> None:
@@ -188,7 +194,9 @@ def load_ensemble(folder: Path, load_member: object) -> EnsembleModel | TaggerEn
     meta = json.loads((Path(folder) / "adaptloop_model.json").read_text(encoding="utf-8"))
     members = [load_member(Path(folder) / name) for name in meta["members"]]  # type: ignore[operator]
     if meta.get("kind") == "tagger-ensemble":
-        return TaggerEnsemble(members, meta.get("thresholds"))
+        from adaptloop.train.tagger import saved_decoder
+
+        return TaggerEnsemble(members, meta.get("thresholds"), saved_decoder(meta))
     return EnsembleModel(members, meta["weights"])
 
 

@@ -42,6 +42,7 @@ from adaptloop.train.tagger import (
     decode,
     merge_windows,
     o_weight,
+    saved_decoder,
     windows,
 )
 from adaptloop.types import Example, NodeResult, Pipeline, TaskSpec
@@ -226,7 +227,7 @@ class FrozenTagger(SpanTagger):
              "layers": self.model.layers, "dim": head.proj.in_features, "hidden": head.proj.out_features,
              "lstm_layers": head.lstm.num_layers,
              "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds,
-             "case_types": self.case}, indent=1))
+             "case_types": self.case, "decoder": self.decoder}, indent=1))
 
 
 def _encoder(name: str):
@@ -252,7 +253,7 @@ def load_frozen_tagger(folder: Path) -> FrozenTagger:
     case = meta.get("case_types", False)
     return FrozenTagger(meta["labels"], meta["encoder"], FrozenTagModel(encoder, head.eval(), meta["layers"], case),
                         tok, max_length=meta["max_length"], stride=meta["stride"],
-                        thresholds=meta.get("thresholds", {}), case=case)
+                        thresholds=meta.get("thresholds", {}), case=case, decoder=saved_decoder(meta))
 
 
 def _pad(feats: Sequence[np.ndarray], types: Sequence[Sequence[int]] | None,

@@ -173,6 +173,17 @@ def align_labels(offsets: Sequence[tuple[int, int]], spans: Sequence[Span], type
     return out
 
 
+# how a model reads its tag probabilities, kept with it: the IOB2 grammar over words (``decode``'s default), or
+# each subword's argmax read leniently, as every tagger saved before the grammar was measured to pay did (a saved
+# model without the field keeps decoding so, as its gate saw it)
+DECODER, GREEDY = "iob2", "greedy"
+
+
+def saved_decoder(meta: dict[str, Any]) -> str:
+    """The decoder a saved model's metadata names; ``GREEDY`` for one saved before decoders were recorded."""
+    return meta.get("decoder", GREEDY)
+
+
 def on_words(words: Sequence[tuple[int, int]], keys: Sequence[tuple[int, int]], p: np.ndarray,
              width: int) -> np.ndarray:
     """Tag probabilities per word: those of the first subword that overlaps it (``O`` for a word no subword
@@ -283,7 +294,8 @@ class SpanTagger:
     exports = True  # its model exports to ONNX whole (``train.onnx_export``)
 
     def __init__(self, types: Sequence[str], encoder_name: str, model, tok, *, max_length: int = 128,
-                 stride: int = 32, thresholds: dict[str, float] | None = None, case: bool = False) -> None:
+                 stride: int = 32, thresholds: dict[str, float] | None = None, case: bool = False,
+                 decoder: str = DECODER) -> None:
         self.labels = tuple(types)  # entity types (the TrainedModel protocol's labels)
         self.encoder_name = encoder_name
         self.model = model
@@ -292,6 +304,7 @@ class SpanTagger:
         self.stride = stride
         self.thresholds = dict(thresholds or {})
         self.case = case  # token types carry each subword's case (trained so)
+        self.decoder = decoder  # DECODER, or GREEDY for a model saved before decoders were recorded
         self.onnx: Any = None  # an exported graph (train.onnx_export.attach): tags instead of torch
 
     def inputs(self, ids: list[list[int]], types: list[list[int]] | None, kind: str = "pt") -> dict[str, Any]:
@@ -332,7 +345,7 @@ class SpanTagger:
                       ) -> list[list[dict[str, Any]]]:
         """Entities per text: ``{"start", "end", "label", "score"}`` with character offsets."""
         thr = self.thresholds if thresholds is None else thresholds
-        return [decode(t, keys, p, self.labels, thr)
+        return [decode(t, keys, p, self.labels, thr, constrained=self.decoder == DECODER)
                 for t, (keys, p) in zip(texts, self.token_probs(texts))]
 
     def save(self, folder: Path) -> None:
@@ -343,7 +356,7 @@ class SpanTagger:
         (folder / "adaptloop_model.json").write_text(json.dumps(
             {"kind": "tagger", "labels": list(self.labels), "encoder": self.encoder_name,
              "max_length": self.max_length, "stride": self.stride, "thresholds": self.thresholds,
-             "case_types": self.case}, indent=1))
+             "case_types": self.case, "decoder": self.decoder}, indent=1))
 
 
 def load_tagger(folder: Path) -> SpanTagger:
@@ -355,7 +368,8 @@ def load_tagger(folder: Path) -> SpanTagger:
     model = AutoModelForTokenClassification.from_pretrained(Path(folder) / "encoder")
     tok = _load_tokenizer(str(Path(folder) / "encoder"))
     return SpanTagger(meta["labels"], meta["encoder"], model.eval(), tok, max_length=meta["max_length"],
-                      stride=meta["stride"], thresholds=meta.get("thresholds", {}), case=meta.get("case_types", False))
+                      stride=meta["stride"], thresholds=meta.get("thresholds", {}), case=meta.get("case_types", False),
+                      decoder=saved_decoder(meta))
 
 
 def _spans(examples: Sequence[Example]) -> list[list[Span]]:

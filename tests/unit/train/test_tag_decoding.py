@@ -66,3 +66,38 @@ def test_a_piece_that_spans_several_words_gives_one_entity():
     keys = [(0, 3), (4, 8), (9, 13)]
     probs = _rows({}, {1: 0.9}, {})
     assert [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES)] == [(4, 8, "LOC")]
+
+
+def test_the_decoder_is_kept_with_the_model_and_one_saved_before_decodes_as_it_did(tmp_path):
+    """A tagger ensemble saved now names the IOB2 decoder and loads with it; one whose metadata names none
+    (saved before decoders were recorded) keeps the greedy decoder its gate saw, and decodes as that did."""
+    import json
+
+    from adaptloop.train import load_trained
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.fake import FakeTagger
+    from adaptloop.train.tagger import DECODER, GREEDY
+
+    members = [FakeTagger(TYPES, {"paris": "LOC"}), FakeTagger(TYPES, {"paris": "LOC", "smith": "PER"})]
+    TaggerEnsemble(members).save(tmp_path / "ens")
+    meta_path = tmp_path / "ens" / "adaptloop_model.json"
+    assert json.loads(meta_path.read_text())["decoder"] == DECODER
+    assert load_trained(tmp_path / "ens").decoder == DECODER
+    meta = json.loads(meta_path.read_text())
+    del meta["decoder"]
+    meta_path.write_text(json.dumps(meta))
+    old = load_trained(tmp_path / "ens")
+    assert old.decoder == GREEDY
+    # the decoder it names is the one its spans come from: the Montana Smith case above, as an ensemble's average
+
+    class Fixed:  # a member whose tag probabilities are given
+        labels, encoder_name = tuple(TYPES), "fixed"
+
+        def token_probs(self, texts, batch_size=32):
+            return [([(0, 4), (4, 7), (8, 13)], _rows({1: 0.8}, {4: 0.6}, {4: 0.6, 3: 0.3})) for _ in texts]
+
+    def spans(decoder):
+        (row,) = TaggerEnsemble([Fixed(), Fixed()], decoder=decoder).predict_spans(["Montana Smith"])
+        return [(d["start"], d["end"], d["label"]) for d in row]
+
+    assert spans(DECODER) == [(0, 7, "LOC"), (8, 13, "PER")] and spans(GREEDY) == [(0, 13, "LOC")]
