@@ -104,7 +104,7 @@ def subsets(a: argparse.Namespace) -> None:
     from adaptloop.evaluate.entities import entity_metrics
     from adaptloop.train import load_trained
     from adaptloop.train.ensemble import TaggerEnsemble
-    from adaptloop.train.tagger import decode
+    from adaptloop.train.tagger import DECODER, GREEDY, decode
     from adaptloop.workspace import Workspace
 
     ws = Workspace.open(a.workspace)
@@ -122,7 +122,7 @@ def subsets(a: argparse.Namespace) -> None:
         def token_probs(self, texts, batch_size=32):
             return [self.probs[t] for t in texts]
 
-    decoders = {"": True} if not a.decoders else {" constrained": True, " greedy": False}
+    decoders = {"": DECODER} if not a.decoders else {" constrained": DECODER, " greedy": GREEDY}
     rows: dict[str, dict] = {}
     for split, examples in splits.items():
         texts, gold = [e.text for e in examples], [list(e.spans) for e in examples]
@@ -131,9 +131,9 @@ def subsets(a: argparse.Namespace) -> None:
             for names in itertools.combinations(a.subsets, k):
                 model = cached[names[0]] if k == 1 else TaggerEnsemble([cached[n] for n in names])
                 probs = model.token_probs(texts)
-                for suffix, constrained in decoders.items():
+                for suffix, decoder in decoders.items():
                     pred = [[(d["start"], d["end"], d["label"]) for d in decode(t, keys, p, model.labels,
-                                                                                constrained=constrained)]
+                                                                                decoder=decoder)]
                             for t, (keys, p) in zip(texts, probs)]
                     m = entity_metrics(texts, gold, pred)
                     scores = {x: round(m[x], 4) for x in ("f1", "precision", "recall")}

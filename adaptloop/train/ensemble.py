@@ -100,10 +100,10 @@ class TaggerEnsemble:
     def predict_spans(self, texts: Sequence[str], *, thresholds: dict[str, float] | None = None,
                       ) -> list[list[dict[str, Any]]]:
         """Entities per text, as ``SpanTagger.predict_spans`` gives them."""
-        from adaptloop.train.tagger import DECODER, decode
+        from adaptloop.train.tagger import decode
 
         thr = self.thresholds if thresholds is None else thresholds
-        return [decode(t, keys, p, self.labels, thr, constrained=self.decoder == DECODER)
+        return [decode(t, keys, p, self.labels, thr, decoder=self.decoder)
                 for t, (keys, p) in zip(texts, self.token_probs(texts))]
 
     def save(self, folder: Path) -> None:

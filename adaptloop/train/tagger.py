@@ -231,17 +231,20 @@ def bio_viterbi(probs: np.ndarray) -> np.ndarray:
 
 
 def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, types: Sequence[str],
-           thresholds: dict[str, float] | None = None, *, constrained: bool = True) -> list[dict[str, Any]]:
+           thresholds: dict[str, float] | None = None, *, decoder: str = DECODER) -> list[dict[str, Any]]:
     """Character spans from per-subword tag probabilities (subwords in text order).
 
-    ``constrained`` (the default): each word takes its first subword's probabilities (taggers are trained
-    to tag a word's first piece ``B-``), and the tags are the most probable IOB2 sequence over the words
-    (``bio_viterbi``): an ``I-t`` no entity of type t opened is not read as one. Else each subword's
-    argmax, read leniently: ``B-t`` or a change of type starts an entity, ``I-t`` continues one of type t
-    (or starts one, as in IOB1), a ``B-`` inside a word continues the entity its word began. Spans are
-    widened to whole words; the score is the mean probability of the chosen tags, which per-type
-    thresholds may filter.
+    ``decoder=DECODER`` (the default): each word takes its first subword's probabilities (taggers are
+    trained to tag a word's first piece ``B-``), and the tags are the most probable IOB2 sequence over the
+    words (``bio_viterbi``): an ``I-t`` no entity of type t opened is not read as one. ``GREEDY`` (how a
+    model saved before decoders were recorded reads): each subword's argmax, read leniently: ``B-t`` or a
+    change of type starts an entity, ``I-t`` continues one of type t (or starts one, as in IOB1), a ``B-``
+    inside a word continues the entity its word began. Spans are widened to whole words; the score is the
+    mean probability of the chosen tags, which per-type thresholds may filter.
     """
+    if decoder not in (DECODER, GREEDY):
+        raise ValueError(f"unknown tag decoder {decoder!r}: use {DECODER!r} or {GREEDY!r}")
+    constrained = decoder == DECODER
     if constrained:
         words = word_units(text)
         tokens, probs = words, on_words(words, tokens, probs, 1 + 2 * len(types))
@@ -345,7 +348,7 @@ class SpanTagger:
                       ) -> list[list[dict[str, Any]]]:
         """Entities per text: ``{"start", "end", "label", "score"}`` with character offsets."""
         thr = self.thresholds if thresholds is None else thresholds
-        return [decode(t, keys, p, self.labels, thr, constrained=self.decoder == DECODER)
+        return [decode(t, keys, p, self.labels, thr, decoder=self.decoder)
                 for t, (keys, p) in zip(texts, self.token_probs(texts))]
 
     def save(self, folder: Path) -> None:

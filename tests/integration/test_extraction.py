@@ -16,7 +16,7 @@ def test_alignment_and_windowing_round_trip_on_real_data():
     """Gold spans → subword labels → (windowed) decode gives the gold spans back exactly, with either
     decoder."""
     from adaptloop.train.encoder import resolve_encoder
-    from adaptloop.train.tagger import _load_tokenizer, align_labels, decode, windows
+    from adaptloop.train.tagger import DECODER, GREEDY, _load_tokenizer, align_labels, decode, windows
 
     rows = read_rows("presidio_pii", "test")[:40] + read_rows("wnut17", "test")[:40]
     path_examples = [Example(r["text"], "x", spans=tuple(check_spans(r["text"], r["spans"])[0])) if "text" in r
@@ -33,8 +33,8 @@ def test_alignment_and_windowing_round_trip_on_real_data():
                 onehot[t][(s, e)] = np.eye(1 + 2 * len(types))[lab]
     for ex, probs in zip(path_examples, onehot):
         keys = sorted(probs)
-        for constrained in (True, False):
-            got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types, constrained=constrained)
+        for decoder in (DECODER, GREEDY):
+            got = decode(ex.text, keys, np.stack([probs[k] for k in keys]), types, decoder=decoder)
             assert [(d["start"], d["end"], d["label"]) for d in got] == list(ex.spans)
 
 

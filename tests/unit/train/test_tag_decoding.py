@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from adaptloop.train.tagger import bio_viterbi, decode
+from adaptloop.train.tagger import GREEDY, bio_viterbi, decode
 
 TYPES = ["LOC", "PER"]  # tags: O, B-LOC, I-LOC, B-PER, I-PER
 
@@ -47,7 +47,7 @@ def test_constrained_decoding_reads_each_word_from_its_first_subword():
     probs = _rows({1: 0.8}, {4: 0.6}, {4: 0.6, 3: 0.3})
     spans = [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES)]
     assert spans == [(0, 7, "LOC"), (8, 13, "PER")]
-    lenient = [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES, constrained=False)]
+    lenient = [(d["start"], d["end"], d["label"]) for d in decode(text, keys, probs, TYPES, decoder=GREEDY)]
     assert lenient == [(0, 13, "LOC")]
 
 
@@ -76,7 +76,7 @@ def test_the_decoder_is_kept_with_the_model_and_one_saved_before_decodes_as_it_d
     from adaptloop.train import load_trained
     from adaptloop.train.ensemble import TaggerEnsemble
     from adaptloop.train.fake import FakeTagger
-    from adaptloop.train.tagger import DECODER, GREEDY
+    from adaptloop.train.tagger import DECODER
 
     members = [FakeTagger(TYPES, {"paris": "LOC"}), FakeTagger(TYPES, {"paris": "LOC", "smith": "PER"})]
     TaggerEnsemble(members).save(tmp_path / "ens")
@@ -101,3 +101,10 @@ def test_the_decoder_is_kept_with_the_model_and_one_saved_before_decodes_as_it_d
         return [(d["start"], d["end"], d["label"]) for d in row]
 
     assert spans(DECODER) == [(0, 7, "LOC"), (8, 13, "PER")] and spans(GREEDY) == [(0, 13, "LOC")]
+
+
+def test_an_unknown_decoder_name_is_refused_not_read_as_greedy():
+    import pytest
+
+    with pytest.raises(ValueError, match="unknown tag decoder 'bilou'"):
+        decode("Paris", [(0, 5)], np.array([[0.1, 0.8, 0.1, 0.0, 0.0]]), TYPES, decoder="bilou")
