@@ -225,7 +225,7 @@ class ColdStart:
                 # extraction opening's cased tagger: three times MiniLM's cost per step, on wnut17 at 20m it ran
                 # 686 s (57%) to dev 0.38 against 0.61, too far behind to join the ensemble it opened for.
                 # A frozen-tagger's cost is its forward pass; its head's dev curve comes after it, in seconds.
-                cap = (graph.best(state.nodes) is not None
+                cap = ((graph.best(state.nodes) is not None or choice.kind == "opening")  # not the first node
                        and choice.pipeline.strategy not in ("refit", "frozen-tagger")
                        and not (choice.kind == "opening" and choice.pipeline.strategy in TRAINED
                                 and spec.family == "classification"))

@@ -82,7 +82,7 @@ def fake_trainer(strategy: str, delay: float = 0.0):
     reads the parent model's scores).
     """
     if strategy in ("tagger", "tagger-lora", "frozen-tagger"):
-        return FakeTaggerTrainer()
+        return FakeTaggerTrainer(delay=delay)
     if strategy == "span-threshold":
         from adaptloop.train.span_threshold import SpanThresholdTrainer
 
@@ -137,9 +137,16 @@ class FakeTagger:
 
 
 class FakeTaggerTrainer:
+    """Extraction trainer fake: a gazetteer of the training mentions; sleeps ``delay`` seconds to mimic cost."""
+
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
+
     def fit(self, spec: TaskSpec, pipeline: Pipeline, train: Sequence[Example], dev: Sequence[Example],
             ctx: FitContext) -> tuple[FakeTagger, NodeResult]:
         from adaptloop.evaluate.entities import entity_metrics
+
+        time.sleep(self.delay)
 
         gaz = {e.text[s:t].lower(): lab for e in train for s, t, lab in e.spans}
         model = FakeTagger(spec.labels, gaz)

@@ -181,6 +181,34 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
     assert ws.store.findings(r.run_id)  # every finished node was diagnosed
 
 
+def test_the_extraction_opening_starts_beside_a_baseline_that_is_still_training(ws, tmp_path):
+    """A tagger baseline trains for minutes: with two workers the opening's first move (the cased tagger) starts
+    beside it, not after it, held to the trailing checkpoint; the opening's ensemble starts once it is done."""
+    import functools
+
+    from adaptloop.agent.executor import LocalExecutor
+    from adaptloop.data.sources import load_extraction
+    from tests.conftest import DATASETS
+
+    rows = [json.loads(line) for line in (DATASETS / "presidio_pii" / "train.jsonl").open(encoding="utf-8")][:120]
+    data = load_extraction(write_jsonl(tmp_path / "pii.jsonl", rows))
+    ws.settings.agent.plateau_rounds = 1
+    ws.settings.train.feature_encoder = str(tmp_path)  # a local folder counts as installed
+    ex = LocalExecutor(workers=2)
+    try:
+        r = cold_start(ws, data, "build me a PII detection model", 600, embed_fn=fake_embed, executor=ex,
+                       make_trainer=functools.partial(fake_trainer, delay=1.0))
+    finally:
+        ex.shutdown()
+    nodes = {n.name: n for n in ws.store.nodes(r.run_id)}
+    base, cased = nodes["baseline"], nodes["larger-encoder"]
+    assert cased.started_at < base.finished_at, "the opening waited for the baseline"
+    assert "started while 'baseline' trains" in cased.reason
+    ensembles = [n for n in nodes.values() if n.pipeline["strategy"] == "ensemble"]
+    assert ensembles and all(n.started_at >= base.finished_at for n in ensembles)
+    assert "baseline" in ensembles[0].pipeline["hparams"]["member_names"]
+
+
 def test_each_trial_after_the_first_is_told_the_incumbent_and_its_checkpoint(ws, data):
     """The first trial has no one to trail; later ones (refits and the opening's trained members aside; its
     frozen members too) get the best node's dev score and a checkpoint at TRIAL_SHARE of the budget after

@@ -391,6 +391,20 @@ def test_a_frozen_tagger_reads_the_feature_encoder_opens_extraction_and_joins_th
     base = node("baseline", 0.50, strategy="tagger", hparams=dict(iv.TAGGER_DEFAULTS))
     pol = DoctrinePolicy()
     s = dict(family="extraction", opening=True, feature_encoder="mpnet", n_train=3000)
+    # the baseline is a tagger that trains for minutes: the opening starts beside it (it needs the pipeline,
+    # not the model), the ensemble that closes it waits for it; an improve cycle (no opening) waits
+    training = replace(base, score=0.0, status="running", model_path=None)
+    beside = pol.propose(state([training], **s))
+    assert beside.kind == "opening" and beside.move == "larger-encoder" and beside.parent == "baseline"
+    assert "started while 'baseline' trains" in beside.reason and "regime" not in beside.reason
+    both = [training, node("larger-encoder", 0.0, "baseline", strategy="tagger", encoder=BIG, status="running",
+                           move="larger-encoder"),
+            node("frozen-tagger", 0.52, "baseline", strategy="frozen-tagger", encoder="mpnet", move="frozen-tagger",
+                 order=1)]
+    assert pol.propose(state(both[:2], **s)).move == "frozen-tagger"
+    meanwhile = pol.propose(state([both[0], replace(both[1], status="done", score=0.4, order=2), both[2]], **s))
+    assert meanwhile.kind != "opening" and meanwhile.parent != "baseline"  # the other worker expands what finished
+    assert pol.propose(state([training], family="extraction", feature_encoder="mpnet")) is WAIT
     first = pol.propose(state([base], **s))
     assert first.kind == "opening" and first.move == "larger-encoder" == OPENING["extraction"][0]
     running = node("larger-encoder", 0.0, "baseline", strategy="tagger", encoder=BIG, status="running",
