@@ -204,6 +204,8 @@ def test_the_extraction_opening_starts_beside_a_baseline_that_is_still_training(
     base, cased = nodes["baseline"], nodes["larger-encoder"]
     assert cased.started_at < base.finished_at, "the opening waited for the baseline"
     assert "started while 'baseline' trains" in cased.reason
+    # the first node has no one to trail; the cased tagger trails the baseline's running dev score
+    assert cased.chosen["checkpoint"] and not base.chosen["checkpoint"]
     ensembles = [n for n in nodes.values() if n.pipeline["strategy"] == "ensemble"]
     assert ensembles and all(n.started_at >= base.finished_at for n in ensembles)
     assert "baseline" in ensembles[0].pipeline["hparams"]["member_names"]
