@@ -158,17 +158,22 @@ def test_failed_pipeline_is_recorded_not_fatal(ws, data):
     assert np.isfinite(r.winner["eval"]["accuracy"])
 
 
-def test_trials_run_in_parallel_worker_processes(ws, data):
+def _on_two_workers(ws, data, prompt, budget, delay):
+    """A cold start on two worker processes whose fake trainers take ``delay`` seconds a trial."""
     import functools
 
     from adaptloop.agent.executor import LocalExecutor
 
     ex = LocalExecutor(workers=2)
     try:
-        r = cold_start(ws, data, "route banking messages", 120, embed_fn=fake_embed, executor=ex,
-                       make_trainer=functools.partial(fake_trainer, delay=1.5))
+        return cold_start(ws, data, prompt, budget, embed_fn=fake_embed, executor=ex,
+                          make_trainer=functools.partial(fake_trainer, delay=delay))
     finally:
         ex.shutdown()
+
+
+def test_trials_run_in_parallel_worker_processes(ws, data):
+    r = _on_two_workers(ws, data, "route banking messages", 120, delay=1.5)
     nodes = [n for n in ws.store.nodes(r.run_id) if n.status == "done"]
     assert len(nodes) >= 3 and r.version is not None
     live = ws.root / ".adaptloop" / "live" / str(r.run_id)
@@ -184,9 +189,6 @@ def test_trials_run_in_parallel_worker_processes(ws, data):
 def test_the_extraction_opening_starts_beside_a_baseline_that_is_still_training(ws, tmp_path):
     """A tagger baseline trains for minutes: with two workers the opening's first move (the cased tagger) starts
     beside it, not after it, held to the trailing checkpoint; the opening's ensemble starts once it is done."""
-    import functools
-
-    from adaptloop.agent.executor import LocalExecutor
     from adaptloop.data.sources import load_extraction
     from tests.conftest import DATASETS
 
@@ -194,12 +196,7 @@ def test_the_extraction_opening_starts_beside_a_baseline_that_is_still_training(
     data = load_extraction(write_jsonl(tmp_path / "pii.jsonl", rows))
     ws.settings.agent.plateau_rounds = 1
     ws.settings.train.feature_encoder = str(tmp_path)  # a local folder counts as installed
-    ex = LocalExecutor(workers=2)
-    try:
-        r = cold_start(ws, data, "build me a PII detection model", 600, embed_fn=fake_embed, executor=ex,
-                       make_trainer=functools.partial(fake_trainer, delay=1.0))
-    finally:
-        ex.shutdown()
+    r = _on_two_workers(ws, data, "build me a PII detection model", 600, delay=1.0)
     nodes = {n.name: n for n in ws.store.nodes(r.run_id)}
     base, cased = nodes["baseline"], nodes["larger-encoder"]
     assert cased.started_at < base.finished_at, "the opening waited for the baseline"
