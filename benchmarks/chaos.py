@@ -229,7 +229,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {"new": [], "improve": [], "promote": [], "serve": []}
     for _ in range(a.trials):
         results["new"].append(trial_new(ws, data, rng))
-    r = sh("new", "route banking messages", "--data", str(data), "--budget", "30s", ws=ws)  # a production model
+    r = sh("new", "route banking messages", "--data", str(data), "--budget", "20s", ws=ws)  # a production model
     settings = ws / "adaptloop.toml"  # every cycle retrains (a few failures are enough), so kills land in it
     settings.write_text(settings.read_text().replace("min_failures = 20", "min_failures = 3"))
     rows = subset("train", 40, offset=20)

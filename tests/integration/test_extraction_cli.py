@@ -21,7 +21,7 @@ def pii(tmp_path_factory):
     test_rows = [r for r in read_rows("presidio_pii", "test") if all(s["label"] in types for s in r["spans"])][:40]
     train = write_jsonl(root / "train.jsonl", [{"tokens": r["tokens"], "tags": r["tags"]} for r in train_rows])
     test = write_jsonl(root / "test.jsonl", test_rows)
-    r = one_json(run("new", "build me a PII detection model", "--data", train, "--budget", "70s", "--json", "-w", ws))
+    r = one_json(run("new", "build me a PII detection model", "--data", train, "--budget", "50s", "--json", "-w", ws))
     return {"ws": ws, "root": root, "new": r, "test": test, "types": types}
 
 
@@ -66,7 +66,7 @@ def test_export_makes_the_tagger_tag_through_onnx_with_the_same_spans(pii):
     assert load_version(ws, None)[2].onnx is not None  # predict, eval and serve tag through it
     after = one_json(run("predict", *texts, "--json", "-w", pii["ws"]))["predictions"]
     # the export agrees with torch on the eval set (asserted above); on other texts int8 may move a near tie
-    # of a 70-second tagger (a 3-character span CREDIT_CARD against US_DRIVER_LICENSE), never a sure entity
+    # of a 50-second tagger (a 3-character span CREDIT_CARD against US_DRIVER_LICENSE), never a sure entity
     assert _sure_in(before, after) and _sure_in(after, before)
 
 
@@ -143,7 +143,7 @@ def test_a_pii_model_from_the_prompt_alone_offline(tmp_path, monkeypatch):
     monkeypatch.setattr(synth, "SYNTH_TRAIN", 200)
     monkeypatch.setattr(synth, "SYNTH_EVAL", 60)
     ws = init_tiny_workspace(tmp_path / "ws")
-    r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "60s", "--json", "-w", ws))
+    r = one_json(run("new", "build me a PII detection model", "--yes", "--budget", "40s", "--json", "-w", ws))
     assert r["spec"]["family"] == "extraction" and "PERSON" in r["spec"]["definitions"]
     assert r["spec"]["edge_cases"] and r["winner"] and r["winner"]["eval"]["f1"] > 0.0
     test = write_jsonl(tmp_path / "test.jsonl", read_rows("presidio_pii", "test")[:60])

@@ -173,7 +173,7 @@ def _on_two_workers(ws, data, prompt, budget, delay):
 
 
 def test_trials_run_in_parallel_worker_processes(ws, data):
-    r = _on_two_workers(ws, data, "route banking messages", 120, delay=1.5)
+    r = _on_two_workers(ws, data, "route banking messages", 120, delay=0.75)
     nodes = [n for n in ws.store.nodes(r.run_id) if n.status == "done"]
     assert len(nodes) >= 3 and r.version is not None
     live = ws.root / ".adaptloop" / "live" / str(r.run_id)
