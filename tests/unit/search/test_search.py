@@ -355,6 +355,11 @@ def test_extraction_starts_with_a_tagger_and_only_proposes_extraction_moves():
     assert ens.pipeline.hparams["member_names"] == ["b2", "cased"]  # one per encoder; 'broken' under the floor
     assert ens.pipeline.hparams["members"] == ["/models/b2", "/models/cased"]
     assert 0.72 >= TAGGER_FLOOR * 0.81 > 0.30
+    # one that merely ranks lower alone is a candidate: the ensemble's fit keeps it if it raises dev F1
+    weak = node("weak", 0.50, "baseline", strategy="tagger", encoder="third-enc", order=5)
+    (ens,) = [m for m in DoctrinePolicy().graph_moves(state([*taggers, weak], family="extraction"))
+              if m.kind == "ensemble"]
+    assert ens.pipeline.hparams["member_names"] == ["b2", "cased", "weak"]
     assert not [m for m in DoctrinePolicy().graph_moves(state(taggers[:2], family="extraction"))
                 if m.kind == "ensemble"]  # two taggers on one encoder mostly repeat each other
 

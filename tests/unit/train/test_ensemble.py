@@ -67,9 +67,8 @@ def test_a_tagger_ensemble_averages_tag_probabilities_and_round_trips(tmp_path):
     for i, m in enumerate(members):
         m.save(tmp_path / f"m{i}")
     spec = TaskSpec("t", "p", "extraction", types, primary_metric="f1")
-    dev = [Example("Ann Lee flew to Paris.", "", spans=((0, 7, "PER"), (16, 21, "LOC")))]
     pipe = Pipeline("raw", "ensemble", hparams={"members": [str(tmp_path / f"m{i}") for i in range(3)]})
-    model, result = EnsembleTrainer().fit(spec, pipe, [], dev, FitContext())
+    model, result = EnsembleTrainer().fit(spec, pipe, [], [], FitContext())  # no dev to choose on: all three
     assert isinstance(model, TaggerEnsemble) and result.chosen["weights"] == [1 / 3] * 3
     texts = ["Ann Lee flew to Paris.", "Oslo is cold."]
     spans = [[(d["start"], d["end"], d["label"]) for d in row] for row in model.predict_spans(texts)]
@@ -80,6 +79,31 @@ def test_a_tagger_ensemble_averages_tag_probabilities_and_round_trips(tmp_path):
     again = load_trained(tmp_path / "ens")
     assert isinstance(again, TaggerEnsemble) and again.kind == "tagger"
     assert [[d["label"] for d in row] for row in again.predict_spans(texts)] == [["PER"], []]
+
+
+def test_of_more_than_two_taggers_the_ensemble_keeps_those_that_raise_dev_f1(tmp_path):
+    """Forward selection on dev: the best tagger alone, its best partner, then only what raises dev F1; the
+    weights name every candidate (0 for one left out), as a refit of the ensemble reads them."""
+    from adaptloop.train.ensemble import TaggerEnsemble, select_taggers
+    from adaptloop.train.fake import FakeTagger
+
+    types = ("LOC", "PER")
+    noise = FakeTagger(types, {"went": "LOC", "to": "PER"})
+    good, also = (FakeTagger(types, {"ann": "PER", "paris": "LOC"}) for _ in range(2))
+    dev = [Example("Ann went to Paris.", "", spans=((0, 3, "PER"), (12, 17, "LOC")))]
+    assert select_taggers([noise, good, also], dev) == [1, 2]
+    for i, m in enumerate([noise, good, also]):
+        m.save(tmp_path / f"m{i}")
+    spec = TaskSpec("t", "p", "extraction", types, primary_metric="f1")
+    pipe = Pipeline("raw", "ensemble", hparams={"members": [str(tmp_path / f"m{i}") for i in range(3)]})
+    model, result = EnsembleTrainer().fit(spec, pipe, [], dev, FitContext())
+    assert isinstance(model, TaggerEnsemble) and len(model.members) == 2
+    assert result.chosen["weights"] == [0.0, 0.5, 0.5] and "2 of 3" in result.notes
+    assert [(d["start"], d["end"], d["label"]) for d in model.predict_spans([dev[0].text])[0]] == [
+        (0, 3, "PER"), (12, 17, "LOC")]
+    # an ensemble has two members at least: of two candidates both stay, whatever dev says
+    pair = Pipeline("raw", "ensemble", hparams={"members": [str(tmp_path / "m1"), str(tmp_path / "m0")]})
+    assert EnsembleTrainer().fit(spec, pair, [], dev, FitContext())[1].chosen["weights"] == [0.5, 0.5]
 
 
 def test_a_tagger_ensemble_averages_taggers_that_cut_text_differently():
