@@ -6,8 +6,9 @@ Reads the finished tagger nodes of the workspace's latest cold start (a run of
 `benchmarks/extraction.py` keeps its workspace), scores each on test.jsonl, then the equal-weight
 averages of their tag probabilities (`train.ensemble.TaggerEnsemble`): the members the doctrine
 picks (`agent.doctrine.tagger_members`: the best tagger of each encoder, at most 3, each at least
-85% of the best one's dev F1), the top 2 and 3 on dev on the best one's encoder, and the best one
-with every tagger on the other encoders. Dev F1 is the node's own;
+half the best one's dev F1; of three, those forward selection on the run's dev keeps), the top 2
+and 3 on dev on the best one's encoder, and the best one with every tagger on the other encoders.
+Dev F1 is the node's own;
 nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET.json. With ``--subsets``:
 every subset of the named nodes on the run's own dev split and on test, to see whether dev picks the
 members test would (benchmarks/results/tagger-subsets-DATASET.json). ``--subsets … --decoders`` scores each
@@ -73,7 +74,14 @@ def main() -> None:
         print(json.dumps(rows[-1]), flush=True)
     gnodes = [graph.GraphNode(name=n.name, score=n.dev_metrics["f1"], parent=None,
                               pipeline=n.pipeline, model_path="x", order=n.id) for n in nodes]
-    picks = {"doctrine (the best of each encoder)": [g.name for g in tagger_members(gnodes)]}
+    chosen = [g.name for g in tagger_members(gnodes)]
+    if len(chosen) > 2:  # as the ensemble's fit chooses them: forward selection on the run's dev
+        from adaptloop.agent.improve import _examples
+        from adaptloop.train.ensemble import select_taggers
+
+        dev = _examples(ws, ws.store.run_state(run.id).datasets["dev"])
+        chosen = [chosen[i] for i in select_taggers([models[n] for n in chosen], dev)]
+    picks = {"doctrine (the best of each encoder, chosen on dev)": chosen}
     best_enc = rows[0]["encoder"] if rows else None
     same = [r["model"] for r in rows if r["encoder"] == best_enc]
     other = [r["model"] for r in rows if r["encoder"] != best_enc]
@@ -103,7 +111,7 @@ def subsets(a: argparse.Namespace) -> None:
     from adaptloop.data.sources import load_extraction
     from adaptloop.evaluate.entities import entity_metrics
     from adaptloop.train import load_trained
-    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.ensemble import FixedProbs, TaggerEnsemble
     from adaptloop.train.tagger import DECODER, GREEDY, decode
     from adaptloop.workspace import Workspace
 
@@ -114,19 +122,11 @@ def subsets(a: argparse.Namespace) -> None:
     splits = {"dev": _examples(ws, ws.store.run_state(run.id).datasets["dev"]),
               "test": load_extraction(DATASETS / a.dataset / "test.jsonl").examples}
 
-    class Cached:  # a member whose tag probabilities on these texts are computed once
-        def __init__(self, model, texts):
-            self.labels, self.encoder_name = model.labels, model.encoder_name
-            self.probs = dict(zip(texts, model.token_probs(texts)))
-
-        def token_probs(self, texts, batch_size=32):
-            return [self.probs[t] for t in texts]
-
     decoders = {"": DECODER} if not a.decoders else {" constrained": DECODER, " greedy": GREEDY}
     rows: dict[str, dict] = {}
     for split, examples in splits.items():
         texts, gold = [e.text for e in examples], [list(e.spans) for e in examples]
-        cached = {name: Cached(m, texts) for name, m in models.items()}
+        cached = {name: FixedProbs(m, texts) for name, m in models.items()}
         for k in range(1, len(models) + 1):
             for names in itertools.combinations(a.subsets, k):
                 model = cached[names[0]] if k == 1 else TaggerEnsemble([cached[n] for n in names])

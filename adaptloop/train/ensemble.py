@@ -195,7 +195,7 @@ class EnsembleTrainer:
                                  notes=f"weights {best_w}", chosen={"weights": list(best_w)})
 
 
-class _Fixed:
+class FixedProbs:
     """A tagger whose tag probabilities on some texts are computed once (forward selection scores many
     averages of the same members)."""
 
@@ -221,7 +221,7 @@ def select_taggers(taggers: Sequence[Any], dev: Sequence[Example]) -> list[int]:
 
     texts = [e.text for e in dev]
     gold = [[tuple(s) for s in e.spans] for e in dev]
-    fixed = [_Fixed(t, texts) for t in taggers]
+    fixed = [FixedProbs(t, texts) for t in taggers]
 
     def f1(chosen: Sequence[int]) -> float:
         model = fixed[chosen[0]] if len(chosen) == 1 else TaggerEnsemble([fixed[i] for i in chosen])
@@ -250,5 +250,5 @@ def load_ensemble(folder: Path, load_member: object) -> EnsembleModel | TaggerEn
     return EnsembleModel(members, meta["weights"])
 
 
-__all__ = ["EnsembleModel", "EnsembleTrainer", "TaggerEnsemble", "combine", "load_ensemble", "select_taggers",
-           "simplex_grid"]
+__all__ = ["EnsembleModel", "EnsembleTrainer", "FixedProbs", "TaggerEnsemble", "combine", "load_ensemble",
+           "select_taggers", "simplex_grid"]
