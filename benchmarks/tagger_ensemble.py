@@ -13,7 +13,8 @@ nothing here is tuned on test. Writes benchmarks/results/tagger-ensemble-DATASET
 every subset of the named nodes on the run's own dev split and on test, to see whether dev picks the
 members test would (benchmarks/results/tagger-subsets-DATASET.json). ``--subsets … --decoders`` scores each
 subset with both decoders of ``train.tagger.decode`` (the IOB2-constrained Viterbi over words, and each
-subword's own argmax read leniently), on dev and on test.
+subword's own argmax read leniently), on dev and on test; ``--o-bias 0 0.5 1 …`` at each bias taken from
+the O tag's log-odds before decoding (more entities as it grows).
 """
 
 from __future__ import annotations
@@ -40,6 +41,9 @@ def main() -> None:
                          "and on test (can dev pick the members test would?)")
     ap.add_argument("--decoders", action="store_true",
                     help="with --subsets: score every subset with the constrained and the greedy decoder")
+    ap.add_argument("--o-bias", nargs="+", type=float, default=None, metavar="B",
+                    help="with --subsets: score every subset at each of these biases against O "
+                         "(`train.tagger.lean_from_o`; 0 is how the models decode now)")
     a = ap.parse_args()
     if a.subsets:
         return subsets(a)
@@ -122,7 +126,10 @@ def subsets(a: argparse.Namespace) -> None:
     splits = {"dev": _examples(ws, ws.store.run_state(run.id).datasets["dev"]),
               "test": load_extraction(DATASETS / a.dataset / "test.jsonl").examples}
 
-    decoders = {"": DECODER} if not a.decoders else {" constrained": DECODER, " greedy": GREEDY}
+    decoders = {"": (DECODER, 0.0)} if not a.decoders else {" constrained": (DECODER, 0.0), " greedy": (GREEDY, 0.0)}
+    if a.o_bias:
+        decoders = {f"{suffix} o-bias {b:g}": (decoder, b) for suffix, (decoder, _) in decoders.items()
+                    for b in a.o_bias}
     rows: dict[str, dict] = {}
     for split, examples in splits.items():
         texts, gold = [e.text for e in examples], [list(e.spans) for e in examples]
@@ -131,9 +138,9 @@ def subsets(a: argparse.Namespace) -> None:
             for names in itertools.combinations(a.subsets, k):
                 model = cached[names[0]] if k == 1 else TaggerEnsemble([cached[n] for n in names])
                 probs = model.token_probs(texts)
-                for suffix, decoder in decoders.items():
+                for suffix, (decoder, bias) in decoders.items():
                     pred = [[(d["start"], d["end"], d["label"]) for d in decode(t, keys, p, model.labels,
-                                                                                decoder=decoder)]
+                                                                                decoder=decoder, o_bias=bias)]
                             for t, (keys, p) in zip(texts, probs)]
                     m = entity_metrics(texts, gold, pred)
                     scores = {x: round(m[x], 4) for x in ("f1", "precision", "recall")}

@@ -220,7 +220,9 @@ def train_trial(trial: Trial) -> TrialOutcome:
 
 def model_speed(model: Any, texts: Sequence[str]) -> float:
     """Texts a second ``model`` scores, as serving will run it: without the embedding cache its fit and
-    dev scoring shared."""
+    dev scoring shared, nor the dev probabilities a tagger ensemble's fit kept."""
+    if getattr(model, "known", None):
+        model.known = {}
     return round(texts_per_second(detach_embeddings(model), texts, limit=NODE_SPEED_TEXTS), 1)
 
 

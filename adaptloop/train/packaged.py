@@ -144,6 +144,16 @@ def packaged_path(name: str) -> Path | None:
     return finder() if finder else None
 
 
+def prepare() -> list[str]:
+    """Make, once, the cached forms of the packaged models whose packages are installed (all-mpnet-base-v2
+    assembled, multilingual-e5-small and the default causal LM converted; ``scripts/setup`` calls it, so
+    the first run or test that needs one does not); the names that are ready."""
+    from adaptloop.train.causal_weights import DEFAULT_CAUSAL, resolve_causal
+
+    ready = [name for name in (MINILM, MPNET, ME5) if packaged_path(name) is not None]
+    return ready + ([DEFAULT_CAUSAL] if Path(resolve_causal(DEFAULT_CAUSAL)).is_dir() else [])
+
+
 def is_available(name: str) -> bool:
     """True when ``name`` is a local folder or a packaged encoder whose packages are installed."""
     if Path(name).expanduser().is_dir():

@@ -230,8 +230,19 @@ def bio_viterbi(probs: np.ndarray) -> np.ndarray:
     return tags
 
 
+def lean_from_o(probs: np.ndarray, bias: float) -> np.ndarray:
+    """``probs`` with ``O``'s probability divided by e**bias (its log-odds against every entity tag lowered by
+    ``bias``): the tags chosen from them then say "entity" where the model was less sure."""
+    if not bias:
+        return probs
+    out = np.array(probs, dtype=float, copy=True)
+    out[:, 0] *= math.exp(-bias)
+    return out
+
+
 def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, types: Sequence[str],
-           thresholds: dict[str, float] | None = None, *, decoder: str = DECODER) -> list[dict[str, Any]]:
+           thresholds: dict[str, float] | None = None, *, decoder: str = DECODER,
+           o_bias: float = 0.0) -> list[dict[str, Any]]:
     """Character spans from per-subword tag probabilities (subwords in text order).
 
     ``decoder=DECODER`` (the default): each word takes its first subword's probabilities (taggers are
@@ -240,7 +251,8 @@ def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, type
     model saved before decoders were recorded reads): each subword's argmax, read leniently: ``B-t`` or a
     change of type starts an entity, ``I-t`` continues one of type t (or starts one, as in IOB1), a ``B-``
     inside a word continues the entity its word began. Spans are widened to whole words; the score is the
-    mean probability of the chosen tags, which per-type thresholds may filter.
+    mean probability of the chosen tags, which per-type thresholds may filter. ``o_bias``: log-odds taken
+    from ``O`` before the tags are chosen (``lean_from_o``); above 0 more words are read as entities.
     """
     if decoder not in (DECODER, GREEDY):
         raise ValueError(f"unknown tag decoder {decoder!r}: use {DECODER!r} or {GREEDY!r}")
@@ -248,9 +260,9 @@ def decode(text: str, tokens: Sequence[tuple[int, int]], probs: np.ndarray, type
     if constrained:
         words = word_units(text)
         tokens, probs = words, on_words(words, tokens, probs, 1 + 2 * len(types))
-        chosen = bio_viterbi(probs)
+        chosen = bio_viterbi(lean_from_o(probs, o_bias))
     else:
-        chosen = np.asarray([int(p.argmax()) for p in probs], dtype=int)
+        chosen = np.asarray([int(p.argmax()) for p in lean_from_o(probs, o_bias)], dtype=int)
     found: list[dict[str, Any]] = []
     cur: dict[str, Any] | None = None
     prev_end = -1

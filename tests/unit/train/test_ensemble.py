@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 
@@ -151,3 +153,39 @@ def test_a_tagger_ensemble_refuses_members_it_cannot_average():
         TaggerEnsemble([a])
     with pytest.raises(ValueError, match="entity types"):
         TaggerEnsemble([a, FakeTagger(("LOC", "PER"), {})])
+
+
+def test_a_selected_tagger_ensemble_scores_dev_from_the_probabilities_its_selection_read(tmp_path):
+    """Each candidate reads dev once: the fitted ensemble knows its mean probabilities there, so the node's dev
+    score runs no member again (new text still does); a speed measured afterwards starts from nothing."""
+    from adaptloop.agent.executor import model_speed
+    from adaptloop.train.ensemble import TaggerEnsemble
+    from adaptloop.train.fake import FakeTagger
+
+    types = ("LOC", "PER")
+    calls: list[int] = []
+
+    class Counted(FakeTagger):
+        def token_probs(self, texts, batch_size=32):
+            calls.append(len(texts))
+            return super().token_probs(texts, batch_size)
+
+    dev = [Example("Ann went to Paris.", "", spans=((0, 3, "PER"), (12, 17, "LOC")))]
+    paths = []
+    for i, gaz in enumerate([{"went": "LOC"}, {"ann": "PER", "paris": "LOC"}, {"ann": "PER"}]):
+        FakeTagger(types, gaz).save(tmp_path / f"m{i}")
+        paths.append(str(tmp_path / f"m{i}"))
+    spec = TaskSpec("t", "p", "extraction", types, primary_metric="f1")
+    def load(path):
+        return Counted(types, json.loads((path / "adaptloop_model.json").read_text())["gazetteer"])
+
+    trainer = EnsembleTrainer(load=load)
+    model, _ = trainer.fit(spec, Pipeline("raw", "ensemble", hparams={"members": paths}), [], dev, FitContext())
+    assert calls == [1, 1, 1]  # the selection: each candidate once on dev
+    kept = model.predict_spans([dev[0].text])
+    assert calls == [1, 1, 1]  # dev again: from what the fit kept
+    model.predict_spans(["Paris"])
+    assert calls == [1, 1, 1] + [1] * len(model.members)
+    model_speed(model, [dev[0].text])
+    assert model.known == {}
+    assert TaggerEnsemble(model.members).predict_spans([dev[0].text]) == kept  # the same spans, computed again

@@ -108,3 +108,16 @@ def test_an_unknown_decoder_name_is_refused_not_read_as_greedy():
 
     with pytest.raises(ValueError, match="unknown tag decoder 'bilou'"):
         decode("Paris", [(0, 5)], np.array([[0.1, 0.8, 0.1, 0.0, 0.0]]), TYPES, decoder="bilou")
+
+
+def test_a_bias_against_o_reads_a_less_sure_word_as_an_entity_and_keeps_its_score():
+    """'Smith' at p(B-PER) 0.35 against O's 0.55: O wins unbiased; with O's log-odds lowered by 1 (0.55 /
+    e = 0.20) B-PER does, in both decoders. The span's score is still the model's own probability."""
+    text, keys = "met Smith", [(0, 3), (4, 9)]
+    probs = _rows({}, {3: 0.35, 1: 0.1})
+    for decoder in ("iob2", GREEDY):
+        assert decode(text, keys, probs, TYPES, decoder=decoder) == []
+        (span,) = decode(text, keys, probs, TYPES, decoder=decoder, o_bias=1.0)
+        assert (span["start"], span["end"], span["label"], span["score"]) == (4, 9, "PER", 0.35)
+    assert decode(text, keys, probs, TYPES, o_bias=0.1) == []  # not enough to pass O
+
