@@ -221,8 +221,8 @@ def train_trial(trial: Trial) -> TrialOutcome:
 def model_speed(model: Any, texts: Sequence[str]) -> float:
     """Texts a second ``model`` scores, as serving will run it: without the embedding cache its fit and
     dev scoring shared, nor the dev probabilities a tagger ensemble's fit kept."""
-    if getattr(model, "known", None):
-        model.known = {}
+    if getattr(model, "known_probs", None):
+        model.known_probs = {}
     return round(texts_per_second(detach_embeddings(model), texts, limit=NODE_SPEED_TEXTS), 1)
 
 

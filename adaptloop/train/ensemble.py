@@ -79,14 +79,14 @@ class TaggerEnsemble:
         self.decoder = decoder or DECODER  # how the average is read (``train.tagger.DECODER``)
         # mean probabilities already computed for these texts (its fit's dev split: the node's dev score reads
         # them instead of running every member again); never saved, and emptied before a speed is measured
-        self.known: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
+        self.known_probs: dict[str, tuple[list[tuple[int, int]], np.ndarray]] = {}
 
     def token_probs(self, texts: Sequence[str], batch_size: int = 32) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         """Per text: the members' mean tag probabilities on its subwords when the members cut it alike (one
         tokenizer), else on its words; with the offsets of those units."""
-        todo = list(dict.fromkeys(t for t in texts if t not in self.known))
+        todo = list(dict.fromkeys(t for t in texts if t not in self.known_probs))
         fresh = dict(zip(todo, self._mean(todo, batch_size))) if todo else {}
-        return [self.known[t] if t in self.known else fresh[t] for t in texts]
+        return [self.known_probs[t] if t in self.known_probs else fresh[t] for t in texts]
 
     def _mean(self, texts: Sequence[str], batch_size: int) -> list[tuple[list[tuple[int, int]], np.ndarray]]:
         from adaptloop.data.spans import word_units
@@ -185,7 +185,7 @@ class EnsembleTrainer:
                 keep = select_taggers(fixed, dev)
                 known = dict(zip(texts, TaggerEnsemble([fixed[i] for i in keep]).token_probs(texts)))
             model = TaggerEnsemble([taggers[i] for i in keep])
-            model.known = known
+            model.known_probs = known
             return model, NodeResult(dev_metrics={}, train_seconds=time.monotonic() - t0,
                                      notes=f"equal weights over {len(keep)} of {len(taggers)} taggers"
                                            + (" (forward selection on dev)" if len(taggers) > 2 else ""),

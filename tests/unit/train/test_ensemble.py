@@ -187,5 +187,5 @@ def test_a_selected_tagger_ensemble_scores_dev_from_the_probabilities_its_select
     model.predict_spans(["Paris"])
     assert calls == [1, 1, 1] + [1] * len(model.members)
     model_speed(model, [dev[0].text])
-    assert model.known == {}
+    assert model.known_probs == {}
     assert TaggerEnsemble(model.members).predict_spans([dev[0].text]) == kept  # the same spans, computed again
