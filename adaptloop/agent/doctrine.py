@@ -149,13 +149,11 @@ def cost(p: Pipeline, s: SearchState) -> float:
     if p.strategy == "refit":
         return (s.refit_frozen_seconds if p.hparams.get("keep_trained") else s.refit_seconds) or math.inf
     if p.strategy == "ensemble":  # frozen and n-gram members score dev from cache or in a blink; trained ones
-        # run their network over dev: a classifier ensemble's twice (its fit, then the node's score), a tagger
-        # ensemble's once (the node's score reads the probabilities its fit's member selection computed)
+        # run their network over dev once (the node's score reads the probabilities its fit computed)
         strategy = {n.name: n.strategy for n in s.nodes}
         trained = sum(ENCODER_TEXTS_PER_S / s.embed_rate_features if strategy.get(m) == "frozen-tagger"
                       else float(strategy.get(m) in iv.TRAINED) for m in p.hparams.get("member_names", ()))
-        passes = 1 if s.family == "extraction" else 2
-        return 5.0 + trained * passes * s.n_train / 9 / ENCODER_TEXTS_PER_S * s.slowdown
+        return 5.0 + trained * s.n_train / 9 / ENCODER_TEXTS_PER_S * s.slowdown
     return 30.0  # threshold: scoring dev with a trained model, then tuning
 
 

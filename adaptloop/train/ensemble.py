@@ -49,10 +49,16 @@ class EnsembleModel:
         self.labels = tuple(members[0].labels)
         if any(tuple(m.labels) != self.labels for m in members):
             raise ValueError("ensemble members disagree on the label set")
+        # mixed probabilities already computed for these texts (its fit's dev split: the node's dev score reads
+        # them instead of running every member again); never saved, and emptied before a speed is measured
+        self.known_probs: dict[str, np.ndarray] = {}
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        probs = [m.predict_proba(texts) for m in self.members]
-        return _mix(probs, self.weights)
+        todo = list(dict.fromkeys(t for t in texts if t not in self.known_probs))
+        fresh = dict(zip(todo, _mix([m.predict_proba(todo) for m in self.members], self.weights))) if todo else {}
+        if not texts:
+            return np.zeros((0, len(self.labels)))
+        return np.stack([self.known_probs[t] if t in self.known_probs else fresh[t] for t in texts])
 
     def save(self, folder: Path) -> None:
         _save(folder, self.members, {"kind": "ensemble", "labels": list(self.labels),
@@ -202,8 +208,10 @@ class EnsembleTrainer:
             probs.append(m.predict_proba(texts))
             bar(1)
         best_w, best_acc = pick_weights(probs, y)
-        kept = [(m, w) for m, w in zip(members, best_w) if w > 0]
-        model = EnsembleModel([m for m, _ in kept], [w for _, w in kept])
+        kept = [(m, w, p) for m, w, p in zip(members, best_w, probs) if w > 0]
+        model = EnsembleModel([m for m, _, _ in kept], [w for _, w, _ in kept])
+        # the node's dev score reads the kept members' mix from here instead of running them over dev again
+        model.known_probs = dict(zip(texts, _mix([p for _, _, p in kept], model.weights)))
         return model, NodeResult(dev_metrics={"accuracy": best_acc},
                                  train_seconds=time.monotonic() - t0,
                                  notes=f"weights {best_w}", chosen={"weights": list(best_w)})

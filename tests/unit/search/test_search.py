@@ -432,11 +432,11 @@ def test_a_frozen_tagger_reads_the_feature_encoder_opens_extraction_and_joins_th
     clean = Pipeline("clean", "frozen-tagger", "mpnet", {})
     assert cost(clean, state([*done[:2], ran], **s)) == 35.0
     assert cost(Pipeline("clean", "frozen-tagger", "other", {}), state([*done[:2], ran], **s)) > 30
-    # a tagger ensemble's members read dev once (the node's score reuses their probabilities), a classifier
-    # ensemble's twice: the same members cost less to average as taggers (5 s of loading aside)
+    # an ensemble's trained members read dev once (the node's score reuses their probabilities), taggers and
+    # classifiers alike: the same members cost the same to average either way, beyond 5 s of loading
     as_classes = {**s, "family": "classification"}
-    assert cost(last.pipeline, state(done, **s)) - 5 == pytest.approx(
-        (cost(last.pipeline, state(done, **as_classes)) - 5) / 2)
+    assert cost(last.pipeline, state(done, **s)) == pytest.approx(cost(last.pipeline, state(done, **as_classes)))
+    assert cost(last.pipeline, state(done, **s)) > 5
 
 
 def test_precision_first_regime_only_for_entity_over_prediction():

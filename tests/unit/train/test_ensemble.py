@@ -189,3 +189,44 @@ def test_a_selected_tagger_ensemble_scores_dev_from_the_probabilities_its_select
     model_speed(model, [dev[0].text])
     assert model.known_probs == {}
     assert TaggerEnsemble(model.members).predict_spans([dev[0].text]) == kept  # the same spans, computed again
+
+
+def test_a_classifier_ensemble_scores_dev_from_the_probabilities_its_weights_were_picked_on(tmp_path):
+    """Each member reads dev once, for the weights; the node's dev score reads the kept members' mix from the
+    fit (new text runs each member); a speed measured afterwards starts from nothing; the same probabilities as
+    an ensemble computed afresh."""
+    from adaptloop.agent.executor import model_speed
+    from adaptloop.train.ensemble import EnsembleModel
+
+    spec = TaskSpec("t", "p", "classification", ("pay", "card"))
+    train = [Example("pay bill now", "pay"), Example("card lost", "card"),
+             Example("pay rent", "pay"), Example("card stolen", "card")]
+    dev = [Example("pay the bill", "pay"), Example("my card", "card"), Example("lost it", "card")]
+    calls: list[int] = []
+
+    class Counted(FakeModel):
+        def predict_proba(self, texts):
+            calls.append(len(texts))
+            return super().predict_proba(texts)
+
+    good, _ = FakeTrainer().fit(spec, Pipeline("raw", "frozen"), train, dev, FitContext())
+    paths = []
+    for i, c in enumerate([good.centroids, good.centroids[::-1] * 0.3]):
+        FakeModel(spec.labels, c).save(tmp_path / f"m{i}")
+        paths.append(str(tmp_path / f"m{i}"))
+
+    def load(path):
+        return Counted(spec.labels, np.asarray(json.loads((path / "adaptloop_model.json").read_text())["centroids"]))
+
+    pipe = Pipeline("raw", "ensemble", hparams={"members": paths})
+    model, _ = EnsembleTrainer(load=load).fit(spec, pipe, train, dev, FitContext())
+    texts = [e.text for e in dev]
+    assert calls == [3, 3]  # the weights: each member once on dev
+    kept = model.predict_proba(texts)
+    assert calls == [3, 3]  # dev again: from what the fit kept
+    model.predict_proba(["pay now", texts[0]])
+    assert calls == [3, 3] + [1] * len(model.members)  # only the new text runs
+    model_speed(model, texts)
+    assert model.known_probs == {}
+    np.testing.assert_allclose(EnsembleModel(model.members, model.weights).predict_proba(texts), kept)
+    assert model.predict_proba([]).shape == (0, 2)
