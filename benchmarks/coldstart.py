@@ -26,6 +26,10 @@
 eval set and dev are drawn from it, and all of train.jsonl trains (as the peers train on all of
 it); without it, adaptloop holds its eval set and dev out of train.jsonl.
 
+`--recipe-rows WORKSPACE` fits the fixed recipe on the rows an adaptloop workspace's cold start fitted
+on (its train and dev splits, without the frozen eval set) instead of all of train.jsonl: the recipe
+with adaptloop's data, to tell what the held-out eval set costs from what the search costs.
+
 `--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
 same script run; frozen + LR, the default fine-tune and the fixed recipe run once and report
 their wall time. `--only a b ...` runs some methods (and keeps the others' earlier results, and
@@ -107,16 +111,31 @@ def run_adaptloop(dataset: str, budget: str, official_dev: bool = False) -> dict
             "test": {k: v for k, v in e.items() if k not in ("per_class", "examples_wrong")}}
 
 
-def frozen_logreg_proba(dataset: str, encoder: str, labels: list[str]):
+def workspace_rows(folder: Path) -> list[dict]:
+    """The rows an adaptloop workspace's first cold start fitted on: its train and dev splits (what a refit
+    sees), without the frozen eval set."""
+    from sqlalchemy import select
+
+    from adaptloop.agent.prepare import _examples
+    from adaptloop.store.db import Run
+    from adaptloop.workspace import Workspace
+
+    ws = Workspace.open(folder)
+    run = ws.store.all(select(Run).order_by(Run.id))[0]
+    data = ws.store.run_state(run).datasets
+    return [{"text": e.text, "label": e.label} for k in ("train", "dev") for e in _examples(ws, data[k])]
+
+
+def frozen_logreg_proba(dataset: str, encoder: str, labels: list[str], train: list[dict] | None = None):
     """Test-set class probabilities (columns in ``labels`` order) of a logistic regression (C=10)
-    on ``encoder``'s frozen embeddings of train.jsonl."""
+    on ``encoder``'s frozen embeddings of ``train`` (default: train.jsonl)."""
     import numpy as np
     from sklearn.linear_model import LogisticRegression
 
     from adaptloop.train.encoder import embed, load_base, set_threads
 
     set_threads(0)
-    train, test = rows(dataset, "train"), rows(dataset, "test")
+    train, test = train or rows(dataset, "train"), rows(dataset, "test")
     tok, model = load_base(encoder)
     x_tr = embed(tok, model, [r["text"] for r in train])
     x_te = embed(tok, model, [r["text"] for r in test])
@@ -184,9 +203,10 @@ def run_default_finetune(dataset: str) -> dict:
             "test": scores([r["label"] for r in test], pred)}
 
 
-def adaptloop_finetune_proba(dataset: str, labels: list[str]):
+def adaptloop_finetune_proba(dataset: str, labels: list[str], train: list[dict] | None = None):
     """Test-set class probabilities of adaptloop's own MiniLM fine-tune (its default hyperparameters,
-    ``search.interventions.FINETUNE_DEFAULTS``; 10% of train held out as its dev split), no budget."""
+    ``search.interventions.FINETUNE_DEFAULTS``; 10% of ``train``, default train.jsonl, held out as its dev
+    split), no budget."""
     import random
 
     from adaptloop.search.interventions import FINETUNE_DEFAULTS
@@ -195,7 +215,7 @@ def adaptloop_finetune_proba(dataset: str, labels: list[str]):
     from adaptloop.types import Example, Pipeline, TaskSpec
 
     set_threads(0)
-    train = [Example(text=r["text"], label=r["label"]) for r in rows(dataset, "train")]
+    train = [Example(text=r["text"], label=r["label"]) for r in train or rows(dataset, "train")]
     random.Random(0).shuffle(train)
     cut = len(train) // 10
     spec = TaskSpec(name=dataset, prompt=f"classify {dataset} messages", family="classification",
@@ -205,13 +225,16 @@ def adaptloop_finetune_proba(dataset: str, labels: list[str]):
     return model.predict_proba([r["text"] for r in rows(dataset, "test")])
 
 
-def run_fixed_recipe(dataset: str) -> dict:
-    """The best fixed recipe: adaptloop's MiniLM fine-tune averaged with frozen mpnet + logistic regression."""
+def run_fixed_recipe(dataset: str, workspace: Path | None = None) -> dict:
+    """The best fixed recipe: adaptloop's MiniLM fine-tune averaged with frozen mpnet + logistic regression,
+    on train.jsonl or on the rows a workspace's cold start fitted on (``--recipe-rows``)."""
     t0 = time.monotonic()
     labels = sorted({r["label"] for r in rows(dataset, "train")})
-    p = (adaptloop_finetune_proba(dataset, labels) + frozen_logreg_proba(dataset, LARGE, labels)) / 2
-    return {"method": "fixed recipe: adaptloop MiniLM fine-tune + frozen mpnet LR, averaged",
-            "wall_seconds": round(time.monotonic() - t0, 1),
+    train = workspace_rows(workspace) if workspace else None
+    p = (adaptloop_finetune_proba(dataset, labels, train) + frozen_logreg_proba(dataset, LARGE, labels, train)) / 2
+    return {"method": "fixed recipe: adaptloop MiniLM fine-tune + frozen mpnet LR, averaged"
+                      + (f" (on {len(train)} rows of a workspace's train + dev)" if train else ""),
+            "wall_seconds": round(time.monotonic() - t0, 1), "rows": len(train) if train else None,
             "test": scores([r["label"] for r in rows(dataset, "test")], [labels[i] for i in p.argmax(1)])}
 
 
@@ -283,6 +306,10 @@ def main() -> None:
     ap.add_argument("--official-dev", action="store_true",
                     help="adaptloop draws its frozen eval set and dev from the dataset's validation.jsonl "
                          "(`new --eval-data`) and trains on all of train.jsonl, as the peers do")
+    ap.add_argument("--recipe-rows", type=Path, default=None, metavar="WORKSPACE",
+                    help="fit the fixed recipe on the rows this adaptloop workspace's cold start fitted on (its "
+                         "train and dev splits, without the frozen eval set) instead of all of train.jsonl: the "
+                         "recipe with adaptloop's data")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or REPO / "benchmarks" / "results" / f"coldstart-{a.dataset}.json"
@@ -293,6 +320,8 @@ def main() -> None:
 
     def measured_again(r: dict) -> bool:  # a row this invocation replaces: same method (and budget, if budgeted)
         k = next((k for k in a.only if r["method"].startswith(prefix[k])), None)
+        if k == "recipe":  # on train.jsonl or on a workspace's rows: two rows
+            return bool(r.get("rows")) == bool(a.recipe_rows)
         return k is not None and (k not in ("adaptloop", "setfit") or r.get("budget") in budgets)
 
     results = [r for r in prev["results"] if a.only and not measured_again(r)]
@@ -301,7 +330,7 @@ def main() -> None:
     steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b, a.official_dev),
              "frozen": lambda b: run_frozen_logreg(a.dataset),
              "finetune": lambda b: run_default_finetune(a.dataset),
-             "recipe": lambda b: run_fixed_recipe(a.dataset),
+             "recipe": lambda b: run_fixed_recipe(a.dataset, a.recipe_rows),
              "setfit": lambda b: run_setfit(a.dataset, b)}
     slow = ("finetune", "recipe")
     chosen = a.only or [k for k in steps if k != "setfit" and not (k in slow and a.skip_finetune)]

@@ -19,7 +19,11 @@ rules:
   here, texts a second for teacher and student on the same eval texts, and recorded.
 
 The student is registered either way; it is promoted only when asked (``promote``) and the gate's
-binding rules pass. Every step is a decision of a ``distill`` run.
+binding rules pass. Every step is a decision of a ``distill`` run. After a cold start whose winner is
+slower than ``[serve] min_throughput`` (``fit_to_serving``), the student is not promoted on its gate
+alone: it competes with the run's nodes that meet the limit on the frozen eval sets
+(``serve_within_limit``), since being within a margin of its teacher does not make it the most
+accurate model that serves fast enough.
 """
 
 from __future__ import annotations
@@ -272,37 +276,36 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
 
     budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
     r = distill_version(ws, f"v{mv.id}", layers=layers,
-                        budget_s=budget, promote=True, progress=progress, probes=ws.settings.serve.student_probes)
-    student_rate = r["texts_per_second"]["student"]
-    if r["decision"] == "promoted" and student_rate < limit:
-        r["reason"] += (f"; it scores {student_rate:.0f} texts/s, still under the limit: fewer layers "
-                        "([serve] student_layers) or `adaptloop export` may close the gap")
-    served = r["student"] if r["decision"] == "promoted" else f"v{mv.id}"
-    if r["decision"] != "promoted":
-        fallback = serve_within_limit(ws, mv, run, rate, limit, r, progress=progress)
-        if fallback is not None:
-            served, r["reason"] = fallback
+                        budget_s=budget, promote=False, progress=progress, probes=ws.settings.serve.student_probes)
+    # the student, within the gate's margin of its teacher or not, competes with the run's fast nodes on the frozen
+    # eval sets: the margin says it is not much worse than its teacher, not that it beats what else serves fast
+    served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, progress=progress) or (f"v{mv.id}",
+                                                                                                  r["reason"])
     return {"version": served, "texts_per_second": rate, "limit": limit, "reason": why + "; " + r["reason"],
             "distill": r}
 
 
 def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: float, limit: float,
                        distilled: dict[str, Any], *, progress: Progress = no_progress) -> tuple[str, str] | None:
-    """``[serve] min_throughput`` is a constraint, not a wish: when the student of a too-slow ``teacher``
-    is refused, production becomes the most accurate model that meets the limit: the student when it does,
-    or the best node on dev of the teacher's cold-start ``run`` (its refit on train + dev when there is one)
-    that is timed again at ``limit`` texts a second or more. The two are compared on the frozen eval sets
-    (the sets the gate judged the student on); the gate against the teacher is recorded with the promotion,
-    its verdict waived by the limit. Returns (the served version, why): the teacher when nothing meets the
-    limit (it stays, slow, and a warning says so); None when production moved meanwhile."""
+    """``[serve] min_throughput`` is a constraint, not a wish: production in place of a too-slow ``teacher``
+    becomes the most accurate model that meets the limit: its student (``distilled``) when it does, or the best
+    node on dev of the teacher's cold-start ``run`` (its refit on train + dev when there is one) that is timed
+    again at ``limit`` texts a second or more. The two are compared on the frozen eval sets (the sets the gate
+    judged the student on), whether the student passed the gate against its teacher or not: on banking77 at 20
+    minutes a 6-layer student within the gate's margin scored 0.9328 on the eval set, the search's fine-tune +
+    n-gram pair 0.9338 (test 0.9341 against 0.9390). The gate against the teacher is recorded with the
+    promotion, its verdict waived by the limit. When nothing meets the limit, a student that passed the gate
+    serves (faster than its teacher, if not fast enough), else the teacher stays, slow, and a warning says so.
+    Returns (the served version, why); None when production moved meanwhile."""
     store = ws.store
     spec = ws.store.run_state(run).spec
+    passed = distilled["decision"] == "candidate"  # within the gate's margin of its teacher (not promoted yet)
     sets = eval_sets(ws, teacher.task_id)
     speed_texts = [e.text for _, ex in sets for e in ex]
     options: list[tuple[str, Any, Node | None, float]] = []  # (what, its registered version or None, node, speed)
-    if (distilled["texts_per_second"]["student"] or 0) >= limit:
-        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None,
-                        distilled["texts_per_second"]["student"]))
+    student_rate = distilled["texts_per_second"]["student"] or 0
+    if student_rate >= limit:
+        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None, student_rate))
     done = [n for n in store.nodes(run.id) if n.status == "done" and n.model_artifact]
     # the best on dev first, an ensemble within graph.ENSEMBLE_SLACK of a single node before it (as the
     # search selects: at 20 minutes on banking77 a fine-tune and its pair with the n-gram model tied on dev)
@@ -319,9 +322,12 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
             node = abstaining(ws, run, spec, n, node, progress=progress)  # out-of-scope tasks: as the winner
             options.append((f"node '{node.name}'", None, node, speed))
             break
+    short = not options and passed  # nothing meets the limit: the student within the margin is the fastest
+    if short:
+        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None, student_rate))
     if not options:
         why = (f"nothing else meets [serve] min_throughput {limit:.0f} texts/s either (its student scores "
-               f"{distilled['texts_per_second']['student']:.0f}, no node of run {run.id} is measured that fast): "
+               f"{student_rate:.0f}, no node of run {run.id} is measured that fast): "
                f"v{teacher.id} keeps serving at {rate:.0f}")
         store.decide(run.id, "warning", why, limit=limit)
         return f"v{teacher.id}", why
@@ -343,10 +349,13 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
              margin=ws.settings.serve.student_margin / 100)
     theirs = float(np.mean([primary(metrics_of(spec, t), spec.primary_metric) for t in teacher_rows]))
     others = "; ".join(f"{w} {s:.4f}" for s, w, *_ in scored if w != what)
+    student = ("its student passed the gate against it" if passed else "its student was refused")
+    which = (f"nothing meets it, and v{mv.id}, the student within the gate's margin, is the fastest "
+             f"({speed:.0f} texts/s; fewer layers ([serve] student_layers) or `adaptloop export` may close the gap)"
+             if short else f"of the models that meet it, v{mv.id} ({speed:.0f} texts/s) is the most accurate")
     reason = (f"v{mv.id} ({what}) serves in place of v{teacher.id}: [serve] min_throughput {limit:.0f} texts/s "
-              f"rules out v{teacher.id} ({rate:.0f} texts/s) and its student was refused; of the models that meet "
-              f"it, v{mv.id} ({speed:.0f} texts/s) is the most accurate on the frozen eval set "
-              f"({spec.primary_metric} {score:.4f} against the teacher's {theirs:.4f}"
+              f"rules out v{teacher.id} ({rate:.0f} texts/s) and {student}; {which} ({spec.primary_metric} "
+              f"{score:.4f} on the frozen eval set against the teacher's {theirs:.4f}"
               + (f"; {others}" if others else "") + f"). `adaptloop rollback` serves v{teacher.id} again; "
               "[serve] min_throughput = 0 keeps such a model in production")
     waived = replace(g, passed=True, gain=g.gain + f" (waived: [serve] min_throughput {limit:.0f} texts/s)")
@@ -356,4 +365,7 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
         store.decide(run.id, "refused", f"v{mv.id} not promoted: {exc}", candidate=mv.id)
         return None
     store.decide(run.id, "promoted", reason, candidate=mv.id, incumbent=teacher.id, gate=g.to_dict(), limit=limit)
+    if f"v{mv.id}" == distilled["student"]:
+        distilled["decision"] = "promoted"
     return f"v{mv.id}", reason
+

@@ -287,6 +287,66 @@ def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_mee
     assert registry.rollback(ws.store)["to"] == f"v{teacher.id}"
 
 
+def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for_production(
+        trained, tmp_path, monkeypatch):
+    """A student that passed the gate against its slow teacher is not more accurate than the run's fast nodes for
+    that: the most accurate on the frozen eval sets of those that meet [serve] min_throughput serves (here a node,
+    the student a weak model); with nothing else that fast, the student serves, faster than its teacher."""
+    import shutil
+
+    import numpy as np
+
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+    from adaptloop.train.fake import FakeModel
+
+    root = tmp_path / "ws"
+    shutil.copytree(trained["ws"], root)
+    ws = Workspace.open(root)
+    if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
+        registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    nodes = [n for n in ws.store.nodes(run_id) if n.status == "done" and n.model_artifact and n.dev_metrics]
+    labels = ws.store.run_state(run_id).spec.labels
+    folder = ws.artifacts.staging_dir()
+    FakeModel(labels, np.zeros((len(labels), 256))).save(folder)  # the student: one answer for every text
+    student = registry.register(ws.store, task_id=teacher.task_id, node_id=teacher.node_id,
+                                artifact=ws.artifacts.put_dir(folder), metrics={}, lineage={"teacher": teacher.id},
+                                reason="a student")
+    rates = {"student": 500.0}
+
+    def passed(ws_, ref, **kw):
+        assert kw["promote"] is False  # production is decided after the comparison
+        return {"decision": "candidate", "student": f"v{student.id}", "reason": "passes the gate; kept as a candidate",
+                "texts_per_second": {"teacher": 1.0, "student": rates["student"]}, "gate": {}}
+
+    monkeypatch.setattr(distill, "distill_version", passed)
+    timed = []
+
+    def speed(model, texts, **kw):  # production first (too slow), then the search's nodes
+        timed.append(model)
+        return 100.0 if len(timed) == 1 else 500.0
+
+    monkeypatch.setattr(distill, "texts_per_second", speed)
+    for n in nodes:
+        ws.store.update(Node, n.id, texts_per_second=500.0)
+    ws.settings.serve.min_throughput = 200.0
+    r = distill.fit_to_serving(ws)
+    served = registry.resolve(ws.store, "production")
+    assert served.id not in (teacher.id, student.id) and r["version"] == f"v{served.id}", r
+    assert r["distill"]["decision"] == "candidate" and "passed the gate against it" in r["reason"], r
+    assert f"v{student.id} 0." in r["reason"]  # the student's eval score, beside the winner's
+    registry.force_promote(ws.store, teacher.id, who="test", why="the teacher again")
+    rates["student"] = 150.0  # under the limit, as is everything else now
+    ws.settings.serve.min_throughput = 1e9
+    timed.clear()
+    r = distill.fit_to_serving(ws)
+    assert r["version"] == f"v{student.id}" == f"v{registry.alias_target(ws.store, 'production')}", r
+    assert r["distill"]["decision"] == "promoted" and "the student within the gate's margin" in r["reason"], r
+
+
 def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts_from_that_member(
         trained, tmp_path, monkeypatch):
     """The teacher's fine-tuned member of the default encoder meets [serve] min_throughput alone: its student keeps
@@ -330,7 +390,7 @@ def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts
     assert said and said[0].data["started_from"] == "member" and "fine-tuned member" in said[0].reason
     asked = []
     monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: asked.append(kw["layers"]) or {
-        "decision": "promoted", "student": f"v{mv.id}", "reason": "promoted", "texts_per_second": {"student": 500.0}})
+        "decision": "candidate", "student": f"v{mv.id}", "reason": "passes", "texts_per_second": {"student": 500.0}})
     monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 100.0)  # the member alone: too slow
     distill.fit_to_serving(ws, budget_s=40)
     assert asked == [1]
