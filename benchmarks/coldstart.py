@@ -123,7 +123,7 @@ def workspace_rows(folder: Path) -> list[dict]:
     ws = Workspace.open(folder)
     run = ws.store.all(select(Run).order_by(Run.id))[0]
     data = ws.store.run_state(run).datasets
-    return [{"text": e.text, "label": e.label} for k in ("train", "dev") for e in _examples(ws, data[k])]
+    return [{"text": e.text, "label": e.label} for k in ("raw", "dev") for e in _examples(ws, data[k])]
 
 
 def frozen_logreg_proba(dataset: str, encoder: str, labels: list[str], train: list[dict] | None = None):
