@@ -8,6 +8,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
+from pathlib import Path
+
 import pytest
 import tomli_w
 from sqlalchemy import select
@@ -230,21 +232,30 @@ def test_distill_makes_a_smaller_student_gated_against_its_teacher(trained):
     assert "distill" in kinds and r["decision"] in kinds
 
 
-def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_meets_min_throughput(
-        trained, tmp_path, monkeypatch):
-    """[serve] min_throughput is a constraint: the teacher is too slow and its student refused, so the best node on
-    dev that is timed at the limit serves (a rollback brings the teacher back); when none is, the teacher stays."""
+def copy_with_the_winner_serving(trained: dict, tmp_path: Path) -> Workspace:
+    """A copy of the trained workspace with its cold start's winner (v1) in production again."""
     import shutil
 
-    from adaptloop.agent import distill
     from adaptloop.store import registry
-    from adaptloop.store.db import Decision, Node
 
     root = tmp_path / "ws"
     shutil.copytree(trained["ws"], root)
     ws = Workspace.open(root)
     if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
         registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    return ws
+
+
+def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_meets_min_throughput(
+        trained, tmp_path, monkeypatch):
+    """[serve] min_throughput is a constraint: the teacher is too slow and its student refused, so the best node on
+    dev that is timed at the limit serves (a rollback brings the teacher back); when none is, the teacher stays."""
+
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Decision, Node
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
     teacher = registry.resolve(ws.store, "production")
     run_id = ws.store.get(Node, teacher.node_id).run_id
     calls = []
@@ -292,7 +303,6 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     """A student that passed the gate against its slow teacher is not more accurate than the run's fast nodes for
     that: the most accurate on the frozen eval sets of those that meet [serve] min_throughput serves (here a node,
     the student a weak model); with nothing else that fast, the student serves, faster than its teacher."""
-    import shutil
 
     import numpy as np
 
@@ -301,11 +311,7 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     from adaptloop.store.db import Node
     from adaptloop.train.fake import FakeModel
 
-    root = tmp_path / "ws"
-    shutil.copytree(trained["ws"], root)
-    ws = Workspace.open(root)
-    if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
-        registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    ws = copy_with_the_winner_serving(trained, tmp_path)
     teacher = registry.resolve(ws.store, "production")
     run_id = ws.store.get(Node, teacher.node_id).run_id
     nodes = [n for n in ws.store.nodes(run_id) if n.status == "done" and n.model_artifact and n.dev_metrics]
@@ -353,23 +359,17 @@ def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts
     all its layers and begins as that member (encoder and head), then learns from the teacher (a real distillation);
     a member too slow alone leaves the student at [serve] student_layers, from the pretrained encoder."""
     import copy
-    import shutil
 
     import numpy as np
 
     from adaptloop.agent import distill
-    from adaptloop.store import registry
     from adaptloop.store.db import Decision
     from adaptloop.train.classifier import EncoderClassifier
     from adaptloop.train.distill import DistillConfig
     from adaptloop.train.encoder import load_base
     from adaptloop.train.ensemble import EnsembleModel
 
-    root = tmp_path / "ws"
-    shutil.copytree(trained["ws"], root)
-    ws = Workspace.open(root)
-    if registry.alias_target(ws.store, "production") != 1:  # another test promoted a student of v1
-        registry.force_promote(ws.store, 1, who="test", why="the cold start's winner again")
+    ws = copy_with_the_winner_serving(trained, tmp_path)
     mv, spec, winner = distill.load_version(ws, "production", cached=True)
     tok, base = load_base(ws.settings.train.encoder)
     labels = list(winner.labels)
