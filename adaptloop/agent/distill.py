@@ -368,4 +368,3 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
     if f"v{mv.id}" == distilled["student"]:
         distilled["decision"] = "promoted"
     return f"v{mv.id}", reason
-
