@@ -281,6 +281,8 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     # eval sets: the margin says it is not much worse than its teacher, not that it beats what else serves fast
     served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, progress=progress) or (f"v{mv.id}",
                                                                                                   r["reason"])
+    if served == r["student"]:
+        r["decision"] = "promoted"
     return {"version": served, "texts_per_second": rate, "limit": limit, "reason": why + "; " + r["reason"],
             "distill": r}
 
@@ -304,8 +306,9 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
     speed_texts = [e.text for _, ex in sets for e in ex]
     options: list[tuple[str, Any, Node | None, float]] = []  # (what, its registered version or None, node, speed)
     student_rate = distilled["texts_per_second"]["student"] or 0
+    student_option = (distilled["student"], registry.resolve(store, distilled["student"]), None, student_rate)
     if student_rate >= limit:
-        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None, student_rate))
+        options.append(student_option)
     done = [n for n in store.nodes(run.id) if n.status == "done" and n.model_artifact]
     # the best on dev first, an ensemble within graph.ENSEMBLE_SLACK of a single node before it (as the
     # search selects: at 20 minutes on banking77 a fine-tune and its pair with the n-gram model tied on dev)
@@ -324,7 +327,7 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
             break
     short = not options and passed  # nothing meets the limit: the student within the margin is the fastest
     if short:
-        options.append((distilled["student"], registry.resolve(store, distilled["student"]), None, student_rate))
+        options.append(student_option)
     if not options:
         why = (f"nothing else meets [serve] min_throughput {limit:.0f} texts/s either (its student scores "
                f"{student_rate:.0f}, no node of run {run.id} is measured that fast): "
@@ -365,6 +368,4 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
         store.decide(run.id, "refused", f"v{mv.id} not promoted: {exc}", candidate=mv.id)
         return None
     store.decide(run.id, "promoted", reason, candidate=mv.id, incumbent=teacher.id, gate=g.to_dict(), limit=limit)
-    if f"v{mv.id}" == distilled["student"]:
-        distilled["decision"] = "promoted"
     return f"v{mv.id}", reason

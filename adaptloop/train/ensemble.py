@@ -54,10 +54,10 @@ class EnsembleModel:
         self.known_probs: dict[str, np.ndarray] = {}
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        todo = list(dict.fromkeys(t for t in texts if t not in self.known_probs))
-        fresh = dict(zip(todo, _mix([m.predict_proba(todo) for m in self.members], self.weights))) if todo else {}
         if not texts:
             return np.zeros((0, len(self.labels)))
+        todo = list(dict.fromkeys(t for t in texts if t not in self.known_probs))
+        fresh = dict(zip(todo, _mix([m.predict_proba(todo) for m in self.members], self.weights))) if todo else {}
         return np.stack([self.known_probs[t] if t in self.known_probs else fresh[t] for t in texts])
 
     def save(self, folder: Path) -> None:
