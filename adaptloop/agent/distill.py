@@ -37,9 +37,10 @@ import numpy as np
 from sqlalchemy import select
 
 from adaptloop.agent.abstain import MIN_DEV, abstaining, said
+from adaptloop.agent.executor import save_model
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
-from adaptloop.agent.prepare import _examples, eval_sets, register_node, run_eval_set
-from adaptloop.agent.refit import refitted_form
+from adaptloop.agent.prepare import _examples, eval_sets, recipe_book, register_node, run_eval_set
+from adaptloop.agent.refit import plan_of, refit, refit_cost, refitted_form
 from adaptloop.data.augment import probes as make_probes
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
@@ -47,15 +48,16 @@ from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.evaluate.speed import texts_per_second
 from adaptloop.search import graph
+from adaptloop.search.interventions import TRAINED
 from adaptloop.store import registry
 from adaptloop.store.db import ModelVersionRow, Node, Run, TraceRow, utcnow
-from adaptloop.train import load_trained
+from adaptloop.train import load_trained, trainer_for
 from adaptloop.train.base import FitContext
 from adaptloop.train.classifier import EncoderClassifier, classifiers
 from adaptloop.train.distill import DistillConfig, depth, distill
 from adaptloop.train.encoder import pick_device
 from adaptloop.train.threshold import ThresholdModel, abstention
-from adaptloop.types import Progress, no_progress
+from adaptloop.types import Pipeline, Progress, TaskSpec, no_progress
 from adaptloop.workspace import Workspace
 
 
@@ -275,12 +277,13 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     from adaptloop.agent.budget import parse_budget
 
     budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
+    until = time.monotonic() + budget
     r = distill_version(ws, f"v{mv.id}", layers=layers,
                         budget_s=budget, promote=False, progress=progress, probes=ws.settings.serve.student_probes)
     # the student, within the gate's margin of its teacher or not, competes with the run's fast nodes on the frozen
     # eval sets: the margin says it is not much worse than its teacher, not that it beats what else serves fast
-    served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, progress=progress) or (f"v{mv.id}",
-                                                                                                  r["reason"])
+    served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, until=until,
+                                             progress=progress) or (f"v{mv.id}", r["reason"])
     if served == r["student"]:
         r["decision"] = "promoted"
     return {"version": served, "texts_per_second": rate, "limit": limit, "reason": why + "; " + r["reason"],
@@ -288,14 +291,16 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
 
 
 def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: float, limit: float,
-                       distilled: dict[str, Any], *, progress: Progress = no_progress) -> tuple[str, str] | None:
+                       distilled: dict[str, Any], *, until: float = float("inf"),
+                       progress: Progress = no_progress) -> tuple[str, str] | None:
     """``[serve] min_throughput`` is a constraint, not a wish: production in place of a too-slow ``teacher``
     becomes the most accurate model that meets the limit: its student (``distilled``) when it does, or the best
     node on dev of the teacher's cold-start ``run`` (its refit on train + dev when there is one) that is timed
     again at ``limit`` texts a second or more. The two are compared on the frozen eval sets (the sets the gate
     judged the student on), whether the student passed the gate against its teacher or not: on banking77 at 20
     minutes a 6-layer student within the gate's margin scored 0.9328 on the eval set, the search's fine-tune +
-    n-gram pair 0.9338 (test 0.9341 against 0.9390). The gate against the teacher is recorded with the
+    n-gram pair 0.9338 (test 0.9341 against 0.9390). A node without a refit gets its cheap members refitted
+    with dev first when that fits before ``until`` (``refit_cheap``). The gate against the teacher is recorded with the
     promotion, its verdict waived by the limit. When nothing meets the limit, a student that passed the gate
     serves (faster than its teacher, if not fast enough), else the teacher stays, slow, and a warning says so.
     Returns (the served version, why); None when production moved meanwhile."""
@@ -322,6 +327,12 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
             continue
         speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1)
         if speed >= limit:
+            if node is n:  # no refit of it yet: its frozen and n-gram members take dev in, if time allows
+                refitted = refit_cheap(ws, run, spec, n, done, until - time.monotonic(), progress=progress)
+                if refitted is not None:
+                    node = refitted
+                    speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)),
+                                                   speed_texts), 1)
             node = abstaining(ws, run, spec, n, node, progress=progress)  # out-of-scope tasks: as the winner
             options.append((f"node '{node.name}'", None, node, speed))
             break
@@ -369,3 +380,53 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
         return None
     store.decide(run.id, "promoted", reason, candidate=mv.id, incumbent=teacher.id, gate=g.to_dict(), limit=limit)
     return f"v{mv.id}", reason
+
+
+REFIT_SHARE = 0.5  # of the seconds left: the rest scores the options on the eval sets and registers what serves
+CHEAP = ("frozen", "lexical")  # the members ``refit_cheap`` fits again, in seconds
+
+
+def refit_cheap(ws: Workspace, run: Run, spec: TaskSpec, node: Node, done: Sequence[Node], seconds: float, *,
+                progress: Progress = no_progress) -> Node | None:
+    """``node``, about to serve in place of a slower winner, refitted on train + dev as the search refits its
+    winner when time allows: its frozen and n-gram members (seconds, from the run's cached embeddings), a
+    fine-tuned member kept as trained (it would take minutes). A new refit node of ``run``, judged on the
+    frozen eval sets like any refit; None when ``node`` has no such member, has one tuned on dev (a
+    threshold), the run has no dev split, or the estimated cost exceeds ``REFIT_SHARE`` of ``seconds``.
+    Measured on the workspaces of two 20-minute cold starts (the fine-tune + n-gram pair, scored without
+    abstention; `benchmarks/refit_served.py`): banking77 test 0.9390 → 0.9399 in 19 s, clinc150 (the
+    official validation split as dev) 0.8836 → 0.8885 in 48 s."""
+    plan = plan_of(node, done)
+    if any(m.pipeline["strategy"] not in (*TRAINED, *CHEAP) for m, _ in plan.members):
+        return None  # a threshold was tuned on dev: nothing is left to tune it on
+    trained = any(m.pipeline["strategy"] in TRAINED for m, _ in plan.members)
+    book = recipe_book(ws, run)
+    cost = refit_cost(plan, len(book.raw), len(book.dev), keep_trained=trained)
+    if not book.dev or cost is None or cost > REFIT_SHARE * seconds:
+        return None
+    embeddings = embedding_cache(ws.root)
+    ctx = FitContext(deadline=time.monotonic() + REFIT_SHARE * seconds, progress=progress, embeddings=embeddings,
+                     device=str(pick_device(ws.settings.train.device)))
+
+    def keep(member: Node) -> Any:
+        return load_trained(ws.artifacts.path(member.model_artifact), embeddings=embeddings)
+
+    try:
+        model, result = refit(plan, spec, book, ctx, trainer_for, keep=keep if trained else None)
+    except (RuntimeError, ValueError) as exc:  # cut short or failed: the node serves as it was fitted
+        ws.store.decide(run.id, "warning", f"refit of '{node.name}' with dev failed ({exc}): it serves as fitted")
+        return None
+    pipeline = Pipeline("train+dev", "refit", node.pipeline["encoder"],
+                        {"of": node.name, **({"keep_trained": True} if trained else {})}, node.pipeline["seed"])
+    what = "refit on train+dev" + (" (frozen members)" if trained else "")
+    reason = (f"'{node.name}' meets [serve] min_throughput and will compete to serve: {what} in "
+              f"{result.train_seconds:.0f}s (estimated {cost:.0f}s), judged on the frozen eval set")
+    taken = {n.name for n in ws.store.nodes(run.id)}
+    refitted = ws.store.add(Node(
+        run_id=run.id, parent_id=node.id, name=graph.unique_name("refit", taken), intervention=what, reason=reason,
+        move="refit", pipeline=pipeline.to_dict(), status="done", model_artifact=save_model(ws, model),
+        train_seconds=result.train_seconds, chosen=result.chosen, proposer="serve",
+        finished_at=utcnow()))
+    ws.store.decide(run.id, "refit", reason, node_id=refitted.id, node=refitted.name, of=node.name,
+                    seconds=round(result.train_seconds, 1))
+    return refitted

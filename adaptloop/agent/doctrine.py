@@ -207,10 +207,7 @@ def _tried(s: SearchState) -> set[str]:
 
 
 def _unique(name: str, nodes: tuple[GraphNode, ...]) -> str:
-    taken = {n.name for n in nodes}
-    if name not in taken:
-        return name
-    return next(f"{name}-{i}" for i in range(2, 10**6) if f"{name}-{i}" not in taken)
+    return graph.unique_name(name, {n.name for n in nodes})
 
 
 class DoctrinePolicy:

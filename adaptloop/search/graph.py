@@ -53,6 +53,13 @@ class GraphNode:
         return self.pipeline.get("strategy", "")
 
 
+def unique_name(name: str, taken: set[str]) -> str:
+    """``name``, or ``name-2``, ``name-3``… : the first not in ``taken``."""
+    if name not in taken:
+        return name
+    return next(f"{name}-{i}" for i in range(2, 10**6) if f"{name}-{i}" not in taken)
+
+
 def done(nodes: Sequence[GraphNode]) -> list[GraphNode]:
     return sorted((n for n in nodes if n.status == "done"), key=lambda n: n.order)
 

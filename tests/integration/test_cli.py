@@ -292,10 +292,42 @@ def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_mee
               and not (n.pipeline["strategy"] != "refit" and any(
                   m.id == teacher.node_id and m.pipeline["hparams"].get("of") == n.name for m in nodes))]
     assert original.dev_metrics["accuracy"] == max(n.dev_metrics["accuracy"] for n in others)  # best on dev
+    assert node.pipeline["strategy"] == "refit" and node.proposer == "serve", node.pipeline  # with dev, first
     assert "min_throughput 200" in r["reason"] and "adaptloop rollback" in r["reason"], r
     promoted = [d for d in ws.store.all(select(Decision).where(Decision.run_id == run_id)) if d.kind == "promoted"]
     assert promoted and promoted[-1].data["incumbent"] == teacher.id and promoted[-1].data["gate"]["sets"]
     assert registry.rollback(ws.store)["to"] == f"v{teacher.id}"
+
+
+def test_a_fast_node_about_to_serve_refits_its_cheap_members_with_dev_in_the_time_left(trained, tmp_path):
+    """Before a fast node competes to serve in place of a slow winner, its frozen (and n-gram) members are fitted
+    again on train + dev, as the search refits its winner: a refit node of the run, judged on the frozen eval set;
+    nothing when that would not fit the time left."""
+    import numpy as np
+
+    from adaptloop.agent import distill
+    from adaptloop.agent.refit import refitted_form
+    from adaptloop.store import registry
+    from adaptloop.store.db import Decision, Node
+    from adaptloop.train import load_trained
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    run = ws.store.get(Run, ws.store.get(Node, registry.resolve(ws.store, "production").node_id).run_id)
+    spec = ws.store.run_state(run).spec
+    done = [n for n in ws.store.nodes(run.id) if n.status == "done" and n.model_artifact]
+    frozen = next(n for n in done if n.pipeline["strategy"] == "frozen" and n.dev_metrics)
+    before = len(ws.store.nodes(run.id))
+    assert distill.refit_cheap(ws, run, spec, frozen, done, 0.0) is None  # no time: it serves as fitted
+    assert len(ws.store.nodes(run.id)) == before  # and no node is added
+    r = distill.refit_cheap(ws, run, spec, frozen, done, 600.0)
+    assert r is not None and r.parent_id == frozen.id and r.status == "done" and r.proposer == "serve"
+    assert r.pipeline["strategy"] == "refit" and r.pipeline["hparams"] == {"of": frozen.name}, r.pipeline
+    assert refitted_form([*done, r], frozen).id == r.id  # what serves for the node from now on
+    texts = ["my card still hasn't arrived", "I lost my card", "how do I top up by cheque"]
+    old, new = (load_trained(ws.artifacts.path(n.model_artifact)).predict_proba(texts) for n in (frozen, r))
+    assert old.shape == new.shape and not np.allclose(old, new)  # dev's rows moved the head
+    said = [d for d in ws.store.all(select(Decision).where(Decision.run_id == run.id)) if d.kind == "refit"]
+    assert said and said[-1].data["of"] == frozen.name and "judged on the frozen eval set" in said[-1].reason
 
 
 def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for_production(

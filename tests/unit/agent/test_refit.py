@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from adaptloop.agent.refit import FROZEN_REFIT_S, GROWTH_MARGIN, RefitPlan, refit, refit_cost
+from adaptloop.agent.refit import FROZEN_REFIT_S, GROWTH_MARGIN, RefitPlan, plan_of, refit, refit_cost
 from adaptloop.store.db import Node
 from adaptloop.train import FitContext
 from adaptloop.types import Example, NodeResult, TaskSpec
@@ -56,6 +56,10 @@ def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_se
         50.0 * 900 / 800 * GROWTH_MARGIN
     old = member("frozen-tagger", "frozen-tagger", 250.0)
     assert refit_cost(RefitPlan(old, [(old, 1.0)]), 800, 100) > 250.0
+    # an n-gram member has no cache to read: it costs its fit again, scaled to the data (no seconds' cap)
+    ngram = member("lexical", "lexical", 36.0)
+    assert refit_cost(RefitPlan(plan.selected, [(ft, 0.5), (ngram, 0.5)]), 800, 100, keep_trained=True) == \
+        36.0 * 900 / 800 * GROWTH_MARGIN > FROZEN_REFIT_S
 
     fits: list = []
     ds = {"raw": [Example(f"t{i}", "a") for i in range(8)], "dev": [Example("d", "b")]}
@@ -64,3 +68,13 @@ def test_a_refit_of_the_frozen_members_alone_keeps_the_trained_ones_and_costs_se
     assert fits == [("frozen", 9)]  # the frozen member saw train + dev; the fine-tune was not retrained
     assert [m.name for m in model.members] == ["kept finetune", "frozen"]
     assert "finetune kept as trained" in result.notes
+
+
+def test_the_plan_of_a_node_is_itself_or_the_members_its_weights_keep():
+    ft, lr = member("finetune", "finetune", 300.0), member("big", "frozen", 30.0)
+    ngram = member("lexical", "lexical", 5.0)
+    ens = Node(name="ensemble", pipeline={"recipe": "raw", "strategy": "ensemble", "encoder": "enc",
+                                          "hparams": {"member_names": ["finetune", "big", "lexical"]}, "seed": 0},
+               chosen={"weights": [0.5, 0.0, 0.5]})
+    assert plan_of(ens, [ft, lr, ngram, ens]).members == [(ft, 0.5), (ngram, 0.5)]  # a zero weight is no member
+    assert plan_of(lr, [ft, lr]).members == [(lr, 1.0)]
