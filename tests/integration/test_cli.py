@@ -385,6 +385,52 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     assert r["distill"]["decision"] == "promoted" and "the student within the gate's margin" in r["reason"], r
 
 
+def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it(trained, tmp_path, monkeypatch):
+    """The choice of what serves within [serve] min_throughput selects as the search does: an ensemble within
+    graph.ENSEMBLE_SLACK of a single model (here the student, scoring exactly as the ensemble does) goes first."""
+    from adaptloop.agent import distill
+    from adaptloop.agent.executor import save_model
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+    from adaptloop.train import load_trained
+    from adaptloop.train.ensemble import EnsembleModel
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    single = [n for n in ws.store.nodes(run_id) if n.status == "done" and n.model_artifact and n.dev_metrics
+              and n.pipeline["strategy"] in ("frozen", "lexical")][:2]
+    assert len(single) == 2, [n.name for n in ws.store.nodes(run_id)]
+    model = EnsembleModel([load_trained(ws.artifacts.path(n.model_artifact)) for n in single], [0.5, 0.5])
+    address = save_model(ws, model)
+    for n in ws.store.nodes(run_id):  # nothing else is fast enough
+        ws.store.update(Node, n.id, texts_per_second=0.0)
+    pair = ws.store.add(Node(run_id=run_id, parent_id=single[0].id, name="pair", intervention="ensemble", reason="t",
+                             pipeline={**single[0].pipeline, "strategy": "ensemble",
+                                       "hparams": {"member_names": [n.name for n in single]}},
+                             status="done", dev_metrics={"accuracy": 1.0}, chosen={"weights": [0.5, 0.5]},
+                             model_artifact=address, texts_per_second=500.0))
+    # the student answers exactly as the pair does: a tie on the eval set (it is listed first)
+    student = registry.register(ws.store, task_id=teacher.task_id, node_id=teacher.node_id, artifact=address,
+                                metrics={}, lineage={"teacher": teacher.id}, reason="a student")
+    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
+        "decision": "refused", "student": f"v{student.id}", "reason": "refused",
+        "texts_per_second": {"teacher": 1.0, "student": 500.0}, "gate": {}})
+    monkeypatch.setattr(distill, "refit_cheap", lambda *a, **kw: None)  # tested above
+    timed = []
+
+    def speed(model, texts, **kw):  # production first (too slow), then the pair
+        timed.append(model)
+        return 100.0 if len(timed) == 1 else 500.0
+
+    monkeypatch.setattr(distill, "texts_per_second", speed)
+    ws.settings.serve.min_throughput = 200.0
+    r = distill.fit_to_serving(ws)
+    served = registry.resolve(ws.store, "production")
+    assert served.id != student.id and ws.store.get(Node, served.node_id).id == pair.id, r  # max() took the first
+    assert f"v{student.id} 1.0000" in r["reason"] and "is the most accurate" in r["reason"], r  # tied, both said
+
+
 def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts_from_that_member(
         trained, tmp_path, monkeypatch):
     """The teacher's fine-tuned member of the default encoder meets [serve] min_throughput alone: its student keeps
