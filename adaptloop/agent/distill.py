@@ -333,10 +333,10 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
         if speed >= limit:
             if node is n:  # no refit of it yet: its frozen and n-gram members take dev in, if time allows
                 refitted = refit_cheap(ws, run, spec, n, done, until - time.monotonic(), progress=progress)
-                if refitted is not None:
-                    node = refitted
-                    speed = round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)),
-                                                   speed_texts), 1)
+                again = round(texts_per_second(load_trained(ws.artifacts.path(refitted.model_artifact)),
+                                               speed_texts), 1) if refitted is not None else 0.0
+                if again >= limit:  # more n-grams may cost speed: the limit holds for what serves
+                    node, speed = refitted, again
             node = abstaining(ws, run, spec, n, node, progress=progress)  # out-of-scope tasks: as the winner
             options.append((f"node '{node.name}'", None, node, speed, n.pipeline["strategy"]))
             break

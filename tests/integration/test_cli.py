@@ -385,6 +385,30 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     assert r["distill"]["decision"] == "promoted" and "the student within the gate's margin" in r["reason"], r
 
 
+def test_a_refit_that_times_under_the_limit_leaves_the_node_to_serve_as_fitted(trained, tmp_path, monkeypatch):
+    """[serve] min_throughput holds for what serves: a refit with more n-grams that is timed under it is not used."""
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
+        "decision": "refused", "student": f"v{teacher.id}", "reason": "refused",
+        "texts_per_second": {"teacher": 1.0, "student": 1.0}, "gate": {}})
+    rates = iter([100.0, 500.0, 100.0])  # production, the best fast node, then its refit: under the limit
+
+    monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: next(rates))
+    for n in ws.store.nodes(run_id):
+        ws.store.update(Node, n.id, texts_per_second=500.0)
+    ws.settings.serve.min_throughput = 200.0
+    distill.fit_to_serving(ws)
+    served = ws.store.get(Node, registry.resolve(ws.store, "production").node_id)
+    refits = [n for n in ws.store.nodes(run_id) if n.proposer == "serve"]
+    assert refits and served.id != refits[-1].id and served.pipeline["strategy"] != "refit", served.pipeline
+
+
 def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it(trained, tmp_path, monkeypatch):
     """The choice of what serves within [serve] min_throughput selects as the search does: an ensemble within
     graph.ENSEMBLE_SLACK of a single model (here the student, scoring exactly as the ensemble does) goes first."""
