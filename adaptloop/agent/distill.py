@@ -40,7 +40,7 @@ from adaptloop.agent.abstain import MIN_DEV, abstaining, said
 from adaptloop.agent.executor import save_model
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, eval_sets, recipe_book, register_node, run_eval_set
-from adaptloop.agent.refit import plan_of, refit, refit_cost, refitted_form
+from adaptloop.agent.refit import plan_of, refit, refit_cost, refit_pipeline, refitted_form
 from adaptloop.data.augment import probes as make_probes
 from adaptloop.errors import PromotionConflict, WorkspaceError
 from adaptloop.evaluate.gate import gate
@@ -57,7 +57,7 @@ from adaptloop.train.classifier import EncoderClassifier, classifiers
 from adaptloop.train.distill import DistillConfig, depth, distill
 from adaptloop.train.encoder import pick_device
 from adaptloop.train.threshold import ThresholdModel, abstention
-from adaptloop.types import Pipeline, Progress, TaskSpec, no_progress
+from adaptloop.types import Progress, TaskSpec, no_progress
 from adaptloop.workspace import Workspace
 
 
@@ -426,9 +426,7 @@ def refit_cheap(ws: Workspace, run: Run, spec: TaskSpec, node: Node, done: Seque
     except (RuntimeError, ValueError) as exc:  # cut short or failed: the node serves as it was fitted
         ws.store.decide(run.id, "warning", f"refit of '{node.name}' with dev failed ({exc}): it serves as fitted")
         return None
-    pipeline = Pipeline("train+dev", "refit", node.pipeline["encoder"],
-                        {"of": node.name, **({"keep_trained": True} if trained else {})}, node.pipeline["seed"])
-    what = "refit on train+dev" + (" (frozen members)" if trained else "")
+    pipeline, what = refit_pipeline(node.name, node.pipeline["encoder"], node.pipeline["seed"], keep_trained=trained)
     reason = (f"'{node.name}' meets [serve] min_throughput and will compete to serve: {what} in "
               f"{result.train_seconds:.0f}s (estimated {cost:.0f}s), judged on the frozen eval set")
     taken = {n.name for n in ws.store.nodes(run.id)}

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from adaptloop.agent.policy import WAIT, Proposal, SearchState, Stop
+from adaptloop.agent.refit import refit_pipeline
 from adaptloop.data import recipes
 from adaptloop.search import graph
 from adaptloop.search import interventions as iv
@@ -192,7 +193,7 @@ def servable(members: Sequence[GraphNode], s: SearchState) -> list[GraphNode]:
     out: list[GraphNode] = []
     for m in members:
         p = Pipeline("raw", "ensemble", s.encoder, {"member_names": [n.name for n in [*out, m]]})
-        if not s.too_slow(p):
+        if not s.too_slow(p, alone=True):
             out.append(m)
     return out
 
@@ -466,7 +467,7 @@ class DoctrinePolicy:
                 and s.too_slow(Pipeline.from_dict(n.pipeline))]
         if not slow:
             return None
-        fast = [p for p in self.graph_moves(s) if p.kind == "ensemble" and not s.too_slow(p.pipeline)]
+        fast = [p for p in self.graph_moves(s) if p.kind == "ensemble" and not s.too_slow(p.pipeline, alone=True)]
         if not fast:
             return None
         return Proposal(**{**fast[0].__dict__, "name": _unique(fast[0].name, s.nodes),
@@ -524,11 +525,9 @@ class DoctrinePolicy:
         part = not full and s.refit_frozen_seconds is not None and s.seconds_left >= s.refit_frozen_seconds
         if not (full or part):
             return None
-        return Proposal(name="refit", parent=b.name, move="refit", kind="refit",
-                        pipeline=Pipeline(recipe="train+dev", strategy="refit", encoder=s.encoder,
-                                          hparams={"of": b.name, **({"keep_trained": True} if part else {})},
-                                          seed=s.seed),
-                        intervention="refit on train+dev" + (" (frozen members)" if part else ""),
+        pipeline, intervention = refit_pipeline(b.name, s.encoder, s.seed, keep_trained=part)
+        return Proposal(name="refit", parent=b.name, move="refit", kind="refit", pipeline=pipeline,
+                        intervention=intervention,
                         reason=f"'{b.name}' is best on dev ({b.score:.4f}) and the budget left fits only a "
                                + ("refit: retrain the same pipeline with dev added (same hyperparameters and "
                                   "steps)" if full else

@@ -33,6 +33,14 @@ FROZEN_REFIT_S = 20.0  # a frozen member refits from cached embeddings in second
 TUNED_ON_DEV = ("threshold", "span-threshold")
 
 
+def refit_pipeline(of: str, encoder: str, seed: int, *, keep_trained: bool) -> tuple[Pipeline, str]:
+    """The pipeline of a refit of node ``of`` on train + dev (with ``keep_trained``, of its frozen and n-gram
+    members only) and its intervention, as the search and serving propose it."""
+    pipeline = Pipeline("train+dev", "refit", encoder, {"of": of, **({"keep_trained": True} if keep_trained else {})},
+                        seed)
+    return pipeline, "refit on train+dev" + (" (frozen members)" if keep_trained else "")
+
+
 @dataclass(frozen=True)
 class RefitPlan:
     selected: Node

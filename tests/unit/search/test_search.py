@@ -323,6 +323,28 @@ def test_a_model_too_slow_to_serve_must_leave_its_students_time():
     assert not state([base, ft]).too_slow(Pipeline("raw", "frozen", BIG))  # no limit set: nothing is too slow
 
 
+def test_speeds_measured_beside_another_trial_count_as_timed_alone_for_what_to_build_for_serving():
+    # banking77, 20m: a fine-tune measured at 154 texts/s beside another trial (195 alone) and the n-gram model
+    # made a pair of 146 from the shared speeds; it was not built and a lone fine-tune served
+    pol = DoctrinePolicy()
+    base = replace(node("baseline", 0.80), texts_per_second=154.0)
+    lex = replace(node("lexical", 0.78, "baseline", strategy="lexical", move="lexical", order=1),
+                  texts_per_second=2846.0)
+    ft = replace(node("finetune", 0.83, "baseline", strategy="finetune", move="finetune", order=2,
+                      hparams=dict(iv.FINETUNE_DEFAULTS)), texts_per_second=154.0)
+    big = replace(node("larger-encoder", 0.84, "baseline", encoder=BIG, move="larger-encoder", order=3),
+                  texts_per_second=22.0)
+    pair = Pipeline("raw", "ensemble", ENC, hparams={"member_names": ["finetune", "lexical"]})
+    shared = state([base, lex, ft, big], min_throughput=150.0, workers=2)
+    assert shared.too_slow(pair) and not shared.too_slow(pair, alone=True)
+    assert state([base, lex, ft, big], min_throughput=150.0, workers=1).too_slow(pair, alone=True)  # timed alone
+    assert shared.too_slow(Pipeline("raw", "ensemble", ENC, hparams={"member_names": ["finetune", "baseline"]}),
+                           alone=True)  # two encoder passes stay too slow
+    moves = [p for p in pol.graph_moves(shared) if p.kind == "ensemble"]
+    assert [p.pipeline.hparams["member_names"] for p in moves] == [
+        ["finetune", "lexical"], ["larger-encoder", "finetune", "baseline", "lexical"]]
+
+
 # -- extraction -----------------------------------------------------------------------------
 OVER = finding("over_prediction", 0.6, "'PER' is over-predicted", target={"label": "PER"},
                suggests=["negatives", "span-threshold", "clean"])
