@@ -102,12 +102,14 @@ def start_member(teacher: Any, labels: Sequence[str], encoder: str) -> EncoderCl
 
 def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, budget_s: float = 600.0,
                     max_traffic: int = 20_000, promote: bool = False, probes: float = 0.0,
-                    warm: bool = True, progress: Progress = no_progress) -> dict[str, Any]:
+                    warm: bool = True, competes: bool = False, progress: Progress = no_progress) -> dict[str, Any]:
     """Distil version ``ref`` (default: production) into a ``layers``-layer student; gate it against
     the teacher; promote it when ``promote`` and the binding rules pass. ``probes``: unlabelled probe
     texts per training text for the teacher to label (in at most ``PROBE_SHARE`` of the budget);
     ``warm``: start from the teacher's fine-tuned member of the default encoder when it is at most
-    ``layers`` deep (``start_member``; the student then has that member's layers). Returns what happened.
+    ``layers`` deep (``start_member``; the student then has that member's layers); ``competes``: a
+    student that passes competes to serve next (``serve_within_limit``), and its decision says so instead
+    of how to promote it. Returns what happened.
 
     Raises:
         NotFoundError: no such version.
@@ -223,7 +225,9 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
         decision = "refused"
     elif not promote:
         reason = (f"v{cand.id} passes the gate's noise and margin rules against its teacher v{mv.id} ({how}); "
-                  f"kept as a candidate: `adaptloop distill --promote`, or an admin's /v1/admin/promote, serves it")
+                  + ("it competes with the run's models that meet [serve] min_throughput on the frozen eval set"
+                     if competes else
+                     "kept as a candidate: `adaptloop distill --promote`, or an admin's /v1/admin/promote, serves it"))
         decision = "candidate"
     else:
         reason = (f"v{cand.id} replaces its teacher v{mv.id}: the gate's noise and margin rules pass and its gain "
@@ -279,7 +283,8 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     budget = min(parse_budget(ws.settings.serve.student_budget), budget_s or float("inf"))
     until = time.monotonic() + budget
     r = distill_version(ws, f"v{mv.id}", layers=layers,
-                        budget_s=budget, promote=False, progress=progress, probes=ws.settings.serve.student_probes)
+                        budget_s=budget, promote=False, competes=True, progress=progress,
+                        probes=ws.settings.serve.student_probes)
     # the student, within the gate's margin of its teacher or not, competes with the run's fast nodes on the frozen
     # eval sets: the margin says it is not much worse than its teacher, not that it beats what else serves fast
     served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, until=until,

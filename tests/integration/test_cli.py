@@ -356,8 +356,9 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     rates = {"student": 500.0}
 
     def passed(ws_, ref, **kw):
-        assert kw["promote"] is False  # production is decided after the comparison
-        return {"decision": "candidate", "student": f"v{student.id}", "reason": "passes the gate; kept as a candidate",
+        # production is decided after the comparison, and the student's decision says it competes
+        assert kw["promote"] is False and kw["competes"] is True
+        return {"decision": "candidate", "student": f"v{student.id}", "reason": "passes the gate; it competes",
                 "texts_per_second": {"teacher": 1.0, "student": rates["student"]}, "gate": {}}
 
     monkeypatch.setattr(distill, "distill_version", passed)
