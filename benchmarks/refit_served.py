@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/refit_served.py --workspace WS --dataset banking77 --node ensemble-3 [--out FILE]
 
 When a cold start's winner is slower than ``[serve] min_throughput``, what serves may be one of the
-search's fast nodes (``agent/distill.py::serve_within_limit``); before competing on the frozen eval set,
+search's fast nodes (``agent/distill.py::fast_node``); before competing on the frozen eval set,
 a node without a refit gets its frozen and n-gram members refitted on train + dev
 (``agent/distill.py::refit_cheap``, the same call `new` makes; it adds a refit node to the workspace's
 run). This scores the node as the search fitted it and as refitted, on the dataset's test split, without

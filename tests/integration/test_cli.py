@@ -260,8 +260,8 @@ def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_mee
     run_id = ws.store.get(Node, teacher.node_id).run_id
     calls = []
 
-    def refused(ws, ref, **kw):
-        calls.append(ref)
+    def refused(ws_, ref, **kw):  # what the student starts with: the serving refits made before it, its seconds
+        calls.append((ref, [n.name for n in ws.store.nodes(run_id) if n.proposer == "serve"], kw["budget_s"]))
         return {"decision": "refused", "student": f"v{teacher.id}", "reason": "refused: worse than its teacher",
                 "texts_per_second": {"teacher": 1.0, "student": 1.0}}
 
@@ -293,6 +293,8 @@ def test_a_refused_student_leaves_production_to_the_most_accurate_model_that_mee
                   m.id == teacher.node_id and m.pipeline["hparams"].get("of") == n.name for m in nodes))]
     assert original.dev_metrics["accuracy"] == max(n.dev_metrics["accuracy"] for n in others)  # best on dev
     assert node.pipeline["strategy"] == "refit" and node.proposer == "serve", node.pipeline  # with dev, first
+    # the refit's cost is fixed and the student's fit elastic: the refit comes before the student, which gets the rest
+    assert calls[-1][1] == [node.name] and calls[-1][2] < calls[0][2], calls
     assert "min_throughput 200" in r["reason"] and "adaptloop rollback" in r["reason"], r
     promoted = [d for d in ws.store.all(select(Decision).where(Decision.run_id == run_id)) if d.kind == "promoted"]
     assert promoted and promoted[-1].data["incumbent"] == teacher.id and promoted[-1].data["gate"]["sets"]
