@@ -412,6 +412,32 @@ def test_a_refit_that_times_under_the_limit_leaves_the_node_to_serve_as_fitted(t
     assert refits and served.id != refits[-1].id and served.pipeline["strategy"] != "refit", served.pipeline
 
 
+def test_a_node_timed_at_the_limit_in_the_search_still_meets_it_when_a_later_pass_is_slower(
+        trained, tmp_path, monkeypatch):
+    """A node's speed is the fastest of its timings (other processes only slow a pass down): timed under the limit
+    when serving is decided, at it before the search stopped, it serves; timed under it both times, it does not."""
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
+        "decision": "refused", "student": f"v{teacher.id}", "reason": "refused",
+        "texts_per_second": {"teacher": 1.0, "student": 1.0}, "gate": {}})
+    monkeypatch.setattr(distill, "refit_cheap", lambda *a, **kw: None)  # tested above
+    monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 100.0)  # every pass now: too slow
+    ws.settings.serve.min_throughput = 200.0
+    for searched, serves in ((150.0, False), (210.0, True)):
+        for n in ws.store.nodes(run_id):
+            ws.store.update(Node, n.id, texts_per_second=searched)
+        r = distill.fit_to_serving(ws)
+        served = registry.resolve(ws.store, "production")
+        assert (served.id != teacher.id) is serves, (searched, r)
+        assert ("keeps serving" in r["reason"]) is not serves, r
+
+
 def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it(trained, tmp_path, monkeypatch):
     """The choice of what serves within [serve] min_throughput selects as the search does: an ensemble within
     graph.ENSEMBLE_SLACK of a single model (here the student, scoring exactly as the ensemble does) goes first."""
