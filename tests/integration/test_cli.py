@@ -9,6 +9,7 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 import tomli_w
@@ -388,18 +389,28 @@ def test_a_student_within_the_gate_margin_still_competes_with_the_fast_nodes_for
     assert r["distill"]["decision"] == "promoted" and "the student within the gate's margin" in r["reason"], r
 
 
-def test_a_refit_that_times_under_the_limit_leaves_the_node_to_serve_as_fitted(trained, tmp_path, monkeypatch):
-    """[serve] min_throughput holds for what serves: a refit with more n-grams that is timed under it is not used."""
+def student_refused(trained: dict, tmp_path: Path, monkeypatch) -> tuple[Workspace, Any, int]:
+    """A copy with the winner serving whose student distillation is refused (the winner's version stands in):
+    the workspace, the teacher's version and its run's id."""
     from adaptloop.agent import distill
     from adaptloop.store import registry
     from adaptloop.store.db import Node
 
     ws = copy_with_the_winner_serving(trained, tmp_path)
     teacher = registry.resolve(ws.store, "production")
-    run_id = ws.store.get(Node, teacher.node_id).run_id
     monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
         "decision": "refused", "student": f"v{teacher.id}", "reason": "refused",
         "texts_per_second": {"teacher": 1.0, "student": 1.0}, "gate": {}})
+    return ws, teacher, ws.store.get(Node, teacher.node_id).run_id
+
+
+def test_a_refit_that_times_under_the_limit_leaves_the_node_to_serve_as_fitted(trained, tmp_path, monkeypatch):
+    """[serve] min_throughput holds for what serves: a refit with more n-grams that is timed under it is not used."""
+    from adaptloop.agent import distill
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+
+    ws, teacher, run_id = student_refused(trained, tmp_path, monkeypatch)
     rates = iter([100.0, 500.0, 100.0])  # production, the best fast node, then its refit: under the limit
 
     monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: next(rates))
@@ -420,12 +431,7 @@ def test_a_node_timed_at_the_limit_in_the_search_still_meets_it_when_a_later_pas
     from adaptloop.store import registry
     from adaptloop.store.db import Node
 
-    ws = copy_with_the_winner_serving(trained, tmp_path)
-    teacher = registry.resolve(ws.store, "production")
-    run_id = ws.store.get(Node, teacher.node_id).run_id
-    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
-        "decision": "refused", "student": f"v{teacher.id}", "reason": "refused",
-        "texts_per_second": {"teacher": 1.0, "student": 1.0}, "gate": {}})
+    ws, teacher, run_id = student_refused(trained, tmp_path, monkeypatch)
     monkeypatch.setattr(distill, "refit_cheap", lambda *a, **kw: None)  # tested above
     monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: 100.0)  # every pass now: too slow
     ws.settings.serve.min_throughput = 200.0
