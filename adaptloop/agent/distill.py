@@ -285,13 +285,14 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     until = time.monotonic() + budget
     # the search's fast node first: its refit with dev has a fixed cost, the student's fit takes what is left
     # (clinc150, 20m: the student took 277 s of 300 and the pair's refit, 44 s, found no time after it)
-    fast = fast_node(ws, mv, run, spec, limit, until=until, progress=progress)
+    sets = eval_sets(ws, mv.task_id)  # what the fast node is timed on, and both options are scored on
+    fast = fast_node(ws, mv, run, spec, limit, sets, until=until, progress=progress)
     r = distill_version(ws, f"v{mv.id}", layers=layers,
                         budget_s=max(until - time.monotonic(), 0.0), promote=False, competes=True, progress=progress,
                         probes=ws.settings.serve.student_probes)
     # the student, within the gate's margin of its teacher or not, competes with the run's fast nodes on the frozen
     # eval sets: the margin says it is not much worse than its teacher, not that it beats what else serves fast
-    served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, fast,
+    served, r["reason"] = serve_within_limit(ws, mv, run, rate, limit, r, fast, sets,
                                              progress=progress) or (f"v{mv.id}", r["reason"])
     if served == r["student"]:
         r["decision"] = "promoted"
@@ -299,16 +300,21 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
             "distill": r}
 
 
-def fast_node(ws: Workspace, teacher: ModelVersionRow, run: Run, spec: TaskSpec, limit: float, *,
-              until: float = float("inf"), progress: Progress = no_progress) -> tuple[Node, float, str] | None:
+def fast_node(ws: Workspace, teacher: ModelVersionRow, run: Run, spec: TaskSpec, limit: float,
+              sets: Sequence[tuple[str, Sequence[Any]]], *, until: float = float("inf"),
+              progress: Progress = no_progress) -> tuple[Node, float, str] | None:
     """The node of the teacher's cold-start ``run`` that would serve in its place: the best on dev (an ensemble
     within ``graph.ENSEMBLE_SLACK`` of a single node before it, as the search selects; its refit on train + dev
     when there is one) of those timed again, alone, at ``limit`` texts a second or more. Without a refit, its
     cheap members are refitted with dev first when that fits before ``until`` (``refit_cheap``); it abstains as
     the winner does. A node's speed is the fastest of its timings, this one and the search's. (node, its speed,
-    the strategy it was selected as), or None when no node meets the limit."""
-    sets = eval_sets(ws, teacher.task_id)
+    the strategy it was selected as), or None when no node meets the limit. ``sets``: the frozen eval sets
+    (``eval_sets``), whose texts it is timed on."""
     speed_texts = [e.text for _, ex in sets for e in ex]
+
+    def timed(node: Node) -> float:
+        return round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1)
+
     done = [n for n in ws.store.nodes(run.id) if n.status == "done" and n.model_artifact]
     # the best on dev first, an ensemble within graph.ENSEMBLE_SLACK of a single node before it (as the
     # search selects: at 20 minutes on banking77 a fine-tune and its pair with the n-gram model tied on dev)
@@ -323,14 +329,12 @@ def fast_node(ws: Workspace, teacher: ModelVersionRow, run: Run, spec: TaskSpec,
         # the fastest of its timed passes on this machine, the search's among them (other processes only slow a
         # pass down): banking77, 20m, the fine-tune + n-gram pair timed 157 texts/s alone before the search
         # stopped and under 150 here a minute later, and a refused student (test 0.9347) served in its place
-        speed = max(round(texts_per_second(load_trained(ws.artifacts.path(node.model_artifact)), speed_texts), 1),
-                    node.texts_per_second or 0.0)
+        speed = max(timed(node), node.texts_per_second or 0.0)
         if speed < limit:
             continue
         if node is n:  # no refit of it yet: its frozen and n-gram members take dev in, if time allows
             refitted = refit_cheap(ws, run, spec, n, done, until - time.monotonic(), progress=progress)
-            again = round(texts_per_second(load_trained(ws.artifacts.path(refitted.model_artifact)),
-                                           speed_texts), 1) if refitted is not None else 0.0
+            again = timed(refitted) if refitted is not None else 0.0
             if again >= limit:  # more n-grams may cost speed: the limit holds for what serves
                 node, speed = refitted, again
         node = abstaining(ws, run, spec, n, node, progress=progress)  # out-of-scope tasks: as the winner
@@ -339,11 +343,12 @@ def fast_node(ws: Workspace, teacher: ModelVersionRow, run: Run, spec: TaskSpec,
 
 
 def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: float, limit: float,
-                       distilled: dict[str, Any], fast: tuple[Node, float, str] | None, *,
+                       distilled: dict[str, Any], fast: tuple[Node, float, str] | None,
+                       sets: Sequence[tuple[str, Sequence[Any]]], *,
                        progress: Progress = no_progress) -> tuple[str, str] | None:
     """``[serve] min_throughput`` is a constraint, not a wish: production in place of a too-slow ``teacher``
     becomes the most accurate model that meets the limit: its student (``distilled``) when it does, or the
-    search's ``fast`` node (``fast_node``). The two are compared on the frozen eval sets (the sets the gate
+    search's ``fast`` node (``fast_node``). The two are compared on the frozen eval ``sets`` (the sets the gate
     judged the student on; an ensemble within ``graph.ENSEMBLE_SLACK`` of a more accurate single model goes
     first, as in the search's selection), whether the student passed the gate against its teacher or not: on
     banking77 at 20 minutes a 6-layer student within the gate's margin scored 0.9328 on the eval set, the
@@ -354,7 +359,6 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
     store = ws.store
     spec = ws.store.run_state(run).spec
     passed = distilled["decision"] == "candidate"  # within the gate's margin of its teacher (not promoted yet)
-    sets = eval_sets(ws, teacher.task_id)
     # (what, its registered version or None, node, speed, the strategy it was selected as: an ensemble or not)
     options: list[tuple[str, Any, Node | None, float, str]] = []
     student_rate = distilled["texts_per_second"]["student"] or 0
