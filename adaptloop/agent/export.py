@@ -65,13 +65,29 @@ def attach_export(ws: Workspace, artifact: str, model: Any, threads: int = 0) ->
     return attach(model, export_dir(ws, artifact), precision, threads)
 
 
-def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress = no_progress) -> dict[str, Any]:
+def export_version(ws: Workspace, ref: str | None = None, *, reuse: bool = False,
+                   progress: Progress = no_progress) -> dict[str, Any]:
     """Export version ``ref`` (default: production) to ONNX and judge it against torch on its run's
-    frozen eval set; what was tried and what serves.
+    frozen eval set; what was tried and what serves (``export_artifact``; ``reuse``: keep a verdict its
+    model already has, as when serving timed it through its export before it was registered).
 
     Raises:
         NotFoundError: no such version.
         WorkspaceError: the version is neither an encoder classifier nor a tagger (a causal LM).
+    """
+    mv = registry.resolve(ws.store, ref)
+    run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
+    return export_artifact(ws, run, mv.artifact, f"v{mv.id}", reuse=reuse, progress=progress)
+
+
+def export_artifact(ws: Workspace, run: Run, artifact: str, what: str, *, reuse: bool = False,
+                    progress: Progress = no_progress) -> dict[str, Any]:
+    """Export the model at ``artifact`` (``what``: how decisions name it, a version or a node of ``run``) to
+    ONNX and judge it against torch on ``run``'s frozen eval set; a decision of ``run``. ``reuse``: when the
+    artifact was exported against that eval set before, its verdict stands (an artifact never changes).
+
+    Raises:
+        WorkspaceError: the model is neither an encoder classifier nor a tagger, or ``run`` froze no eval set.
     """
     from adaptloop.agent.predict import score_rows
     from adaptloop.agent.prepare import run_eval_set
@@ -79,25 +95,29 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     from adaptloop.train.onnx_export import PRECISIONS, attach, export, exportable
 
     store = ws.store
-    mv = registry.resolve(store, ref)
-    run = store.get(Run, store.get(Node, mv.node_id).run_id)
     spec = store.run_state(run).spec
-    path = ws.artifacts.path(mv.artifact)
+    eval_set = run_eval_set(ws, run)
+    folder = export_dir(ws, artifact)
+    if reuse and eval_set is not None and (folder / VERDICT).is_file():
+        verdict = json.loads((folder / VERDICT).read_text(encoding="utf-8"))
+        if verdict.get("eval_set") == eval_set.id:
+            reason = f"{what} has the export of {verdict['version']} (the same model): {verdict['reason']}"
+            store.decide(run.id, "export", reason, version=what, serves=verdict["serves"], tried=verdict["tried"])
+            return {**verdict, "version": what, "reason": reason}
+    path = ws.artifacts.path(artifact)
     model = load_trained(path)
     if not exportable(model):
-        raise WorkspaceError(f"v{mv.id} is a {spec.family} model: ONNX export covers encoder classifiers "
+        raise WorkspaceError(f"{what} is a {spec.family} model: ONNX export covers encoder classifiers "
                              "(frozen, fine-tuned, LoRA, their ensembles and thresholds) and taggers (alone or "
                              "averaged); it keeps serving with torch")
-    eval_set = run_eval_set(ws, run)
     if eval_set is None:
-        raise WorkspaceError(f"v{mv.id} comes from run {run.id}, which froze no eval set: there is nothing to check "
+        raise WorkspaceError(f"{what} comes from run {run.id}, which froze no eval set: there is nothing to check "
                              "an export against; export a version from a cold start or an improve cycle")
     examples = eval_set.examples
     t0 = time.monotonic()
     base_rows = score_rows(model, examples, progress=progress, what="score with torch")
     torch_s = time.monotonic() - t0
     base_metric = primary(metrics_of(spec, base_rows), spec.primary_metric)
-    folder = export_dir(ws, mv.artifact)
     staging = folder.with_name(folder.name + STAGING_SUFFIX)
     shutil.rmtree(staging, ignore_errors=True)
     t0 = time.monotonic()
@@ -119,16 +139,16 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
             break
     t = tried[-1]
     if serves:
-        reason = (f"v{mv.id} serves through ONNX {serves}: same prediction as torch on {t['agreement']:.2%} of eval "
+        reason = (f"{what} serves through ONNX {serves}: same prediction as torch on {t['agreement']:.2%} of eval "
                   f"set {eval_set.id} (n={len(examples)}, ≥ {AGREEMENT_MIN:.1%}), {spec.primary_metric} "
                   f"{t[spec.primary_metric]:.4f} vs {base_metric:.4f} (within {METRIC_TOLERANCE}); "
                   f"scoring it took {t['seconds']:.1f}s vs torch {torch_s:.1f}s")
     else:
-        reason = (f"v{mv.id} keeps serving with torch: no export agreed with it closely enough on eval set "
+        reason = (f"{what} keeps serving with torch: no export agreed with it closely enough on eval set "
                   f"{eval_set.id} (n={len(examples)}): " + "; ".join(
                       f"{x['precision']} {x['agreement']:.2%} same, {spec.primary_metric} {x[spec.primary_metric]:.4f}"
                       for x in tried) + f" vs torch {base_metric:.4f}")
-    verdict = {"version": f"v{mv.id}", "artifact": mv.artifact, "eval_set": eval_set.id, "n": len(examples),
+    verdict = {"version": what, "artifact": artifact, "eval_set": eval_set.id, "n": len(examples),
                "torch": {spec.primary_metric: round(base_metric, 5), "seconds": round(torch_s, 2)},
                "export_seconds": round(export_s, 1), "tried": tried, "serves": serves, "reason": reason}
     if not serves:  # the graphs are not kept; the verdict is
@@ -137,7 +157,7 @@ def export_version(ws: Workspace, ref: str | None = None, *, progress: Progress 
     (staging / VERDICT).write_text(json.dumps(verdict, indent=1), encoding="utf-8")
     shutil.rmtree(folder, ignore_errors=True)
     staging.rename(folder)
-    store.decide(run.id, "export", reason, version=f"v{mv.id}", serves=serves, tried=tried)
+    store.decide(run.id, "export", reason, version=what, serves=serves, tried=tried)
     return verdict
 
 
@@ -152,6 +172,6 @@ def export_production(ws: Workspace, *, progress: Progress = no_progress) -> dic
     if ws.store.run_state(run).spec.family == "generation":  # decided before loading a causal LM
         return None
     try:  # export_version loads the model once and says when the exporter does not know it
-        return export_version(ws, f"v{mv.id}", progress=progress)
+        return export_version(ws, f"v{mv.id}", reuse=True, progress=progress)
     except WorkspaceError:  # not exportable, or no frozen eval set to check against: torch serves
         return None

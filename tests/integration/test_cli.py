@@ -444,6 +444,34 @@ def test_a_node_timed_at_the_limit_in_the_search_still_meets_it_when_a_later_pas
         assert ("keeps serving" in r["reason"]) is not serves, r
 
 
+def test_a_winner_torch_times_under_the_limit_keeps_serving_when_its_onnx_export_meets_it(
+        trained, tmp_path, monkeypatch):
+    """Production serves through an ONNX export that passes its parity check, so that is what [serve]
+    min_throughput holds: a winner timed under the limit with torch and at it through its export keeps serving
+    (no student), and `new`'s export after it keeps that export; an export the check refuses does not count."""
+    import shutil
+
+    from adaptloop.agent import distill
+    from adaptloop.agent import export as ex
+    from adaptloop.train.classifier import classifiers
+
+    ws, teacher, run_id = student_refused(trained, tmp_path, monkeypatch)
+    shutil.rmtree(ex.export_dir(ws, teacher.artifact), ignore_errors=True)  # an earlier test's export of it
+    monkeypatch.setattr(distill, "texts_per_second", lambda model, texts, **kw: (
+        500.0 if any(c.onnx is not None for c in classifiers(model)) else 100.0))  # its export: 5x as fast
+    ws.settings.serve.min_throughput, ws.settings.serve.export = 200.0, True
+    r = distill.fit_to_serving(ws)
+    precision = ex.served_precision(ws, teacher.artifact)
+    assert r["version"] == f"v{teacher.id}" and r["texts_per_second"] == 500.0 and "distill" not in r, r
+    assert precision in ("int8", "int8-mixed", "fp32"), precision
+    again = ex.export_production(ws)  # `new` exports production after this: the same export, not a second one
+    assert again["serves"] == precision and "has the export of" in again["reason"], again
+    shutil.rmtree(ex.export_dir(ws, teacher.artifact))
+    monkeypatch.setattr(ex, "METRIC_TOLERANCE", -1.0)  # a check no export passes: torch's speed stands
+    r = distill.fit_to_serving(ws)
+    assert "distill" in r and "below [serve] min_throughput 200" in r["reason"], r
+
+
 def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it(trained, tmp_path, monkeypatch):
     """The choice of what serves within [serve] min_throughput selects as the search does: an ensemble within
     graph.ENSEMBLE_SLACK of a single model (here the student, scoring exactly as the ensemble does) goes first."""
