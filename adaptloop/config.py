@@ -97,7 +97,8 @@ class ServeSettings(BaseModel):
     max_chars: int = Field(4000, ge=1, description="Characters per input; longer is answered 413.")
     trace_flush_ms: float = Field(200.0, gt=0, description="Traces are written to the store in batches this often.")
     min_throughput: float = Field(150.0, ge=0, description="Texts a second the production classifier must score "
-                                  "on this machine (torch, batches of 32). When a cold start's winner is "
+                                  "on this machine (batches of 32; through its ONNX export when `export` is on and one "
+                                  "passes the parity check, as production runs it). When a cold start's winner is "
                                   "slower (an ensemble, a base-size encoder, a 6-layer encoder on a small CPU), "
                                   "`new` distils a student of it and serves that if the gate passes it against "
                                   "its teacher, else the most accurate model of the search that meets the limit. "

@@ -38,6 +38,7 @@ from sqlalchemy import select
 
 from adaptloop.agent.abstain import MIN_DEV, abstaining, said
 from adaptloop.agent.executor import save_model
+from adaptloop.agent.export import attach_export, export_artifact, served_precision
 from adaptloop.agent.predict import embedding_cache, load_version, score_rows
 from adaptloop.agent.prepare import _examples, eval_sets, recipe_book, register_node, run_eval_set
 from adaptloop.agent.refit import plan_of, refit, refit_cost, refit_pipeline, refitted_form
@@ -269,8 +270,10 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     frozen = run_eval_set(ws, run)
     texts = [e.text for e in frozen.examples] if frozen is not None else []
     rate = serving_speed(ws, run, mv.artifact, f"v{mv.id}", model, texts, limit, progress=progress)
+    precision = served_precision(ws, mv.artifact)  # what it was timed through (its export, once one passed)
+    through = f" through its ONNX {precision} export" if precision else ""
     if rate >= limit:
-        why = f"v{mv.id} scores {rate:.0f} texts/s on this machine, within [serve] min_throughput {limit:.0f}"
+        why = f"v{mv.id} scores {rate:.0f} texts/s on this machine{through}, within [serve] min_throughput {limit:.0f}"
         ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
         return {"version": f"v{mv.id}", "texts_per_second": rate, "limit": limit, "reason": why}
     layers, whole = ws.settings.serve.student_layers, ""
@@ -280,7 +283,7 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
         if alone >= limit:  # a whole fine-tuned member is servable: the student keeps its layers and starts from it
             layers = depth(member.encoder)
             whole = f" (its fine-tuned member alone scores {alone:.0f}: the student starts from it, all its layers)"
-    why = (f"v{mv.id} scores {rate:.0f} texts/s on this machine, below [serve] min_throughput {limit:.0f}: "
+    why = (f"v{mv.id} scores {rate:.0f} texts/s on this machine{through}, below [serve] min_throughput {limit:.0f}: "
            f"distilling a {layers}-layer student of it{whole}")
     ws.store.decide(run.id, "serving", why, texts_per_second=rate, limit=limit)
     from adaptloop.agent.budget import parse_budget
@@ -313,7 +316,6 @@ def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, model: Any,
     pair's refit timed under 150 texts/s with torch (best of three passes) and the pair served as fitted
     (test 0.9386 where its refit scored 0.9399); its export scores the eval set 1.7x as fast as torch.
     ``torch_speed``: the model's speed with torch when it was just timed (else it is timed here)."""
-    from adaptloop.agent.export import attach_export, export_artifact
     from adaptloop.train.onnx_export import exportable
 
     speed = round(texts_per_second(model, texts), 1) if torch_speed is None else torch_speed

@@ -8,7 +8,9 @@ feed-forward output projections in fp32, then fp32; when
 none holds, the export is refused with the numbers and torch keeps serving. The verdict is kept
 beside the graphs in ``.adaptloop/exports/<artifact>/export.json`` (an artifact is immutable:
 the export sits beside it, not in it), and every export is a decision of the version's run.
-``attach_export`` is how `serve`, `predict` and `eval` pick it up.
+``attach_export`` is how `serve`, `predict` and `eval` pick it up. ``export_artifact`` exports a model
+that is not a version yet: a node about to compete to serve, timed through its export against
+``[serve] min_throughput`` (``agent/distill.py``); the version it becomes reuses that verdict.
 """
 
 from __future__ import annotations
