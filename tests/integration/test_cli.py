@@ -472,6 +472,36 @@ def test_a_winner_torch_times_under_the_limit_keeps_serving_when_its_onnx_export
     assert "distill" in r and "below [serve] min_throughput 200" in r["reason"], r
 
 
+def test_a_node_torch_times_under_the_limit_serves_in_place_of_a_slow_winner_through_its_onnx_export(
+        trained, tmp_path, monkeypatch):
+    """The search's nodes that may serve in place of a too-slow winner are held to the limit as they would serve
+    too: timed under it with torch and at it through an export that passed the parity check, one serves, and
+    that export is what `new` keeps for it."""
+    from adaptloop.agent import distill
+    from adaptloop.agent import export as ex
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+    from adaptloop.train.classifier import classifiers
+
+    ws, teacher, run_id = student_refused(trained, tmp_path, monkeypatch)
+    monkeypatch.setattr(distill, "refit_cheap", lambda *a, **kw: None)  # tested above
+    timed = []
+
+    def speed(model, texts, **kw):  # the winner first: too slow even for an export; then torch 100, an export 500
+        timed.append(model)
+        return 10.0 if len(timed) == 1 else 500.0 if any(c.onnx is not None for c in classifiers(model)) else 100.0
+
+    monkeypatch.setattr(distill, "texts_per_second", speed)
+    for n in ws.store.nodes(run_id):
+        ws.store.update(Node, n.id, texts_per_second=100.0)
+    ws.settings.serve.min_throughput, ws.settings.serve.export = 200.0, True
+    r = distill.fit_to_serving(ws)
+    served = registry.resolve(ws.store, "production")
+    assert served.id != teacher.id and "(500 texts/s)" in r["reason"], r
+    assert ex.served_precision(ws, served.artifact) in ("int8", "int8-mixed", "fp32")
+    assert "has the export of node" in ex.export_production(ws)["reason"]
+
+
 def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it(trained, tmp_path, monkeypatch):
     """The choice of what serves within [serve] min_throughput selects as the search does: an ensemble within
     graph.ENSEMBLE_SLACK of a single model (here the student, scoring exactly as the ensemble does) goes first."""
