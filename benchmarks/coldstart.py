@@ -30,6 +30,10 @@ it); without it, adaptloop holds its eval set and dev out of train.jsonl.
 on (its train and dev splits, without the frozen eval set) instead of all of train.jsonl: the recipe
 with adaptloop's data, to tell what the held-out eval set costs from what the search costs.
 
+`--setting serve.min_throughput=0` (repeatable) sets a key of adaptloop's workspace settings before its
+run (recorded in its row). Once scored, adaptloop's workspace keeps its store and reports and loses its
+models and exports (about 1 GB a 20-minute run), unless `--keep-models`.
+
 `--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
 same script run; frozen + LR, the default fine-tune and the fixed recipe run once and report
 their wall time. `--only a b ...` runs some methods (and keeps the others' earlier results, and
@@ -43,11 +47,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -71,13 +78,47 @@ def scores(y_true: list[str], y_pred: list[str]) -> dict:
     return {k: v for k, v in m.items() if k != "per_class"}
 
 
-def run_adaptloop(dataset: str, budget: str, official_dev: bool = False) -> dict:
+def configure(ws: Path, settings: Sequence[str]) -> dict[str, Any]:
+    """Set ``section.key=value`` pairs (a TOML value: ``serve.min_throughput=0``) in the workspace's
+    adaptloop.toml, validated as adaptloop validates it; returns them as set, for the results."""
+    import tomllib
+
+    from adaptloop.config import Settings, load_settings, write_settings
+
+    data = load_settings(ws).model_dump()
+    applied: dict[str, Any] = {}
+    for pair in settings:
+        key, sep, raw = pair.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or section not in data or name not in data[section]:
+            sys.exit(f"--setting {pair!r}: expected section.key=value with a key of adaptloop.toml "
+                     f"(docs/settings.md), e.g. serve.min_throughput=0")
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        data[section][name] = applied[key.strip()] = value
+    write_settings(ws, Settings.model_validate(data))
+    return applied
+
+
+def drop_models(ws: Path) -> int:
+    """Remove a scored workspace's model artifacts and exports (about 1 GB a 20-minute run), keeping its
+    store and reports (`adaptloop runs -w` still shows the run); the bytes freed."""
+    freed = 0
+    for folder in (ws / ".adaptloop" / "artifacts", ws / ".adaptloop" / "exports"):
+        if folder.is_dir():
+            freed += sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+            shutil.rmtree(folder)
+    return freed
+
+
+def run_adaptloop(dataset: str, budget: str, official_dev: bool = False, settings: Sequence[str] = (),
+                  keep_models: bool = False) -> dict:
     # `python -m adaptloop.cli` runs the adaptloop that this interpreter imports (PYTHONPATH
     # can point at a snapshot of the code, so that editing the tree cannot touch a long run)
     exe = [sys.executable, "-m", "adaptloop.cli"]
     # the workspace is kept (its path is in the results) so `adaptloop runs -w` can show it
     ws = Path(tempfile.mkdtemp(prefix=f"adaptloop-bench-{dataset}-")) / "ws"
     subprocess.run([*exe, "init", str(ws)], check=True)
+    applied = configure(ws, settings) if settings else {}
     gold = DATASETS / dataset / "validation.jsonl"
     if official_dev and not gold.exists():
         sys.exit(f"--official-dev: {dataset} has no validation.jsonl; run without it")
@@ -99,8 +140,10 @@ def run_adaptloop(dataset: str, budget: str, official_dev: bool = False) -> dict
         w = subprocess.run([*exe, "eval", "--data", str(DATASETS / dataset / "test.jsonl"), "-m",
                             f"v{r['version']}", "--json", "-w", str(ws)], check=True, capture_output=True, text=True)
         winner_test = {k: v for k, v in json.loads(w.stdout).items() if k not in ("per_class", "examples_wrong")}
+    if not keep_models:
+        print(f"dropped the workspace's models and exports: {drop_models(ws) / 1e9:.1f} GB", file=sys.stderr)
     return {"method": "adaptloop", "budget": budget, "wall_seconds": round(wall_new, 1),
-            "eval_data": "validation.jsonl" if official_dev else None,
+            "eval_data": "validation.jsonl" if official_dev else None, "settings": applied,
             "workspace": str(ws), "served": served, "winner_version": r.get("version"),
             "winner_test": winner_test,
             "nodes": [{k: n.get(k) for k in ("id", "parent_id", "name", "status", "train_seconds", "move",
@@ -310,6 +353,12 @@ def main() -> None:
                     help="fit the fixed recipe on the rows this adaptloop workspace's cold start fitted on (its "
                          "train and dev splits, without the frozen eval set) instead of all of train.jsonl: the "
                          "recipe with adaptloop's data")
+    ap.add_argument("--setting", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="a setting of adaptloop's workspace (adaptloop.toml, docs/settings.md), repeatable: "
+                         "--setting serve.min_throughput=0 runs without the serving-speed limit")
+    ap.add_argument("--keep-models", action="store_true",
+                    help="keep adaptloop's trained models and exports in its workspace (about 1 GB a 20-minute "
+                         "run; by default only its store and reports are kept once it is scored)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     out = a.out or REPO / "benchmarks" / "results" / f"coldstart-{a.dataset}.json"
@@ -327,7 +376,7 @@ def main() -> None:
     results = [r for r in prev["results"] if a.only and not measured_again(r)]
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
                             text=True).stdout.strip() or None
-    steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b, a.official_dev),
+    steps = {"adaptloop": lambda b: run_adaptloop(a.dataset, b, a.official_dev, a.setting, a.keep_models),
              "frozen": lambda b: run_frozen_logreg(a.dataset),
              "finetune": lambda b: run_default_finetune(a.dataset),
              "recipe": lambda b: run_fixed_recipe(a.dataset, a.recipe_rows),

@@ -29,7 +29,7 @@ accurate model that serves fast enough.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -214,7 +214,7 @@ def distill_version(ws: Workspace, ref: str | None = None, *, layers: int = 3, b
                     for sid, ex in sets], epsilon=ws.settings.improve.epsilon, seed=ws.settings.train.seed,
              margin=ws.settings.serve.student_margin / 100)
     binding = bool(g.sets) and all(r.passed for r in g.sets) and (g.pooled is None or g.pooled.passed)
-    speed_texts = [e.text for _, ex in sets for e in ex] or dev_texts
+    speed_texts = set_texts(sets) or dev_texts
     _, _, served = load_version(ws, f"v{mv.id}")  # as serving loads it: no embedding cache
     speed = {"teacher": round(texts_per_second(served, speed_texts), 1),
              "student": round(texts_per_second(load_trained(ws.artifacts.path(address)), speed_texts), 1)}
@@ -269,7 +269,7 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
     _, _, model = load_version(ws, f"v{mv.id}")
     frozen = run_eval_set(ws, run)
     texts = [e.text for e in frozen.examples] if frozen is not None else []
-    rate = serving_speed(ws, run, mv.artifact, f"v{mv.id}", model, texts, limit, progress=progress)
+    rate = serving_speed(ws, run, mv.artifact, f"v{mv.id}", lambda: model, texts, limit, progress=progress)
     precision = served_precision(ws, mv.artifact)  # what it was timed through (its export, once one passed)
     through = f" through its ONNX {precision} export" if precision else ""
     if rate >= limit:
@@ -307,7 +307,12 @@ def fit_to_serving(ws: Workspace, *, budget_s: float | None = None,
             "distill": r}
 
 
-def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, model: Any, texts: Sequence[str],
+def set_texts(sets: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
+    """The texts of the frozen eval ``sets`` (``eval_sets``): what a model is timed on."""
+    return [e.text for _, ex in sets for e in ex]
+
+
+def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, load: Callable[[], Any], texts: Sequence[str],
                   limit: float, *, torch_speed: float | None = None, progress: Progress = no_progress) -> float:
     """Texts a second ``model`` (``artifact``, of ``run``; ``what`` names it) scores as it would serve: production
     runs through the model's ONNX export when one passes the parity check (``[serve] export``), so a model that
@@ -316,11 +321,16 @@ def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, model: Any,
     n-gram pair's refit timed under 150 texts/s with torch (best of three passes), so the pair served as fitted
     (test 0.9386; the refit 0.9399 in other runs); timed so, a pair at 146 with torch scored 209 through its fp32
     export and its refit served (0.9399), and at 10 minutes the winner, 315 through its int8-mixed export, served
-    without a student. ``torch_speed``: the model's speed with torch when it was just timed (else timed here)."""
+    without a student. ``load`` gives the model, called only when it is timed or exported; ``torch_speed``: its
+    speed with torch when it was just timed (else timed here)."""
     from adaptloop.train.onnx_export import exportable
 
+    model = load() if torch_speed is None else None
     speed = round(texts_per_second(model, texts), 1) if torch_speed is None else torch_speed
-    if speed >= limit or speed * EXPORT_SPEEDUP < limit or not ws.settings.serve.export or not exportable(model):
+    if speed >= limit or speed * EXPORT_SPEEDUP < limit or not ws.settings.serve.export:
+        return speed
+    model = load() if model is None else model
+    if not exportable(model):
         return speed
     try:
         verdict = export_artifact(ws, run, artifact, what, reuse=True, progress=progress)
@@ -341,11 +351,9 @@ def fast_node(ws: Workspace, teacher: ModelVersionRow, run: Run, spec: TaskSpec,
     the winner does. A node's speed is the fastest of its timings, this one and the search's. (node, its speed,
     the strategy it was selected as), or None when no node meets the limit. ``sets``: the frozen eval sets
     (``eval_sets``), whose texts it is timed on."""
-    speed_texts = [e.text for _, ex in sets for e in ex]
-
     def timed(node: Node) -> float:
         return serving_speed(ws, run, node.model_artifact, f"node '{node.name}'",
-                             load_trained(ws.artifacts.path(node.model_artifact)), speed_texts, limit,
+                             lambda: load_trained(ws.artifacts.path(node.model_artifact)), set_texts(sets), limit,
                              progress=progress)
 
     done = [n for n in ws.store.nodes(run.id) if n.status == "done" and n.model_artifact]
@@ -395,13 +403,10 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
     # (what, its registered version or None, node, speed, the strategy it was selected as: an ensemble or not)
     options: list[tuple[str, Any, Node | None, float, str]] = []
     student_mv = registry.resolve(store, distilled["student"])
-    student_rate = distilled["texts_per_second"]["student"] or 0
-    if ws.settings.serve.export and 0 < student_rate < limit <= student_rate * EXPORT_SPEEDUP:  # torch's speed: the
-        # student serves through its export when one passes the parity check
-        student_rate = serving_speed(ws, run, student_mv.artifact, distilled["student"],
-                                     load_trained(ws.artifacts.path(student_mv.artifact)),
-                                     [e.text for _, ex in sets for e in ex], limit, torch_speed=student_rate,
-                                     progress=progress)
+    # torch's speed: the student serves through its export when one passes the parity check
+    student_rate = serving_speed(ws, run, student_mv.artifact, distilled["student"],
+                                 lambda: load_trained(ws.artifacts.path(student_mv.artifact)), set_texts(sets), limit,
+                                 torch_speed=distilled["texts_per_second"]["student"] or 0.0, progress=progress)
     student_option = (distilled["student"], student_mv, None, student_rate, "distill")
     if student_rate >= limit:
         options.append(student_option)

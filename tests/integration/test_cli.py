@@ -550,6 +550,41 @@ def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it
     assert f"v{student.id} 1.0000" in r["reason"] and "is the most accurate" in r["reason"], r  # tied, both said
 
 
+def test_a_student_torch_times_under_the_limit_serves_through_its_onnx_export(trained, tmp_path, monkeypatch):
+    """A student is held to [serve] min_throughput as it would serve too: timed under the limit with torch and at it
+    through an export that passed the parity check, it serves in place of its too-slow teacher."""
+    from adaptloop.agent import distill
+    from adaptloop.agent import export as ex
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node
+    from adaptloop.train.classifier import classifiers
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    teacher = registry.resolve(ws.store, "production")
+    run_id = ws.store.get(Node, teacher.node_id).run_id
+    node = next(n for n in ws.store.nodes(run_id) if n.status == "done" and n.model_artifact
+                and n.pipeline["strategy"] == "frozen")
+    for n in ws.store.nodes(run_id):  # no node of the search is fast enough
+        ws.store.update(Node, n.id, texts_per_second=0.0)
+    student = registry.register(ws.store, task_id=teacher.task_id, node_id=node.id, artifact=node.model_artifact,
+                                metrics={}, lineage={"teacher": teacher.id}, reason="a student")
+    monkeypatch.setattr(distill, "distill_version", lambda ws_, ref, **kw: {
+        "decision": "refused", "student": f"v{student.id}", "reason": "refused",
+        "texts_per_second": {"teacher": 10.0, "student": 100.0}, "gate": {}})  # torch's speeds
+    timed = []
+
+    def speed(model, texts, **kw):  # the teacher first: too slow even for an export; then the student's export
+        timed.append(model)
+        return 10.0 if len(timed) == 1 else 500.0 if any(c.onnx is not None for c in classifiers(model)) else 100.0
+
+    monkeypatch.setattr(distill, "texts_per_second", speed)
+    ws.settings.serve.min_throughput, ws.settings.serve.export = 200.0, True
+    r = distill.fit_to_serving(ws)
+    served = registry.resolve(ws.store, "production")
+    assert served.id == student.id and f"v{student.id} (500 texts/s)" in r["reason"], r
+    assert ex.served_precision(ws, student.artifact) in ("int8", "int8-mixed", "fp32")
+
+
 def test_a_slow_teacher_with_a_fast_fine_tuned_member_gets_a_student_that_starts_from_that_member(
         trained, tmp_path, monkeypatch):
     """The teacher's fine-tuned member of the default encoder meets [serve] min_throughput alone: its student keeps
