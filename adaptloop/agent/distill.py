@@ -314,9 +314,9 @@ def set_texts(sets: Sequence[tuple[str, Sequence[Any]]]) -> list[str]:
 
 def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, load: Callable[[], Any], texts: Sequence[str],
                   limit: float, *, torch_speed: float | None = None, progress: Progress = no_progress) -> float:
-    """Texts a second ``model`` (``artifact``, of ``run``; ``what`` names it) scores as it would serve: production
-    runs through the model's ONNX export when one passes the parity check (``[serve] export``), so a model that
-    torch times under ``limit`` is exported (as `adaptloop export` does, kept for serving) and timed through
+    """Texts a second the model ``load`` gives (``artifact``, of ``run``; ``what`` names it) scores as it would
+    serve: production runs through its ONNX export when one passes the parity check (``[serve] export``), so a model
+    that torch times under ``limit`` is exported (as `adaptloop export` does, kept for serving) and timed through
     it when that could close the gap (``EXPORT_SPEEDUP``). Measured on banking77: at 20 minutes a fine-tune +
     n-gram pair's refit timed under 150 texts/s with torch (best of three passes), so the pair served as fitted
     (test 0.9386; the refit 0.9399 in other runs); timed so, a pair at 146 with torch scored 209 through its fp32
@@ -403,7 +403,7 @@ def serve_within_limit(ws: Workspace, teacher: ModelVersionRow, run: Run, rate: 
     # (what, its registered version or None, node, speed, the strategy it was selected as: an ensemble or not)
     options: list[tuple[str, Any, Node | None, float, str]] = []
     student_mv = registry.resolve(store, distilled["student"])
-    # torch's speed: the student serves through its export when one passes the parity check
+    # timed through its export when torch's speed falls short: the student serves through one that passes the check
     student_rate = serving_speed(ws, run, student_mv.artifact, distilled["student"],
                                  lambda: load_trained(ws.artifacts.path(student_mv.artifact)), set_texts(sets), limit,
                                  torch_speed=distilled["texts_per_second"]["student"] or 0.0, progress=progress)
