@@ -163,16 +163,43 @@ def export_artifact(ws: Workspace, run: Run, artifact: str, what: str, *, reuse:
     return verdict
 
 
-def export_production(ws: Workspace, *, progress: Progress = no_progress) -> dict[str, Any] | None:
+def export_seconds(ws: Workspace, run: Run, node: Node) -> float | None:
+    """The least an export of ``node``'s model takes: the parity check scores ``run``'s frozen eval set with
+    torch, then with the first precision tried (at torch's speed at best: int8 ran 2-3 times as fast, fp32 as
+    fast), at the speed the search measured the node at. None when either is unknown."""
+    from adaptloop.agent.prepare import run_eval_set
+
+    eval_set = run_eval_set(ws, run)
+    if not node.texts_per_second or eval_set is None:
+        return None
+    return 2 * len(eval_set.examples) / node.texts_per_second
+
+
+def export_production(ws: Workspace, *, seconds_left: float | None = None,
+                      progress: Progress = no_progress) -> dict[str, Any] | None:
     """``[serve] export`` after a cold start: production exported under the parity check, when the
     exporter knows its kind of model (not a causal LM, nor a test's stand-in). None when off or not
-    exportable; the verdict otherwise (refused exports included: torch serves them)."""
+    exportable; the verdict otherwise (refused exports included: torch serves them). ``seconds_left``: what
+    is left of the run's budget; an export that cannot fit it (``export_seconds``) waits for `adaptloop
+    export` (measured: banking77 at 20 minutes without a serving limit, the export of the winner, an ensemble
+    with a frozen mpnet member at 25 texts/s, took 125 s of four eval-set passes, and the run ended 98 s past
+    its budget)."""
     if not ws.settings.serve.export:
         return None
     mv = registry.resolve(ws.store, "production")
-    run = ws.store.get(Run, ws.store.get(Node, mv.node_id).run_id)
+    node = ws.store.get(Node, mv.node_id)
+    run = ws.store.get(Run, node.run_id)
     if ws.store.run_state(run).spec.family == "generation":  # decided before loading a causal LM
         return None
+    exported = (export_dir(ws, mv.artifact) / VERDICT).is_file()  # as when serving timed it through an export
+    need = export_seconds(ws, run, node) if seconds_left is not None and not exported else None
+    if need is not None and seconds_left is not None and need > seconds_left:
+        reason = (f"v{mv.id} is not exported within the budget: its export and parity check take {need:.0f}s at "
+                  f"least (its eval set scored with torch and with ONNX at {node.texts_per_second:.0f} texts/s), "
+                  f"{max(0.0, seconds_left):.0f}s are left; it serves with torch until `adaptloop export` exports it")
+        ws.store.decide(run.id, "export", reason, version=f"v{mv.id}", serves=None, deferred=True,
+                        seconds_needed=round(need, 1), seconds_left=round(seconds_left, 1))
+        return {"version": f"v{mv.id}", "serves": None, "deferred": True, "reason": reason}
     try:  # export_version loads the model once and says when the exporter does not know it
         return export_version(ws, f"v{mv.id}", reuse=True, progress=progress)
     except WorkspaceError:  # not exportable, or no frozen eval set to check against: torch serves

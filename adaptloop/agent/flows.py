@@ -89,7 +89,8 @@ def start_new(ws: Workspace, prompt: str | None, data: Path | None, eval_data: P
         left = max(seconds - (time.monotonic() - t0) - export_reserve(ws, loaded.family, seconds),
                    serving_reserve(ws, seconds))
         sized = fit_to_serving(ws, budget_s=left, progress=bars) if result.version is not None else None
-        exported = export_production(ws, progress=bars) if result.version is not None else None
+        exported = (export_production(ws, seconds_left=seconds - (time.monotonic() - t0), progress=bars)
+                    if result.version is not None else None)
     if draft is not None:  # the drafter's requests belong to the run they made
         ws.store.claim_llm_calls("synth", result.run_id)
     for what in (sized, exported):

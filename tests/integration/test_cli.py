@@ -550,6 +550,37 @@ def test_an_ensemble_as_accurate_as_the_student_on_the_eval_set_serves_before_it
     assert f"v{student.id} 1.0000" in r["reason"] and "is the most accurate" in r["reason"], r  # tied, both said
 
 
+def test_new_leaves_an_export_that_cannot_fit_the_rest_of_its_budget_to_adaptloop_export(trained, tmp_path):
+    """`new` exports production inside its budget: an export whose parity check alone (two passes over the eval
+    set at the model's measured speed) needs more than the budget has left waits for `adaptloop export`, with a
+    decision saying so; one that was made already (serving timed through it) is kept whatever is left."""
+    import json
+
+    from adaptloop.agent import export as ex
+    from adaptloop.agent.prepare import run_eval_set
+    from adaptloop.store import registry
+    from adaptloop.store.db import Node, Run
+
+    ws = copy_with_the_winner_serving(trained, tmp_path)
+    mv = registry.resolve(ws.store, "production")
+    node = ws.store.get(Node, mv.node_id)
+    folder = ex.export_dir(ws, mv.artifact)
+    assert not folder.exists()
+    ws.settings.serve.export = True
+    ws.store.update(Node, node.id, texts_per_second=0.1)  # two passes over the eval set: minutes
+    r = ex.export_production(ws, seconds_left=30.0)  # a small eval set at 0.1 texts a second
+    assert r["deferred"] and r["serves"] is None and "`adaptloop export`" in r["reason"], r
+    assert not folder.exists()
+    decision = [d for d in ws.store.decisions(node.run_id) if d.kind == "export"][-1]
+    assert decision.data["deferred"] and decision.data["seconds_needed"] > 30, decision.data
+    eval_set = run_eval_set(ws, ws.store.get(Run, node.run_id))
+    folder.mkdir(parents=True)  # an export serving was timed through: kept, not deferred
+    (folder / ex.VERDICT).write_text(json.dumps({"version": "node 'x'", "eval_set": eval_set.id, "serves": "int8",
+                                                 "tried": [], "reason": "made before"}))
+    r = ex.export_production(ws, seconds_left=0.0)
+    assert r["serves"] == "int8" and "has the export of node 'x'" in r["reason"], r
+
+
 def test_a_student_torch_times_under_the_limit_serves_through_its_onnx_export(trained, tmp_path, monkeypatch):
     """A student is held to [serve] min_throughput as it would serve too: timed under the limit with torch and at it
     through an export that passed the parity check, it serves in place of its too-slow teacher."""
