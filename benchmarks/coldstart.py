@@ -32,7 +32,7 @@ with adaptloop's data, to tell what the held-out eval set costs from what the se
 
 `--setting serve.min_throughput=0` (repeatable) sets a key of adaptloop's workspace settings before its
 run (recorded in its row). Once scored, adaptloop's workspace keeps its store and reports and loses its
-models and exports (about 1 GB a 20-minute run), unless `--keep-models`.
+models and exports (0.7–2 GB a 20-minute run), unless `--keep-models`.
 
 `--budgets 2m 5m 10m 20m` runs the budgeted methods (adaptloop, SetFit) once per budget in the
 same script run; frozen + LR, the default fine-tune and the fixed recipe run once and report
@@ -100,7 +100,7 @@ def configure(ws: Path, settings: Sequence[str]) -> dict[str, Any]:
 
 
 def drop_models(ws: Path) -> int:
-    """Remove a scored workspace's model artifacts and exports (about 1 GB a 20-minute run), keeping its
+    """Remove a scored workspace's model artifacts and exports (0.7–2 GB a 20-minute run), keeping its
     store and reports (`adaptloop runs -w` still shows the run); the bytes freed."""
     freed = 0
     for folder in (ws / ".adaptloop" / "artifacts", ws / ".adaptloop" / "exports"):
@@ -357,7 +357,7 @@ def main() -> None:
                     help="a setting of adaptloop's workspace (adaptloop.toml, docs/settings.md), repeatable: "
                          "--setting serve.min_throughput=0 runs without the serving-speed limit")
     ap.add_argument("--keep-models", action="store_true",
-                    help="keep adaptloop's trained models and exports in its workspace (about 1 GB a 20-minute "
+                    help="keep adaptloop's trained models and exports in its workspace (0.7–2 GB a 20-minute "
                          "run; by default only its store and reports are kept once it is scored)")
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
