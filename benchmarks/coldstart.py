@@ -82,6 +82,7 @@ def configure(ws: Path, settings: Sequence[str]) -> dict[str, Any]:
     """Set ``section.key=value`` pairs (a TOML value: ``serve.min_throughput=0``) in the workspace's
     adaptloop.toml, validated as adaptloop validates it; returns them as set, for the results."""
     import tomllib
+    from pydantic import ValidationError
 
     from adaptloop.config import Settings, load_settings, write_settings
 
@@ -93,9 +94,16 @@ def configure(ws: Path, settings: Sequence[str]) -> dict[str, Any]:
         if not sep or not dot or section not in data or name not in data[section]:
             sys.exit(f"--setting {pair!r}: expected section.key=value with a key of adaptloop.toml "
                      f"(docs/settings.md), e.g. serve.min_throughput=0")
-        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        try:
+            value = tomllib.loads(f"v = {raw.strip()}")["v"]
+        except tomllib.TOMLDecodeError:
+            sys.exit(f"--setting {pair!r}: {raw.strip()!r} is not a TOML value; quote a string: {key}='\"text\"'")
         data[section][name] = applied[key.strip()] = value
-    write_settings(ws, Settings.model_validate(data))
+    try:
+        write_settings(ws, Settings.model_validate(data))
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        sys.exit(f"--setting: {'.'.join(str(p) for p in first['loc'])}: {first['msg']} (docs/settings.md)")
     return applied
 
 
