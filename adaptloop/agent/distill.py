@@ -325,8 +325,11 @@ def serving_speed(ws: Workspace, run: Run, artifact: str, what: str, load: Calla
     speed with torch when it was just timed (else timed here)."""
     from adaptloop.train.onnx_export import exportable
 
-    model = load() if torch_speed is None else None
-    speed = round(texts_per_second(model, texts), 1) if torch_speed is None else torch_speed
+    if torch_speed is None:
+        model = load()
+        speed = round(texts_per_second(model, texts), 1)
+    else:
+        model, speed = None, torch_speed
     if speed >= limit or speed * EXPORT_SPEEDUP < limit or not ws.settings.serve.export:
         return speed
     model = load() if model is None else model

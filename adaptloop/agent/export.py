@@ -27,7 +27,7 @@ from adaptloop.evaluate.metrics import primary
 from adaptloop.evaluate.rows import metrics_of
 from adaptloop.store import registry
 from adaptloop.store.db import Node, Run
-from adaptloop.types import Progress, no_progress
+from adaptloop.types import EvalSet, Progress, no_progress
 from adaptloop.workspace import Workspace
 
 AGREEMENT_MIN = 0.995  # share of the eval set on which the export predicts what torch predicts
@@ -55,6 +55,16 @@ def served_precision(ws: Workspace, artifact: str) -> str | None:
     if not path.is_file():
         return None
     return json.loads(path.read_text(encoding="utf-8")).get("serves")
+
+
+def kept_verdict(ws: Workspace, artifact: str, eval_set_id: str) -> dict[str, Any] | None:
+    """The verdict of an export of ``artifact`` already judged against eval set ``eval_set_id`` (an artifact never
+    changes, so it stands), or None."""
+    path = export_dir(ws, artifact) / VERDICT
+    if not path.is_file():
+        return None
+    verdict = json.loads(path.read_text(encoding="utf-8"))
+    return verdict if verdict.get("eval_set") == eval_set_id else None
 
 
 def attach_export(ws: Workspace, artifact: str, model: Any, threads: int = 0) -> Any:
@@ -100,12 +110,11 @@ def export_artifact(ws: Workspace, run: Run, artifact: str, what: str, *, reuse:
     spec = store.run_state(run).spec
     eval_set = run_eval_set(ws, run)
     folder = export_dir(ws, artifact)
-    if reuse and eval_set is not None and (folder / VERDICT).is_file():
-        verdict = json.loads((folder / VERDICT).read_text(encoding="utf-8"))
-        if verdict.get("eval_set") == eval_set.id:
-            reason = f"{what} has the export of {verdict['version']} (the same model): {verdict['reason']}"
-            store.decide(run.id, "export", reason, version=what, serves=verdict["serves"], tried=verdict["tried"])
-            return {**verdict, "version": what, "reason": reason}
+    verdict = kept_verdict(ws, artifact, eval_set.id) if reuse and eval_set is not None else None
+    if verdict is not None:
+        reason = f"{what} has the export of {verdict['version']} (the same model): {verdict['reason']}"
+        store.decide(run.id, "export", reason, version=what, serves=verdict["serves"], tried=verdict["tried"])
+        return {**verdict, "version": what, "reason": reason}
     path = ws.artifacts.path(artifact)
     model = load_trained(path)
     if not exportable(model):
@@ -163,14 +172,11 @@ def export_artifact(ws: Workspace, run: Run, artifact: str, what: str, *, reuse:
     return verdict
 
 
-def export_seconds(ws: Workspace, run: Run, node: Node) -> float | None:
-    """The least an export of ``node``'s model takes: the parity check scores ``run``'s frozen eval set with
+def export_seconds(eval_set: EvalSet, node: Node) -> float | None:
+    """The least an export of ``node``'s model takes: the parity check scores its run's frozen ``eval_set`` with
     torch, then with the first precision tried (at torch's speed at best: int8 ran 2-3 times as fast, fp32 as
-    fast), at the speed the search measured the node at. None when either is unknown."""
-    from adaptloop.agent.prepare import run_eval_set
-
-    eval_set = run_eval_set(ws, run)
-    if not node.texts_per_second or eval_set is None:
+    fast), at the speed the search measured the node at. None when that is unknown."""
+    if not node.texts_per_second:
         return None
     return 2 * len(eval_set.examples) / node.texts_per_second
 
@@ -191,8 +197,13 @@ def export_production(ws: Workspace, *, seconds_left: float | None = None,
     run = ws.store.get(Run, node.run_id)
     if ws.store.run_state(run).spec.family == "generation":  # decided before loading a causal LM
         return None
-    exported = (export_dir(ws, mv.artifact) / VERDICT).is_file()  # as when serving timed it through an export
-    need = export_seconds(ws, run, node) if seconds_left is not None and not exported else None
+    need = None
+    if seconds_left is not None:
+        from adaptloop.agent.prepare import run_eval_set
+
+        eval_set = run_eval_set(ws, run)  # an export made already (serving timed it through one) is kept
+        if eval_set is not None and kept_verdict(ws, mv.artifact, eval_set.id) is None:
+            need = export_seconds(eval_set, node)
     if need is not None and seconds_left is not None and need > seconds_left:
         reason = (f"v{mv.id} is not exported within the budget: its export and parity check take {need:.0f}s at "
                   f"least (its eval set scored with torch and with ONNX at {node.texts_per_second:.0f} texts/s), "
