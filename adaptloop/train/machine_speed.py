@@ -4,11 +4,18 @@ The search prices every pipeline before it starts one (``agent/doctrine.cost``):
 training step, texts a second embedded. Those depend on the machine (cores, their instruction
 set, a GPU), on the encoder and on how long the task's texts are, so they are measured here
 rather than assumed: each encoder of the ladder embeds a few dozen of the task's texts and takes
-three optimizer steps on them (two batch sizes tell a step's fixed part, the optimizer's update
-of every weight, from its part per token). The results are kept per token, so a task with
-longer texts reuses them, in ``$ADAPTLOOP_CACHE/speeds.json`` under a key naming the machine
-(CPU model, core count, torch version, device, threads): the first run on a machine pays for
-them once (a few seconds for MiniLM, about 15 s for mpnet-base on 2 cores), later runs read them.
+optimizer steps on them at two batch sizes (which tell a step's fixed part, the optimizer's update
+of every weight, from its part per token). Each timing is taken ``REPEATS`` times and the fastest
+kept: a pause (another process, the OS) only ever adds time. The results are kept per token, so a
+task with longer texts reuses them, in ``$ADAPTLOOP_CACHE/speeds.json`` under a key naming the
+machine (CPU model, core count, torch version, device, threads): the first run on a machine pays
+for them once (a few seconds for MiniLM, about 20 s for mpnet-base on 2 cores), later runs read them.
+
+A measurement taken while other processes held the cores is used by the run that took it (it is
+what the machine does now) but never cached: on a CPU, the process's CPU time over the timings is
+compared with their wall time × threads. Measured on 2 cores, MiniLM with 2 threads: 0.90-0.98 of
+the threads busy alone, 0.39-0.49 beside two busy processes, whose step estimates came out 4-8x
+slower — a number that, cached, would price every later run on the machine.
 """
 
 from __future__ import annotations
@@ -26,7 +33,10 @@ from adaptloop.errors import AdaptloopError
 from adaptloop.train.packaged import cache_dir
 
 EMBED_TEXTS = 64  # texts timed for the forward pass (after a warm-up batch)
-STEP_BATCHES = (4, 16)  # texts in the two timed training steps (after a warm-up step)
+STEP_BATCHES = (8, 32)  # texts in the two timed training steps (after a warm-up step): a tagger's and a
+# classifier's batch, so the estimates used interpolate between what was timed
+REPEATS = 3  # each timing taken this many times, the fastest kept
+CONTENDED = 0.7  # CPU time under this share of the timings' wall time × threads: other processes held cores
 FILLER = "a short customer message about an account, a card or a payment"  # when a task has no texts
 
 
@@ -39,6 +49,12 @@ class EncoderSpeed:
     step_seconds_per_token: float  # a training step (forward, backward, AdamW): per padded token of the batch
     step_seconds_fixed: float = 0.0  # and once per step, whatever the batch (the optimizer's update)
     key: str = ""  # the machine it was measured on
+    cpu_share: float = 1.0  # CPU time over the timings / (their wall time × threads); 1.0 on a GPU
+
+    @property
+    def contended(self) -> bool:
+        """Other processes held the cores while it was measured: right for now, not for the cache."""
+        return self.cpu_share < CONTENDED
 
     def texts_per_second(self, tokens_per_text: float) -> float:
         return self.tokens_per_second / max(tokens_per_text, 1.0)
@@ -96,16 +112,27 @@ def padded_tokens(encoder: str, texts: Sequence[str], batch: int = 32) -> float:
 
 
 def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads: int = 0) -> EncoderSpeed:
-    """Time ``encoder`` on ``texts`` (cycled to the sizes needed): forward passes, then training steps."""
+    """Time ``encoder`` on ``texts`` (cycled to the sizes needed): forward passes, then training steps,
+    each ``REPEATS`` times, the fastest kept."""
     import torch
 
     from adaptloop.train.encoder import MAX_LENGTH, freeze_large_vocabulary, load_base, mean_pool, padding_chunks
 
     texts = [t for t in texts if t] or [FILLER]
-    sample = [texts[i % len(texts)] for i in range(EMBED_TEXTS)]
+    sample = [texts[i % len(texts)] for i in range(max(EMBED_TEXTS, *STEP_BATCHES))]
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
+    timed = [0.0, 0.0]  # wall and CPU seconds inside the timings
+
+    def clock(fn) -> float:
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        wall = time.perf_counter() - w0
+        timed[0] += wall
+        timed[1] += time.process_time() - c0
+        return wall
+
     try:
         tok, shared = load_base(encoder)
         model = copy.deepcopy(shared).to(device)  # load_base's copy is shared: the steps below must not touch it
@@ -114,58 +141,66 @@ def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads:
             return tok(list(part), padding=True, truncation=True, max_length=MAX_LENGTH, return_tensors="pt").to(device)
 
         model.eval()
+        chunks = [batch([sample[i] for i in idx])
+                  for idx in padding_chunks([len(t) for t in sample[:EMBED_TEXTS]], 32)]
+        tokens = sum(b["input_ids"].numel() for b in chunks)
         with torch.inference_mode():
-            model(**batch(sample[:8]))  # warm-up: first-call allocations
-            tokens, t0 = 0, time.perf_counter()
-            for idx in padding_chunks([len(t) for t in sample[:EMBED_TEXTS]], 32):
-                b = batch([sample[i] for i in idx])
-                model(**b)
-                tokens += b["input_ids"].numel()
-            forward = tokens / (time.perf_counter() - t0)
+            model(**chunks[0])  # warm-up: first-call allocations
+
+            def forward_pass() -> None:
+                for b in chunks:
+                    model(**b)
+
+            forward = tokens / min(clock(forward_pass) for _ in range(REPEATS))
         model.train()
         freeze_large_vocabulary(model)  # as the trainers do
         opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
 
-        def step(part: Sequence[str]) -> tuple[int, float]:
-            b = batch(part)
-            t0 = time.perf_counter()
+        def step(b) -> None:
             out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
             mean_pool(out.last_hidden_state, b["attention_mask"]).sum().backward()
             opt.step()
             opt.zero_grad(set_to_none=True)
-            return b["input_ids"].numel(), time.perf_counter() - t0
 
-        step(sample[:STEP_BATCHES[0]])  # warm-up: the optimizer's state is allocated here
+        small, large = (batch(sample[:n]) for n in STEP_BATCHES)
+        step(small)  # warm-up: the optimizer's state is allocated here
         # a step costs a fixed part (the optimizer over every weight) and a part per token: two batch
         # sizes tell them apart
-        (small, t_small), (large, t_large) = (step(sample[:n]) for n in STEP_BATCHES)
-        per_token = (t_large - t_small) / (large - small) if large > small and t_large > t_small else t_large / large
-        fixed = max(0.0, t_small - per_token * small)
+        t_small = min(clock(lambda: step(small)) for _ in range(REPEATS))
+        t_large = min(clock(lambda: step(large)) for _ in range(REPEATS))
+        n_small, n_large = small["input_ids"].numel(), large["input_ids"].numel()
+        per_token = ((t_large - t_small) / (n_large - n_small) if n_large > n_small and t_large > t_small
+                     else t_large / n_large)
+        fixed = max(0.0, t_small - per_token * n_small)
+        used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-    return EncoderSpeed(encoder, round(forward, 1), per_token, fixed, machine_key(device, threads or before))
+    share = timed[1] / (timed[0] * used) if device == "cpu" and timed[0] > 0 else 1.0
+    return EncoderSpeed(encoder, round(forward, 1), per_token, fixed, machine_key(device, threads or before),
+                        round(share, 3))
 
 
 def encoder_speeds(encoders: Sequence[str], texts: Sequence[str], *, device: str = "cpu",
                    threads: int = 0) -> dict[str, EncoderSpeed]:
     """Each encoder's speed on this machine: from the cache when it was measured here before, else
-    measured now on ``texts`` and cached. An encoder that fails to load is left out (its cost stays
-    the doctrine's default)."""
+    measured now on ``texts`` and cached unless other processes held the cores meanwhile. An encoder
+    that fails to load is left out (its cost stays the doctrine's default)."""
     import torch
 
     key = machine_key(device, threads or torch.get_num_threads())
     cache, out, fresh = _read_cache(), {}, False
     for enc in encoders:
         hit = cache.get(f"{key}|{enc}")
-        if hit is not None:
+        if hit is not None and "cpu_share" in hit:  # entries without it predate the contention check
             out[enc] = EncoderSpeed(**hit)
             continue
         try:
             out[enc] = measure(enc, texts, device=device, threads=threads)
         except (AdaptloopError, OSError, ValueError, RuntimeError):
             continue
-        cache[f"{key}|{enc}"] = asdict(out[enc])
-        fresh = True
+        if not out[enc].contended:
+            cache[f"{key}|{enc}"] = asdict(out[enc])
+            fresh = True
     if fresh:
         _write_cache(cache)
     return out

@@ -25,7 +25,7 @@ def test_minilm_is_measured_once_then_read_from_the_cache(cache, monkeypatch):
     before = next(shared.parameters()).detach().clone()
     got = encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER]
     assert got.tokens_per_second > 0 and got.step_seconds_per_token > 0 and got.step_seconds_fixed >= 0
-    assert "1 threads" in got.key
+    assert "1 threads" in got.key and 0 < got.cpu_share <= 1.5
     assert (next(shared.parameters()) == before).all()  # the training steps ran on a copy
     assert json.loads(cache.read_text())[f"{got.key}|{DEFAULT_ENCODER}"]["encoder"] == DEFAULT_ENCODER
 
@@ -34,6 +34,29 @@ def test_minilm_is_measured_once_then_read_from_the_cache(cache, monkeypatch):
 
     monkeypatch.setattr(machine_speed, "measure", never)
     assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == got
+
+
+def test_a_measurement_taken_beside_busy_processes_serves_its_run_but_is_not_cached(cache, monkeypatch):
+    busy = EncoderSpeed(DEFAULT_ENCODER, 900.0, 0.002, 0.4, key="k", cpu_share=0.45)
+    calm = EncoderSpeed(DEFAULT_ENCODER, 5000.0, 0.0005, 0.1, key="k", cpu_share=0.98)
+    timings = iter([busy, calm])
+    monkeypatch.setattr(machine_speed, "measure", lambda *_a, **_k: next(timings))
+    assert busy.contended and not calm.contended
+    assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == busy  # what the machine does now
+    assert not cache.exists()
+    assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == calm  # measured again
+    assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == calm  # from the cache now
+
+
+def test_a_cached_speed_from_before_the_contention_check_is_measured_again(cache, monkeypatch):
+    key = machine_speed.machine_key("cpu", 1)
+    old = {"encoder": DEFAULT_ENCODER, "key": key, "tokens_per_second": 1.0, "step_seconds_per_token": 1.0,
+           "step_seconds_fixed": 1.0}  # no cpu_share: it may have been timed beside other work
+    cache.write_text(json.dumps({f"{key}|{DEFAULT_ENCODER}": old}))
+    fresh = EncoderSpeed(DEFAULT_ENCODER, 5000.0, 0.0005, 0.1, key=key, cpu_share=0.98)
+    monkeypatch.setattr(machine_speed, "measure", lambda *_a, **_k: fresh)
+    assert encoder_speeds([DEFAULT_ENCODER], TEXTS, threads=1)[DEFAULT_ENCODER] == fresh
+    assert json.loads(cache.read_text())[f"{key}|{DEFAULT_ENCODER}"]["cpu_share"] == 0.98
 
 
 def test_an_encoder_that_does_not_load_is_left_out(cache, tmp_path):
