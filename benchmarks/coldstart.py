@@ -159,6 +159,8 @@ def run_adaptloop(dataset: str, budget: str, official_dev: bool = False, setting
                       {"dev_accuracy": n["dev"].get("accuracy"), "strategy": n["pipeline"]["strategy"],
                        "recipe": n["pipeline"]["recipe"]} for n in r["nodes"]],
             "winner": r["winner"]["node"], "frozen_eval": r["winner"]["eval"],
+            # a refit on train + dev serves: the dev-selected original on the same eval set, for the record
+            "frozen_eval_before_refit": r["winner"].get("eval_before_refit"),
             "test": {k: v for k, v in e.items() if k not in ("per_class", "examples_wrong")}}
 
 
