@@ -156,8 +156,9 @@ class Labelled:
             ws.store.decide(run.id, "costs", "measured on this machine: " + "; ".join(
                 f"{s.encoder.split('/')[-1]} {s.tokens_per_second:.0f} tokens/s forward, "
                 f"a training step {s.step_seconds_fixed:.2f} s + {1000 * s.step_seconds_per_token:.2f} ms a token"
-                + (f" (timed with {s.cpu_share:.0%} of the threads busy: other processes held cores; used by "
-                   "this run, not cached)" if s.contended else "")
+                + (" (timed while other processes held "
+                   + (f"{s.others:.1f} cores" if s.others is not None else f"{1 - s.cpu_share:.0%} of the threads")
+                   + ": used by this run, not cached)" if s.contended else "")
                 for s in speeds.values())
                 + f"; the task's texts pad to {tokens:.1f} tokens", **{k: round(v, 3) for k, v in rates.items()},
                 machine=base.key)

@@ -12,10 +12,12 @@ machine (CPU model, core count, torch version, device, threads): the first run o
 for them once (a few seconds for MiniLM, about 20 s for mpnet-base on 2 cores), later runs read them.
 
 A measurement taken while other processes held the cores is used by the run that took it (it is
-what the machine does now) but never cached: on a CPU, the process's CPU time over the timings is
-compared with their wall time × threads. Measured on 2 cores, MiniLM with 2 threads: 0.90-0.98 of
-the threads busy alone, 0.39-0.49 beside two busy processes, whose step estimates came out 4-8x
-slower — a number that, cached, would price every later run on the machine.
+what the machine does now) but never cached. On Linux the CPU time the whole machine spent during
+the timings (``/proc/stat``) less this process's own tells how many cores other processes kept busy;
+elsewhere the process's CPU time is compared with the timings' wall time × threads. Measured on
+2 cores, MiniLM with 2 threads: alone, others kept 0.02 cores busy (the threads 0.99 busy); beside
+one busy process 0.7 cores, beside two 1.0 (the threads 0.49 busy), and the step estimates came out
+2.5-3.5x slower — a number that, cached, would price every later run on the machine.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import json
 import os
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,7 +38,8 @@ EMBED_TEXTS = 64  # texts timed for the forward pass (after a warm-up batch)
 STEP_BATCHES = (8, 32)  # texts in the two timed training steps (after a warm-up step): a tagger's and a
 # classifier's batch, so the estimates used interpolate between what was timed
 REPEATS = 3  # each timing taken this many times, the fastest kept
-CONTENDED = 0.7  # CPU time under this share of the timings' wall time × threads: other processes held cores
+OTHERS_MAX = 0.5  # cores other processes may keep busy beyond those the threads leave free (Linux)
+CONTENDED = 0.7  # elsewhere: this process's CPU time under this share of the timings' wall time × threads
 FILLER = "a short customer message about an account, a card or a payment"  # when a task has no texts
 
 
@@ -50,11 +53,8 @@ class EncoderSpeed:
     step_seconds_fixed: float = 0.0  # and once per step, whatever the batch (the optimizer's update)
     key: str = ""  # the machine it was measured on
     cpu_share: float = 1.0  # CPU time over the timings / (their wall time × threads); 1.0 on a GPU
-
-    @property
-    def contended(self) -> bool:
-        """Other processes held the cores while it was measured: right for now, not for the cache."""
-        return self.cpu_share < CONTENDED
+    others: float | None = None  # cores other processes kept busy meanwhile (None: not known here)
+    contended: bool = False  # they held cores the threads needed: right for this run, not for the cache
 
     def texts_per_second(self, tokens_per_text: float) -> float:
         return self.tokens_per_second / max(tokens_per_text, 1.0)
@@ -98,6 +98,50 @@ def _write_cache(cache: dict[str, dict]) -> None:
         pass  # a read-only home: measured again next time, nothing lost
 
 
+def _busy_seconds() -> float | None:
+    """CPU seconds every core of the machine has spent busy since boot (Linux's ``/proc/stat``), else None."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            fields = f.readline().split()
+        # cpu user nice system idle iowait irq softirq steal ...: busy is all but idle and iowait
+        ticks = [int(x) for x in fields[1:9]]
+        return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Clock:
+    """Times calls, adding up their wall seconds, this process's CPU seconds and the machine's busy CPU
+    seconds (Linux), from which ``others``: the cores other processes kept busy meanwhile."""
+
+    def __init__(self) -> None:
+        self.wall = self.own = self.busy = 0.0
+        self.machine = _busy_seconds() is not None
+
+    def __call__(self, fn: Callable[[], object]) -> float:
+        b0, w0, c0 = _busy_seconds(), time.perf_counter(), time.process_time()
+        fn()
+        wall = time.perf_counter() - w0
+        self.wall += wall
+        self.own += time.process_time() - c0
+        self.busy += (_busy_seconds() or 0.0) - (b0 or 0.0)
+        return wall
+
+    def others(self) -> float | None:
+        return max(0.0, self.busy - self.own) / self.wall if self.machine and self.wall > 0 else None
+
+    def share(self, threads: int) -> float:
+        return self.own / (self.wall * max(threads, 1)) if self.wall > 0 else 1.0
+
+
+def contended(share: float, others: float | None, threads: int) -> bool:
+    """Whether other processes held cores ``threads`` needed: more than ``OTHERS_MAX`` beyond the cores the
+    threads leave free, or (where the machine's CPU time is not known) the threads under ``CONTENDED`` busy."""
+    if others is None:
+        return share < CONTENDED
+    return others > max(0, (os.cpu_count() or 1) - threads) + OTHERS_MAX
+
+
 def padded_tokens(encoder: str, texts: Sequence[str], batch: int = 32) -> float:
     """Mean tokens per text as batches of similar length pad them (the unit the speeds are kept in)."""
     from transformers import AutoTokenizer
@@ -123,15 +167,7 @@ def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads:
     before = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)
-    timed = [0.0, 0.0]  # wall and CPU seconds inside the timings
-
-    def clock(fn) -> float:
-        w0, c0 = time.perf_counter(), time.process_time()
-        fn()
-        wall = time.perf_counter() - w0
-        timed[0] += wall
-        timed[1] += time.process_time() - c0
-        return wall
+    clock = Clock()
 
     try:
         tok, shared = load_base(encoder)
@@ -175,9 +211,10 @@ def measure(encoder: str, texts: Sequence[str], *, device: str = "cpu", threads:
         used = torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
-    share = timed[1] / (timed[0] * used) if device == "cpu" and timed[0] > 0 else 1.0
+    share, others = (clock.share(used), clock.others()) if device == "cpu" else (1.0, None)
     return EncoderSpeed(encoder, round(forward, 1), per_token, fixed, machine_key(device, threads or before),
-                        round(share, 3))
+                        round(share, 3), None if others is None else round(others, 3),
+                        device == "cpu" and contended(share, others, used))
 
 
 def encoder_speeds(encoders: Sequence[str], texts: Sequence[str], *, device: str = "cpu",
