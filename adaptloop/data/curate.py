@@ -11,6 +11,7 @@ import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from datasketch import MinHash, MinHashLSH
@@ -60,11 +61,18 @@ def find_exact_duplicates(examples: Sequence[Example]) -> list[Drop]:
     return sorted(drops, key=lambda d: d.index)
 
 
+@lru_cache(maxsize=1)
+def _seeded() -> MinHash:
+    """The MinHash whose permutations every text's reuses: drawing them per text took 3/4 of its time."""
+    return MinHash(num_perm=NUM_PERM, seed=1)
+
+
 def _minhash(text: str) -> MinHash:
     t = normalize_text(text)
     t = f" {t} "
     shingles = {t[i:i + SHINGLE] for i in range(max(1, len(t) - SHINGLE + 1))}
-    m = MinHash(num_perm=NUM_PERM, seed=1)
+    seeded = _seeded()
+    m = MinHash(num_perm=NUM_PERM, seed=1, permutations=seeded.permutations, scheme=seeded.scheme)
     m.update_batch([s.encode("utf-8") for s in shingles])
     return m
 

@@ -29,7 +29,9 @@ import platform
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from adaptloop.errors import AdaptloopError
 from adaptloop.train.packaged import cache_dir
@@ -142,14 +144,22 @@ def contended(share: float, others: float | None, threads: int) -> bool:
     return others > max(0, (os.cpu_count() or 1) - threads) + OTHERS_MAX
 
 
-def padded_tokens(encoder: str, texts: Sequence[str], batch: int = 32) -> float:
-    """Mean tokens per text as batches of similar length pad them (the unit the speeds are kept in)."""
+@lru_cache(maxsize=8)
+def _tokenizer(encoder: str) -> Any:
+    """``encoder``'s tokenizer, loaded once a process (0.3 s a load: every run prices two or three rungs)."""
     from transformers import AutoTokenizer
 
-    from adaptloop.train.encoder import MAX_LENGTH, padding_chunks, resolve_encoder
+    from adaptloop.train.encoder import resolve_encoder
+
+    return AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+
+
+def padded_tokens(encoder: str, texts: Sequence[str], batch: int = 32) -> float:
+    """Mean tokens per text as batches of similar length pad them (the unit the speeds are kept in)."""
+    from adaptloop.train.encoder import MAX_LENGTH, padding_chunks
 
     texts = [t for t in texts if t] or [FILLER]
-    tok = AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+    tok = _tokenizer(encoder)
     lengths = [len(ids) for ids in tok(list(texts), truncation=True, max_length=MAX_LENGTH)["input_ids"]]
     padded = sum(len(c) * max(lengths[i] for i in c) for c in padding_chunks(lengths, batch))
     return padded / len(texts)
