@@ -1,7 +1,9 @@
 """ONNX export of a trained classifier's encoders, or of a tagger, served with ONNX Runtime.
 
 The part of an ``EncoderClassifier`` that costs (tokens → transformer → mean pool → L2 norm) is
-exported by torch as one ONNX graph, then quantized to int8 by ONNX Runtime's dynamic quantizer
+exported by torch as one ONNX graph (or written from the template of its architecture this machine
+keeps, with the model's weights put in: ``train.onnx_template``), quantized to int8 by ONNX Runtime's
+dynamic quantizer when first served
 (matmul weights int8 with a scale per output channel, activations quantized on the fly: the
 standard CPU recipe for transformer encoders); the linear head stays in numpy. A second, mixed
 int8 graph keeps each feed-forward block's output projection in fp32 (the matmul fed by GELU:
@@ -18,8 +20,8 @@ exactly as torch's decoding makes them.
 An export folder:
 
     enc-<i>/model.onnx        fp32 graph of the i-th encoder (``classifiers`` order)
-    enc-<i>/model.int8.onnx   the same, dynamically quantized
-    enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections
+    enc-<i>/model.int8.onnx   the same, dynamically quantized (made when first opened: ``quantized``)
+    enc-<i>/model.int8-mixed.onnx   the same, quantized but for the feed-forward output projections (likewise)
     enc-<i>/tokenizer*        its tokenizer
     tagger/model(.int8|.int8-mixed).onnx  a tagger's graphs (input ids, attention mask[, case types] → tag logits)
     tagger-<i>/...            the same for the i-th member of a tagger ensemble
@@ -38,6 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from adaptloop.train import onnx_template
 from adaptloop.train.classifier import classifiers
 from adaptloop.train.encoder import MAX_LENGTH, mean_pool, padding_chunks
 from adaptloop.train.tagger import SpanTagger
@@ -94,31 +97,48 @@ def exportable(model: Any) -> bool:
 
 
 def _write(module: torch.nn.Module, tok: Any, dest: Path, output: str, *, types: bool = False) -> Path:
-    """``module`` (input ids, attention mask[, token types when ``types``] → ``output``) as fp32, int8
-    and mixed int8 graphs, with ``tok``, in ``dest``."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
+    """``module`` (input ids, attention mask[, token types when ``types``] → ``output``) as an fp32 graph, with
+    ``tok``, in ``dest``: from this architecture's template when the machine holds one, else exported by torch
+    (and kept as the template). The int8 graphs are quantized when first opened (``quantized``)."""
     dest.mkdir(parents=True, exist_ok=True)
     sample = tok(["an example to trace the graph with", "two"], padding=True, return_tensors="pt")
     names = ["input_ids", "attention_mask"] + (["token_type_ids"] if types else [])
     args = tuple(sample[n] if n != "token_type_ids" else (sample["input_ids"] % 2) for n in names)
-    batch, tokens = torch.export.Dim("batch", max=4096), torch.export.Dim("tokens", max=512)
-    with torch.no_grad():  # torch.export-based exporter; one self-contained file
-        torch.onnx.export(module.to("cpu").eval(), args,
-                          str(dest / _FILES["fp32"]), dynamo=True, external_data=False, verbose=False,
-                          input_names=names, output_names=[output],
-                          dynamic_shapes={n: {0: batch, 1: tokens} for n in names})
-    # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
-    # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
-    quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8"]), weight_type=QuantType.QInt8,
-                     per_channel=True, op_types_to_quantize=["MatMul"])
-    # mixed: a 3-layer MiniLM student agreed with torch on 99.34% of 4,077 banking77 texts all-int8,
-    # 99.51% with the GELU-fed projections in fp32, 99.66% with 7-bit weights as well
-    quantize_dynamic(str(dest / _FILES["fp32"]), str(dest / _FILES["int8-mixed"]), weight_type=QuantType.QInt8,
-                     per_channel=True, reduce_range=True, op_types_to_quantize=["MatMul"],
-                     nodes_to_exclude=_fed_by_gelu(dest / _FILES["fp32"]))
+    module = module.to("cpu").eval()
+    graph = dest / _FILES["fp32"]
+    key = onnx_template.key(module, names, output)
+    if not onnx_template.fill(key, module, dict(zip(names, args)), graph):
+        batch, tokens = torch.export.Dim("batch", max=4096), torch.export.Dim("tokens", max=512)
+        with torch.no_grad():  # torch.export-based exporter; one self-contained file
+            torch.onnx.export(module, args, str(graph), dynamo=True, external_data=False, verbose=False,
+                              input_names=names, output_names=[output],
+                              dynamic_shapes={n: {0: batch, 1: tokens} for n in names})
+        onnx_template.keep(key, module, graph)
     tok.save_pretrained(dest)
     return dest
+
+
+def quantized(folder: Path, precision: str) -> Path:
+    """The graph of ``precision`` in export ``folder``, quantized from its fp32 graph on first use (an export
+    serves one precision: the parity check stops at the first that passes, so the others are never made)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    path = Path(folder) / _FILES[precision]
+    if path.is_file():
+        return path
+    fp32, staging = Path(folder) / _FILES["fp32"], path.with_name(path.name + f".{os.getpid()}.tmp")
+    if precision == "int8":
+        # per-channel weight scales on the matmuls: per-tensor scales moved MiniLM's embeddings to a mean
+        # cosine of 0.969 with torch on banking77 texts (5% of eval predictions changed), per-channel 0.993
+        quantize_dynamic(str(fp32), str(staging), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=["MatMul"])
+    else:
+        # mixed: a 3-layer MiniLM student agreed with torch on 99.34% of 4,077 banking77 texts all-int8,
+        # 99.51% with the GELU-fed projections in fp32, 99.66% with 7-bit weights as well
+        quantize_dynamic(str(fp32), str(staging), weight_type=QuantType.QInt8, per_channel=True,
+                         reduce_range=True, op_types_to_quantize=["MatMul"], nodes_to_exclude=_fed_by_gelu(fp32))
+    os.replace(staging, path)
+    return path
 
 
 def _fed_by_gelu(graph: Path) -> list[str]:
@@ -160,7 +180,7 @@ def _session(folder: Path, precision: str, threads: int) -> Any:
     # no busy-waiting between runs: on a small machine the spinning threads take the cores the server's
     # event loop (and a client on the same box) need between forward passes
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(Path(folder) / _FILES[precision]), opts, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(quantized(folder, precision)), opts, providers=["CPUExecutionProvider"])
 
 
 class OnnxLogits:

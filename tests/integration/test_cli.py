@@ -177,7 +177,7 @@ def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monk
     from adaptloop.agent import export as ex
     from adaptloop.agent.predict import load_version
     from adaptloop.train.classifier import classifiers
-    from adaptloop.train.onnx_export import _fed_by_gelu
+    from adaptloop.train.onnx_export import _fed_by_gelu, quantized
 
     root, texts = trained["ws"], ["my card still hasn't arrived", "I lost my card", "how do I top up by cheque"]
     before = [p["label"] for p in one_json(run("predict", *texts, "--json", "-w", root))["predictions"]]
@@ -194,7 +194,7 @@ def test_export_serves_through_onnx_only_when_it_agrees_with_torch(trained, monk
     assert (enc / "model.int8.onnx").is_file()
     kept = _fed_by_gelu(enc / "model.onnx")  # one feed-forward output projection per layer stays fp32 in mixed
     assert len(kept) == 6, kept
-    mixed = {n.name: n.op_type for n in onnx.load(str(enc / "model.int8-mixed.onnx")).graph.node}
+    mixed = {n.name: n.op_type for n in onnx.load(str(quantized(enc, "int8-mixed"))).graph.node}
     assert all(mixed.get(name) == "MatMul" for name in kept)
     int8 = {n.name: n.op_type for n in onnx.load(str(enc / "model.int8.onnx")).graph.node}
     assert all(int8.get(f"{name}_quant") == "MatMulInteger" and name not in int8 for name in kept)
