@@ -71,7 +71,7 @@ def test_the_planner_and_judge_run_end_to_end_on_smollm2_and_fall_back_cleanly(t
         ws = Workspace.open(init_workspace(tmp_path / "ws"))
         ws.settings.search.workers = 1
         ws.settings.llm.url = f"http://127.0.0.1:{port}/v1"
-        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 64
+        ws.settings.llm.timeout, ws.settings.llm.max_tokens = 120, 32  # each token ~60 ms on 2 cores
         ws.settings.llm.max_tokens_per_run = 2000  # about one request; then the doctrine alone
         ws.settings.agent.plateau_rounds = 1  # a short search: a few planner requests
         data = load_classification(write_jsonl(tmp_path / "train.jsonl", subset(banking_sample, 4, 20)))
@@ -84,6 +84,7 @@ def test_the_planner_and_judge_run_end_to_end_on_smollm2_and_fall_back_cleanly(t
                    for i, x in enumerate(rows[-3:])]
         import_traces(ws, str(write_jsonl(tmp_path / "traces.jsonl", traces)))
         ws.settings.llm.judge_max = 1  # one judged trace shows the path; each costs a SmolLM2 generation
+        ws.settings.llm.max_tokens = 64  # room for the judge's JSON answer
         improved = ImproveCycle(ws, 120, make_trainer=fake_trainer, embed_fn=_features).run()
     finally:
         server.should_exit = True
