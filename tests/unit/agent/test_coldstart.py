@@ -199,6 +199,7 @@ def test_the_extraction_opening_starts_beside_a_baseline_that_is_still_training(
     r = _on_two_workers(ws, data, "build me a PII detection model", 600, delay=1.0)
     nodes = {n.name: n for n in ws.store.nodes(r.run_id)}
     base, cased = nodes["baseline"], nodes["larger-encoder"]
+    assert base.status == cased.status == "done", {n.name: (n.status, n.eval_metrics) for n in nodes.values()}
     assert cased.started_at < base.finished_at, "the opening waited for the baseline"
     assert "started while 'baseline' trains" in cased.reason
     # the first node has no one to trail; the cased tagger trails the baseline's running dev score
