@@ -65,10 +65,17 @@ class ArtifactStore:
         dest.parent.mkdir(parents=True, exist_ok=True)
         try:
             os.replace(folder, dest)
-        except OSError:  # another filesystem: copy next to dest, then rename
-            tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=TMP_PREFIX))
-            shutil.copytree(folder, tmp, dirs_exist_ok=True)
-            os.replace(tmp, dest)
+        except OSError:
+            if not dest.exists():  # another filesystem: copy next to dest, then rename
+                tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=TMP_PREFIX))
+                shutil.copytree(folder, tmp, dirs_exist_ok=True)
+                try:
+                    os.replace(tmp, dest)
+                except OSError:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    if not dest.exists():
+                        raise
+            # else another writer (a trial in another worker) stored the same content meanwhile: it is there
             shutil.rmtree(folder, ignore_errors=True)
         return address
 

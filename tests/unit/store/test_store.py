@@ -1,5 +1,7 @@
 """The store: content-addressed artifacts, the append-only registry and its aliases, schema upgrades."""
 
+from pathlib import Path
+
 import pytest
 from sqlalchemy import select
 
@@ -25,6 +27,29 @@ def test_artifacts_are_content_addressed_and_atomic(tmp_path):
     leftovers = [p for p in (tmp_path / "art").rglob(".*") if p.name.startswith((".tmp", ".staging"))]
     assert leftovers == []
 
+
+
+def test_the_same_folder_stored_by_two_writers_at_once_is_stored_once(tmp_path, monkeypatch):
+    """Two trials (in two worker processes) that save the same bytes at the same moment: the second writer's
+    rename meets the first's folder at the address; it drops its copy and gets the address."""
+    import os
+
+    a = ArtifactStore(tmp_path / "art")
+    ours, theirs = a.staging_dir(), a.staging_dir()
+    for d in (ours, theirs):
+        (d / "w.bin").write_bytes(b"the same weights")
+    real = os.replace
+
+    def first_writer_wins(src, dst):  # the other writer renames between our check and our rename
+        if Path(src) == ours:
+            real(theirs, dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", first_writer_wins)
+    addr = a.put_dir(ours)
+    assert addr == tree_sha(a.path(addr)) and (a.path(addr) / "w.bin").read_bytes() == b"the same weights"
+    assert not ours.exists() and not theirs.exists()
+    assert [p for p in (tmp_path / "art").rglob("*") if p.name.startswith((".tmp", ".staging"))] == []
 
 def test_registry_is_append_only_and_resolves_aliases(store_url):
     store = Store(store_url)
